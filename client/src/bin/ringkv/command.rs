@@ -1,0 +1,38 @@
+//! The commands of the shell, shared by one-shot mode (`ringkv get k`) and
+//! the interactive prompt (`GET k`): one clap definition parses both.
+
+use clap::Subcommand;
+
+/// A request the shell can send.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Read a key; prints its value, or (not found).
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Write a value.
+    Put {
+        /// The key.
+        key: String,
+        /// The value, as text.
+        value: String,
+        /// Expire the value after this many seconds.
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// Delete a key.
+    #[command(alias = "delete")]
+    Del {
+        /// The key.
+        key: String,
+    },
+    /// Show the connected node's id, name and version.
+    Info,
+}
+
+/// Commands handled by the interactive prompt itself.
+pub const SHELL_COMMANDS: [&str; 4] = ["CONSISTENCY", "HELP", "EXIT", "QUIT"];
+
+/// Request commands, as the prompt lists them.
+pub const REQUEST_COMMANDS: [&str; 4] = ["GET", "PUT", "DEL", "INFO"];

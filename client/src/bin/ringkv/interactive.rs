@@ -1,0 +1,235 @@
+//! The interactive prompt: line editing, a history file, tab completion,
+//! and the prompt-only commands CONSISTENCY, HELP and EXIT.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use ringkv_client::Consistency;
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::history::DefaultHistory;
+use rustyline::{Context, Editor, Helper, Highlighter, Hinter, Validator};
+
+use crate::command::{Command, REQUEST_COMMANDS, SHELL_COMMANDS};
+use crate::session::Session;
+
+/// One line typed at the prompt, parsed with the same definitions as the
+/// one-shot command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "",
+    no_binary_name = true,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+struct PromptLine {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// What to do with a line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    Request(Command),
+    ShowConsistency,
+    SetConsistency(Consistency),
+    Help,
+    Exit,
+    Nothing,
+}
+
+/// Parses a prompt line. Command names are case-insensitive.
+pub fn parse_line(line: &str) -> Result<Action, String> {
+    let mut words = shell_words::split(line).map_err(|e| format!("cannot parse line: {e}"))?;
+    let Some(first) = words.first_mut() else {
+        return Ok(Action::Nothing);
+    };
+    *first = first.to_lowercase();
+    match first.as_str() {
+        "help" | "?" => return Ok(Action::Help),
+        "exit" | "quit" => return Ok(Action::Exit),
+        "consistency" => {
+            return match words.get(1) {
+                None => Ok(Action::ShowConsistency),
+                Some(level) => level
+                    .parse()
+                    .map(Action::SetConsistency)
+                    .map_err(|e: ringkv_client::UnknownConsistency| e.to_string()),
+            };
+        }
+        _ => {}
+    }
+    PromptLine::try_parse_from(words)
+        .map(|line| Action::Request(line.command))
+        .map_err(|e| e.render().to_string().trim_end().to_owned())
+}
+
+const HELP: &str = "\
+Commands (case-insensitive):
+  GET <key>                     read a key
+  PUT <key> <value> [--ttl S]   write a value, optionally expiring after S seconds
+  DEL <key>                     delete a key
+  INFO                          the connected node's id, name and version
+  CONSISTENCY [<level>]         show or set the level: ONE TWO THREE QUORUM ALL ANY
+  HELP                          this text
+  EXIT | QUIT                   leave (or Ctrl-D)
+Quote keys and values that contain spaces: PUT \"my key\" \"some value\"";
+
+#[derive(Helper, Hinter, Validator, Highlighter)]
+struct ShellHelper;
+
+impl Completer for ShellHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let before = &line[..pos];
+        let start = before.rfind(' ').map_or(0, |i| i + 1);
+        let word = &before[start..];
+        let candidates: Vec<&str> = if start == 0 {
+            REQUEST_COMMANDS
+                .iter()
+                .chain(SHELL_COMMANDS.iter())
+                .copied()
+                .collect()
+        } else if before
+            .trim_start()
+            .to_lowercase()
+            .starts_with("consistency ")
+        {
+            Consistency::LEVELS.iter().map(|l| l.name()).collect()
+        } else {
+            Vec::new()
+        };
+        let matches = candidates
+            .into_iter()
+            .filter(|c| c.to_lowercase().starts_with(&word.to_lowercase()))
+            .map(|c| Pair {
+                display: c.to_owned(),
+                replacement: format!("{c} "),
+            })
+            .collect();
+        Ok((start, matches))
+    }
+}
+
+fn history_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("RINGKV_HISTORY") {
+        return Some(PathBuf::from(path));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".ringkv_history"))
+}
+
+/// Runs the prompt until EXIT or end of input.
+pub async fn run(mut session: Session) -> anyhow::Result<()> {
+    let mut editor: Editor<ShellHelper, DefaultHistory> = Editor::new()?;
+    editor.set_helper(Some(ShellHelper));
+    let history = history_path();
+    if let Some(path) = &history {
+        // A missing history file is normal on first use.
+        let _ = editor.load_history(path);
+    }
+    let node = match session.client.node_info().await {
+        Ok(info) => format!(" (node {})", info.name),
+        Err(_) => String::new(),
+    };
+    println!(
+        "ringkv {} connected to {}{node}. Consistency {}. Type HELP for commands.",
+        env!("CARGO_PKG_VERSION"),
+        session.client.host(),
+        session.consistency
+    );
+    loop {
+        let line = match editor.readline("ringkv> ") {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(error) => return Err(error.into()),
+        };
+        if !line.trim().is_empty() {
+            let _ = editor.add_history_entry(line.as_str());
+        }
+        match parse_line(&line) {
+            Ok(Action::Nothing) => {}
+            Ok(Action::Exit) => break,
+            Ok(Action::Help) => println!("{HELP}"),
+            Ok(Action::ShowConsistency) => {
+                println!("Current consistency level is {}.", session.consistency)
+            }
+            Ok(Action::SetConsistency(level)) => {
+                session.consistency = level;
+                println!("Consistency level set to {level}.");
+            }
+            Ok(Action::Request(command)) => match session.run(&command).await {
+                Ok(outcome) => println!("{}", session.render(&outcome)),
+                Err(error) => println!("error: {error}"),
+            },
+            Err(message) => println!("{message}"),
+        }
+    }
+    if let Some(path) = &history
+        && let Err(error) = editor.save_history(path)
+    {
+        eprintln!("ringkv: cannot save history to {}: {error}", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_lines() {
+        assert_eq!(
+            parse_line("GET k"),
+            Ok(Action::Request(Command::Get { key: "k".into() }))
+        );
+        assert_eq!(
+            parse_line("put \"my key\" 'a value' --ttl 5"),
+            Ok(Action::Request(Command::Put {
+                key: "my key".into(),
+                value: "a value".into(),
+                ttl: Some(5)
+            }))
+        );
+        assert_eq!(
+            parse_line("Del k"),
+            Ok(Action::Request(Command::Del { key: "k".into() }))
+        );
+        assert_eq!(
+            parse_line("consistency all"),
+            Ok(Action::SetConsistency(Consistency::All))
+        );
+        assert_eq!(parse_line("CONSISTENCY"), Ok(Action::ShowConsistency));
+        assert!(parse_line("consistency most").is_err());
+        assert_eq!(parse_line("  "), Ok(Action::Nothing));
+        assert_eq!(parse_line("quit"), Ok(Action::Exit));
+        assert!(parse_line("frobnicate").is_err());
+        assert!(parse_line("get").is_err(), "missing key");
+    }
+
+    #[test]
+    fn completes_commands_and_levels() {
+        let history = DefaultHistory::new();
+        let ctx = Context::new(&history);
+        let (start, found) = ShellHelper.complete("ge", 2, &ctx).expect("complete");
+        assert_eq!(start, 0);
+        assert_eq!(
+            found.iter().map(|p| p.display.as_str()).collect::<Vec<_>>(),
+            ["GET"]
+        );
+        let (start, found) = ShellHelper
+            .complete("consistency qu", 14, &ctx)
+            .expect("complete");
+        assert_eq!(start, 12);
+        assert_eq!(
+            found.iter().map(|p| p.display.as_str()).collect::<Vec<_>>(),
+            ["QUORUM"]
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! `ringkv`: the ringkv shell.
+//!
+//! One-shot: `ringkv --host 127.0.0.1:7400 put k v`, `ringkv get k`,
+//! `ringkv del k`, with `--json` for scripts. Without a command it opens an
+//! interactive prompt. Exit status 0 on success (a missing key is a
+//! success), 1 with a one-line reason on stderr when a request fails, 2 for
+//! bad usage.
+
+mod command;
+mod interactive;
+mod render;
+mod session;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use ringkv_client::{Client, ClientConfig, Consistency};
+
+use command::Command;
+use session::Session;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ringkv",
+    version,
+    about = "Shell for ringkv: read, write and inspect a cluster"
+)]
+struct Cli {
+    /// Node to connect to, HOST:PORT; repeat to give fallbacks.
+    #[arg(
+        long = "host",
+        short = 'H',
+        value_name = "HOST:PORT",
+        env = "RINGKV_HOST",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7400"
+    )]
+    hosts: Vec<String>,
+
+    /// Consistency level: ONE, TWO, THREE, QUORUM, ALL or ANY (writes only).
+    #[arg(long, short = 'c', value_name = "LEVEL", default_value = "QUORUM")]
+    consistency: Consistency,
+
+    /// Print results as JSON.
+    #[arg(long)]
+    json: bool,
+
+    /// Request timeout in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    timeout_ms: u64,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Exit status when a request fails.
+const EXIT_FAILED: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ringkv: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ringkv: {error:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let timeout = Duration::from_millis(cli.timeout_ms);
+    let mut config = ClientConfig::new(cli.hosts);
+    config.consistency = cli.consistency;
+    config.request_timeout = timeout;
+    let client = Client::connect(config).await?;
+    let session = Session {
+        client,
+        consistency: cli.consistency,
+        json: cli.json,
+        timeout,
+    };
+    match cli.command {
+        Some(command) => {
+            let outcome = session.run(&command).await?;
+            println!("{}", session.render(&outcome));
+            Ok(())
+        }
+        None => interactive::run(session).await,
+    }
+}

@@ -1,0 +1,73 @@
+//! Running commands against a node, with the settings a session carries.
+
+use std::time::Duration;
+
+use ringkv_client::{Client, Consistency, Error, ReadOptions, WriteOptions};
+
+use crate::command::Command;
+use crate::render::Outcome;
+
+/// A connected shell.
+pub struct Session {
+    pub client: Client,
+    pub consistency: Consistency,
+    pub json: bool,
+    pub timeout: Duration,
+}
+
+impl Session {
+    fn read_options(&self) -> ReadOptions {
+        ReadOptions::default()
+            .consistency(self.consistency)
+            .timeout(self.timeout)
+    }
+
+    fn write_options(&self) -> WriteOptions {
+        WriteOptions::default()
+            .consistency(self.consistency)
+            .timeout(self.timeout)
+    }
+
+    /// Sends one command.
+    pub async fn run(&self, command: &Command) -> Result<Outcome, Error> {
+        Ok(match command {
+            Command::Get { key } => Outcome::Read {
+                found: self
+                    .client
+                    .get_with(key.clone(), &self.read_options())
+                    .await?,
+                key: key.clone(),
+            },
+            Command::Put { key, value, ttl } => {
+                let mut options = self.write_options();
+                if let Some(seconds) = ttl {
+                    options = options.ttl(Duration::from_secs(*seconds));
+                }
+                Outcome::Written {
+                    timestamp_micros: self
+                        .client
+                        .put_with(key.clone(), value.clone(), &options)
+                        .await?,
+                    key: key.clone(),
+                }
+            }
+            Command::Del { key } => Outcome::Deleted {
+                timestamp_micros: self
+                    .client
+                    .delete_with(key.clone(), &self.write_options())
+                    .await?,
+                key: key.clone(),
+            },
+            Command::Info => Outcome::Info(self.client.node_info().await?),
+        })
+    }
+
+    /// The outcome as the session prints it.
+    pub fn render(&self, outcome: &Outcome) -> String {
+        if self.json {
+            crate::render::json(outcome).to_string()
+        } else {
+            crate::render::text(outcome)
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Async client for ringkv.
+//!
+//! ```no_run
+//! # async fn demo() -> ringkv_client::Result<()> {
+//! use ringkv_client::{Client, ClientConfig, Consistency, WriteOptions};
+//! use std::time::Duration;
+//!
+//! let client = Client::connect(ClientConfig::new(["127.0.0.1:7400"])).await?;
+//! client.put("greeting", "hello").await?;
+//! let options = WriteOptions::default()
+//!     .consistency(Consistency::All)
+//!     .ttl(Duration::from_secs(60));
+//! client.put_with("session:1", "token", &options).await?;
+//! if let Some(found) = client.get("greeting").await? {
+//!     println!("{:?} written at {}", found.value, found.timestamp_micros);
+//! }
+//! client.delete("greeting").await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every request takes a consistency level (default QUORUM) and a timeout
+//! (default 10 s). Errors are typed ([`Error`]): an invalid argument, too
+//! few live replicas (`Unavailable`, with the numbers), replicas too slow
+//! (`Timeout`, with the numbers), or a transport failure.
+
+#![warn(missing_docs)]
+
+mod client;
+mod consistency;
+mod error;
+mod options;
+
+pub use client::{Client, ClientConfig, NodeInfo, Value};
+pub use consistency::{Consistency, UnknownConsistency};
+pub use error::{Error, Result};
+pub use options::{ReadOptions, WriteOptions};
+
+/// Default port of the client API.
+pub const DEFAULT_PORT: u16 = 7400;

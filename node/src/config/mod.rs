@@ -1,0 +1,144 @@
+//! Node configuration: every setting, its default and its meaning.
+//!
+//! `deploy/ringkv.example.toml` is the commented example; a test keeps it
+//! in step with the list below.
+
+#[macro_use]
+mod define;
+mod load;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigError, NodeArgs, load};
+
+pub use crate::storage::SyncMode;
+use crate::storage::gc::DEFAULT_GC_GRACE_SECONDS;
+
+/// Default client API port (gRPC `ringkv.v1`).
+pub const DEFAULT_CLIENT_PORT: u16 = 7400;
+/// Largest key accepted, in bytes (64 KiB).
+pub const MAX_KEY_SIZE: usize = 64 * 1024;
+/// Ceiling for `max_value_size`: gRPC messages beyond this are unwieldy.
+pub const MAX_VALUE_SIZE_CEILING: u64 = 512 << 20;
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per event, for log shippers.
+    Json,
+}
+
+fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+define_config! {
+    /// Name shown by cluster commands. Empty: `node-` and the first eight
+    /// characters of the node id.
+    node_name: String = String::new(), "RINGKV_NODE_NAME";
+
+    /// Directory holding the node's RocksDB database and identity. A node
+    /// restarted on the same directory keeps its id and data.
+    data_dir: PathBuf = PathBuf::from("ringkv-data"), "RINGKV_DATA_DIR";
+
+    /// Address of the client API (gRPC services `ringkv.v1.KeyValue` and
+    /// `ringkv.v1.Admin`).
+    listen_client: SocketAddr = localhost(DEFAULT_CLIENT_PORT), "RINGKV_LISTEN_CLIENT";
+
+    /// Replicas per key (N), the same on every node of a cluster.
+    replication_factor: u32 = 3, "RINGKV_REPLICATION_FACTOR";
+
+    /// How long a coordinator waits for replicas to acknowledge a write
+    /// before answering DEADLINE_EXCEEDED (milliseconds).
+    write_timeout_ms: u64 = 2_000, "RINGKV_WRITE_TIMEOUT_MS";
+
+    /// How long a coordinator waits for replicas to answer a read
+    /// (milliseconds).
+    read_timeout_ms: u64 = 5_000, "RINGKV_READ_TIMEOUT_MS";
+
+    /// Largest value accepted, in bytes (default 16 MiB, at most 512 MiB).
+    max_value_size: u64 = 16 << 20, "RINGKV_MAX_VALUE_SIZE";
+
+    /// Seconds a tombstone (or an expired value) is kept before compaction
+    /// may drop it. Every replica must be repaired within this window or a
+    /// delete may come back. Default 10 days.
+    gc_grace_seconds: u64 = DEFAULT_GC_GRACE_SECONDS, "RINGKV_GC_GRACE_SECONDS";
+
+    /// When the write-ahead log is fsynced: `always` (before each ack),
+    /// `group` (a shared fsync per short window, before the ack) or
+    /// `periodic` (every `commitlog_sync_period_ms`, after the ack).
+    commitlog_sync: SyncMode = SyncMode::Periodic, "RINGKV_COMMITLOG_SYNC";
+
+    /// Period of the WAL fsync in `periodic` mode (milliseconds).
+    commitlog_sync_period_ms: u64 = 1_000, "RINGKV_COMMITLOG_SYNC_PERIOD_MS";
+
+    /// In `group` mode, how long the first waiting write holds the fsync
+    /// open for others to join (milliseconds).
+    commitlog_sync_group_window_ms: u64 = 2, "RINGKV_COMMITLOG_SYNC_GROUP_WINDOW_MS";
+
+    /// RocksDB block cache size (MiB).
+    block_cache_mb: u64 = 64, "RINGKV_BLOCK_CACHE_MB";
+
+    /// On SIGTERM/SIGINT, how long in-flight requests get to finish
+    /// (milliseconds) before the node closes its store and exits.
+    shutdown_timeout_ms: u64 = 10_000, "RINGKV_SHUTDOWN_TIMEOUT_MS";
+
+    /// Log line format: `human` or `json`.
+    log_format: LogFormat = LogFormat::Human, "RINGKV_LOG_FORMAT";
+
+    /// Log filter, as `RUST_LOG` (e.g. `info`, `ringkv_node=debug,info`).
+    log_level: String = "info".to_owned(), "RINGKV_LOG_LEVEL";
+}
+
+impl Config {
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid =
+            |field: &'static str, reason: String| Err(ConfigError::Invalid { field, reason });
+        if self.replication_factor == 0 {
+            return invalid("replication_factor", "must be at least 1".into());
+        }
+        if self.write_timeout_ms == 0 || self.read_timeout_ms == 0 {
+            return invalid(
+                "write_timeout_ms/read_timeout_ms",
+                "must be greater than 0".into(),
+            );
+        }
+        if self.max_value_size == 0 || self.max_value_size > MAX_VALUE_SIZE_CEILING {
+            return invalid(
+                "max_value_size",
+                format!(
+                    "must be between 1 and {MAX_VALUE_SIZE_CEILING} bytes, got {}",
+                    self.max_value_size
+                ),
+            );
+        }
+        if self.commitlog_sync_period_ms == 0 {
+            return invalid("commitlog_sync_period_ms", "must be greater than 0".into());
+        }
+        if self.commitlog_sync_group_window_ms > 1_000 {
+            return invalid(
+                "commitlog_sync_group_window_ms",
+                "must be at most 1000".into(),
+            );
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty".into());
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return invalid("log_level", error.to_string());
+        }
+        Ok(())
+    }
+
+    /// Bytes of the block cache.
+    pub fn block_cache_bytes(&self) -> usize {
+        usize::try_from(self.block_cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+}

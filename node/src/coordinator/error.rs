@@ -1,0 +1,22 @@
+//! Errors a coordinator answers with.
+
+use crate::storage::StorageError;
+
+/// Why a request failed. The numbers let clients act without parsing text.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// The request itself is wrong; retrying it cannot help.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Fewer live replicas are known than the level requires; nothing was
+    /// sent to any replica.
+    #[error("not enough live replicas: required {required}, alive {alive}")]
+    Unavailable { required: usize, alive: usize },
+    /// Replicas did not answer in time. For a write, the outcome is unknown:
+    /// it may still be applied.
+    #[error("replicas did not answer in time: required {required}, received {received}")]
+    Timeout { required: usize, received: usize },
+    /// The local store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}

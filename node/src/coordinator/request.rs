@@ -1,0 +1,185 @@
+//! Requests as the coordinator sees them, and their validation.
+//!
+//! Every limit is checked before anything is written, and each error says
+//! which limit was broken, so a bad request never touches stored data.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::consistency::ConsistencyLevel;
+use super::error::CoordinatorError;
+use crate::clock::Timestamp;
+use crate::config::MAX_KEY_SIZE;
+
+/// Longest TTL accepted: 20 years, as Cassandra.
+pub const MAX_TTL_SECONDS: u32 = 20 * 365 * 24 * 3600;
+
+/// A read of one key.
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    pub key: Bytes,
+    pub level: ConsistencyLevel,
+    /// `None`: the node's read timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// A put (`value: Some`) or delete (`value: None`) of one key.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    pub key: Bytes,
+    pub value: Option<Bytes>,
+    pub level: ConsistencyLevel,
+    /// Seconds to live; `None` or 0 never expires.
+    pub ttl_seconds: Option<u32>,
+    /// Client-chosen timestamp; `None`: the coordinator's clock.
+    pub timestamp: Option<Timestamp>,
+    /// `None`: the node's write timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// What a successful read found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    pub value: Bytes,
+    pub timestamp: Timestamp,
+    pub expires_at: Option<i64>,
+}
+
+/// Size limits of requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_value_size: usize,
+}
+
+fn invalid(message: String) -> CoordinatorError {
+    CoordinatorError::InvalidArgument(message)
+}
+
+/// Checks a key: not empty, at most [`MAX_KEY_SIZE`] bytes.
+pub fn validate_key(key: &[u8]) -> Result<(), CoordinatorError> {
+    if key.is_empty() {
+        return Err(invalid("key is empty".into()));
+    }
+    if key.len() > MAX_KEY_SIZE {
+        return Err(invalid(format!(
+            "key is {} bytes; the limit is {MAX_KEY_SIZE} bytes (64 KiB)",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+impl ReadRequest {
+    /// Checks the request before any replica is asked.
+    pub fn validate(&self) -> Result<(), CoordinatorError> {
+        validate_key(&self.key)?;
+        if self.level == ConsistencyLevel::Any {
+            return Err(invalid(
+                "consistency level ANY is for writes only; reads need at least ONE".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl WriteRequest {
+    /// Checks the request before anything is written.
+    pub fn validate(&self, limits: &Limits) -> Result<(), CoordinatorError> {
+        validate_key(&self.key)?;
+        if let Some(value) = &self.value
+            && value.len() > limits.max_value_size
+        {
+            return Err(invalid(format!(
+                "value is {} bytes; the limit is max_value_size = {} bytes",
+                value.len(),
+                limits.max_value_size
+            )));
+        }
+        if let Some(ttl) = self.ttl_seconds
+            && ttl > MAX_TTL_SECONDS
+        {
+            return Err(invalid(format!(
+                "ttl is {ttl} seconds; the limit is {MAX_TTL_SECONDS} (20 years)"
+            )));
+        }
+        if self.value.is_none() && self.ttl_seconds.is_some_and(|t| t > 0) {
+            return Err(invalid("a delete cannot carry a ttl".into()));
+        }
+        if let Some(ts) = self.timestamp
+            && ts < 0
+        {
+            return Err(invalid(format!("timestamp {ts} is negative")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &[u8], value: usize) -> WriteRequest {
+        WriteRequest {
+            key: Bytes::copy_from_slice(key),
+            value: Some(Bytes::from(vec![0; value])),
+            level: ConsistencyLevel::Quorum,
+            ttl_seconds: None,
+            timestamp: None,
+            timeout: None,
+        }
+    }
+
+    const LIMITS: Limits = Limits {
+        max_value_size: 100,
+    };
+
+    #[test]
+    fn key_limits() {
+        assert!(validate_key(b"k").is_ok());
+        assert!(validate_key(&vec![1; MAX_KEY_SIZE]).is_ok());
+        let err = validate_key(&vec![1; MAX_KEY_SIZE + 1]).expect_err("too long");
+        assert!(err.to_string().contains("65537 bytes"), "{err}");
+        assert!(
+            validate_key(b"")
+                .expect_err("empty")
+                .to_string()
+                .contains("empty")
+        );
+    }
+
+    #[test]
+    fn value_limit_names_the_setting() {
+        assert!(put(b"k", 100).validate(&LIMITS).is_ok());
+        let err = put(b"k", 101).validate(&LIMITS).expect_err("too big");
+        assert!(err.to_string().contains("max_value_size = 100"), "{err}");
+    }
+
+    #[test]
+    fn ttl_and_timestamp_limits() {
+        let mut req = put(b"k", 1);
+        req.ttl_seconds = Some(MAX_TTL_SECONDS + 1);
+        assert!(req.validate(&LIMITS).is_err());
+        req.ttl_seconds = None;
+        req.timestamp = Some(-1);
+        assert!(req.validate(&LIMITS).is_err());
+    }
+
+    #[test]
+    fn any_is_for_writes_only() {
+        let read = ReadRequest {
+            key: Bytes::from_static(b"k"),
+            level: ConsistencyLevel::Any,
+            timeout: None,
+        };
+        assert!(
+            read.validate()
+                .expect_err("ANY read")
+                .to_string()
+                .contains("ANY")
+        );
+        let mut write = put(b"k", 1);
+        write.level = ConsistencyLevel::Any;
+        assert!(write.validate(&LIMITS).is_ok());
+    }
+}

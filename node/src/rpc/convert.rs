@@ -1,0 +1,46 @@
+//! Protobuf fields → domain values, with the argument checks that belong to
+//! the wire format (unknown enum numbers).
+
+use std::time::Duration;
+
+use ringkv_proto::v1 as pb;
+use tonic::Status;
+
+use crate::coordinator::ConsistencyLevel;
+
+/// The level a client asked for; unspecified means QUORUM.
+pub fn consistency(raw: i32) -> Result<ConsistencyLevel, Status> {
+    use pb::ConsistencyLevel as P;
+    match P::try_from(raw) {
+        Ok(P::Unspecified) | Ok(P::Quorum) => Ok(ConsistencyLevel::Quorum),
+        Ok(P::One) => Ok(ConsistencyLevel::One),
+        Ok(P::Two) => Ok(ConsistencyLevel::Two),
+        Ok(P::Three) => Ok(ConsistencyLevel::Three),
+        Ok(P::All) => Ok(ConsistencyLevel::All),
+        Ok(P::Any) => Ok(ConsistencyLevel::Any),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown consistency level {raw} (expected ONE, TWO, THREE, QUORUM, ALL or ANY)"
+        ))),
+    }
+}
+
+/// A request's timeout; 0 means the node's default.
+pub fn timeout(ms: u32) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(u64::from(ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels() {
+        assert_eq!(consistency(0).ok(), Some(ConsistencyLevel::Quorum));
+        assert_eq!(consistency(5).ok(), Some(ConsistencyLevel::All));
+        let err = consistency(42).expect_err("unknown");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("42"));
+        assert_eq!(timeout(0), None);
+        assert_eq!(timeout(250), Some(Duration::from_millis(250)));
+    }
+}

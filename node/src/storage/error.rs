@@ -1,0 +1,26 @@
+//! Errors of the storage layer.
+
+use super::cell::CellDecodeError;
+
+/// What went wrong reading or writing local data.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// RocksDB reported an error (I/O, corruption, a full disk...).
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A stored value is not a valid cell.
+    #[error("corrupt cell in local store: {0}")]
+    Corrupt(#[from] CellDecodeError),
+    /// An earlier WAL fsync failed; acknowledging more writes would lie.
+    #[error("write-ahead log sync failed ({0}); writes are refused until the node restarts")]
+    SyncFailed(String),
+    /// The node is stopping and no longer accepts writes.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// A background storage task died.
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+/// Result of storage operations.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

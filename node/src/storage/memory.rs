@@ -1,0 +1,77 @@
+//! An in-memory engine with the same semantics as RocksDB, for unit tests of
+//! the layers above storage.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::cell::Cell;
+use super::engine::Storage;
+use super::error::{Result, StorageError};
+use super::{gc, key, lww};
+use crate::clock::wall_clock_seconds;
+use crate::ring::Token;
+
+/// Cells in a `BTreeMap` ordered like the RocksDB `data` column family.
+#[derive(Debug, Default)]
+pub struct MemoryStorage {
+    data: Mutex<BTreeMap<Vec<u8>, Cell>>,
+    meta: Mutex<BTreeMap<String, Vec<u8>>>,
+    gc_grace_seconds: u64,
+}
+
+impl MemoryStorage {
+    /// An empty store whose `compact` purges with the given `gc_grace`.
+    pub fn new(gc_grace_seconds: u64) -> Self {
+        Self {
+            gc_grace_seconds,
+            ..Self::default()
+        }
+    }
+}
+
+fn poisoned<T>(_: T) -> StorageError {
+    StorageError::Task("memory storage lock poisoned".into())
+}
+
+impl Storage for MemoryStorage {
+    fn write(&self, token: Token, key: &[u8], cell: &Cell, _sync: bool) -> Result<()> {
+        let mut data = self.data.lock().map_err(poisoned)?;
+        let slot = data
+            .entry(key::data_key(token, key))
+            .or_insert_with(|| cell.clone());
+        if lww::supersedes(cell, slot) {
+            *slot = cell.clone();
+        }
+        Ok(())
+    }
+
+    fn read(&self, token: Token, key: &[u8]) -> Result<Option<Cell>> {
+        let data = self.data.lock().map_err(poisoned)?;
+        Ok(data.get(&key::data_key(token, key)).cloned())
+    }
+
+    fn sync_wal(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.meta.lock().map_err(poisoned)?.get(name).cloned())
+    }
+
+    fn meta_put(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.meta
+            .lock()
+            .map_err(poisoned)?
+            .insert(name.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    fn compact(&self) -> Result<()> {
+        let now = wall_clock_seconds();
+        self.data
+            .lock()
+            .map_err(poisoned)?
+            .retain(|_, cell| !gc::is_purgeable(cell, now, self.gc_grace_seconds));
+        Ok(())
+    }
+}

@@ -1,0 +1,30 @@
+//! Local storage: cells, the LWW rule, and the engines that hold them.
+//!
+//! - [`cell`](CellOf): a versioned value or tombstone and its encoding.
+//! - [`lww`]: the one conflict-resolution rule, with its laws.
+//! - [`gc`]: when tombstones and expired values may be dropped.
+//! - [`Storage`]: the engine trait; [`RocksStorage`] for real,
+//!   [`MemoryStorage`] for tests.
+//! - [`LocalStore`]: an engine plus the write durability policy.
+
+mod cell;
+mod durability;
+mod engine;
+mod error;
+pub mod gc;
+pub mod key;
+mod local;
+pub mod lww;
+mod memory;
+mod rocks;
+
+pub use cell::{Cell, CellDecodeError, CellOf, CellView};
+pub use durability::{GroupSync, SyncMode, run_periodic_sync, sync_blocking};
+pub use engine::Storage;
+pub use error::{Result, StorageError};
+pub use local::LocalStore;
+pub use memory::MemoryStorage;
+pub use rocks::{RocksConfig, RocksStorage};
+
+#[cfg(test)]
+mod tests;

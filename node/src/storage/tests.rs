@@ -1,0 +1,170 @@
+//! One behaviour suite run against both engines, so the in-memory engine
+//! used by unit tests cannot drift from RocksDB.
+
+use bytes::Bytes;
+
+use super::*;
+use crate::clock::wall_clock_seconds;
+use crate::ring::Token;
+
+fn live(ts: i64, v: &'static str) -> Cell {
+    Cell::live(ts, Bytes::from_static(v.as_bytes()), None)
+}
+
+fn put(s: &dyn Storage, key: &str, cell: &Cell) {
+    let key = key.as_bytes();
+    s.write(Token::of(key), key, cell, false).expect("write");
+}
+
+fn get(s: &dyn Storage, key: &str) -> Option<Cell> {
+    let key = key.as_bytes();
+    s.read(Token::of(key), key).expect("read")
+}
+
+fn suite(s: &dyn Storage) {
+    // Round trip.
+    put(s, "a", &live(10, "one"));
+    assert_eq!(get(s, "a"), Some(live(10, "one")));
+    assert_eq!(get(s, "missing"), None);
+
+    // Overwrite with a newer timestamp.
+    put(s, "a", &live(11, "two"));
+    assert_eq!(get(s, "a"), Some(live(11, "two")));
+
+    // An older timestamp loses, whatever the arrival order.
+    put(s, "a", &live(5, "stale"));
+    assert_eq!(get(s, "a"), Some(live(11, "two")));
+
+    // A tombstone wins a timestamp tie; a later value beats the tombstone.
+    put(s, "a", &Cell::tombstone(11, wall_clock_seconds()));
+    assert!(get(s, "a").is_some_and(|c| c.tombstone));
+    put(s, "a", &live(12, "back"));
+    assert_eq!(get(s, "a"), Some(live(12, "back")));
+
+    // TTL: an expired value is stored but not live.
+    let now = wall_clock_seconds();
+    put(
+        s,
+        "ttl",
+        &Cell::live(20, Bytes::from_static(b"x"), Some(now - 1)),
+    );
+    assert!(get(s, "ttl").is_some_and(|c| !c.is_live(now)));
+    put(
+        s,
+        "ttl-later",
+        &Cell::live(20, Bytes::from_static(b"x"), Some(now + 3600)),
+    );
+    assert!(get(s, "ttl-later").is_some_and(|c| c.is_live(now)));
+
+    // Meta.
+    assert_eq!(s.meta_get("node_id").expect("meta"), None);
+    s.meta_put("node_id", b"n1").expect("meta put");
+    assert_eq!(s.meta_get("node_id").expect("meta"), Some(b"n1".to_vec()));
+}
+
+/// With `gc_grace` = 0, compaction drops expired values and tombstones and
+/// keeps everything else.
+fn compaction_suite(s: &dyn Storage) {
+    let now = wall_clock_seconds();
+    put(s, "keep", &live(1, "v"));
+    put(
+        s,
+        "keep-ttl",
+        &Cell::live(1, Bytes::from_static(b"v"), Some(now + 3600)),
+    );
+    put(
+        s,
+        "expired",
+        &Cell::live(1, Bytes::from_static(b"v"), Some(now - 10)),
+    );
+    put(s, "deleted", &live(1, "v"));
+    put(s, "deleted", &Cell::tombstone(2, now - 10));
+    s.compact().expect("compact");
+    assert!(get(s, "keep").is_some());
+    assert!(get(s, "keep-ttl").is_some());
+    assert_eq!(
+        get(s, "expired"),
+        None,
+        "expired cell past gc_grace is purged"
+    );
+    assert_eq!(get(s, "deleted"), None, "tombstone past gc_grace is purged");
+}
+
+/// Within `gc_grace`, compaction keeps tombstones (they still shadow values
+/// that other replicas may hold).
+fn compaction_keeps_recent_tombstones(s: &dyn Storage) {
+    let now = wall_clock_seconds();
+    put(s, "deleted", &live(1, "v"));
+    put(s, "deleted", &Cell::tombstone(2, now));
+    put(
+        s,
+        "expired",
+        &Cell::live(1, Bytes::from_static(b"v"), Some(now - 10)),
+    );
+    s.compact().expect("compact");
+    assert!(get(s, "deleted").is_some_and(|c| c.tombstone));
+    assert!(get(s, "expired").is_some_and(|c| !c.is_live(now)));
+}
+
+fn rocks(dir: &tempfile::TempDir, gc_grace_seconds: u64) -> RocksStorage {
+    let config = RocksConfig {
+        gc_grace_seconds,
+        ..RocksConfig::default()
+    };
+    RocksStorage::open(dir.path(), &config).expect("open rocksdb")
+}
+
+#[test]
+fn memory_engine_behaves() {
+    suite(&MemoryStorage::default());
+    compaction_suite(&MemoryStorage::new(0));
+    compaction_keeps_recent_tombstones(&MemoryStorage::new(3600));
+}
+
+#[test]
+fn rocksdb_engine_behaves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    suite(&rocks(&dir, 3600));
+    let dir = tempfile::tempdir().expect("tempdir");
+    compaction_suite(&rocks(&dir, 0));
+    let dir = tempfile::tempdir().expect("tempdir");
+    compaction_keeps_recent_tombstones(&rocks(&dir, 3600));
+}
+
+#[test]
+fn rocksdb_data_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = rocks(&dir, 3600);
+        for i in 0..1000 {
+            put(&s, &format!("k{i}"), &live(i, "v"));
+        }
+        put(&s, "k7", &Cell::tombstone(100, wall_clock_seconds()));
+        s.meta_put("node_id", b"abc").expect("meta");
+    }
+    let s = rocks(&dir, 3600);
+    for i in 0..1000 {
+        let cell = get(&s, &format!("k{i}")).expect("survived");
+        assert_eq!(cell.tombstone, i == 7);
+    }
+    assert_eq!(s.meta_get("node_id").expect("meta"), Some(b"abc".to_vec()));
+}
+
+#[test]
+fn rocksdb_merges_many_versions_to_the_lww_winner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = rocks(&dir, 3600);
+    // Shuffled arrival order; the winner is timestamp 50.
+    for ts in [3, 50, 7, 49, 1, 12] {
+        put(
+            &s,
+            "k",
+            &Cell::live(ts, Bytes::from(format!("v{ts}")), None),
+        );
+    }
+    assert_eq!(get(&s, "k").map(|c| c.timestamp), Some(50));
+    s.compact().expect("compact");
+    assert_eq!(get(&s, "k").map(|c| c.timestamp), Some(50));
+    put(&s, "k", &Cell::live(40, Bytes::from_static(b"late"), None));
+    assert_eq!(get(&s, "k").map(|c| c.timestamp), Some(50));
+}

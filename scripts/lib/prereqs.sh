@@ -1,0 +1,41 @@
+# Sourced by the scripts in scripts/: makes sure the machine can build
+# ringkv, installing what is missing on Debian/Ubuntu.
+#
+# RocksDB is C++ compiled from source (needs a C++ compiler) and its Rust
+# bindings are generated with libclang. Cargo's build cache goes outside the
+# clone ($HOME/.cache/ringkv/target unless CARGO_TARGET_DIR is set), so the
+# 15-20 minute RocksDB build happens once per machine, not once per clone.
+
+ensure_prereqs() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "ringkv: cargo not found; install Rust 1.88 or newer with rustup, then rerun" >&2
+        exit 1
+    fi
+    local need=()
+    command -v c++ >/dev/null 2>&1 || need+=(g++)
+    command -v make >/dev/null 2>&1 || need+=(make)
+    if ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 \
+        && ! ls /usr/lib/*/libclang.so >/dev/null 2>&1 \
+        && [ -z "${LIBCLANG_PATH:-}" ]; then
+        need+=(libclang-dev)
+    fi
+    if [ "${#need[@]}" -gt 0 ]; then
+        local sudo=""
+        if [ "$(id -u)" != 0 ]; then
+            if command -v sudo >/dev/null 2>&1; then
+                sudo="sudo"
+            else
+                echo "ringkv: missing ${need[*]}; install them (apt-get install ${need[*]}) and rerun" >&2
+                exit 1
+            fi
+        fi
+        if ! command -v apt-get >/dev/null 2>&1; then
+            echo "ringkv: missing ${need[*]}; install them with your package manager and rerun" >&2
+            exit 1
+        fi
+        echo "Installing build prerequisites: ${need[*]}"
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ringkv/target}"
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, lints, unit, property and
+# integration tests (integration tests start real ringkv-node processes on
+# loopback ports). Installs missing build prerequisites first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/prereqs.sh
+ensure_prereqs
+
+if cargo fmt --version >/dev/null 2>&1; then
+    echo "== cargo fmt --check"
+    cargo fmt --all -- --check
+else
+    echo "== rustfmt is not installed; skipping the format check"
+fi
+
+echo "== build (release; the first build compiles RocksDB: 15-20 minutes)"
+cargo build --release --workspace --bins --locked
+
+if cargo clippy --version >/dev/null 2>&1; then
+    echo "== cargo clippy"
+    cargo clippy --release --workspace --all-targets --locked -- -D warnings
+else
+    echo "== clippy is not installed; skipping lints"
+fi
+
+echo "== tests"
+cargo test --release --workspace --locked

@@ -1,0 +1,6 @@
+//! Integration tests: real `ringkv-node` processes on loopback, driven
+//! through ringkv-client and the `ringkv` binary. One test binary (modules
+//! below) so the workspace links once.
+
+mod shell;
+mod single_node;
