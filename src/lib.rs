@@ -5,13 +5,16 @@
 //! directory (`target/<profile>/`), so build them first:
 //! `cargo build --release --workspace --bins` (scripts/test.sh does).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ringkv_client::{Client, ClientConfig};
+use bytes::Bytes;
+use ringkv_client::{Client, ClientConfig, ClusterStatus};
+use ringkv_proto::internal::v1::ReplicaReadRequest;
+use ringkv_proto::internal::v1::peer_client::PeerClient;
 
 /// How long a node may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,7 +36,7 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A loopback port nothing listens on right now.
+/// A loopback TCP port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -41,10 +44,49 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
 }
 
+/// A loopback UDP port nothing listens on right now.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free UDP port: {e}"))
+}
+
+/// The addresses of one test node.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub client: SocketAddr,
+    pub peer: SocketAddr,
+    pub gossip: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Ports {
+    fn pick() -> Ports {
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        Ports {
+            client: at(free_port()),
+            peer: at(free_port()),
+            gossip: at(free_udp_port()),
+            http: at(free_port()),
+        }
+    }
+}
+
+/// What a replica holds for a key, read through the internode API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCell {
+    pub timestamp_micros: i64,
+    pub tombstone: bool,
+    pub value: Bytes,
+}
+
 /// How to start a node.
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
     pub name: String,
+    /// Gossip addresses of seeds; empty starts a cluster of its own.
+    pub seeds: Vec<SocketAddr>,
     /// `--replication-factor`; `None` leaves it to the config file/env.
     pub replication_factor: Option<u32>,
     /// Further `ringkv-node` flags.
@@ -57,6 +99,7 @@ impl NodeOptions {
     pub fn new(name: &str) -> Self {
         Self {
             name: name.to_owned(),
+            seeds: Vec::new(),
             replication_factor: Some(1),
             args: Vec::new(),
             env: Vec::new(),
@@ -71,6 +114,11 @@ impl NodeOptions {
     /// Passes no `--replication-factor` flag.
     pub fn without_replication_flag(mut self) -> Self {
         self.replication_factor = None;
+        self
+    }
+
+    pub fn seeds(mut self, seeds: &[SocketAddr]) -> Self {
+        self.seeds = seeds.to_vec();
         self
     }
 
@@ -91,6 +139,7 @@ pub struct TestNode {
     pub options: NodeOptions,
     pub data_dir: PathBuf,
     pub client_addr: SocketAddr,
+    pub ports: Ports,
     log_path: PathBuf,
     child: Option<Child>,
 }
@@ -100,9 +149,11 @@ impl TestNode {
     pub async fn start(dir: &Path, options: NodeOptions) -> anyhow::Result<TestNode> {
         let data_dir = dir.join(&options.name);
         std::fs::create_dir_all(&data_dir)?;
+        let ports = Ports::pick();
         let mut node = TestNode {
             log_path: dir.join(format!("{}.log", options.name)),
-            client_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            client_addr: ports.client,
+            ports,
             data_dir,
             options,
             child: None,
@@ -120,9 +171,25 @@ impl TestNode {
             .arg("--data-dir")
             .arg(self.data_dir.join("data"))
             .arg("--listen-client")
-            .arg(self.client_addr.to_string());
+            .arg(self.ports.client.to_string())
+            .arg("--listen-peer")
+            .arg(self.ports.peer.to_string())
+            .arg("--listen-gossip")
+            .arg(self.ports.gossip.to_string())
+            .arg("--listen-http")
+            .arg(self.ports.http.to_string())
+            // Faster gossip than the default, so failures show within a
+            // couple of seconds and tests stay short.
+            .arg("--gossip-interval-ms")
+            .arg("200")
+            .arg("--ring-delay-ms")
+            .arg("500");
         if let Some(n) = self.options.replication_factor {
             command.arg("--replication-factor").arg(n.to_string());
+        }
+        if !self.options.seeds.is_empty() {
+            let seeds: Vec<String> = self.options.seeds.iter().map(ToString::to_string).collect();
+            command.arg("--seeds").arg(seeds.join(","));
         }
         command
             .args(&self.options.args)
@@ -194,6 +261,120 @@ impl TestNode {
             })
     }
 
+    /// A client that sends every request to this node (which coordinates
+    /// it) and never retries elsewhere.
+    pub async fn direct_client(&self) -> Client {
+        let mut config = ClientConfig::new([self.client_addr.to_string()]);
+        config.token_aware = false;
+        config.max_retries = 0;
+        config.client_timestamps = false;
+        Client::connect(config).await.unwrap_or_else(|e| {
+            panic!(
+                "cannot connect to {}: {e}\n{}",
+                self.options.name,
+                self.log()
+            )
+        })
+    }
+
+    /// What this node's own store holds for `key` (through the internode
+    /// API, so no coordination or repair is involved).
+    pub async fn stored(&self, key: &[u8]) -> anyhow::Result<Option<StoredCell>> {
+        let mut peer = PeerClient::connect(format!("http://{}", self.ports.peer)).await?;
+        let response = peer
+            .read(ReplicaReadRequest {
+                key: Bytes::copy_from_slice(key),
+                digest_only: false,
+            })
+            .await?
+            .into_inner();
+        Ok(response.cell.map(|c| StoredCell {
+            timestamp_micros: c.timestamp_micros,
+            tombstone: c.tombstone,
+            value: c.value,
+        }))
+    }
+
+    /// This node's view of the cluster.
+    pub async fn status(&self) -> anyhow::Result<ClusterStatus> {
+        Ok(self
+            .try_client(Duration::from_secs(2))
+            .await?
+            .cluster_status()
+            .await?)
+    }
+
+    /// Waits until this node sees the nodes named in `up` up and NORMAL
+    /// (owning their tokens) and those in `down` down.
+    pub async fn wait_for_view(&self, up: &[&str], down: &[&str]) -> anyhow::Result<()> {
+        let matches = || async {
+            let Ok(status) = self.status().await else {
+                return false;
+            };
+            let is = |name: &str, want: bool| {
+                status
+                    .members
+                    .iter()
+                    .any(|m| m.name == name && m.up == want && m.state == "NORMAL")
+            };
+            up.iter().all(|n| is(n, true)) && down.iter().all(|n| is(n, false))
+        };
+        if eventually(Duration::from_secs(60), matches).await {
+            return Ok(());
+        }
+        let seen = self.status().await.map(|s| {
+            s.members
+                .iter()
+                .map(|m| (m.name.clone(), m.up))
+                .collect::<Vec<_>>()
+        });
+        bail!(
+            "{} did not see up={up:?} down={down:?} within 60 s; it sees {seen:?}",
+            self.options.name
+        )
+    }
+
+    /// `GET path` on the node's HTTP port: the status code and body.
+    pub async fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.ports.http).await?;
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.ports.http).as_bytes(),
+            )
+            .await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .with_context(|| format!("bad HTTP response: {head}"))?;
+        Ok((code, body.to_owned()))
+    }
+
+    /// The value of a Prometheus sample line `name{labels} value` from
+    /// `/metrics` (0 when absent).
+    pub async fn metric(&self, sample: &str) -> anyhow::Result<f64> {
+        let (_, body) = self.http_get("/metrics").await?;
+        Ok(body
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(sample)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.options.name
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Kills the process with SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -249,6 +430,65 @@ impl TestNode {
 impl Drop for TestNode {
     fn drop(&mut self) {
         self.kill();
+        // A failing test shows what the node logged.
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("---- last log lines of {} ----", self.options.name);
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// Several nodes, each seeded with the first one's gossip address.
+pub struct TestCluster {
+    pub nodes: Vec<TestNode>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// Starts `size` nodes named n1..nN with replication factor `rf`: the
+    /// first alone, the others together once it serves.
+    pub async fn start(size: usize, rf: u32) -> anyhow::Result<TestCluster> {
+        let dir = tempfile::tempdir()?;
+        let first =
+            TestNode::start(dir.path(), NodeOptions::new("n1").replication_factor(rf)).await?;
+        let seeds = [first.ports.gossip];
+        let rest = (2..=size).map(|i| {
+            let options = NodeOptions::new(&format!("n{i}"))
+                .replication_factor(rf)
+                .seeds(&seeds);
+            let dir = dir.path().to_path_buf();
+            async move { TestNode::start(&dir, options).await }
+        });
+        let mut nodes = vec![first];
+        for node in futures::future::join_all(rest).await {
+            nodes.push(node?);
+        }
+        let cluster = TestCluster { nodes, dir };
+        let names: Vec<&str> = cluster.nodes.iter().map(TestNode::name).collect();
+        for node in &cluster.nodes {
+            node.wait_for_view(&names, &[]).await?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn node(&self, i: usize) -> &TestNode {
+        &self.nodes[i]
+    }
+
+    pub fn node_mut(&mut self, i: usize) -> &mut TestNode {
+        &mut self.nodes[i]
+    }
+
+    /// Client addresses of every node.
+    pub fn hosts(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| n.client_addr.to_string())
+            .collect()
     }
 }
 

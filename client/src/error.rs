@@ -29,6 +29,15 @@ pub enum Error {
         /// Responses received before the deadline.
         received: u32,
     },
+    /// Too many replicas refused (unreachable or failing) for the level to
+    /// be met. A write may still have been applied on the others.
+    #[error("failed: required {required} replica responses, received {received}")]
+    Failed {
+        /// Responses the level requires.
+        required: u32,
+        /// Responses received.
+        received: u32,
+    },
     /// No answer from the node within the request timeout.
     #[error("no answer within the request timeout: {0}")]
     DeadlineExceeded(String),
@@ -56,7 +65,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::InvalidArgument(_) => false,
-            Error::Unavailable { .. } | Error::Timeout { .. } | Error::DeadlineExceeded(_) => true,
+            Error::Unavailable { .. }
+            | Error::Timeout { .. }
+            | Error::Failed { .. }
+            | Error::DeadlineExceeded(_) => true,
             Error::Connect { .. } => true,
             Error::Rpc { code, .. } => {
                 matches!(code, Code::Unavailable | Code::Unknown | Code::Aborted)
@@ -82,8 +94,14 @@ impl From<tonic::Status> for Error {
                 required: count.required,
                 received: count.actual,
             },
+            (_, Some(error_detail::Kind::Failure(count))) => Error::Failed {
+                required: count.required,
+                received: count.actual,
+            },
             (Code::InvalidArgument, None) => Error::InvalidArgument(status.message().to_owned()),
-            (Code::DeadlineExceeded, None) => Error::DeadlineExceeded(status.message().to_owned()),
+            (Code::DeadlineExceeded | Code::Cancelled, None) => {
+                Error::DeadlineExceeded(status.message().to_owned())
+            }
             (code, None) => Error::Rpc {
                 code,
                 message: status.message().to_owned(),

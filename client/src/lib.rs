@@ -20,21 +20,28 @@
 //! ```
 //!
 //! Every request takes a consistency level (default QUORUM) and a timeout
-//! (default 10 s). Errors are typed ([`Error`]): an invalid argument, too
-//! few live replicas (`Unavailable`, with the numbers), replicas too slow
-//! (`Timeout`, with the numbers), or a transport failure.
+//! (default 10 s). Requests go straight to a replica of their key
+//! (token-aware routing); idempotent requests are retried on another node
+//! with exponential backoff and jitter. Errors are typed ([`Error`]): an
+//! invalid argument, too few live replicas (`Unavailable`, with the
+//! numbers), replicas too slow (`Timeout`) or failing (`Failed`), or a
+//! transport failure.
 
 #![warn(missing_docs)]
 
 mod client;
+mod cluster;
 mod consistency;
 mod error;
 mod options;
+mod retry;
 
 pub use client::{Client, ClientConfig, NodeInfo, Value};
+pub use cluster::{ClusterStatus, Endpoints, MemberInfo, RangeInfo, RingInfo};
 pub use consistency::{Consistency, UnknownConsistency};
 pub use error::{Error, Result};
 pub use options::{ReadOptions, WriteOptions};
+pub use retry::Backoff;
 
 /// Default port of the client API.
 pub const DEFAULT_PORT: u16 = 7400;

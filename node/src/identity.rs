@@ -7,7 +7,10 @@ use crate::storage::{Storage, StorageError};
 const NODE_ID_KEY: &str = "node_id";
 
 /// A node's permanent id (a random UUID).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct NodeId(pub uuid::Uuid);
 
 impl NodeId {

@@ -2,16 +2,20 @@
 //!
 //! Layers, bottom-up:
 //! - [`clock`]: the hybrid logical clock that timestamps writes;
-//! - [`ring`]: tokens (where keys live);
+//! - [`ring`]: tokens, token ranges, replica placement and token allocation;
 //! - [`storage`]: cells, last-write-wins, RocksDB and the durability policy;
+//! - [`membership`]: gossip, failure detection and the cluster view;
 //! - [`coordinator`]: the read and write paths and consistency levels;
 //! - [`rpc`]: gRPC adapters; [`server`]: wiring and shutdown;
-//! - [`config`], [`identity`], [`telemetry`]: settings, node id, logs.
+//! - [`config`], [`identity`], [`metrics`], [`telemetry`]: settings, node
+//!   id, metric names, logs.
 
 pub mod clock;
 pub mod config;
 pub mod coordinator;
 pub mod identity;
+pub mod membership;
+pub mod metrics;
 pub mod ring;
 pub mod rpc;
 pub mod server;

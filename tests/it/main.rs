@@ -2,5 +2,6 @@
 //! through ringkv-client and the `ringkv` binary. One test binary (modules
 //! below) so the workspace links once.
 
+mod cluster;
 mod shell;
 mod single_node;

@@ -361,3 +361,30 @@ async fn a_second_node_on_the_same_data_dir_is_refused() {
     // The first node is unaffected.
     n.client().await.put("k", "v").await.expect("still serving");
 }
+
+#[tokio::test]
+async fn health_and_metrics_over_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = node(&dir, NodeOptions::new("n1")).await;
+    let (code, body) = n.http_get("/health").await.expect("health");
+    assert_eq!((code, body.trim()), (200, "ok"));
+    let client = n.client().await;
+    client.put("k", "v").await.expect("put");
+    client.get("k").await.expect("get");
+    let _ = client.put("", "v").await;
+    let ok_puts = n
+        .metric(r#"ringkv_requests_total{op="put",outcome="ok"}"#)
+        .await
+        .expect("metrics");
+    let invalid = n
+        .metric(r#"ringkv_requests_total{op="put",outcome="invalid"}"#)
+        .await
+        .expect("metrics");
+    assert_eq!((ok_puts, invalid), (1.0, 1.0));
+    let (_, body) = n.http_get("/metrics").await.expect("metrics");
+    assert!(
+        body.contains("ringkv_request_duration_seconds_bucket"),
+        "{body}"
+    );
+    assert_eq!(n.http_get("/nope").await.expect("404").0, 404);
+}

@@ -19,6 +19,12 @@ use crate::storage::gc::DEFAULT_GC_GRACE_SECONDS;
 
 /// Default client API port (gRPC `ringkv.v1`).
 pub const DEFAULT_CLIENT_PORT: u16 = 7400;
+/// Default internode API port (gRPC `ringkv.internal.v1`).
+pub const DEFAULT_PEER_PORT: u16 = 7401;
+/// Default gossip port (UDP).
+pub const DEFAULT_GOSSIP_PORT: u16 = 7402;
+/// Default HTTP port (`/metrics`, `/health`).
+pub const DEFAULT_HTTP_PORT: u16 = 7480;
 /// Largest key accepted, in bytes (64 KiB).
 pub const MAX_KEY_SIZE: usize = 64 * 1024;
 /// Ceiling for `max_value_size`: gRPC messages beyond this are unwieldy.
@@ -51,8 +57,53 @@ define_config! {
     /// `ringkv.v1.Admin`).
     listen_client: SocketAddr = localhost(DEFAULT_CLIENT_PORT), "RINGKV_LISTEN_CLIENT";
 
+    /// Address of the internode API (gRPC `ringkv.internal.v1.Peer`).
+    listen_peer: SocketAddr = localhost(DEFAULT_PEER_PORT), "RINGKV_LISTEN_PEER";
+
+    /// Address for gossip (UDP).
+    listen_gossip: SocketAddr = localhost(DEFAULT_GOSSIP_PORT), "RINGKV_LISTEN_GOSSIP";
+
+    /// Address of the HTTP endpoints `/metrics` (Prometheus) and `/health`.
+    listen_http: SocketAddr = localhost(DEFAULT_HTTP_PORT), "RINGKV_LISTEN_HTTP";
+
+    /// IP address or host name other nodes and clients use to reach this
+    /// node (with the listen ports). Empty: the listen addresses' IP; must
+    /// be set when listening on all interfaces (0.0.0.0).
+    broadcast_address: String = String::new(), "RINGKV_BROADCAST_ADDRESS";
+
+    /// Gossip addresses (`host:port`) of seed nodes, comma-separated on the
+    /// command line. A new node learns the cluster from them. Empty: this
+    /// node starts a cluster of its own.
+    seeds: Vec<String> = Vec::new(), "RINGKV_SEEDS", arg(value_delimiter = ',');
+
+    /// Name of the cluster; nodes only gossip with nodes of the same name.
+    cluster_name: String = "ringkv".to_owned(), "RINGKV_CLUSTER_NAME";
+
+    /// Rack of this node. Replicas of a key go to different racks first.
+    rack: String = "rack1".to_owned(), "RINGKV_RACK";
+
     /// Replicas per key (N), the same on every node of a cluster.
     replication_factor: u32 = 3, "RINGKV_REPLICATION_FACTOR";
+
+    /// Tokens (virtual nodes) this node takes on the ring when it first
+    /// joins. Later changes have no effect: a node keeps its tokens.
+    num_tokens: u32 = 16, "RINGKV_NUM_TOKENS";
+
+    /// Interval between gossip rounds (milliseconds).
+    gossip_interval_ms: u64 = 500, "RINGKV_GOSSIP_INTERVAL_MS";
+
+    /// Suspicion level (phi) above which the failure detector marks a node
+    /// down. Lower detects faster and errs more often.
+    phi_convict_threshold: f64 = 8.0, "RINGKV_PHI_CONVICT_THRESHOLD";
+
+    /// On its first start, how long a seed waits to hear from other nodes
+    /// before it starts a cluster alone (milliseconds).
+    ring_delay_ms: u64 = 2_000, "RINGKV_RING_DELAY_MS";
+
+    /// On its first start, how long a node waits to reach a seed, or for
+    /// nodes joining at the same time to finish, before giving up
+    /// (milliseconds).
+    join_timeout_ms: u64 = 60_000, "RINGKV_JOIN_TIMEOUT_MS";
 
     /// How long a coordinator waits for replicas to acknowledge a write
     /// before answering DEADLINE_EXCEEDED (milliseconds).
@@ -103,6 +154,43 @@ impl Config {
             |field: &'static str, reason: String| Err(ConfigError::Invalid { field, reason });
         if self.replication_factor == 0 {
             return invalid("replication_factor", "must be at least 1".into());
+        }
+        if !(1..=256).contains(&self.num_tokens) {
+            return invalid(
+                "num_tokens",
+                format!("must be between 1 and 256, got {}", self.num_tokens),
+            );
+        }
+        if !(10..=10_000).contains(&self.gossip_interval_ms) {
+            return invalid(
+                "gossip_interval_ms",
+                format!(
+                    "must be between 10 and 10000, got {}",
+                    self.gossip_interval_ms
+                ),
+            );
+        }
+        if !(self.phi_convict_threshold > 0.0 && self.phi_convict_threshold.is_finite()) {
+            return invalid("phi_convict_threshold", "must be a positive number".into());
+        }
+        if self.cluster_name.trim().is_empty() {
+            return invalid("cluster_name", "must not be empty".into());
+        }
+        if self.rack.trim().is_empty() {
+            return invalid("rack", "must not be empty".into());
+        }
+        let ports = [
+            ("listen_client", self.listen_client),
+            ("listen_peer", self.listen_peer),
+            ("listen_http", self.listen_http),
+        ];
+        for (i, (name, addr)) in ports.iter().enumerate() {
+            if let Some((other, _)) = ports[i + 1..].iter().find(|(_, a)| a == addr) {
+                return invalid(
+                    "listen addresses",
+                    format!("{name} and {other} are both {addr}"),
+                );
+            }
         }
         if self.write_timeout_ms == 0 || self.read_timeout_ms == 0 {
             return invalid(

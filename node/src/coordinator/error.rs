@@ -16,6 +16,15 @@ pub enum CoordinatorError {
     /// it may still be applied.
     #[error("replicas did not answer in time: required {required}, received {received}")]
     Timeout { required: usize, received: usize },
+    /// So many replicas refused (unreachable, or failing) that the level
+    /// can no longer be met. For a write, the replicas that acknowledged
+    /// keep it: the outcome is unknown to the client, as with a timeout.
+    #[error("replicas failed: required {required}, received {received} ({})", reasons.join("; "))]
+    Failed {
+        required: usize,
+        received: usize,
+        reasons: Vec<String>,
+    },
     /// The local store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),

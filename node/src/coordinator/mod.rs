@@ -1,17 +1,32 @@
 //! The coordinator: any node runs a client request against the key's
 //! replicas and answers once the consistency level is met.
 //!
-//! A single node is its own and only replica, so a key has one replica
-//! whatever the configured replication factor. A level that needs more
-//! replicas than are alive is refused with `Unavailable` before anything is
-//! written, as Cassandra does.
+//! - [`write`](Coordinator::write): fan out to every live replica, answer
+//!   after W acknowledgements.
+//! - [`read`](Coordinator::read): one data read and R−1 digest reads;
+//!   on disagreement, full reads, LWW, and blocking read repair.
 //!
-//! CAVEATS: replication across nodes (the ring, fan-out, read repair) is not
-//! here yet; this coordinator writes and reads the local store only.
+//! Replicas come from the ring of the current [`ClusterView`]; liveness from
+//! the failure detector. A request whose level needs more live replicas than
+//! the view knows of fails with `Unavailable` before anything is sent.
+//! Replicas are reached through [`ReplicaTransport`], so the paths are unit
+//! tested over an in-memory cluster.
+//!
+//! CAVEATS: no speculative retry on slow (as opposed to failed) replicas;
+//! no hinted handoff yet, so a replica that is down misses writes until
+//! read repair touches the key.
 
 mod consistency;
 mod error;
+mod read;
 mod request;
+pub mod transport;
+mod write;
+
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +34,12 @@ use std::time::Duration;
 pub use consistency::ConsistencyLevel;
 pub use error::CoordinatorError;
 pub use request::{Limits, MAX_TTL_SECONDS, ReadRequest, ReadResult, WriteRequest, validate_key};
+pub use transport::{ReadReply, ReplicaError, ReplicaTransport};
 
-use crate::clock::{HybridClock, Timestamp, wall_clock_seconds};
+use crate::clock::HybridClock;
+use crate::identity::NodeId;
+use crate::membership::{ClusterView, ViewHandle};
 use crate::ring::Token;
-use crate::storage::{Cell, LocalStore};
 
 /// Settings of the request paths.
 #[derive(Debug, Clone)]
@@ -34,199 +51,60 @@ pub struct CoordinatorSettings {
     pub limits: Limits,
 }
 
+/// Who to ask for one request.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplicaPlan {
+    /// Replicas up according to the view, in ring order.
+    pub alive: Vec<NodeId>,
+    /// Acknowledgements the level requires.
+    pub required: usize,
+}
+
 /// Runs reads and writes.
 pub struct Coordinator {
-    store: LocalStore,
+    view: ViewHandle,
+    transport: Arc<dyn ReplicaTransport>,
     clock: Arc<HybridClock>,
     settings: CoordinatorSettings,
 }
 
 impl Coordinator {
-    pub fn new(store: LocalStore, clock: Arc<HybridClock>, settings: CoordinatorSettings) -> Self {
+    pub fn new(
+        view: ViewHandle,
+        transport: Arc<dyn ReplicaTransport>,
+        clock: Arc<HybridClock>,
+        settings: CoordinatorSettings,
+    ) -> Self {
         Self {
-            store,
+            view,
+            transport,
             clock,
             settings,
         }
     }
 
-    /// Replicas of a key that are alive: on a single node, this node.
-    fn live_replicas(&self) -> usize {
-        self.settings.replication_factor.min(1)
-    }
-
-    fn check_available(&self, level: ConsistencyLevel) -> Result<usize, CoordinatorError> {
+    /// The replicas of `token` split by liveness, or `Unavailable` when too
+    /// few are up for `level`.
+    fn plan(
+        &self,
+        view: &ClusterView,
+        token: Token,
+        level: ConsistencyLevel,
+    ) -> Result<ReplicaPlan, CoordinatorError> {
         let required = level.required(self.settings.replication_factor);
-        let alive = self.live_replicas();
-        if required > alive {
-            return Err(CoordinatorError::Unavailable { required, alive });
-        }
-        Ok(required)
-    }
-
-    /// Writes a value or tombstone; returns its timestamp.
-    pub async fn write(&self, request: WriteRequest) -> Result<Timestamp, CoordinatorError> {
-        request.validate(&self.settings.limits)?;
-        let required = self.check_available(request.level)?;
-        let timestamp = request.timestamp.unwrap_or_else(|| self.clock.now());
-        let now = wall_clock_seconds();
-        let cell = match request.value {
-            Some(value) => {
-                let expires_at = request
-                    .ttl_seconds
-                    .filter(|&ttl| ttl > 0)
-                    .map(|ttl| now + i64::from(ttl));
-                Cell::live(timestamp, value, expires_at)
-            }
-            None => Cell::tombstone(timestamp, now),
-        };
-        let token = Token::of(&request.key);
-        let timeout = request.timeout.unwrap_or(self.settings.write_timeout);
-        match tokio::time::timeout(timeout, self.store.apply(token, &request.key, &cell)).await {
-            Ok(Ok(())) => Ok(timestamp),
-            Ok(Err(error)) => Err(error.into()),
-            Err(_) => Err(CoordinatorError::Timeout {
+        let alive: Vec<NodeId> = view
+            .ring()
+            .replicas(token)
+            .iter()
+            .copied()
+            .filter(|node| view.is_alive(node))
+            .collect();
+        if alive.len() < required {
+            return Err(CoordinatorError::Unavailable {
                 required,
-                received: 0,
-            }),
+                alive: alive.len(),
+            });
         }
-    }
-
-    /// Reads a key; `None` when it has no live value.
-    pub async fn read(&self, request: ReadRequest) -> Result<Option<ReadResult>, CoordinatorError> {
-        request.validate()?;
-        self.check_available(request.level)?;
-        let token = Token::of(&request.key);
-        let cell = self.store.read(token, &request.key)?;
-        Ok(cell
-            .filter(|cell| cell.is_live(wall_clock_seconds()))
-            .map(|cell| ReadResult {
-                timestamp: cell.timestamp,
-                expires_at: cell.local_deletion_time,
-                value: cell.value,
-            }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::{MemoryStorage, SyncMode};
-    use bytes::Bytes;
-
-    fn coordinator(n: usize) -> Coordinator {
-        let store = LocalStore::new(Arc::new(MemoryStorage::default()), SyncMode::Periodic, None);
-        Coordinator::new(
-            store,
-            Arc::new(HybridClock::default()),
-            CoordinatorSettings {
-                replication_factor: n,
-                write_timeout: Duration::from_secs(2),
-                read_timeout: Duration::from_secs(5),
-                limits: Limits {
-                    max_value_size: 1024,
-                },
-            },
-        )
-    }
-
-    fn put(key: &str, value: &str, level: ConsistencyLevel) -> WriteRequest {
-        WriteRequest {
-            key: Bytes::from(key.to_owned()),
-            value: Some(Bytes::from(value.to_owned())),
-            level,
-            ttl_seconds: None,
-            timestamp: None,
-            timeout: None,
-        }
-    }
-
-    fn get(key: &str, level: ConsistencyLevel) -> ReadRequest {
-        ReadRequest {
-            key: Bytes::from(key.to_owned()),
-            level,
-            timeout: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn put_get_delete() {
-        let c = coordinator(1);
-        let ts = c
-            .write(put("k", "v", ConsistencyLevel::One))
-            .await
-            .expect("put");
-        let found = c.read(get("k", ConsistencyLevel::One)).await.expect("get");
-        assert_eq!(
-            found.map(|r| (r.value, r.timestamp)),
-            Some((Bytes::from("v"), ts))
-        );
-        let mut delete = put("k", "", ConsistencyLevel::All);
-        delete.value = None;
-        let del_ts = c.write(delete).await.expect("delete");
-        assert!(del_ts > ts);
-        assert_eq!(
-            c.read(get("k", ConsistencyLevel::All)).await.expect("get"),
-            None
-        );
-    }
-
-    #[tokio::test]
-    async fn client_timestamps_decide_lww() {
-        let c = coordinator(1);
-        let mut newer = put("k", "newer", ConsistencyLevel::One);
-        newer.timestamp = Some(2_000);
-        let mut older = put("k", "older", ConsistencyLevel::One);
-        older.timestamp = Some(1_000);
-        c.write(newer).await.expect("put");
-        c.write(older).await.expect("put");
-        let found = c.read(get("k", ConsistencyLevel::One)).await.expect("get");
-        assert_eq!(found.map(|r| r.value), Some(Bytes::from("newer")));
-    }
-
-    #[tokio::test]
-    async fn levels_beyond_live_replicas_are_unavailable() {
-        let c = coordinator(3);
-        // With N=3 on one node, QUORUM needs 2 replicas but 1 is alive.
-        let err = c
-            .write(put("k", "v", ConsistencyLevel::Quorum))
-            .await
-            .expect_err("quorum");
-        assert!(matches!(
-            err,
-            CoordinatorError::Unavailable {
-                required: 2,
-                alive: 1
-            }
-        ));
-        assert!(c.write(put("k", "v", ConsistencyLevel::One)).await.is_ok());
-        assert!(c.write(put("k", "v", ConsistencyLevel::Any)).await.is_ok());
-        let c = coordinator(1);
-        let err = c
-            .read(get("k", ConsistencyLevel::Two))
-            .await
-            .expect_err("two");
-        assert!(matches!(
-            err,
-            CoordinatorError::Unavailable {
-                required: 2,
-                alive: 1
-            }
-        ));
-    }
-
-    #[tokio::test]
-    async fn invalid_requests_touch_nothing() {
-        let c = coordinator(1);
-        c.write(put("k", "v", ConsistencyLevel::One))
-            .await
-            .expect("put");
-        let too_big = put("k", &"x".repeat(1025), ConsistencyLevel::One);
-        assert!(matches!(
-            c.write(too_big).await,
-            Err(CoordinatorError::InvalidArgument(_))
-        ));
-        let found = c.read(get("k", ConsistencyLevel::One)).await.expect("get");
-        assert_eq!(found.map(|r| r.value), Some(Bytes::from("v")));
+        Ok(ReplicaPlan { alive, required })
     }
 }

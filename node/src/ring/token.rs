@@ -4,7 +4,10 @@
 use std::fmt;
 
 /// A position on the ring, `i64::MIN` excluded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Token(pub i64);
 
 impl Token {

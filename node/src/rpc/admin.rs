@@ -1,12 +1,18 @@
-//! The operator API, `ringkv.v1.Admin`.
+//! The operator API, `ringkv.v1.Admin`: this node's identity and its view
+//! of the cluster (members, ring, a key's replicas).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use ringkv_proto::v1 as pb;
 use ringkv_proto::v1::admin_server::Admin;
 use tonic::{Request, Response, Status};
 
+use super::status;
+use crate::coordinator::validate_key;
 use crate::identity::NodeId;
+use crate::membership::{ClusterView, Member, ViewHandle};
+use crate::ring::Token;
 
 /// What the admin service reports about this node.
 #[derive(Debug, Clone)]
@@ -14,21 +20,53 @@ pub struct NodeDescription {
     pub id: NodeId,
     pub name: String,
     pub replication_factor: u32,
+    pub rack: String,
+    pub cluster_name: String,
 }
 
 /// Serves `Admin`.
 pub struct AdminService {
     node: NodeDescription,
+    view: ViewHandle,
     started: Instant,
 }
 
 impl AdminService {
-    pub fn new(node: NodeDescription) -> Self {
+    pub fn new(node: NodeDescription, view: ViewHandle) -> Self {
         Self {
             node,
+            view,
             started: Instant::now(),
         }
     }
+}
+
+fn member(m: &Member, owns: &BTreeMap<NodeId, f64>) -> pb::Member {
+    pb::Member {
+        node_id: m.id.to_string(),
+        name: m.name.clone(),
+        client_addr: m.client_addr.map(|a| a.to_string()).unwrap_or_default(),
+        rack: m.rack.clone(),
+        up: m.alive,
+        state: m.status.to_string(),
+        load_bytes: m.load_bytes.unwrap_or(0),
+        owns: owns.get(&m.id).copied().unwrap_or(0.0),
+        tokens: u32::try_from(m.tokens.len()).unwrap_or(u32::MAX),
+    }
+}
+
+fn members(view: &ClusterView) -> (Vec<pb::Member>, BTreeMap<NodeId, u32>) {
+    let owns = view.ring().effective_ownership();
+    let mut index = BTreeMap::new();
+    let list = view
+        .members()
+        .enumerate()
+        .map(|(i, m)| {
+            index.insert(m.id, i as u32);
+            member(m, &owns)
+        })
+        .collect();
+    (list, index)
 }
 
 #[tonic::async_trait]
@@ -43,6 +81,68 @@ impl Admin for AdminService {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_seconds: self.started.elapsed().as_secs(),
             replication_factor: self.node.replication_factor,
+            rack: self.node.rack.clone(),
+            cluster_name: self.node.cluster_name.clone(),
+        }))
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let view = self.view.load_full();
+        Ok(Response::new(pb::ClusterStatusResponse {
+            cluster_name: self.node.cluster_name.clone(),
+            replication_factor: self.node.replication_factor,
+            local_node_id: self.node.id.to_string(),
+            members: members(&view).0,
+        }))
+    }
+
+    async fn ring(
+        &self,
+        _request: Request<pb::RingRequest>,
+    ) -> Result<Response<pb::RingResponse>, Status> {
+        let view = self.view.load_full();
+        let (members, index) = members(&view);
+        let ranges = view
+            .ring()
+            .ranges()
+            .map(|(range, replicas)| pb::RingRange {
+                start_token: range.start.0,
+                end_token: range.end.0,
+                replicas: replicas
+                    .iter()
+                    .filter_map(|r| index.get(r).copied())
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::RingResponse {
+            replication_factor: self.node.replication_factor,
+            members,
+            ranges,
+        }))
+    }
+
+    async fn get_endpoints(
+        &self,
+        request: Request<pb::GetEndpointsRequest>,
+    ) -> Result<Response<pb::GetEndpointsResponse>, Status> {
+        let key = request.into_inner().key;
+        validate_key(&key).map_err(status::from_coordinator)?;
+        let view = self.view.load_full();
+        let token = Token::of(&key);
+        let owns = view.ring().effective_ownership();
+        let replicas = view
+            .ring()
+            .replicas(token)
+            .iter()
+            .filter_map(|id| view.member(id))
+            .map(|m| member(m, &owns))
+            .collect();
+        Ok(Response::new(pb::GetEndpointsResponse {
+            token: token.0,
+            replicas,
         }))
     }
 }

@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
+use ringkv_proto::internal::v1 as pbi;
 use ringkv_proto::v1 as pb;
 use tonic::Status;
 
 use crate::coordinator::ConsistencyLevel;
+use crate::storage::{Cell, CellOf};
 
 /// The level a client asked for; unspecified means QUORUM.
 pub fn consistency(raw: i32) -> Result<ConsistencyLevel, Status> {
@@ -29,6 +31,30 @@ pub fn timeout(ms: u32) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(u64::from(ms)))
 }
 
+/// A domain cell as its internode message.
+pub fn cell_to_proto(cell: &Cell) -> pbi::Cell {
+    pbi::Cell {
+        timestamp_micros: cell.timestamp,
+        tombstone: cell.tombstone,
+        local_deletion_time: cell.local_deletion_time,
+        value: cell.value.clone(),
+    }
+}
+
+/// An internode cell as a domain cell.
+pub fn cell_from_proto(cell: pbi::Cell) -> Cell {
+    CellOf {
+        timestamp: cell.timestamp_micros,
+        tombstone: cell.tombstone,
+        local_deletion_time: cell.local_deletion_time,
+        value: if cell.tombstone {
+            bytes::Bytes::new()
+        } else {
+            cell.value
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +68,15 @@ mod tests {
         assert!(err.message().contains("42"));
         assert_eq!(timeout(0), None);
         assert_eq!(timeout(250), Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn cells_round_trip() {
+        for cell in [
+            Cell::live(5, bytes::Bytes::from_static(b"v"), Some(9)),
+            Cell::tombstone(6, 7),
+        ] {
+            assert_eq!(cell_from_proto(cell_to_proto(&cell)), cell);
+        }
     }
 }

@@ -38,6 +38,13 @@ pub fn from_coordinator(error: CoordinatorError) -> Status {
             message,
             error_detail::Kind::Timeout(count(required, received)),
         ),
+        CoordinatorError::Failed {
+            required, received, ..
+        } => with_detail(
+            Code::Aborted,
+            message,
+            error_detail::Kind::Failure(count(required, received)),
+        ),
         CoordinatorError::Storage(error) => from_storage(error),
     }
 }

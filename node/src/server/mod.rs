@@ -1,19 +1,30 @@
-//! Wiring: opens the store, starts background workers and the gRPC
-//! services, and stops them all in order.
+//! Wiring: opens the store, joins the cluster, starts the services and
+//! background workers, and stops them all in order.
+//!
+//! Start:
+//! 1. open RocksDB and the node id; start the WAL syncer;
+//! 2. bind every port (a port in use stops the node at once, with a clear
+//!    error) and start the internode and HTTP services;
+//! 3. start gossip; on a first start choose tokens (`membership::join`),
+//!    otherwise reuse the remembered ones; announce NORMAL;
+//! 4. serve clients.
 //!
 //! Shutdown, on SIGINT/SIGTERM or when the caller's token is cancelled:
-//! 1. the gRPC server stops accepting connections and lets in-flight
+//! 1. the client API stops accepting connections and lets in-flight
 //!    requests finish (at most `shutdown_timeout_ms`);
-//! 2. background workers are told to stop and awaited (the periodic syncer
-//!    fsyncs one last time);
+//! 2. the internode and HTTP services, gossip and the other workers stop
+//!    and are awaited (the periodic syncer fsyncs one last time);
 //! 3. the WAL is fsynced and RocksDB is closed when the last handle drops.
 
+mod addresses;
+mod http;
 mod shutdown;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use ringkv_proto::internal::v1::peer_server::PeerServer;
 use ringkv_proto::v1::admin_server::AdminServer;
 use ringkv_proto::v1::key_value_server::KeyValueServer;
 use tokio::net::TcpListener;
@@ -21,13 +32,17 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use addresses::{Advertised, advertised, resolve_host};
 pub use shutdown::cancel_on_signal;
 
 use crate::clock::HybridClock;
 use crate::config::{Config, MAX_KEY_SIZE};
 use crate::coordinator::{Coordinator, CoordinatorSettings, Limits};
-use crate::identity;
-use crate::rpc::{AdminService, KeyValueService, NodeDescription};
+use crate::identity::{self, NodeId};
+use crate::membership::join::{self, JoinSettings};
+use crate::membership::keys::{self, NodeStatus};
+use crate::membership::{GossipSettings, Membership, persist};
+use crate::rpc::{AdminService, KeyValueService, NodeDescription, NodeTransport, PeerService};
 use crate::storage::{
     GroupSync, LocalStore, RocksConfig, RocksStorage, Storage, SyncMode, run_periodic_sync,
 };
@@ -35,8 +50,8 @@ use crate::storage::{
 /// Room above the largest key and value for the rest of a request.
 const MESSAGE_OVERHEAD: usize = 64 * 1024;
 
-/// Runs a node until `stop` is cancelled.
-pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> {
+/// Opens the store and the node id.
+fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Storage>, NodeId)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let db_path = config.data_dir.join("db");
@@ -49,45 +64,123 @@ pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> 
             .with_context(|| format!("cannot open the store in {}", db_path.display()))?,
     );
     let node_id = identity::load_or_create(engine.as_ref()).context("cannot load the node id")?;
-    let node_name = if config.node_name.is_empty() {
-        format!("node-{}", node_id.short())
-    } else {
-        config.node_name.clone()
-    };
+    Ok((engine, node_id))
+}
 
-    let workers = TaskTracker::new();
-    let worker_stop = CancellationToken::new();
+/// Starts the WAL sync worker the durability mode needs.
+fn start_durability(
+    config: &Config,
+    engine: &Arc<dyn Storage>,
+    workers: &TaskTracker,
+    stop: &CancellationToken,
+) -> LocalStore {
     let group = match config.commitlog_sync {
         SyncMode::Group => {
             let group =
                 GroupSync::new(Duration::from_millis(config.commitlog_sync_group_window_ms));
-            workers.spawn(group.clone().run(engine.clone(), worker_stop.clone()));
+            workers.spawn(group.clone().run(engine.clone(), stop.clone()));
             Some(group)
         }
         SyncMode::Periodic => {
             let period = Duration::from_millis(config.commitlog_sync_period_ms);
-            workers.spawn(run_periodic_sync(
-                engine.clone(),
-                period,
-                worker_stop.clone(),
-            ));
+            workers.spawn(run_periodic_sync(engine.clone(), period, stop.clone()));
             None
         }
         SyncMode::Always => None,
     };
-    let store = LocalStore::new(engine.clone(), config.commitlog_sync, group);
+    LocalStore::new(engine.clone(), config.commitlog_sync, group)
+}
 
+async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+/// The key-values this node gossips when it starts.
+fn initial_gossip(
+    config: &Config,
+    name: &str,
+    advertised: &Advertised,
+    tokens: Option<&[crate::ring::Token]>,
+) -> Vec<(String, String)> {
+    let status = if tokens.is_some() {
+        NodeStatus::Normal
+    } else {
+        NodeStatus::Joining
+    };
+    [
+        (keys::STATUS, status.to_string()),
+        (
+            keys::TOKENS,
+            tokens.map(keys::encode_tokens).unwrap_or_default(),
+        ),
+        (keys::NAME, name.to_owned()),
+        (keys::RACK, config.rack.clone()),
+        (
+            keys::REPLICATION_FACTOR,
+            config.replication_factor.to_string(),
+        ),
+        (keys::CLIENT_ADDR, advertised.client.to_string()),
+        (keys::PEER_ADDR, advertised.peer.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Runs a node until `stop` is cancelled.
+pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> {
+    let (engine, node_id) = open_store(&config)?;
+    let name = if config.node_name.is_empty() {
+        format!("node-{}", node_id.short())
+    } else {
+        config.node_name.clone()
+    };
+    let advertised = advertised(&config).await?;
+    let workers = TaskTracker::new();
+    let worker_stop = CancellationToken::new();
+    let outcome = serve(
+        &config,
+        engine.clone(),
+        node_id,
+        &name,
+        advertised,
+        &workers,
+        &worker_stop,
+        &stop,
+    )
+    .await;
+
+    worker_stop.cancel();
+    workers.close();
+    let grace = Duration::from_millis(config.shutdown_timeout_ms);
+    if tokio::time::timeout(grace, workers.wait()).await.is_err() {
+        tracing::warn!("background workers did not stop in time");
+    }
+    engine
+        .sync_wal()
+        .context("final write-ahead log sync failed")?;
+    outcome?;
+    tracing::info!("ringkv node stopped");
+    Ok(())
+}
+
+/// Everything between opening the store and stopping the workers.
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    config: &Config,
+    engine: Arc<dyn Storage>,
+    node_id: NodeId,
+    name: &str,
+    advertised: Advertised,
+    workers: &TaskTracker,
+    worker_stop: &CancellationToken,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let store = start_durability(config, &engine, workers, worker_stop);
+    let clock = Arc::new(HybridClock::default());
     let max_value_size = usize::try_from(config.max_value_size).unwrap_or(usize::MAX);
-    let coordinator = Arc::new(Coordinator::new(
-        store,
-        Arc::new(HybridClock::default()),
-        CoordinatorSettings {
-            replication_factor: config.replication_factor as usize,
-            write_timeout: Duration::from_millis(config.write_timeout_ms),
-            read_timeout: Duration::from_millis(config.read_timeout_ms),
-            limits: Limits { max_value_size },
-        },
-    ));
     // A value over the limit must reach validation (INVALID_ARGUMENT naming
     // the limit), so the transport accepts somewhat more than the largest
     // valid request.
@@ -95,35 +188,144 @@ pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> 
         .saturating_add(MAX_KEY_SIZE)
         .saturating_add(MESSAGE_OVERHEAD)
         .saturating_mul(2);
+
+    // Bind everything first: a port in use should stop the node before it
+    // joins anything.
+    let client_listener = bind(config.listen_client, "clients").await?;
+    let peer_listener = bind(config.listen_peer, "peers").await?;
+    let http_listener = bind(config.listen_http, "HTTP").await?;
+
+    let peer = PeerServer::new(PeerService::new(store.clone(), clock.clone()))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let peer_stop = worker_stop.clone();
+    workers.spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(peer)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(peer_listener),
+                peer_stop.cancelled_owned(),
+            )
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "internode API server failed");
+        }
+    });
+
+    let health = Arc::new(http::Health::default());
+    let metrics = crate::metrics::install();
+    if let Some(handle) = metrics.clone() {
+        let upkeep_stop = worker_stop.clone();
+        workers.spawn(async move {
+            let mut tick = tokio::time::interval(crate::metrics::UPKEEP_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => handle.run_upkeep(),
+                    _ = upkeep_stop.cancelled() => break,
+                }
+            }
+        });
+    }
+    workers.spawn(http::serve(
+        http_listener,
+        metrics,
+        health.clone(),
+        worker_stop.clone(),
+    ));
+
+    let tokens = persist::load_tokens(engine.as_ref())?;
+    let gossip = GossipSettings {
+        node_id,
+        cluster_name: config.cluster_name.clone(),
+        listen: config.listen_gossip,
+        advertise: advertised.gossip,
+        seeds: config.seeds.clone(),
+        interval: Duration::from_millis(config.gossip_interval_ms),
+        phi_convict_threshold: config.phi_convict_threshold,
+        replication_factor: config.replication_factor as usize,
+    };
+    let initial = initial_gossip(config, name, &advertised, tokens.as_deref());
+    let membership = Membership::start(gossip, engine.clone(), initial).await?;
+    workers.spawn(membership.clone().run(worker_stop.clone()));
+    join::check_replication_factor(&membership, config.replication_factor)?;
+
+    let tokens = match tokens {
+        Some(tokens) => tokens,
+        None => {
+            let settings = JoinSettings {
+                num_tokens: config.num_tokens as usize,
+                rack: config.rack.clone(),
+                replication_factor: config.replication_factor,
+                is_seed: addresses::is_seed(&config.seeds, advertised.gossip, config.listen_gossip)
+                    .await,
+                settle: Duration::from_millis(config.gossip_interval_ms * 4),
+                ring_delay: Duration::from_millis(config.ring_delay_ms),
+                timeout: Duration::from_millis(config.join_timeout_ms),
+                interval: Duration::from_millis(config.gossip_interval_ms),
+            };
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng());
+            let tokens = tokio::select! {
+                chosen = join::choose_tokens(&membership, &settings, &mut rng) => chosen?,
+                _ = stop.cancelled() => return Ok(()),
+            };
+            persist::save_tokens(engine.as_ref(), &tokens)?;
+            tokens
+        }
+    };
+    membership
+        .announce(vec![
+            (keys::TOKENS, keys::encode_tokens(&tokens)),
+            (keys::STATUS, NodeStatus::Normal.to_string()),
+        ])
+        .await;
+
+    let transport = Arc::new(NodeTransport::new(node_id, store, membership.view_handle()));
+    let coordinator = Arc::new(Coordinator::new(
+        membership.view_handle(),
+        transport,
+        clock,
+        CoordinatorSettings {
+            replication_factor: config.replication_factor as usize,
+            write_timeout: Duration::from_millis(config.write_timeout_ms),
+            read_timeout: Duration::from_millis(config.read_timeout_ms),
+            limits: Limits { max_value_size },
+        },
+    ));
     let kv = KeyValueServer::new(KeyValueService::new(coordinator))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
-    let admin = AdminServer::new(AdminService::new(NodeDescription {
-        id: node_id,
-        name: node_name.clone(),
-        replication_factor: config.replication_factor,
-    }));
-
-    let listener = TcpListener::bind(config.listen_client)
-        .await
-        .with_context(|| format!("cannot listen for clients on {}", config.listen_client))?;
+    let admin = AdminServer::new(AdminService::new(
+        NodeDescription {
+            id: node_id,
+            name: name.to_owned(),
+            replication_factor: config.replication_factor,
+            rack: config.rack.clone(),
+            cluster_name: config.cluster_name.clone(),
+        },
+        membership.view_handle(),
+    ));
     tracing::info!(
         node_id = %node_id,
-        node_name = %node_name,
-        client = %config.listen_client,
+        node_name = %name,
+        client = %advertised.client,
+        peer = %advertised.peer,
+        gossip = %advertised.gossip,
         data_dir = %config.data_dir.display(),
         commitlog_sync = %config.commitlog_sync,
         "ringkv node serving"
     );
+    health.set_serving(true);
 
     let grpc_stop = stop.clone();
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(kv)
         .add_service(admin)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            grpc_stop.cancelled().await
-        });
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(client_listener),
+            grpc_stop.cancelled_owned(),
+        );
     let grace = Duration::from_millis(config.shutdown_timeout_ms);
     let drain_deadline = async {
         stop.cancelled().await;
@@ -133,15 +335,6 @@ pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> 
         result = server => result.context("client API server failed")?,
         _ = drain_deadline => tracing::warn!(?grace, "in-flight requests did not finish in time; closing"),
     }
-
-    worker_stop.cancel();
-    workers.close();
-    if tokio::time::timeout(grace, workers.wait()).await.is_err() {
-        tracing::warn!("background workers did not stop in time");
-    }
-    engine
-        .sync_wal()
-        .context("final write-ahead log sync failed")?;
-    tracing::info!("ringkv node stopped");
+    health.set_serving(false);
     Ok(())
 }

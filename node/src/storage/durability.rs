@@ -207,6 +207,9 @@ mod tests {
         fn meta_put(&self, name: &str, value: &[u8]) -> Result<()> {
             self.0.meta_put(name, value)
         }
+        fn approximate_size(&self) -> Result<u64> {
+            self.0.approximate_size()
+        }
         fn compact(&self) -> Result<()> {
             Ok(())
         }

@@ -30,6 +30,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Stores a node-local setting, synced to disk before returning.
     fn meta_put(&self, name: &str, value: &[u8]) -> Result<()>;
 
+    /// Approximate bytes of data stored (on disk and in memory), for the
+    /// load that `status` shows.
+    fn approximate_size(&self) -> Result<u64>;
+
     /// Compacts all data now, applying the garbage-collection rule
     /// (`gc::is_purgeable`) to every cell. Background compaction does the
     /// same over time; this is for operators and tests.

@@ -66,6 +66,14 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    fn approximate_size(&self) -> Result<u64> {
+        let data = self.data.lock().map_err(poisoned)?;
+        Ok(data
+            .iter()
+            .map(|(k, c)| (k.len() + c.encoded_len()) as u64)
+            .sum())
+    }
+
     fn compact(&self) -> Result<()> {
         let now = wall_clock_seconds();
         self.data

@@ -6,8 +6,10 @@
 //! - [`Storage`]: the engine trait; [`RocksStorage`] for real,
 //!   [`MemoryStorage`] for tests.
 //! - [`LocalStore`]: an engine plus the write durability policy.
+//! - [`digest`]: 16-byte digests of cells, for digest reads.
 
 mod cell;
+mod digest;
 mod durability;
 mod engine;
 mod error;
@@ -19,6 +21,7 @@ mod memory;
 mod rocks;
 
 pub use cell::{Cell, CellDecodeError, CellOf, CellView};
+pub use digest::digest;
 pub use durability::{GroupSync, SyncMode, run_periodic_sync, sync_blocking};
 pub use engine::Storage;
 pub use error::{Result, StorageError};

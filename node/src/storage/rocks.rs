@@ -190,6 +190,18 @@ impl Storage for RocksStorage {
         Ok(())
     }
 
+    fn approximate_size(&self) -> Result<u64> {
+        let data = self.cf(CF_DATA)?;
+        let mut total = 0u64;
+        for property in [
+            "rocksdb.total-sst-files-size",
+            "rocksdb.cur-size-all-mem-tables",
+        ] {
+            total += self.db.property_int_value_cf(data, property)?.unwrap_or(0);
+        }
+        Ok(total)
+    }
+
     fn compact(&self) -> Result<()> {
         let mut opts = CompactOptions::default();
         opts.set_bottommost_level_compaction(BottommostLevelCompaction::Force);

@@ -56,6 +56,8 @@ fn suite(s: &dyn Storage) {
     );
     assert!(get(s, "ttl-later").is_some_and(|c| c.is_live(now)));
 
+    assert!(s.approximate_size().expect("size") > 0);
+
     // Meta.
     assert_eq!(s.meta_get("node_id").expect("meta"), None);
     s.meta_put("node_id", b"n1").expect("meta put");

@@ -29,10 +29,28 @@ pub enum Command {
     },
     /// Show the connected node's id, name and version.
     Info,
+    /// Every node the connected node knows: address, rack, up/down, state,
+    /// load and the share of the data it holds.
+    Status,
+    /// Every token and the node that owns it.
+    Ring,
+    /// The replicas of a key, primary first.
+    Getendpoints {
+        /// The key.
+        key: String,
+    },
 }
 
 /// Commands handled by the interactive prompt itself.
 pub const SHELL_COMMANDS: [&str; 4] = ["CONSISTENCY", "HELP", "EXIT", "QUIT"];
 
 /// Request commands, as the prompt lists them.
-pub const REQUEST_COMMANDS: [&str; 4] = ["GET", "PUT", "DEL", "INFO"];
+pub const REQUEST_COMMANDS: [&str; 7] = [
+    "GET",
+    "PUT",
+    "DEL",
+    "INFO",
+    "STATUS",
+    "RING",
+    "GETENDPOINTS",
+];

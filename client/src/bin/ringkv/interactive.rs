@@ -70,6 +70,9 @@ Commands (case-insensitive):
   PUT <key> <value> [--ttl S]   write a value, optionally expiring after S seconds
   DEL <key>                     delete a key
   INFO                          the connected node's id, name and version
+  STATUS                        every node: address, rack, up/down, state, load, owns
+  RING                          every token and its owner
+  GETENDPOINTS <key>            the replicas of a key
   CONSISTENCY [<level>]         show or set the level: ONE TWO THREE QUORUM ALL ANY
   HELP                          this text
   EXIT | QUIT                   leave (or Ctrl-D)
@@ -221,7 +224,12 @@ mod tests {
         assert_eq!(start, 0);
         assert_eq!(
             found.iter().map(|p| p.display.as_str()).collect::<Vec<_>>(),
-            ["GET"]
+            ["GET", "GETENDPOINTS"]
+        );
+        let (_, found) = ShellHelper.complete("st", 2, &ctx).expect("complete");
+        assert_eq!(
+            found.iter().map(|p| p.display.as_str()).collect::<Vec<_>>(),
+            ["STATUS"]
         );
         let (start, found) = ShellHelper
             .complete("consistency qu", 14, &ctx)

@@ -1,6 +1,6 @@
 //! How results look: text for people, JSON for scripts.
 
-use ringkv_client::{NodeInfo, Value};
+use ringkv_client::{ClusterStatus, Endpoints, MemberInfo, NodeInfo, RingInfo, Value};
 use serde_json::json;
 
 /// What a command produced.
@@ -10,6 +10,9 @@ pub enum Outcome {
     Written { key: String, timestamp_micros: i64 },
     Deleted { key: String, timestamp_micros: i64 },
     Info(NodeInfo),
+    Status(ClusterStatus),
+    Ring(RingInfo),
+    Endpoints { key: String, endpoints: Endpoints },
 }
 
 /// Bytes as text when they are UTF-8, otherwise as `0x` and hex digits.
@@ -18,6 +21,128 @@ pub fn bytes_for_display(bytes: &[u8]) -> String {
         Ok(text) => text.to_owned(),
         Err(_) => format!("0x{}", hex::encode(bytes)),
     }
+}
+
+/// A byte count for people: `0 B`, `12.3 KiB`, `4.0 GiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Rows as columns padded to their widest cell.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(c, cell)| format!("{cell:<width$}", width = widths[c]))
+                .collect();
+            cells.join("  ").trim_end().to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn up_down(up: bool) -> String {
+    if up { "UP".into() } else { "DOWN".into() }
+}
+
+fn member_json(m: &MemberInfo) -> serde_json::Value {
+    json!({
+        "node_id": m.id,
+        "name": m.name,
+        "address": m.client_addr,
+        "rack": m.rack,
+        "up": m.up,
+        "state": m.state,
+        "load_bytes": m.load_bytes,
+        "owns": m.owns,
+        "tokens": m.tokens,
+    })
+}
+
+fn status_text(status: &ClusterStatus) -> String {
+    let local = status
+        .members
+        .iter()
+        .find(|m| m.id == status.local_node_id)
+        .map_or(status.local_node_id.as_str(), |m| m.name.as_str());
+    let mut members: Vec<&MemberInfo> = status.members.iter().collect();
+    members.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    let mut rows = vec![vec![
+        "Status".to_owned(),
+        "State".into(),
+        "Name".into(),
+        "Address".into(),
+        "Rack".into(),
+        "Load".into(),
+        "Owns".into(),
+        "Tokens".into(),
+        "Node id".into(),
+    ]];
+    for m in members {
+        rows.push(vec![
+            up_down(m.up),
+            m.state.clone(),
+            m.name.clone(),
+            m.client_addr.clone(),
+            m.rack.clone(),
+            human_bytes(m.load_bytes),
+            format!("{:.1}%", m.owns * 100.0),
+            m.tokens.to_string(),
+            m.id.clone(),
+        ]);
+    }
+    format!(
+        "Cluster {}, replication factor {}, as seen by {}\n{}",
+        status.cluster_name,
+        status.replication_factor,
+        local,
+        table(&rows)
+    )
+}
+
+fn ring_text(ring: &RingInfo) -> String {
+    let mut rows = vec![vec![
+        "Token".to_owned(),
+        "Name".into(),
+        "Address".into(),
+        "Rack".into(),
+        "Status".into(),
+    ]];
+    for range in &ring.ranges {
+        if let Some(owner) = range.replicas.first().and_then(|&i| ring.members.get(i)) {
+            rows.push(vec![
+                range.end_token.to_string(),
+                owner.name.clone(),
+                owner.client_addr.clone(),
+                owner.rack.clone(),
+                up_down(owner.up),
+            ]);
+        }
+    }
+    table(&rows)
 }
 
 /// Text form.
@@ -29,9 +154,29 @@ pub fn text(outcome: &Outcome) -> String {
         Outcome::Read { found: None, .. } => "(not found)".to_owned(),
         Outcome::Written { .. } | Outcome::Deleted { .. } => "OK".to_owned(),
         Outcome::Info(info) => format!(
-            "node id:            {}\nnode name:          {}\nversion:            {}\nuptime:             {}s\nreplication factor: {}",
-            info.id, info.name, info.version, info.uptime_seconds, info.replication_factor
+            "node id:            {}\nnode name:          {}\ncluster:            {}\nrack:               {}\nversion:            {}\nuptime:             {}s\nreplication factor: {}",
+            info.id,
+            info.name,
+            info.cluster_name,
+            info.rack,
+            info.version,
+            info.uptime_seconds,
+            info.replication_factor
         ),
+        Outcome::Status(status) => status_text(status),
+        Outcome::Ring(ring) => ring_text(ring),
+        Outcome::Endpoints { endpoints, .. } => {
+            let mut rows = Vec::new();
+            for m in &endpoints.replicas {
+                rows.push(vec![
+                    m.name.clone(),
+                    m.client_addr.clone(),
+                    m.rack.clone(),
+                    up_down(m.up),
+                ]);
+            }
+            format!("token {}\n{}", endpoints.token, table(&rows))
+        }
     }
 }
 
@@ -70,9 +215,31 @@ pub fn json(outcome: &Outcome) -> serde_json::Value {
         Outcome::Info(info) => json!({
             "node_id": info.id,
             "node_name": info.name,
+            "cluster_name": info.cluster_name,
+            "rack": info.rack,
             "version": info.version,
             "uptime_seconds": info.uptime_seconds,
             "replication_factor": info.replication_factor,
+        }),
+        Outcome::Status(status) => json!({
+            "cluster_name": status.cluster_name,
+            "replication_factor": status.replication_factor,
+            "local_node_id": status.local_node_id,
+            "nodes": status.members.iter().map(member_json).collect::<Vec<_>>(),
+        }),
+        Outcome::Ring(ring) => json!({
+            "replication_factor": ring.replication_factor,
+            "nodes": ring.members.iter().map(member_json).collect::<Vec<_>>(),
+            "ranges": ring.ranges.iter().map(|r| json!({
+                "start_token": r.start_token,
+                "end_token": r.end_token,
+                "replicas": r.replicas.iter().filter_map(|&i| ring.members.get(i)).map(|m| m.id.clone()).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }),
+        Outcome::Endpoints { key, endpoints } => json!({
+            "key": key,
+            "token": endpoints.token,
+            "replicas": endpoints.replicas.iter().map(member_json).collect::<Vec<_>>(),
         }),
     }
 }
@@ -99,5 +266,17 @@ mod tests {
         assert_eq!(object["value_hex"], "ff");
         assert_eq!(object["found"], true);
         assert!(object.get("value").is_none());
+    }
+
+    #[test]
+    fn byte_counts_and_tables() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 << 30), "5.0 GiB");
+        let rows = vec![
+            vec!["a".to_owned(), "bb".into()],
+            vec!["ccc".into(), "d".into()],
+        ];
+        assert_eq!(table(&rows), "a    bb\nccc  d");
     }
 }

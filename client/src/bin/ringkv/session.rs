@@ -59,6 +59,12 @@ impl Session {
                 key: key.clone(),
             },
             Command::Info => Outcome::Info(self.client.node_info().await?),
+            Command::Status => Outcome::Status(self.client.cluster_status().await?),
+            Command::Ring => Outcome::Ring(self.client.ring_info().await?),
+            Command::Getendpoints { key } => Outcome::Endpoints {
+                endpoints: self.client.endpoints(key.clone()).await?,
+                key: key.clone(),
+            },
         })
     }
 

@@ -1,0 +1,153 @@
+//! What the cluster says about itself: members, the ring, a key's replicas.
+
+use ringkv_proto::v1 as pb;
+
+/// One node as the answering node sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberInfo {
+    /// Permanent node id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Client API address (`host:port`).
+    pub client_addr: String,
+    /// Rack.
+    pub rack: String,
+    /// Up according to the answering node's failure detector.
+    pub up: bool,
+    /// JOINING, NORMAL, LEAVING or LEFT.
+    pub state: String,
+    /// Approximate bytes stored.
+    pub load_bytes: u64,
+    /// Share of the data this node holds a replica of (0..1).
+    pub owns: f64,
+    /// Number of tokens.
+    pub tokens: u32,
+}
+
+impl From<pb::Member> for MemberInfo {
+    fn from(m: pb::Member) -> Self {
+        MemberInfo {
+            id: m.node_id,
+            name: m.name,
+            client_addr: m.client_addr,
+            rack: m.rack,
+            up: m.up,
+            state: m.state,
+            load_bytes: m.load_bytes,
+            owns: m.owns,
+            tokens: m.tokens,
+        }
+    }
+}
+
+/// The cluster as one node sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterStatus {
+    /// Name of the cluster.
+    pub cluster_name: String,
+    /// Replicas per key.
+    pub replication_factor: u32,
+    /// Id of the node that answered.
+    pub local_node_id: String,
+    /// Every known node.
+    pub members: Vec<MemberInfo>,
+}
+
+/// A token range and its replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeInfo {
+    /// Exclusive start token.
+    pub start_token: i64,
+    /// Inclusive end token (owned by the first replica).
+    pub end_token: i64,
+    /// Indices into [`RingInfo::members`], primary owner first.
+    pub replicas: Vec<usize>,
+}
+
+/// Token ownership and placement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RingInfo {
+    /// Replicas per key.
+    pub replication_factor: u32,
+    /// Every known node.
+    pub members: Vec<MemberInfo>,
+    /// Ranges in token order.
+    pub ranges: Vec<RangeInfo>,
+}
+
+impl From<pb::RingResponse> for RingInfo {
+    fn from(r: pb::RingResponse) -> Self {
+        RingInfo {
+            replication_factor: r.replication_factor,
+            members: r.members.into_iter().map(MemberInfo::from).collect(),
+            ranges: r
+                .ranges
+                .into_iter()
+                .map(|range| RangeInfo {
+                    start_token: range.start_token,
+                    end_token: range.end_token,
+                    replicas: range.replicas.into_iter().map(|i| i as usize).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl RingInfo {
+    /// The replicas (indices into `members`) of a token, primary first;
+    /// empty for an empty ring.
+    pub fn replicas_of_token(&self, token: i64) -> &[usize] {
+        if self.ranges.is_empty() {
+            return &[];
+        }
+        let at = self.ranges.partition_point(|r| r.end_token < token);
+        let range = self.ranges.get(at).unwrap_or(&self.ranges[0]);
+        &range.replicas
+    }
+}
+
+/// The replicas of one key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoints {
+    /// The key's token.
+    pub token: i64,
+    /// Its replicas, primary first.
+    pub replicas: Vec<MemberInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> RingInfo {
+        let range = |start, end, replicas: &[usize]| RangeInfo {
+            start_token: start,
+            end_token: end,
+            replicas: replicas.to_vec(),
+        };
+        RingInfo {
+            replication_factor: 2,
+            members: Vec::new(),
+            ranges: vec![
+                range(100, -50, &[0, 1]),
+                range(-50, 10, &[1, 2]),
+                range(10, 100, &[2, 0]),
+            ],
+        }
+    }
+
+    #[test]
+    fn token_lookup_follows_ranges_and_wraps() {
+        let ring = ring();
+        assert_eq!(ring.replicas_of_token(-60), &[0, 1]);
+        assert_eq!(ring.replicas_of_token(-50), &[0, 1]);
+        assert_eq!(ring.replicas_of_token(-49), &[1, 2]);
+        assert_eq!(ring.replicas_of_token(100), &[2, 0]);
+        assert_eq!(
+            ring.replicas_of_token(101),
+            &[0, 1],
+            "past the last token wraps to the first range"
+        );
+    }
+}

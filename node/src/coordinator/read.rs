@@ -1,0 +1,151 @@
+//! The read path.
+//!
+//! 1. Find the key's live replicas; `Unavailable` if too few.
+//! 2. Ask `required` of them: this node first when it is a replica (no
+//!    hop), the others in random order to spread load. The first is asked
+//!    for data, the rest only for a digest. A replica that fails is replaced
+//!    by a spare live replica, if any.
+//! 3. If every digest matches the data, answer.
+//! 4. Otherwise read full data from every replica that answered, resolve
+//!    with LWW, write the winner back to the replicas that were stale and
+//!    wait for those writes (blocking read repair: a later read at the same
+//!    level cannot see the older value again), then answer.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use rand::seq::SliceRandom;
+
+use super::transport::{ReadReply, ReplicaError};
+use super::{Coordinator, CoordinatorError, ReadRequest, ReadResult};
+use crate::clock::wall_clock_seconds;
+use crate::identity::NodeId;
+use crate::membership::ClusterView;
+use crate::ring::Token;
+use crate::storage::{Cell, digest, lww};
+
+type Ask = BoxFuture<'static, (NodeId, bool, Result<ReadReply, ReplicaError>)>;
+
+impl Coordinator {
+    fn ask(&self, node: NodeId, token: Token, key: &Bytes, digest_only: bool) -> Ask {
+        let request = self.transport.read(node, token, key.clone(), digest_only);
+        Box::pin(async move { (node, digest_only, request.await) })
+    }
+
+    /// Live replicas in the order reads prefer them.
+    fn read_order(&self, view: &ClusterView, mut alive: Vec<NodeId>) -> Vec<NodeId> {
+        alive.shuffle(&mut rand::rng());
+        if let Some(at) = alive.iter().position(|n| *n == view.local()) {
+            alive.swap(0, at);
+        }
+        alive
+    }
+
+    /// Reads a key; `None` when it has no live value.
+    pub async fn read(&self, request: ReadRequest) -> Result<Option<ReadResult>, CoordinatorError> {
+        request.validate()?;
+        let view = self.view.load_full();
+        let token = Token::of(&request.key);
+        let plan = self.plan(&view, token, request.level)?;
+        let required = plan.required;
+        let deadline = Instant::now() + request.timeout.unwrap_or(self.settings.read_timeout);
+        let timeout_error = |received| CoordinatorError::Timeout { required, received };
+        let key = request.key;
+
+        let mut spares = self.read_order(&view, plan.alive).into_iter();
+        let mut pending: FuturesUnordered<Ask> = FuturesUnordered::new();
+        for (i, node) in spares.by_ref().take(required).enumerate() {
+            pending.push(self.ask(node, token, &key, i > 0));
+        }
+        let mut data: Option<(NodeId, Option<Cell>)> = None;
+        let mut digests: Vec<(NodeId, Bytes)> = Vec::new();
+        let mut refused: Vec<String> = Vec::new();
+        while data.is_none() || digests.len() + 1 < required {
+            let next = tokio::time::timeout_at(deadline.into(), pending.next()).await;
+            let received = digests.len() + usize::from(data.is_some());
+            match next {
+                Err(_) => return Err(timeout_error(received)),
+                Ok(None) if refused.is_empty() => return Err(timeout_error(received)),
+                Ok(None) => {
+                    return Err(CoordinatorError::Failed {
+                        required,
+                        received,
+                        reasons: refused,
+                    });
+                }
+                Ok(Some((node, _, Ok(ReadReply::Data(cell))))) => data = Some((node, cell)),
+                Ok(Some((node, _, Ok(ReadReply::Digest(d))))) => digests.push((node, d)),
+                Ok(Some((node, digest_only, Err(error)))) => {
+                    tracing::debug!(%node, %error, "replica read failed; trying a spare");
+                    refused.push(format!("{node}: {error}"));
+                    if let Some(spare) = spares.next() {
+                        pending.push(self.ask(spare, token, &key, digest_only));
+                    }
+                }
+            }
+        }
+        drop(pending);
+        let Some((data_node, data_cell)) = data else {
+            return Err(timeout_error(digests.len()));
+        };
+
+        let expected = digest(data_cell.as_ref());
+        if digests.iter().all(|(_, d)| *d == expected) {
+            return Ok(live(data_cell));
+        }
+
+        // Digests disagree: get everyone's data, resolve, repair.
+        let mut cells: Vec<(NodeId, Option<Cell>)> = vec![(data_node, data_cell)];
+        let mut full: FuturesUnordered<Ask> = digests
+            .iter()
+            .map(|(node, _)| self.ask(*node, token, &key, false))
+            .collect();
+        while let Some(answer) = tokio::time::timeout_at(deadline.into(), full.next())
+            .await
+            .map_err(|_| timeout_error(cells.len()))?
+        {
+            match answer {
+                (node, _, Ok(ReadReply::Data(cell))) => cells.push((node, cell)),
+                (_, _, Ok(ReadReply::Digest(_))) | (_, _, Err(_)) => {
+                    return Err(timeout_error(cells.len()));
+                }
+            }
+        }
+        let winner = lww::merge_all(cells.iter().filter_map(|(_, c)| c.clone()));
+        if let Some(winner) = &winner {
+            let stale: Vec<NodeId> = cells
+                .iter()
+                .filter(|(_, cell)| cell.as_ref() != Some(winner))
+                .map(|(node, _)| *node)
+                .collect();
+            let repairs: FuturesUnordered<_> = stale
+                .iter()
+                .map(|node| {
+                    self.transport
+                        .write(*node, token, key.clone(), winner.clone())
+                })
+                .collect();
+            metrics::counter!(crate::metrics::READ_REPAIRS).increment(stale.len() as u64);
+            let outcomes: Vec<_> = tokio::time::timeout_at(deadline.into(), repairs.collect())
+                .await
+                .map_err(|_| timeout_error(cells.len()))?;
+            if outcomes.iter().any(Result::is_err) {
+                return Err(timeout_error(cells.len()));
+            }
+        }
+        Ok(live(winner))
+    }
+}
+
+/// The answer for a resolved cell: its value if live.
+fn live(cell: Option<Cell>) -> Option<ReadResult> {
+    cell.filter(|c| c.is_live(wall_clock_seconds()))
+        .map(|c| ReadResult {
+            timestamp: c.timestamp,
+            expires_at: c.local_deletion_time,
+            value: c.value,
+        })
+}

@@ -1,0 +1,62 @@
+//! The coordinator's view of "send this to that replica".
+//!
+//! The read and write paths talk to replicas only through
+//! [`ReplicaTransport`], so they run the same against real nodes (gRPC, or
+//! the local store when the replica is this node) and against the
+//! in-memory cluster of the unit tests, where replicas can be cut off or
+//! slowed down.
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use crate::identity::NodeId;
+use crate::ring::Token;
+use crate::storage::Cell;
+
+/// A 16-byte digest of a replica's cell (empty when it holds nothing).
+pub type Digest = Bytes;
+
+/// A replica's answer to a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadReply {
+    /// The stored cell (tombstones and expired values included).
+    Data(Option<Cell>),
+    /// Only its digest.
+    Digest(Digest),
+}
+
+/// Why a replica did not acknowledge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicaError {
+    /// Could not be reached (connection refused, no address known).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// Did not answer in time.
+    #[error("did not answer in time")]
+    Timeout,
+    /// Answered with an error (its disk is full, it is shutting down...).
+    #[error("failed: {0}")]
+    Failed(String),
+}
+
+/// Requests to replicas. Futures are `'static` so that writes can finish in
+/// the background after the coordinator has answered.
+pub trait ReplicaTransport: Send + Sync + 'static {
+    /// Merges `cell` into `to`'s store.
+    fn write(
+        &self,
+        to: NodeId,
+        token: Token,
+        key: Bytes,
+        cell: Cell,
+    ) -> BoxFuture<'static, Result<(), ReplicaError>>;
+
+    /// Reads `key` from `to`, the cell or only its digest.
+    fn read(
+        &self,
+        to: NodeId,
+        token: Token,
+        key: Bytes,
+        digest_only: bool,
+    ) -> BoxFuture<'static, Result<ReadReply, ReplicaError>>;
+}

@@ -1,0 +1,120 @@
+//! The write path.
+//!
+//! 1. Find the key's replicas and which of them are up. If fewer are up
+//!    than the level requires, answer `Unavailable` and send nothing.
+//! 2. Timestamp the write (hybrid logical clock, or the client's).
+//! 3. Send it to every live replica at once; answer as soon as `required`
+//!    have acknowledged. Sends to the others carry on in the background, so
+//!    every live replica gets the write even when the answer went early.
+//! 4. If the deadline passes first, answer `Timeout` with how many acked:
+//!    the write may still land. If so many replicas *refused* that the level
+//!    cannot be met any more, answer `Failed` at once.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::transport::ReplicaError;
+use super::{Coordinator, CoordinatorError, ReplicaPlan, WriteRequest};
+use crate::clock::{Timestamp, wall_clock_seconds};
+use crate::identity::NodeId;
+use crate::ring::Token;
+use crate::storage::Cell;
+
+impl Coordinator {
+    /// Writes a value or tombstone; returns its timestamp.
+    pub async fn write(&self, request: WriteRequest) -> Result<Timestamp, CoordinatorError> {
+        request.validate(&self.settings.limits)?;
+        let view = self.view.load_full();
+        let token = Token::of(&request.key);
+        let plan = self.plan(&view, token, request.level)?;
+        let timestamp = request.timestamp.unwrap_or_else(|| self.clock.now());
+        let now = wall_clock_seconds();
+        let cell = match request.value {
+            Some(value) => {
+                let expires_at = request
+                    .ttl_seconds
+                    .filter(|&ttl| ttl > 0)
+                    .map(|ttl| now + i64::from(ttl));
+                Cell::live(timestamp, value, expires_at)
+            }
+            None => Cell::tombstone(timestamp, now),
+        };
+        let timeout = request.timeout.unwrap_or(self.settings.write_timeout);
+        self.replicate(token, request.key, cell, &plan, timeout)
+            .await?;
+        Ok(timestamp)
+    }
+
+    /// Sends `cell` to every live replica of `plan`; returns once
+    /// `plan.required` acknowledged.
+    pub(super) async fn replicate(
+        &self,
+        token: Token,
+        key: Bytes,
+        cell: Cell,
+        plan: &ReplicaPlan,
+        timeout: Duration,
+    ) -> Result<(), CoordinatorError> {
+        let deadline = Instant::now() + timeout;
+        let (done, mut acks_rx) =
+            mpsc::channel::<(NodeId, Result<(), ReplicaError>)>(plan.alive.len().max(1));
+        for &node in &plan.alive {
+            let send = self.transport.write(node, token, key.clone(), cell.clone());
+            let done = done.clone();
+            // A task per replica: it outlives this call when the answer goes
+            // out early, so slower replicas still get the write.
+            tokio::spawn(async move {
+                let result = match tokio::time::timeout(timeout, send).await {
+                    Ok(result) => result,
+                    Err(_) => Err(ReplicaError::Timeout),
+                };
+                if let Err(error) = &result {
+                    tracing::debug!(%node, %error, "replica write not acknowledged");
+                }
+                let _ = done.send((node, result)).await;
+            });
+        }
+        drop(done);
+
+        let required = plan.required;
+        let (mut acked, mut timed_out, mut refused) = (0usize, 0usize, Vec::new());
+        loop {
+            let answer = tokio::time::timeout_at(deadline.into(), acks_rx.recv()).await;
+            match answer {
+                Err(_) => {
+                    return Err(CoordinatorError::Timeout {
+                        required,
+                        received: acked,
+                    });
+                }
+                Ok(None) => break,
+                Ok(Some((_, Ok(())))) => {
+                    acked += 1;
+                    if acked >= required {
+                        return Ok(());
+                    }
+                }
+                Ok(Some((_, Err(ReplicaError::Timeout)))) => timed_out += 1,
+                Ok(Some((node, Err(error)))) => refused.push(format!("{node}: {error}")),
+            }
+            let still_possible = plan.alive.len() - timed_out - refused.len();
+            if still_possible < required {
+                break;
+            }
+        }
+        if refused.is_empty() {
+            Err(CoordinatorError::Timeout {
+                required,
+                received: acked,
+            })
+        } else {
+            Err(CoordinatorError::Failed {
+                required,
+                received: acked,
+                reasons: refused,
+            })
+        }
+    }
+}

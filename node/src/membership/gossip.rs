@@ -1,0 +1,237 @@
+//! Gossip over chitchat: spreading each node's state and detecting failures.
+//!
+//! chitchat implements scuttlebutt reconciliation over UDP (each round a
+//! node exchanges digests and deltas with a few random peers) and a
+//! phi-accrual failure detector: a node is suspected once the time since its
+//! last heartbeat is improbable given the intervals seen so far, the
+//! threshold `phi_convict_threshold` (8, as Cassandra) trading detection
+//! speed for false alarms. With a 500 ms gossip interval a dead node is
+//! marked down within a few seconds.
+//!
+//! [`Membership`] owns the chitchat server, publishes what this node
+//! gossips, and turns chitchat's state into [`ClusterView`]s: a worker
+//! rebuilds the view whenever the set of live nodes or any node's state
+//! changes, and at every gossip interval.
+//!
+//! A chitchat identity is (node id, generation, gossip address); the
+//! generation is the start time, so a restarted node supersedes its
+//! previous incarnation.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use chitchat::transport::UdpTransport;
+use chitchat::{
+    ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ProtocolVersion,
+    spawn_chitchat,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::keys;
+use super::persist;
+use super::view::{ClusterView, GossipEntry, Member};
+use crate::clock::wall_clock_micros;
+use crate::identity::NodeId;
+use crate::storage::Storage;
+
+/// The current view, shared with the request paths.
+pub type ViewHandle = Arc<ArcSwap<ClusterView>>;
+
+/// How long chitchat keeps the state of a dead node. Dead nodes keep their
+/// place in the ring; this only bounds how long gossip carries their state.
+const DEAD_NODE_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Gossip rounds between load reports.
+const LOAD_REPORT_ROUNDS: u32 = 20;
+
+/// Settings of gossip.
+#[derive(Debug, Clone)]
+pub struct GossipSettings {
+    pub node_id: NodeId,
+    /// Nodes only talk to nodes of the same cluster.
+    pub cluster_name: String,
+    pub listen: SocketAddr,
+    /// The gossip address other nodes use to reach this one.
+    pub advertise: SocketAddr,
+    /// Gossip addresses (`host:port`) to contact first.
+    pub seeds: Vec<String>,
+    pub interval: Duration,
+    pub phi_convict_threshold: f64,
+    pub replication_factor: usize,
+}
+
+/// This node's membership in the cluster.
+pub struct Membership {
+    handle: ChitchatHandle,
+    view: ViewHandle,
+    storage: Arc<dyn Storage>,
+    settings: GossipSettings,
+    remembered: Vec<Member>,
+    /// The members last written to disk, serialized.
+    saved: Mutex<Vec<u8>>,
+}
+
+impl Membership {
+    /// Starts gossiping `initial` key-values about this node.
+    pub async fn start(
+        settings: GossipSettings,
+        storage: Arc<dyn Storage>,
+        initial: Vec<(String, String)>,
+    ) -> anyhow::Result<Arc<Membership>> {
+        let remembered = persist::load_members(storage.as_ref())?;
+        let generation = u64::try_from(wall_clock_micros()).unwrap_or(0);
+        let chitchat_id =
+            ChitchatId::new(settings.node_id.to_string(), generation, settings.advertise);
+        let config = ChitchatConfig {
+            chitchat_id,
+            cluster_id: settings.cluster_name.clone(),
+            gossip_interval: settings.interval,
+            listen_addr: settings.listen,
+            seed_nodes: settings.seeds.clone(),
+            failure_detector_config: FailureDetectorConfig {
+                phi_threshold: settings.phi_convict_threshold,
+                sampling_window_size: 1_000,
+                max_interval: Duration::from_secs(10),
+                initial_interval: settings.interval,
+                dead_node_grace_period: DEAD_NODE_GRACE,
+            },
+            marked_for_deletion_grace_period: Duration::from_secs(3600),
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+            protocol_version: ProtocolVersion::V0,
+        };
+        let handle = spawn_chitchat(config, initial, &UdpTransport)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start gossip on {}: {e:#}", settings.listen))?;
+        let local = settings.node_id;
+        let view = ClusterView::build(local, settings.replication_factor, remembered.clone(), None);
+        let membership = Arc::new(Membership {
+            handle,
+            view: Arc::new(ArcSwap::from_pointee(view)),
+            storage,
+            settings,
+            remembered,
+            saved: Mutex::new(Vec::new()),
+        });
+        membership.refresh().await;
+        Ok(membership)
+    }
+
+    /// The current view.
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.view.load_full()
+    }
+
+    /// A handle that always reads the current view.
+    pub fn view_handle(&self) -> ViewHandle {
+        self.view.clone()
+    }
+
+    /// Gossips new values for keys of this node, and refreshes the view.
+    pub async fn announce(&self, pairs: Vec<(&'static str, String)>) {
+        self.handle
+            .with_chitchat(|chitchat| {
+                let state = chitchat.self_node_state();
+                for (key, value) in &pairs {
+                    state.set(*key, value);
+                }
+            })
+            .await;
+        self.refresh().await;
+    }
+
+    /// Rebuilds the view from chitchat's state, logs members going up or
+    /// down, and remembers ring changes on disk.
+    pub async fn refresh(&self) {
+        let entries = self.handle.with_chitchat(read_entries).await;
+        let previous = self.view.load_full();
+        let members = self
+            .remembered
+            .iter()
+            .cloned()
+            .chain(entries.iter().filter_map(Member::from_entry));
+        let view = ClusterView::build(
+            self.settings.node_id,
+            self.settings.replication_factor,
+            members,
+            Some(&previous),
+        );
+        for member in view.members() {
+            let was = previous.member(&member.id).map(|m| m.alive);
+            if was.is_some_and(|a| a != member.alive)
+                || (was.is_none() && member.id != view.local())
+            {
+                tracing::info!(
+                    node = %member.name,
+                    id = %member.id,
+                    status = %member.status,
+                    up = member.alive,
+                    "membership change"
+                );
+            }
+        }
+        self.remember(&view);
+        self.view.store(Arc::new(view));
+    }
+
+    fn remember(&self, view: &ClusterView) {
+        let Ok(bytes) = serde_json::to_vec(&view.remembered()) else {
+            return;
+        };
+        let Ok(mut saved) = self.saved.lock() else {
+            return;
+        };
+        if *saved != bytes {
+            match persist::save_members(self.storage.as_ref(), &view.remembered()) {
+                Ok(()) => *saved = bytes,
+                Err(error) => tracing::warn!(%error, "cannot remember ring members"),
+            }
+        }
+    }
+
+    /// The worker: refreshes the view on changes and every gossip interval,
+    /// and reports this node's load, until `stop`.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let mut live = self.handle.with_chitchat(|c| c.live_nodes_watcher()).await;
+        let mut tick = tokio::time::interval(self.settings.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rounds = 0u32;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                changed = live.changed() => if changed.is_err() { break },
+                _ = tick.tick() => rounds += 1,
+            }
+            if rounds >= LOAD_REPORT_ROUNDS {
+                rounds = 0;
+                if let Ok(bytes) = self.storage.approximate_size() {
+                    self.announce(vec![(keys::LOAD, bytes.to_string())]).await;
+                }
+            }
+            self.refresh().await;
+        }
+        if let Err(error) = self.handle.initiate_shutdown() {
+            tracing::debug!(%error, "gossip already stopped");
+        }
+    }
+}
+
+/// Every node's state as chitchat holds it.
+fn read_entries(chitchat: &mut chitchat::Chitchat) -> Vec<GossipEntry> {
+    let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+    chitchat
+        .node_states()
+        .iter()
+        .map(|(id, state)| GossipEntry {
+            node_id: id.node_id.to_string(),
+            generation: id.generation_id,
+            gossip_addr: id.gossip_advertise_addr,
+            alive: live.contains(id),
+            values: state
+                .key_values()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        })
+        .collect()
+}

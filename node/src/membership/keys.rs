@@ -1,0 +1,121 @@
+//! What a node gossips about itself: key names and value formats.
+//!
+//! Each node owns a small map of string keys in the gossip state; chitchat
+//! spreads it. Values are plain text so they can be read in a packet dump.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::ring::Token;
+
+/// Lifecycle state: JOINING → NORMAL → LEAVING → LEFT.
+pub const STATUS: &str = "status";
+/// The node's tokens, comma-separated decimal.
+pub const TOKENS: &str = "tokens";
+/// Client API address (`ip:port`).
+pub const CLIENT_ADDR: &str = "client_addr";
+/// Internode API address (`ip:port`).
+pub const PEER_ADDR: &str = "peer_addr";
+/// The node's rack.
+pub const RACK: &str = "rack";
+/// The node's configured replication factor.
+pub const REPLICATION_FACTOR: &str = "replication_factor";
+/// The node's display name.
+pub const NAME: &str = "name";
+/// Bytes of data the node stores (approximate).
+pub const LOAD: &str = "load";
+
+/// Where a node is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum NodeStatus {
+    /// Choosing tokens; owns nothing yet.
+    Joining,
+    /// Owns its tokens and serves.
+    Normal,
+    /// Handing its ranges to others before leaving.
+    Leaving,
+    /// Gone; its tokens belong to others.
+    Left,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Joining => "JOINING",
+            NodeStatus::Normal => "NORMAL",
+            NodeStatus::Leaving => "LEAVING",
+            NodeStatus::Left => "LEFT",
+        }
+    }
+
+    /// True when the node's tokens are part of the ring.
+    pub fn owns_tokens(self) -> bool {
+        matches!(self, NodeStatus::Normal | NodeStatus::Leaving)
+    }
+}
+
+impl fmt::Display for NodeStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for NodeStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "JOINING" => Ok(NodeStatus::Joining),
+            "NORMAL" => Ok(NodeStatus::Normal),
+            "LEAVING" => Ok(NodeStatus::Leaving),
+            "LEFT" => Ok(NodeStatus::Left),
+            other => Err(format!("unknown node status {other:?}")),
+        }
+    }
+}
+
+/// Tokens as gossiped: `"-123,456,789"`.
+pub fn encode_tokens(tokens: &[Token]) -> String {
+    let parts: Vec<String> = tokens.iter().map(|t| t.0.to_string()).collect();
+    parts.join(",")
+}
+
+/// Parses gossiped tokens; empty text is no tokens.
+pub fn decode_tokens(text: &str) -> Result<Vec<Token>, String> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|part| {
+            part.parse::<i64>()
+                .map(Token)
+                .map_err(|_| format!("bad token {part:?}"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        let tokens = vec![Token(i64::MIN + 1), Token(0), Token(42), Token(i64::MAX)];
+        assert_eq!(decode_tokens(&encode_tokens(&tokens)), Ok(tokens));
+        assert_eq!(decode_tokens(""), Ok(vec![]));
+        assert!(decode_tokens("1,x").is_err());
+    }
+
+    #[test]
+    fn status_round_trip() {
+        for status in [
+            NodeStatus::Joining,
+            NodeStatus::Normal,
+            NodeStatus::Leaving,
+            NodeStatus::Left,
+        ] {
+            assert_eq!(status.as_str().parse(), Ok(status));
+        }
+        assert!("UP".parse::<NodeStatus>().is_err());
+    }
+}

@@ -1,0 +1,114 @@
+//! Remembering the ring across restarts.
+//!
+//! A node that restarts must not believe it is alone until gossip tells it
+//! otherwise: it would coordinate writes to the wrong replicas. So each node
+//! keeps the members that shape the ring (ids, racks, tokens, addresses) in
+//! its `meta` column family and starts from them, marked down until gossip
+//! hears from them. Its own tokens are kept too: a restarted node owns the
+//! same ranges as before.
+
+use crate::ring::Token;
+use crate::storage::{Storage, StorageError};
+
+use super::view::Member;
+
+const PEERS_KEY: &str = "ring.members";
+const TOKENS_KEY: &str = "ring.local_tokens";
+
+/// Why remembered state could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("remembered {what} are unreadable ({reason}); the data directory is damaged")]
+    Corrupt { what: &'static str, reason: String },
+}
+
+/// The members remembered from the last run (all marked down).
+pub fn load_members(storage: &dyn Storage) -> Result<Vec<Member>, PersistError> {
+    match storage.meta_get(PEERS_KEY)? {
+        None => Ok(Vec::new()),
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| PersistError::Corrupt {
+            what: "ring members",
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Remembers the ring's members.
+pub fn save_members(storage: &dyn Storage, members: &[Member]) -> Result<(), PersistError> {
+    let bytes = serde_json::to_vec(members).map_err(|e| PersistError::Corrupt {
+        what: "ring members",
+        reason: e.to_string(),
+    })?;
+    storage.meta_put(PEERS_KEY, &bytes)?;
+    Ok(())
+}
+
+/// This node's tokens, if it has chosen them before.
+pub fn load_tokens(storage: &dyn Storage) -> Result<Option<Vec<Token>>, PersistError> {
+    match storage.meta_get(TOKENS_KEY)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let raw: Vec<i64> =
+                serde_json::from_slice(&bytes).map_err(|e| PersistError::Corrupt {
+                    what: "local tokens",
+                    reason: e.to_string(),
+                })?;
+            Ok(Some(raw.into_iter().map(Token).collect()))
+        }
+    }
+}
+
+/// Remembers this node's tokens.
+pub fn save_tokens(storage: &dyn Storage, tokens: &[Token]) -> Result<(), PersistError> {
+    let raw: Vec<i64> = tokens.iter().map(|t| t.0).collect();
+    let bytes = serde_json::to_vec(&raw).map_err(|e| PersistError::Corrupt {
+        what: "local tokens",
+        reason: e.to_string(),
+    })?;
+    storage.meta_put(TOKENS_KEY, &bytes)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::NodeId;
+    use crate::membership::NodeStatus;
+    use crate::storage::MemoryStorage;
+
+    #[test]
+    fn members_and_tokens_round_trip() {
+        let storage = MemoryStorage::default();
+        assert!(load_members(&storage).expect("load").is_empty());
+        assert_eq!(load_tokens(&storage).expect("load"), None);
+        let member = Member {
+            id: NodeId(uuid::Uuid::from_u128(7)),
+            name: "n7".into(),
+            status: NodeStatus::Normal,
+            tokens: vec![Token(1), Token(-5)],
+            rack: "r".into(),
+            gossip_addr: "127.0.0.1:7402".parse().expect("addr"),
+            client_addr: Some("127.0.0.1:7400".parse().expect("addr")),
+            peer_addr: None,
+            replication_factor: Some(3),
+            load_bytes: None,
+            alive: true,
+            generation: 9,
+        };
+        save_members(&storage, std::slice::from_ref(&member)).expect("save");
+        let loaded = load_members(&storage).expect("load");
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].tokens, member.tokens);
+        assert!(!loaded[0].alive, "remembered members start down");
+        assert_eq!(loaded[0].generation, 0, "gossip always supersedes memory");
+        save_tokens(&storage, &[Token(3)]).expect("save");
+        assert_eq!(load_tokens(&storage).expect("load"), Some(vec![Token(3)]));
+        storage.meta_put(TOKENS_KEY, b"garbage").expect("put");
+        assert!(matches!(
+            load_tokens(&storage),
+            Err(PersistError::Corrupt { .. })
+        ));
+    }
+}

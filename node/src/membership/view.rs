@@ -1,0 +1,317 @@
+//! [`ClusterView`]: what this node currently believes about the cluster —
+//! every known member, who is alive, and the ring their tokens make.
+//!
+//! Built from gossip state (plus members remembered from disk) by a pure
+//! function, so it is tested without sockets. A view is immutable; the
+//! membership worker publishes a new one when anything changes and request
+//! paths read the current one without locking.
+//!
+//! A member that stops gossiping stays in the view, marked down, with its
+//! tokens still in the ring: a dead node is a replica that misses writes
+//! (which hints and repair make up for), not a reason to move data. Only a
+//! node that has LEFT gives its tokens up.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::keys::{self, NodeStatus};
+use crate::identity::NodeId;
+use crate::ring::{Ring, RingMember, Token};
+
+/// A node's gossiped state, as read from chitchat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GossipEntry {
+    pub node_id: String,
+    /// Incremented each time the node restarts; the highest wins.
+    pub generation: u64,
+    pub gossip_addr: SocketAddr,
+    pub alive: bool,
+    pub values: BTreeMap<String, String>,
+}
+
+/// One node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    pub id: NodeId,
+    pub name: String,
+    pub status: NodeStatus,
+    pub tokens: Vec<Token>,
+    pub rack: String,
+    pub gossip_addr: SocketAddr,
+    pub client_addr: Option<SocketAddr>,
+    pub peer_addr: Option<SocketAddr>,
+    pub replication_factor: Option<u32>,
+    #[serde(skip)]
+    pub load_bytes: Option<u64>,
+    /// Up according to the failure detector.
+    #[serde(skip)]
+    pub alive: bool,
+    #[serde(skip)]
+    pub generation: u64,
+}
+
+impl Member {
+    /// The member an entry describes; `None` when its id is not a node id
+    /// or it has not yet gossiped its status.
+    pub fn from_entry(entry: &GossipEntry) -> Option<Member> {
+        let id = entry.node_id.parse().ok()?;
+        let get = |key: &str| entry.values.get(key).map(String::as_str);
+        let status = get(keys::STATUS)?.parse().ok()?;
+        let tokens = get(keys::TOKENS)
+            .map_or(Ok(Vec::new()), keys::decode_tokens)
+            .ok()?;
+        Some(Member {
+            id,
+            name: get(keys::NAME).unwrap_or_default().to_owned(),
+            status,
+            tokens,
+            rack: get(keys::RACK).unwrap_or_default().to_owned(),
+            gossip_addr: entry.gossip_addr,
+            client_addr: get(keys::CLIENT_ADDR).and_then(|a| a.parse().ok()),
+            peer_addr: get(keys::PEER_ADDR).and_then(|a| a.parse().ok()),
+            replication_factor: get(keys::REPLICATION_FACTOR).and_then(|v| v.parse().ok()),
+            load_bytes: get(keys::LOAD).and_then(|v| v.parse().ok()),
+            alive: entry.alive,
+            generation: entry.generation,
+        })
+    }
+
+    fn ring_member(&self) -> Option<RingMember> {
+        (self.status.owns_tokens() && !self.tokens.is_empty()).then(|| RingMember {
+            id: self.id,
+            rack: self.rack.clone(),
+            tokens: self.tokens.clone(),
+        })
+    }
+}
+
+/// An immutable picture of the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    local: NodeId,
+    members: BTreeMap<NodeId, Member>,
+    ring: Arc<Ring>,
+}
+
+impl ClusterView {
+    /// Builds a view from members (remembered ones first, then gossiped
+    /// ones: for each node the entry with the highest generation wins).
+    /// `previous` lets an unchanged ring be shared instead of rebuilt.
+    pub fn build(
+        local: NodeId,
+        replication_factor: usize,
+        members: impl IntoIterator<Item = Member>,
+        previous: Option<&ClusterView>,
+    ) -> ClusterView {
+        let mut by_id: BTreeMap<NodeId, Member> = BTreeMap::new();
+        for member in members {
+            match by_id.get(&member.id) {
+                Some(known) if known.generation > member.generation => {}
+                _ => {
+                    by_id.insert(member.id, member);
+                }
+            }
+        }
+        if let Some(me) = by_id.get_mut(&local) {
+            me.alive = true;
+        }
+        let ring_members: Vec<RingMember> =
+            by_id.values().filter_map(Member::ring_member).collect();
+        let ring = match previous {
+            Some(prev)
+                if prev.ring_members() == ring_members
+                    && prev.ring.replication_factor() == replication_factor =>
+            {
+                prev.ring.clone()
+            }
+            _ => Arc::new(Ring::new(ring_members, replication_factor)),
+        };
+        ClusterView {
+            local,
+            members: by_id,
+            ring,
+        }
+    }
+
+    fn ring_members(&self) -> Vec<RingMember> {
+        self.members
+            .values()
+            .filter_map(Member::ring_member)
+            .collect()
+    }
+
+    /// This node's id.
+    pub fn local(&self) -> NodeId {
+        self.local
+    }
+
+    pub fn ring(&self) -> &Arc<Ring> {
+        &self.ring
+    }
+
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    pub fn member(&self, id: &NodeId) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    /// Up according to the failure detector (this node always is).
+    pub fn is_alive(&self, id: &NodeId) -> bool {
+        *id == self.local || self.members.get(id).is_some_and(|m| m.alive)
+    }
+
+    /// A member other than this one whose replication factor differs from
+    /// `replication_factor`.
+    pub fn replication_factor_conflict(&self, replication_factor: u32) -> Option<&Member> {
+        self.members.values().find(|m| {
+            m.id != self.local
+                && m.status != NodeStatus::Left
+                && m.replication_factor
+                    .is_some_and(|rf| rf != replication_factor)
+        })
+    }
+
+    /// The members that affect the ring, for remembering across restarts.
+    pub fn remembered(&self) -> Vec<Member> {
+        self.members
+            .values()
+            .filter(|m| m.status != NodeStatus::Left && !m.tokens.is_empty())
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u128) -> NodeId {
+        NodeId(uuid::Uuid::from_u128(n))
+    }
+
+    fn entry(n: u128, generation: u64, alive: bool, status: &str, tokens: &str) -> GossipEntry {
+        let values = [
+            (keys::STATUS, status),
+            (keys::TOKENS, tokens),
+            (keys::NAME, "node"),
+            (keys::RACK, "r1"),
+            (keys::CLIENT_ADDR, "127.0.0.1:7400"),
+            (keys::REPLICATION_FACTOR, "3"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        GossipEntry {
+            node_id: id(n).to_string(),
+            generation,
+            gossip_addr: "127.0.0.1:7402".parse().expect("addr"),
+            alive,
+            values,
+        }
+    }
+
+    fn view(entries: &[GossipEntry]) -> ClusterView {
+        ClusterView::build(
+            id(1),
+            3,
+            entries.iter().filter_map(Member::from_entry),
+            None,
+        )
+    }
+
+    #[test]
+    fn dead_members_keep_their_tokens() {
+        let v = view(&[
+            entry(1, 1, true, "NORMAL", "10"),
+            entry(2, 1, false, "NORMAL", "20"),
+        ]);
+        assert_eq!(v.ring().nodes().len(), 2);
+        assert!(v.is_alive(&id(1)));
+        assert!(!v.is_alive(&id(2)));
+    }
+
+    #[test]
+    fn joining_and_left_members_own_nothing() {
+        let v = view(&[
+            entry(1, 1, true, "NORMAL", "10"),
+            entry(2, 1, true, "JOINING", ""),
+            entry(3, 1, true, "LEFT", "30"),
+        ]);
+        assert_eq!(
+            v.ring().nodes().into_iter().collect::<Vec<_>>(),
+            vec![id(1)]
+        );
+        assert_eq!(v.remembered().len(), 1);
+    }
+
+    #[test]
+    fn newest_generation_wins() {
+        let v = view(&[
+            entry(2, 5, true, "NORMAL", "50"),
+            entry(2, 3, false, "NORMAL", "30"),
+        ]);
+        let member = v.member(&id(2)).expect("known");
+        assert_eq!((member.generation, member.alive), (5, true));
+        assert_eq!(member.tokens, vec![Token(50)]);
+    }
+
+    #[test]
+    fn unchanged_ring_is_shared() {
+        let first = view(&[
+            entry(1, 1, true, "NORMAL", "10"),
+            entry(2, 1, true, "NORMAL", "20"),
+        ]);
+        let entries = [
+            entry(1, 1, true, "NORMAL", "10"),
+            entry(2, 1, false, "NORMAL", "20"),
+        ];
+        let second = ClusterView::build(
+            id(1),
+            3,
+            entries.iter().filter_map(Member::from_entry),
+            Some(&first),
+        );
+        assert!(
+            Arc::ptr_eq(first.ring(), second.ring()),
+            "liveness changes keep the ring"
+        );
+        let entries = [
+            entry(1, 1, true, "NORMAL", "10"),
+            entry(2, 1, true, "NORMAL", "25"),
+        ];
+        let third = ClusterView::build(
+            id(1),
+            3,
+            entries.iter().filter_map(Member::from_entry),
+            Some(&second),
+        );
+        assert!(
+            !Arc::ptr_eq(second.ring(), third.ring()),
+            "token changes rebuild it"
+        );
+    }
+
+    #[test]
+    fn replication_factor_conflicts_are_found() {
+        let mut other = entry(2, 1, true, "NORMAL", "20");
+        other
+            .values
+            .insert(keys::REPLICATION_FACTOR.into(), "2".into());
+        let v = view(&[entry(1, 1, true, "NORMAL", "10"), other]);
+        assert_eq!(v.replication_factor_conflict(3).map(|m| m.id), Some(id(2)));
+        assert!(v.replication_factor_conflict(2).is_none());
+    }
+
+    #[test]
+    fn entries_without_status_or_with_bad_ids_are_ignored() {
+        let mut no_status = entry(2, 1, true, "NORMAL", "20");
+        no_status.values.remove(keys::STATUS);
+        let mut bad_id = entry(3, 1, true, "NORMAL", "30");
+        bad_id.node_id = "not-a-uuid".into();
+        assert!(Member::from_entry(&no_status).is_none());
+        assert!(Member::from_entry(&bad_id).is_none());
+    }
+}

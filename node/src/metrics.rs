@@ -1,0 +1,52 @@
+//! Metric names, and the Prometheus recorder behind `/metrics`.
+//!
+//! Code records with the `metrics` macros and these names; without an
+//! installed recorder (unit tests) recording is a no-op.
+
+use std::time::Duration;
+
+use metrics::{Unit, describe_counter, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Client requests served, by `op` (get, put, delete) and `outcome` (ok,
+/// invalid, unavailable, timeout, failed, error).
+pub const REQUESTS: &str = "ringkv_requests_total";
+/// Latency of client requests as the coordinator saw them, by `op`.
+pub const REQUEST_SECONDS: &str = "ringkv_request_duration_seconds";
+/// Stale replicas rewritten by read repair.
+pub const READ_REPAIRS: &str = "ringkv_read_repairs_total";
+
+/// How often histograms are compacted even when nobody scrapes.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Latency buckets: 100 µs to 10 s.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Installs the process-wide Prometheus recorder. `None` if a recorder is
+/// already installed (several nodes in one process, as in some tests).
+pub fn install() -> Option<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(REQUEST_SECONDS.to_owned()), &LATENCY_BUCKETS)
+        .ok()?
+        .install_recorder()
+        .ok()?;
+    describe_counter!(
+        REQUESTS,
+        Unit::Count,
+        "Client requests served, by op and outcome"
+    );
+    describe_histogram!(
+        REQUEST_SECONDS,
+        Unit::Seconds,
+        "Client request latency at the coordinator"
+    );
+    describe_counter!(
+        READ_REPAIRS,
+        Unit::Count,
+        "Stale replicas rewritten by read repair"
+    );
+    Some(handle)
+}

@@ -1,0 +1,148 @@
+//! [`NodeTransport`]: the coordinator's replica transport on a real node.
+//! This node's own replica is served from the local store directly; other
+//! replicas over gRPC, one lazily connected channel per peer address
+//! (channels reconnect by themselves when a peer comes back).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use ringkv_proto::internal::v1 as pbi;
+use ringkv_proto::internal::v1::peer_client::PeerClient;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+use super::convert;
+use crate::coordinator::{ReadReply, ReplicaError, ReplicaTransport};
+use crate::identity::NodeId;
+use crate::membership::ViewHandle;
+use crate::ring::Token;
+use crate::storage::{Cell, LocalStore, digest};
+
+/// How long to wait for a TCP connection to a peer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Reaches replicas: the local store, or peers over gRPC.
+pub struct NodeTransport {
+    local: NodeId,
+    store: LocalStore,
+    view: ViewHandle,
+    clients: Mutex<HashMap<SocketAddr, PeerClient<Channel>>>,
+}
+
+impl NodeTransport {
+    pub fn new(local: NodeId, store: LocalStore, view: ViewHandle) -> Self {
+        Self {
+            local,
+            store,
+            view,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The gRPC client of a peer, created on first use.
+    fn client(&self, node: NodeId) -> Result<PeerClient<Channel>, ReplicaError> {
+        let addr = self
+            .view
+            .load()
+            .member(&node)
+            .and_then(|m| m.peer_addr)
+            .ok_or_else(|| {
+                ReplicaError::Unreachable(format!("no peer address known for {node}"))
+            })?;
+        let mut clients = self
+            .clients
+            .lock()
+            .map_err(|_| ReplicaError::Failed("peer client table poisoned".into()))?;
+        if let Some(client) = clients.get(&addr) {
+            return Ok(client.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| ReplicaError::Unreachable(format!("bad peer address {addr}: {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        let client = PeerClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        clients.insert(addr, client.clone());
+        Ok(client)
+    }
+}
+
+/// How a failed internode call counts for the coordinator.
+fn replica_error(status: tonic::Status) -> ReplicaError {
+    match status.code() {
+        Code::Unavailable => ReplicaError::Unreachable(status.message().to_owned()),
+        Code::DeadlineExceeded | Code::Cancelled => ReplicaError::Timeout,
+        _ => ReplicaError::Failed(status.message().to_owned()),
+    }
+}
+
+impl ReplicaTransport for NodeTransport {
+    fn write(
+        &self,
+        to: NodeId,
+        token: Token,
+        key: Bytes,
+        cell: Cell,
+    ) -> BoxFuture<'static, Result<(), ReplicaError>> {
+        if to == self.local {
+            let store = self.store.clone();
+            return Box::pin(async move {
+                store
+                    .apply(token, &key, &cell)
+                    .await
+                    .map_err(|e| ReplicaError::Failed(e.to_string()))
+            });
+        }
+        let client = self.client(to);
+        Box::pin(async move {
+            let request = pbi::ReplicaWriteRequest {
+                key,
+                cell: Some(convert::cell_to_proto(&cell)),
+            };
+            client?.write(request).await.map_err(replica_error)?;
+            Ok(())
+        })
+    }
+
+    fn read(
+        &self,
+        to: NodeId,
+        token: Token,
+        key: Bytes,
+        digest_only: bool,
+    ) -> BoxFuture<'static, Result<ReadReply, ReplicaError>> {
+        if to == self.local {
+            let result = self
+                .store
+                .read(token, &key)
+                .map_err(|e| ReplicaError::Failed(e.to_string()))
+                .map(|cell| {
+                    if digest_only {
+                        ReadReply::Digest(digest(cell.as_ref()))
+                    } else {
+                        ReadReply::Data(cell)
+                    }
+                });
+            return Box::pin(std::future::ready(result));
+        }
+        let client = self.client(to);
+        Box::pin(async move {
+            let request = pbi::ReplicaReadRequest { key, digest_only };
+            let response = client?
+                .read(request)
+                .await
+                .map_err(replica_error)?
+                .into_inner();
+            Ok(if digest_only {
+                ReadReply::Digest(response.digest)
+            } else {
+                ReadReply::Data(response.cell.map(convert::cell_from_proto))
+            })
+        })
+    }
+}
