@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use ringkv_client::{Client, ClientConfig, ClusterStatus};
-use ringkv_proto::internal::v1::ReplicaReadRequest;
 use ringkv_proto::internal::v1::peer_client::PeerClient;
+use ringkv_proto::internal::v1::{
+    MerkleNodesRequest, ReadBatchRequest, ReplicaReadRequest, TokenRange,
+};
 
 /// How long a node may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -295,6 +297,42 @@ impl TestNode {
         }))
     }
 
+    /// How many of `keys` this node's own store holds (tombstones count).
+    pub async fn stored_count(&self, keys: &[Bytes]) -> anyhow::Result<usize> {
+        let mut peer = PeerClient::connect(format!("http://{}", self.ports.peer))
+            .await?
+            .max_decoding_message_size(usize::MAX);
+        let mut held = 0;
+        for chunk in keys.chunks(500) {
+            let response = peer
+                .read_batch(ReadBatchRequest {
+                    keys: chunk.to_vec(),
+                })
+                .await?
+                .into_inner();
+            held += response.entries.len();
+        }
+        Ok(held)
+    }
+
+    /// The root of this node's Merkle tree for `(start, end]`.
+    pub async fn merkle_root(&self, start: i64, end: i64) -> anyhow::Result<Bytes> {
+        let mut peer = PeerClient::connect(format!("http://{}", self.ports.peer)).await?;
+        let response = peer
+            .merkle_nodes(MerkleNodesRequest {
+                range: Some(TokenRange { start, end }),
+                leaves: 256,
+                nodes: vec![1],
+            })
+            .await?
+            .into_inner();
+        response
+            .hashes
+            .into_iter()
+            .next()
+            .context("no root in the answer")
+    }
+
     /// This node's view of the cluster.
     pub async fn status(&self) -> anyhow::Result<ClusterStatus> {
         Ok(self
@@ -452,14 +490,26 @@ impl TestCluster {
     /// Starts `size` nodes named n1..nN with replication factor `rf`: the
     /// first alone, the others together once it serves.
     pub async fn start(size: usize, rf: u32) -> anyhow::Result<TestCluster> {
+        Self::start_with(size, rf, &[]).await
+    }
+
+    /// As [`TestCluster::start`], with extra flags for every node.
+    pub async fn start_with(
+        size: usize,
+        rf: u32,
+        flags: &[(&str, &str)],
+    ) -> anyhow::Result<TestCluster> {
         let dir = tempfile::tempdir()?;
-        let first =
-            TestNode::start(dir.path(), NodeOptions::new("n1").replication_factor(rf)).await?;
+        let configure = |name: &str| {
+            flags.iter().fold(
+                NodeOptions::new(name).replication_factor(rf),
+                |options, (flag, value)| options.arg(flag, value),
+            )
+        };
+        let first = TestNode::start(dir.path(), configure("n1")).await?;
         let seeds = [first.ports.gossip];
         let rest = (2..=size).map(|i| {
-            let options = NodeOptions::new(&format!("n{i}"))
-                .replication_factor(rf)
-                .seeds(&seeds);
+            let options = configure(&format!("n{i}")).seeds(&seeds);
             let dir = dir.path().to_path_buf();
             async move { TestNode::start(&dir, options).await }
         });

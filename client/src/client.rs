@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
-use crate::cluster::{ClusterStatus, Endpoints, MemberInfo, RingInfo};
+use crate::cluster::{ClusterStatus, Endpoints, MemberInfo, RepairProgress, RingInfo};
 use crate::error::{Error, Result};
 use crate::options::{ReadOptions, WriteOptions};
 use crate::retry::Backoff;
@@ -563,6 +563,34 @@ impl Client {
                 .map(MemberInfo::from)
                 .collect(),
         })
+    }
+
+    /// Runs an anti-entropy repair on the node first connected to (all its
+    /// ranges, or only those it is primary for), calling `on_progress` as
+    /// ranges complete. Returns the final summary. No deadline: a repair
+    /// takes as long as it takes.
+    pub async fn repair(
+        &self,
+        primary_only: bool,
+        mut on_progress: impl FnMut(&RepairProgress),
+    ) -> Result<RepairProgress> {
+        let mut stream = self
+            .admin()?
+            .repair(pb::RepairRequest { primary_only })
+            .await?
+            .into_inner();
+        let mut last = RepairProgress::default();
+        while let Some(message) = stream.message().await? {
+            last = RepairProgress::from(message);
+            on_progress(&last);
+        }
+        if !last.done {
+            return Err(Error::Rpc {
+                code: Code::Aborted,
+                message: "the repair stream ended before the repair finished".into(),
+            });
+        }
+        Ok(last)
     }
 
     /// Fetches the ring from the first host that answers.

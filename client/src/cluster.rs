@@ -23,6 +23,8 @@ pub struct MemberInfo {
     pub owns: f64,
     /// Number of tokens.
     pub tokens: u32,
+    /// When the node last completed an anti-entropy repair (Unix seconds).
+    pub last_repair: Option<i64>,
 }
 
 impl From<pb::Member> for MemberInfo {
@@ -37,6 +39,7 @@ impl From<pb::Member> for MemberInfo {
             load_bytes: m.load_bytes,
             owns: m.owns,
             tokens: m.tokens,
+            last_repair: (m.last_repair > 0).then_some(m.last_repair),
         }
     }
 }
@@ -149,5 +152,41 @@ mod tests {
             &[0, 1],
             "past the last token wraps to the first range"
         );
+    }
+}
+
+/// Progress (and, when `done`, the summary) of a repair.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepairProgress {
+    /// Token ranges to repair.
+    pub ranges_total: u32,
+    /// Ranges compared with every other live replica so far.
+    pub ranges_done: u32,
+    /// Merkle leaves found to differ.
+    pub leaves_differing: u64,
+    /// Cells sent or received.
+    pub keys_streamed: u64,
+    /// Bytes of cells sent or received.
+    pub bytes_streamed: u64,
+    /// Replica pairs skipped because the other replica was down.
+    pub replicas_skipped: u32,
+    /// Time since the repair started.
+    pub elapsed: std::time::Duration,
+    /// The repair has finished.
+    pub done: bool,
+}
+
+impl From<pb::RepairProgress> for RepairProgress {
+    fn from(p: pb::RepairProgress) -> Self {
+        RepairProgress {
+            ranges_total: p.ranges_total,
+            ranges_done: p.ranges_done,
+            leaves_differing: p.leaves_differing,
+            keys_streamed: p.keys_streamed,
+            bytes_streamed: p.bytes_streamed,
+            replicas_skipped: p.replicas_skipped,
+            elapsed: std::time::Duration::from_millis(p.elapsed_ms),
+            done: p.done,
+        }
     }
 }

@@ -37,7 +37,7 @@ mod options;
 mod retry;
 
 pub use client::{Client, ClientConfig, NodeInfo, Value};
-pub use cluster::{ClusterStatus, Endpoints, MemberInfo, RangeInfo, RingInfo};
+pub use cluster::{ClusterStatus, Endpoints, MemberInfo, RangeInfo, RepairProgress, RingInfo};
 pub use consistency::{Consistency, UnknownConsistency};
 pub use error::{Error, Result};
 pub use options::{ReadOptions, WriteOptions};

@@ -6,6 +6,7 @@
 //! - [`storage`]: cells, last-write-wins, RocksDB and the durability policy;
 //! - [`membership`]: gossip, failure detection and the cluster view;
 //! - [`coordinator`]: the read and write paths and consistency levels;
+//! - [`hints`]: hinted handoff; [`repair`]: Merkle-tree anti-entropy;
 //! - [`rpc`]: gRPC adapters; [`server`]: wiring and shutdown;
 //! - [`config`], [`identity`], [`metrics`], [`telemetry`]: settings, node
 //!   id, metric names, logs.
@@ -13,9 +14,11 @@
 pub mod clock;
 pub mod config;
 pub mod coordinator;
+pub mod hints;
 pub mod identity;
 pub mod membership;
 pub mod metrics;
+pub mod repair;
 pub mod ring;
 pub mod rpc;
 pub mod server;

@@ -13,8 +13,21 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const REQUESTS: &str = "ringkv_requests_total";
 /// Latency of client requests as the coordinator saw them, by `op`.
 pub const REQUEST_SECONDS: &str = "ringkv_request_duration_seconds";
-/// Stale replicas rewritten by read repair.
+/// Stale replicas rewritten by read repair, blocking (in the read) or
+/// background (`kind` = blocking | background).
 pub const READ_REPAIRS: &str = "ringkv_read_repairs_total";
+/// Hints stored for replicas that missed a write.
+pub const HINTS_STORED: &str = "ringkv_hints_stored_total";
+/// Hints handed to their replica.
+pub const HINTS_REPLAYED: &str = "ringkv_hints_replayed_total";
+/// Hints dropped, by `reason` (full, expired, left, corrupt).
+pub const HINTS_DROPPED: &str = "ringkv_hints_dropped_total";
+/// Keys (cells) sent or received by anti-entropy repair.
+pub const REPAIR_KEYS: &str = "ringkv_repair_keys_streamed_total";
+/// Bytes of cells sent or received by anti-entropy repair.
+pub const REPAIR_BYTES: &str = "ringkv_repair_bytes_streamed_total";
+/// Token ranges compared by anti-entropy repair.
+pub const REPAIR_RANGES: &str = "ringkv_repair_ranges_compared_total";
 
 /// How often histograms are compacted even when nobody scrapes.
 pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);

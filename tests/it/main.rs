@@ -3,5 +3,6 @@
 //! below) so the workspace links once.
 
 mod cluster;
+mod convergence;
 mod shell;
 mod single_node;

@@ -133,6 +133,30 @@ define_config! {
     /// open for others to join (milliseconds).
     commitlog_sync_group_window_ms: u64 = 2, "RINGKV_COMMITLOG_SYNC_GROUP_WINDOW_MS";
 
+    /// Store hints for replicas that are down or do not answer a write, and
+    /// replay them when the replica is back.
+    hinted_handoff_enabled: bool = true, "RINGKV_HINTED_HANDOFF_ENABLED";
+
+    /// Hints older than this are dropped, never to be replayed
+    /// (milliseconds; default 3 hours; never more than `gc_grace_seconds`).
+    max_hint_window_ms: u64 = 3 * 3600 * 1000, "RINGKV_MAX_HINT_WINDOW_MS";
+
+    /// Most hint data held for any one node (MiB); past it new hints for
+    /// that node are dropped, counted and logged.
+    max_hints_per_node_mb: u64 = 256, "RINGKV_MAX_HINTS_PER_NODE_MB";
+
+    /// Hint replay speed towards one node (KiB per second).
+    hint_replay_throttle_kb: u64 = 4096, "RINGKV_HINT_REPLAY_THROTTLE_KB";
+
+    /// Interval of the background anti-entropy repair of the ranges this
+    /// node is primary for (milliseconds; default 10 minutes). 0 turns the
+    /// background repair off (`ringkv repair` still works).
+    anti_entropy_interval_ms: u64 = 600_000, "RINGKV_ANTI_ENTROPY_INTERVAL_MS";
+
+    /// Chance (0 to 1) that a read whose replicas agreed also compares, in
+    /// the background, the live replicas it did not ask, and repairs them.
+    read_repair_chance: f64 = 0.1, "RINGKV_READ_REPAIR_CHANCE";
+
     /// RocksDB block cache size (MiB).
     block_cache_mb: u64 = 64, "RINGKV_BLOCK_CACHE_MB";
 
@@ -172,6 +196,19 @@ impl Config {
         }
         if !(self.phi_convict_threshold > 0.0 && self.phi_convict_threshold.is_finite()) {
             return invalid("phi_convict_threshold", "must be a positive number".into());
+        }
+        if !(0.0..=1.0).contains(&self.read_repair_chance) {
+            return invalid(
+                "read_repair_chance",
+                format!("must be between 0 and 1, got {}", self.read_repair_chance),
+            );
+        }
+        if self.max_hints_per_node_mb == 0 || self.hint_replay_throttle_kb == 0 {
+            return invalid(
+                "max_hints_per_node_mb/hint_replay_throttle_kb",
+                "must be greater than 0 (set hinted_handoff_enabled = false to turn hints off)"
+                    .into(),
+            );
         }
         if self.cluster_name.trim().is_empty() {
             return invalid("cluster_name", "must not be empty".into());

@@ -12,9 +12,13 @@
 //! Replicas are reached through [`ReplicaTransport`], so the paths are unit
 //! tested over an in-memory cluster.
 //!
-//! CAVEATS: no speculative retry on slow (as opposed to failed) replicas;
-//! no hinted handoff yet, so a replica that is down misses writes until
-//! read repair touches the key.
+//! Replicas that are down when a write starts, or that fail or time out,
+//! get a hint stored on the coordinator (if hinted handoff is on); hints do
+//! not count toward the level, except at ANY. After a read whose replicas
+//! agreed, a background read repair compares the replicas not asked, with
+//! probability `read_repair_chance`.
+//!
+//! CAVEATS: no speculative retry on slow (as opposed to failed) replicas.
 
 mod consistency;
 mod error;
@@ -37,6 +41,7 @@ pub use request::{Limits, MAX_TTL_SECONDS, ReadRequest, ReadResult, WriteRequest
 pub use transport::{ReadReply, ReplicaError, ReplicaTransport};
 
 use crate::clock::HybridClock;
+use crate::hints::HintStore;
 use crate::identity::NodeId;
 use crate::membership::{ClusterView, ViewHandle};
 use crate::ring::Token;
@@ -49,6 +54,8 @@ pub struct CoordinatorSettings {
     pub write_timeout: Duration,
     pub read_timeout: Duration,
     pub limits: Limits,
+    /// Chance (0..1) of a background read repair after an agreeing read.
+    pub read_repair_chance: f64,
 }
 
 /// Who to ask for one request.
@@ -56,6 +63,8 @@ pub struct CoordinatorSettings {
 pub(crate) struct ReplicaPlan {
     /// Replicas up according to the view, in ring order.
     pub alive: Vec<NodeId>,
+    /// Replicas the view knows to be down.
+    pub down: Vec<NodeId>,
     /// Acknowledgements the level requires.
     pub required: usize,
 }
@@ -66,6 +75,8 @@ pub struct Coordinator {
     transport: Arc<dyn ReplicaTransport>,
     clock: Arc<HybridClock>,
     settings: CoordinatorSettings,
+    /// `None` when hinted handoff is off.
+    hints: Option<Arc<HintStore>>,
 }
 
 impl Coordinator {
@@ -74,17 +85,19 @@ impl Coordinator {
         transport: Arc<dyn ReplicaTransport>,
         clock: Arc<HybridClock>,
         settings: CoordinatorSettings,
+        hints: Option<Arc<HintStore>>,
     ) -> Self {
         Self {
             view,
             transport,
             clock,
             settings,
+            hints,
         }
     }
 
     /// The replicas of `token` split by liveness, or `Unavailable` when too
-    /// few are up for `level`.
+    /// few are up for `level`. At ANY a hint for a down replica will do.
     fn plan(
         &self,
         view: &ClusterView,
@@ -92,19 +105,23 @@ impl Coordinator {
         level: ConsistencyLevel,
     ) -> Result<ReplicaPlan, CoordinatorError> {
         let required = level.required(self.settings.replication_factor);
-        let alive: Vec<NodeId> = view
+        let (alive, down): (Vec<NodeId>, Vec<NodeId>) = view
             .ring()
             .replicas(token)
             .iter()
-            .copied()
-            .filter(|node| view.is_alive(node))
-            .collect();
-        if alive.len() < required {
+            .partition(|node| view.is_alive(node));
+        let hint_will_do =
+            level == ConsistencyLevel::Any && self.hints.is_some() && !down.is_empty();
+        if alive.len() < required && !hint_will_do {
             return Err(CoordinatorError::Unavailable {
                 required,
                 alive: alive.len(),
             });
         }
-        Ok(ReplicaPlan { alive, required })
+        Ok(ReplicaPlan {
+            alive,
+            down,
+            required,
+        })
     }
 }

@@ -10,16 +10,20 @@
 //!    with LWW, write the winner back to the replicas that were stale and
 //!    wait for those writes (blocking read repair: a later read at the same
 //!    level cannot see the older value again), then answer.
+//! 5. When they agreed, with probability `read_repair_chance`, compare the
+//!    live replicas that were not asked in the background and repair them.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use rand::Rng;
 use rand::seq::SliceRandom;
 
-use super::transport::{ReadReply, ReplicaError};
+use super::transport::{ReadReply, ReplicaError, ReplicaTransport};
 use super::{Coordinator, CoordinatorError, ReadRequest, ReadResult};
 use crate::clock::wall_clock_seconds;
 use crate::identity::NodeId;
@@ -55,6 +59,7 @@ impl Coordinator {
         let timeout_error = |received| CoordinatorError::Timeout { required, received };
         let key = request.key;
 
+        let all_alive = plan.alive.clone();
         let mut spares = self.read_order(&view, plan.alive).into_iter();
         let mut pending: FuturesUnordered<Ask> = FuturesUnordered::new();
         for (i, node) in spares.by_ref().take(required).enumerate() {
@@ -94,6 +99,25 @@ impl Coordinator {
 
         let expected = digest(data_cell.as_ref());
         if digests.iter().all(|(_, d)| *d == expected) {
+            let asked: Vec<NodeId> = std::iter::once(data_node)
+                .chain(digests.iter().map(|(n, _)| *n))
+                .collect();
+            let others: Vec<NodeId> = all_alive
+                .into_iter()
+                .filter(|n| !asked.contains(n))
+                .collect();
+            if !others.is_empty()
+                && rand::rng().random_bool(self.settings.read_repair_chance.clamp(0.0, 1.0))
+            {
+                tokio::spawn(repair_in_background(
+                    self.transport.clone(),
+                    token,
+                    key,
+                    (asked, data_cell.clone()),
+                    others,
+                    self.settings.read_timeout,
+                ));
+            }
             return Ok(live(data_cell));
         }
 
@@ -128,7 +152,8 @@ impl Coordinator {
                         .write(*node, token, key.clone(), winner.clone())
                 })
                 .collect();
-            metrics::counter!(crate::metrics::READ_REPAIRS).increment(stale.len() as u64);
+            metrics::counter!(crate::metrics::READ_REPAIRS, "kind" => "blocking")
+                .increment(stale.len() as u64);
             let outcomes: Vec<_> = tokio::time::timeout_at(deadline.into(), repairs.collect())
                 .await
                 .map_err(|_| timeout_error(cells.len()))?;
@@ -138,6 +163,53 @@ impl Coordinator {
         }
         Ok(live(winner))
     }
+}
+
+/// Compares replicas that a read did not ask (`others`) with the version the
+/// asked ones agreed on, and writes the LWW winner to every stale one.
+async fn repair_in_background(
+    transport: Arc<dyn ReplicaTransport>,
+    token: Token,
+    key: Bytes,
+    (asked, agreed): (Vec<NodeId>, Option<Cell>),
+    others: Vec<NodeId>,
+    timeout: Duration,
+) {
+    let reads = others.iter().map(|node| {
+        let read = transport.read(*node, token, key.clone(), false);
+        async move { (*node, tokio::time::timeout(timeout, read).await) }
+    });
+    let mut cells: Vec<(NodeId, Option<Cell>)> =
+        asked.into_iter().map(|n| (n, agreed.clone())).collect();
+    for (node, answer) in futures::future::join_all(reads).await {
+        if let Ok(Ok(ReadReply::Data(cell))) = answer {
+            cells.push((node, cell));
+        }
+    }
+    let Some(winner) = lww::merge_all(cells.iter().filter_map(|(_, c)| c.clone())) else {
+        return;
+    };
+    let stale: Vec<NodeId> = cells
+        .iter()
+        .filter(|(_, cell)| cell.as_ref() != Some(&winner))
+        .map(|(node, _)| *node)
+        .collect();
+    if stale.is_empty() {
+        return;
+    }
+    let writes = stale.iter().map(|node| {
+        tokio::time::timeout(
+            timeout,
+            transport.write(*node, token, key.clone(), winner.clone()),
+        )
+    });
+    let repaired = futures::future::join_all(writes)
+        .await
+        .into_iter()
+        .filter(|outcome| matches!(outcome, Ok(Ok(()))))
+        .count();
+    metrics::counter!(crate::metrics::READ_REPAIRS, "kind" => "background")
+        .increment(repaired as u64);
 }
 
 /// The answer for a resolved cell: its value if live.

@@ -71,6 +71,7 @@ impl SimCluster {
                 peer_addr: None,
                 replication_factor: Some(3),
                 load_bytes: None,
+                last_repair: None,
                 alive: true,
                 generation: 1,
             })

@@ -9,7 +9,20 @@ use bytes::Bytes;
 use super::sim::{Behaviour, SimCluster};
 use super::*;
 use crate::clock::HybridClock;
+use crate::hints::HintStore;
 use crate::storage::Cell;
+
+fn settings() -> CoordinatorSettings {
+    CoordinatorSettings {
+        replication_factor: 3,
+        write_timeout: Duration::from_millis(300),
+        read_timeout: Duration::from_millis(300),
+        limits: Limits {
+            max_value_size: 1 << 20,
+        },
+        read_repair_chance: 0.0,
+    }
+}
 
 fn coordinator(sim: &Arc<SimCluster>, local: NodeId, down: &[NodeId]) -> Coordinator {
     let down: BTreeSet<NodeId> = down.iter().copied().collect();
@@ -17,15 +30,31 @@ fn coordinator(sim: &Arc<SimCluster>, local: NodeId, down: &[NodeId]) -> Coordin
         sim.view(local, &down),
         Arc::new(sim.clone()),
         Arc::new(HybridClock::default()),
-        CoordinatorSettings {
-            replication_factor: 3,
-            write_timeout: Duration::from_millis(300),
-            read_timeout: Duration::from_millis(300),
-            limits: Limits {
-                max_value_size: 1 << 20,
-            },
-        },
+        settings(),
+        None,
     )
+}
+
+/// A coordinator on `local` that keeps hints in `hints`.
+fn hinting(
+    sim: &Arc<SimCluster>,
+    local: NodeId,
+    down: &[NodeId],
+    hints: Arc<HintStore>,
+) -> Coordinator {
+    let down: BTreeSet<NodeId> = down.iter().copied().collect();
+    Coordinator::new(
+        sim.view(local, &down),
+        Arc::new(sim.clone()),
+        Arc::new(HybridClock::default()),
+        settings(),
+        Some(hints),
+    )
+}
+
+fn hint_store() -> Arc<HintStore> {
+    let storage = Arc::new(crate::storage::MemoryStorage::default());
+    Arc::new(HintStore::open(storage, 1 << 20).expect("hints"))
 }
 
 fn put(key: &str, value: &str, level: ConsistencyLevel) -> WriteRequest {
@@ -280,4 +309,118 @@ async fn invalid_requests_are_rejected_before_any_replica_is_asked() {
         .await
         .expect_err("ANY read");
     assert!(matches!(err, CoordinatorError::InvalidArgument(_)));
+}
+
+#[tokio::test]
+async fn down_and_failing_replicas_get_hints_that_do_not_count() {
+    let sim = SimCluster::new(3);
+    let hints = hint_store();
+    // n2 is known down; n1 refuses.
+    sim.set(sim.nodes[1], Behaviour::Unreachable);
+    let c = hinting(&sim, sim.nodes[0], &[sim.nodes[2]], hints.clone());
+    let err = c
+        .write(put("k", "v", ConsistencyLevel::Quorum))
+        .await
+        .expect_err("only one ack");
+    assert!(
+        matches!(
+            err,
+            CoordinatorError::Failed {
+                required: 2,
+                received: 0 | 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    settle().await;
+    let mut targets = hints.targets();
+    targets.sort();
+    let mut expected = vec![sim.nodes[1], sim.nodes[2]];
+    expected.sort();
+    assert_eq!(
+        targets, expected,
+        "a hint for the down and for the refusing replica"
+    );
+    assert_eq!(
+        hints.oldest(sim.nodes[2], 10).expect("hints")[0].key,
+        Bytes::from("k")
+    );
+}
+
+#[tokio::test]
+async fn any_counts_a_hint_as_an_acknowledgement() {
+    let sim = SimCluster::new(5);
+    let hints = hint_store();
+    // A key this node is not a replica of, with every replica down.
+    let key = (0..1000)
+        .map(|i| format!("k{i}"))
+        .find(|k| !sim.replicas(k.as_bytes()).contains(&sim.nodes[0]))
+        .expect("some key lives elsewhere");
+    let replicas = sim.replicas(key.as_bytes());
+    let c = hinting(&sim, sim.nodes[0], &replicas, hints.clone());
+    c.write(put(&key, "v", ConsistencyLevel::Any))
+        .await
+        .expect("ANY with hints only");
+    let mut targets = hints.targets();
+    targets.sort();
+    let mut expected = replicas.clone();
+    expected.sort();
+    assert_eq!(targets, expected, "a hint per replica");
+    // Any other level is refused, and without hints so is ANY.
+    let err = c
+        .write(put(&key, "v", ConsistencyLevel::One))
+        .await
+        .expect_err("ONE");
+    assert!(matches!(
+        err,
+        CoordinatorError::Unavailable {
+            required: 1,
+            alive: 0
+        }
+    ));
+    let c = coordinator(&sim, sim.nodes[0], &replicas);
+    let err = c
+        .write(put(&key, "v", ConsistencyLevel::Any))
+        .await
+        .expect_err("ANY without hints");
+    assert!(matches!(
+        err,
+        CoordinatorError::Unavailable {
+            required: 1,
+            alive: 0
+        }
+    ));
+}
+
+#[tokio::test]
+async fn background_read_repair_fixes_replicas_the_read_did_not_ask() {
+    let sim = SimCluster::new(3);
+    let newer = Cell::live(200, Bytes::from_static(b"new"), None);
+    let older = Cell::live(100, Bytes::from_static(b"old"), None);
+    sim.plant(sim.nodes[0], b"k", &newer);
+    sim.plant(sim.nodes[1], b"k", &newer);
+    sim.plant(sim.nodes[2], b"k", &older);
+    let mut with_chance = settings();
+    with_chance.read_repair_chance = 1.0;
+    let c = Coordinator::new(
+        sim.view(sim.nodes[0], &BTreeSet::new()),
+        Arc::new(sim.clone()),
+        Arc::new(HybridClock::default()),
+        with_chance,
+        None,
+    );
+    // ONE asks only this node, which is current; the stale third replica
+    // is fixed in the background.
+    let found = c.read(get("k", ConsistencyLevel::One)).await.expect("read");
+    assert_eq!(found.map(|r| r.value), Some(Bytes::from("new")));
+    let mut repaired = false;
+    for _ in 0..50 {
+        if sim.stored(sim.nodes[2], b"k") == Some(newer.clone()) {
+            repaired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(repaired, "the replica not asked was repaired");
 }

@@ -9,6 +9,9 @@
 //! 4. If the deadline passes first, answer `Timeout` with how many acked:
 //!    the write may still land. If so many replicas *refused* that the level
 //!    cannot be met any more, answer `Failed` at once.
+//!
+//! Replicas known to be down get a hint at once; replicas that fail or time
+//! out get one when their attempt ends. At ANY a stored hint acknowledges.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +19,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::transport::ReplicaError;
-use super::{Coordinator, CoordinatorError, ReplicaPlan, WriteRequest};
+use super::{ConsistencyLevel, Coordinator, CoordinatorError, ReplicaPlan, WriteRequest};
 use crate::clock::{Timestamp, wall_clock_seconds};
 use crate::identity::NodeId;
 use crate::ring::Token;
@@ -42,13 +45,36 @@ impl Coordinator {
             None => Cell::tombstone(timestamp, now),
         };
         let timeout = request.timeout.unwrap_or(self.settings.write_timeout);
-        self.replicate(token, request.key, cell, &plan, timeout)
+        let hinted = self.hint_all(&plan.down, &request.key, &cell);
+        let hint_acks = if request.level == ConsistencyLevel::Any {
+            hinted
+        } else {
+            0
+        };
+        self.replicate(token, request.key, cell, &plan, timeout, hint_acks)
             .await?;
         Ok(timestamp)
     }
 
+    /// Stores hints for replicas that are down; returns how many were kept.
+    fn hint_all(&self, targets: &[NodeId], key: &[u8], cell: &Cell) -> usize {
+        let Some(hints) = &self.hints else {
+            return 0;
+        };
+        targets
+            .iter()
+            .filter(|node| match hints.store(**node, key, cell) {
+                Ok(kept) => kept,
+                Err(error) => {
+                    tracing::warn!(%error, node = %node, "cannot store hint");
+                    false
+                }
+            })
+            .count()
+    }
+
     /// Sends `cell` to every live replica of `plan`; returns once
-    /// `plan.required` acknowledged.
+    /// `plan.required` acknowledged, counting `hint_acks` already.
     pub(super) async fn replicate(
         &self,
         token: Token,
@@ -56,15 +82,19 @@ impl Coordinator {
         cell: Cell,
         plan: &ReplicaPlan,
         timeout: Duration,
+        hint_acks: usize,
     ) -> Result<(), CoordinatorError> {
         let deadline = Instant::now() + timeout;
+        let local = self.view.load().local();
         let (done, mut acks_rx) =
             mpsc::channel::<(NodeId, Result<(), ReplicaError>)>(plan.alive.len().max(1));
         for &node in &plan.alive {
             let send = self.transport.write(node, token, key.clone(), cell.clone());
             let done = done.clone();
+            let hints = self.hints.clone().filter(|_| node != local);
+            let (key, cell) = (key.clone(), cell.clone());
             // A task per replica: it outlives this call when the answer goes
-            // out early, so slower replicas still get the write.
+            // out early, so slower replicas still get the write (or a hint).
             tokio::spawn(async move {
                 let result = match tokio::time::timeout(timeout, send).await {
                     Ok(result) => result,
@@ -72,6 +102,11 @@ impl Coordinator {
                 };
                 if let Err(error) = &result {
                     tracing::debug!(%node, %error, "replica write not acknowledged");
+                    if let Some(hints) = hints
+                        && let Err(error) = hints.store(node, &key, &cell)
+                    {
+                        tracing::warn!(%error, %node, "cannot store hint");
+                    }
                 }
                 let _ = done.send((node, result)).await;
             });
@@ -79,7 +114,10 @@ impl Coordinator {
         drop(done);
 
         let required = plan.required;
-        let (mut acked, mut timed_out, mut refused) = (0usize, 0usize, Vec::new());
+        if hint_acks >= required {
+            return Ok(());
+        }
+        let (mut acked, mut timed_out, mut refused) = (hint_acks, 0usize, Vec::new());
         loop {
             let answer = tokio::time::timeout_at(deadline.into(), acks_rx.recv()).await;
             match answer {
@@ -99,7 +137,7 @@ impl Coordinator {
                 Ok(Some((_, Err(ReplicaError::Timeout)))) => timed_out += 1,
                 Ok(Some((node, Err(error)))) => refused.push(format!("{node}: {error}")),
             }
-            let still_possible = plan.alive.len() - timed_out - refused.len();
+            let still_possible = hint_acks + plan.alive.len() - timed_out - refused.len();
             if still_possible < required {
                 break;
             }

@@ -24,6 +24,8 @@ pub const REPLICATION_FACTOR: &str = "replication_factor";
 pub const NAME: &str = "name";
 /// Bytes of data the node stores (approximate).
 pub const LOAD: &str = "load";
+/// When the node last completed an anti-entropy repair (Unix seconds).
+pub const LAST_REPAIR: &str = "last_repair";
 
 /// Where a node is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

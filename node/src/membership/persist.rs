@@ -94,6 +94,7 @@ mod tests {
             peer_addr: None,
             replication_factor: Some(3),
             load_bytes: None,
+            last_repair: None,
             alive: true,
             generation: 9,
         };

@@ -44,6 +44,9 @@ pub struct Member {
     pub replication_factor: Option<u32>,
     #[serde(skip)]
     pub load_bytes: Option<u64>,
+    /// Unix seconds of the node's last completed repair.
+    #[serde(skip)]
+    pub last_repair: Option<i64>,
     /// Up according to the failure detector.
     #[serde(skip)]
     pub alive: bool,
@@ -72,6 +75,7 @@ impl Member {
             peer_addr: get(keys::PEER_ADDR).and_then(|a| a.parse().ok()),
             replication_factor: get(keys::REPLICATION_FACTOR).and_then(|v| v.parse().ok()),
             load_bytes: get(keys::LOAD).and_then(|v| v.parse().ok()),
+            last_repair: get(keys::LAST_REPAIR).and_then(|v| v.parse().ok()),
             alive: entry.alive,
             generation: entry.generation,
         })

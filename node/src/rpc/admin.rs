@@ -2,16 +2,21 @@
 //! of the cluster (members, ring, a key's replicas).
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ringkv_proto::v1 as pb;
 use ringkv_proto::v1::admin_server::Admin;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::status;
 use crate::coordinator::validate_key;
 use crate::identity::NodeId;
 use crate::membership::{ClusterView, Member, ViewHandle};
+use crate::repair::{Progress, Repairer, Scope};
 use crate::ring::Token;
 
 /// What the admin service reports about this node.
@@ -28,16 +33,31 @@ pub struct NodeDescription {
 pub struct AdminService {
     node: NodeDescription,
     view: ViewHandle,
+    repairer: Arc<Repairer>,
     started: Instant,
 }
 
 impl AdminService {
-    pub fn new(node: NodeDescription, view: ViewHandle) -> Self {
+    pub fn new(node: NodeDescription, view: ViewHandle, repairer: Arc<Repairer>) -> Self {
         Self {
             node,
             view,
+            repairer,
             started: Instant::now(),
         }
+    }
+}
+
+fn progress(p: Progress) -> pb::RepairProgress {
+    pb::RepairProgress {
+        ranges_total: p.ranges_total,
+        ranges_done: p.ranges_done,
+        leaves_differing: p.stats.leaves_differing,
+        keys_streamed: p.keys_streamed(),
+        bytes_streamed: p.bytes_streamed(),
+        replicas_skipped: p.replicas_skipped,
+        elapsed_ms: p.elapsed.as_millis() as u64,
+        done: p.done,
     }
 }
 
@@ -52,6 +72,7 @@ fn member(m: &Member, owns: &BTreeMap<NodeId, f64>) -> pb::Member {
         load_bytes: m.load_bytes.unwrap_or(0),
         owns: owns.get(&m.id).copied().unwrap_or(0.0),
         tokens: u32::try_from(m.tokens.len()).unwrap_or(u32::MAX),
+        last_repair: m.last_repair.unwrap_or(0),
     }
 }
 
@@ -71,6 +92,39 @@ fn members(view: &ClusterView) -> (Vec<pb::Member>, BTreeMap<NodeId, u32>) {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
+    type RepairStream =
+        Pin<Box<dyn futures::Stream<Item = Result<pb::RepairProgress, Status>> + Send>>;
+
+    async fn repair(
+        &self,
+        request: Request<pb::RepairRequest>,
+    ) -> Result<Response<Self::RepairStream>, Status> {
+        let scope = if request.into_inner().primary_only {
+            Scope::Primary
+        } else {
+            Scope::All
+        };
+        let (out, stream) = mpsc::channel(16);
+        let repairer = self.repairer.clone();
+        tokio::spawn(async move {
+            let (tx, mut rx) = mpsc::channel::<Progress>(16);
+            let forward = async {
+                while let Some(p) = rx.recv().await {
+                    if out.send(Ok(progress(p))).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let (outcome, ()) = tokio::join!(repairer.run(scope, Some(tx)), forward);
+            if let Err(error) = outcome {
+                let _ = out
+                    .send(Err(Status::aborted(format!("repair failed: {error}"))))
+                    .await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
+    }
+
     async fn node_info(
         &self,
         _request: Request<pb::NodeInfoRequest>,

@@ -10,19 +10,44 @@ use tonic::{Request, Response, Status};
 use super::{convert, status};
 use crate::clock::HybridClock;
 use crate::coordinator::validate_key;
-use crate::ring::Token;
+use crate::repair::{TreeCache, serve};
+use crate::ring::{Token, TokenRange};
 use crate::storage::{LocalStore, digest};
 
-/// Serves `Peer` over the local store.
+/// Serves `Peer` over the local store and its Merkle trees.
 pub struct PeerService {
     store: LocalStore,
     clock: Arc<HybridClock>,
+    trees: Arc<TreeCache>,
 }
 
 impl PeerService {
-    pub fn new(store: LocalStore, clock: Arc<HybridClock>) -> Self {
-        Self { store, clock }
+    pub fn new(store: LocalStore, clock: Arc<HybridClock>, trees: Arc<TreeCache>) -> Self {
+        Self {
+            store,
+            clock,
+            trees,
+        }
     }
+}
+
+fn range(msg: Option<pbi::TokenRange>) -> Result<TokenRange, Status> {
+    msg.map(|r| TokenRange::new(Token(r.start), Token(r.end)))
+        .ok_or_else(|| Status::invalid_argument("token range missing"))
+}
+
+/// Key-cell pairs from the wire, each key checked.
+fn entries(raw: Vec<pbi::KeyCell>) -> Result<Vec<(bytes::Bytes, crate::storage::Cell)>, Status> {
+    raw.into_iter()
+        .map(|entry| {
+            validate_key(&entry.key).map_err(status::from_coordinator)?;
+            let cell = entry
+                .cell
+                .map(convert::cell_from_proto)
+                .ok_or_else(|| Status::invalid_argument("batch entry without a cell"))?;
+            Ok((entry.key, cell))
+        })
+        .collect()
 }
 
 #[tonic::async_trait]
@@ -68,5 +93,73 @@ impl Peer for PeerService {
             }
         };
         Ok(Response::new(response))
+    }
+
+    async fn write_batch(
+        &self,
+        request: Request<pbi::WriteBatchRequest>,
+    ) -> Result<Response<pbi::WriteBatchResponse>, Status> {
+        let entries = entries(request.into_inner().entries)?;
+        for (_, cell) in &entries {
+            self.clock.observe(cell.timestamp);
+        }
+        serve::write_batch(&self.store, &entries)
+            .await
+            .map_err(status::from_storage)?;
+        Ok(Response::new(pbi::WriteBatchResponse {}))
+    }
+
+    async fn read_batch(
+        &self,
+        request: Request<pbi::ReadBatchRequest>,
+    ) -> Result<Response<pbi::ReadBatchResponse>, Status> {
+        let keys = request.into_inner().keys;
+        for key in &keys {
+            validate_key(key).map_err(status::from_coordinator)?;
+        }
+        let found = serve::read_batch(&self.store, &keys).map_err(status::from_storage)?;
+        Ok(Response::new(pbi::ReadBatchResponse {
+            entries: found
+                .into_iter()
+                .map(|(key, cell)| pbi::KeyCell {
+                    key,
+                    cell: Some(convert::cell_to_proto(&cell)),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn merkle_nodes(
+        &self,
+        request: Request<pbi::MerkleNodesRequest>,
+    ) -> Result<Response<pbi::MerkleNodesResponse>, Status> {
+        let request = request.into_inner();
+        let range = range(request.range)?;
+        let nodes = request.nodes.into_iter().map(|n| n as usize).collect();
+        let hashes = serve::merkle_nodes(self.trees.clone(), range, request.leaves as usize, nodes)
+            .await
+            .map_err(status::from_storage)?;
+        Ok(Response::new(pbi::MerkleNodesResponse {
+            hashes: hashes
+                .iter()
+                .map(|h| bytes::Bytes::copy_from_slice(h))
+                .collect(),
+        }))
+    }
+
+    async fn leaf_digests(
+        &self,
+        request: Request<pbi::LeafDigestsRequest>,
+    ) -> Result<Response<pbi::LeafDigestsResponse>, Status> {
+        let range = range(request.into_inner().range)?;
+        let digests = serve::leaf_digests(self.store.clone(), range)
+            .await
+            .map_err(status::from_storage)?;
+        Ok(Response::new(pbi::LeafDigestsResponse {
+            entries: digests
+                .into_iter()
+                .map(|(key, digest)| pbi::KeyDigest { key, digest })
+                .collect(),
+        }))
     }
 }

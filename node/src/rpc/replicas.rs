@@ -19,7 +19,8 @@ use super::convert;
 use crate::coordinator::{ReadReply, ReplicaError, ReplicaTransport};
 use crate::identity::NodeId;
 use crate::membership::ViewHandle;
-use crate::ring::Token;
+use crate::repair::{Hash, RepairTransport};
+use crate::ring::{Token, TokenRange};
 use crate::storage::{Cell, LocalStore, digest};
 
 /// How long to wait for a TCP connection to a peer.
@@ -143,6 +144,122 @@ impl ReplicaTransport for NodeTransport {
             } else {
                 ReadReply::Data(response.cell.map(convert::cell_from_proto))
             })
+        })
+    }
+}
+
+fn range_msg(range: TokenRange) -> pbi::TokenRange {
+    pbi::TokenRange {
+        start: range.start.0,
+        end: range.end.0,
+    }
+}
+
+fn key_cells(entries: Vec<(Bytes, Cell)>) -> Vec<pbi::KeyCell> {
+    entries
+        .into_iter()
+        .map(|(key, cell)| pbi::KeyCell {
+            key,
+            cell: Some(convert::cell_to_proto(&cell)),
+        })
+        .collect()
+}
+
+impl RepairTransport for NodeTransport {
+    fn merkle_nodes(
+        &self,
+        to: NodeId,
+        range: TokenRange,
+        leaves: u32,
+        nodes: Vec<u32>,
+    ) -> BoxFuture<'static, Result<Vec<Hash>, ReplicaError>> {
+        let client = self.client(to);
+        Box::pin(async move {
+            let request = pbi::MerkleNodesRequest {
+                range: Some(range_msg(range)),
+                leaves,
+                nodes,
+            };
+            let response = client?
+                .merkle_nodes(request)
+                .await
+                .map_err(replica_error)?
+                .into_inner();
+            response
+                .hashes
+                .iter()
+                .map(|h| {
+                    Hash::try_from(h.as_ref()).map_err(|_| {
+                        ReplicaError::Failed(format!("merkle hash of {} bytes", h.len()))
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn leaf_digests(
+        &self,
+        to: NodeId,
+        range: TokenRange,
+    ) -> BoxFuture<'static, Result<Vec<(Bytes, Bytes)>, ReplicaError>> {
+        let client = self.client(to);
+        Box::pin(async move {
+            let request = pbi::LeafDigestsRequest {
+                range: Some(range_msg(range)),
+            };
+            let response = client?
+                .leaf_digests(request)
+                .await
+                .map_err(replica_error)?
+                .into_inner();
+            Ok(response
+                .entries
+                .into_iter()
+                .map(|e| (e.key, e.digest))
+                .collect())
+        })
+    }
+
+    fn read_batch(
+        &self,
+        to: NodeId,
+        keys: Vec<Bytes>,
+    ) -> BoxFuture<'static, Result<Vec<(Bytes, Cell)>, ReplicaError>> {
+        let client = self.client(to);
+        Box::pin(async move {
+            let response = client?
+                .read_batch(pbi::ReadBatchRequest { keys })
+                .await
+                .map_err(replica_error)?
+                .into_inner();
+            Ok(response
+                .entries
+                .into_iter()
+                .filter_map(|e| e.cell.map(|c| (e.key, convert::cell_from_proto(c))))
+                .collect())
+        })
+    }
+
+    fn write_batch(
+        &self,
+        to: NodeId,
+        entries: Vec<(Bytes, Cell)>,
+    ) -> BoxFuture<'static, Result<(), ReplicaError>> {
+        if to == self.local {
+            let store = self.store.clone();
+            return Box::pin(async move {
+                crate::repair::serve::write_batch(&store, &entries)
+                    .await
+                    .map_err(|e| ReplicaError::Failed(e.to_string()))
+            });
+        }
+        let client = self.client(to);
+        Box::pin(async move {
+            let request = pbi::WriteBatchRequest {
+                entries: key_cells(entries),
+            };
+            client?.write_batch(request).await.map_err(replica_error)?;
+            Ok(())
         })
     }
 }

@@ -7,7 +7,8 @@
 //!    error) and start the internode and HTTP services;
 //! 3. start gossip; on a first start choose tokens (`membership::join`),
 //!    otherwise reuse the remembered ones; announce NORMAL;
-//! 4. serve clients.
+//! 4. start hint replay, the anti-entropy scheduler and the last-repair
+//!    announcer; serve clients.
 //!
 //! Shutdown, on SIGINT/SIGTERM or when the caller's token is cancelled:
 //! 1. the client API stops accepting connections and lets in-flight
@@ -28,23 +29,29 @@ use ringkv_proto::internal::v1::peer_server::PeerServer;
 use ringkv_proto::v1::admin_server::AdminServer;
 use ringkv_proto::v1::key_value_server::KeyValueServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::transport::server::TcpIncoming;
 
 pub use addresses::{Advertised, advertised, resolve_host};
 pub use shutdown::cancel_on_signal;
 
 use crate::clock::HybridClock;
 use crate::config::{Config, MAX_KEY_SIZE};
-use crate::coordinator::{Coordinator, CoordinatorSettings, Limits};
+use crate::coordinator::{Coordinator, CoordinatorSettings, Limits, ReplicaTransport};
+use crate::hints::{HintStore, ReplaySettings, run_replay};
 use crate::identity::{self, NodeId};
 use crate::membership::join::{self, JoinSettings};
 use crate::membership::keys::{self, NodeStatus};
 use crate::membership::{GossipSettings, Membership, persist};
+use crate::repair::{
+    LEAVES_PER_RANGE, LocalReplica, RepairTransport, Repairer, TreeCache, load_last_completed,
+    run_scheduler, save_last_completed,
+};
 use crate::rpc::{AdminService, KeyValueService, NodeDescription, NodeTransport, PeerService};
 use crate::storage::{
-    GroupSync, LocalStore, RocksConfig, RocksStorage, Storage, SyncMode, run_periodic_sync,
+    DirtyMap, GroupSync, LocalStore, RocksConfig, RocksStorage, Storage, SyncMode,
+    run_periodic_sync,
 };
 
 /// Room above the largest key and value for the rest of a request.
@@ -91,6 +98,12 @@ fn start_durability(
     LocalStore::new(engine.clone(), config.commitlog_sync, group)
 }
 
+/// Accepted connections with Nagle's algorithm off: small gRPC frames must
+/// not wait for the peer's delayed ACK (a 40 ms stall per exchange).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
@@ -103,6 +116,7 @@ fn initial_gossip(
     name: &str,
     advertised: &Advertised,
     tokens: Option<&[crate::ring::Token]>,
+    last_repair: i64,
 ) -> Vec<(String, String)> {
     let status = if tokens.is_some() {
         NodeStatus::Normal
@@ -111,6 +125,7 @@ fn initial_gossip(
     };
     [
         (keys::STATUS, status.to_string()),
+        (keys::LAST_REPAIR, last_repair.to_string()),
         (
             keys::TOKENS,
             tokens.map(keys::encode_tokens).unwrap_or_default(),
@@ -178,7 +193,9 @@ async fn serve(
     worker_stop: &CancellationToken,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let store = start_durability(config, &engine, workers, worker_stop);
+    let dirty = Arc::new(DirtyMap::default());
+    let store = start_durability(config, &engine, workers, worker_stop).tracking(dirty.clone());
+    let trees = Arc::new(TreeCache::new(engine.clone(), dirty, LEAVES_PER_RANGE));
     let clock = Arc::new(HybridClock::default());
     let max_value_size = usize::try_from(config.max_value_size).unwrap_or(usize::MAX);
     // A value over the limit must reach validation (INVALID_ARGUMENT naming
@@ -195,18 +212,19 @@ async fn serve(
     let peer_listener = bind(config.listen_peer, "peers").await?;
     let http_listener = bind(config.listen_http, "HTTP").await?;
 
-    let peer = PeerServer::new(PeerService::new(store.clone(), clock.clone()))
-        .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_message);
+    let peer = PeerServer::new(PeerService::new(
+        store.clone(),
+        clock.clone(),
+        trees.clone(),
+    ))
+    .max_decoding_message_size(max_message)
+    .max_encoding_message_size(max_message);
     let peer_stop = worker_stop.clone();
     workers.spawn(async move {
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(peer)
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(peer_listener),
-                peer_stop.cancelled_owned(),
-            )
+            .serve_with_incoming_shutdown(incoming(peer_listener), peer_stop.cancelled_owned())
             .await;
         if let Err(error) = served {
             tracing::error!(%error, "internode API server failed");
@@ -245,7 +263,8 @@ async fn serve(
         phi_convict_threshold: config.phi_convict_threshold,
         replication_factor: config.replication_factor as usize,
     };
-    let initial = initial_gossip(config, name, &advertised, tokens.as_deref());
+    let last_repair = load_last_completed(engine.as_ref())?;
+    let initial = initial_gossip(config, name, &advertised, tokens.as_deref(), last_repair);
     let membership = Membership::start(gossip, engine.clone(), initial).await?;
     workers.spawn(membership.clone().run(worker_stop.clone()));
     join::check_replication_factor(&membership, config.replication_factor)?;
@@ -280,17 +299,70 @@ async fn serve(
         ])
         .await;
 
-    let transport = Arc::new(NodeTransport::new(node_id, store, membership.view_handle()));
+    let transport = Arc::new(NodeTransport::new(
+        node_id,
+        store.clone(),
+        membership.view_handle(),
+    ));
+    let hints = if config.hinted_handoff_enabled {
+        let hints = Arc::new(HintStore::open(
+            engine.clone(),
+            config.max_hints_per_node_mb.saturating_mul(1 << 20),
+        )?);
+        let window = Duration::from_millis(config.max_hint_window_ms)
+            .min(Duration::from_secs(config.gc_grace_seconds));
+        let settings = ReplaySettings {
+            window,
+            throttle_bytes_per_second: config.hint_replay_throttle_kb.saturating_mul(1024),
+        };
+        workers.spawn(run_replay(
+            hints.clone(),
+            membership.view_handle(),
+            transport.clone(),
+            settings,
+            worker_stop.clone(),
+        ));
+        Some(hints)
+    } else {
+        None
+    };
     let coordinator = Arc::new(Coordinator::new(
         membership.view_handle(),
-        transport,
+        transport.clone() as Arc<dyn ReplicaTransport>,
         clock,
         CoordinatorSettings {
             replication_factor: config.replication_factor as usize,
             write_timeout: Duration::from_millis(config.write_timeout_ms),
             read_timeout: Duration::from_millis(config.read_timeout_ms),
             limits: Limits { max_value_size },
+            read_repair_chance: config.read_repair_chance,
         },
+        hints,
+    ));
+
+    let repairer = Arc::new(Repairer::new(
+        node_id,
+        membership.view_handle(),
+        LocalReplica {
+            cache: trees,
+            store,
+        },
+        transport as Arc<dyn RepairTransport>,
+        last_repair,
+    ));
+    if config.anti_entropy_interval_ms > 0 {
+        let interval = Duration::from_millis(config.anti_entropy_interval_ms);
+        workers.spawn(run_scheduler(
+            repairer.clone(),
+            interval,
+            worker_stop.clone(),
+        ));
+    }
+    workers.spawn(announce_repairs(
+        repairer.subscribe(),
+        membership.clone(),
+        engine.clone(),
+        worker_stop.clone(),
     ));
     let kv = KeyValueServer::new(KeyValueService::new(coordinator))
         .max_decoding_message_size(max_message)
@@ -304,6 +376,7 @@ async fn serve(
             cluster_name: config.cluster_name.clone(),
         },
         membership.view_handle(),
+        repairer,
     ));
     tracing::info!(
         node_id = %node_id,
@@ -322,10 +395,7 @@ async fn serve(
         .tcp_nodelay(true)
         .add_service(kv)
         .add_service(admin)
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(client_listener),
-            grpc_stop.cancelled_owned(),
-        );
+        .serve_with_incoming_shutdown(incoming(client_listener), grpc_stop.cancelled_owned());
     let grace = Duration::from_millis(config.shutdown_timeout_ms);
     let drain_deadline = async {
         stop.cancelled().await;
@@ -337,4 +407,27 @@ async fn serve(
     }
     health.set_serving(false);
     Ok(())
+}
+
+/// Remembers and gossips each completed repair, so `status` can show when
+/// every node last completed one.
+async fn announce_repairs(
+    mut completed: tokio::sync::watch::Receiver<i64>,
+    membership: Arc<Membership>,
+    engine: Arc<dyn Storage>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            changed = completed.changed() => if changed.is_err() { return },
+            _ = stop.cancelled() => return,
+        }
+        let seconds = *completed.borrow_and_update();
+        if let Err(error) = save_last_completed(engine.as_ref(), seconds) {
+            tracing::warn!(%error, "cannot remember the last repair time");
+        }
+        membership
+            .announce(vec![(keys::LAST_REPAIR, seconds.to_string())])
+            .await;
+    }
 }

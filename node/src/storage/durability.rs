@@ -198,6 +198,27 @@ mod tests {
         fn read(&self, t: crate::ring::Token, k: &[u8]) -> Result<Option<crate::storage::Cell>> {
             self.0.read(t, k)
         }
+        fn scan(
+            &self,
+            range: crate::ring::TokenRange,
+            visit: &mut crate::storage::ScanVisitor<'_>,
+        ) -> Result<()> {
+            self.0.scan(range, visit)
+        }
+        fn hint_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+            self.0.hint_put(key, value)
+        }
+        fn hint_scan(
+            &self,
+            from: &[u8],
+            to: &[u8],
+            limit: usize,
+        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            self.0.hint_scan(from, to, limit)
+        }
+        fn hint_delete(&self, keys: &[Vec<u8>]) -> Result<()> {
+            self.0.hint_delete(keys)
+        }
         fn sync_wal(&self) -> Result<()> {
             Err(StorageError::Task("EIO".into()))
         }

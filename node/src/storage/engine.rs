@@ -7,7 +7,10 @@
 
 use super::cell::Cell;
 use super::error::Result;
-use crate::ring::Token;
+use crate::ring::{Token, TokenRange};
+
+/// Receives the entries of a scan: token, user key, encoded cell.
+pub type ScanVisitor<'a> = dyn FnMut(Token, &[u8], &[u8]) + 'a;
 
 /// A node's local key-value store.
 pub trait Storage: Send + Sync + 'static {
@@ -19,6 +22,19 @@ pub trait Storage: Send + Sync + 'static {
     /// The winning cell stored for `key`, tombstones and expired values
     /// included (they matter to read repair); `None` if nothing is stored.
     fn read(&self, token: Token, key: &[u8]) -> Result<Option<Cell>>;
+
+    /// Visits every stored key whose token is in `range`, in token order,
+    /// with its encoded cell (tombstones included).
+    fn scan(&self, range: TokenRange, visit: &mut ScanVisitor<'_>) -> Result<()>;
+
+    /// Stores a hint (`hints` column family).
+    fn hint_put(&self, key: &[u8], value: &[u8]) -> Result<()>;
+
+    /// Up to `limit` hints with keys in `[from, to)`, in key order.
+    fn hint_scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// Deletes hints.
+    fn hint_delete(&self, keys: &[Vec<u8>]) -> Result<()>;
 
     /// Fsyncs the write-ahead log: every write that returned before this
     /// call survives a power loss once it returns.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::cell::Cell;
+use super::dirty::DirtyMap;
 use super::durability::{GroupSync, SyncMode};
 use super::engine::Storage;
 use super::error::{Result, StorageError};
@@ -14,6 +15,7 @@ use crate::ring::Token;
 pub struct LocalStore {
     engine: Arc<dyn Storage>,
     sync: SyncPolicy,
+    dirty: Option<Arc<DirtyMap>>,
 }
 
 #[derive(Clone)]
@@ -32,7 +34,17 @@ impl LocalStore {
             (SyncMode::Group, Some(group)) => SyncPolicy::Group(group),
             (SyncMode::Group, None) | (SyncMode::Periodic, _) => SyncPolicy::Periodic,
         };
-        Self { engine, sync }
+        Self {
+            engine,
+            sync,
+            dirty: None,
+        }
+    }
+
+    /// Records every applied write in `dirty` (for Merkle rehashing).
+    pub fn tracking(mut self, dirty: Arc<DirtyMap>) -> Self {
+        self.dirty = Some(dirty);
+        self
     }
 
     /// The engine underneath.
@@ -43,6 +55,14 @@ impl LocalStore {
     /// Applies a cell (LWW) and returns once it is as durable as the policy
     /// promises.
     pub async fn apply(&self, token: Token, key: &[u8], cell: &Cell) -> Result<()> {
+        self.write(token, key, cell).await?;
+        if let Some(dirty) = &self.dirty {
+            dirty.mark(token);
+        }
+        Ok(())
+    }
+
+    async fn write(&self, token: Token, key: &[u8], cell: &Cell) -> Result<()> {
         match &self.sync {
             SyncPolicy::Periodic => self.engine.write(token, key, cell, false),
             SyncPolicy::Group(group) => {

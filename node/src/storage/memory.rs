@@ -5,17 +5,18 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use super::cell::Cell;
-use super::engine::Storage;
+use super::engine::{ScanVisitor, Storage};
 use super::error::{Result, StorageError};
 use super::{gc, key, lww};
 use crate::clock::wall_clock_seconds;
-use crate::ring::Token;
+use crate::ring::{Token, TokenRange};
 
 /// Cells in a `BTreeMap` ordered like the RocksDB `data` column family.
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
     data: Mutex<BTreeMap<Vec<u8>, Cell>>,
     meta: Mutex<BTreeMap<String, Vec<u8>>>,
+    hints: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
     gc_grace_seconds: u64,
 }
 
@@ -48,6 +49,48 @@ impl Storage for MemoryStorage {
     fn read(&self, token: Token, key: &[u8]) -> Result<Option<Cell>> {
         let data = self.data.lock().map_err(poisoned)?;
         Ok(data.get(&key::data_key(token, key)).cloned())
+    }
+
+    fn scan(&self, range: TokenRange, visit: &mut ScanVisitor<'_>) -> Result<()> {
+        let data = self.data.lock().map_err(poisoned)?;
+        for (first, last) in super::rocks::pieces(range) {
+            let from = first.to_ordered_bytes().to_vec();
+            for (stored, cell) in data.range(from..) {
+                let Some((token, key)) = key::decode_data_key(stored) else {
+                    continue;
+                };
+                if token > last {
+                    break;
+                }
+                visit(token, key, &cell.encode());
+            }
+        }
+        Ok(())
+    }
+
+    fn hint_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.hints
+            .lock()
+            .map_err(poisoned)?
+            .insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+
+    fn hint_scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let hints = self.hints.lock().map_err(poisoned)?;
+        Ok(hints
+            .range(from.to_vec()..to.to_vec())
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn hint_delete(&self, keys: &[Vec<u8>]) -> Result<()> {
+        let mut hints = self.hints.lock().map_err(poisoned)?;
+        for key in keys {
+            hints.remove(key);
+        }
+        Ok(())
     }
 
     fn sync_wal(&self) -> Result<()> {

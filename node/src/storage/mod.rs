@@ -7,9 +7,11 @@
 //!   [`MemoryStorage`] for tests.
 //! - [`LocalStore`]: an engine plus the write durability policy.
 //! - [`digest`]: 16-byte digests of cells, for digest reads.
+//! - [`DirtyMap`]: which token buckets were written, for Merkle rehashing.
 
 mod cell;
 mod digest;
+mod dirty;
 mod durability;
 mod engine;
 mod error;
@@ -22,8 +24,9 @@ mod rocks;
 
 pub use cell::{Cell, CellDecodeError, CellOf, CellView};
 pub use digest::digest;
+pub use dirty::DirtyMap;
 pub use durability::{GroupSync, SyncMode, run_periodic_sync, sync_blocking};
-pub use engine::Storage;
+pub use engine::{ScanVisitor, Storage};
 pub use error::{Result, StorageError};
 pub use local::LocalStore;
 pub use memory::MemoryStorage;

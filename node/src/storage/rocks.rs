@@ -27,15 +27,16 @@ use std::path::{Path, PathBuf};
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{
     BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamily, ColumnFamilyDescriptor,
-    CompactOptions, DB, DBCompressionType, MergeOperands, Options, WriteOptions,
+    CompactOptions, DB, DBCompressionType, Direction, IteratorMode, MergeOperands, Options,
+    ReadOptions, WriteBatch, WriteOptions,
 };
 
 use super::cell::{Cell, CellView};
-use super::engine::Storage;
+use super::engine::{ScanVisitor, Storage};
 use super::error::{Result, StorageError};
 use super::{gc, key, lww};
 use crate::clock::wall_clock_seconds;
-use crate::ring::Token;
+use crate::ring::{Token, TokenRange};
 
 const CF_DATA: &str = "data";
 const CF_HINTS: &str = "hints";
@@ -156,6 +157,24 @@ fn lww_merge(key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> O
     winner.map(|(_, bytes)| bytes.to_vec())
 }
 
+/// The non-wrapping pieces of a range: `(start, end]` with `start < end`,
+/// as (first token, last token) pairs.
+pub(super) fn pieces(range: TokenRange) -> Vec<(Token, Token)> {
+    let after = |t: Token| Token(t.0.saturating_add(1));
+    if range.start < range.end {
+        vec![(after(range.start), range.end)]
+    } else {
+        // Wraps (or is the whole ring): past the start to the top, then
+        // from the bottom to the end. The minimum token holds no keys.
+        let mut out = Vec::with_capacity(2);
+        if range.start < Token::MAX {
+            out.push((after(range.start), Token::MAX));
+        }
+        out.push((Token(i64::MIN + 1), range.end));
+        out
+    }
+}
+
 impl Storage for RocksStorage {
     fn write(&self, token: Token, key: &[u8], cell: &Cell, sync: bool) -> Result<()> {
         let mut opts = WriteOptions::default();
@@ -172,6 +191,60 @@ impl Storage for RocksStorage {
             None => Ok(None),
             Some(bytes) => Ok(Some(CellView::decode(&bytes)?.to_owned_cell())),
         }
+    }
+
+    fn scan(&self, range: TokenRange, visit: &mut ScanVisitor<'_>) -> Result<()> {
+        let data = self.cf(CF_DATA)?;
+        for (first, last) in pieces(range) {
+            let from = first.to_ordered_bytes();
+            let mut opts = ReadOptions::default();
+            // Stop at the first key past the piece (exclusive bound).
+            if last < Token::MAX {
+                opts.set_iterate_upper_bound(Token(last.0 + 1).to_ordered_bytes().to_vec());
+            }
+            let iter =
+                self.db
+                    .iterator_cf_opt(data, opts, IteratorMode::From(&from, Direction::Forward));
+            for entry in iter {
+                let (stored_key, value) = entry?;
+                let Some((token, key)) = key::decode_data_key(&stored_key) else {
+                    continue;
+                };
+                visit(token, key, &value);
+            }
+        }
+        Ok(())
+    }
+
+    fn hint_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.db.put_cf(self.cf(CF_HINTS)?, key, value)?;
+        Ok(())
+    }
+
+    fn hint_scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(to.to_vec());
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_HINTS)?,
+            opts,
+            IteratorMode::From(from, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for entry in iter.take(limit) {
+            let (k, v) = entry?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn hint_delete(&self, keys: &[Vec<u8>]) -> Result<()> {
+        let hints = self.cf(CF_HINTS)?;
+        let mut batch = WriteBatch::default();
+        for key in keys {
+            batch.delete_cf(hints, key);
+        }
+        self.db.write(batch)?;
+        Ok(())
     }
 
     fn sync_wal(&self) -> Result<()> {

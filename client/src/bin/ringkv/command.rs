@@ -39,6 +39,13 @@ pub enum Command {
         /// The key.
         key: String,
     },
+    /// Anti-entropy repair: compare every range the connected node holds
+    /// with its other replicas (Merkle trees) and stream the differences.
+    Repair {
+        /// Only the ranges the node is the primary replica of.
+        #[arg(long)]
+        primary_only: bool,
+    },
 }
 
 /// Commands handled by the interactive prompt itself.

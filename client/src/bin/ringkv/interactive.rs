@@ -73,6 +73,7 @@ Commands (case-insensitive):
   STATUS                        every node: address, rack, up/down, state, load, owns
   RING                          every token and its owner
   GETENDPOINTS <key>            the replicas of a key
+  REPAIR [--primary-only]       anti-entropy repair of the connected node's ranges
   CONSISTENCY [<level>]         show or set the level: ONE TWO THREE QUORUM ALL ANY
   HELP                          this text
   EXIT | QUIT                   leave (or Ctrl-D)

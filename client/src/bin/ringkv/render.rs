@@ -1,6 +1,8 @@
 //! How results look: text for people, JSON for scripts.
 
-use ringkv_client::{ClusterStatus, Endpoints, MemberInfo, NodeInfo, RingInfo, Value};
+use ringkv_client::{
+    ClusterStatus, Endpoints, MemberInfo, NodeInfo, RepairProgress, RingInfo, Value,
+};
 use serde_json::json;
 
 /// What a command produced.
@@ -13,6 +15,24 @@ pub enum Outcome {
     Status(ClusterStatus),
     Ring(RingInfo),
     Endpoints { key: String, endpoints: Endpoints },
+    Repaired(RepairProgress),
+}
+
+/// How long ago a Unix time was, for people: `never`, `12s ago`, `3h ago`.
+pub fn ago(unix_seconds: Option<i64>) -> String {
+    let Some(then) = unix_seconds else {
+        return "never".into();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let age = (now - then).max(0);
+    match age {
+        0..60 => format!("{age}s ago"),
+        60..3600 => format!("{}m ago", age / 60),
+        3600..86400 => format!("{}h ago", age / 3600),
+        _ => format!("{}d ago", age / 86400),
+    }
 }
 
 /// Bytes as text when they are UTF-8, otherwise as `0x` and hex digits.
@@ -79,6 +99,7 @@ fn member_json(m: &MemberInfo) -> serde_json::Value {
         "load_bytes": m.load_bytes,
         "owns": m.owns,
         "tokens": m.tokens,
+        "last_repair": m.last_repair,
     })
 }
 
@@ -99,6 +120,7 @@ fn status_text(status: &ClusterStatus) -> String {
         "Load".into(),
         "Owns".into(),
         "Tokens".into(),
+        "Last repair".into(),
         "Node id".into(),
     ]];
     for m in members {
@@ -111,6 +133,7 @@ fn status_text(status: &ClusterStatus) -> String {
             human_bytes(m.load_bytes),
             format!("{:.1}%", m.owns * 100.0),
             m.tokens.to_string(),
+            ago(m.last_repair),
             m.id.clone(),
         ]);
     }
@@ -177,6 +200,16 @@ pub fn text(outcome: &Outcome) -> String {
             }
             format!("token {}\n{}", endpoints.token, table(&rows))
         }
+        Outcome::Repaired(r) => format!(
+            "Repair complete: {} of {} ranges compared, {} Merkle leaves differed, {} keys streamed ({}), {} replica pairs skipped (down), {:.1}s",
+            r.ranges_done,
+            r.ranges_total,
+            r.leaves_differing,
+            r.keys_streamed,
+            human_bytes(r.bytes_streamed),
+            r.replicas_skipped,
+            r.elapsed.as_secs_f64()
+        ),
     }
 }
 
@@ -235,6 +268,15 @@ pub fn json(outcome: &Outcome) -> serde_json::Value {
                 "end_token": r.end_token,
                 "replicas": r.replicas.iter().filter_map(|&i| ring.members.get(i)).map(|m| m.id.clone()).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
+        }),
+        Outcome::Repaired(r) => json!({
+            "ranges_total": r.ranges_total,
+            "ranges_compared": r.ranges_done,
+            "leaves_differing": r.leaves_differing,
+            "keys_streamed": r.keys_streamed,
+            "bytes_streamed": r.bytes_streamed,
+            "replicas_skipped": r.replicas_skipped,
+            "elapsed_ms": r.elapsed.as_millis() as u64,
         }),
         Outcome::Endpoints { key, endpoints } => json!({
             "key": key,

@@ -61,6 +61,25 @@ impl Session {
             Command::Info => Outcome::Info(self.client.node_info().await?),
             Command::Status => Outcome::Status(self.client.cluster_status().await?),
             Command::Ring => Outcome::Ring(self.client.ring_info().await?),
+            Command::Repair { primary_only } => {
+                let bar = indicatif::ProgressBar::new(0);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "repair {bar:30} {pos}/{len} ranges, {msg}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                let summary = self
+                    .client
+                    .repair(*primary_only, |p| {
+                        bar.set_length(u64::from(p.ranges_total));
+                        bar.set_position(u64::from(p.ranges_done));
+                        bar.set_message(format!("{} keys streamed", p.keys_streamed));
+                    })
+                    .await;
+                bar.finish_and_clear();
+                Outcome::Repaired(summary?)
+            }
             Command::Getendpoints { key } => Outcome::Endpoints {
                 endpoints: self.client.endpoints(key.clone()).await?,
                 key: key.clone(),

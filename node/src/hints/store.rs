@@ -1,0 +1,352 @@
+//! The hint store: writes held for replicas that missed them.
+//!
+//! Hints live in the `hints` column family, keyed by target node then
+//! creation time (`node id (16) ++ created µs (8, big-endian) ++ sequence
+//! (8)`), so one node's hints are one contiguous range, oldest first. The
+//! value is the key and its cell. Per-target byte counts are kept in memory
+//! (rebuilt by one scan at start) to enforce `max_hints_per_node_mb`: past
+//! it, new hints for that node are dropped — counted, and logged at most
+//! once a minute per node — and anti-entropy repairs what they would have.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::clock::{Timestamp, wall_clock_micros};
+use crate::identity::NodeId;
+use crate::metrics::{HINTS_DROPPED, HINTS_STORED};
+use crate::storage::{Cell, CellView, Storage, StorageError};
+
+const KEY_LEN: usize = 16 + 8 + 8;
+/// How often a full hint store is logged per node.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A stored hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hint {
+    /// Key in the hints column family.
+    pub id: Vec<u8>,
+    pub created: Timestamp,
+    pub key: Bytes,
+    pub cell: Cell,
+}
+
+impl Hint {
+    /// Bytes it occupies (approximately).
+    pub fn size(&self) -> u64 {
+        (KEY_LEN + 4 + self.key.len() + self.cell.encoded_len()) as u64
+    }
+}
+
+fn prefix(target: NodeId) -> [u8; 16] {
+    *target.0.as_bytes()
+}
+
+/// The first key after every hint of `target`.
+fn prefix_end(target: NodeId) -> Vec<u8> {
+    let mut end = prefix(target).to_vec();
+    end.extend_from_slice(&[0xff; 17]);
+    end
+}
+
+fn encode_value(key: &[u8], cell: &Cell) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + key.len() + cell.encoded_len());
+    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    out.extend_from_slice(key);
+    cell.encode_into(&mut out);
+    out
+}
+
+fn decode(id: Vec<u8>, value: &[u8]) -> Option<Hint> {
+    let created = i64::from_be_bytes(id.get(16..24)?.try_into().ok()?);
+    let (len, rest) = value.split_first_chunk::<4>()?;
+    let len = u32::from_be_bytes(*len) as usize;
+    let key = rest.get(..len)?;
+    let cell = CellView::decode(rest.get(len..)?).ok()?.to_owned_cell();
+    Some(Hint {
+        id,
+        created,
+        key: Bytes::copy_from_slice(key),
+        cell,
+    })
+}
+
+/// Why a hint was not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The target's hints reached `max_hints_per_node_mb`.
+    Full,
+    /// Older than `max_hint_window_ms` (or `gc_grace`).
+    Expired,
+    /// The target left the cluster.
+    Left,
+    /// Unreadable.
+    Corrupt,
+}
+
+impl DropReason {
+    fn label(self) -> &'static str {
+        match self {
+            DropReason::Full => "full",
+            DropReason::Expired => "expired",
+            DropReason::Left => "left",
+            DropReason::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// Counts dropped hints.
+pub fn count_dropped(reason: DropReason, n: u64) {
+    metrics::counter!(HINTS_DROPPED, "reason" => reason.label()).increment(n);
+}
+
+/// Hints held on this node.
+pub struct HintStore {
+    storage: std::sync::Arc<dyn Storage>,
+    max_bytes_per_target: u64,
+    sizes: Mutex<HashMap<NodeId, u64>>,
+    sequence: AtomicU64,
+    last_drop_log: Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl HintStore {
+    /// Opens the store, counting what is already held.
+    pub fn open(
+        storage: std::sync::Arc<dyn Storage>,
+        max_bytes_per_target: u64,
+    ) -> Result<HintStore, StorageError> {
+        let mut sizes: HashMap<NodeId, u64> = HashMap::new();
+        let mut from = Vec::new();
+        loop {
+            let batch = storage.hint_scan(&from, &[0xff; KEY_LEN + 1], 1_000)?;
+            let Some((last, _)) = batch.last() else {
+                break;
+            };
+            from = last.clone();
+            from.push(0);
+            for (id, value) in &batch {
+                if let Some(target) = id.get(..16).and_then(|b| uuid::Uuid::from_slice(b).ok()) {
+                    *sizes.entry(NodeId(target)).or_insert(0) += (id.len() + value.len()) as u64;
+                }
+            }
+        }
+        Ok(HintStore {
+            storage,
+            max_bytes_per_target,
+            sizes: Mutex::new(sizes),
+            sequence: AtomicU64::new(0),
+            last_drop_log: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Stores a hint for `target`; false if its hints are full.
+    pub fn store(&self, target: NodeId, key: &[u8], cell: &Cell) -> Result<bool, StorageError> {
+        let value = encode_value(key, cell);
+        let size = (KEY_LEN + value.len()) as u64;
+        {
+            let mut sizes = self
+                .sizes
+                .lock()
+                .map_err(|_| StorageError::Task("hint sizes poisoned".into()))?;
+            let held = sizes.entry(target).or_insert(0);
+            if *held + size > self.max_bytes_per_target {
+                drop(sizes);
+                count_dropped(DropReason::Full, 1);
+                self.log_full(target);
+                return Ok(false);
+            }
+            *held += size;
+        }
+        let mut id = Vec::with_capacity(KEY_LEN);
+        id.extend_from_slice(&prefix(target));
+        id.extend_from_slice(&wall_clock_micros().to_be_bytes());
+        id.extend_from_slice(&self.sequence.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+        self.storage.hint_put(&id, &value)?;
+        metrics::counter!(HINTS_STORED).increment(1);
+        Ok(true)
+    }
+
+    fn log_full(&self, target: NodeId) {
+        let Ok(mut logged) = self.last_drop_log.lock() else {
+            return;
+        };
+        let due = logged
+            .get(&target)
+            .is_none_or(|at| at.elapsed() >= DROP_LOG_INTERVAL);
+        if due {
+            logged.insert(target, Instant::now());
+            tracing::warn!(
+                node = %target,
+                max_mb = self.max_bytes_per_target >> 20,
+                "hints for node are full; dropping new hints (anti-entropy repair will cover them)"
+            );
+        }
+    }
+
+    /// Nodes this store holds hints for.
+    pub fn targets(&self) -> Vec<NodeId> {
+        self.sizes
+            .lock()
+            .map(|s| s.iter().filter(|(_, b)| **b > 0).map(|(n, _)| *n).collect())
+            .unwrap_or_default()
+    }
+
+    /// Bytes of hints held for `target`.
+    pub fn pending_bytes(&self, target: NodeId) -> u64 {
+        self.sizes
+            .lock()
+            .map(|s| s.get(&target).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// The oldest hints of `target`, at most `limit`. Unreadable hints are
+    /// deleted and counted.
+    pub fn oldest(&self, target: NodeId, limit: usize) -> Result<Vec<Hint>, StorageError> {
+        let raw = self
+            .storage
+            .hint_scan(&prefix(target), &prefix_end(target), limit)?;
+        let mut hints = Vec::with_capacity(raw.len());
+        let mut corrupt = Vec::new();
+        for (id, value) in raw {
+            match decode(id.clone(), &value) {
+                Some(hint) => hints.push(hint),
+                None => corrupt.push((id, value.len())),
+            }
+        }
+        if !corrupt.is_empty() {
+            count_dropped(DropReason::Corrupt, corrupt.len() as u64);
+            let ids: Vec<Vec<u8>> = corrupt.iter().map(|(id, _)| id.clone()).collect();
+            self.storage.hint_delete(&ids)?;
+            self.forget(
+                target,
+                corrupt
+                    .iter()
+                    .map(|(id, len)| (id.len() + len) as u64)
+                    .sum(),
+            );
+        }
+        Ok(hints)
+    }
+
+    /// Deletes hints of `target` (replayed or dropped).
+    pub fn remove(&self, target: NodeId, hints: &[Hint]) -> Result<(), StorageError> {
+        if hints.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Vec<u8>> = hints.iter().map(|h| h.id.clone()).collect();
+        self.storage.hint_delete(&ids)?;
+        self.forget(target, hints.iter().map(Hint::size).sum());
+        Ok(())
+    }
+
+    fn forget(&self, target: NodeId, bytes: u64) {
+        if let Ok(mut sizes) = self.sizes.lock()
+            && let Some(held) = sizes.get_mut(&target)
+        {
+            *held = held.saturating_sub(bytes);
+            if *held == 0 {
+                sizes.remove(&target);
+            }
+        }
+    }
+
+    /// Deletes every hint of `target`; returns how many.
+    pub fn drop_all(&self, target: NodeId, reason: DropReason) -> Result<u64, StorageError> {
+        let mut dropped = 0;
+        loop {
+            let batch = self.oldest(target, 1_000)?;
+            if batch.is_empty() {
+                break;
+            }
+            dropped += batch.len() as u64;
+            self.remove(target, &batch)?;
+        }
+        if dropped > 0 {
+            count_dropped(reason, dropped);
+            tracing::info!(node = %target, dropped, reason = reason.label(), "dropped hints");
+        }
+        if let Ok(mut sizes) = self.sizes.lock() {
+            sizes.remove(&target);
+        }
+        Ok(dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+    use std::sync::Arc;
+
+    fn node(n: u128) -> NodeId {
+        NodeId(uuid::Uuid::from_u128(n))
+    }
+
+    fn cell(ts: i64) -> Cell {
+        Cell::live(ts, Bytes::from_static(b"value"), None)
+    }
+
+    #[test]
+    fn hints_are_kept_per_target_oldest_first() {
+        let storage = Arc::new(MemoryStorage::default());
+        let hints = HintStore::open(storage.clone(), 1 << 20).expect("open");
+        for i in 0..5 {
+            assert!(
+                hints
+                    .store(node(1), format!("k{i}").as_bytes(), &cell(i))
+                    .expect("store")
+            );
+        }
+        hints.store(node(2), b"other", &cell(9)).expect("store");
+        let mut targets = hints.targets();
+        targets.sort();
+        assert_eq!(targets, vec![node(1), node(2)]);
+        let oldest = hints.oldest(node(1), 3).expect("read");
+        assert_eq!(
+            oldest.iter().map(|h| h.key.clone()).collect::<Vec<_>>(),
+            ["k0", "k1", "k2"]
+        );
+        assert_eq!(oldest[0].cell, cell(0));
+        hints.remove(node(1), &oldest).expect("remove");
+        assert_eq!(hints.oldest(node(1), 10).expect("read").len(), 2);
+
+        // Reopening recounts what is held.
+        let reopened = HintStore::open(storage, 1 << 20).expect("open");
+        assert_eq!(
+            reopened.pending_bytes(node(1)),
+            hints.pending_bytes(node(1))
+        );
+        assert_eq!(
+            reopened.drop_all(node(1), DropReason::Left).expect("drop"),
+            2
+        );
+        assert_eq!(reopened.pending_bytes(node(1)), 0);
+        assert_eq!(reopened.oldest(node(2), 10).expect("read").len(), 1);
+    }
+
+    #[test]
+    fn a_full_target_drops_new_hints() {
+        let hints = HintStore::open(Arc::new(MemoryStorage::default()), 300).expect("open");
+        let mut stored = 0;
+        for i in 0..20 {
+            if hints
+                .store(node(1), format!("key-{i}").as_bytes(), &cell(i))
+                .expect("store")
+            {
+                stored += 1;
+            }
+        }
+        assert!(
+            (1..20).contains(&stored),
+            "{stored} of 20 stored under a 300-byte cap"
+        );
+        assert!(hints.pending_bytes(node(1)) <= 300);
+        assert!(
+            hints.store(node(2), b"k", &cell(1)).expect("store"),
+            "other targets unaffected"
+        );
+    }
+}

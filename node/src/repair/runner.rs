@@ -1,0 +1,218 @@
+//! Repair runs: every range this node holds (or is primary for), against
+//! every other live replica, with progress; and the background scheduler.
+//!
+//! For each range with replicas {me, B, C} the runner syncs me↔B, me↔C and
+//! then me↔B again: after the first two syncs this node and C hold the
+//! union of all three, and the last one hands B whatever only C had. So one
+//! run on one node leaves every live replica of its ranges identical.
+//!
+//! The scheduler repairs each node's *primary* ranges (those it owns the
+//! first replica of) every `anti_entropy_interval_ms`, so every range is
+//! repaired once per interval across the cluster. `ringkv repair` repairs
+//! all of a node's ranges at once. One run at a time per node.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::session::{LocalReplica, SyncError, SyncStats};
+use super::transport::RepairTransport;
+use crate::clock::wall_clock_seconds;
+use crate::identity::NodeId;
+use crate::membership::ViewHandle;
+use crate::metrics::{REPAIR_BYTES, REPAIR_KEYS, REPAIR_RANGES};
+use crate::ring::TokenRange;
+use crate::storage::{Storage, StorageError};
+
+const LAST_COMPLETED_KEY: &str = "repair.last_completed";
+
+/// When this node last completed a repair (Unix seconds; 0: never).
+pub fn load_last_completed(storage: &dyn Storage) -> Result<i64, StorageError> {
+    Ok(storage
+        .meta_get(LAST_COMPLETED_KEY)?
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Remembers when this node last completed a repair.
+pub fn save_last_completed(storage: &dyn Storage, seconds: i64) -> Result<(), StorageError> {
+    storage.meta_put(LAST_COMPLETED_KEY, seconds.to_string().as_bytes())
+}
+
+/// Which ranges a run covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Ranges this node is the first replica of.
+    Primary,
+    /// Every range this node holds a replica of.
+    All,
+}
+
+/// Progress of a run, sent after each range.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub ranges_total: u32,
+    pub ranges_done: u32,
+    pub replicas_skipped: u32,
+    pub stats: SyncStats,
+    pub elapsed: Duration,
+    pub done: bool,
+}
+
+impl Progress {
+    pub fn keys_streamed(&self) -> u64 {
+        self.stats.keys_received + self.stats.keys_sent
+    }
+
+    pub fn bytes_streamed(&self) -> u64 {
+        self.stats.bytes_received + self.stats.bytes_sent
+    }
+}
+
+/// Runs repairs for this node.
+pub struct Repairer {
+    local: NodeId,
+    view: ViewHandle,
+    replica: LocalReplica,
+    transport: Arc<dyn RepairTransport>,
+    running: Mutex<()>,
+    /// Unix seconds of the last run that reached every replica (0: none).
+    completed: watch::Sender<i64>,
+}
+
+impl Repairer {
+    /// A repairer; `last_completed` is when this node last completed a
+    /// repair (Unix seconds, 0 for never).
+    pub fn new(
+        local: NodeId,
+        view: ViewHandle,
+        replica: LocalReplica,
+        transport: Arc<dyn RepairTransport>,
+        last_completed: i64,
+    ) -> Self {
+        Self {
+            local,
+            view,
+            replica,
+            transport,
+            running: Mutex::new(()),
+            completed: watch::Sender::new(last_completed),
+        }
+    }
+
+    /// Unix seconds of the last complete run (0: never).
+    pub fn last_completed(&self) -> i64 {
+        *self.completed.borrow()
+    }
+
+    /// Follows completions of runs that reached every replica.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.completed.subscribe()
+    }
+
+    /// The ranges of `scope` and their other replicas.
+    fn plan(&self, scope: Scope) -> Vec<(TokenRange, Vec<NodeId>)> {
+        let view = self.view.load_full();
+        let ring = view.ring();
+        let plan: Vec<(TokenRange, Vec<NodeId>)> = ring
+            .ranges()
+            .filter(|(_, replicas)| match scope {
+                Scope::Primary => replicas.first() == Some(&self.local),
+                Scope::All => replicas.contains(&self.local),
+            })
+            .map(|(range, replicas)| {
+                let others = replicas
+                    .iter()
+                    .copied()
+                    .filter(|r| *r != self.local)
+                    .collect();
+                (range, others)
+            })
+            .collect();
+        // Trees of ranges this node no longer holds are dropped.
+        self.replica.cache.retain(&ring.ranges_of(&self.local));
+        plan
+    }
+
+    /// Repairs `scope`, reporting progress after each range.
+    pub async fn run(
+        &self,
+        scope: Scope,
+        progress: Option<mpsc::Sender<Progress>>,
+    ) -> Result<Progress, SyncError> {
+        let _one_at_a_time = self.running.lock().await;
+        let started = Instant::now();
+        let plan = self.plan(scope);
+        let mut state = Progress {
+            ranges_total: plan.len() as u32,
+            ..Progress::default()
+        };
+        for (range, others) in plan {
+            let view = self.view.load_full();
+            let (live, down): (Vec<NodeId>, Vec<NodeId>) =
+                others.into_iter().partition(|n| view.is_alive(n));
+            state.replicas_skipped += down.len() as u32;
+            // me↔B, me↔C, then me↔B again (see the module docs).
+            let rounds = live
+                .iter()
+                .chain(live.iter().take(live.len().saturating_sub(1)));
+            for peer in rounds {
+                let stats = self
+                    .replica
+                    .sync(self.transport.as_ref(), *peer, range)
+                    .await?;
+                metrics::counter!(REPAIR_KEYS).increment(stats.keys_received + stats.keys_sent);
+                metrics::counter!(REPAIR_BYTES).increment(stats.bytes_received + stats.bytes_sent);
+                state.stats.add(stats);
+            }
+            metrics::counter!(REPAIR_RANGES).increment(1);
+            state.ranges_done += 1;
+            state.elapsed = started.elapsed();
+            if let Some(tx) = &progress {
+                let _ = tx.send(state).await;
+            }
+        }
+        state.done = true;
+        state.elapsed = started.elapsed();
+        if state.replicas_skipped == 0 {
+            self.completed.send_replace(wall_clock_seconds());
+        }
+        if let Some(tx) = &progress {
+            let _ = tx.send(state).await;
+        }
+        tracing::info!(
+            ?scope,
+            ranges = state.ranges_done,
+            leaves_differing = state.stats.leaves_differing,
+            keys_streamed = state.keys_streamed(),
+            bytes_streamed = state.bytes_streamed(),
+            skipped = state.replicas_skipped,
+            elapsed_ms = state.elapsed.as_millis() as u64,
+            "repair finished"
+        );
+        Ok(state)
+    }
+}
+
+/// Repairs this node's primary ranges every `interval` until `stop`.
+pub async fn run_scheduler(repairer: Arc<Repairer>, interval: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate: wait one interval
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let outcome = tokio::select! {
+            outcome = repairer.run(Scope::Primary, None) => outcome,
+            _ = stop.cancelled() => return,
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(%error, "background repair failed; retrying next interval");
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The replica side of repair and hint replay: what a node answers when a
+//! peer compares or streams. The gRPC service calls these; so do the
+//! in-memory peers of the tests.
+
+use bytes::Bytes;
+
+use super::cache::TreeCache;
+use super::tree::Hash;
+use crate::ring::{Token, TokenRange};
+use crate::storage::{Cell, CellView, LocalStore, StorageError, digest};
+
+/// Hashes of nodes of this node's tree for `range`; `leaves` must match
+/// the cache's leaf count.
+pub async fn merkle_nodes(
+    cache: std::sync::Arc<TreeCache>,
+    range: TokenRange,
+    leaves: usize,
+    nodes: Vec<usize>,
+) -> Result<Vec<Hash>, StorageError> {
+    tokio::task::spawn_blocking(move || {
+        let (tree, _) = cache.refresh(range)?;
+        let expected = super::tree::MerkleTree::new(range, leaves).leaf_count();
+        if tree.leaf_count() != expected {
+            return Err(StorageError::Task(format!(
+                "merkle tree shape mismatch: asked for {expected} leaves, this node uses {}",
+                tree.leaf_count()
+            )));
+        }
+        Ok(nodes
+            .iter()
+            .map(|&i| tree.node(i).unwrap_or_default())
+            .collect())
+    })
+    .await
+    .map_err(|e| StorageError::Task(e.to_string()))?
+}
+
+/// (key, digest) of every key in `range`.
+pub async fn leaf_digests(
+    store: LocalStore,
+    range: TokenRange,
+) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let mut bad = None;
+        store
+            .engine()
+            .scan(range, &mut |_, key, cell| match CellView::decode(cell) {
+                Ok(view) => out.push((
+                    Bytes::copy_from_slice(key),
+                    digest(Some(&view.to_owned_cell())),
+                )),
+                Err(error) => bad = Some(error),
+            })?;
+        match bad {
+            Some(error) => Err(StorageError::Corrupt(error)),
+            None => Ok(out),
+        }
+    })
+    .await
+    .map_err(|e| StorageError::Task(e.to_string()))?
+}
+
+/// The cells of `keys` this node holds.
+pub fn read_batch(store: &LocalStore, keys: &[Bytes]) -> Result<Vec<(Bytes, Cell)>, StorageError> {
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Some(cell) = store.read(Token::of(key), key)? {
+            out.push((key.clone(), cell));
+        }
+    }
+    Ok(out)
+}
+
+/// Merges cells into this node's store (LWW), as durable as any write.
+pub async fn write_batch(
+    store: &LocalStore,
+    entries: &[(Bytes, Cell)],
+) -> Result<(), StorageError> {
+    for (key, cell) in entries {
+        store.apply(Token::of(key), key, cell).await?;
+    }
+    Ok(())
+}

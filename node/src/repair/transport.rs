@@ -1,0 +1,44 @@
+//! What anti-entropy and hint replay ask of another replica. Implemented
+//! over gRPC by the node, and over in-memory peers in tests.
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use super::tree::Hash;
+use crate::coordinator::ReplicaError;
+use crate::identity::NodeId;
+use crate::ring::TokenRange;
+use crate::storage::Cell;
+
+/// Requests to a peer replica.
+pub trait RepairTransport: Send + Sync + 'static {
+    /// Hashes of nodes of the peer's tree for `range` with `leaves` leaves.
+    fn merkle_nodes(
+        &self,
+        to: NodeId,
+        range: TokenRange,
+        leaves: u32,
+        nodes: Vec<u32>,
+    ) -> BoxFuture<'static, Result<Vec<Hash>, ReplicaError>>;
+
+    /// The peer's digest of every key in `range`.
+    fn leaf_digests(
+        &self,
+        to: NodeId,
+        range: TokenRange,
+    ) -> BoxFuture<'static, Result<Vec<(Bytes, Bytes)>, ReplicaError>>;
+
+    /// The peer's cells for `keys` (only those it holds).
+    fn read_batch(
+        &self,
+        to: NodeId,
+        keys: Vec<Bytes>,
+    ) -> BoxFuture<'static, Result<Vec<(Bytes, Cell)>, ReplicaError>>;
+
+    /// Merges cells into the peer's store.
+    fn write_batch(
+        &self,
+        to: NodeId,
+        entries: Vec<(Bytes, Cell)>,
+    ) -> BoxFuture<'static, Result<(), ReplicaError>>;
+}
