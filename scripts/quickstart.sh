@@ -8,7 +8,7 @@ source scripts/lib/prereqs.sh
 ensure_prereqs
 
 echo "== building (the first build compiles RocksDB: 15-20 minutes)"
-cargo build --release --workspace --bins --locked
+cargo build --release --workspace --all-features --bins --locked
 bin="$CARGO_TARGET_DIR/release"
 
 scripts/stop-local.sh >/dev/null 2>&1 || true

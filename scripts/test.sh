@@ -15,14 +15,15 @@ else
 fi
 
 echo "== build (release; the first build compiles RocksDB: 15-20 minutes)"
-cargo build --release --workspace --bins --locked
+cargo build --release --workspace --all-features --bins --locked
 
 if cargo clippy --version >/dev/null 2>&1; then
     echo "== cargo clippy"
-    cargo clippy --release --workspace --all-targets --locked -- -D warnings
+    cargo clippy --release --workspace --all-features --all-targets --locked -- -D warnings
 else
     echo "== clippy is not installed; skipping lints"
 fi
 
 echo "== tests"
-cargo test --release --workspace --locked
+cargo test --release --workspace --all-features --locked
+

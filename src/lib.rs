@@ -480,6 +480,44 @@ impl Drop for TestNode {
     }
 }
 
+/// The root of the Merkle tree for `(start, end]` of the node whose
+/// internode API is at `peer`.
+pub async fn merkle_root(peer: SocketAddr, start: i64, end: i64) -> anyhow::Result<Bytes> {
+    let mut client = PeerClient::connect(format!("http://{peer}")).await?;
+    let response = client
+        .merkle_nodes(MerkleNodesRequest {
+            range: Some(TokenRange { start, end }),
+            leaves: 256,
+            nodes: vec![1],
+        })
+        .await?
+        .into_inner();
+    response
+        .hashes
+        .into_iter()
+        .next()
+        .context("no root in the answer")
+}
+
+/// True when the nodes at `peers` have equal Merkle roots for every range
+/// of `ring` (so they hold identical data).
+pub async fn roots_agree(ring: &ringkv_client::RingInfo, peers: &[SocketAddr]) -> bool {
+    for range in &ring.ranges {
+        let mut first = None;
+        for peer in peers {
+            let Ok(root) = merkle_root(*peer, range.start_token, range.end_token).await else {
+                return false;
+            };
+            match &first {
+                None => first = Some(root),
+                Some(seen) if *seen != root => return false,
+                Some(_) => {}
+            }
+        }
+    }
+    true
+}
+
 /// Several nodes, each seeded with the first one's gossip address.
 pub struct TestCluster {
     pub nodes: Vec<TestNode>,

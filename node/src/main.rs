@@ -8,6 +8,12 @@ use ringkv_node::config::{self, NodeArgs};
 use ringkv_node::{server, telemetry};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: fewer cycles per allocation than glibc's malloc on the
+/// request path (HTTP/2 frames, protobuf messages), measured in
+/// BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for unusable configuration or arguments.
 const EXIT_USAGE: u8 = 2;
 

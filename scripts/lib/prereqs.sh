@@ -2,7 +2,8 @@
 # ringkv, installing what is missing on Debian/Ubuntu.
 #
 # RocksDB is C++ compiled from source (needs a C++ compiler) and its Rust
-# bindings are generated with libclang. Cargo's build cache goes outside the
+# bindings are generated with libclang; ringkv-bench's etcd driver needs
+# protoc. Cargo's build cache goes outside the
 # clone ($HOME/.cache/ringkv/target unless CARGO_TARGET_DIR is set), so the
 # 15-20 minute RocksDB build happens once per machine, not once per clone.
 
@@ -14,6 +15,8 @@ ensure_prereqs() {
     local need=()
     command -v c++ >/dev/null 2>&1 || need+=(g++)
     command -v make >/dev/null 2>&1 || need+=(make)
+    # ringkv-bench's etcd driver generates gRPC code with protoc at build time.
+    command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
     if ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 \
         && ! ls /usr/lib/*/libclang.so >/dev/null 2>&1 \
         && [ -z "${LIBCLANG_PATH:-}" ]; then

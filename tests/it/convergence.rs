@@ -52,19 +52,8 @@ async fn roots_agree(cluster: &TestCluster) -> bool {
     let Ok(ring) = cluster.node(0).client().await.ring_info().await else {
         return false;
     };
-    for range in &ring.ranges {
-        let mut roots = Vec::new();
-        for node in &cluster.nodes {
-            match node.merkle_root(range.start_token, range.end_token).await {
-                Ok(root) => roots.push(root),
-                Err(_) => return false,
-            }
-        }
-        if roots.windows(2).any(|w| w[0] != w[1]) {
-            return false;
-        }
-    }
-    true
+    let peers: Vec<_> = cluster.nodes.iter().map(|n| n.ports.peer).collect();
+    ringkv_tests::roots_agree(&ring, &peers).await
 }
 
 fn parse_json(output: &std::process::Output) -> serde_json::Value {

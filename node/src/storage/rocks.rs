@@ -46,6 +46,9 @@ const CF_META: &str = "meta";
 /// tombstones past `gc_grace` are eventually dropped from cold files too.
 const PERIODIC_COMPACTION_SECONDS: u64 = 24 * 3600;
 
+/// Merge operands of one key kept in the memtable before a write folds them.
+const MAX_SUCCESSIVE_MERGES: usize = 8;
+
 /// Tuning of the RocksDB engine.
 #[derive(Debug, Clone)]
 pub struct RocksConfig {
@@ -101,6 +104,10 @@ impl RocksStorage {
         data.set_block_based_table_factory(&table);
         data.set_compression_type(DBCompressionType::Lz4);
         data.set_merge_operator_associative("ringkv.lww.v1", lww_merge);
+        // A key overwritten many times between flushes would otherwise make
+        // every read fold all its operands; past this many, the write folds
+        // them in the memtable instead.
+        data.set_max_successive_merges(MAX_SUCCESSIVE_MERGES);
         let grace = config.gc_grace_seconds;
         data.set_compaction_filter(
             "ringkv.gc.v1",

@@ -1,0 +1,253 @@
+//! Drivers: the same three operations against each store measured.
+//!
+//! - `ringkv://host:port[,host:port...]`: the ringkv client library
+//!   (token-aware, with the configured consistency levels);
+//! - `redis://host:port`: redis-server through the `redis` crate, one
+//!   multiplexed connection per worker;
+//! - `etcd://host:port[,host:port...]`: etcd through `etcd-client`
+//!   (linearizable reads, etcd's default);
+//! - `rocksdb:///path`: RocksDB in this process through ringkv's own
+//!   storage engine, the ceiling the node's storage layer can reach.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ringkv_client::{Client, ClientConfig, Consistency, ReadOptions, WriteOptions};
+
+/// What kind of failure an operation met, for error accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Too few replicas (ringkv UNAVAILABLE).
+    Unavailable,
+    /// No answer in time (client or coordinator deadline).
+    Timeout,
+    /// Anything else.
+    Other,
+}
+
+/// A failed operation.
+#[derive(Debug, Clone)]
+pub struct DriverError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl DriverError {
+    fn other(error: impl std::fmt::Display) -> Self {
+        DriverError {
+            kind: ErrorKind::Other,
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<ringkv_client::Error> for DriverError {
+    fn from(error: ringkv_client::Error) -> Self {
+        use ringkv_client::Error as E;
+        let kind = match &error {
+            E::Unavailable { .. } => ErrorKind::Unavailable,
+            E::Timeout { .. } | E::DeadlineExceeded(_) => ErrorKind::Timeout,
+            _ => ErrorKind::Other,
+        };
+        DriverError {
+            kind,
+            message: error.to_string(),
+        }
+    }
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: String,
+    pub read_consistency: Consistency,
+    pub write_consistency: Consistency,
+}
+
+/// A connection to the store under test. Cheap to clone; `for_worker`
+/// gives each worker its own connection where the store benefits.
+#[derive(Clone)]
+pub enum Driver {
+    Ringkv {
+        client: Client,
+        read: ReadOptions,
+        write: WriteOptions,
+    },
+    Redis {
+        client: Box<redis::Client>,
+        connection: redis::aio::MultiplexedConnection,
+    },
+    Etcd(Box<etcd_client::Client>),
+    Rocks(Arc<ringkv_node::storage::RocksStorage>),
+    #[cfg(test)]
+    Fake(Arc<crate::runner::tests::FakeStore>),
+}
+
+impl Driver {
+    /// Connects to `target`.
+    pub async fn connect(target: &Target) -> Result<Driver, String> {
+        let (scheme, rest) = target
+            .url
+            .split_once("://")
+            .ok_or_else(|| format!("bad target {:?}: expected scheme://address", target.url))?;
+        match scheme {
+            "ringkv" => {
+                let mut config = ClientConfig::new(rest.split(',').map(str::to_owned));
+                config.consistency = target.write_consistency;
+                let client = Client::connect(config).await.map_err(|e| e.to_string())?;
+                Ok(Driver::Ringkv {
+                    client,
+                    read: ReadOptions::default().consistency(target.read_consistency),
+                    write: WriteOptions::default().consistency(target.write_consistency),
+                })
+            }
+            "redis" => {
+                let client = redis::Client::open(target.url.as_str()).map_err(|e| e.to_string())?;
+                let connection = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| format!("cannot connect to redis at {rest}: {e}"))?;
+                Ok(Driver::Redis {
+                    client: Box::new(client),
+                    connection,
+                })
+            }
+            "etcd" => {
+                let endpoints: Vec<String> =
+                    rest.split(',').map(|e| format!("http://{e}")).collect();
+                let client = etcd_client::Client::connect(endpoints, None)
+                    .await
+                    .map_err(|e| format!("cannot connect to etcd at {rest}: {e}"))?;
+                Ok(Driver::Etcd(Box::new(client)))
+            }
+            "rocksdb" => {
+                let path = std::path::Path::new(rest);
+                std::fs::create_dir_all(path).map_err(|e| format!("cannot create {rest}: {e}"))?;
+                let storage = ringkv_node::storage::RocksStorage::open(path, &Default::default())
+                    .map_err(|e| format!("cannot open RocksDB at {rest}: {e}"))?;
+                Ok(Driver::Rocks(Arc::new(storage)))
+            }
+            other => Err(format!(
+                "unknown target scheme {other:?} (ringkv, redis, etcd, rocksdb)"
+            )),
+        }
+    }
+
+    /// A driver for one worker: its own connection where that helps.
+    pub async fn for_worker(&self) -> Result<Driver, String> {
+        match self {
+            Driver::Redis { client, .. } => {
+                let connection = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Driver::Redis {
+                    client: client.clone(),
+                    connection,
+                })
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// Reads a key; `Ok(None)` when absent.
+    pub async fn get(&mut self, key: &str) -> Result<Option<Bytes>, DriverError> {
+        match self {
+            Driver::Ringkv { client, read, .. } => Ok(client
+                .get_with(Bytes::copy_from_slice(key.as_bytes()), read)
+                .await?
+                .map(|v| v.value)),
+            Driver::Redis { connection, .. } => {
+                let value: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(key)
+                    .query_async(connection)
+                    .await
+                    .map_err(DriverError::other)?;
+                Ok(value.map(Bytes::from))
+            }
+            Driver::Etcd(client) => {
+                let response = client.get(key, None).await.map_err(DriverError::other)?;
+                Ok(response
+                    .kvs()
+                    .first()
+                    .map(|kv| Bytes::copy_from_slice(kv.value())))
+            }
+            Driver::Rocks(storage) => {
+                use ringkv_node::storage::Storage;
+                let token = ringkv_node::ring::Token::of(key.as_bytes());
+                let cell = storage
+                    .read(token, key.as_bytes())
+                    .map_err(DriverError::other)?;
+                Ok(cell.filter(|c| !c.tombstone).map(|c| c.value))
+            }
+            #[cfg(test)]
+            Driver::Fake(store) => store.get(key).await,
+        }
+    }
+
+    /// Writes a value.
+    pub async fn put(&mut self, key: &str, value: &Bytes) -> Result<(), DriverError> {
+        match self {
+            Driver::Ringkv { client, write, .. } => {
+                client
+                    .put_with(Bytes::copy_from_slice(key.as_bytes()), value.clone(), write)
+                    .await?;
+                Ok(())
+            }
+            Driver::Redis { connection, .. } => redis::cmd("SET")
+                .arg(key)
+                .arg(value.as_ref())
+                .query_async::<()>(connection)
+                .await
+                .map_err(DriverError::other),
+            Driver::Etcd(client) => client
+                .put(key, value.to_vec(), None)
+                .await
+                .map(|_| ())
+                .map_err(DriverError::other),
+            Driver::Rocks(storage) => {
+                use ringkv_node::storage::{Cell, Storage};
+                let token = ringkv_node::ring::Token::of(key.as_bytes());
+                let cell = Cell::live(ringkv_node::clock::wall_clock_micros(), value.clone(), None);
+                storage
+                    .write(token, key.as_bytes(), &cell, false)
+                    .map_err(DriverError::other)
+            }
+            #[cfg(test)]
+            Driver::Fake(store) => store.put(key).await,
+        }
+    }
+
+    /// Deletes a key.
+    pub async fn delete(&mut self, key: &str) -> Result<(), DriverError> {
+        match self {
+            Driver::Ringkv { client, write, .. } => {
+                client
+                    .delete_with(Bytes::copy_from_slice(key.as_bytes()), write)
+                    .await?;
+                Ok(())
+            }
+            Driver::Redis { connection, .. } => redis::cmd("DEL")
+                .arg(key)
+                .query_async::<()>(connection)
+                .await
+                .map_err(DriverError::other),
+            Driver::Etcd(client) => client
+                .delete(key, None)
+                .await
+                .map(|_| ())
+                .map_err(DriverError::other),
+            Driver::Rocks(storage) => {
+                use ringkv_node::storage::{Cell, Storage};
+                let token = ringkv_node::ring::Token::of(key.as_bytes());
+                let now = ringkv_node::clock::wall_clock_micros();
+                let cell = Cell::tombstone(now, now / 1_000_000);
+                storage
+                    .write(token, key.as_bytes(), &cell, false)
+                    .map_err(DriverError::other)
+            }
+            #[cfg(test)]
+            Driver::Fake(store) => store.put(key).await,
+        }
+    }
+}
