@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, lints, unit, property and
 # integration tests (integration tests start real ringkv-node processes on
-# loopback ports). Installs missing build prerequisites first.
+# loopback ports), then the Docker fault suite when Docker is available.
+# Installs missing build prerequisites first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/prereqs.sh
@@ -27,3 +28,9 @@ fi
 echo "== tests"
 cargo test --release --workspace --all-features --locked
 
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+    echo "== Docker fault suite"
+    deploy/docker/fault-tests.sh
+else
+    echo "== Docker is not available here: skipping the Docker fault suite (deploy/docker/fault-tests.sh)"
+fi

@@ -5,6 +5,8 @@
 //! directory (`target/<profile>/`), so build them first:
 //! `cargo build --release --workspace --bins` (scripts/test.sh does).
 
+pub mod docker;
+
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Stops the Docker cluster. Data stays in its volumes, so up.sh brings the
+# same cluster back; `down.sh --volumes` deletes the data too.
+set -euo pipefail
+cd "$(dirname "$0")"
+source lib.sh
+files=(-f docker-compose.yml -f docker-compose.5nodes.yml)
+compose -p "${RINGKV_PROJECT:-ringkv}" "${files[@]}" down "$@"
