@@ -130,12 +130,61 @@ struct Inner {
     /// The host first connected to; admin calls go there.
     home: String,
     channels: Mutex<HashMap<String, Channel>>,
-    ring: RwLock<Option<Arc<RingInfo>>>,
+    routes: RwLock<Arc<Routes>>,
     refresh: Arc<Notify>,
     last_refresh: Mutex<Option<Instant>>,
     down_until: Mutex<HashMap<String, Instant>>,
     last_timestamp: AtomicI64,
     rotation: AtomicUsize,
+}
+
+/// The ring as the client routes with it, computed once per refresh so
+/// that choosing hosts for a request copies no strings.
+#[derive(Debug, Default)]
+struct Routes {
+    ring: Option<Arc<RingInfo>>,
+    /// For each range of `ring`, the addresses of its live replicas.
+    replicas: Vec<Vec<Arc<str>>>,
+    /// Live NORMAL members, then the host first connected to and the
+    /// configured hosts: where to go when the replicas do not answer.
+    fallbacks: Vec<Arc<str>>,
+}
+
+impl Routes {
+    fn new(ring: Option<Arc<RingInfo>>, home: &str, hosts: &[String]) -> Routes {
+        let mut fallbacks: Vec<Arc<str>> = Vec::new();
+        let mut add = |host: &str| {
+            if !host.is_empty() && !fallbacks.iter().any(|h| &**h == host) {
+                fallbacks.push(Arc::from(host));
+            }
+        };
+        let mut replicas = Vec::new();
+        if let Some(ring) = &ring {
+            for member in ring.members.iter().filter(|m| m.up && m.state == "NORMAL") {
+                add(&member.client_addr);
+            }
+            let address = |i: &usize| {
+                ring.members
+                    .get(*i)
+                    .filter(|m| m.up && !m.client_addr.is_empty())
+                    .map(|m| Arc::<str>::from(m.client_addr.as_str()))
+            };
+            replicas = ring
+                .ranges
+                .iter()
+                .map(|range| range.replicas.iter().filter_map(address).collect())
+                .collect();
+        }
+        add(home);
+        for host in hosts {
+            add(host);
+        }
+        Routes {
+            ring,
+            replicas,
+            fallbacks,
+        }
+    }
 }
 
 /// `host:port` → `http://host:port`, adding the default port if missing.
@@ -218,11 +267,12 @@ impl Client {
             });
         };
         let refresh = Arc::new(Notify::new());
+        let routes = Routes::new(None, &home, &config.hosts);
         let client = Client {
             inner: Arc::new(Inner {
                 channels: Mutex::new(HashMap::from([(home.clone(), channel)])),
                 home,
-                ring: RwLock::new(None),
+                routes: RwLock::new(Arc::new(routes)),
                 refresh: refresh.clone(),
                 last_refresh: Mutex::new(None),
                 down_until: Mutex::new(HashMap::new()),
@@ -251,7 +301,15 @@ impl Client {
 
     /// The ring as last fetched, if any.
     pub fn ring(&self) -> Option<Arc<RingInfo>> {
-        self.inner.ring.read().ok().and_then(|r| r.clone())
+        self.routes().ring.clone()
+    }
+
+    fn routes(&self) -> Arc<Routes> {
+        self.inner
+            .routes
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     fn channel(&self, host: &str) -> Result<Channel> {
@@ -279,50 +337,35 @@ impl Client {
         self.inner.refresh.notify_one();
     }
 
-    /// Hosts to try for a request on `key`, best first.
-    fn candidates(&self, key: Option<&[u8]>) -> Vec<String> {
-        let mut hosts: Vec<String> = Vec::new();
-        let mut push = |host: &str| {
-            if !host.is_empty() && !hosts.iter().any(|h| h == host) {
-                hosts.push(host.to_owned());
-            }
-        };
-        if let Some(ring) = self.ring() {
-            if let Some(key) = key {
-                let token = ringkv_proto::partitioner::token_of(key);
-                let replicas: Vec<&MemberInfo> = ring
-                    .replicas_of_token(token)
-                    .iter()
-                    .filter_map(|&i| ring.members.get(i))
-                    .filter(|m| m.up)
-                    .collect();
-                if !replicas.is_empty() {
-                    let turn = self.inner.rotation.fetch_add(1, Ordering::Relaxed);
-                    for i in 0..replicas.len() {
-                        push(&replicas[(turn + i) % replicas.len()].client_addr);
-                    }
-                }
-            }
-            for member in ring.members.iter().filter(|m| m.up && m.state == "NORMAL") {
-                push(&member.client_addr);
+    /// Hosts to try for a request on `key`, best first: its live replicas
+    /// (rotating, to spread the load), then the fallbacks; hosts that failed
+    /// in the last moments go last rather than nowhere.
+    fn candidates(&self, key: Option<&[u8]>) -> Vec<Arc<str>> {
+        let routes = self.routes();
+        let mut hosts: Vec<Arc<str>> = Vec::with_capacity(routes.fallbacks.len() + 3);
+        if let (Some(ring), Some(key)) = (&routes.ring, key)
+            && let Some(range) = ring.range_index(ringkv_proto::partitioner::token_of(key))
+            && let Some(replicas) = routes.replicas.get(range)
+            && !replicas.is_empty()
+        {
+            let turn = self.inner.rotation.fetch_add(1, Ordering::Relaxed);
+            for i in 0..replicas.len() {
+                hosts.push(replicas[(turn + i) % replicas.len()].clone());
             }
         }
-        push(&self.inner.home);
-        for host in &self.inner.config.hosts {
-            push(host);
+        for host in &routes.fallbacks {
+            if !hosts.contains(host) {
+                hosts.push(host.clone());
+            }
         }
-        let now = Instant::now();
-        let down = self
-            .inner
-            .down_until
-            .lock()
-            .map(|d| d.clone())
-            .unwrap_or_default();
-        let (up, recently_down): (Vec<String>, Vec<String>) = hosts
-            .into_iter()
-            .partition(|h| down.get(h).is_none_or(|until| *until <= now));
-        // Hosts that failed recently go last rather than nowhere.
-        up.into_iter().chain(recently_down).collect()
+        if let Ok(down) = self.inner.down_until.lock()
+            && !down.is_empty()
+        {
+            let now = Instant::now();
+            // A stable sort keeps the preference order within each group.
+            hosts.sort_by_key(|h| down.get(&**h).is_some_and(|until| *until > now));
+        }
+        hosts
     }
 
     /// Runs `call` against candidate hosts, retrying per the policy.
@@ -609,8 +652,13 @@ impl Client {
             {
                 Ok(response) => {
                     let ring: RingInfo = response.into_inner().into();
-                    if let Ok(mut slot) = self.inner.ring.write() {
-                        *slot = Some(Arc::new(ring));
+                    let routes = Routes::new(
+                        Some(Arc::new(ring)),
+                        &self.inner.home,
+                        &self.inner.config.hosts,
+                    );
+                    if let Ok(mut slot) = self.inner.routes.write() {
+                        *slot = Arc::new(routes);
                     }
                     return Ok(());
                 }

@@ -98,15 +98,23 @@ impl From<pb::RingResponse> for RingInfo {
 }
 
 impl RingInfo {
+    /// The index in `ranges` of the range holding `token`; `None` for an
+    /// empty ring.
+    pub fn range_index(&self, token: i64) -> Option<usize> {
+        if self.ranges.is_empty() {
+            return None;
+        }
+        let at = self.ranges.partition_point(|r| r.end_token < token);
+        Some(if at == self.ranges.len() { 0 } else { at })
+    }
+
     /// The replicas (indices into `members`) of a token, primary first;
     /// empty for an empty ring.
     pub fn replicas_of_token(&self, token: i64) -> &[usize] {
-        if self.ranges.is_empty() {
-            return &[];
+        match self.range_index(token) {
+            Some(i) => &self.ranges[i].replicas,
+            None => &[],
         }
-        let at = self.ranges.partition_point(|r| r.end_token < token);
-        let range = self.ranges.get(at).unwrap_or(&self.ranges[0]);
-        &range.replicas
     }
 }
 

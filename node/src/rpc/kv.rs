@@ -15,37 +15,70 @@ use crate::metrics::{REQUEST_SECONDS, REQUESTS};
 /// Serves `KeyValue` over a coordinator.
 pub struct KeyValueService {
     coordinator: Arc<Coordinator>,
+    metrics: [OpMetrics; 3],
 }
 
-impl KeyValueService {
-    pub fn new(coordinator: Arc<Coordinator>) -> Self {
-        Self { coordinator }
+const GET: usize = 0;
+const PUT: usize = 1;
+const DELETE: usize = 2;
+
+const OUTCOMES: [&str; 6] = ["ok", "invalid", "unavailable", "timeout", "failed", "error"];
+
+/// Metric handles of one operation, registered once: looking a labelled
+/// metric up on every request costs an allocation and a hash-map probe.
+struct OpMetrics {
+    outcomes: [metrics::Counter; 6],
+    latency: metrics::Histogram,
+}
+
+impl OpMetrics {
+    fn new(op: &'static str) -> Self {
+        OpMetrics {
+            outcomes: OUTCOMES
+                .map(|outcome| metrics::counter!(REQUESTS, "op" => op, "outcome" => outcome)),
+            latency: metrics::histogram!(REQUEST_SECONDS, "op" => op),
+        }
+    }
+
+    /// Records the request and turns a coordinator error into a status.
+    fn finish<T>(
+        &self,
+        started: Instant,
+        result: Result<T, CoordinatorError>,
+    ) -> Result<T, Status> {
+        let outcome = match &result {
+            Ok(_) => 0,
+            Err(CoordinatorError::InvalidArgument(_)) => 1,
+            Err(CoordinatorError::Unavailable { .. }) => 2,
+            Err(CoordinatorError::Timeout { .. }) => 3,
+            Err(CoordinatorError::Failed { .. }) => 4,
+            Err(CoordinatorError::Storage(_)) => 5,
+        };
+        self.outcomes[outcome].increment(1);
+        self.latency.record(started.elapsed().as_secs_f64());
+        result.map_err(status::from_coordinator)
+    }
+
+    /// Counts a request rejected before it reached the coordinator.
+    fn rejected(&self, status: Status) -> Status {
+        self.outcomes[1].increment(1);
+        status
     }
 }
 
-/// Records the request and turns a coordinator error into a status.
-fn finish<T>(
-    op: &'static str,
-    started: Instant,
-    result: Result<T, CoordinatorError>,
-) -> Result<T, Status> {
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(CoordinatorError::InvalidArgument(_)) => "invalid",
-        Err(CoordinatorError::Unavailable { .. }) => "unavailable",
-        Err(CoordinatorError::Timeout { .. }) => "timeout",
-        Err(CoordinatorError::Failed { .. }) => "failed",
-        Err(CoordinatorError::Storage(_)) => "error",
-    };
-    metrics::counter!(REQUESTS, "op" => op, "outcome" => outcome).increment(1);
-    metrics::histogram!(REQUEST_SECONDS, "op" => op).record(started.elapsed().as_secs_f64());
-    result.map_err(status::from_coordinator)
-}
-
-/// Counts a request rejected before it reached the coordinator.
-fn rejected(op: &'static str, status: Status) -> Status {
-    metrics::counter!(REQUESTS, "op" => op, "outcome" => "invalid").increment(1);
-    status
+impl KeyValueService {
+    /// Call after the metrics recorder is installed, or the handles count
+    /// nothing.
+    pub fn new(coordinator: Arc<Coordinator>) -> Self {
+        Self {
+            coordinator,
+            metrics: [
+                OpMetrics::new("get"),
+                OpMetrics::new("put"),
+                OpMetrics::new("delete"),
+            ],
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -57,11 +90,12 @@ impl KeyValue for KeyValueService {
         let started = Instant::now();
         let request = request.into_inner();
         let read = ReadRequest {
-            level: convert::consistency(request.consistency).map_err(|s| rejected("get", s))?,
+            level: convert::consistency(request.consistency)
+                .map_err(|s| self.metrics[GET].rejected(s))?,
             timeout: convert::timeout(request.timeout_ms),
             key: request.key,
         };
-        let found = finish("get", started, self.coordinator.read(read).await)?;
+        let found = self.metrics[GET].finish(started, self.coordinator.read(read).await)?;
         Ok(Response::new(match found {
             Some(result) => pb::GetResponse {
                 found: true,
@@ -80,14 +114,15 @@ impl KeyValue for KeyValueService {
         let started = Instant::now();
         let request = request.into_inner();
         let write = WriteRequest {
-            level: convert::consistency(request.consistency).map_err(|s| rejected("put", s))?,
+            level: convert::consistency(request.consistency)
+                .map_err(|s| self.metrics[PUT].rejected(s))?,
             timeout: convert::timeout(request.timeout_ms),
             ttl_seconds: Some(request.ttl_seconds),
             timestamp: request.timestamp_micros,
             key: request.key,
             value: Some(request.value),
         };
-        let timestamp = finish("put", started, self.coordinator.write(write).await)?;
+        let timestamp = self.metrics[PUT].finish(started, self.coordinator.write(write).await)?;
         Ok(Response::new(pb::PutResponse {
             timestamp_micros: timestamp,
         }))
@@ -100,14 +135,16 @@ impl KeyValue for KeyValueService {
         let started = Instant::now();
         let request = request.into_inner();
         let write = WriteRequest {
-            level: convert::consistency(request.consistency).map_err(|s| rejected("delete", s))?,
+            level: convert::consistency(request.consistency)
+                .map_err(|s| self.metrics[DELETE].rejected(s))?,
             timeout: convert::timeout(request.timeout_ms),
             ttl_seconds: None,
             timestamp: request.timestamp_micros,
             key: request.key,
             value: None,
         };
-        let timestamp = finish("delete", started, self.coordinator.write(write).await)?;
+        let timestamp =
+            self.metrics[DELETE].finish(started, self.coordinator.write(write).await)?;
         Ok(Response::new(pb::DeleteResponse {
             timestamp_micros: timestamp,
         }))
