@@ -281,10 +281,16 @@ impl TestNode {
         })
     }
 
+    async fn peer(&self) -> anyhow::Result<PeerClient<tonic::transport::Channel>> {
+        Ok(PeerClient::connect(format!("http://{}", self.ports.peer))
+            .await?
+            .max_decoding_message_size(usize::MAX))
+    }
+
     /// What this node's own store holds for `key` (through the internode
     /// API, so no coordination or repair is involved).
     pub async fn stored(&self, key: &[u8]) -> anyhow::Result<Option<StoredCell>> {
-        let mut peer = PeerClient::connect(format!("http://{}", self.ports.peer)).await?;
+        let mut peer = self.peer().await?;
         let response = peer
             .read(ReplicaReadRequest {
                 key: Bytes::copy_from_slice(key),
@@ -301,9 +307,7 @@ impl TestNode {
 
     /// How many of `keys` this node's own store holds (tombstones count).
     pub async fn stored_count(&self, keys: &[Bytes]) -> anyhow::Result<usize> {
-        let mut peer = PeerClient::connect(format!("http://{}", self.ports.peer))
-            .await?
-            .max_decoding_message_size(usize::MAX);
+        let mut peer = self.peer().await?;
         let mut held = 0;
         for chunk in keys.chunks(500) {
             let response = peer
@@ -319,20 +323,7 @@ impl TestNode {
 
     /// The root of this node's Merkle tree for `(start, end]`.
     pub async fn merkle_root(&self, start: i64, end: i64) -> anyhow::Result<Bytes> {
-        let mut peer = PeerClient::connect(format!("http://{}", self.ports.peer)).await?;
-        let response = peer
-            .merkle_nodes(MerkleNodesRequest {
-                range: Some(TokenRange { start, end }),
-                leaves: 256,
-                nodes: vec![1],
-            })
-            .await?
-            .into_inner();
-        response
-            .hashes
-            .into_iter()
-            .next()
-            .context("no root in the answer")
+        merkle_root(self.ports.peer, start, end).await
     }
 
     /// This node's view of the cluster.
@@ -567,6 +558,39 @@ impl TestCluster {
 
     pub fn node(&self, i: usize) -> &TestNode {
         &self.nodes[i]
+    }
+
+    fn running_names(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| n.name().to_owned())
+            .collect()
+    }
+
+    /// Kills node `i` (SIGKILL) and waits until every running node sees it
+    /// down and the others up.
+    pub async fn kill_and_wait(&mut self, i: usize) -> anyhow::Result<()> {
+        self.nodes[i].kill();
+        let up = self.running_names();
+        let up: Vec<&str> = up.iter().map(String::as_str).collect();
+        let down = [self.nodes[i].name()];
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            node.wait_for_view(&up, &down).await?;
+        }
+        Ok(())
+    }
+
+    /// Restarts node `i` and waits until every running node, it included,
+    /// sees every running node up.
+    pub async fn restart_and_wait(&mut self, i: usize) -> anyhow::Result<()> {
+        self.nodes[i].restart().await?;
+        let up = self.running_names();
+        let up: Vec<&str> = up.iter().map(String::as_str).collect();
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            node.wait_for_view(&up, &[]).await?;
+        }
+        Ok(())
     }
 
     pub fn node_mut(&mut self, i: usize) -> &mut TestNode {

@@ -144,12 +144,7 @@ async fn one_node_down_quorum_keeps_working_and_all_is_unavailable() {
         "{err:?}"
     );
 
-    cluster.node_mut(2).restart().await.expect("restart n3");
-    cluster
-        .node(0)
-        .wait_for_view(&["n1", "n2", "n3"], &[])
-        .await
-        .expect("n3 seen up");
+    cluster.restart_and_wait(2).await.expect("n3 back");
     a.put_with("k", "v3", &at(Consistency::All))
         .await
         .expect("ALL put after restart");
@@ -240,26 +235,11 @@ async fn a_quorum_read_repairs_a_stale_replica() {
         .await
         .expect("put");
 
-    cluster.node_mut(2).kill();
-    cluster
-        .node(0)
-        .wait_for_view(&["n1", "n2"], &["n3"])
-        .await
-        .expect("n3 seen down");
+    cluster.kill_and_wait(2).await.expect("n3 seen down");
     a.put_with("k", "new", &at(Consistency::One))
         .await
         .expect("put while n3 is down");
-    cluster.node_mut(2).restart().await.expect("restart");
-    cluster
-        .node(0)
-        .wait_for_view(&["n1", "n2", "n3"], &[])
-        .await
-        .expect("n3 seen up");
-    cluster
-        .node(2)
-        .wait_for_view(&["n1", "n2", "n3"], &[])
-        .await
-        .expect("n3 sees the others");
+    cluster.restart_and_wait(2).await.expect("n3 back");
 
     let stale = cluster
         .node(2)
@@ -384,12 +364,7 @@ async fn status_follows_nodes_dying_and_returning() {
         .collect();
     assert_eq!(status(&cluster), all_up);
 
-    cluster.node_mut(1).kill();
-    cluster
-        .node(0)
-        .wait_for_view(&["n1", "n3"], &["n2"])
-        .await
-        .expect("n2 down");
+    cluster.kill_and_wait(1).await.expect("n2 seen down");
     let expected: BTreeSet<_> = [("n1", true), ("n2", false), ("n3", true)]
         .iter()
         .map(|(n, up)| (n.to_string(), *up))
@@ -402,12 +377,7 @@ async fn status_follows_nodes_dying_and_returning() {
         "{text}"
     );
 
-    cluster.node_mut(1).restart().await.expect("restart");
-    cluster
-        .node(0)
-        .wait_for_view(&["n1", "n2", "n3"], &[])
-        .await
-        .expect("n2 up");
+    cluster.restart_and_wait(1).await.expect("n2 back");
     assert_eq!(status(&cluster), all_up);
 
     // ring and getendpoints, as text and JSON.

@@ -70,17 +70,7 @@ async fn hinted_handoff_delivers_every_write_to_a_returning_replica() {
     let mut cluster = TestCluster::start_with(3, 3, &QUIET)
         .await
         .expect("cluster");
-    cluster.node_mut(2).kill();
-    cluster
-        .node(0)
-        .wait_for_view(&["n1", "n2"], &["n3"])
-        .await
-        .expect("n3 down");
-    cluster
-        .node(1)
-        .wait_for_view(&["n1", "n2"], &["n3"])
-        .await
-        .expect("n3 down");
+    cluster.kill_and_wait(2).await.expect("n3 seen down");
 
     let keys = keys("hinted-", 5_000);
     let c = client(&[cluster.node(0), cluster.node(1)]).await;
@@ -145,12 +135,7 @@ async fn repair_streams_only_the_divergence_and_makes_replicas_identical() {
     write_all(&all, &base, &value, Consistency::All).await;
     let total_bytes = base.len() as u64 * (11 + 100 + 18);
 
-    cluster.node_mut(2).kill();
-    cluster
-        .node(0)
-        .wait_for_view(&["n1", "n2"], &["n3"])
-        .await
-        .expect("n3 down");
+    cluster.kill_and_wait(2).await.expect("n3 seen down");
     // 1% divergence: 500 overwrites, 250 new keys, 250 deletes.
     let c = client(&[cluster.node(0), cluster.node(1)]).await;
     write_all(
@@ -167,17 +152,7 @@ async fn repair_streams_only_the_divergence_and_makes_replicas_identical() {
             .await
             .expect("delete");
     }
-    cluster.node_mut(2).restart().await.expect("restart");
-    cluster
-        .node(0)
-        .wait_for_view(&["n1", "n2", "n3"], &[])
-        .await
-        .expect("n3 up");
-    cluster
-        .node(2)
-        .wait_for_view(&["n1", "n2", "n3"], &[])
-        .await
-        .expect("n3 sees all");
+    cluster.restart_and_wait(2).await.expect("n3 back");
     assert_eq!(
         cluster.node(2).stored_count(&fresh).await.expect("count"),
         0,
@@ -254,12 +229,7 @@ async fn background_anti_entropy_converges_without_being_asked() {
     let mut cluster = TestCluster::start_with(3, 3, &flags)
         .await
         .expect("cluster");
-    cluster.node_mut(2).kill();
-    cluster
-        .node(0)
-        .wait_for_view(&["n1", "n2"], &["n3"])
-        .await
-        .expect("n3 down");
+    cluster.kill_and_wait(2).await.expect("n3 seen down");
     let c = client(&[cluster.node(0), cluster.node(1)]).await;
     let keys = keys("bg-", 500);
     write_all(&c, &keys, &Bytes::from_static(b"v"), Consistency::Quorum).await;
@@ -295,26 +265,11 @@ async fn a_delete_missed_by_a_replica_does_not_come_back() {
     c.put_with("doomed", "v", &at(Consistency::All))
         .await
         .expect("put");
-    cluster.node_mut(2).kill();
-    cluster
-        .node(0)
-        .wait_for_view(&["n1", "n2"], &["n3"])
-        .await
-        .expect("n3 down");
+    cluster.kill_and_wait(2).await.expect("n3 seen down");
     c.delete_with("doomed", &at(Consistency::Quorum))
         .await
         .expect("delete");
-    cluster.node_mut(2).restart().await.expect("restart");
-    cluster
-        .node(0)
-        .wait_for_view(&["n1", "n2", "n3"], &[])
-        .await
-        .expect("n3 up");
-    cluster
-        .node(2)
-        .wait_for_view(&["n1", "n2", "n3"], &[])
-        .await
-        .expect("n3 sees all");
+    cluster.restart_and_wait(2).await.expect("n3 back");
     let before = cluster
         .node(2)
         .stored(b"doomed")

@@ -35,21 +35,19 @@ pub async fn merkle_nodes(
     .map_err(|e| StorageError::Task(e.to_string()))?
 }
 
-/// (key, digest) of every key in `range`.
-pub async fn leaf_digests(
+/// Every (key, cell) this node holds in `range`, in key order, read on a
+/// blocking thread.
+pub async fn cells(
     store: LocalStore,
     range: TokenRange,
-) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
+) -> Result<Vec<(Bytes, Cell)>, StorageError> {
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         let mut bad = None;
         store
             .engine()
             .scan(range, &mut |_, key, cell| match CellView::decode(cell) {
-                Ok(view) => out.push((
-                    Bytes::copy_from_slice(key),
-                    digest(Some(&view.to_owned_cell())),
-                )),
+                Ok(view) => out.push((Bytes::copy_from_slice(key), view.to_owned_cell())),
                 Err(error) => bad = Some(error),
             })?;
         match bad {
@@ -59,6 +57,18 @@ pub async fn leaf_digests(
     })
     .await
     .map_err(|e| StorageError::Task(e.to_string()))?
+}
+
+/// (key, digest) of every key in `range`.
+pub async fn leaf_digests(
+    store: LocalStore,
+    range: TokenRange,
+) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
+    let cells = cells(store, range).await?;
+    Ok(cells
+        .into_iter()
+        .map(|(key, cell)| (key, digest(Some(&cell))))
+        .collect())
 }
 
 /// The cells of `keys` this node holds.

@@ -25,7 +25,7 @@ use super::tree::{MerkleTree, descend_step};
 use crate::coordinator::ReplicaError;
 use crate::identity::NodeId;
 use crate::ring::{Token, TokenRange};
-use crate::storage::{Cell, CellView, LocalStore, StorageError, digest, lww};
+use crate::storage::{Cell, LocalStore, StorageError, digest, lww};
 
 /// Leaves of every Merkle tree; both sides of a comparison must agree.
 pub const LEAVES_PER_RANGE: usize = 256;
@@ -82,25 +82,8 @@ impl LocalReplica {
 
     /// Every (key, cell) this node holds in `range`.
     async fn cells(&self, range: TokenRange) -> Result<BTreeMap<Bytes, Cell>, StorageError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut out = BTreeMap::new();
-            let mut bad = None;
-            store
-                .engine()
-                .scan(range, &mut |_, key, cell| match CellView::decode(cell) {
-                    Ok(view) => {
-                        out.insert(Bytes::copy_from_slice(key), view.to_owned_cell());
-                    }
-                    Err(error) => bad = Some(error),
-                })?;
-            match bad {
-                Some(error) => Err(StorageError::Corrupt(error)),
-                None => Ok(out),
-            }
-        })
-        .await
-        .map_err(|e| StorageError::Task(e.to_string()))?
+        let cells = super::serve::cells(self.store.clone(), range).await?;
+        Ok(cells.into_iter().collect())
     }
 
     /// Synchronises `range` with `peer`.
