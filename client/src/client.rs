@@ -19,31 +19,27 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ringkv_proto::v1 as pb;
-use ringkv_proto::v1::admin_client::AdminClient;
 use ringkv_proto::v1::key_value_client::KeyValueClient;
 use tokio::sync::Notify;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-use crate::cluster::{ClusterStatus, Endpoints, MemberInfo, RepairProgress, RingInfo};
+use crate::Consistency;
+use crate::connection::{endpoint, is_transport_failure, kv_client, open_channel};
 use crate::error::{Error, Result};
 use crate::options::{ReadOptions, WriteOptions};
 use crate::retry::Backoff;
-use crate::{Consistency, DEFAULT_PORT};
+use crate::routing::{Routes, keep_ring_fresh};
 
 /// How much longer than the coordinator's own deadline the client waits, so
 /// that a coordinator timeout arrives as a typed [`Error::Timeout`] rather
 /// than as the client giving up.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
-/// How long a host that failed at the transport level is passed over.
-const DOWN_FOR: Duration = Duration::from_secs(2);
-/// Least time between two ring refreshes.
-const MIN_REFRESH_GAP: Duration = Duration::from_millis(500);
 
 /// Settings of a [`Client`].
 #[derive(Debug, Clone)]
@@ -98,145 +94,25 @@ pub struct Value {
     pub expires_at: Option<i64>,
 }
 
-/// What a node says about itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeInfo {
-    /// Permanent node id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// ringkv version of the node.
-    pub version: String,
-    /// Seconds since the node started.
-    pub uptime_seconds: u64,
-    /// Replicas per key in the node's cluster.
-    pub replication_factor: u32,
-    /// The node's rack.
-    pub rack: String,
-    /// The node's cluster.
-    pub cluster_name: String,
-}
-
 /// A connection to a ringkv cluster. Cheap to clone; clones share
 /// connections and the ring.
 #[derive(Debug, Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    config: ClientConfig,
+pub(crate) struct Inner {
+    pub(crate) config: ClientConfig,
     /// The host first connected to; admin calls go there.
-    home: String,
-    channels: Mutex<HashMap<String, Channel>>,
-    routes: RwLock<Arc<Routes>>,
-    refresh: Arc<Notify>,
-    last_refresh: Mutex<Option<Instant>>,
-    down_until: Mutex<HashMap<String, Instant>>,
-    last_timestamp: AtomicI64,
-    rotation: AtomicUsize,
-}
-
-/// The ring as the client routes with it, computed once per refresh so
-/// that choosing hosts for a request copies no strings.
-#[derive(Debug, Default)]
-struct Routes {
-    ring: Option<Arc<RingInfo>>,
-    /// For each range of `ring`, the addresses of its live replicas.
-    replicas: Vec<Vec<Arc<str>>>,
-    /// Live NORMAL members, then the host first connected to and the
-    /// configured hosts: where to go when the replicas do not answer.
-    fallbacks: Vec<Arc<str>>,
-}
-
-impl Routes {
-    fn new(ring: Option<Arc<RingInfo>>, home: &str, hosts: &[String]) -> Routes {
-        let mut fallbacks: Vec<Arc<str>> = Vec::new();
-        let mut add = |host: &str| {
-            if !host.is_empty() && !fallbacks.iter().any(|h| &**h == host) {
-                fallbacks.push(Arc::from(host));
-            }
-        };
-        let mut replicas = Vec::new();
-        if let Some(ring) = &ring {
-            for member in ring.members.iter().filter(|m| m.up && m.state == "NORMAL") {
-                add(&member.client_addr);
-            }
-            let address = |i: &usize| {
-                ring.members
-                    .get(*i)
-                    .filter(|m| m.up && !m.client_addr.is_empty())
-                    .map(|m| Arc::<str>::from(m.client_addr.as_str()))
-            };
-            replicas = ring
-                .ranges
-                .iter()
-                .map(|range| range.replicas.iter().filter_map(address).collect())
-                .collect();
-        }
-        add(home);
-        for host in hosts {
-            add(host);
-        }
-        Routes {
-            ring,
-            replicas,
-            fallbacks,
-        }
-    }
-}
-
-/// `host:port` → `http://host:port`, adding the default port if missing.
-fn endpoint_uri(host: &str) -> String {
-    let bare = host.trim_start_matches("http://");
-    let has_port = bare
-        .rsplit_once(':')
-        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
-    if has_port {
-        format!("http://{bare}")
-    } else {
-        format!("http://{bare}:{DEFAULT_PORT}")
-    }
-}
-
-/// An error and its causes on one line.
-pub(crate) fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-fn endpoint(host: &str, connect_timeout: Duration) -> Result<Endpoint, String> {
-    Endpoint::from_shared(endpoint_uri(host))
-        .map(|e| e.connect_timeout(connect_timeout).tcp_nodelay(true))
-        .map_err(|e| format!("bad address {host:?}: {}", describe(&e)))
-}
-
-async fn open_channel(host: &str, connect_timeout: Duration) -> Result<Channel, String> {
-    let endpoint = endpoint(host, connect_timeout)?;
-    match tokio::time::timeout(connect_timeout, endpoint.connect()).await {
-        Ok(Ok(channel)) => Ok(channel),
-        Ok(Err(error)) => Err(format!("{host}: {}", describe(&error))),
-        Err(_) => Err(format!("{host}: connection timed out")),
-    }
-}
-
-/// True for failures of the connection rather than answers of a node: the
-/// request should move to another host.
-fn is_transport_failure(status: &Status) -> bool {
-    status.code() == Code::Unavailable && status.details().is_empty()
-}
-
-fn kv_client(channel: Channel) -> KeyValueClient<Channel> {
-    KeyValueClient::new(channel)
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX)
+    pub(crate) home: String,
+    pub(crate) channels: Mutex<HashMap<String, Channel>>,
+    pub(crate) routes: RwLock<Arc<Routes>>,
+    pub(crate) refresh: Arc<Notify>,
+    pub(crate) last_refresh: Mutex<Option<Instant>>,
+    pub(crate) down_until: Mutex<HashMap<String, Instant>>,
+    pub(crate) last_timestamp: AtomicI64,
+    pub(crate) rotation: AtomicUsize,
 }
 
 impl Client {
@@ -299,20 +175,7 @@ impl Client {
         &self.inner.config
     }
 
-    /// The ring as last fetched, if any.
-    pub fn ring(&self) -> Option<Arc<RingInfo>> {
-        self.routes().ring.clone()
-    }
-
-    fn routes(&self) -> Arc<Routes> {
-        self.inner
-            .routes
-            .read()
-            .map(|r| r.clone())
-            .unwrap_or_default()
-    }
-
-    fn channel(&self, host: &str) -> Result<Channel> {
+    pub(crate) fn channel(&self, host: &str) -> Result<Channel> {
         let mut channels = self.inner.channels.lock().map_err(|_| Error::Rpc {
             code: Code::Internal,
             message: "client connection table poisoned".into(),
@@ -328,44 +191,6 @@ impl Client {
             .connect_lazy();
         channels.insert(host.to_owned(), channel.clone());
         Ok(channel)
-    }
-
-    fn mark_down(&self, host: &str) {
-        if let Ok(mut down) = self.inner.down_until.lock() {
-            down.insert(host.to_owned(), Instant::now() + DOWN_FOR);
-        }
-        self.inner.refresh.notify_one();
-    }
-
-    /// Hosts to try for a request on `key`, best first: its live replicas
-    /// (rotating, to spread the load), then the fallbacks; hosts that failed
-    /// in the last moments go last rather than nowhere.
-    fn candidates(&self, key: Option<&[u8]>) -> Vec<Arc<str>> {
-        let routes = self.routes();
-        let mut hosts: Vec<Arc<str>> = Vec::with_capacity(routes.fallbacks.len() + 3);
-        if let (Some(ring), Some(key)) = (&routes.ring, key)
-            && let Some(range) = ring.range_index(ringkv_proto::partitioner::token_of(key))
-            && let Some(replicas) = routes.replicas.get(range)
-            && !replicas.is_empty()
-        {
-            let turn = self.inner.rotation.fetch_add(1, Ordering::Relaxed);
-            for i in 0..replicas.len() {
-                hosts.push(replicas[(turn + i) % replicas.len()].clone());
-            }
-        }
-        for host in &routes.fallbacks {
-            if !hosts.contains(host) {
-                hosts.push(host.clone());
-            }
-        }
-        if let Ok(down) = self.inner.down_until.lock()
-            && !down.is_empty()
-        {
-            let now = Instant::now();
-            // A stable sort keeps the preference order within each group.
-            hosts.sort_by_key(|h| down.get(&**h).is_some_and(|until| *until > now));
-        }
-        hosts
     }
 
     /// Runs `call` against candidate hosts, retrying per the policy.
@@ -403,7 +228,7 @@ impl Client {
 
     /// Wraps a message with the deadline: the coordinator gets `timeout`,
     /// the transport a little more.
-    fn request<T>(&self, message: T, timeout: Duration) -> Request<T> {
+    pub(crate) fn request<T>(&self, message: T, timeout: Duration) -> Request<T> {
         let mut request = Request::new(message);
         request.set_timeout(timeout + DEADLINE_MARGIN);
         request
@@ -550,174 +375,11 @@ impl Client {
             .await?;
         Ok(response.into_inner().timestamp_micros)
     }
-
-    fn admin(&self) -> Result<AdminClient<Channel>> {
-        Ok(AdminClient::new(self.channel(&self.inner.home)?).max_decoding_message_size(usize::MAX))
-    }
-
-    /// Identity and version of the node first connected to.
-    pub async fn node_info(&self) -> Result<NodeInfo> {
-        let request = self.request(pb::NodeInfoRequest {}, self.inner.config.request_timeout);
-        let info = self.admin()?.node_info(request).await?.into_inner();
-        Ok(NodeInfo {
-            id: info.node_id,
-            name: info.node_name,
-            version: info.version,
-            uptime_seconds: info.uptime_seconds,
-            replication_factor: info.replication_factor,
-            rack: info.rack,
-            cluster_name: info.cluster_name,
-        })
-    }
-
-    /// The cluster as the node first connected to sees it.
-    pub async fn cluster_status(&self) -> Result<ClusterStatus> {
-        let request = self.request(
-            pb::ClusterStatusRequest {},
-            self.inner.config.request_timeout,
-        );
-        let status = self.admin()?.cluster_status(request).await?.into_inner();
-        Ok(ClusterStatus {
-            cluster_name: status.cluster_name,
-            replication_factor: status.replication_factor,
-            local_node_id: status.local_node_id,
-            members: status.members.into_iter().map(MemberInfo::from).collect(),
-        })
-    }
-
-    /// Token ownership and placement, from the node first connected to.
-    pub async fn ring_info(&self) -> Result<RingInfo> {
-        let request = self.request(pb::RingRequest {}, self.inner.config.request_timeout);
-        Ok(self.admin()?.ring(request).await?.into_inner().into())
-    }
-
-    /// The replicas of a key, from the node first connected to.
-    pub async fn endpoints(&self, key: impl Into<Bytes>) -> Result<Endpoints> {
-        let request = self.request(
-            pb::GetEndpointsRequest { key: key.into() },
-            self.inner.config.request_timeout,
-        );
-        let response = self.admin()?.get_endpoints(request).await?.into_inner();
-        Ok(Endpoints {
-            token: response.token,
-            replicas: response
-                .replicas
-                .into_iter()
-                .map(MemberInfo::from)
-                .collect(),
-        })
-    }
-
-    /// Runs an anti-entropy repair on the node first connected to (all its
-    /// ranges, or only those it is primary for), calling `on_progress` as
-    /// ranges complete. Returns the final summary. No deadline: a repair
-    /// takes as long as it takes.
-    pub async fn repair(
-        &self,
-        primary_only: bool,
-        mut on_progress: impl FnMut(&RepairProgress),
-    ) -> Result<RepairProgress> {
-        let mut stream = self
-            .admin()?
-            .repair(pb::RepairRequest { primary_only })
-            .await?
-            .into_inner();
-        let mut last = RepairProgress::default();
-        while let Some(message) = stream.message().await? {
-            last = RepairProgress::from(message);
-            on_progress(&last);
-        }
-        if !last.done {
-            return Err(Error::Rpc {
-                code: Code::Aborted,
-                message: "the repair stream ended before the repair finished".into(),
-            });
-        }
-        Ok(last)
-    }
-
-    /// Fetches the ring from the first host that answers.
-    async fn refresh_ring(&self) -> Result<()> {
-        if let Ok(mut last) = self.inner.last_refresh.lock() {
-            *last = Some(Instant::now());
-        }
-        let mut last_error = None;
-        for host in self.candidates(None) {
-            let channel = self.channel(&host)?;
-            let request = self.request(pb::RingRequest {}, self.inner.config.connect_timeout);
-            match AdminClient::new(channel)
-                .max_decoding_message_size(usize::MAX)
-                .ring(request)
-                .await
-            {
-                Ok(response) => {
-                    let ring: RingInfo = response.into_inner().into();
-                    let routes = Routes::new(
-                        Some(Arc::new(ring)),
-                        &self.inner.home,
-                        &self.inner.config.hosts,
-                    );
-                    if let Ok(mut slot) = self.inner.routes.write() {
-                        *slot = Arc::new(routes);
-                    }
-                    return Ok(());
-                }
-                Err(status) => {
-                    if is_transport_failure(&status) {
-                        self.mark_down(&host);
-                    }
-                    last_error = Some(Error::from(status));
-                }
-            }
-        }
-        Err(last_error.unwrap_or(Error::Connect {
-            hosts: self.inner.config.hosts.join(", "),
-            reason: "no host to ask for the ring".into(),
-        }))
-    }
-}
-
-/// Refreshes the ring periodically and on demand, until every clone of the
-/// client is gone.
-async fn keep_ring_fresh(inner: Weak<Inner>, refresh: Arc<Notify>) {
-    loop {
-        let Some(period) = inner.upgrade().map(|i| i.config.topology_refresh) else {
-            return;
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(period) => {}
-            _ = refresh.notified() => {}
-        }
-        let Some(strong) = inner.upgrade() else {
-            return;
-        };
-        let recent = strong
-            .last_refresh
-            .lock()
-            .ok()
-            .and_then(|l| *l)
-            .is_some_and(|at| at.elapsed() < MIN_REFRESH_GAP);
-        if recent {
-            tokio::time::sleep(MIN_REFRESH_GAP).await;
-        }
-        let client = Client { inner: strong };
-        if let Err(error) = client.refresh_ring().await {
-            tracing::debug!(%error, "ring refresh failed");
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoint_uris() {
-        assert_eq!(endpoint_uri("127.0.0.1:7500"), "http://127.0.0.1:7500");
-        assert_eq!(endpoint_uri("localhost"), "http://localhost:7400");
-        assert_eq!(endpoint_uri("http://db1:7400"), "http://db1:7400");
-        assert_eq!(endpoint_uri("[::1]:7401"), "http://[::1]:7401");
-    }
 
     #[tokio::test]
     async fn connect_failure_names_every_host() {

@@ -29,14 +29,18 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod client;
 mod cluster;
+mod connection;
 mod consistency;
 mod error;
 mod options;
 mod retry;
+mod routing;
 
-pub use client::{Client, ClientConfig, NodeInfo, Value};
+pub use admin::NodeInfo;
+pub use client::{Client, ClientConfig, Value};
 pub use cluster::{ClusterStatus, Endpoints, MemberInfo, RangeInfo, RepairProgress, RingInfo};
 pub use consistency::{Consistency, UnknownConsistency};
 pub use error::{Error, Result};

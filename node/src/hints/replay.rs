@@ -137,3 +137,162 @@ async fn replay_to(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinator::ReplicaError;
+    use crate::membership::{ClusterView, Member};
+    use crate::repair::Hash;
+    use crate::ring::{Token, TokenRange};
+    use crate::storage::{Cell, MemoryStorage};
+    use arc_swap::ArcSwap;
+    use bytes::Bytes;
+    use futures::future::BoxFuture;
+    use std::sync::Mutex;
+
+    fn node(n: u128) -> NodeId {
+        NodeId(uuid::Uuid::from_u128(n))
+    }
+
+    /// A transport that records what it was asked to write.
+    #[derive(Default)]
+    struct Recorder {
+        written: Mutex<Vec<(NodeId, Bytes)>>,
+    }
+
+    impl RepairTransport for Recorder {
+        fn merkle_nodes(
+            &self,
+            _: NodeId,
+            _: TokenRange,
+            _: u32,
+            _: Vec<u32>,
+        ) -> BoxFuture<'static, Result<Vec<Hash>, ReplicaError>> {
+            Box::pin(async { Err(ReplicaError::Failed("unused".into())) })
+        }
+        fn leaf_digests(
+            &self,
+            _: NodeId,
+            _: TokenRange,
+        ) -> BoxFuture<'static, Result<Vec<(Bytes, Bytes)>, ReplicaError>> {
+            Box::pin(async { Err(ReplicaError::Failed("unused".into())) })
+        }
+        fn read_batch(
+            &self,
+            _: NodeId,
+            _: Vec<Bytes>,
+        ) -> BoxFuture<'static, Result<Vec<(Bytes, Cell)>, ReplicaError>> {
+            Box::pin(async { Err(ReplicaError::Failed("unused".into())) })
+        }
+        fn write_batch(
+            &self,
+            to: NodeId,
+            entries: Vec<(Bytes, Cell)>,
+        ) -> BoxFuture<'static, Result<(), ReplicaError>> {
+            if let Ok(mut written) = self.written.lock() {
+                written.extend(entries.into_iter().map(|(k, _)| (to, k)));
+            }
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn member(n: u128, status: NodeStatus, alive: bool) -> Member {
+        Member {
+            id: node(n),
+            name: format!("n{n}"),
+            status,
+            tokens: vec![Token(n as i64)],
+            rack: "r".into(),
+            gossip_addr: "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!()),
+            client_addr: None,
+            peer_addr: None,
+            replication_factor: Some(3),
+            load_bytes: None,
+            last_repair: None,
+            alive,
+            generation: 1,
+        }
+    }
+
+    const SETTINGS: ReplaySettings = ReplaySettings {
+        window: Duration::from_secs(3600),
+        throttle_bytes_per_second: 1 << 30,
+    };
+
+    #[tokio::test]
+    async fn hints_go_to_live_targets_wait_for_down_ones_and_are_dropped_for_departed_ones() {
+        let hints = HintStore::open(Arc::new(MemoryStorage::default()), 1 << 20).expect("hints");
+        let cell = Cell::live(1, Bytes::from_static(b"v"), None);
+        for target in [2, 3, 4, 5] {
+            hints
+                .store(node(target), format!("k{target}").as_bytes(), &cell)
+                .expect("store");
+        }
+        // n2 up, n3 down, n4 left, n5 unknown to the cluster.
+        let members = [
+            member(1, NodeStatus::Normal, true),
+            member(2, NodeStatus::Normal, true),
+            member(3, NodeStatus::Normal, false),
+            member(4, NodeStatus::Left, true),
+        ];
+        let view: ViewHandle = Arc::new(ArcSwap::from_pointee(ClusterView::build(
+            node(1),
+            3,
+            members,
+            None,
+        )));
+        let transport = Recorder::default();
+        for target in [2, 3, 4, 5] {
+            replay_to(&hints, &view, &transport, SETTINGS, node(target))
+                .await
+                .expect("replay");
+        }
+        let written = transport
+            .written
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default();
+        assert_eq!(written, vec![(node(2), Bytes::from_static(b"k2"))]);
+        assert_eq!(
+            hints.targets(),
+            vec![node(3)],
+            "only the down node's hint is kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn hints_past_the_window_are_dropped_not_replayed() {
+        let hints = HintStore::open(Arc::new(MemoryStorage::default()), 1 << 20).expect("hints");
+        let cell = Cell::live(1, Bytes::from_static(b"v"), None);
+        hints.store(node(2), b"old", &cell).expect("store");
+        let members = [
+            member(1, NodeStatus::Normal, true),
+            member(2, NodeStatus::Normal, false),
+        ];
+        let view: ViewHandle = Arc::new(ArcSwap::from_pointee(ClusterView::build(
+            node(1),
+            3,
+            members,
+            None,
+        )));
+        let transport = Recorder::default();
+        let expired = ReplaySettings {
+            window: Duration::ZERO,
+            ..SETTINGS
+        };
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        // Even while the target is down, expired hints are swept.
+        replay_to(&hints, &view, &transport, expired, node(2))
+            .await
+            .expect("replay");
+        assert!(hints.targets().is_empty());
+        assert!(
+            transport
+                .written
+                .lock()
+                .map(|w| w.is_empty())
+                .unwrap_or(false)
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! The operator API: what a node says about itself and the cluster, and
+//! on-demand repair. Admin calls go to the host the client first connected
+//! to, so `status` shows that node's view.
+
+use bytes::Bytes;
+use ringkv_proto::v1 as pb;
+use ringkv_proto::v1::admin_client::AdminClient;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::client::Client;
+use crate::cluster::{ClusterStatus, Endpoints, MemberInfo, RepairProgress, RingInfo};
+use crate::error::{Error, Result};
+
+/// What a node says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Permanent node id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// ringkv version of the node.
+    pub version: String,
+    /// Seconds since the node started.
+    pub uptime_seconds: u64,
+    /// Replicas per key in the node's cluster.
+    pub replication_factor: u32,
+    /// The node's rack.
+    pub rack: String,
+    /// The node's cluster.
+    pub cluster_name: String,
+}
+
+impl Client {
+    fn admin(&self) -> Result<AdminClient<Channel>> {
+        Ok(AdminClient::new(self.channel(&self.inner.home)?).max_decoding_message_size(usize::MAX))
+    }
+
+    /// Identity and version of the node first connected to.
+    pub async fn node_info(&self) -> Result<NodeInfo> {
+        let request = self.request(pb::NodeInfoRequest {}, self.inner.config.request_timeout);
+        let info = self.admin()?.node_info(request).await?.into_inner();
+        Ok(NodeInfo {
+            id: info.node_id,
+            name: info.node_name,
+            version: info.version,
+            uptime_seconds: info.uptime_seconds,
+            replication_factor: info.replication_factor,
+            rack: info.rack,
+            cluster_name: info.cluster_name,
+        })
+    }
+
+    /// The cluster as the node first connected to sees it.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus> {
+        let request = self.request(
+            pb::ClusterStatusRequest {},
+            self.inner.config.request_timeout,
+        );
+        let status = self.admin()?.cluster_status(request).await?.into_inner();
+        Ok(ClusterStatus {
+            cluster_name: status.cluster_name,
+            replication_factor: status.replication_factor,
+            local_node_id: status.local_node_id,
+            members: status.members.into_iter().map(MemberInfo::from).collect(),
+        })
+    }
+
+    /// Token ownership and placement, from the node first connected to.
+    pub async fn ring_info(&self) -> Result<RingInfo> {
+        let request = self.request(pb::RingRequest {}, self.inner.config.request_timeout);
+        Ok(self.admin()?.ring(request).await?.into_inner().into())
+    }
+
+    /// The replicas of a key, from the node first connected to.
+    pub async fn endpoints(&self, key: impl Into<Bytes>) -> Result<Endpoints> {
+        let request = self.request(
+            pb::GetEndpointsRequest { key: key.into() },
+            self.inner.config.request_timeout,
+        );
+        let response = self.admin()?.get_endpoints(request).await?.into_inner();
+        Ok(Endpoints {
+            token: response.token,
+            replicas: response
+                .replicas
+                .into_iter()
+                .map(MemberInfo::from)
+                .collect(),
+        })
+    }
+
+    /// Runs an anti-entropy repair on the node first connected to (all its
+    /// ranges, or only those it is primary for), calling `on_progress` as
+    /// ranges complete. Returns the final summary. No deadline: a repair
+    /// takes as long as it takes.
+    pub async fn repair(
+        &self,
+        primary_only: bool,
+        mut on_progress: impl FnMut(&RepairProgress),
+    ) -> Result<RepairProgress> {
+        let mut stream = self
+            .admin()?
+            .repair(pb::RepairRequest { primary_only })
+            .await?
+            .into_inner();
+        let mut last = RepairProgress::default();
+        while let Some(message) = stream.message().await? {
+            last = RepairProgress::from(message);
+            on_progress(&last);
+        }
+        if !last.done {
+            return Err(Error::Rpc {
+                code: Code::Aborted,
+                message: "the repair stream ended before the repair finished".into(),
+            });
+        }
+        Ok(last)
+    }
+}

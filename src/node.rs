@@ -1,0 +1,437 @@
+//! One `ringkv-node` process under test: its ports, its data directory,
+//! starting, killing and restarting it, and looking inside it (its own
+//! store and Merkle trees, through the internode API; its view of the
+//! cluster, through the admin API; its metrics, over HTTP).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use ringkv_client::{Client, ClientConfig, ClusterStatus};
+use ringkv_proto::internal::v1::peer_client::PeerClient;
+use ringkv_proto::internal::v1::{ReadBatchRequest, ReplicaReadRequest};
+
+use crate::{binary, eventually, free_port, free_udp_port, merkle_root, ringkv_cli};
+
+/// How long a node may take to start answering.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The addresses of one test node.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub client: SocketAddr,
+    pub peer: SocketAddr,
+    pub gossip: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Ports {
+    fn pick() -> Ports {
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        Ports {
+            client: at(free_port()),
+            peer: at(free_port()),
+            gossip: at(free_udp_port()),
+            http: at(free_port()),
+        }
+    }
+}
+
+/// What a replica holds for a key, read through the internode API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCell {
+    pub timestamp_micros: i64,
+    pub tombstone: bool,
+    pub value: Bytes,
+}
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub name: String,
+    /// Gossip addresses of seeds; empty starts a cluster of its own.
+    pub seeds: Vec<SocketAddr>,
+    /// `--replication-factor`; `None` leaves it to the config file/env.
+    pub replication_factor: Option<u32>,
+    /// Further `ringkv-node` flags.
+    pub args: Vec<String>,
+    /// Environment variables for the process.
+    pub env: Vec<(String, String)>,
+}
+
+impl NodeOptions {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            seeds: Vec::new(),
+            replication_factor: Some(1),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn replication_factor(mut self, n: u32) -> Self {
+        self.replication_factor = Some(n);
+        self
+    }
+
+    /// Passes no `--replication-factor` flag.
+    pub fn without_replication_flag(mut self) -> Self {
+        self.replication_factor = None;
+        self
+    }
+
+    pub fn seeds(mut self, seeds: &[SocketAddr]) -> Self {
+        self.seeds = seeds.to_vec();
+        self
+    }
+
+    pub fn arg(mut self, flag: &str, value: &str) -> Self {
+        self.args.push(flag.to_owned());
+        self.args.push(value.to_owned());
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// A `ringkv-node` process with its own data directory and ports.
+pub struct TestNode {
+    pub options: NodeOptions,
+    pub data_dir: PathBuf,
+    pub client_addr: SocketAddr,
+    pub ports: Ports,
+    log_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestNode {
+    /// Starts a node under `dir` and waits until it answers.
+    pub async fn start(dir: &Path, options: NodeOptions) -> anyhow::Result<TestNode> {
+        let data_dir = dir.join(&options.name);
+        std::fs::create_dir_all(&data_dir)?;
+        let ports = Ports::pick();
+        let mut node = TestNode {
+            log_path: dir.join(format!("{}.log", options.name)),
+            client_addr: ports.client,
+            ports,
+            data_dir,
+            options,
+            child: None,
+        };
+        node.spawn().await?;
+        Ok(node)
+    }
+
+    /// The command line of this node.
+    fn command(&self) -> Command {
+        let mut command = Command::new(binary("ringkv-node"));
+        command
+            .arg("--node-name")
+            .arg(&self.options.name)
+            .arg("--data-dir")
+            .arg(self.data_dir.join("data"))
+            .arg("--listen-client")
+            .arg(self.ports.client.to_string())
+            .arg("--listen-peer")
+            .arg(self.ports.peer.to_string())
+            .arg("--listen-gossip")
+            .arg(self.ports.gossip.to_string())
+            .arg("--listen-http")
+            .arg(self.ports.http.to_string())
+            // Faster gossip than the default, so failures show within a
+            // couple of seconds and tests stay short.
+            .arg("--gossip-interval-ms")
+            .arg("200")
+            .arg("--ring-delay-ms")
+            .arg("500");
+        if let Some(n) = self.options.replication_factor {
+            command.arg("--replication-factor").arg(n.to_string());
+        }
+        if !self.options.seeds.is_empty() {
+            let seeds: Vec<String> = self.options.seeds.iter().map(ToString::to_string).collect();
+            command.arg("--seeds").arg(seeds.join(","));
+        }
+        command
+            .args(&self.options.args)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
+            .env("RINGKV_LOG_LEVEL", "info");
+        command
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
+        let child = self
+            .command()
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("cannot start ringkv-node")?;
+        self.child = Some(child);
+        self.wait_ready().await
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "{} exited during start ({status}):\n{}",
+                    self.options.name,
+                    self.log()
+                );
+            }
+            if let Ok(client) = self.try_client(Duration::from_millis(500)).await
+                && client.node_info().await.is_ok()
+            {
+                return Ok(());
+            }
+            if started.elapsed() > START_TIMEOUT {
+                bail!(
+                    "{} did not answer within {START_TIMEOUT:?}:\n{}",
+                    self.options.name,
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn try_client(&self, connect_timeout: Duration) -> ringkv_client::Result<Client> {
+        let mut config = ClientConfig::new([self.client_addr.to_string()]);
+        config.connect_timeout = connect_timeout;
+        Client::connect(config).await
+    }
+
+    /// A client connected to this node.
+    pub async fn client(&self) -> Client {
+        self.try_client(Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot connect to {}: {e}\n{}",
+                    self.options.name,
+                    self.log()
+                )
+            })
+    }
+
+    /// A client that sends every request to this node (which coordinates
+    /// it) and never retries elsewhere.
+    pub async fn direct_client(&self) -> Client {
+        let mut config = ClientConfig::new([self.client_addr.to_string()]);
+        config.token_aware = false;
+        config.max_retries = 0;
+        config.client_timestamps = false;
+        Client::connect(config).await.unwrap_or_else(|e| {
+            panic!(
+                "cannot connect to {}: {e}\n{}",
+                self.options.name,
+                self.log()
+            )
+        })
+    }
+
+    async fn peer(&self) -> anyhow::Result<PeerClient<tonic::transport::Channel>> {
+        Ok(PeerClient::connect(format!("http://{}", self.ports.peer))
+            .await?
+            .max_decoding_message_size(usize::MAX))
+    }
+
+    /// What this node's own store holds for `key` (through the internode
+    /// API, so no coordination or repair is involved).
+    pub async fn stored(&self, key: &[u8]) -> anyhow::Result<Option<StoredCell>> {
+        let mut peer = self.peer().await?;
+        let response = peer
+            .read(ReplicaReadRequest {
+                key: Bytes::copy_from_slice(key),
+                digest_only: false,
+            })
+            .await?
+            .into_inner();
+        Ok(response.cell.map(|c| StoredCell {
+            timestamp_micros: c.timestamp_micros,
+            tombstone: c.tombstone,
+            value: c.value,
+        }))
+    }
+
+    /// How many of `keys` this node's own store holds (tombstones count).
+    pub async fn stored_count(&self, keys: &[Bytes]) -> anyhow::Result<usize> {
+        let mut peer = self.peer().await?;
+        let mut held = 0;
+        for chunk in keys.chunks(500) {
+            let response = peer
+                .read_batch(ReadBatchRequest {
+                    keys: chunk.to_vec(),
+                })
+                .await?
+                .into_inner();
+            held += response.entries.len();
+        }
+        Ok(held)
+    }
+
+    /// The root of this node's Merkle tree for `(start, end]`.
+    pub async fn merkle_root(&self, start: i64, end: i64) -> anyhow::Result<Bytes> {
+        merkle_root(self.ports.peer, start, end).await
+    }
+
+    /// This node's view of the cluster.
+    pub async fn status(&self) -> anyhow::Result<ClusterStatus> {
+        Ok(self
+            .try_client(Duration::from_secs(2))
+            .await?
+            .cluster_status()
+            .await?)
+    }
+
+    /// Waits until this node sees the nodes named in `up` up and NORMAL
+    /// (owning their tokens) and those in `down` down.
+    pub async fn wait_for_view(&self, up: &[&str], down: &[&str]) -> anyhow::Result<()> {
+        let matches = || async {
+            let Ok(status) = self.status().await else {
+                return false;
+            };
+            let is = |name: &str, want: bool| {
+                status
+                    .members
+                    .iter()
+                    .any(|m| m.name == name && m.up == want && m.state == "NORMAL")
+            };
+            up.iter().all(|n| is(n, true)) && down.iter().all(|n| is(n, false))
+        };
+        if eventually(Duration::from_secs(60), matches).await {
+            return Ok(());
+        }
+        let seen = self.status().await.map(|s| {
+            s.members
+                .iter()
+                .map(|m| (m.name.clone(), m.up))
+                .collect::<Vec<_>>()
+        });
+        bail!(
+            "{} did not see up={up:?} down={down:?} within 60 s; it sees {seen:?}",
+            self.options.name
+        )
+    }
+
+    /// `GET path` on the node's HTTP port: the status code and body.
+    pub async fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.ports.http).await?;
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.ports.http).as_bytes(),
+            )
+            .await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .with_context(|| format!("bad HTTP response: {head}"))?;
+        Ok((code, body.to_owned()))
+    }
+
+    /// The value of a Prometheus sample line `name{labels} value` from
+    /// `/metrics` (0 when absent).
+    pub async fn metric(&self, sample: &str) -> anyhow::Result<f64> {
+        let (_, body) = self.http_get("/metrics").await?;
+        Ok(body
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(sample)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.options.name
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        let Some(mut child) = self.child.take() else {
+            bail!("{} is not running", self.options.name);
+        };
+        let pid = i32::try_from(child.id())?;
+        // SAFETY: plain syscall on a pid we own.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!(
+                    "{} ignored SIGTERM for 30 s:\n{}",
+                    self.options.name,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the process again on the same data directory and ports.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!("{} is still running", self.options.name);
+        }
+        self.spawn().await
+    }
+
+    /// Runs the `ringkv` shell against this node, one-shot.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        ringkv_cli(&[self.client_addr.to_string().as_str()], args)
+    }
+
+    /// What the node has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill();
+        // A failing test shows what the node logged.
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("---- last log lines of {} ----", self.options.name);
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
