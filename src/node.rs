@@ -272,7 +272,9 @@ impl TestNode {
     pub async fn stored_count(&self, keys: &[Bytes]) -> anyhow::Result<usize> {
         let mut peer = self.peer().await?;
         let mut held = 0;
-        for chunk in keys.chunks(500) {
+        let mut rest = keys;
+        while !rest.is_empty() {
+            let chunk = &rest[..rest.len().min(500)];
             let response = peer
                 .read_batch(ReadBatchRequest {
                     keys: chunk.to_vec(),
@@ -280,6 +282,9 @@ impl TestNode {
                 .await?
                 .into_inner();
             held += response.entries.len();
+            // The node answers a prefix bounded by bytes.
+            let answered = (response.keys_answered as usize).clamp(1, chunk.len());
+            rest = &rest[answered..];
         }
         Ok(held)
     }

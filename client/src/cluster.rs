@@ -25,6 +25,8 @@ pub struct MemberInfo {
     pub tokens: u32,
     /// When the node last completed an anti-entropy repair (Unix seconds).
     pub last_repair: Option<i64>,
+    /// Why the node cannot write, while its disk refuses writes.
+    pub disk_problem: Option<String>,
 }
 
 impl From<pb::Member> for MemberInfo {
@@ -40,6 +42,7 @@ impl From<pb::Member> for MemberInfo {
             owns: m.owns,
             tokens: m.tokens,
             last_repair: (m.last_repair > 0).then_some(m.last_repair),
+            disk_problem: Some(m.disk_problem).filter(|p| !p.is_empty()),
         }
     }
 }
@@ -164,7 +167,7 @@ mod tests {
 }
 
 /// Progress (and, when `done`, the summary) of a repair.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepairProgress {
     /// Token ranges to repair.
     pub ranges_total: u32,
@@ -182,6 +185,20 @@ pub struct RepairProgress {
     pub elapsed: std::time::Duration,
     /// The repair has finished.
     pub done: bool,
+    /// Ranges that could not be synced with some replica (skipped; the
+    /// next repair retries them).
+    pub failed_ranges: Vec<FailedRange>,
+}
+
+/// A token range a repair could not sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailedRange {
+    /// The range is (start_token, end_token].
+    pub start_token: i64,
+    /// Last token of the range.
+    pub end_token: i64,
+    /// Why it failed.
+    pub error: String,
 }
 
 impl From<pb::RepairProgress> for RepairProgress {
@@ -195,6 +212,15 @@ impl From<pb::RepairProgress> for RepairProgress {
             replicas_skipped: p.replicas_skipped,
             elapsed: std::time::Duration::from_millis(p.elapsed_ms),
             done: p.done,
+            failed_ranges: p
+                .failed_ranges
+                .into_iter()
+                .map(|f| FailedRange {
+                    start_token: f.start_token,
+                    end_token: f.end_token,
+                    error: f.error,
+                })
+                .collect(),
         }
     }
 }

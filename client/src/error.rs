@@ -31,12 +31,15 @@ pub enum Error {
     },
     /// Too many replicas refused (unreachable or failing) for the level to
     /// be met. A write may still have been applied on the others.
-    #[error("failed: required {required} replica responses, received {received}")]
+    #[error("failed: required {required} replica responses, received {received} ({message})")]
     Failed {
         /// Responses the level requires.
         required: u32,
         /// Responses received.
         received: u32,
+        /// The node's message, with why each replica refused (a full
+        /// disk, say).
+        message: String,
     },
     /// No answer from the node within the request timeout.
     #[error("no answer within the request timeout: {0}")]
@@ -97,6 +100,7 @@ impl From<tonic::Status> for Error {
             (_, Some(error_detail::Kind::Failure(count))) => Error::Failed {
                 required: count.required,
                 received: count.actual,
+                message: status.message().to_owned(),
             },
             (Code::InvalidArgument, None) => Error::InvalidArgument(status.message().to_owned()),
             (Code::DeadlineExceeded | Code::Cancelled, None) => {

@@ -41,7 +41,9 @@ mod routing;
 
 pub use admin::NodeInfo;
 pub use client::{Client, ClientConfig, Value};
-pub use cluster::{ClusterStatus, Endpoints, MemberInfo, RangeInfo, RepairProgress, RingInfo};
+pub use cluster::{
+    ClusterStatus, Endpoints, FailedRange, MemberInfo, RangeInfo, RepairProgress, RingInfo,
+};
 pub use consistency::{Consistency, UnknownConsistency};
 pub use error::{Error, Result};
 pub use options::{ReadOptions, WriteOptions};

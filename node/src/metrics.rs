@@ -28,6 +28,8 @@ pub const REPAIR_KEYS: &str = "ringkv_repair_keys_streamed_total";
 pub const REPAIR_BYTES: &str = "ringkv_repair_bytes_streamed_total";
 /// Token ranges compared by anti-entropy repair.
 pub const REPAIR_RANGES: &str = "ringkv_repair_ranges_compared_total";
+/// Token ranges a repair run could not sync with some replica (skipped).
+pub const REPAIR_RANGES_FAILED: &str = "ringkv_repair_ranges_failed_total";
 
 /// How often histograms are compacted even when nobody scrapes.
 pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);

@@ -4,5 +4,6 @@
 
 mod cluster;
 mod convergence;
+mod hardening;
 mod shell;
 mod single_node;

@@ -169,3 +169,35 @@ async fn interactive_prompt_reads_commands_from_stdin() {
     let saved = std::fs::read_to_string(&history).expect("history file written");
     assert!(saved.contains("PUT fruit apple"), "{saved}");
 }
+
+/// Regression (hardening item 11): `ringkv get k | head -c 20` panicked
+/// with a backtrace when `head` closed the pipe. A closed stdout ends the
+/// shell quietly.
+#[tokio::test]
+async fn a_closed_stdout_ends_the_shell_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = TestNode::start(dir.path(), NodeOptions::new("n1"))
+        .await
+        .expect("node");
+    assert_eq!(assert_ok(&n.cli(&["put", "k", &"x".repeat(1000)])), "OK");
+    for args in [&["get", "k"][..], &["status"], &["--json", "ring"]] {
+        let mut child = std::process::Command::new(binary("ringkv"))
+            .arg("--host")
+            .arg(n.client_addr.to_string())
+            .args(args)
+            .env_remove("RINGKV_HOST")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ringkv");
+        // Close the read end before the shell writes: its write fails with
+        // EPIPE, as when `head` has read enough and exited.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("wait");
+        let err = stderr(&output);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?} printed {err:?}");
+        assert!(output.status.success(), "{args:?}: {:?}", output.status);
+    }
+}

@@ -15,16 +15,47 @@
 //! followed: one node with a wild clock must not drag every other node's
 //! clock into the future with it.
 //!
+//! Across restarts: a node whose wall clock went backwards while it was
+//! down must not issue timestamps below ones it already acknowledged. The
+//! clock keeps a *ceiling* on disk, an upper bound of every timestamp it
+//! has issued: before handing out a timestamp above the ceiling it stores
+//! a new one [`CEILING_LEAD_MICROS`] ahead (one small synced write per
+//! lead, not per timestamp). A restarted clock starts above the stored
+//! ceiling. CockroachDB persists an upper bound of its HLC for the same
+//! reason.
+//!
 //! CAVEATS: this is the "µs-packed" variant of HLC (the logical counter lives
 //! in the low bits of the physical time rather than in a separate field).
 //! Under a sustained rate above one write per microsecond on one node the
 //! clock runs ahead of wall time until the rate drops.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How far ahead of local wall time an observed timestamp may pull the clock.
 pub const MAX_FORWARD_DRIFT_MICROS: i64 = 60 * 1_000_000;
+/// How far above the latest timestamp a stored ceiling is set.
+pub const CEILING_LEAD_MICROS: i64 = 10 * 1_000_000;
+
+/// Stores the clock's ceiling durably (the node's `meta` column family).
+pub type SaveCeiling = Box<dyn Fn(Timestamp) -> Result<(), String> + Send + Sync>;
+
+/// The persisted upper bound of issued timestamps.
+struct Ceiling {
+    bound: AtomicI64,
+    save: SaveCeiling,
+    /// One writer raises the bound at a time.
+    raising: Mutex<()>,
+}
+
+impl std::fmt::Debug for Ceiling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ceiling")
+            .field("bound", &self.bound)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Microseconds since the Unix epoch.
 pub type Timestamp = i64;
@@ -50,6 +81,7 @@ pub fn wall_clock_seconds() -> i64 {
 pub struct HybridClock {
     last: AtomicI64,
     physical: PhysicalClock,
+    ceiling: Option<Ceiling>,
 }
 
 impl Default for HybridClock {
@@ -64,6 +96,48 @@ impl HybridClock {
         Self {
             last: AtomicI64::new(i64::MIN),
             physical,
+            ceiling: None,
+        }
+    }
+
+    /// A clock that starts above `stored` (the ceiling a previous run
+    /// saved; `None` for a first start) and keeps its ceiling with `save`.
+    pub fn with_ceiling(
+        physical: PhysicalClock,
+        stored: Option<Timestamp>,
+        save: SaveCeiling,
+    ) -> Self {
+        let start = stored.unwrap_or(i64::MIN);
+        Self {
+            last: AtomicI64::new(start),
+            physical,
+            ceiling: Some(Ceiling {
+                bound: AtomicI64::new(start),
+                save,
+                raising: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Makes sure the stored ceiling covers `timestamp` before it is used.
+    fn cover(&self, timestamp: Timestamp) {
+        let Some(ceiling) = &self.ceiling else {
+            return;
+        };
+        if timestamp <= ceiling.bound.load(Ordering::Acquire) {
+            return;
+        }
+        let _one_writer = ceiling.raising.lock();
+        if timestamp <= ceiling.bound.load(Ordering::Acquire) {
+            return; // raised meanwhile
+        }
+        let bound = timestamp.saturating_add(CEILING_LEAD_MICROS);
+        match (ceiling.save)(bound) {
+            Ok(()) => ceiling.bound.store(bound, Ordering::Release),
+            Err(error) => tracing::error!(
+                %error,
+                "cannot store the clock ceiling; timestamps may go backwards if this node restarts with its wall clock behind"
+            ),
         }
     }
 
@@ -77,7 +151,9 @@ impl HybridClock {
             })
             // The closure never returns None.
             .unwrap_or_else(|last| last);
-        physical.max(previous.saturating_add(1))
+        let timestamp = physical.max(previous.saturating_add(1));
+        self.cover(timestamp);
+        timestamp
     }
 
     /// Folds in a timestamp seen from elsewhere, so later `now()` calls are
@@ -130,6 +206,56 @@ mod tests {
         clock.observe(i64::MAX - 5);
         let t = clock.now();
         assert!(t < wall_clock_micros() + MAX_FORWARD_DRIFT_MICROS);
+    }
+
+    static RESTART_NOW: AtomicI64 = AtomicI64::new(0);
+
+    fn restart_clock() -> Timestamp {
+        RESTART_NOW.load(Ordering::SeqCst)
+    }
+
+    /// Regression: the clock started from nothing after a restart, so a
+    /// node whose wall clock had gone backwards issued timestamps below
+    /// ones it had already acknowledged, and its new writes lost to old.
+    #[test]
+    fn a_restarted_clock_never_goes_below_what_it_issued() {
+        let stored = std::sync::Arc::new(std::sync::Mutex::new(None::<Timestamp>));
+        let saves = std::sync::Arc::new(AtomicI64::new(0));
+        let saver = |stored: &std::sync::Arc<std::sync::Mutex<Option<Timestamp>>>| -> SaveCeiling {
+            let (stored, saves) = (stored.clone(), saves.clone());
+            Box::new(move |bound| {
+                saves.fetch_add(1, Ordering::SeqCst);
+                *stored.lock().map_err(|e| e.to_string())? = Some(bound);
+                Ok(())
+            })
+        };
+        RESTART_NOW.store(50_000_000, Ordering::SeqCst);
+        let clock = HybridClock::with_ceiling(restart_clock, None, saver(&stored));
+        let mut issued = 0;
+        for step in 0..1_000 {
+            RESTART_NOW.store(50_000_000 + step * 1_000, Ordering::SeqCst);
+            issued = clock.now();
+        }
+        assert_eq!(
+            saves.load(Ordering::SeqCst),
+            1,
+            "one save per lead, not per timestamp"
+        );
+        let ceiling = stored.lock().map(|s| *s).unwrap_or(None);
+        assert!(
+            ceiling.is_some_and(|c| c >= issued),
+            "{ceiling:?} covers {issued}"
+        );
+
+        // The machine restarts with its wall clock a minute behind.
+        RESTART_NOW.store(50_000_000 - 60_000_000, Ordering::SeqCst);
+        let restarted = HybridClock::with_ceiling(restart_clock, ceiling, saver(&stored));
+        assert!(restarted.now() > issued);
+        // Observed timestamps past the ceiling are covered before use.
+        restarted.observe(issued + 2 * CEILING_LEAD_MICROS);
+        let next = restarted.now();
+        let ceiling = stored.lock().map(|s| *s).unwrap_or(None);
+        assert!(ceiling.is_some_and(|c| c >= next));
     }
 
     #[test]

@@ -3,6 +3,6 @@
 mod hlc;
 
 pub use hlc::{
-    HybridClock, MAX_FORWARD_DRIFT_MICROS, PhysicalClock, Timestamp, wall_clock_micros,
-    wall_clock_seconds,
+    CEILING_LEAD_MICROS, HybridClock, MAX_FORWARD_DRIFT_MICROS, PhysicalClock, SaveCeiling,
+    Timestamp, wall_clock_micros, wall_clock_seconds,
 };

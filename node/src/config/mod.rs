@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, NodeArgs, load};
 
-pub use crate::storage::SyncMode;
 use crate::storage::gc::DEFAULT_GC_GRACE_SECONDS;
+pub use crate::storage::{DiskFailurePolicy, SyncMode};
 
 /// Default client API port (gRPC `ringkv.v1`).
 pub const DEFAULT_CLIENT_PORT: u16 = 7400;
@@ -113,6 +113,12 @@ define_config! {
     /// (milliseconds).
     read_timeout_ms: u64 = 5_000, "RINGKV_READ_TIMEOUT_MS";
 
+    /// Deadline of every request one node sends another: hint replay,
+    /// repair and streaming batches, Merkle comparisons (milliseconds). A
+    /// paused or black-holed peer fails them after this long; HTTP/2
+    /// keepalive pings also close a dead connection within about this long.
+    internode_timeout_ms: u64 = 30_000, "RINGKV_INTERNODE_TIMEOUT_MS";
+
     /// Largest value accepted, in bytes (default 16 MiB, at most 512 MiB).
     max_value_size: u64 = 16 << 20, "RINGKV_MAX_VALUE_SIZE";
 
@@ -132,6 +138,12 @@ define_config! {
     /// In `group` mode, how long the first waiting write holds the fsync
     /// open for others to join (milliseconds).
     commitlog_sync_group_window_ms: u64 = 2, "RINGKV_COMMITLOG_SYNC_GROUP_WINDOW_MS";
+
+    /// What a local write failing with an I/O error (a full disk, a failing
+    /// device) does: `best_effort` keeps serving reads, refuses writes with
+    /// an error naming the cause, and resumes writes by itself once the
+    /// disk accepts them again; `stop` shuts the node down.
+    disk_failure_policy: DiskFailurePolicy = DiskFailurePolicy::BestEffort, "RINGKV_DISK_FAILURE_POLICY";
 
     /// Store hints for replicas that are down or do not answer a write, and
     /// replay them when the replica is back.
@@ -229,9 +241,10 @@ impl Config {
                 );
             }
         }
-        if self.write_timeout_ms == 0 || self.read_timeout_ms == 0 {
+        if self.write_timeout_ms == 0 || self.read_timeout_ms == 0 || self.internode_timeout_ms == 0
+        {
             return invalid(
-                "write_timeout_ms/read_timeout_ms",
+                "write_timeout_ms/read_timeout_ms/internode_timeout_ms",
                 "must be greater than 0".into(),
             );
         }

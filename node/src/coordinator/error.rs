@@ -25,6 +25,11 @@ pub enum CoordinatorError {
         received: usize,
         reasons: Vec<String>,
     },
+    /// At ANY with no replica up, no hint could be stored either (hints
+    /// for the replicas are full, or the hint store failed): nothing was
+    /// written anywhere, so the client may retry safely.
+    #[error("no replica is up and no hint could be stored ({reason}); nothing was written")]
+    NotStored { reason: String },
     /// The local store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),

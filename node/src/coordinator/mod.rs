@@ -35,6 +35,8 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::task::TaskTracker;
+
 pub use consistency::ConsistencyLevel;
 pub use error::CoordinatorError;
 pub use request::{Limits, MAX_TTL_SECONDS, ReadRequest, ReadResult, WriteRequest, validate_key};
@@ -77,6 +79,9 @@ pub struct Coordinator {
     settings: CoordinatorSettings,
     /// `None` when hinted handoff is off.
     hints: Option<Arc<HintStore>>,
+    /// Owns the work that outlives a request (replica sends after an early
+    /// answer, background read repair), so shutdown can wait for it.
+    tasks: TaskTracker,
 }
 
 impl Coordinator {
@@ -93,7 +98,15 @@ impl Coordinator {
             clock,
             settings,
             hints,
+            tasks: TaskTracker::new(),
         }
+    }
+
+    /// Runs work that outlives requests on `tasks`; the node waits for it
+    /// on shutdown before its final WAL sync.
+    pub fn with_tasks(mut self, tasks: TaskTracker) -> Self {
+        self.tasks = tasks;
+        self
     }
 
     /// The replicas of `token` split by liveness, or `Unavailable` when too

@@ -55,11 +55,18 @@ impl Coordinator {
         let token = Token::of(&request.key);
         let plan = self.plan(&view, token, request.level)?;
         let required = plan.required;
-        let deadline = Instant::now() + request.timeout.unwrap_or(self.settings.read_timeout);
+        let timeout = request.timeout.map_or(self.settings.read_timeout, |t| {
+            t.min(self.settings.read_timeout)
+        });
+        let deadline = Instant::now() + timeout;
         let timeout_error = |received| CoordinatorError::Timeout { required, received };
         let key = request.key;
 
-        let all_alive = plan.alive.clone();
+        // Decide up front whether this read also repairs the replicas it
+        // does not ask, so the common read copies nothing for it.
+        let chance = self.settings.read_repair_chance.clamp(0.0, 1.0);
+        let background_repair = (plan.alive.len() > required && rand::rng().random_bool(chance))
+            .then(|| plan.alive.clone());
         let mut spares = self.read_order(&view, plan.alive).into_iter();
         let mut pending: FuturesUnordered<Ask> = FuturesUnordered::new();
         for (i, node) in spares.by_ref().take(required).enumerate() {
@@ -99,17 +106,13 @@ impl Coordinator {
 
         let expected = digest(data_cell.as_ref());
         if digests.iter().all(|(_, d)| *d == expected) {
-            let asked: Vec<NodeId> = std::iter::once(data_node)
-                .chain(digests.iter().map(|(n, _)| *n))
-                .collect();
-            let others: Vec<NodeId> = all_alive
-                .into_iter()
-                .filter(|n| !asked.contains(n))
-                .collect();
-            if !others.is_empty()
-                && rand::rng().random_bool(self.settings.read_repair_chance.clamp(0.0, 1.0))
-            {
-                tokio::spawn(repair_in_background(
+            if let Some(alive) = background_repair {
+                let asked: Vec<NodeId> = std::iter::once(data_node)
+                    .chain(digests.iter().map(|(n, _)| *n))
+                    .collect();
+                let others: Vec<NodeId> =
+                    alive.into_iter().filter(|n| !asked.contains(n)).collect();
+                self.tasks.spawn(repair_in_background(
                     self.transport.clone(),
                     token,
                     key,

@@ -14,7 +14,7 @@ use super::transport::{ReadReply, ReplicaError, ReplicaTransport};
 use crate::identity::NodeId;
 use crate::membership::{ClusterView, Member, NodeStatus, ViewHandle};
 use crate::ring::{Ring, RingMember, Token, allocate_tokens};
-use crate::storage::{Cell, MemoryStorage, Storage, digest};
+use crate::storage::{Cell, MemoryStorage, Storage};
 
 /// How a simulated replica behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +72,7 @@ impl SimCluster {
                 replication_factor: Some(3),
                 load_bytes: None,
                 last_repair: None,
+                disk_problem: None,
                 alive: true,
                 generation: 1,
             })
@@ -178,11 +179,7 @@ impl ReplicaTransport for Arc<SimCluster> {
             let cell = store
                 .read(token, &key)
                 .map_err(|e| ReplicaError::Failed(e.to_string()))?;
-            Ok(if digest_only {
-                ReadReply::Digest(digest(cell.as_ref()))
-            } else {
-                ReadReply::Data(cell)
-            })
+            Ok(ReadReply::answer(cell, digest_only))
         })
     }
 }

@@ -343,7 +343,10 @@ async fn down_and_failing_replicas_get_hints_that_do_not_count() {
         "a hint for the down and for the refusing replica"
     );
     assert_eq!(
-        hints.oldest(sim.nodes[2], 10).expect("hints")[0].key,
+        hints
+            .oldest(sim.nodes[2], crate::storage::BatchLimit::entries(10))
+            .expect("hints")[0]
+            .key,
         Bytes::from("k")
     );
 }
@@ -423,4 +426,108 @@ async fn background_read_repair_fixes_replicas_the_read_did_not_ask() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(repaired, "the replica not asked was repaired");
+}
+
+/// Regression: at ANY, only hints for replicas known down counted; a hint
+/// stored for a replica that refused the write did not, so the write
+/// failed although the hint was held.
+#[tokio::test]
+async fn at_any_a_hint_for_a_replica_that_failed_counts() {
+    let sim = SimCluster::new(5);
+    let hints = hint_store();
+    let key = (0..1000)
+        .map(|i| format!("k{i}"))
+        .find(|k| !sim.replicas(k.as_bytes()).contains(&sim.nodes[0]))
+        .expect("some key lives elsewhere");
+    // Every replica is believed up, and every one refuses.
+    for node in sim.replicas(key.as_bytes()) {
+        sim.set(node, Behaviour::Unreachable);
+    }
+    let c = hinting(&sim, sim.nodes[0], &[], hints.clone());
+    c.write(put(&key, "v", ConsistencyLevel::Any))
+        .await
+        .expect("a stored hint acknowledges at ANY");
+    assert!(!hints.targets().is_empty());
+}
+
+/// Regression: with every replica down and their hints full, ANY answered
+/// `Timeout` ("may still be applied") although nothing was stored.
+#[tokio::test]
+async fn at_any_with_hints_full_and_no_replica_up_nothing_is_stored() {
+    let sim = SimCluster::new(5);
+    // A cap no hint fits under.
+    let hints = Arc::new(
+        HintStore::open(Arc::new(crate::storage::MemoryStorage::default()), 10).expect("hints"),
+    );
+    let key = (0..1000)
+        .map(|i| format!("k{i}"))
+        .find(|k| !sim.replicas(k.as_bytes()).contains(&sim.nodes[0]))
+        .expect("some key lives elsewhere");
+    let replicas = sim.replicas(key.as_bytes());
+    let c = hinting(&sim, sim.nodes[0], &replicas, hints.clone());
+    let err = c
+        .write(put(&key, "v", ConsistencyLevel::Any))
+        .await
+        .expect_err("nothing could be stored");
+    assert!(matches!(err, CoordinatorError::NotStored { .. }), "{err:?}");
+    assert!(err.to_string().contains("nothing was written"), "{err}");
+    assert!(hints.targets().is_empty());
+    settle().await;
+    assert!(
+        sim.nodes
+            .iter()
+            .all(|n| sim.stored(*n, key.as_bytes()).is_none())
+    );
+}
+
+/// Regression: a write carrying a client timestamp did not advance the
+/// coordinator's clock, so a server-stamped write right after it (same
+/// key, clock behind the client's) was older and silently lost.
+#[tokio::test]
+async fn a_client_timestamp_orders_later_server_stamped_writes() {
+    let sim = SimCluster::new(3);
+    let c = coordinator(&sim, sim.nodes[0], &[]);
+    let ahead = crate::clock::wall_clock_micros() + 5_000_000;
+    let mut first = put("k", "client", ConsistencyLevel::All);
+    first.timestamp = Some(ahead);
+    c.write(first).await.expect("client-stamped write");
+    let second = c
+        .write(put("k", "server", ConsistencyLevel::All))
+        .await
+        .expect("server-stamped write");
+    assert!(second > ahead, "{second} after {ahead}");
+    let found = c.read(get("k", ConsistencyLevel::All)).await.expect("read");
+    assert_eq!(found.map(|r| r.value), Some(Bytes::from("server")));
+}
+
+/// Regression: sends to slower replicas after an early answer ran on bare
+/// spawned tasks that shutdown did not wait for; and a client's huge
+/// timeout became their lifetime.
+#[tokio::test]
+async fn background_replica_sends_are_owned_and_bounded_by_the_node_timeout() {
+    let sim = SimCluster::new(3);
+    let tasks = tokio_util::task::TaskTracker::new();
+    let c = coordinator(&sim, sim.nodes[0], &[]).with_tasks(tasks.clone());
+    sim.set(sim.nodes[1], Behaviour::Slow(Duration::from_millis(150)));
+    sim.set(sim.nodes[2], Behaviour::Silent);
+    let mut request = put("k", "v", ConsistencyLevel::One);
+    request.timeout = Some(Duration::from_secs(40 * 24 * 3600));
+    let key = sim.replicas(b"k");
+    assert!(key.contains(&sim.nodes[0]));
+    c.write(request).await.expect("ONE answers early");
+    assert!(
+        tasks.len() >= 2,
+        "the slow and the silent replica's sends are owned ({})",
+        tasks.len()
+    );
+    tasks.close();
+    // The silent replica's send ends at the node's write timeout (300 ms),
+    // not the client's 40 days; the slow one lands before shutdown ends.
+    tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+        .await
+        .expect("background sends end within the node's own timeout");
+    assert!(
+        sim.stored(sim.nodes[1], b"k").is_some(),
+        "slow replica got it"
+    );
 }

@@ -25,6 +25,17 @@ pub enum ReadReply {
     Digest(Digest),
 }
 
+impl ReadReply {
+    /// What a replica holding `cell` answers: the cell, or its digest.
+    pub fn answer(cell: Option<Cell>, digest_only: bool) -> ReadReply {
+        if digest_only {
+            ReadReply::Digest(crate::storage::digest(cell.as_ref()))
+        } else {
+            ReadReply::Data(cell)
+        }
+    }
+}
+
 /// Why a replica did not acknowledge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplicaError {

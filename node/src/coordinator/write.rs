@@ -11,7 +11,16 @@
 //!    cannot be met any more, answer `Failed` at once.
 //!
 //! Replicas known to be down get a hint at once; replicas that fail or time
-//! out get one when their attempt ends. At ANY a stored hint acknowledges.
+//! out get one when their attempt ends. At ANY a stored hint acknowledges,
+//! whichever way the replica missed the write; hints are then as durable as
+//! writes (`commitlog_sync`), since one may be the only copy. At ANY with no
+//! replica up and no hint stored (hints full), the write fails with
+//! `NotStored`: nothing was written.
+//!
+//! A client-supplied timestamp is folded into the clock (`observe`), so a
+//! later server-stamped write is never older than it. A client timeout
+//! longer than the node's own is capped by it: it bounds the background
+//! replica sends too.
 
 use std::time::{Duration, Instant};
 
@@ -32,7 +41,13 @@ impl Coordinator {
         let view = self.view.load_full();
         let token = Token::of(&request.key);
         let plan = self.plan(&view, token, request.level)?;
-        let timestamp = request.timestamp.unwrap_or_else(|| self.clock.now());
+        let timestamp = match request.timestamp {
+            Some(timestamp) => {
+                self.clock.observe(timestamp);
+                timestamp
+            }
+            None => self.clock.now(),
+        };
         let now = wall_clock_seconds();
         let cell = match request.value {
             Some(value) => {
@@ -44,37 +59,45 @@ impl Coordinator {
             }
             None => Cell::tombstone(timestamp, now),
         };
-        let timeout = request.timeout.unwrap_or(self.settings.write_timeout);
-        let hinted = self.hint_all(&plan.down, &request.key, &cell);
-        let hint_acks = if request.level == ConsistencyLevel::Any {
-            hinted
-        } else {
-            0
-        };
-        self.replicate(token, request.key, cell, &plan, timeout, hint_acks)
+        let timeout = request.timeout.map_or(self.settings.write_timeout, |t| {
+            t.min(self.settings.write_timeout)
+        });
+        let any = request.level == ConsistencyLevel::Any;
+        let hinted = self.hint_all(&plan.down, &request.key, &cell).await;
+        if any && plan.alive.is_empty() && hinted == 0 {
+            return Err(CoordinatorError::NotStored {
+                reason: format!(
+                    "hints for the {} down replicas are full or failed",
+                    plan.down.len()
+                ),
+            });
+        }
+        let hint_acks = if any { hinted } else { 0 };
+        self.replicate(token, request.key, cell, &plan, timeout, hint_acks, any)
             .await?;
         Ok(timestamp)
     }
 
     /// Stores hints for replicas that are down; returns how many were kept.
-    fn hint_all(&self, targets: &[NodeId], key: &[u8], cell: &Cell) -> usize {
+    async fn hint_all(&self, targets: &[NodeId], key: &[u8], cell: &Cell) -> usize {
         let Some(hints) = &self.hints else {
             return 0;
         };
-        targets
-            .iter()
-            .filter(|node| match hints.store(**node, key, cell) {
-                Ok(kept) => kept,
-                Err(error) => {
-                    tracing::warn!(%error, node = %node, "cannot store hint");
-                    false
-                }
-            })
-            .count()
+        let mut kept = 0;
+        for node in targets {
+            match hints.store(*node, key, cell).await {
+                Ok(true) => kept += 1,
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, node = %node, "cannot store hint"),
+            }
+        }
+        kept
     }
 
     /// Sends `cell` to every live replica of `plan`; returns once
-    /// `plan.required` acknowledged, counting `hint_acks` already.
+    /// `plan.required` acknowledged, counting `hint_acks` already, and (with
+    /// `hints_ack`, at ANY) a hint stored for a replica that failed.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn replicate(
         &self,
         token: Token,
@@ -83,11 +106,14 @@ impl Coordinator {
         plan: &ReplicaPlan,
         timeout: Duration,
         hint_acks: usize,
+        hints_ack: bool,
     ) -> Result<(), CoordinatorError> {
         let deadline = Instant::now() + timeout;
         let local = self.view.load().local();
-        let (done, mut acks_rx) =
-            mpsc::channel::<(NodeId, Result<(), ReplicaError>)>(plan.alive.len().max(1));
+        // Each replica's attempt reports its outcome, and whether a hint was
+        // stored for it when it failed.
+        type Outcome = (NodeId, Result<(), ReplicaError>, bool);
+        let (done, mut acks_rx) = mpsc::channel::<Outcome>(plan.alive.len().max(1));
         for &node in &plan.alive {
             let send = self.transport.write(node, token, key.clone(), cell.clone());
             let done = done.clone();
@@ -95,20 +121,22 @@ impl Coordinator {
             let (key, cell) = (key.clone(), cell.clone());
             // A task per replica: it outlives this call when the answer goes
             // out early, so slower replicas still get the write (or a hint).
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 let result = match tokio::time::timeout(timeout, send).await {
                     Ok(result) => result,
                     Err(_) => Err(ReplicaError::Timeout),
                 };
+                let mut hinted = false;
                 if let Err(error) = &result {
                     tracing::debug!(%node, %error, "replica write not acknowledged");
-                    if let Some(hints) = hints
-                        && let Err(error) = hints.store(node, &key, &cell)
-                    {
-                        tracing::warn!(%error, %node, "cannot store hint");
+                    if let Some(hints) = hints {
+                        match hints.store(node, &key, &cell).await {
+                            Ok(kept) => hinted = kept,
+                            Err(error) => tracing::warn!(%error, %node, "cannot store hint"),
+                        }
                     }
                 }
-                let _ = done.send((node, result)).await;
+                let _ = done.send((node, result, hinted)).await;
             });
         }
         drop(done);
@@ -128,14 +156,17 @@ impl Coordinator {
                     });
                 }
                 Ok(None) => break,
-                Ok(Some((_, Ok(())))) => {
-                    acked += 1;
+                Ok(Some((node, result, hinted))) => {
+                    match result {
+                        Ok(()) => acked += 1,
+                        Err(_) if hints_ack && hinted => acked += 1,
+                        Err(ReplicaError::Timeout) => timed_out += 1,
+                        Err(error) => refused.push(format!("{node}: {error}")),
+                    }
                     if acked >= required {
                         return Ok(());
                     }
                 }
-                Ok(Some((_, Err(ReplicaError::Timeout)))) => timed_out += 1,
-                Ok(Some((node, Err(error)))) => refused.push(format!("{node}: {error}")),
             }
             let still_possible = hint_acks + plan.alive.len() - timed_out - refused.len();
             if still_possible < required {

@@ -5,17 +5,25 @@
 //! - hints older than the window (`max_hint_window_ms`, never more than
 //!   `gc_grace`) are dropped: replaying them could bring back data whose
 //!   tombstone has been purged, and anti-entropy covers them anyway;
-//! - a node that is up gets its hints, oldest first, in batches, at most
+//! - a node that is up gets its hints, oldest first, in batches bounded by
+//!   count and bytes ([`BatchLimit`]: one large hint goes alone), at most
 //!   `hint_replay_throttle_kb` per second, each batch deleted once the
 //!   node acknowledged it. A failed batch stops replay to that node until
 //!   the next round.
+//! - targets are replayed to independently: a target that hangs (paused,
+//!   black-holed) holds up only its own replay, until the internode
+//!   deadline fails it, never the replay to the others.
 //!
 //! Hints carry the original write's timestamp, so replay after newer writes
 //! is harmless: LWW keeps the newer value.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
 use super::store::{DropReason, Hint, HintStore, count_dropped};
@@ -24,10 +32,11 @@ use crate::identity::NodeId;
 use crate::membership::{NodeStatus, ViewHandle};
 use crate::metrics::HINTS_REPLAYED;
 use crate::repair::RepairTransport;
+use crate::storage::BatchLimit;
 
 /// How often the replayer looks for work.
 const ROUND: Duration = Duration::from_secs(1);
-/// Hints per replay batch.
+/// Hints per replay batch (and at most `MAX_BATCH_BYTES` of them).
 const BATCH: usize = 200;
 
 /// Settings of replay.
@@ -49,19 +58,31 @@ pub async fn run_replay(
 ) {
     let mut tick = tokio::time::interval(ROUND);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One replay in flight per target; a new round starts the targets that
+    // are not busy, so a stuck target never delays another.
+    let mut busy: HashSet<NodeId> = HashSet::new();
+    let mut running: FuturesUnordered<BoxFuture<'static, NodeId>> = FuturesUnordered::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            Some(target) = running.next() => {
+                busy.remove(&target);
+                continue;
+            }
             _ = stop.cancelled() => return,
         }
         for target in hints.targets() {
-            let outcome = tokio::select! {
-                outcome = replay_to(&hints, &view, transport.as_ref(), settings, target) => outcome,
-                _ = stop.cancelled() => return,
-            };
-            if let Err(error) = outcome {
-                tracing::debug!(node = %target, %error, "hint replay paused");
+            if !busy.insert(target) {
+                continue;
             }
+            let (hints, view, transport) = (hints.clone(), view.clone(), transport.clone());
+            running.push(Box::pin(async move {
+                let outcome = replay_to(&hints, &view, transport.as_ref(), settings, target).await;
+                if let Err(error) = outcome {
+                    tracing::debug!(node = %target, %error, "hint replay paused");
+                }
+                target
+            }));
         }
     }
 }
@@ -95,7 +116,9 @@ async fn replay_to(
     let alive = view.is_alive(&target);
     let mut replayed = 0u64;
     loop {
-        let batch = hints.oldest(target, BATCH).map_err(|e| e.to_string())?;
+        let batch = hints
+            .oldest(target, BatchLimit::entries(BATCH))
+            .map_err(|e| e.to_string())?;
         if batch.is_empty() {
             break;
         }
@@ -143,7 +166,7 @@ mod tests {
     use super::*;
     use crate::coordinator::ReplicaError;
     use crate::membership::{ClusterView, Member};
-    use crate::repair::Hash;
+    use crate::repair::{BatchRead, Hash};
     use crate::ring::{Token, TokenRange};
     use crate::storage::{Cell, MemoryStorage};
     use arc_swap::ArcSwap;
@@ -155,10 +178,14 @@ mod tests {
         NodeId(uuid::Uuid::from_u128(n))
     }
 
-    /// A transport that records what it was asked to write.
+    /// A transport that records what it was asked to write; writes to
+    /// `hangs` never answer, as a paused or black-holed peer.
     #[derive(Default)]
     struct Recorder {
         written: Mutex<Vec<(NodeId, Bytes)>>,
+        /// Bytes of each batch written.
+        batches: Mutex<Vec<usize>>,
+        hangs: Option<NodeId>,
     }
 
     impl RepairTransport for Recorder {
@@ -182,7 +209,7 @@ mod tests {
             &self,
             _: NodeId,
             _: Vec<Bytes>,
-        ) -> BoxFuture<'static, Result<Vec<(Bytes, Cell)>, ReplicaError>> {
+        ) -> BoxFuture<'static, Result<BatchRead, ReplicaError>> {
             Box::pin(async { Err(ReplicaError::Failed("unused".into())) })
         }
         fn write_batch(
@@ -190,6 +217,12 @@ mod tests {
             to: NodeId,
             entries: Vec<(Bytes, Cell)>,
         ) -> BoxFuture<'static, Result<(), ReplicaError>> {
+            if self.hangs == Some(to) {
+                return Box::pin(std::future::pending());
+            }
+            if let Ok(mut batches) = self.batches.lock() {
+                batches.push(entries.iter().map(|(k, c)| k.len() + c.encoded_len()).sum());
+            }
             if let Ok(mut written) = self.written.lock() {
                 written.extend(entries.into_iter().map(|(k, _)| (to, k)));
             }
@@ -210,6 +243,7 @@ mod tests {
             replication_factor: Some(3),
             load_bytes: None,
             last_repair: None,
+            disk_problem: None,
             alive,
             generation: 1,
         }
@@ -227,6 +261,7 @@ mod tests {
         for target in [2, 3, 4, 5] {
             hints
                 .store(node(target), format!("k{target}").as_bytes(), &cell)
+                .await
                 .expect("store");
         }
         // n2 up, n3 down, n4 left, n5 unknown to the cluster.
@@ -265,7 +300,7 @@ mod tests {
     async fn hints_past_the_window_are_dropped_not_replayed() {
         let hints = HintStore::open(Arc::new(MemoryStorage::default()), 1 << 20).expect("hints");
         let cell = Cell::live(1, Bytes::from_static(b"v"), None);
-        hints.store(node(2), b"old", &cell).expect("store");
+        hints.store(node(2), b"old", &cell).await.expect("store");
         let members = [
             member(1, NodeStatus::Normal, true),
             member(2, NodeStatus::Normal, false),
@@ -294,5 +329,107 @@ mod tests {
                 .map(|w| w.is_empty())
                 .unwrap_or(false)
         );
+    }
+
+    fn view_of(members: impl IntoIterator<Item = Member>) -> ViewHandle {
+        Arc::new(ArcSwap::from_pointee(ClusterView::build(
+            node(1),
+            3,
+            members,
+            None,
+        )))
+    }
+
+    /// Regression: 100 hints of 1 MiB went as one 100 MiB batch, over the
+    /// internode message limit, failed, and were retried until they expired.
+    #[tokio::test]
+    async fn large_hints_are_replayed_in_batches_bounded_by_bytes() {
+        let hints = HintStore::open(Arc::new(MemoryStorage::default()), 1 << 30).expect("hints");
+        let cell = Cell::live(1, Bytes::from(vec![7u8; 1 << 20]), None);
+        for i in 0..100 {
+            hints
+                .store(node(2), format!("big{i}").as_bytes(), &cell)
+                .await
+                .expect("store");
+        }
+        let view = view_of([
+            member(1, NodeStatus::Normal, true),
+            member(2, NodeStatus::Normal, true),
+        ]);
+        let transport = Recorder::default();
+        replay_to(&hints, &view, &transport, SETTINGS, node(2))
+            .await
+            .expect("replay");
+        let batches = transport
+            .batches
+            .lock()
+            .map(|b| b.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            transport.written.lock().map(|w| w.len()).unwrap_or(0),
+            100,
+            "every hint delivered"
+        );
+        assert!(
+            batches
+                .iter()
+                .all(|&b| b <= crate::storage::batch::MAX_BATCH_BYTES + (1 << 20) + 64),
+            "batches of {batches:?} bytes"
+        );
+        assert!(batches.len() >= 50, "{} batches", batches.len());
+        assert!(hints.targets().is_empty());
+    }
+
+    /// Regression: replay went target by target, so one target that never
+    /// answered held up hint delivery to every other node.
+    #[tokio::test(start_paused = true)]
+    async fn a_stuck_target_does_not_hold_up_replay_to_the_others() {
+        let hints =
+            Arc::new(HintStore::open(Arc::new(MemoryStorage::default()), 1 << 20).expect("hints"));
+        let cell = Cell::live(1, Bytes::from_static(b"v"), None);
+        let view = view_of([
+            member(1, NodeStatus::Normal, true),
+            member(2, NodeStatus::Normal, true),
+            member(3, NodeStatus::Normal, true),
+        ]);
+        let transport = Arc::new(Recorder {
+            hangs: Some(node(2)),
+            ..Recorder::default()
+        });
+        let stop = CancellationToken::new();
+        let worker = tokio::spawn(run_replay(
+            hints.clone(),
+            view,
+            transport.clone(),
+            SETTINGS,
+            stop.clone(),
+        ));
+        hints.store(node(2), b"stuck", &cell).await.expect("store");
+        let delivered = |n: usize| {
+            let transport = transport.clone();
+            async move {
+                for _ in 0..600 {
+                    let to_3 = transport
+                        .written
+                        .lock()
+                        .map(|w| w.iter().filter(|(t, _)| *t == node(3)).count())
+                        .unwrap_or(0);
+                    if to_3 >= n {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                false
+            }
+        };
+        // Hints for node 3 stored before and after replay to node 2 got
+        // stuck both arrive.
+        hints.store(node(3), b"first", &cell).await.expect("store");
+        assert!(delivered(1).await, "first hint for node 3 delivered");
+        hints.store(node(3), b"second", &cell).await.expect("store");
+        assert!(delivered(2).await, "second hint for node 3 delivered");
+        assert_eq!(hints.targets(), vec![node(2)]);
+        stop.cancel();
+        assert!(worker.await.is_ok());
     }
 }

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use crate::clock::{Timestamp, wall_clock_micros};
 use crate::identity::NodeId;
 use crate::metrics::{HINTS_DROPPED, HINTS_STORED};
-use crate::storage::{Cell, CellView, Storage, StorageError};
+use crate::storage::{BatchLimit, Cell, CellView, LocalStore, Storage, StorageError};
 
 const KEY_LEN: usize = 16 + 8 + 8;
 /// How often a full hint store is logged per node.
@@ -106,6 +106,9 @@ pub fn count_dropped(reason: DropReason, n: u64) {
 /// Hints held on this node.
 pub struct HintStore {
     storage: std::sync::Arc<dyn Storage>,
+    /// Makes a stored hint as durable as a write (`commitlog_sync`); at ANY
+    /// a hint may be the only copy. `None`: the WAL's own schedule.
+    durability: Option<LocalStore>,
     max_bytes_per_target: u64,
     sizes: Mutex<HashMap<NodeId, u64>>,
     sequence: AtomicU64,
@@ -121,7 +124,7 @@ impl HintStore {
         let mut sizes: HashMap<NodeId, u64> = HashMap::new();
         let mut from = Vec::new();
         loop {
-            let batch = storage.hint_scan(&from, &[0xff; KEY_LEN + 1], 1_000)?;
+            let batch = storage.hint_scan(&from, &[0xff; KEY_LEN + 1], BatchLimit::default())?;
             let Some((last, _)) = batch.last() else {
                 break;
             };
@@ -135,6 +138,7 @@ impl HintStore {
         }
         Ok(HintStore {
             storage,
+            durability: None,
             max_bytes_per_target,
             sizes: Mutex::new(sizes),
             sequence: AtomicU64::new(0),
@@ -142,17 +146,31 @@ impl HintStore {
         })
     }
 
-    /// Stores a hint for `target`; false if its hints are full.
-    pub fn store(&self, target: NodeId, key: &[u8], cell: &Cell) -> Result<bool, StorageError> {
+    /// Stored hints are made durable as `store` makes writes durable.
+    pub fn durable_as(mut self, store: LocalStore) -> Self {
+        self.durability = Some(store);
+        self
+    }
+
+    /// Stores a hint for `target` and returns once it is as durable as a
+    /// write; false if its hints are full.
+    pub async fn store(
+        &self,
+        target: NodeId,
+        key: &[u8],
+        cell: &Cell,
+    ) -> Result<bool, StorageError> {
         let value = encode_value(key, cell);
         let size = (KEY_LEN + value.len()) as u64;
+        // Reserve the bytes first, so concurrent writers cannot overshoot
+        // the cap; give them back if the hint is not stored after all.
         {
             let mut sizes = self
                 .sizes
                 .lock()
                 .map_err(|_| StorageError::Task("hint sizes poisoned".into()))?;
             let held = sizes.entry(target).or_insert(0);
-            if *held + size > self.max_bytes_per_target {
+            if held.saturating_add(size) > self.max_bytes_per_target {
                 drop(sizes);
                 count_dropped(DropReason::Full, 1);
                 self.log_full(target);
@@ -164,8 +182,16 @@ impl HintStore {
         id.extend_from_slice(&prefix(target));
         id.extend_from_slice(&wall_clock_micros().to_be_bytes());
         id.extend_from_slice(&self.sequence.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-        self.storage.hint_put(&id, &value)?;
+        if let Err(error) = self.storage.hint_put(&id, &value) {
+            self.forget(target, size);
+            return Err(error);
+        }
         metrics::counter!(HINTS_STORED).increment(1);
+        if let Some(durability) = &self.durability {
+            // The hint is in the WAL; an fsync failure leaves it there (and
+            // counted) but the caller must not count on it.
+            durability.make_durable().await?;
+        }
         Ok(true)
     }
 
@@ -202,9 +228,9 @@ impl HintStore {
             .unwrap_or(0)
     }
 
-    /// The oldest hints of `target`, at most `limit`. Unreadable hints are
-    /// deleted and counted.
-    pub fn oldest(&self, target: NodeId, limit: usize) -> Result<Vec<Hint>, StorageError> {
+    /// The oldest hints of `target`, as many as `limit` admits. Unreadable
+    /// hints are deleted and counted.
+    pub fn oldest(&self, target: NodeId, limit: BatchLimit) -> Result<Vec<Hint>, StorageError> {
         let raw = self
             .storage
             .hint_scan(&prefix(target), &prefix_end(target), limit)?;
@@ -257,7 +283,7 @@ impl HintStore {
     pub fn drop_all(&self, target: NodeId, reason: DropReason) -> Result<u64, StorageError> {
         let mut dropped = 0;
         loop {
-            let batch = self.oldest(target, 1_000)?;
+            let batch = self.oldest(target, BatchLimit::entries(1_000))?;
             if batch.is_empty() {
                 break;
             }
@@ -268,9 +294,8 @@ impl HintStore {
             count_dropped(reason, dropped);
             tracing::info!(node = %target, dropped, reason = reason.label(), "dropped hints");
         }
-        if let Ok(mut sizes) = self.sizes.lock() {
-            sizes.remove(&target);
-        }
+        // Counts were lowered hint by hint: a hint stored meanwhile keeps
+        // its count (and is dropped next round if the target is gone).
         Ok(dropped)
     }
 }
@@ -289,29 +314,39 @@ mod tests {
         Cell::live(ts, Bytes::from_static(b"value"), None)
     }
 
-    #[test]
-    fn hints_are_kept_per_target_oldest_first() {
+    #[tokio::test]
+    async fn hints_are_kept_per_target_oldest_first() {
         let storage = Arc::new(MemoryStorage::default());
         let hints = HintStore::open(storage.clone(), 1 << 20).expect("open");
         for i in 0..5 {
             assert!(
                 hints
                     .store(node(1), format!("k{i}").as_bytes(), &cell(i))
+                    .await
                     .expect("store")
             );
         }
-        hints.store(node(2), b"other", &cell(9)).expect("store");
+        hints
+            .store(node(2), b"other", &cell(9))
+            .await
+            .expect("store");
         let mut targets = hints.targets();
         targets.sort();
         assert_eq!(targets, vec![node(1), node(2)]);
-        let oldest = hints.oldest(node(1), 3).expect("read");
+        let oldest = hints.oldest(node(1), BatchLimit::entries(3)).expect("read");
         assert_eq!(
             oldest.iter().map(|h| h.key.clone()).collect::<Vec<_>>(),
             ["k0", "k1", "k2"]
         );
         assert_eq!(oldest[0].cell, cell(0));
         hints.remove(node(1), &oldest).expect("remove");
-        assert_eq!(hints.oldest(node(1), 10).expect("read").len(), 2);
+        assert_eq!(
+            hints
+                .oldest(node(1), BatchLimit::entries(10))
+                .expect("read")
+                .len(),
+            2
+        );
 
         // Reopening recounts what is held.
         let reopened = HintStore::open(storage, 1 << 20).expect("open");
@@ -324,16 +359,23 @@ mod tests {
             2
         );
         assert_eq!(reopened.pending_bytes(node(1)), 0);
-        assert_eq!(reopened.oldest(node(2), 10).expect("read").len(), 1);
+        assert_eq!(
+            reopened
+                .oldest(node(2), BatchLimit::entries(10))
+                .expect("read")
+                .len(),
+            1
+        );
     }
 
-    #[test]
-    fn a_full_target_drops_new_hints() {
+    #[tokio::test]
+    async fn a_full_target_drops_new_hints() {
         let hints = HintStore::open(Arc::new(MemoryStorage::default()), 300).expect("open");
         let mut stored = 0;
         for i in 0..20 {
             if hints
                 .store(node(1), format!("key-{i}").as_bytes(), &cell(i))
+                .await
                 .expect("store")
             {
                 stored += 1;
@@ -345,7 +387,7 @@ mod tests {
         );
         assert!(hints.pending_bytes(node(1)) <= 300);
         assert!(
-            hints.store(node(2), b"k", &cell(1)).expect("store"),
+            hints.store(node(2), b"k", &cell(1)).await.expect("store"),
             "other targets unaffected"
         );
     }

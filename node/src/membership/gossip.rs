@@ -39,9 +39,14 @@ use crate::storage::Storage;
 /// The current view, shared with the request paths.
 pub type ViewHandle = Arc<ArcSwap<ClusterView>>;
 
-/// How long chitchat keeps the state of a dead node. Dead nodes keep their
-/// place in the ring; this only bounds how long gossip carries their state.
-const DEAD_NODE_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long chitchat keeps the state of a dead node: a year, so that even a
+/// node that starts while another has been dead for months hears of it (a
+/// dead node keeps its place in the ring until it leaves). Nodes that were
+/// running keep a forgotten member anyway (`ClusterView::next`).
+///
+/// CAVEATS: each restart of a node leaves its previous generation in gossip
+/// as a dead entry for this long; the view keeps only the newest.
+const DEAD_NODE_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Gossip rounds between load reports.
 const LOAD_REPORT_ROUNDS: u32 = 20;
 
@@ -67,7 +72,6 @@ pub struct Membership {
     view: ViewHandle,
     storage: Arc<dyn Storage>,
     settings: GossipSettings,
-    remembered: Vec<Member>,
     /// The members last written to disk, serialized.
     saved: Mutex<Vec<u8>>,
 }
@@ -105,13 +109,12 @@ impl Membership {
             .await
             .map_err(|e| anyhow::anyhow!("cannot start gossip on {}: {e:#}", settings.listen))?;
         let local = settings.node_id;
-        let view = ClusterView::build(local, settings.replication_factor, remembered.clone(), None);
+        let view = ClusterView::build(local, settings.replication_factor, remembered, None);
         let membership = Arc::new(Membership {
             handle,
             view: Arc::new(ArcSwap::from_pointee(view)),
             storage,
             settings,
-            remembered,
             saved: Mutex::new(Vec::new()),
         });
         membership.refresh().await;
@@ -146,17 +149,7 @@ impl Membership {
     pub async fn refresh(&self) {
         let entries = self.handle.with_chitchat(read_entries).await;
         let previous = self.view.load_full();
-        let members = self
-            .remembered
-            .iter()
-            .cloned()
-            .chain(entries.iter().filter_map(Member::from_entry));
-        let view = ClusterView::build(
-            self.settings.node_id,
-            self.settings.replication_factor,
-            members,
-            Some(&previous),
-        );
+        let view = previous.next(entries.iter().filter_map(Member::from_entry));
         for member in view.members() {
             let was = previous.member(&member.id).map(|m| m.alive);
             if was.is_some_and(|a| a != member.alive)

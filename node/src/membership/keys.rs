@@ -26,6 +26,8 @@ pub const NAME: &str = "name";
 pub const LOAD: &str = "load";
 /// When the node last completed an anti-entropy repair (Unix seconds).
 pub const LAST_REPAIR: &str = "last_repair";
+/// Empty, or why the node's disk refuses writes.
+pub const DISK: &str = "disk";
 
 /// Where a node is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -95,6 +95,7 @@ mod tests {
             replication_factor: Some(3),
             load_bytes: None,
             last_repair: None,
+            disk_problem: None,
             alive: true,
             generation: 9,
         };

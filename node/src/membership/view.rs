@@ -9,7 +9,9 @@
 //! A member that stops gossiping stays in the view, marked down, with its
 //! tokens still in the ring: a dead node is a replica that misses writes
 //! (which hints and repair make up for), not a reason to move data. Only a
-//! node that has LEFT gives its tokens up.
+//! node that has LEFT gives its tokens up. Chitchat forgets a dead node's
+//! state after its grace period; [`ClusterView::next`] keeps every member
+//! the previous view knew, so forgetting in gossip never changes the ring.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -47,6 +49,9 @@ pub struct Member {
     /// Unix seconds of the node's last completed repair.
     #[serde(skip)]
     pub last_repair: Option<i64>,
+    /// Why the node's disk refuses writes, while it does.
+    #[serde(skip)]
+    pub disk_problem: Option<String>,
     /// Up according to the failure detector.
     #[serde(skip)]
     pub alive: bool,
@@ -76,6 +81,7 @@ impl Member {
             replication_factor: get(keys::REPLICATION_FACTOR).and_then(|v| v.parse().ok()),
             load_bytes: get(keys::LOAD).and_then(|v| v.parse().ok()),
             last_repair: get(keys::LAST_REPAIR).and_then(|v| v.parse().ok()),
+            disk_problem: get(keys::DISK).filter(|p| !p.is_empty()).map(str::to_owned),
             alive: entry.alive,
             generation: entry.generation,
         })
@@ -136,6 +142,22 @@ impl ClusterView {
             members: by_id,
             ring,
         }
+    }
+
+    /// The view after a gossip round: `gossiped` members update this view's
+    /// ones, and a member gossip no longer reports stays, marked down, with
+    /// its tokens. A member leaves the ring only by leaving (LEFT).
+    pub fn next(&self, gossiped: impl IntoIterator<Item = Member>) -> ClusterView {
+        let carried = self.members.values().cloned().map(|mut member| {
+            member.alive = false;
+            member
+        });
+        ClusterView::build(
+            self.local,
+            self.ring.replication_factor(),
+            carried.chain(gossiped),
+            Some(self),
+        )
     }
 
     fn ring_members(&self) -> Vec<RingMember> {
@@ -296,6 +318,60 @@ mod tests {
             !Arc::ptr_eq(second.ring(), third.ring()),
             "token changes rebuild it"
         );
+    }
+
+    /// Regression: chitchat forgets a node some time after it died (its
+    /// grace period), and the view was rebuilt from gossip plus the members
+    /// remembered at start only, so a node dead for days fell out of the
+    /// ring of nodes that had not restarted since it joined.
+    #[test]
+    fn a_member_gossip_forgot_stays_in_the_ring_until_it_leaves() {
+        let start = view(&[entry(1, 1, true, "NORMAL", "10")]);
+        // Node 3 joins after node 1 started, then dies.
+        let joined = start.next(
+            [
+                entry(1, 1, true, "NORMAL", "10"),
+                entry(2, 1, true, "NORMAL", "20"),
+                entry(3, 1, true, "NORMAL", "30"),
+            ]
+            .iter()
+            .filter_map(Member::from_entry),
+        );
+        assert_eq!(joined.ring().nodes().len(), 3);
+        let dead = joined.next(
+            [
+                entry(1, 1, true, "NORMAL", "10"),
+                entry(2, 1, true, "NORMAL", "20"),
+                entry(3, 1, false, "NORMAL", "30"),
+            ]
+            .iter()
+            .filter_map(Member::from_entry),
+        );
+        // Past the grace period gossip no longer reports node 3 at all.
+        let forgotten_entries = [
+            entry(1, 1, true, "NORMAL", "10"),
+            entry(2, 1, true, "NORMAL", "20"),
+        ];
+        let forgotten = dead.next(forgotten_entries.iter().filter_map(Member::from_entry));
+        assert!(Arc::ptr_eq(dead.ring(), forgotten.ring()), "same ring");
+        let member = forgotten.member(&id(3)).expect("still a member");
+        assert!(!member.alive);
+        assert_eq!(member.tokens, vec![Token(30)]);
+        assert_eq!(forgotten.ring().replicas(Token(25)).first(), Some(&id(3)));
+        // It comes back with a new generation: up again, same place.
+        let back = forgotten.next(
+            [entry(3, 2, true, "NORMAL", "30")]
+                .iter()
+                .filter_map(Member::from_entry),
+        );
+        assert!(back.is_alive(&id(3)));
+        // Only leaving takes it out of the ring.
+        let left = back.next(
+            [entry(3, 3, true, "LEFT", "30")]
+                .iter()
+                .filter_map(Member::from_entry),
+        );
+        assert_eq!(left.ring().nodes().len(), 2);
     }
 
     #[test]

@@ -18,8 +18,9 @@ mod tests;
 
 pub use cache::TreeCache;
 pub use runner::{
-    Progress, Repairer, Scope, load_last_completed, run_scheduler, save_last_completed,
+    Progress, RangeFailure, Repairer, Scope, load_last_completed, run_scheduler,
+    save_last_completed,
 };
 pub use session::{LEAVES_PER_RANGE, LocalReplica, SyncError, SyncStats};
-pub use transport::RepairTransport;
+pub use transport::{BatchRead, RepairTransport};
 pub use tree::{Hash, MerkleTree};

@@ -10,19 +10,28 @@
 //! first replica of) every `anti_entropy_interval_ms`, so every range is
 //! repaired once per interval across the cluster. `ringkv repair` repairs
 //! all of a node's ranges at once. One run at a time per node.
+//!
+//! A range that fails (a peer errs or times out) is recorded in the run's
+//! progress and skipped; the run goes on with the other ranges, and only a
+//! run with no failed range and no skipped replica counts as completed.
+//! Progress is published on a `watch` channel, which never blocks the run:
+//! a client that stops reading (Ctrl-C on `ringkv repair`) cannot stall a
+//! repair that holds the one-at-a-time lock.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::session::{LocalReplica, SyncError, SyncStats};
 use super::transport::RepairTransport;
 use crate::clock::wall_clock_seconds;
+use crate::coordinator::ReplicaError;
 use crate::identity::NodeId;
 use crate::membership::ViewHandle;
-use crate::metrics::{REPAIR_BYTES, REPAIR_KEYS, REPAIR_RANGES};
+use crate::metrics::{REPAIR_BYTES, REPAIR_KEYS, REPAIR_RANGES, REPAIR_RANGES_FAILED};
 use crate::ring::TokenRange;
 use crate::storage::{Storage, StorageError};
 
@@ -51,15 +60,25 @@ pub enum Scope {
     All,
 }
 
-/// Progress of a run, sent after each range.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Progress of a run, published after each range.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Progress {
     pub ranges_total: u32,
+    /// Ranges finished, failed ones included.
     pub ranges_done: u32,
     pub replicas_skipped: u32,
+    /// Ranges that could not be synced with some replica, and why.
+    pub failed: Vec<RangeFailure>,
     pub stats: SyncStats,
     pub elapsed: Duration,
     pub done: bool,
+}
+
+/// A range a run could not sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeFailure {
+    pub range: TokenRange,
+    pub error: String,
 }
 
 impl Progress {
@@ -137,11 +156,11 @@ impl Repairer {
         plan
     }
 
-    /// Repairs `scope`, reporting progress after each range.
+    /// Repairs `scope`, publishing progress after each range.
     pub async fn run(
         &self,
         scope: Scope,
-        progress: Option<mpsc::Sender<Progress>>,
+        progress: Option<watch::Sender<Progress>>,
     ) -> Result<Progress, SyncError> {
         let _one_at_a_time = self.running.lock().await;
         let started = Instant::now();
@@ -150,38 +169,73 @@ impl Repairer {
             ranges_total: plan.len() as u32,
             ..Progress::default()
         };
+        // Peers that did not answer in this run (deadline, unreachable):
+        // later ranges do not wait on them again.
+        let mut silent: HashSet<NodeId> = HashSet::new();
         for (range, others) in plan {
             let view = self.view.load_full();
             let (live, down): (Vec<NodeId>, Vec<NodeId>) =
                 others.into_iter().partition(|n| view.is_alive(n));
             state.replicas_skipped += down.len() as u32;
+            let (live, gone): (Vec<NodeId>, Vec<NodeId>) =
+                live.into_iter().partition(|n| !silent.contains(n));
+            if let Some(peer) = gone.first() {
+                state.failed.push(RangeFailure {
+                    range,
+                    error: format!("peer {peer} did not answer earlier in this run"),
+                });
+                metrics::counter!(REPAIR_RANGES_FAILED).increment(1);
+            }
             // me↔B, me↔C, then me↔B again (see the module docs).
             let rounds = live
                 .iter()
                 .chain(live.iter().take(live.len().saturating_sub(1)));
             for peer in rounds {
-                let stats = self
+                match self
                     .replica
                     .sync(self.transport.as_ref(), *peer, range)
-                    .await?;
-                metrics::counter!(REPAIR_KEYS).increment(stats.keys_received + stats.keys_sent);
-                metrics::counter!(REPAIR_BYTES).increment(stats.bytes_received + stats.bytes_sent);
-                state.stats.add(stats);
+                    .await
+                {
+                    Ok(stats) => {
+                        metrics::counter!(REPAIR_KEYS)
+                            .increment(stats.keys_received + stats.keys_sent);
+                        metrics::counter!(REPAIR_BYTES)
+                            .increment(stats.bytes_received + stats.bytes_sent);
+                        state.stats.add(stats);
+                    }
+                    Err(error) => {
+                        if let SyncError::Peer {
+                            node,
+                            error: ReplicaError::Timeout | ReplicaError::Unreachable(_),
+                        } = &error
+                        {
+                            silent.insert(*node);
+                        }
+                        // Skip the rest of this range; the next run retries it.
+                        tracing::warn!(%range, %error, "repair of a range failed; going on");
+                        metrics::counter!(REPAIR_RANGES_FAILED).increment(1);
+                        state.failed.push(RangeFailure {
+                            range,
+                            error: error.to_string(),
+                        });
+                        break;
+                    }
+                }
             }
             metrics::counter!(REPAIR_RANGES).increment(1);
             state.ranges_done += 1;
             state.elapsed = started.elapsed();
             if let Some(tx) = &progress {
-                let _ = tx.send(state).await;
+                tx.send_replace(state.clone());
             }
         }
         state.done = true;
         state.elapsed = started.elapsed();
-        if state.replicas_skipped == 0 {
+        if state.replicas_skipped == 0 && state.failed.is_empty() {
             self.completed.send_replace(wall_clock_seconds());
         }
         if let Some(tx) = &progress {
-            let _ = tx.send(state).await;
+            tx.send_replace(state.clone());
         }
         tracing::info!(
             ?scope,
@@ -190,6 +244,7 @@ impl Repairer {
             keys_streamed = state.keys_streamed(),
             bytes_streamed = state.bytes_streamed(),
             skipped = state.replicas_skipped,
+            failed = state.failed.len(),
             elapsed_ms = state.elapsed.as_millis() as u64,
             "repair finished"
         );

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::cache::TreeCache;
 use super::tree::Hash;
 use crate::ring::{Token, TokenRange};
-use crate::storage::{Cell, CellView, LocalStore, StorageError, digest};
+use crate::storage::{BatchLimit, Cell, CellView, LocalStore, StorageError, digest};
 
 /// Hashes of nodes of this node's tree for `range`; `leaves` must match
 /// the cache's leaf count.
@@ -71,15 +71,29 @@ pub async fn leaf_digests(
         .collect())
 }
 
-/// The cells of `keys` this node holds.
-pub fn read_batch(store: &LocalStore, keys: &[Bytes]) -> Result<Vec<(Bytes, Cell)>, StorageError> {
-    let mut out = Vec::with_capacity(keys.len());
-    for key in keys {
+/// The cells this node holds for a prefix of `keys`, and the length of
+/// that prefix: the answer holds at most `limit` (the first cell always).
+pub fn read_batch(
+    store: &LocalStore,
+    keys: &[Bytes],
+    limit: BatchLimit,
+) -> Result<(Vec<(Bytes, Cell)>, usize), StorageError> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for (looked_up, key) in keys.iter().enumerate() {
+        if looked_up >= limit.entries {
+            return Ok((out, looked_up));
+        }
         if let Some(cell) = store.read(Token::of(key), key)? {
+            let len = key.len() + cell.encoded_len();
+            if !limit.admits(out.len(), bytes, len) {
+                return Ok((out, looked_up));
+            }
+            bytes += len;
             out.push((key.clone(), cell));
         }
     }
-    Ok(out)
+    Ok((out, keys.len()))
 }
 
 /// Merges cells into this node's store (LWW), as durable as any write.

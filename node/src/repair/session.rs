@@ -25,12 +25,10 @@ use super::tree::{MerkleTree, descend_step};
 use crate::coordinator::ReplicaError;
 use crate::identity::NodeId;
 use crate::ring::{Token, TokenRange};
-use crate::storage::{Cell, LocalStore, StorageError, digest, lww};
+use crate::storage::{BatchLimit, Cell, LocalStore, StorageError, digest, lww};
 
 /// Leaves of every Merkle tree; both sides of a comparison must agree.
 pub const LEAVES_PER_RANGE: usize = 256;
-/// Most cells per batch request.
-const BATCH: usize = 500;
 
 /// What a sync moved.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +102,8 @@ impl LocalReplica {
                 .merkle_nodes(peer, range, tree.leaf_count() as u32, indices)
                 .await
                 .map_err(failed)?;
-            let (next, leaves) = descend_step(&tree, &asked, &theirs);
+            let (next, leaves) = descend_step(&tree, &asked, &theirs)
+                .map_err(|short| failed(ReplicaError::Failed(short.to_string())))?;
             differing.extend(leaves);
             asked = next;
         }
@@ -139,12 +138,19 @@ impl LocalReplica {
             .map(|(key, _)| key.clone())
             .collect();
         let mut their_cells: BTreeMap<Bytes, Cell> = BTreeMap::new();
-        for chunk in wanted.chunks(BATCH) {
-            for (key, cell) in transport
-                .read_batch(peer, chunk.to_vec())
-                .await
-                .map_err(failed)?
-            {
+        let limit = BatchLimit::default();
+        let mut rest: &[Bytes] = &wanted;
+        while !rest.is_empty() {
+            // The peer answers a prefix of what is asked, bounded by bytes.
+            let ask = rest[..rest.len().min(limit.entries)].to_vec();
+            let (cells, answered) = transport.read_batch(peer, ask).await.map_err(failed)?;
+            if answered == 0 {
+                return Err(failed(ReplicaError::Failed(
+                    "peer answered none of a batch read".into(),
+                )));
+            }
+            rest = &rest[answered.min(rest.len())..];
+            for (key, cell) in cells {
                 stats.keys_received += 1;
                 stats.bytes_received += bytes_of(&key, &cell);
                 their_cells.insert(key, cell);
@@ -167,13 +173,12 @@ impl LocalReplica {
             })
             .map(|(key, cell)| (key.clone(), cell.clone()))
             .collect();
-        for chunk in outgoing.chunks(BATCH) {
-            stats.keys_sent += chunk.len() as u64;
-            stats.bytes_sent += chunk.iter().map(|(k, c)| bytes_of(k, c)).sum::<u64>();
-            transport
-                .write_batch(peer, chunk.to_vec())
-                .await
-                .map_err(failed)?;
+        for batch in limit.split(outgoing, |(k, c)| bytes_of(k, c) as usize) {
+            let keys = batch.len() as u64;
+            let bytes = batch.iter().map(|(k, c)| bytes_of(k, c)).sum::<u64>();
+            transport.write_batch(peer, batch).await.map_err(failed)?;
+            stats.keys_sent += keys;
+            stats.bytes_sent += bytes;
         }
         Ok(stats)
     }

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use super::cache::TreeCache;
 use super::serve;
 use super::session::{LEAVES_PER_RANGE, LocalReplica};
-use super::transport::RepairTransport;
+use super::transport::{BatchRead, RepairTransport};
 use super::tree::Hash;
 use crate::coordinator::ReplicaError;
 use crate::identity::NodeId;
@@ -19,6 +19,24 @@ use crate::storage::{Cell, CellView, DirtyMap, LocalStore, MemoryStorage, SyncMo
 
 struct Peers {
     replicas: BTreeMap<NodeId, LocalReplica>,
+    /// Bytes of every batch written or read, to check the bounds.
+    batches: std::sync::Mutex<Vec<(usize, usize)>>,
+}
+
+impl Peers {
+    fn new(replicas: impl IntoIterator<Item = (NodeId, LocalReplica)>) -> Arc<Peers> {
+        Arc::new(Peers {
+            replicas: replicas.into_iter().collect(),
+            batches: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn record(&self, entries: &[(Bytes, Cell)]) {
+        let bytes = entries.iter().map(|(k, c)| k.len() + c.encoded_len()).sum();
+        if let Ok(mut batches) = self.batches.lock() {
+            batches.push((entries.len(), bytes));
+        }
+    }
 }
 
 fn failed(e: impl std::fmt::Display) -> ReplicaError {
@@ -68,9 +86,15 @@ impl RepairTransport for Arc<Peers> {
         &self,
         to: NodeId,
         keys: Vec<Bytes>,
-    ) -> BoxFuture<'static, Result<Vec<(Bytes, Cell)>, ReplicaError>> {
-        let peer = self.of(to);
-        Box::pin(async move { serve::read_batch(&peer?.store, &keys).map_err(failed) })
+    ) -> BoxFuture<'static, Result<BatchRead, ReplicaError>> {
+        let answer = self.of(to).and_then(|peer| {
+            serve::read_batch(&peer.store, &keys, crate::storage::BatchLimit::default())
+                .map_err(failed)
+        });
+        if let Ok((cells, _)) = &answer {
+            self.record(cells);
+        }
+        Box::pin(std::future::ready(answer))
     }
 
     fn write_batch(
@@ -79,6 +103,7 @@ impl RepairTransport for Arc<Peers> {
         entries: Vec<(Bytes, Cell)>,
     ) -> BoxFuture<'static, Result<(), ReplicaError>> {
         let peer = self.of(to);
+        self.record(&entries);
         Box::pin(async move {
             serve::write_batch(&peer?.store, &entries)
                 .await
@@ -142,9 +167,7 @@ async fn three_replicas_converge_and_only_differences_move() {
     put(&c, "only-on-c", value(8)).await;
     put(&b, "only-on-b", value(9)).await;
 
-    let peers = Arc::new(Peers {
-        replicas: BTreeMap::from([(node(2), b.clone()), (node(3), c.clone())]),
-    });
+    let peers = Peers::new([(node(2), b.clone()), (node(3), c.clone())]);
     let whole = TokenRange::new(Token(0), Token(0));
     let mut moved = 0;
     // The runner's order: me↔b, me↔c, me↔b.
@@ -183,9 +206,127 @@ async fn three_replicas_converge_and_only_differences_move() {
 #[tokio::test]
 async fn an_unreachable_peer_fails_the_sync() {
     let me = replica();
-    let peers = Arc::new(Peers {
-        replicas: BTreeMap::new(),
-    });
+    let peers = Peers::new([]);
     let whole = TokenRange::new(Token(0), Token(0));
     assert!(me.sync(&peers, node(9), whole).await.is_err());
+}
+
+/// Regression: repair streamed up to 500 cells per batch whatever their
+/// size, so a leaf of large values made one batch over the internode
+/// message limit, which failed on every run.
+#[tokio::test]
+async fn large_cells_stream_in_batches_bounded_by_bytes() {
+    let (me, b) = (replica(), replica());
+    let big = |ts| Cell::live(ts, Bytes::from(vec![1u8; 3 << 19]), None); // 1.5 MiB
+    for i in 0..6 {
+        put(&me, &format!("mine{i}"), big(1)).await;
+        put(&b, &format!("theirs{i}"), big(1)).await;
+    }
+    let peers = Peers::new([(node(2), b.clone())]);
+    let whole = TokenRange::new(Token(0), Token(0));
+    let stats = me.sync(&peers, node(2), whole).await.expect("sync");
+    assert_eq!((stats.keys_sent, stats.keys_received), (6, 6));
+    assert_eq!(contents(&me), contents(&b));
+    let batches = peers.batches.lock().map(|b| b.clone()).unwrap_or_default();
+    for (entries, bytes) in &batches {
+        assert!(
+            *entries == 1 || *bytes <= crate::storage::batch::MAX_BATCH_BYTES,
+            "a batch of {entries} cells and {bytes} bytes"
+        );
+    }
+}
+
+fn member(n: u128, tokens: Vec<i64>) -> crate::membership::Member {
+    crate::membership::Member {
+        id: node(n),
+        name: format!("n{n}"),
+        status: crate::membership::NodeStatus::Normal,
+        tokens: tokens.into_iter().map(Token).collect(),
+        rack: "r".into(),
+        gossip_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+        client_addr: None,
+        peer_addr: None,
+        replication_factor: Some(2),
+        load_bytes: None,
+        last_repair: None,
+        disk_problem: None,
+        alive: true,
+        generation: 1,
+    }
+}
+
+/// A repairer on node 1 of three nodes (RF 2) with 24 ranges, which node 1
+/// shares with node 2 or node 3; `peers` serves whichever it holds.
+fn repairer(me: &LocalReplica, peers: Arc<Peers>) -> super::Repairer {
+    let members = (1..=3u128).map(|n| {
+        let tokens = (0..8).map(|t| Token::of(format!("n{n}-{t}").as_bytes()).0);
+        member(n, tokens.collect())
+    });
+    let view = crate::membership::ClusterView::build(node(1), 2, members, None);
+    super::Repairer::new(
+        node(1),
+        Arc::new(arc_swap::ArcSwap::from_pointee(view)),
+        me.clone(),
+        Arc::new(peers),
+        0,
+    )
+}
+
+/// Regression: one failing range aborted the whole run (`?`), so later
+/// ranges were never repaired and the last repair time never advanced.
+#[tokio::test]
+async fn a_failing_range_is_reported_and_skipped_and_the_run_goes_on() {
+    let (me, b) = (replica(), replica());
+    for i in 0..300 {
+        put(&b, &format!("k{i}"), value(3)).await;
+    }
+    // Node 3 is unreachable: every range shared with it fails.
+    let peers = Peers::new([(node(2), b.clone())]);
+    let repairer = repairer(&me, peers);
+    let summary = repairer
+        .run(super::Scope::All, None)
+        .await
+        .expect("the run finishes");
+    assert!(summary.done);
+    assert_eq!(summary.ranges_done, summary.ranges_total);
+    assert!(!summary.failed.is_empty(), "{summary:?}");
+    assert!(
+        summary.failed.len() < summary.ranges_total as usize,
+        "ranges shared with node 2 succeeded: {summary:?}"
+    );
+    assert!(summary.stats.keys_received > 0, "node 2's data came over");
+    assert_eq!(
+        repairer.last_completed(),
+        0,
+        "a run with failures is not complete"
+    );
+}
+
+/// Regression: progress went through a bounded channel; a client that
+/// stopped reading (Ctrl-C) blocked the run on its 17th send while it held
+/// the one-at-a-time lock, so no repair ever ran again.
+#[tokio::test]
+async fn a_run_nobody_watches_finishes_and_the_next_one_runs() {
+    let (me, b, c) = (replica(), replica(), replica());
+    let peers = Peers::new([(node(2), b), (node(3), c)]);
+    let repairer = repairer(&me, peers);
+    let (progress, unread) = tokio::sync::watch::channel(super::Progress::default());
+    let first = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        repairer.run(super::Scope::All, Some(progress)),
+    )
+    .await
+    .expect("an unread progress channel does not stall the run")
+    .expect("run");
+    assert!(first.ranges_total > 16, "{} ranges", first.ranges_total);
+    drop(unread);
+    let second = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        repairer.run(super::Scope::All, None),
+    )
+    .await
+    .expect("the next run is not locked out")
+    .expect("run");
+    assert!(second.done && second.failed.is_empty());
+    assert!(repairer.last_completed() > 0);
 }

@@ -10,6 +10,10 @@ use crate::identity::NodeId;
 use crate::ring::TokenRange;
 use crate::storage::Cell;
 
+/// A batch read's answer: the cells found for a prefix of the keys asked
+/// (only those the peer holds), and the length of that prefix.
+pub type BatchRead = (Vec<(Bytes, Cell)>, usize);
+
 /// Requests to a peer replica.
 pub trait RepairTransport: Send + Sync + 'static {
     /// Hashes of nodes of the peer's tree for `range` with `leaves` leaves.
@@ -28,12 +32,14 @@ pub trait RepairTransport: Send + Sync + 'static {
         range: TokenRange,
     ) -> BoxFuture<'static, Result<Vec<(Bytes, Bytes)>, ReplicaError>>;
 
-    /// The peer's cells for `keys` (only those it holds).
+    /// The peer's cells for a prefix of `keys` (only those it holds), and
+    /// how long that prefix is: the peer stops once its answer reaches
+    /// `MAX_BATCH_BYTES`, and the caller asks again for the rest.
     fn read_batch(
         &self,
         to: NodeId,
         keys: Vec<Bytes>,
-    ) -> BoxFuture<'static, Result<Vec<(Bytes, Cell)>, ReplicaError>>;
+    ) -> BoxFuture<'static, Result<BatchRead, ReplicaError>>;
 
     /// Merges cells into the peer's store.
     fn write_batch(

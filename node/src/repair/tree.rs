@@ -158,11 +158,20 @@ impl MerkleTree {
 /// children to ask about next and the leaves (as leaf numbers) found to
 /// differ. Start with `asked = [1]` (the root); stop when nothing is left
 /// to ask.
+///
+/// A reply with fewer (or more) hashes than nodes asked is an error: a
+/// missing hash must not read as "equal".
 pub fn descend_step(
     tree: &MerkleTree,
     asked: &[usize],
     remote: &[Hash],
-) -> (Vec<usize>, Vec<usize>) {
+) -> Result<(Vec<usize>, Vec<usize>), ShortReply> {
+    if remote.len() != asked.len() {
+        return Err(ShortReply {
+            asked: asked.len(),
+            answered: remote.len(),
+        });
+    }
     let mut next = Vec::new();
     let mut leaves = Vec::new();
     for (&index, theirs) in asked.iter().zip(remote) {
@@ -175,7 +184,15 @@ pub fn descend_step(
             next.extend([2 * index, 2 * index + 1]);
         }
     }
-    (next, leaves)
+    Ok((next, leaves))
+}
+
+/// A peer answered a different number of hashes than tree nodes asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("peer answered {answered} Merkle hashes for {asked} tree nodes")]
+pub struct ShortReply {
+    pub asked: usize,
+    pub answered: usize,
 }
 
 #[cfg(test)]
@@ -210,7 +227,7 @@ mod tests {
         let mut found = BTreeSet::new();
         while !asked.is_empty() {
             let remote: Vec<Hash> = asked.iter().filter_map(|&i| b.node(i)).collect();
-            let (next, leaves) = descend_step(a, &asked, &remote);
+            let (next, leaves) = descend_step(a, &asked, &remote).expect("same shape");
             found.extend(leaves);
             asked = next;
         }
@@ -267,6 +284,24 @@ mod tests {
                 None => prop_assert!(holders.is_empty()),
             }
         }
+    }
+
+    /// Regression: `zip` stopped at the shorter side, so a reply missing
+    /// hashes made the missing nodes count as equal and hid differences.
+    #[test]
+    fn a_short_reply_is_an_error_not_equality() {
+        let range = TokenRange::new(Token(0), Token(0));
+        let tree = MerkleTree::new(range, 16);
+        let root = tree.root();
+        assert_eq!(
+            descend_step(&tree, &[2, 3], &[root]),
+            Err(ShortReply {
+                asked: 2,
+                answered: 1
+            })
+        );
+        assert!(descend_step(&tree, &[1], &[]).is_err());
+        assert_eq!(descend_step(&tree, &[1], &[root]), Ok((vec![], vec![])));
     }
 
     #[test]

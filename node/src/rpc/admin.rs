@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use ringkv_proto::v1 as pb;
 use ringkv_proto::v1::admin_server::Admin;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -48,7 +48,7 @@ impl AdminService {
     }
 }
 
-fn progress(p: Progress) -> pb::RepairProgress {
+fn progress(p: &Progress) -> pb::RepairProgress {
     pb::RepairProgress {
         ranges_total: p.ranges_total,
         ranges_done: p.ranges_done,
@@ -58,6 +58,15 @@ fn progress(p: Progress) -> pb::RepairProgress {
         replicas_skipped: p.replicas_skipped,
         elapsed_ms: p.elapsed.as_millis() as u64,
         done: p.done,
+        failed_ranges: p
+            .failed
+            .iter()
+            .map(|f| pb::FailedRange {
+                start_token: f.range.start.0,
+                end_token: f.range.end.0,
+                error: f.error.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -73,6 +82,7 @@ fn member(m: &Member, owns: &BTreeMap<NodeId, f64>) -> pb::Member {
         owns: owns.get(&m.id).copied().unwrap_or(0.0),
         tokens: u32::try_from(m.tokens.len()).unwrap_or(u32::MAX),
         last_repair: m.last_repair.unwrap_or(0),
+        disk_problem: m.disk_problem.clone().unwrap_or_default(),
     }
 }
 
@@ -106,11 +116,15 @@ impl Admin for AdminService {
         };
         let (out, stream) = mpsc::channel(16);
         let repairer = self.repairer.clone();
+        // The run goes on to its end even if the client goes away (Ctrl-C
+        // on `ringkv repair`): progress is a `watch`, which never blocks the
+        // run, and forwarding simply stops when nobody reads.
         tokio::spawn(async move {
-            let (tx, mut rx) = mpsc::channel::<Progress>(16);
+            let (tx, mut rx) = watch::channel(Progress::default());
             let forward = async {
-                while let Some(p) = rx.recv().await {
-                    if out.send(Ok(progress(p))).await.is_err() {
+                while rx.changed().await.is_ok() {
+                    let latest = progress(&rx.borrow_and_update());
+                    if out.send(Ok(latest)).await.is_err() {
                         break;
                     }
                 }

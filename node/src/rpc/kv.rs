@@ -49,7 +49,7 @@ impl OpMetrics {
         let outcome = match &result {
             Ok(_) => 0,
             Err(CoordinatorError::InvalidArgument(_)) => 1,
-            Err(CoordinatorError::Unavailable { .. }) => 2,
+            Err(CoordinatorError::Unavailable { .. } | CoordinatorError::NotStored { .. }) => 2,
             Err(CoordinatorError::Timeout { .. }) => 3,
             Err(CoordinatorError::Failed { .. }) => 4,
             Err(CoordinatorError::Storage(_)) => 5,

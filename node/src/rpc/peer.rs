@@ -9,10 +9,10 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, status};
 use crate::clock::HybridClock;
-use crate::coordinator::validate_key;
+use crate::coordinator::{ReadReply, validate_key};
 use crate::repair::{TreeCache, serve};
 use crate::ring::{Token, TokenRange};
-use crate::storage::{LocalStore, digest};
+use crate::storage::{BatchLimit, LocalStore};
 
 /// Serves `Peer` over the local store and its Merkle trees.
 pub struct PeerService {
@@ -81,16 +81,12 @@ impl Peer for PeerService {
             .store
             .read(Token::of(&request.key), &request.key)
             .map_err(status::from_storage)?;
-        let response = if request.digest_only {
-            pbi::ReplicaReadResponse {
-                cell: None,
-                digest: digest(cell.as_ref()),
-            }
-        } else {
-            pbi::ReplicaReadResponse {
+        let response = match ReadReply::answer(cell, request.digest_only) {
+            ReadReply::Digest(digest) => pbi::ReplicaReadResponse { cell: None, digest },
+            ReadReply::Data(cell) => pbi::ReplicaReadResponse {
                 cell: cell.as_ref().map(convert::cell_to_proto),
                 digest: bytes::Bytes::new(),
-            }
+            },
         };
         Ok(Response::new(response))
     }
@@ -117,8 +113,10 @@ impl Peer for PeerService {
         for key in &keys {
             validate_key(key).map_err(status::from_coordinator)?;
         }
-        let found = serve::read_batch(&self.store, &keys).map_err(status::from_storage)?;
+        let (found, answered) = serve::read_batch(&self.store, &keys, BatchLimit::default())
+            .map_err(status::from_storage)?;
         Ok(Response::new(pbi::ReadBatchResponse {
+            keys_answered: u32::try_from(answered).unwrap_or(u32::MAX),
             entries: found
                 .into_iter()
                 .map(|(key, cell)| pbi::KeyCell {

@@ -2,6 +2,11 @@
 //! This node's own replica is served from the local store directly; other
 //! replicas over gRPC, one lazily connected channel per peer address
 //! (channels reconnect by themselves when a peer comes back).
+//!
+//! Every request carries a deadline (`internode_timeout_ms`), and HTTP/2
+//! keepalive pings close a connection whose peer stopped answering, so a
+//! paused or black-holed peer fails requests instead of holding them (and
+//! whatever waits on them: hint replay, a repair holding its lock) forever.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,27 +24,32 @@ use super::convert;
 use crate::coordinator::{ReadReply, ReplicaError, ReplicaTransport};
 use crate::identity::NodeId;
 use crate::membership::ViewHandle;
-use crate::repair::{Hash, RepairTransport};
+use crate::repair::{BatchRead, Hash, RepairTransport};
 use crate::ring::{Token, TokenRange};
-use crate::storage::{Cell, LocalStore, digest};
+use crate::storage::{Cell, LocalStore};
 
 /// How long to wait for a TCP connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Interval of HTTP/2 keepalive pings on internode connections.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Reaches replicas: the local store, or peers over gRPC.
 pub struct NodeTransport {
     local: NodeId,
     store: LocalStore,
     view: ViewHandle,
+    /// Deadline of every request to a peer.
+    deadline: Duration,
     clients: Mutex<HashMap<SocketAddr, PeerClient<Channel>>>,
 }
 
 impl NodeTransport {
-    pub fn new(local: NodeId, store: LocalStore, view: ViewHandle) -> Self {
+    pub fn new(local: NodeId, store: LocalStore, view: ViewHandle, deadline: Duration) -> Self {
         Self {
             local,
             store,
             view,
+            deadline,
             clients: Mutex::new(HashMap::new()),
         }
     }
@@ -64,6 +74,10 @@ impl NodeTransport {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| ReplicaError::Unreachable(format!("bad peer address {addr}: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(self.deadline)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(self.deadline.min(KEEPALIVE_INTERVAL * 2))
+            .keep_alive_while_idle(true)
             .tcp_nodelay(true);
         let client = PeerClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(usize::MAX)
@@ -122,13 +136,7 @@ impl ReplicaTransport for NodeTransport {
                 .store
                 .read(token, &key)
                 .map_err(|e| ReplicaError::Failed(e.to_string()))
-                .map(|cell| {
-                    if digest_only {
-                        ReadReply::Digest(digest(cell.as_ref()))
-                    } else {
-                        ReadReply::Data(cell)
-                    }
-                });
+                .map(|cell| ReadReply::answer(cell, digest_only));
             return Box::pin(std::future::ready(result));
         }
         let client = self.client(to);
@@ -224,19 +232,22 @@ impl RepairTransport for NodeTransport {
         &self,
         to: NodeId,
         keys: Vec<Bytes>,
-    ) -> BoxFuture<'static, Result<Vec<(Bytes, Cell)>, ReplicaError>> {
+    ) -> BoxFuture<'static, Result<BatchRead, ReplicaError>> {
         let client = self.client(to);
         Box::pin(async move {
+            let asked = keys.len();
             let response = client?
                 .read_batch(pbi::ReadBatchRequest { keys })
                 .await
                 .map_err(replica_error)?
                 .into_inner();
-            Ok(response
+            let answered = (response.keys_answered as usize).min(asked);
+            let cells = response
                 .entries
                 .into_iter()
                 .filter_map(|e| e.cell.map(|c| (e.key, convert::cell_from_proto(c))))
-                .collect())
+                .collect();
+            Ok((cells, answered))
         })
     }
 

@@ -45,6 +45,11 @@ pub fn from_coordinator(error: CoordinatorError) -> Status {
             message,
             error_detail::Kind::Failure(count(required, received)),
         ),
+        CoordinatorError::NotStored { .. } => with_detail(
+            Code::Unavailable,
+            message,
+            error_detail::Kind::Unavailable(count(1, 0)),
+        ),
         CoordinatorError::Storage(error) => from_storage(error),
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP endpoints: `/metrics` (Prometheus text format) and `/health`
-//! (200 once the node serves clients, 503 before).
+//! (200 once the node serves clients; 503 before, and while its disk
+//! refuses writes, with the reason).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,13 +12,38 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Whether the node serves clients yet.
+use crate::storage::DiskHealth;
+
+/// Whether the node serves clients yet, and can write.
 #[derive(Debug, Default)]
 pub struct Health {
     serving: AtomicBool,
+    disk: Option<Arc<DiskHealth>>,
 }
 
 impl Health {
+    /// Health that also reports `disk`.
+    pub fn with_disk(disk: Option<Arc<DiskHealth>>) -> Self {
+        Self {
+            serving: AtomicBool::new(false),
+            disk,
+        }
+    }
+
+    /// What `/health` answers.
+    fn answer(&self) -> (StatusCode, String) {
+        if !self.is_serving() {
+            return (StatusCode::SERVICE_UNAVAILABLE, "starting\n".into());
+        }
+        match self.disk.as_ref().and_then(|d| d.problem()) {
+            Some(cause) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("unable to write: {cause}\n"),
+            ),
+            None => (StatusCode::OK, "ok\n".into()),
+        }
+    }
+
     pub fn set_serving(&self, serving: bool) {
         self.serving.store(serving, Ordering::Release);
     }
@@ -54,13 +80,7 @@ pub async fn serve(
             "/health",
             get(move || {
                 let health = health.clone();
-                async move {
-                    if health.is_serving() {
-                        (StatusCode::OK, "ok\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
-                    }
-                }
+                async move { health.answer() }
             }),
         );
     axum::serve(listener, router)

@@ -10,12 +10,18 @@
 //! 4. start hint replay, the anti-entropy scheduler and the last-repair
 //!    announcer; serve clients.
 //!
-//! Shutdown, on SIGINT/SIGTERM or when the caller's token is cancelled:
+//! Shutdown, on SIGINT/SIGTERM or when the caller's token is cancelled,
+//! each step bounded by `shutdown_timeout_ms`:
 //! 1. the client API stops accepting connections and lets in-flight
-//!    requests finish (at most `shutdown_timeout_ms`);
-//! 2. the internode and HTTP services, gossip and the other workers stop
-//!    and are awaited (the periodic syncer fsyncs one last time);
-//! 3. the WAL is fsynced and RocksDB is closed when the last handle drops.
+//!    requests finish;
+//! 2. work that outlives requests (replica sends after an early answer,
+//!    background read repair) finishes;
+//! 3. the internode service stops accepting requests and drains: replica
+//!    writes still waiting for a group fsync get it, since the syncer is
+//!    still running;
+//! 4. the HTTP service, gossip and the other workers (the WAL syncers
+//!    among them) stop and are awaited;
+//! 5. the WAL is fsynced and RocksDB is closed when the last handle drops.
 
 mod addresses;
 mod http;
@@ -36,7 +42,7 @@ use tonic::transport::server::TcpIncoming;
 pub use addresses::{Advertised, advertised, resolve_host};
 pub use shutdown::cancel_on_signal;
 
-use crate::clock::HybridClock;
+use crate::clock::{HybridClock, wall_clock_micros};
 use crate::config::{Config, MAX_KEY_SIZE};
 use crate::coordinator::{Coordinator, CoordinatorSettings, Limits, ReplicaTransport};
 use crate::hints::{HintStore, ReplaySettings, run_replay};
@@ -49,16 +55,20 @@ use crate::repair::{
     run_scheduler, save_last_completed,
 };
 use crate::rpc::{AdminService, KeyValueService, NodeDescription, NodeTransport, PeerService};
+use crate::storage::batch::MAX_BATCH_BYTES;
 use crate::storage::{
-    DirtyMap, GroupSync, LocalStore, RocksConfig, RocksStorage, Storage, SyncMode,
-    run_periodic_sync,
+    DirtyMap, DiskFailurePolicy, DiskHealth, GroupSync, LocalStore, RocksConfig, RocksStorage,
+    Storage, SyncMode, run_disk_recovery, run_periodic_sync,
 };
 
 /// Room above the largest key and value for the rest of a request.
 const MESSAGE_OVERHEAD: usize = 64 * 1024;
 
+/// The store, its disk's health, and the node id.
+type Opened = (Arc<dyn Storage>, Arc<DiskHealth>, NodeId);
+
 /// Opens the store and the node id.
-fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Storage>, NodeId)> {
+fn open_store(config: &Config) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let db_path = config.data_dir.join("db");
@@ -66,12 +76,36 @@ fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Storage>, NodeId)> {
         gc_grace_seconds: config.gc_grace_seconds,
         block_cache_bytes: config.block_cache_bytes(),
     };
-    let engine: Arc<dyn Storage> = Arc::new(
-        RocksStorage::open(&db_path, &rocks_config)
-            .with_context(|| format!("cannot open the store in {}", db_path.display()))?,
-    );
+    let rocks = RocksStorage::open(&db_path, &rocks_config)
+        .with_context(|| format!("cannot open the store in {}", db_path.display()))?;
+    let health = rocks.health();
+    let engine: Arc<dyn Storage> = Arc::new(rocks);
     let node_id = identity::load_or_create(engine.as_ref()).context("cannot load the node id")?;
-    Ok((engine, node_id))
+    Ok((engine, health, node_id))
+}
+
+/// Where the clock keeps its ceiling (see `clock`).
+const CLOCK_CEILING_KEY: &str = "clock.ceiling";
+
+/// The node's clock, started above the ceiling its last run stored.
+fn open_clock(engine: &Arc<dyn Storage>) -> anyhow::Result<HybridClock> {
+    let stored = engine
+        .meta_get(CLOCK_CEILING_KEY)
+        .context("cannot read the clock ceiling")?
+        .map(|bytes| {
+            std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .context("the stored clock ceiling is unreadable; the data directory is damaged")
+        })
+        .transpose()?;
+    let engine = engine.clone();
+    let save = Box::new(move |bound: i64| {
+        engine
+            .meta_put(CLOCK_CEILING_KEY, bound.to_string().as_bytes())
+            .map_err(|e| e.to_string())
+    });
+    Ok(HybridClock::with_ceiling(wall_clock_micros, stored, save))
 }
 
 /// Starts the WAL sync worker the durability mode needs.
@@ -146,32 +180,27 @@ fn initial_gossip(
 
 /// Runs a node until `stop` is cancelled.
 pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> {
-    let (engine, node_id) = open_store(&config)?;
+    let (engine, disk, node_id) = open_store(&config)?;
     let name = if config.node_name.is_empty() {
         format!("node-{}", node_id.short())
     } else {
         config.node_name.clone()
     };
     let advertised = advertised(&config).await?;
-    let workers = TaskTracker::new();
-    let worker_stop = CancellationToken::new();
-    let outcome = serve(
-        &config,
-        engine.clone(),
-        node_id,
-        &name,
+    let life = Lifecycle::default();
+    let node = Identity {
+        id: node_id,
+        name: &name,
         advertised,
-        &workers,
-        &worker_stop,
-        &stop,
-    )
-    .await;
-
-    worker_stop.cancel();
-    workers.close();
-    let grace = Duration::from_millis(config.shutdown_timeout_ms);
-    if tokio::time::timeout(grace, workers.wait()).await.is_err() {
-        tracing::warn!("background workers did not stop in time");
+        disk: disk.clone(),
+    };
+    let outcome = serve(&config, engine.clone(), node, &life, &stop).await;
+    life.shut_down(Duration::from_millis(config.shutdown_timeout_ms))
+        .await;
+    if config.disk_failure_policy == DiskFailurePolicy::Stop
+        && let Some(cause) = disk.problem()
+    {
+        anyhow::bail!("stopped by disk_failure_policy = stop: the disk refuses writes ({cause})");
     }
     engine
         .sync_wal()
@@ -181,22 +210,67 @@ pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Who owns the node's tasks, stopped in order (see the module docs).
+#[derive(Default)]
+struct Lifecycle {
+    /// Work that outlives client requests.
+    requests: TaskTracker,
+    /// The internode server, and its stop signal.
+    peer: TaskTracker,
+    peer_stop: CancellationToken,
+    /// Every other background worker, and their stop signal.
+    workers: TaskTracker,
+    worker_stop: CancellationToken,
+}
+
+impl Lifecycle {
+    async fn shut_down(&self, grace: Duration) {
+        async fn wait(tasks: &TaskTracker, grace: Duration, what: &str) {
+            tasks.close();
+            if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+                tracing::warn!(?grace, "{what} did not stop in time");
+            }
+        }
+        wait(&self.requests, grace, "background replica work").await;
+        self.peer_stop.cancel();
+        wait(&self.peer, grace, "the internode API").await;
+        self.worker_stop.cancel();
+        wait(&self.workers, grace, "background workers").await;
+    }
+}
+
+/// Who this node is.
+struct Identity<'a> {
+    id: NodeId,
+    name: &'a str,
+    advertised: Advertised,
+    disk: Arc<DiskHealth>,
+}
+
 /// Everything between opening the store and stopping the workers.
-#[allow(clippy::too_many_arguments)]
 async fn serve(
     config: &Config,
     engine: Arc<dyn Storage>,
-    node_id: NodeId,
-    name: &str,
-    advertised: Advertised,
-    workers: &TaskTracker,
-    worker_stop: &CancellationToken,
+    node: Identity<'_>,
+    life: &Lifecycle,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
+    let Identity {
+        id: node_id,
+        name,
+        advertised,
+        disk,
+    } = node;
+    let (workers, worker_stop) = (&life.workers, &life.worker_stop);
+    workers.spawn(run_disk_recovery(
+        engine.clone(),
+        disk.clone(),
+        worker_stop.clone(),
+    ));
     let dirty = Arc::new(DirtyMap::default());
     let store = start_durability(config, &engine, workers, worker_stop).tracking(dirty.clone());
     let trees = Arc::new(TreeCache::new(engine.clone(), dirty, LEAVES_PER_RANGE));
-    let clock = Arc::new(HybridClock::default());
+    let clock = Arc::new(open_clock(&engine)?);
     let max_value_size = usize::try_from(config.max_value_size).unwrap_or(usize::MAX);
     // A value over the limit must reach validation (INVALID_ARGUMENT naming
     // the limit), so the transport accepts somewhat more than the largest
@@ -204,7 +278,9 @@ async fn serve(
     let max_message = max_value_size
         .saturating_add(MAX_KEY_SIZE)
         .saturating_add(MESSAGE_OVERHEAD)
-        .saturating_mul(2);
+        .saturating_mul(2)
+        // Internode batches of several cells reach MAX_BATCH_BYTES.
+        .max(2 * MAX_BATCH_BYTES + MESSAGE_OVERHEAD);
 
     // Bind everything first: a port in use should stop the node before it
     // joins anything.
@@ -219,8 +295,8 @@ async fn serve(
     ))
     .max_decoding_message_size(max_message)
     .max_encoding_message_size(max_message);
-    let peer_stop = worker_stop.clone();
-    workers.spawn(async move {
+    let peer_stop = life.peer_stop.clone();
+    life.peer.spawn(async move {
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(peer)
@@ -231,7 +307,7 @@ async fn serve(
         }
     });
 
-    let health = Arc::new(http::Health::default());
+    let health = Arc::new(http::Health::with_disk(Some(disk.clone())));
     let metrics = crate::metrics::install();
     if let Some(handle) = metrics.clone() {
         let upkeep_stop = worker_stop.clone();
@@ -303,12 +379,16 @@ async fn serve(
         node_id,
         store.clone(),
         membership.view_handle(),
+        Duration::from_millis(config.internode_timeout_ms),
     ));
     let hints = if config.hinted_handoff_enabled {
-        let hints = Arc::new(HintStore::open(
-            engine.clone(),
-            config.max_hints_per_node_mb.saturating_mul(1 << 20),
-        )?);
+        let hints = Arc::new(
+            HintStore::open(
+                engine.clone(),
+                config.max_hints_per_node_mb.saturating_mul(1 << 20),
+            )?
+            .durable_as(store.clone()),
+        );
         let window = Duration::from_millis(config.max_hint_window_ms)
             .min(Duration::from_secs(config.gc_grace_seconds));
         let settings = ReplaySettings {
@@ -326,19 +406,22 @@ async fn serve(
     } else {
         None
     };
-    let coordinator = Arc::new(Coordinator::new(
-        membership.view_handle(),
-        transport.clone() as Arc<dyn ReplicaTransport>,
-        clock,
-        CoordinatorSettings {
-            replication_factor: config.replication_factor as usize,
-            write_timeout: Duration::from_millis(config.write_timeout_ms),
-            read_timeout: Duration::from_millis(config.read_timeout_ms),
-            limits: Limits { max_value_size },
-            read_repair_chance: config.read_repair_chance,
-        },
-        hints,
-    ));
+    let coordinator = Arc::new(
+        Coordinator::new(
+            membership.view_handle(),
+            transport.clone() as Arc<dyn ReplicaTransport>,
+            clock,
+            CoordinatorSettings {
+                replication_factor: config.replication_factor as usize,
+                write_timeout: Duration::from_millis(config.write_timeout_ms),
+                read_timeout: Duration::from_millis(config.read_timeout_ms),
+                limits: Limits { max_value_size },
+                read_repair_chance: config.read_repair_chance,
+            },
+            hints,
+        )
+        .with_tasks(life.requests.clone()),
+    );
 
     let repairer = Arc::new(Repairer::new(
         node_id,
@@ -358,6 +441,13 @@ async fn serve(
             worker_stop.clone(),
         ));
     }
+    workers.spawn(announce_disk(
+        disk.subscribe(),
+        membership.clone(),
+        config.disk_failure_policy,
+        stop.clone(),
+        worker_stop.clone(),
+    ));
     workers.spawn(announce_repairs(
         repairer.subscribe(),
         membership.clone(),
@@ -407,6 +497,31 @@ async fn serve(
     }
     health.set_serving(false);
     Ok(())
+}
+
+/// Gossips whether this node's disk accepts writes, so `status` shows it
+/// everywhere; under `disk_failure_policy = stop` a failure stops the node.
+async fn announce_disk(
+    mut changes: tokio::sync::watch::Receiver<Option<String>>,
+    membership: Arc<Membership>,
+    policy: DiskFailurePolicy,
+    node_stop: CancellationToken,
+    stop: CancellationToken,
+) {
+    loop {
+        let problem = changes.borrow_and_update().clone();
+        if problem.is_some() && policy == DiskFailurePolicy::Stop {
+            tracing::error!("disk_failure_policy = stop: shutting down");
+            node_stop.cancel();
+        }
+        membership
+            .announce(vec![(keys::DISK, problem.unwrap_or_default())])
+            .await;
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = stop.cancelled() => return,
+        }
+    }
 }
 
 /// Remembers and gossips each completed repair, so `status` can show when

@@ -57,8 +57,10 @@ impl std::fmt::Display for SyncMode {
 struct SyncState {
     /// Number of the last fsync that finished.
     completed: u64,
-    /// Set once an fsync fails; RocksDB stops accepting writes after that too.
-    failed: Option<String>,
+    /// The last fsync that failed, and why. Writers it covered are told
+    /// their write is not durable (it was never acknowledged); later
+    /// fsyncs are tried afresh, so writes resume once the disk recovers.
+    failed: Option<(u64, String)>,
 }
 
 /// Group commit: writers wait for an fsync that started after their write.
@@ -93,12 +95,14 @@ impl GroupSync {
         let mut state = self.state.subscribe();
         self.wake.notify_one();
         let state = state
-            .wait_for(|s| s.completed >= needed || s.failed.is_some())
+            .wait_for(|s| s.completed >= needed)
             .await
             .map_err(|_| StorageError::ShuttingDown)?;
         match &state.failed {
-            Some(error) => Err(StorageError::SyncFailed(error.clone())),
-            None => Ok(()),
+            Some((round, error)) if *round >= needed => {
+                Err(StorageError::SyncFailed(error.clone()))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -116,7 +120,7 @@ impl GroupSync {
                 s.completed = number;
                 if let Err(error) = result {
                     tracing::error!(%error, "write-ahead log fsync failed");
-                    s.failed.get_or_insert_with(|| error.to_string());
+                    s.failed = Some((number, error.to_string()));
                 }
             });
         }
@@ -182,63 +186,12 @@ mod tests {
         assert!(worker.await.is_ok());
     }
 
-    /// A disk whose fsync fails.
-    struct BrokenDisk(MemoryStorage);
-
-    impl Storage for BrokenDisk {
-        fn write(
-            &self,
-            t: crate::ring::Token,
-            k: &[u8],
-            c: &crate::storage::Cell,
-            s: bool,
-        ) -> Result<()> {
-            self.0.write(t, k, c, s)
-        }
-        fn read(&self, t: crate::ring::Token, k: &[u8]) -> Result<Option<crate::storage::Cell>> {
-            self.0.read(t, k)
-        }
-        fn scan(
-            &self,
-            range: crate::ring::TokenRange,
-            visit: &mut crate::storage::ScanVisitor<'_>,
-        ) -> Result<()> {
-            self.0.scan(range, visit)
-        }
-        fn hint_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-            self.0.hint_put(key, value)
-        }
-        fn hint_scan(
-            &self,
-            from: &[u8],
-            to: &[u8],
-            limit: usize,
-        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-            self.0.hint_scan(from, to, limit)
-        }
-        fn hint_delete(&self, keys: &[Vec<u8>]) -> Result<()> {
-            self.0.hint_delete(keys)
-        }
-        fn sync_wal(&self) -> Result<()> {
-            Err(StorageError::Task("EIO".into()))
-        }
-        fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
-            self.0.meta_get(name)
-        }
-        fn meta_put(&self, name: &str, value: &[u8]) -> Result<()> {
-            self.0.meta_put(name, value)
-        }
-        fn approximate_size(&self) -> Result<u64> {
-            self.0.approximate_size()
-        }
-        fn compact(&self) -> Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test(start_paused = true)]
-    async fn a_failed_fsync_fails_its_writers_and_every_later_one() {
-        let storage: Arc<dyn Storage> = Arc::new(BrokenDisk(MemoryStorage::default()));
+    async fn a_failed_fsync_fails_its_writers_and_later_ones_succeed_once_it_works() {
+        let disk = Arc::new(MemoryStorage::default());
+        disk.faults.fail_sync.store(true, Ordering::SeqCst);
+        let disk_faults = &disk.faults.fail_sync;
+        let storage: Arc<dyn Storage> = disk.clone();
         let group = GroupSync::new(Duration::from_millis(5));
         let stop = CancellationToken::new();
         let worker = tokio::spawn(group.clone().run(storage, stop.clone()));
@@ -250,6 +203,9 @@ mod tests {
             group.wait_synced().await,
             Err(StorageError::SyncFailed(_))
         ));
+        // The disk recovers: the next writers are synced.
+        disk_faults.store(false, Ordering::SeqCst);
+        assert!(group.wait_synced().await.is_ok());
         stop.cancel();
         assert!(worker.await.is_ok());
     }

@@ -5,6 +5,7 @@
 //! thread pool; callers move anything that may block longer (an fsync, a
 //! range scan) to `spawn_blocking` themselves.
 
+use super::batch::BatchLimit;
 use super::cell::Cell;
 use super::error::Result;
 use crate::ring::{Token, TokenRange};
@@ -30,8 +31,14 @@ pub trait Storage: Send + Sync + 'static {
     /// Stores a hint (`hints` column family).
     fn hint_put(&self, key: &[u8], value: &[u8]) -> Result<()>;
 
-    /// Up to `limit` hints with keys in `[from, to)`, in key order.
-    fn hint_scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Hints with keys in `[from, to)`, in key order, as many as `limit`
+    /// admits (counting key and value bytes; the first always fits).
+    fn hint_scan(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        limit: BatchLimit,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 
     /// Deletes hints.
     fn hint_delete(&self, keys: &[Vec<u8>]) -> Result<()>;
@@ -49,6 +56,13 @@ pub trait Storage: Send + Sync + 'static {
     /// Approximate bytes of data stored (on disk and in memory), for the
     /// load that `status` shows.
     fn approximate_size(&self) -> Result<u64>;
+
+    /// After writes failed with an I/O error: tries to make the engine
+    /// accept writes again (a full disk that has space again); `Ok` once it
+    /// does. Blocking.
+    fn recover(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Compacts all data now, applying the garbage-collection rule
     /// (`gc::is_purgeable`) to every cell. Background compaction does the

@@ -11,8 +11,14 @@ pub enum StorageError {
     /// A stored value is not a valid cell.
     #[error("corrupt cell in local store: {0}")]
     Corrupt(#[from] CellDecodeError),
+    /// The disk refuses writes (full, or failing): reads still work, and
+    /// writes resume once it accepts them again.
+    #[error(
+        "the disk refuses writes ({cause}); reads still work, and writes resume once it accepts them again"
+    )]
+    Unwritable { cause: String },
     /// An earlier WAL fsync failed; acknowledging more writes would lie.
-    #[error("write-ahead log sync failed ({0}); writes are refused until the node restarts")]
+    #[error("write-ahead log sync failed ({0}); the write is not durable")]
     SyncFailed(String),
     /// The node is stopping and no longer accepts writes.
     #[error("the node is shutting down")]

@@ -54,34 +54,96 @@ impl LocalStore {
 
     /// Applies a cell (LWW) and returns once it is as durable as the policy
     /// promises.
+    ///
+    /// The Merkle dirty mark is set as soon as the engine holds the cell,
+    /// before waiting for an fsync: a caller that gives up during the wait
+    /// (a coordinator timeout, a reset stream) drops this future, and the
+    /// stored cell must still be rehashed.
     pub async fn apply(&self, token: Token, key: &[u8], cell: &Cell) -> Result<()> {
-        self.write(token, key, cell).await?;
-        if let Some(dirty) = &self.dirty {
-            dirty.mark(token);
-        }
-        Ok(())
-    }
-
-    async fn write(&self, token: Token, key: &[u8], cell: &Cell) -> Result<()> {
         match &self.sync {
-            SyncPolicy::Periodic => self.engine.write(token, key, cell, false),
+            SyncPolicy::Periodic => {
+                self.engine.write(token, key, cell, false)?;
+                self.mark(token);
+                Ok(())
+            }
             SyncPolicy::Group(group) => {
                 self.engine.write(token, key, cell, false)?;
+                self.mark(token);
                 group.wait_synced().await
             }
             SyncPolicy::Always => {
                 // An fsync blocks for milliseconds: keep it off the runtime's
-                // worker threads.
+                // worker threads. The blocking task runs to its end even if
+                // this future is dropped, so it marks the bucket itself.
                 let (engine, key, cell) = (self.engine.clone(), key.to_vec(), cell.clone());
-                tokio::task::spawn_blocking(move || engine.write(token, &key, &cell, true))
-                    .await
-                    .map_err(|e| StorageError::Task(e.to_string()))?
+                let dirty = self.dirty.clone();
+                tokio::task::spawn_blocking(move || {
+                    let written = engine.write(token, &key, &cell, true);
+                    if written.is_ok()
+                        && let Some(dirty) = dirty
+                    {
+                        dirty.mark(token);
+                    }
+                    written
+                })
+                .await
+                .map_err(|e| StorageError::Task(e.to_string()))?
             }
+        }
+    }
+
+    fn mark(&self, token: Token) {
+        if let Some(dirty) = &self.dirty {
+            dirty.mark(token);
+        }
+    }
+
+    /// Waits until everything written so far is as durable as the policy
+    /// promises for a write (for writes that bypass [`apply`](Self::apply),
+    /// such as hints).
+    pub async fn make_durable(&self) -> Result<()> {
+        match &self.sync {
+            SyncPolicy::Periodic => Ok(()),
+            SyncPolicy::Group(group) => group.wait_synced().await,
+            SyncPolicy::Always => super::durability::sync_blocking(&self.engine).await,
         }
     }
 
     /// The stored cell of a key (tombstones and expired values included).
     pub fn read(&self, token: Token, key: &[u8]) -> Result<Option<Cell>> {
         self.engine.read(token, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    /// Regression: a write whose caller gave up while it waited for the
+    /// group fsync was stored but never marked dirty, so its Merkle leaf
+    /// kept the old hash and repair never saw the cell.
+    #[tokio::test]
+    async fn a_write_dropped_while_waiting_for_its_fsync_is_still_marked_dirty() {
+        let engine: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+        // No syncer runs: a group-mode write waits for its fsync forever.
+        let group = GroupSync::new(Duration::from_millis(1));
+        let dirty = Arc::new(DirtyMap::default());
+        let store =
+            LocalStore::new(engine.clone(), SyncMode::Group, Some(group)).tracking(dirty.clone());
+        let whole = crate::ring::TokenRange::new(Token(0), Token(0));
+        let before = dirty.version(whole);
+        let token = Token::of(b"k");
+        let cell = Cell::live(1, Bytes::from_static(b"v"), None);
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(50), store.apply(token, b"k", &cell)).await;
+        assert!(
+            gave_up.is_err(),
+            "the write was still waiting for its fsync"
+        );
+        assert!(engine.read(token, b"k").expect("read").is_some(), "stored");
+        assert!(dirty.version(whole) > before, "and marked for rehashing");
     }
 }

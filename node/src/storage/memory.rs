@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::batch::BatchLimit;
 use super::cell::Cell;
 use super::engine::{ScanVisitor, Storage};
 use super::error::{Result, StorageError};
@@ -18,6 +20,37 @@ pub struct MemoryStorage {
     meta: Mutex<BTreeMap<String, Vec<u8>>>,
     hints: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
     gc_grace_seconds: u64,
+    /// Faults tests switch on.
+    pub faults: Faults,
+}
+
+/// Failures a [`MemoryStorage`] can be told to produce, as a failing disk
+/// would: writes, hint writes or WAL fsyncs fail with an I/O error.
+#[derive(Default)]
+pub struct Faults {
+    pub fail_writes: AtomicBool,
+    pub fail_hint_puts: AtomicBool,
+    pub fail_sync: AtomicBool,
+    /// Runs after every hint deletion (to interleave a concurrent writer).
+    #[allow(clippy::type_complexity)]
+    pub after_hint_delete: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Faults")
+            .field("fail_writes", &self.fail_writes)
+            .field("fail_hint_puts", &self.fail_hint_puts)
+            .field("fail_sync", &self.fail_sync)
+            .finish_non_exhaustive()
+    }
+}
+
+fn injected(what: &str, on: &AtomicBool) -> Result<()> {
+    if on.load(Ordering::SeqCst) {
+        return Err(StorageError::Task(format!("injected {what} failure (EIO)")));
+    }
+    Ok(())
 }
 
 impl MemoryStorage {
@@ -36,6 +69,7 @@ fn poisoned<T>(_: T) -> StorageError {
 
 impl Storage for MemoryStorage {
     fn write(&self, token: Token, key: &[u8], cell: &Cell, _sync: bool) -> Result<()> {
+        injected("write", &self.faults.fail_writes)?;
         let mut data = self.data.lock().map_err(poisoned)?;
         let slot = data
             .entry(key::data_key(token, key))
@@ -69,6 +103,7 @@ impl Storage for MemoryStorage {
     }
 
     fn hint_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        injected("hint write", &self.faults.fail_hint_puts)?;
         self.hints
             .lock()
             .map_err(poisoned)?
@@ -76,25 +111,47 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    fn hint_scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn hint_scan(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        limit: BatchLimit,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let hints = self.hints.lock().map_err(poisoned)?;
-        Ok(hints
-            .range(from.to_vec()..to.to_vec())
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for (k, v) in hints.range(from.to_vec()..to.to_vec()) {
+            let len = k.len() + v.len();
+            if !limit.admits(out.len(), bytes, len) {
+                break;
+            }
+            bytes += len;
+            out.push((k.clone(), v.clone()));
+        }
+        Ok(out)
     }
 
     fn hint_delete(&self, keys: &[Vec<u8>]) -> Result<()> {
-        let mut hints = self.hints.lock().map_err(poisoned)?;
-        for key in keys {
-            hints.remove(key);
+        {
+            let mut hints = self.hints.lock().map_err(poisoned)?;
+            for key in keys {
+                hints.remove(key);
+            }
+        }
+        if let Some(hook) = self
+            .faults
+            .after_hint_delete
+            .lock()
+            .map_err(poisoned)?
+            .as_ref()
+        {
+            hook();
         }
         Ok(())
     }
 
     fn sync_wal(&self) -> Result<()> {
-        Ok(())
+        injected("fsync", &self.faults.fail_sync)
     }
 
     fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>> {

@@ -7,8 +7,11 @@
 //!   [`MemoryStorage`] for tests.
 //! - [`LocalStore`]: an engine plus the write durability policy.
 //! - [`digest`]: 16-byte digests of cells, for digest reads.
+//! - [`health`]: whether the disk accepts writes, and recovery.
+//! - [`batch`]: count-and-bytes bounds of internode batches.
 //! - [`DirtyMap`]: which token buckets were written, for Merkle rehashing.
 
+pub mod batch;
 mod cell;
 mod digest;
 mod dirty;
@@ -16,18 +19,21 @@ mod durability;
 mod engine;
 mod error;
 pub mod gc;
+pub mod health;
 pub mod key;
 mod local;
 pub mod lww;
 mod memory;
 mod rocks;
 
+pub use batch::BatchLimit;
 pub use cell::{Cell, CellDecodeError, CellOf, CellView};
 pub use digest::digest;
 pub use dirty::DirtyMap;
 pub use durability::{GroupSync, SyncMode, run_periodic_sync, sync_blocking};
 pub use engine::{ScanVisitor, Storage};
 pub use error::{Result, StorageError};
+pub use health::{DiskFailurePolicy, DiskHealth, run_disk_recovery};
 pub use local::LocalStore;
 pub use memory::MemoryStorage;
 pub use rocks::{RocksConfig, RocksStorage};

@@ -23,6 +23,7 @@
 //! revisit every file at least daily.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{
@@ -31,9 +32,11 @@ use rocksdb::{
     ReadOptions, WriteBatch, WriteOptions,
 };
 
+use super::batch::BatchLimit;
 use super::cell::{Cell, CellView};
 use super::engine::{ScanVisitor, Storage};
 use super::error::{Result, StorageError};
+use super::health::DiskHealth;
 use super::{gc, key, lww};
 use crate::clock::wall_clock_seconds;
 use crate::ring::{Token, TokenRange};
@@ -41,6 +44,8 @@ use crate::ring::{Token, TokenRange};
 const CF_DATA: &str = "data";
 const CF_HINTS: &str = "hints";
 const CF_META: &str = "meta";
+/// A `meta` key written to find out whether the disk accepts writes again.
+const PROBE_KEY: &str = "disk.probe";
 
 /// How often background compaction must revisit every SST file, so that
 /// tombstones past `gc_grace` are eventually dropped from cold files too.
@@ -68,9 +73,26 @@ impl Default for RocksConfig {
 }
 
 /// A node's store in a RocksDB database.
+///
+/// The database sits behind a lock only so that [`Storage::recover`] can
+/// close and reopen it: RocksDB keeps a WAL writer that failed (a full
+/// disk) failed for good, and its C API has no `Resume`. Every other call
+/// takes the lock shared: one uncontended atomic.
 pub struct RocksStorage {
-    db: DB,
+    db: RwLock<Opened>,
     path: PathBuf,
+    config: RocksConfig,
+    health: Arc<DiskHealth>,
+}
+
+/// The database as currently open.
+enum Opened {
+    Writable(DB),
+    /// Reopened read-only after a failed write, while the disk has too
+    /// little space to open it for writing: reads go on.
+    ReadOnly(DB),
+    /// Neither open worked (the next recovery attempt retries).
+    Closed,
 }
 
 impl std::fmt::Debug for RocksStorage {
@@ -81,66 +103,188 @@ impl std::fmt::Debug for RocksStorage {
     }
 }
 
+/// Free space a reopen needs beyond twice the WAL: a new MANIFEST and WAL,
+/// and the flush of what the old WAL held.
+const REOPEN_SPARE_BYTES: u64 = 16 << 20;
+
 impl RocksStorage {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path, config: &RocksConfig) -> Result<Self> {
-        let mut db_opts = Options::default();
-        db_opts.create_if_missing(true);
-        db_opts.create_missing_column_families(true);
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        db_opts.increase_parallelism(i32::try_from(cores).unwrap_or(2));
-        db_opts.set_max_background_jobs(i32::try_from(cores.clamp(2, 8)).unwrap_or(2));
-        db_opts.set_keep_log_file_num(4);
-        db_opts.set_max_log_file_size(16 << 20);
-        db_opts.set_bytes_per_sync(1 << 20);
-
-        let cache = Cache::new_lru_cache(config.block_cache_bytes);
-        let mut table = BlockBasedOptions::default();
-        table.set_block_cache(&cache);
-        table.set_bloom_filter(10.0, false);
-        table.set_cache_index_and_filter_blocks(true);
-
-        let mut data = Options::default();
-        data.set_block_based_table_factory(&table);
-        data.set_compression_type(DBCompressionType::Lz4);
-        data.set_merge_operator_associative("ringkv.lww.v1", lww_merge);
-        // A key overwritten many times between flushes would otherwise make
-        // every read fold all its operands; past this many, the write folds
-        // them in the memtable instead.
-        data.set_max_successive_merges(MAX_SUCCESSIVE_MERGES);
-        let grace = config.gc_grace_seconds;
-        data.set_compaction_filter(
-            "ringkv.gc.v1",
-            move |_level: u32, _key: &[u8], value: &[u8]| match CellView::decode(value) {
-                Ok(cell) if gc::is_purgeable(&cell, wall_clock_seconds(), grace) => {
-                    Decision::Remove
-                }
-                _ => Decision::Keep,
-            },
-        );
-        data.set_periodic_compaction_seconds(PERIODIC_COMPACTION_SECONDS);
-
-        let mut hints = Options::default();
-        hints.set_compression_type(DBCompressionType::Lz4);
-        let meta = Options::default();
-
-        let families = vec![
-            ColumnFamilyDescriptor::new(CF_DATA, data),
-            ColumnFamilyDescriptor::new(CF_HINTS, hints),
-            ColumnFamilyDescriptor::new(CF_META, meta),
-        ];
-        let db = DB::open_cf_descriptors(&db_opts, path, families)?;
+        let db = open_db(path, config, false)?;
         Ok(Self {
-            db,
+            db: RwLock::new(Opened::Writable(db)),
             path: path.to_path_buf(),
+            config: config.clone(),
+            health: Arc::new(DiskHealth::default()),
         })
     }
 
-    fn cf(&self, name: &str) -> Result<&ColumnFamily> {
-        self.db
-            .cf_handle(name)
-            .ok_or_else(|| StorageError::Task(format!("column family {name} is missing")))
+    /// Whether the disk accepts this store's writes.
+    pub fn health(&self) -> Arc<DiskHealth> {
+        self.health.clone()
     }
+
+    /// The error for a failed write: an I/O error marks the disk
+    /// unwritable and names the first cause.
+    fn refused(&self, error: rocksdb::Error) -> StorageError {
+        match error.kind() {
+            rocksdb::ErrorKind::IOError => StorageError::Unwritable {
+                cause: self.health.failed(error.as_ref()),
+            },
+            _ => StorageError::Rocks(error),
+        }
+    }
+
+    fn unwritable(&self, fallback: &str) -> StorageError {
+        StorageError::Unwritable {
+            cause: self.health.problem().unwrap_or_else(|| fallback.to_owned()),
+        }
+    }
+
+    fn opened(&self) -> Result<RwLockReadGuard<'_, Opened>> {
+        self.db
+            .read()
+            .map_err(|_| StorageError::Task("rocksdb handle lock poisoned".into()))
+    }
+
+    /// Runs `f` on the database, open for reading.
+    fn reading<T>(&self, f: impl FnOnce(&DB) -> Result<T>) -> Result<T> {
+        match &*self.opened()? {
+            Opened::Writable(db) | Opened::ReadOnly(db) => f(db),
+            Opened::Closed => Err(self.unwritable("the store is closed while the disk recovers")),
+        }
+    }
+
+    /// Runs `f` on the database, open for writing; I/O errors mark the
+    /// disk unwritable.
+    fn writing<T>(&self, f: impl FnOnce(&DB) -> Result<T, WriteFailure>) -> Result<T> {
+        match &*self.opened()? {
+            Opened::Writable(db) => f(db).map_err(|failure| match failure {
+                WriteFailure::Rocks(error) => self.refused(error),
+                WriteFailure::Other(error) => error,
+            }),
+            Opened::ReadOnly(_) | Opened::Closed => {
+                Err(self.unwritable("the store is read-only while the disk recovers"))
+            }
+        }
+    }
+}
+
+/// Why a write closure failed.
+enum WriteFailure {
+    Rocks(rocksdb::Error),
+    Other(StorageError),
+}
+
+impl From<rocksdb::Error> for WriteFailure {
+    fn from(error: rocksdb::Error) -> Self {
+        WriteFailure::Rocks(error)
+    }
+}
+
+impl From<StorageError> for WriteFailure {
+    fn from(error: StorageError) -> Self {
+        WriteFailure::Other(error)
+    }
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a ColumnFamily> {
+    db.cf_handle(name)
+        .ok_or_else(|| StorageError::Task(format!("column family {name} is missing")))
+}
+
+/// A synced write of a probe key: does the database accept writes?
+fn probe(db: &DB) -> Result<(), WriteFailure> {
+    let mut opts = WriteOptions::default();
+    opts.set_sync(true);
+    db.put_cf_opt(cf(db, CF_META)?, PROBE_KEY, b"", &opts)?;
+    Ok(())
+}
+
+/// Bytes free for unprivileged writers on the file system of `path`.
+fn free_bytes(path: &Path) -> Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| StorageError::Task(format!("bad data path: {e}")))?;
+    // SAFETY: statvfs is plain old data; all-zero is a valid value.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is a NUL-terminated string and `stat` a writable
+    // statvfs, both alive for the call.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(StorageError::Task(format!(
+            "statvfs {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ by platform
+    Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
+/// Bytes of write-ahead logs in `path`.
+fn wal_bytes(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Opens the database at `path` with ringkv's options.
+fn open_db(path: &Path, config: &RocksConfig, read_only: bool) -> Result<DB> {
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    db_opts.increase_parallelism(i32::try_from(cores).unwrap_or(2));
+    db_opts.set_max_background_jobs(i32::try_from(cores.clamp(2, 8)).unwrap_or(2));
+    db_opts.set_keep_log_file_num(4);
+    db_opts.set_max_log_file_size(16 << 20);
+    db_opts.set_bytes_per_sync(1 << 20);
+
+    let cache = Cache::new_lru_cache(config.block_cache_bytes);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&cache);
+    table.set_bloom_filter(10.0, false);
+    table.set_cache_index_and_filter_blocks(true);
+
+    let mut data = Options::default();
+    data.set_block_based_table_factory(&table);
+    data.set_compression_type(DBCompressionType::Lz4);
+    data.set_merge_operator_associative("ringkv.lww.v1", lww_merge);
+    // A key overwritten many times between flushes would otherwise make
+    // every read fold all its operands; past this many, the write folds
+    // them in the memtable instead.
+    data.set_max_successive_merges(MAX_SUCCESSIVE_MERGES);
+    let grace = config.gc_grace_seconds;
+    data.set_compaction_filter(
+        "ringkv.gc.v1",
+        move |_level: u32, _key: &[u8], value: &[u8]| match CellView::decode(value) {
+            Ok(cell) if gc::is_purgeable(&cell, wall_clock_seconds(), grace) => Decision::Remove,
+            _ => Decision::Keep,
+        },
+    );
+    data.set_periodic_compaction_seconds(PERIODIC_COMPACTION_SECONDS);
+
+    let mut hints = Options::default();
+    hints.set_compression_type(DBCompressionType::Lz4);
+    let meta = Options::default();
+
+    let families = vec![
+        ColumnFamilyDescriptor::new(CF_DATA, data),
+        ColumnFamilyDescriptor::new(CF_HINTS, hints),
+        ColumnFamilyDescriptor::new(CF_META, meta),
+    ];
+    Ok(if read_only {
+        DB::open_cf_descriptors_read_only(&db_opts, path, families, false)?
+    } else {
+        DB::open_cf_descriptors(&db_opts, path, families)?
+    })
 }
 
 /// The merge operator: the LWW winner among the stored value and operands.
@@ -187,111 +331,173 @@ impl Storage for RocksStorage {
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
         let stored_key = key::data_key(token, key);
-        self.db
-            .merge_cf_opt(self.cf(CF_DATA)?, stored_key, cell.encode(), &opts)?;
-        Ok(())
+        self.writing(|db| {
+            Ok(db.merge_cf_opt(cf(db, CF_DATA)?, stored_key, cell.encode(), &opts)?)
+        })
     }
 
     fn read(&self, token: Token, key: &[u8]) -> Result<Option<Cell>> {
         let stored_key = key::data_key(token, key);
-        match self.db.get_pinned_cf(self.cf(CF_DATA)?, stored_key)? {
+        self.reading(|db| match db.get_pinned_cf(cf(db, CF_DATA)?, stored_key)? {
             None => Ok(None),
             Some(bytes) => Ok(Some(CellView::decode(&bytes)?.to_owned_cell())),
-        }
+        })
     }
 
     fn scan(&self, range: TokenRange, visit: &mut ScanVisitor<'_>) -> Result<()> {
-        let data = self.cf(CF_DATA)?;
-        for (first, last) in pieces(range) {
-            let from = first.to_ordered_bytes();
-            let mut opts = ReadOptions::default();
-            // Stop at the first key past the piece (exclusive bound).
-            if last < Token::MAX {
-                opts.set_iterate_upper_bound(Token(last.0 + 1).to_ordered_bytes().to_vec());
+        self.reading(|db| {
+            let data = cf(db, CF_DATA)?;
+            for (first, last) in pieces(range) {
+                let from = first.to_ordered_bytes();
+                let mut opts = ReadOptions::default();
+                // Stop at the first key past the piece (exclusive bound).
+                if last < Token::MAX {
+                    opts.set_iterate_upper_bound(Token(last.0 + 1).to_ordered_bytes().to_vec());
+                }
+                let iter =
+                    db.iterator_cf_opt(data, opts, IteratorMode::From(&from, Direction::Forward));
+                for entry in iter {
+                    let (stored_key, value) = entry?;
+                    let Some((token, key)) = key::decode_data_key(&stored_key) else {
+                        continue;
+                    };
+                    visit(token, key, &value);
+                }
             }
-            let iter =
-                self.db
-                    .iterator_cf_opt(data, opts, IteratorMode::From(&from, Direction::Forward));
-            for entry in iter {
-                let (stored_key, value) = entry?;
-                let Some((token, key)) = key::decode_data_key(&stored_key) else {
-                    continue;
-                };
-                visit(token, key, &value);
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn hint_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.db.put_cf(self.cf(CF_HINTS)?, key, value)?;
-        Ok(())
+        self.writing(|db| Ok(db.put_cf(cf(db, CF_HINTS)?, key, value)?))
     }
 
-    fn hint_scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(to.to_vec());
-        let iter = self.db.iterator_cf_opt(
-            self.cf(CF_HINTS)?,
-            opts,
-            IteratorMode::From(from, Direction::Forward),
-        );
-        let mut out = Vec::new();
-        for entry in iter.take(limit) {
-            let (k, v) = entry?;
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+    fn hint_scan(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        limit: BatchLimit,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.reading(|db| {
+            let mut opts = ReadOptions::default();
+            opts.set_iterate_upper_bound(to.to_vec());
+            let iter = db.iterator_cf_opt(
+                cf(db, CF_HINTS)?,
+                opts,
+                IteratorMode::From(from, Direction::Forward),
+            );
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            for entry in iter {
+                let (k, v) = entry?;
+                let len = k.len() + v.len();
+                if !limit.admits(out.len(), bytes, len) {
+                    break;
+                }
+                bytes += len;
+                out.push((k.to_vec(), v.to_vec()));
+            }
+            Ok(out)
+        })
     }
 
     fn hint_delete(&self, keys: &[Vec<u8>]) -> Result<()> {
-        let hints = self.cf(CF_HINTS)?;
-        let mut batch = WriteBatch::default();
-        for key in keys {
-            batch.delete_cf(hints, key);
-        }
-        self.db.write(batch)?;
-        Ok(())
+        self.writing(|db| {
+            let hints = cf(db, CF_HINTS)?;
+            let mut batch = WriteBatch::default();
+            for key in keys {
+                batch.delete_cf(hints, key);
+            }
+            Ok(db.write(batch)?)
+        })
     }
 
     fn sync_wal(&self) -> Result<()> {
-        self.db.flush_wal(true)?;
-        Ok(())
+        self.writing(|db| Ok(db.flush_wal(true)?))
     }
 
     fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_cf(self.cf(CF_META)?, name)?)
+        self.reading(|db| Ok(db.get_cf(cf(db, CF_META)?, name)?))
     }
 
     fn meta_put(&self, name: &str, value: &[u8]) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        self.db.put_cf_opt(self.cf(CF_META)?, name, value, &opts)?;
-        Ok(())
+        self.writing(|db| Ok(db.put_cf_opt(cf(db, CF_META)?, name, value, &opts)?))
+    }
+
+    /// A probe write first; if the open database still refuses writes
+    /// (RocksDB keeps a failed WAL writer failed), close and reopen it once
+    /// the disk has room, falling back to read-only so reads go on.
+    fn recover(&self) -> Result<()> {
+        if let Opened::Writable(db) = &*self.opened()?
+            && probe(db).is_ok()
+        {
+            return Ok(());
+        }
+        let (free, needed) = (
+            free_bytes(&self.path)?,
+            wal_bytes(&self.path)
+                .saturating_mul(2)
+                .saturating_add(REOPEN_SPARE_BYTES),
+        );
+        if free < needed {
+            return Err(self.unwritable(&format!("{free} bytes free; reopening needs {needed}")));
+        }
+        let mut opened = self
+            .db
+            .write()
+            .map_err(|_| StorageError::Task("rocksdb handle lock poisoned".into()))?;
+        // Close first: a database directory has one opener at a time.
+        *opened = Opened::Closed;
+        match open_db(&self.path, &self.config, false) {
+            Ok(db) => {
+                let probed = probe(&db);
+                *opened = Opened::Writable(db);
+                match probed {
+                    Ok(()) => Ok(()),
+                    Err(WriteFailure::Rocks(error)) => Err(StorageError::Rocks(error)),
+                    Err(WriteFailure::Other(error)) => Err(error),
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot reopen the store for writing; reopening it read-only");
+                match open_db(&self.path, &self.config, true) {
+                    Ok(db) => *opened = Opened::ReadOnly(db),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot reopen the store at all; retrying")
+                    }
+                }
+                Err(error)
+            }
+        }
     }
 
     fn approximate_size(&self) -> Result<u64> {
-        let data = self.cf(CF_DATA)?;
-        let mut total = 0u64;
-        for property in [
-            "rocksdb.total-sst-files-size",
-            "rocksdb.cur-size-all-mem-tables",
-        ] {
-            total += self.db.property_int_value_cf(data, property)?.unwrap_or(0);
-        }
-        Ok(total)
+        self.reading(|db| {
+            let data = cf(db, CF_DATA)?;
+            let mut total = 0u64;
+            for property in [
+                "rocksdb.total-sst-files-size",
+                "rocksdb.cur-size-all-mem-tables",
+            ] {
+                total += db.property_int_value_cf(data, property)?.unwrap_or(0);
+            }
+            Ok(total)
+        })
     }
 
     fn compact(&self) -> Result<()> {
         let mut opts = CompactOptions::default();
         opts.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
-        let data = self.cf(CF_DATA)?;
-        // Pass 1 folds merge operands into values; pass 2 shows those values
-        // to the compaction filter (see CAVEATS).
-        for _ in 0..2 {
-            self.db
-                .compact_range_cf_opt(data, None::<&[u8]>, None::<&[u8]>, &opts);
-        }
-        Ok(())
+        self.writing(|db| {
+            let data = cf(db, CF_DATA)?;
+            // Pass 1 folds merge operands into values; pass 2 shows those
+            // values to the compaction filter (see CAVEATS).
+            for _ in 0..2 {
+                db.compact_range_cf_opt(data, None::<&[u8]>, None::<&[u8]>, &opts);
+            }
+            Ok(())
+        })
     }
 }

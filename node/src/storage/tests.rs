@@ -149,7 +149,9 @@ fn scan_and_hints_suite(s: &dyn Storage) {
     s.hint_put(b"b/2", b"two").expect("hint");
     s.hint_put(b"a/1", b"one").expect("hint");
     s.hint_put(b"b/1", b"one").expect("hint");
-    let b = s.hint_scan(b"b/", b"b0", 10).expect("scan");
+    let b = s
+        .hint_scan(b"b/", b"b0", BatchLimit::entries(10))
+        .expect("scan");
     assert_eq!(
         b,
         vec![
@@ -157,9 +159,28 @@ fn scan_and_hints_suite(s: &dyn Storage) {
             (b"b/2".to_vec(), b"two".to_vec())
         ]
     );
-    assert_eq!(s.hint_scan(b"b/", b"b0", 1).expect("scan").len(), 1);
+    assert_eq!(
+        s.hint_scan(b"b/", b"b0", BatchLimit::entries(1))
+            .expect("scan")
+            .len(),
+        1
+    );
+    // Bounded by bytes too: 6 bytes admit one entry of 6, and the first
+    // entry goes even when it alone is over the bound.
+    let bytes = |n| BatchLimit {
+        entries: 10,
+        bytes: n,
+    };
+    assert_eq!(s.hint_scan(b"b/", b"b0", bytes(6)).expect("scan").len(), 1);
+    assert_eq!(s.hint_scan(b"b/", b"b0", bytes(12)).expect("scan").len(), 2);
+    assert_eq!(s.hint_scan(b"b/", b"b0", bytes(1)).expect("scan").len(), 1);
     s.hint_delete(&[b"b/1".to_vec()]).expect("delete");
-    assert_eq!(s.hint_scan(b"", b"z", 10).expect("scan").len(), 2);
+    assert_eq!(
+        s.hint_scan(b"", b"z", BatchLimit::entries(10))
+            .expect("scan")
+            .len(),
+        2
+    );
 }
 
 fn rocks(dir: &tempfile::TempDir, gc_grace_seconds: u64) -> RocksStorage {
@@ -226,4 +247,110 @@ fn rocksdb_merges_many_versions_to_the_lww_winner() {
     assert_eq!(get(&s, "k").map(|c| c.timestamp), Some(50));
     put(&s, "k", &Cell::live(40, Bytes::from_static(b"late"), None));
     assert_eq!(get(&s, "k").map(|c| c.timestamp), Some(50));
+}
+
+/// A small tmpfs mounted for one test, unmounted when dropped; `None`
+/// where mounting is not permitted (not root).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mib: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+            return None;
+        }
+        Some(SmallDisk { dir })
+    }
+
+    fn resize(&self, mib: u32) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={mib}m")])
+            .arg(self.dir.path())
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "remount");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Regression (hardening item 10): once RocksDB hit ENOSPC every write
+/// failed with "Writer has previous error", which never names the cause,
+/// and writes kept failing after space was freed until a restart.
+#[test]
+fn a_full_disk_refuses_writes_with_the_cause_and_recovers_without_loss() {
+    let Some(disk) = SmallDisk::mount(8) else {
+        return;
+    };
+    let storage = RocksStorage::open(disk.dir.path(), &RocksConfig::default()).expect("open");
+    let health = storage.health();
+    let value = Bytes::from(vec![7u8; 4096]);
+    let put = |i: u64| {
+        let key = format!("key{i}");
+        let cell = Cell::live(1, value.clone(), None);
+        storage.write(Token::of(key.as_bytes()), key.as_bytes(), &cell, false)
+    };
+    let mut acknowledged = 0u64;
+    let error = loop {
+        match put(acknowledged) {
+            Ok(()) => acknowledged += 1,
+            Err(error) => break error,
+        }
+    };
+    assert!(
+        acknowledged > 100,
+        "{acknowledged} writes before the disk filled"
+    );
+    let text = error.to_string();
+    assert!(text.contains("No space left on device"), "{text}");
+    // Later failures still name the first cause, and reads go on.
+    let again = put(u64::MAX).expect_err("still full").to_string();
+    assert!(again.contains("No space left on device"), "{again}");
+    assert!(health.problem().is_some());
+    assert!(
+        storage
+            .read(Token::of(b"key0"), b"key0")
+            .expect("read")
+            .is_some()
+    );
+
+    // Still full: recovery fails, and reads keep working.
+    assert!(storage.recover().is_err());
+    assert!(
+        storage
+            .read(Token::of(b"key1"), b"key1")
+            .expect("read")
+            .is_some()
+    );
+
+    // Space returns: recovery reopens the store and writes resume.
+    disk.resize(256);
+    storage.recover().expect("recovers once there is room");
+    health.recovered();
+    put(u64::MAX - 1).expect("writes resume");
+    for i in 0..acknowledged {
+        let key = format!("key{i}");
+        assert!(
+            storage
+                .read(Token::of(key.as_bytes()), key.as_bytes())
+                .expect("read")
+                .is_some(),
+            "acknowledged {key} lost"
+        );
+    }
 }

@@ -11,6 +11,7 @@ use rustyline::history::DefaultHistory;
 use rustyline::{Context, Editor, Helper, Highlighter, Hinter, Validator};
 
 use crate::command::{Command, REQUEST_COMMANDS, SHELL_COMMANDS};
+use crate::say;
 use crate::session::Session;
 
 /// One line typed at the prompt, parsed with the same definitions as the
@@ -141,12 +142,12 @@ pub async fn run(mut session: Session) -> anyhow::Result<()> {
         Ok(info) => format!(" (node {})", info.name),
         Err(_) => String::new(),
     };
-    println!(
+    say(format_args!(
         "ringkv {} connected to {}{node}. Consistency {}. Type HELP for commands.",
         env!("CARGO_PKG_VERSION"),
         session.client.host(),
         session.consistency
-    );
+    ))?;
     loop {
         let line = match editor.readline("ringkv> ") {
             Ok(line) => line,
@@ -160,19 +161,20 @@ pub async fn run(mut session: Session) -> anyhow::Result<()> {
         match parse_line(&line) {
             Ok(Action::Nothing) => {}
             Ok(Action::Exit) => break,
-            Ok(Action::Help) => println!("{HELP}"),
-            Ok(Action::ShowConsistency) => {
-                println!("Current consistency level is {}.", session.consistency)
-            }
+            Ok(Action::Help) => say(HELP)?,
+            Ok(Action::ShowConsistency) => say(format_args!(
+                "Current consistency level is {}.",
+                session.consistency
+            ))?,
             Ok(Action::SetConsistency(level)) => {
                 session.consistency = level;
-                println!("Consistency level set to {level}.");
+                say(format_args!("Consistency level set to {level}."))?;
             }
             Ok(Action::Request(command)) => match session.run(&command).await {
-                Ok(outcome) => println!("{}", session.render(&outcome)),
-                Err(error) => println!("error: {error}"),
+                Ok(outcome) => say(session.render(&outcome))?,
+                Err(error) => say(format_args!("error: {error}"))?,
             },
-            Err(message) => println!("{message}"),
+            Err(message) => say(message)?,
         }
     }
     if let Some(path) = &history

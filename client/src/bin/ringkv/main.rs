@@ -4,7 +4,8 @@
 //! `ringkv del k`, with `--json` for scripts. Without a command it opens an
 //! interactive prompt. Exit status 0 on success (a missing key is a
 //! success), 1 with a one-line reason on stderr when a request fails, 2 for
-//! bad usage.
+//! bad usage. A closed stdout (`ringkv get k | head -c 20`) ends the shell
+//! quietly with status 0, as other Unix tools end.
 
 mod command;
 mod interactive;
@@ -71,11 +72,30 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ringkv: {error:#}");
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+/// Writes one line to stdout. Unlike `println!`, a closed pipe is an error
+/// the caller can end on, not a panic.
+pub fn say(text: impl std::fmt::Display) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()
+}
+
+/// Whether `error` is a write to a closed pipe.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -93,7 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(command) => {
             let outcome = session.run(&command).await?;
-            println!("{}", session.render(&outcome));
+            say(session.render(&outcome))?;
             Ok(())
         }
         None => interactive::run(session).await,

@@ -100,6 +100,7 @@ fn member_json(m: &MemberInfo) -> serde_json::Value {
         "owns": m.owns,
         "tokens": m.tokens,
         "last_repair": m.last_repair,
+        "disk_problem": m.disk_problem,
     })
 }
 
@@ -126,7 +127,10 @@ fn status_text(status: &ClusterStatus) -> String {
     for m in members {
         rows.push(vec![
             up_down(m.up),
-            m.state.clone(),
+            match &m.disk_problem {
+                Some(_) => format!("{} (CANNOT WRITE)", m.state),
+                None => m.state.clone(),
+            },
             m.name.clone(),
             m.client_addr.clone(),
             m.rack.clone(),
@@ -137,13 +141,19 @@ fn status_text(status: &ClusterStatus) -> String {
             m.id.clone(),
         ]);
     }
-    format!(
+    let mut text = format!(
         "Cluster {}, replication factor {}, as seen by {}\n{}",
         status.cluster_name,
         status.replication_factor,
         local,
         table(&rows)
-    )
+    );
+    for m in status.members.iter() {
+        if let Some(problem) = &m.disk_problem {
+            text.push_str(&format!("\n{} cannot write: {problem}", m.name));
+        }
+    }
+    text
 }
 
 fn ring_text(ring: &RingInfo) -> String {
@@ -200,16 +210,31 @@ pub fn text(outcome: &Outcome) -> String {
             }
             format!("token {}\n{}", endpoints.token, table(&rows))
         }
-        Outcome::Repaired(r) => format!(
-            "Repair complete: {} of {} ranges compared, {} Merkle leaves differed, {} keys streamed ({}), {} replica pairs skipped (down), {:.1}s",
-            r.ranges_done,
-            r.ranges_total,
-            r.leaves_differing,
-            r.keys_streamed,
-            human_bytes(r.bytes_streamed),
-            r.replicas_skipped,
-            r.elapsed.as_secs_f64()
-        ),
+        Outcome::Repaired(r) => {
+            let mut text = format!(
+                "Repair {}: {} of {} ranges compared, {} Merkle leaves differed, {} keys streamed ({}), {} replica pairs skipped (down), {} ranges failed, {:.1}s",
+                if r.failed_ranges.is_empty() {
+                    "complete"
+                } else {
+                    "finished with failures"
+                },
+                r.ranges_done,
+                r.ranges_total,
+                r.leaves_differing,
+                r.keys_streamed,
+                human_bytes(r.bytes_streamed),
+                r.replicas_skipped,
+                r.failed_ranges.len(),
+                r.elapsed.as_secs_f64()
+            );
+            for f in &r.failed_ranges {
+                text.push_str(&format!(
+                    "\n  failed range ({}, {}]: {}",
+                    f.start_token, f.end_token, f.error
+                ));
+            }
+            text
+        }
     }
 }
 
@@ -277,6 +302,11 @@ pub fn json(outcome: &Outcome) -> serde_json::Value {
             "bytes_streamed": r.bytes_streamed,
             "replicas_skipped": r.replicas_skipped,
             "elapsed_ms": r.elapsed.as_millis() as u64,
+            "failed_ranges": r.failed_ranges.iter().map(|f| json!({
+                "start_token": f.start_token,
+                "end_token": f.end_token,
+                "error": f.error,
+            })).collect::<Vec<_>>(),
         }),
         Outcome::Endpoints { key, endpoints } => json!({
             "key": key,

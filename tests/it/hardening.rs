@@ -1,0 +1,261 @@
+//! Regressions of the hardening issue on real nodes: a cancelled repair
+//! does not lock out later ones, and hints of large values are delivered.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use ringkv_client::{Client, ClientConfig, Consistency, WriteOptions};
+use ringkv_proto::v1 as pb;
+use ringkv_proto::v1::admin_client::AdminClient;
+use ringkv_tests::{TestCluster, TestNode, eventually};
+
+const QUIET: [(&str, &str); 2] = [
+    ("--anti-entropy-interval-ms", "0"),
+    ("--read-repair-chance", "0"),
+];
+
+async fn client(nodes: &[&TestNode]) -> Client {
+    let hosts: Vec<String> = nodes.iter().map(|n| n.client_addr.to_string()).collect();
+    Client::connect(ClientConfig::new(hosts))
+        .await
+        .expect("client")
+}
+
+async fn write_all(client: &Client, keys: &[Bytes], value: &Bytes) {
+    let options = WriteOptions::default().consistency(Consistency::Quorum);
+    let results: Vec<_> = futures::stream::iter(keys.iter().cloned())
+        .map(|key| {
+            let (client, value, options) = (client.clone(), value.clone(), options.clone());
+            async move { client.put_with(key, value, &options).await }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for result in results {
+        result.expect("write");
+    }
+}
+
+/// Runs `ringkv --json repair` against `node`, giving up after `limit`.
+async fn repair(node: &TestNode, limit: Duration) -> Option<serde_json::Value> {
+    let host = node.client_addr.to_string();
+    let run = tokio::task::spawn_blocking(move || {
+        ringkv_tests::ringkv_cli(&[host.as_str()], &["--json", "repair"])
+    });
+    let output = tokio::time::timeout(limit, run).await.ok()?.ok()?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).ok()
+}
+
+/// Issue item 1: a client that goes away after the first progress message
+/// (Ctrl-C on `ringkv repair`) used to leave the repair blocked on its
+/// progress channel, holding the lock every later repair waits for.
+#[tokio::test]
+async fn a_cancelled_repair_does_not_block_the_next_one() {
+    let mut flags = QUIET.to_vec();
+    flags.push(("--hinted-handoff-enabled", "false"));
+    let mut cluster = TestCluster::start_with(3, 3, &flags)
+        .await
+        .expect("cluster");
+    // Divergence, so that every range has work and the run takes a while.
+    cluster.kill_and_wait(2).await.expect("n3 seen down");
+    let keys: Vec<Bytes> = (0..20_000)
+        .map(|i| Bytes::from(format!("diverged-{i:06}")))
+        .collect();
+    let c = client(&[cluster.node(0), cluster.node(1)]).await;
+    write_all(&c, &keys, &Bytes::from_static(b"value")).await;
+    cluster.restart_and_wait(2).await.expect("n3 back");
+
+    // Start a repair on n3 and hang up after its first progress message.
+    let mut admin = AdminClient::connect(format!("http://{}", cluster.node(2).client_addr))
+        .await
+        .expect("admin client");
+    let mut stream = admin
+        .repair(pb::RepairRequest {
+            primary_only: false,
+        })
+        .await
+        .expect("repair starts")
+        .into_inner();
+    let first = stream.next().await.expect("a message").expect("progress");
+    assert!(first.ranges_total > 33, "{} ranges", first.ranges_total);
+    assert!(!first.done, "the first message comes after one range");
+    drop(stream);
+    drop(admin);
+
+    // The next repair runs to completion (it waits for the first to finish
+    // in the background, if it still runs).
+    let started = Instant::now();
+    let summary = repair(cluster.node(2), Duration::from_secs(120))
+        .await
+        .expect("the second repair finishes within 120 s");
+    println!(
+        "second repair after a cancelled one: {summary} in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(summary["ranges_total"], summary["ranges_compared"]);
+    assert_eq!(summary["failed_ranges"].as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        cluster.node(2).stored_count(&keys).await.expect("count"),
+        keys.len(),
+        "n3 repaired"
+    );
+}
+
+/// Issue item 2: hints went 200 to a batch whatever their size, so 100
+/// hints of 1 MiB made one batch over the internode message limit that
+/// failed on every retry until the hints expired.
+#[tokio::test]
+async fn hints_of_large_values_are_all_delivered() {
+    let mut flags = QUIET.to_vec();
+    flags.push(("--hint-replay-throttle-kb", "262144"));
+    let mut cluster = TestCluster::start_with(3, 3, &flags)
+        .await
+        .expect("cluster");
+    cluster.kill_and_wait(2).await.expect("n3 seen down");
+    let keys: Vec<Bytes> = (0..100)
+        .map(|i| Bytes::from(format!("large-{i:03}")))
+        .collect();
+    let value = Bytes::from(vec![b'v'; 1 << 20]);
+    let c = client(&[cluster.node(0), cluster.node(1)]).await;
+    write_all(&c, &keys, &value).await;
+
+    cluster.node_mut(2).restart().await.expect("restart n3");
+    let n3 = cluster.node(2);
+    let delivered = eventually(Duration::from_secs(120), || async {
+        n3.stored_count(&keys)
+            .await
+            .is_ok_and(|held| held == keys.len())
+    })
+    .await;
+    let held = n3.stored_count(&keys).await.expect("count");
+    assert!(delivered, "n3 holds {held} of 100 large values after 120 s");
+    let mut replayed = 0.0;
+    for i in 0..2 {
+        replayed += cluster
+            .node(i)
+            .metric("ringkv_hints_replayed_total")
+            .await
+            .expect("metric");
+    }
+    assert!(replayed >= 100.0, "{replayed} hints replayed");
+    let stored = n3.stored(&keys[7]).await.expect("read").expect("held");
+    assert_eq!(stored.value.len(), 1 << 20);
+}
+
+/// A small tmpfs for one test's data directory; `None` where mounting is
+/// not permitted (the test then says it was skipped).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mib: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+            return None;
+        }
+        Some(SmallDisk { dir })
+    }
+
+    fn resize(&self, mib: u32) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={mib}m")])
+            .arg(self.dir.path())
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "remount");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Issue item 10: a node whose disk fills up names the cause, reports that
+/// it cannot write (`/health`, `ringkv status`), keeps serving reads, and
+/// resumes writes by itself once space returns, with every acknowledged
+/// write still there.
+#[tokio::test]
+async fn a_full_disk_is_reported_and_writes_resume_when_space_returns() {
+    let Some(disk) = SmallDisk::mount(24) else {
+        return;
+    };
+    let node = TestNode::start(
+        disk.dir.path(),
+        ringkv_tests::NodeOptions::new("n1").replication_factor(1),
+    )
+    .await
+    .expect("node");
+    let c = node.direct_client().await;
+    let one = WriteOptions::default().consistency(Consistency::One);
+    let value = Bytes::from(vec![b'd'; 64 << 10]);
+    let mut acknowledged = Vec::new();
+    let refusal = loop {
+        let key = Bytes::from(format!("fill-{:05}", acknowledged.len()));
+        match c.put_with(key.clone(), value.clone(), &one).await {
+            Ok(_) => acknowledged.push(key),
+            Err(error) => break error.to_string(),
+        }
+        assert!(acknowledged.len() < 2_000, "24 MiB never filled up");
+    };
+    println!("disk full after {} writes: {refusal}", acknowledged.len());
+    assert!(refusal.contains("No space left on device"), "{refusal}");
+
+    // Reported as unable to write, everywhere an operator looks.
+    let (code, body) = node.http_get("/health").await.expect("health");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("unable to write"), "{body}");
+    let reported = eventually(Duration::from_secs(20), || async {
+        let output = node.cli(&["--json", "status"]);
+        serde_json::from_slice::<serde_json::Value>(&output.stdout)
+            .ok()
+            .and_then(|s| s["nodes"][0]["disk_problem"].as_str().map(str::to_owned))
+            .is_some_and(|p| p.contains("No space left"))
+    })
+    .await;
+    assert!(reported, "status does not show the disk problem");
+    // Reads go on.
+    let read = c.get(acknowledged[0].clone()).await.expect("read");
+    assert_eq!(read.map(|v| v.value.len()), Some(value.len()));
+
+    // Space returns: writes resume without a restart.
+    disk.resize(256);
+    let resumed = eventually(Duration::from_secs(30), || async {
+        c.put_with("after", "space", &one).await.is_ok()
+    })
+    .await;
+    assert!(
+        resumed,
+        "writes did not resume within 30 s of space returning"
+    );
+    assert_eq!(
+        node.stored_count(&acknowledged).await.expect("count"),
+        acknowledged.len(),
+        "an acknowledged write was lost"
+    );
+    let healthy = eventually(Duration::from_secs(10), || async {
+        node.http_get("/health")
+            .await
+            .is_ok_and(|(code, _)| code == 200)
+    })
+    .await;
+    assert!(healthy, "/health stays 503 after recovery");
+    drop(node);
+}
