@@ -9,8 +9,10 @@
 //! - [`TestNode`] (`node`): one process, its ports and what is inside it.
 //! - [`TestCluster`] (`cluster`): several nodes seeded from the first.
 //! - [`docker::DockerCluster`]: the compose cluster, for the fault suite.
+//! - [`SmallDisk`] (`disk`): a small tmpfs, for full-disk tests.
 
 mod cluster;
+mod disk;
 pub mod docker;
 mod node;
 
@@ -25,6 +27,7 @@ use ringkv_proto::internal::v1::peer_client::PeerClient;
 use ringkv_proto::internal::v1::{MerkleNodesRequest, TokenRange};
 
 pub use cluster::TestCluster;
+pub use disk::SmallDisk;
 pub use node::{NodeOptions, Ports, StoredCell, TestNode};
 
 /// Path of a workspace binary built in the same profile as this test.

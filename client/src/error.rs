@@ -31,7 +31,7 @@ pub enum Error {
     },
     /// Too many replicas refused (unreachable or failing) for the level to
     /// be met. A write may still have been applied on the others.
-    #[error("failed: required {required} replica responses, received {received} ({message})")]
+    #[error("failed: {message}")]
     Failed {
         /// Responses the level requires.
         required: u32,

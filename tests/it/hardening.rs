@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use ringkv_client::{Client, ClientConfig, Consistency, WriteOptions};
+use ringkv_node::ring::Token;
+use ringkv_node::storage::{Cell, RocksConfig, RocksStorage, Storage};
 use ringkv_proto::v1 as pb;
 use ringkv_proto::v1::admin_client::AdminClient;
-use ringkv_tests::{TestCluster, TestNode, eventually};
+use ringkv_tests::{SmallDisk, TestCluster, TestNode, eventually};
 
 const QUIET: [(&str, &str); 2] = [
     ("--anti-entropy-interval-ms", "0"),
@@ -148,46 +150,6 @@ async fn hints_of_large_values_are_all_delivered() {
     assert_eq!(stored.value.len(), 1 << 20);
 }
 
-/// A small tmpfs for one test's data directory; `None` where mounting is
-/// not permitted (the test then says it was skipped).
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(mib: u32) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().ok()?;
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !mounted {
-            eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
-            return None;
-        }
-        Some(SmallDisk { dir })
-    }
-
-    fn resize(&self, mib: u32) {
-        let status = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={mib}m")])
-            .arg(self.dir.path())
-            .status();
-        assert!(status.is_ok_and(|s| s.success()), "remount");
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 /// Issue item 10: a node whose disk fills up names the cause, reports that
 /// it cannot write (`/health`, `ringkv status`), keeps serving reads, and
 /// resumes writes by itself once space returns, with every acknowledged
@@ -198,7 +160,7 @@ async fn a_full_disk_is_reported_and_writes_resume_when_space_returns() {
         return;
     };
     let node = TestNode::start(
-        disk.dir.path(),
+        disk.path(),
         ringkv_tests::NodeOptions::new("n1").replication_factor(1),
     )
     .await
@@ -258,4 +220,116 @@ async fn a_full_disk_is_reported_and_writes_resume_when_space_returns() {
     .await;
     assert!(healthy, "/health stays 503 after recovery");
     drop(node);
+}
+
+/// Regression (hardening item 10): once RocksDB hit ENOSPC every write
+/// failed with "Writer has previous error", which never names the cause,
+/// and writes kept failing after space was freed until a restart.
+#[test]
+fn rocksdb_on_a_full_disk_refuses_writes_with_the_cause_and_recovers_without_loss() {
+    let Some(disk) = SmallDisk::mount(8) else {
+        return;
+    };
+    let storage = RocksStorage::open(disk.path(), &RocksConfig::default()).expect("open");
+    let health = storage.health();
+    let value = Bytes::from(vec![7u8; 4096]);
+    let put = |i: u64| {
+        let key = format!("key{i}");
+        let cell = Cell::live(1, value.clone(), None);
+        storage.write(Token::of(key.as_bytes()), key.as_bytes(), &cell, false)
+    };
+    let mut acknowledged = 0u64;
+    let error = loop {
+        match put(acknowledged) {
+            Ok(()) => acknowledged += 1,
+            Err(error) => break error,
+        }
+    };
+    assert!(
+        acknowledged > 100,
+        "{acknowledged} writes before the disk filled"
+    );
+    let text = error.to_string();
+    assert!(text.contains("No space left on device"), "{text}");
+    // Later failures still name the first cause, and reads go on.
+    let again = put(u64::MAX).expect_err("still full").to_string();
+    assert!(again.contains("No space left on device"), "{again}");
+    assert!(health.problem().is_some());
+    assert!(
+        storage
+            .read(Token::of(b"key0"), b"key0")
+            .expect("read")
+            .is_some()
+    );
+
+    // Still full: recovery fails, and reads keep working.
+    assert!(storage.recover().is_err());
+    assert!(
+        storage
+            .read(Token::of(b"key1"), b"key1")
+            .expect("read")
+            .is_some()
+    );
+
+    // Space returns: recovery reopens the store and writes resume.
+    disk.resize(256);
+    storage.recover().expect("recovers once there is room");
+    health.recovered();
+    put(u64::MAX - 1).expect("writes resume");
+    for i in 0..acknowledged {
+        let key = format!("key{i}");
+        assert!(
+            storage
+                .read(Token::of(key.as_bytes()), key.as_bytes())
+                .expect("read")
+                .is_some(),
+            "acknowledged {key} lost"
+        );
+    }
+}
+
+/// Issue item 10, the policy: under `disk_failure_policy = stop` a node
+/// whose disk refuses writes shuts down (exit status 1) instead.
+#[tokio::test]
+async fn under_the_stop_policy_a_full_disk_stops_the_node() {
+    let Some(disk) = SmallDisk::mount(24) else {
+        return;
+    };
+    let mut node = TestNode::start(
+        disk.path(),
+        ringkv_tests::NodeOptions::new("n1")
+            .replication_factor(1)
+            .arg("--disk-failure-policy", "stop"),
+    )
+    .await
+    .expect("node");
+    let c = node.direct_client().await;
+    let one = WriteOptions::default().consistency(Consistency::One);
+    let value = Bytes::from(vec![b'd'; 64 << 10]);
+    for i in 0..2_000 {
+        if c.put_with(format!("fill-{i:05}"), value.clone(), &one)
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = node.exited() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the node did not stop:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status.code(), Some(1), "{}", node.log());
+    assert!(
+        node.log().contains("disk_failure_policy = stop"),
+        "{}",
+        node.log()
+    );
 }

@@ -18,11 +18,14 @@
 //! Across restarts: a node whose wall clock went backwards while it was
 //! down must not issue timestamps below ones it already acknowledged. The
 //! clock keeps a *ceiling* on disk, an upper bound of every timestamp it
-//! has issued: before handing out a timestamp above the ceiling it stores
-//! a new one [`CEILING_LEAD_MICROS`] ahead (one small synced write per
-//! lead, not per timestamp). A restarted clock starts above the stored
-//! ceiling. CockroachDB persists an upper bound of its HLC for the same
-//! reason.
+//! has issued. A background worker keeps the stored ceiling about
+//! [`CEILING_LEAD_MICROS`] ahead ([`HybridClock::renew`]: one small synced
+//! write per lead, not per timestamp), and a timestamp above it (the worker
+//! lagged, or an observed timestamp jumped ahead) is covered before it is
+//! handed out. A restarted clock starts at the stored ceiling; the node
+//! waits for its wall clock to pass it when that is a short wait, so a
+//! quick restart does not run ahead of real time. CockroachDB persists an
+//! upper bound of its HLC for the same reason.
 //!
 //! CAVEATS: this is the "µs-packed" variant of HLC (the logical counter lives
 //! in the low bits of the physical time rather than in a separate field).
@@ -36,7 +39,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// How far ahead of local wall time an observed timestamp may pull the clock.
 pub const MAX_FORWARD_DRIFT_MICROS: i64 = 60 * 1_000_000;
 /// How far above the latest timestamp a stored ceiling is set.
-pub const CEILING_LEAD_MICROS: i64 = 10 * 1_000_000;
+pub const CEILING_LEAD_MICROS: i64 = 1_000_000;
+/// After a failed save, how long timestamps are handed out without trying
+/// again (a full disk must not cost every write an fsync attempt).
+const CEILING_RETRY_MICROS: i64 = 1_000_000;
 
 /// Stores the clock's ceiling durably (the node's `meta` column family).
 pub type SaveCeiling = Box<dyn Fn(Timestamp) -> Result<(), String> + Send + Sync>;
@@ -44,6 +50,8 @@ pub type SaveCeiling = Box<dyn Fn(Timestamp) -> Result<(), String> + Send + Sync
 /// The persisted upper bound of issued timestamps.
 struct Ceiling {
     bound: AtomicI64,
+    /// Physical time before which a failed save is not retried inline.
+    retry_at: AtomicI64,
     save: SaveCeiling,
     /// One writer raises the bound at a time.
     raising: Mutex<()>,
@@ -113,6 +121,7 @@ impl HybridClock {
             physical,
             ceiling: Some(Ceiling {
                 bound: AtomicI64::new(start),
+                retry_at: AtomicI64::new(i64::MIN),
                 save,
                 raising: Mutex::new(()),
             }),
@@ -127,6 +136,10 @@ impl HybridClock {
         if timestamp <= ceiling.bound.load(Ordering::Acquire) {
             return;
         }
+        let physical = (self.physical)();
+        if physical < ceiling.retry_at.load(Ordering::Acquire) {
+            return; // failed a moment ago; not again on every timestamp
+        }
         let _one_writer = ceiling.raising.lock();
         if timestamp <= ceiling.bound.load(Ordering::Acquire) {
             return; // raised meanwhile
@@ -134,11 +147,35 @@ impl HybridClock {
         let bound = timestamp.saturating_add(CEILING_LEAD_MICROS);
         match (ceiling.save)(bound) {
             Ok(()) => ceiling.bound.store(bound, Ordering::Release),
-            Err(error) => tracing::error!(
-                %error,
-                "cannot store the clock ceiling; timestamps may go backwards if this node restarts with its wall clock behind"
-            ),
+            Err(error) => {
+                ceiling.retry_at.store(
+                    physical.saturating_add(CEILING_RETRY_MICROS),
+                    Ordering::Release,
+                );
+                tracing::error!(
+                    %error,
+                    "cannot store the clock ceiling; timestamps may go backwards if this node restarts with its wall clock behind"
+                );
+            }
         }
+    }
+
+    /// Keeps the stored ceiling ahead of the clock, so `now()` rarely has
+    /// to store it itself. Blocking (a synced write): call it from a
+    /// blocking thread, about four times per [`CEILING_LEAD_MICROS`].
+    pub fn renew(&self) {
+        let current = (self.physical)().max(self.last.load(Ordering::Acquire));
+        self.cover(current.saturating_add(CEILING_LEAD_MICROS / 2));
+    }
+
+    /// How far the clock starts ahead of the wall clock (a restart shortly
+    /// after the last timestamp, or a wall clock that went back).
+    pub fn ahead_of_wall(&self) -> std::time::Duration {
+        let ahead = self
+            .last
+            .load(Ordering::Acquire)
+            .saturating_sub((self.physical)());
+        std::time::Duration::from_micros(u64::try_from(ahead).unwrap_or(0))
     }
 
     /// A new timestamp, greater than every one issued or observed before.
@@ -232,7 +269,7 @@ mod tests {
         RESTART_NOW.store(50_000_000, Ordering::SeqCst);
         let clock = HybridClock::with_ceiling(restart_clock, None, saver(&stored));
         let mut issued = 0;
-        for step in 0..1_000 {
+        for step in 0..500 {
             RESTART_NOW.store(50_000_000 + step * 1_000, Ordering::SeqCst);
             issued = clock.now();
         }
@@ -250,6 +287,7 @@ mod tests {
         // The machine restarts with its wall clock a minute behind.
         RESTART_NOW.store(50_000_000 - 60_000_000, Ordering::SeqCst);
         let restarted = HybridClock::with_ceiling(restart_clock, ceiling, saver(&stored));
+        assert!(restarted.ahead_of_wall() >= std::time::Duration::from_secs(60));
         assert!(restarted.now() > issued);
         // Observed timestamps past the ceiling are covered before use.
         restarted.observe(issued + 2 * CEILING_LEAD_MICROS);

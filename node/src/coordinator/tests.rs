@@ -57,6 +57,14 @@ fn hint_store() -> Arc<HintStore> {
     Arc::new(HintStore::open(storage, 1 << 20).expect("hints"))
 }
 
+/// A key whose replicas do not include node 0, the coordinator.
+fn key_elsewhere(sim: &SimCluster) -> String {
+    (0..1000)
+        .map(|i| format!("k{i}"))
+        .find(|k| !sim.replicas(k.as_bytes()).contains(&sim.nodes[0]))
+        .expect("some key lives elsewhere")
+}
+
 fn put(key: &str, value: &str, level: ConsistencyLevel) -> WriteRequest {
     WriteRequest {
         key: Bytes::from(key.to_owned()),
@@ -356,10 +364,7 @@ async fn any_counts_a_hint_as_an_acknowledgement() {
     let sim = SimCluster::new(5);
     let hints = hint_store();
     // A key this node is not a replica of, with every replica down.
-    let key = (0..1000)
-        .map(|i| format!("k{i}"))
-        .find(|k| !sim.replicas(k.as_bytes()).contains(&sim.nodes[0]))
-        .expect("some key lives elsewhere");
+    let key = key_elsewhere(&sim);
     let replicas = sim.replicas(key.as_bytes());
     let c = hinting(&sim, sim.nodes[0], &replicas, hints.clone());
     c.write(put(&key, "v", ConsistencyLevel::Any))
@@ -435,10 +440,7 @@ async fn background_read_repair_fixes_replicas_the_read_did_not_ask() {
 async fn at_any_a_hint_for_a_replica_that_failed_counts() {
     let sim = SimCluster::new(5);
     let hints = hint_store();
-    let key = (0..1000)
-        .map(|i| format!("k{i}"))
-        .find(|k| !sim.replicas(k.as_bytes()).contains(&sim.nodes[0]))
-        .expect("some key lives elsewhere");
+    let key = key_elsewhere(&sim);
     // Every replica is believed up, and every one refuses.
     for node in sim.replicas(key.as_bytes()) {
         sim.set(node, Behaviour::Unreachable);
@@ -459,10 +461,7 @@ async fn at_any_with_hints_full_and_no_replica_up_nothing_is_stored() {
     let hints = Arc::new(
         HintStore::open(Arc::new(crate::storage::MemoryStorage::default()), 10).expect("hints"),
     );
-    let key = (0..1000)
-        .map(|i| format!("k{i}"))
-        .find(|k| !sim.replicas(k.as_bytes()).contains(&sim.nodes[0]))
-        .expect("some key lives elsewhere");
+    let key = key_elsewhere(&sim);
     let replicas = sim.replicas(key.as_bytes());
     let c = hinting(&sim, sim.nodes[0], &replicas, hints.clone());
     let err = c

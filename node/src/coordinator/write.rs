@@ -63,7 +63,16 @@ impl Coordinator {
             t.min(self.settings.write_timeout)
         });
         let any = request.level == ConsistencyLevel::Any;
-        let hinted = self.hint_all(&plan.down, &request.key, &cell).await;
+        let mut hinted = self.hint_all(&plan.down, &request.key, &cell);
+        if any && hinted > 0 {
+            // At ANY a hint may be the only copy: as durable as a write.
+            if let Some(hints) = &self.hints
+                && let Err(error) = hints.make_durable().await
+            {
+                tracing::warn!(%error, "hints are not durable; they do not acknowledge");
+                hinted = 0;
+            }
+        }
         if any && plan.alive.is_empty() && hinted == 0 {
             return Err(CoordinatorError::NotStored {
                 reason: format!(
@@ -79,19 +88,20 @@ impl Coordinator {
     }
 
     /// Stores hints for replicas that are down; returns how many were kept.
-    async fn hint_all(&self, targets: &[NodeId], key: &[u8], cell: &Cell) -> usize {
+    fn hint_all(&self, targets: &[NodeId], key: &[u8], cell: &Cell) -> usize {
         let Some(hints) = &self.hints else {
             return 0;
         };
-        let mut kept = 0;
-        for node in targets {
-            match hints.store(*node, key, cell).await {
-                Ok(true) => kept += 1,
-                Ok(false) => {}
-                Err(error) => tracing::warn!(%error, node = %node, "cannot store hint"),
-            }
-        }
-        kept
+        targets
+            .iter()
+            .filter(|node| match hints.store(**node, key, cell) {
+                Ok(kept) => kept,
+                Err(error) => {
+                    tracing::warn!(%error, node = %node, "cannot store hint");
+                    false
+                }
+            })
+            .count()
     }
 
     /// Sends `cell` to every live replica of `plan`; returns once
@@ -130,9 +140,14 @@ impl Coordinator {
                 if let Err(error) = &result {
                     tracing::debug!(%node, %error, "replica write not acknowledged");
                     if let Some(hints) = hints {
-                        match hints.store(node, &key, &cell).await {
+                        match hints.store(node, &key, &cell) {
                             Ok(kept) => hinted = kept,
                             Err(error) => tracing::warn!(%error, %node, "cannot store hint"),
+                        }
+                        // Only at ANY does the hint acknowledge, and then
+                        // it must be as durable as a write.
+                        if hinted && hints_ack && hints.make_durable().await.is_err() {
+                            hinted = false;
                         }
                     }
                 }

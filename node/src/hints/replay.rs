@@ -261,7 +261,6 @@ mod tests {
         for target in [2, 3, 4, 5] {
             hints
                 .store(node(target), format!("k{target}").as_bytes(), &cell)
-                .await
                 .expect("store");
         }
         // n2 up, n3 down, n4 left, n5 unknown to the cluster.
@@ -300,7 +299,7 @@ mod tests {
     async fn hints_past_the_window_are_dropped_not_replayed() {
         let hints = HintStore::open(Arc::new(MemoryStorage::default()), 1 << 20).expect("hints");
         let cell = Cell::live(1, Bytes::from_static(b"v"), None);
-        hints.store(node(2), b"old", &cell).await.expect("store");
+        hints.store(node(2), b"old", &cell).expect("store");
         let members = [
             member(1, NodeStatus::Normal, true),
             member(2, NodeStatus::Normal, false),
@@ -349,7 +348,6 @@ mod tests {
         for i in 0..100 {
             hints
                 .store(node(2), format!("big{i}").as_bytes(), &cell)
-                .await
                 .expect("store");
         }
         let view = view_of([
@@ -404,7 +402,7 @@ mod tests {
             SETTINGS,
             stop.clone(),
         ));
-        hints.store(node(2), b"stuck", &cell).await.expect("store");
+        hints.store(node(2), b"stuck", &cell).expect("store");
         let delivered = |n: usize| {
             let transport = transport.clone();
             async move {
@@ -424,9 +422,9 @@ mod tests {
         };
         // Hints for node 3 stored before and after replay to node 2 got
         // stuck both arrive.
-        hints.store(node(3), b"first", &cell).await.expect("store");
+        hints.store(node(3), b"first", &cell).expect("store");
         assert!(delivered(1).await, "first hint for node 3 delivered");
-        hints.store(node(3), b"second", &cell).await.expect("store");
+        hints.store(node(3), b"second", &cell).expect("store");
         assert!(delivered(2).await, "second hint for node 3 delivered");
         assert_eq!(hints.targets(), vec![node(2)]);
         stop.cancel();

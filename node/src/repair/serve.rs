@@ -96,13 +96,11 @@ pub fn read_batch(
     Ok((out, keys.len()))
 }
 
-/// Merges cells into this node's store (LWW), as durable as any write.
+/// Merges cells into this node's store (LWW), as durable as any write,
+/// with one fsync wait for the whole batch.
 pub async fn write_batch(
     store: &LocalStore,
     entries: &[(Bytes, Cell)],
 ) -> Result<(), StorageError> {
-    for (key, cell) in entries {
-        store.apply(Token::of(key), key, cell).await?;
-    }
-    Ok(())
+    store.apply_all(entries).await
 }

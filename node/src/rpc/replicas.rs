@@ -241,7 +241,12 @@ impl RepairTransport for NodeTransport {
                 .await
                 .map_err(replica_error)?
                 .into_inner();
-            let answered = (response.keys_answered as usize).min(asked);
+            // A peer that predates keys_answered leaves it 0 and answers
+            // everything; newer peers never answer 0 keys of a batch.
+            let answered = match response.keys_answered as usize {
+                0 => asked,
+                n => n.min(asked),
+            };
             let cells = response
                 .entries
                 .into_iter()

@@ -58,6 +58,8 @@ pub fn from_coordinator(error: CoordinatorError) -> Status {
 pub fn from_storage(error: StorageError) -> Status {
     match error {
         StorageError::ShuttingDown => Status::unavailable(error.to_string()),
+        // Logged once when the disk starts refusing writes, not per request.
+        StorageError::Unwritable { .. } => Status::unavailable(error.to_string()),
         other => {
             tracing::error!(error = %other, "storage failure");
             Status::internal(format!("storage error: {other}"))

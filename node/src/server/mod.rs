@@ -86,6 +86,10 @@ fn open_store(config: &Config) -> anyhow::Result<Opened> {
 
 /// Where the clock keeps its ceiling (see `clock`).
 const CLOCK_CEILING_KEY: &str = "clock.ceiling";
+/// How often the clock's stored ceiling is renewed.
+const CLOCK_RENEW_INTERVAL: Duration = Duration::from_millis(250);
+/// Longest wait at start for the wall clock to pass the stored ceiling.
+const MAX_CLOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// The node's clock, started above the ceiling its last run stored.
 fn open_clock(engine: &Arc<dyn Storage>) -> anyhow::Result<HybridClock> {
@@ -197,9 +201,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> 
     let outcome = serve(&config, engine.clone(), node, &life, &stop).await;
     life.shut_down(Duration::from_millis(config.shutdown_timeout_ms))
         .await;
-    if config.disk_failure_policy == DiskFailurePolicy::Stop
-        && let Some(cause) = disk.problem()
-    {
+    if let Some(cause) = life.stopped_by_disk.get() {
         anyhow::bail!("stopped by disk_failure_policy = stop: the disk refuses writes ({cause})");
     }
     engine
@@ -221,6 +223,8 @@ struct Lifecycle {
     /// Every other background worker, and their stop signal.
     workers: TaskTracker,
     worker_stop: CancellationToken,
+    /// Set when `disk_failure_policy = stop` stopped the node: the cause.
+    stopped_by_disk: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Lifecycle {
@@ -271,6 +275,32 @@ async fn serve(
     let store = start_durability(config, &engine, workers, worker_stop).tracking(dirty.clone());
     let trees = Arc::new(TreeCache::new(engine.clone(), dirty, LEAVES_PER_RANGE));
     let clock = Arc::new(open_clock(&engine)?);
+    // A quick restart starts the clock at its stored ceiling, a little
+    // ahead of real time: wait it out rather than stamp writes in the
+    // future. (A wall clock that went far back is not waited for: the
+    // clock runs ahead of it until it catches up.)
+    let ahead = clock.ahead_of_wall();
+    if ahead <= MAX_CLOCK_WAIT {
+        tokio::time::sleep(ahead).await;
+    } else {
+        tracing::warn!(
+            ?ahead,
+            "the wall clock is behind timestamps this node issued before; timestamps run ahead of it until it catches up"
+        );
+    }
+    let renewer = clock.clone();
+    let renew_stop = worker_stop.clone();
+    workers.spawn(async move {
+        let mut tick = tokio::time::interval(CLOCK_RENEW_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = renew_stop.cancelled() => return,
+            }
+            let clock = renewer.clone();
+            let _ = tokio::task::spawn_blocking(move || clock.renew()).await;
+        }
+    });
     let max_value_size = usize::try_from(config.max_value_size).unwrap_or(usize::MAX);
     // A value over the limit must reach validation (INVALID_ARGUMENT naming
     // the limit), so the transport accepts somewhat more than the largest
@@ -445,7 +475,7 @@ async fn serve(
         disk.subscribe(),
         membership.clone(),
         config.disk_failure_policy,
-        stop.clone(),
+        (stop.clone(), life.stopped_by_disk.clone()),
         worker_stop.clone(),
     ));
     workers.spawn(announce_repairs(
@@ -505,13 +535,16 @@ async fn announce_disk(
     mut changes: tokio::sync::watch::Receiver<Option<String>>,
     membership: Arc<Membership>,
     policy: DiskFailurePolicy,
-    node_stop: CancellationToken,
+    (node_stop, stopped): (CancellationToken, Arc<std::sync::OnceLock<String>>),
     stop: CancellationToken,
 ) {
     loop {
         let problem = changes.borrow_and_update().clone();
-        if problem.is_some() && policy == DiskFailurePolicy::Stop {
-            tracing::error!("disk_failure_policy = stop: shutting down");
+        if let Some(cause) = &problem
+            && policy == DiskFailurePolicy::Stop
+        {
+            tracing::error!(cause, "disk_failure_policy = stop: shutting down");
+            let _ = stopped.set(cause.clone());
             node_stop.cancel();
         }
         membership

@@ -44,6 +44,27 @@ impl BatchLimit {
         entries == 0 || (entries < self.entries && bytes.saturating_add(next) <= self.bytes)
     }
 
+    /// The leading `items` that fit in one batch (the first always does);
+    /// stops reading at the first that does not, or at an error.
+    pub fn fill<T, E>(
+        &self,
+        items: impl Iterator<Item = Result<T, E>>,
+        size: impl Fn(&T) -> usize,
+    ) -> Result<Vec<T>, E> {
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        for item in items {
+            let item = item?;
+            let len = size(&item);
+            if !self.admits(batch.len(), bytes, len) {
+                break;
+            }
+            bytes = bytes.saturating_add(len);
+            batch.push(item);
+        }
+        Ok(batch)
+    }
+
     /// Splits `items` into consecutive batches within the limit.
     pub fn split<T>(&self, items: Vec<T>, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
         let mut batches = Vec::new();

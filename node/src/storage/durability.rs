@@ -57,9 +57,12 @@ impl std::fmt::Display for SyncMode {
 struct SyncState {
     /// Number of the last fsync that finished.
     completed: u64,
-    /// The last fsync that failed, and why. Writers it covered are told
-    /// their write is not durable (it was never acknowledged); later
-    /// fsyncs are tried afresh, so writes resume once the disk recovers.
+    /// After a failed fsync N: (N + 1, why). Writers waiting for fsync N
+    /// or N + 1 are told their write is not durable (it is not
+    /// acknowledged): a writer waiting for N + 1 may have appended before
+    /// N started, and after a failed writeback the kernel may have dropped
+    /// its pages, so N + 1 succeeding proves nothing for it. Later writers
+    /// are synced afresh, so writes resume once the disk recovers.
     failed: Option<(u64, String)>,
 }
 
@@ -120,7 +123,7 @@ impl GroupSync {
                 s.completed = number;
                 if let Err(error) = result {
                     tracing::error!(%error, "write-ahead log fsync failed");
-                    s.failed = Some((number, error.to_string()));
+                    s.failed = Some((number + 1, error.to_string()));
                 }
             });
         }
@@ -203,8 +206,15 @@ mod tests {
             group.wait_synced().await,
             Err(StorageError::SyncFailed(_))
         ));
-        // The disk recovers: the next writers are synced.
+        // The disk recovers. The writer waiting for the fsync right after
+        // a failed one is still refused (its data may have been in the
+        // failed writeback); writers after it are synced.
         disk_faults.store(false, Ordering::SeqCst);
+        assert!(matches!(
+            group.wait_synced().await,
+            Err(StorageError::SyncFailed(_))
+        ));
+        assert!(group.wait_synced().await.is_ok());
         assert!(group.wait_synced().await.is_ok());
         stop.cancel();
         assert!(worker.await.is_ok());

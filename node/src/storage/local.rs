@@ -92,6 +92,19 @@ impl LocalStore {
         }
     }
 
+    /// Applies many cells (LWW), then waits once for all of them to be as
+    /// durable as the policy promises: a batch (repair, hint replay) pays
+    /// one fsync, not one per cell.
+    pub async fn apply_all<K: AsRef<[u8]>>(&self, entries: &[(K, Cell)]) -> Result<()> {
+        for (key, cell) in entries {
+            let key = key.as_ref();
+            let token = Token::of(key);
+            self.engine.write(token, key, cell, false)?;
+            self.mark(token);
+        }
+        self.make_durable().await
+    }
+
     fn mark(&self, token: Token) {
         if let Some(dirty) = &self.dirty {
             dirty.mark(token);

@@ -31,9 +31,10 @@ pub struct Faults {
     pub fail_writes: AtomicBool,
     pub fail_hint_puts: AtomicBool,
     pub fail_sync: AtomicBool,
-    /// Runs after every hint deletion (to interleave a concurrent writer).
+    /// Runs after every hint scan with the number of hints it found (to
+    /// interleave a concurrent writer).
     #[allow(clippy::type_complexity)]
-    pub after_hint_delete: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+    pub after_hint_scan: Mutex<Option<Box<dyn Fn(usize) + Send + Sync>>>,
 }
 
 impl std::fmt::Debug for Faults {
@@ -117,35 +118,29 @@ impl Storage for MemoryStorage {
         to: &[u8],
         limit: BatchLimit,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let hints = self.hints.lock().map_err(poisoned)?;
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        for (k, v) in hints.range(from.to_vec()..to.to_vec()) {
-            let len = k.len() + v.len();
-            if !limit.admits(out.len(), bytes, len) {
-                break;
-            }
-            bytes += len;
-            out.push((k.clone(), v.clone()));
-        }
-        Ok(out)
-    }
-
-    fn hint_delete(&self, keys: &[Vec<u8>]) -> Result<()> {
-        {
-            let mut hints = self.hints.lock().map_err(poisoned)?;
-            for key in keys {
-                hints.remove(key);
-            }
-        }
+        let found = {
+            let hints = self.hints.lock().map_err(poisoned)?;
+            let entries = hints
+                .range(from.to_vec()..to.to_vec())
+                .map(|(k, v)| Ok::<_, StorageError>((k.clone(), v.clone())));
+            limit.fill(entries, |(k, v)| k.len() + v.len())?
+        };
         if let Some(hook) = self
             .faults
-            .after_hint_delete
+            .after_hint_scan
             .lock()
             .map_err(poisoned)?
             .as_ref()
         {
-            hook();
+            hook(found.len());
+        }
+        Ok(found)
+    }
+
+    fn hint_delete(&self, keys: &[Vec<u8>]) -> Result<()> {
+        let mut hints = self.hints.lock().map_err(poisoned)?;
+        for key in keys {
+            hints.remove(key);
         }
         Ok(())
     }

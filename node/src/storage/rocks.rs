@@ -386,18 +386,12 @@ impl Storage for RocksStorage {
                 opts,
                 IteratorMode::From(from, Direction::Forward),
             );
-            let mut out = Vec::new();
-            let mut bytes = 0usize;
-            for entry in iter {
-                let (k, v) = entry?;
-                let len = k.len() + v.len();
-                if !limit.admits(out.len(), bytes, len) {
-                    break;
-                }
-                bytes += len;
-                out.push((k.to_vec(), v.to_vec()));
-            }
-            Ok(out)
+            let entries = iter.map(|entry| {
+                entry
+                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(StorageError::from)
+            });
+            limit.fill(entries, |(k, v)| k.len() + v.len())
         })
     }
 
@@ -444,10 +438,17 @@ impl Storage for RocksStorage {
         if free < needed {
             return Err(self.unwritable(&format!("{free} bytes free; reopening needs {needed}")));
         }
-        let mut opened = self
-            .db
-            .write()
-            .map_err(|_| StorageError::Task("rocksdb handle lock poisoned".into()))?;
+        // Never wait for the lock: a waiting writer would queue every new
+        // reader (request threads) behind a long scan. Busy: next round.
+        let mut opened = match self.db.try_write() {
+            Ok(opened) => opened,
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(self.unwritable("the store is busy; retrying the reopen"));
+            }
+            Err(std::sync::TryLockError::Poisoned(_)) => {
+                return Err(StorageError::Task("rocksdb handle lock poisoned".into()));
+            }
+        };
         // Close first: a database directory has one opener at a time.
         *opened = Opened::Closed;
         match open_db(&self.path, &self.config, false) {
