@@ -282,8 +282,12 @@ impl TestNode {
                 .await?
                 .into_inner();
             held += response.entries.len();
-            // The node answers a prefix bounded by bytes.
-            let answered = (response.keys_answered as usize).clamp(1, chunk.len());
+            // The node answers a prefix bounded by bytes (a node that
+            // predates keys_answered leaves it 0 and answers everything).
+            let answered = match response.keys_answered as usize {
+                0 => chunk.len(),
+                n => n.min(chunk.len()),
+            };
             rest = &rest[answered..];
         }
         Ok(held)
@@ -372,6 +376,17 @@ impl TestNode {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGSTOP` to pause the process as a hung
+    /// machine would, `libc::SIGCONT` to resume it).
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child
+            && let Ok(pid) = i32::try_from(child.id())
+        {
+            // SAFETY: plain syscall on a pid we own.
+            unsafe { libc::kill(pid, signal) };
+        }
     }
 
     /// The exit status, once the process has exited by itself.

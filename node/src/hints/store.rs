@@ -435,4 +435,33 @@ mod tests {
         assert_eq!(hints.pending_bytes(node(1)), held[0].size(), "and counted");
         assert_eq!(hints.targets(), vec![node(1)]);
     }
+
+    /// At ANY a hint may be the only copy of an acknowledged write: it is
+    /// as durable as a write only once the write path's fsync ran.
+    #[tokio::test]
+    async fn hints_are_durable_only_after_the_write_path_fsync() {
+        use crate::storage::{GroupSync, LocalStore, SyncMode};
+        use std::time::Duration;
+        let engine: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+        let group = GroupSync::new(Duration::from_millis(1));
+        let store = LocalStore::new(engine.clone(), SyncMode::Group, Some(group.clone()));
+        let hints = HintStore::open(engine.clone(), 1 << 20)
+            .expect("open")
+            .durable_as(store);
+        assert!(hints.store(node(1), b"k", &cell(1)).expect("store"));
+        // No syncer runs yet: not durable.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), hints.make_durable())
+                .await
+                .is_err()
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        let syncer = tokio::spawn(group.run(engine, stop.clone()));
+        tokio::time::timeout(Duration::from_secs(10), hints.make_durable())
+            .await
+            .expect("the fsync ran")
+            .expect("durable");
+        stop.cancel();
+        assert!(syncer.await.is_ok());
+    }
 }
