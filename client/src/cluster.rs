@@ -27,6 +27,9 @@ pub struct MemberInfo {
     pub last_repair: Option<i64>,
     /// Why the node cannot write, while its disk refuses writes.
     pub disk_problem: Option<String>,
+    /// Ranges the node's last repair could not sync (their `error` is
+    /// empty here: `repair` on that node lists the reasons).
+    pub last_repair_failed_ranges: Vec<FailedRange>,
 }
 
 impl From<pb::Member> for MemberInfo {
@@ -43,6 +46,11 @@ impl From<pb::Member> for MemberInfo {
             tokens: m.tokens,
             last_repair: (m.last_repair > 0).then_some(m.last_repair),
             disk_problem: Some(m.disk_problem).filter(|p| !p.is_empty()),
+            last_repair_failed_ranges: m
+                .last_repair_failed_ranges
+                .into_iter()
+                .map(FailedRange::from)
+                .collect(),
         }
     }
 }
@@ -201,6 +209,16 @@ pub struct FailedRange {
     pub error: String,
 }
 
+impl From<pb::FailedRange> for FailedRange {
+    fn from(f: pb::FailedRange) -> Self {
+        FailedRange {
+            start_token: f.start_token,
+            end_token: f.end_token,
+            error: f.error,
+        }
+    }
+}
+
 impl From<pb::RepairProgress> for RepairProgress {
     fn from(p: pb::RepairProgress) -> Self {
         RepairProgress {
@@ -212,15 +230,7 @@ impl From<pb::RepairProgress> for RepairProgress {
             replicas_skipped: p.replicas_skipped,
             elapsed: std::time::Duration::from_millis(p.elapsed_ms),
             done: p.done,
-            failed_ranges: p
-                .failed_ranges
-                .into_iter()
-                .map(|f| FailedRange {
-                    start_token: f.start_token,
-                    end_token: f.end_token,
-                    error: f.error,
-                })
-                .collect(),
+            failed_ranges: p.failed_ranges.into_iter().map(FailedRange::from).collect(),
         }
     }
 }

@@ -376,4 +376,30 @@ async fn a_repair_against_a_paused_peer_finishes_and_names_the_failure() {
         !last.failed_ranges.is_empty() || last.replicas_skipped > 0,
         "{last:?}"
     );
+    println!(
+        "repair with a peer paused: {} of {} ranges failed, {} replica pairs skipped as down",
+        last.failed_ranges.len(),
+        last.ranges_total,
+        last.replicas_skipped
+    );
+    // `status` shows the ranges that failed.
+    if !last.failed_ranges.is_empty() {
+        let shown = eventually(Duration::from_secs(20), || async {
+            let output = cluster.node(1).cli(&["--json", "status"]);
+            serde_json::from_slice::<serde_json::Value>(&output.stdout)
+                .ok()
+                .and_then(|s| {
+                    s["nodes"].as_array().and_then(|nodes| {
+                        nodes
+                            .iter()
+                            .find(|n| n["name"] == "n1")
+                            .and_then(|n| n["last_repair_failed_ranges"].as_array())
+                            .map(Vec::len)
+                    })
+                })
+                .is_some_and(|n| n > 0)
+        })
+        .await;
+        assert!(shown, "status does not show n1's failed ranges");
+    }
 }

@@ -73,6 +73,7 @@ impl SimCluster {
                 load_bytes: None,
                 last_repair: None,
                 disk_problem: None,
+                repair_failed: Vec::new(),
                 alive: true,
                 generation: 1,
             })

@@ -244,6 +244,7 @@ mod tests {
             load_bytes: None,
             last_repair: None,
             disk_problem: None,
+            repair_failed: Vec::new(),
             alive,
             generation: 1,
         }

@@ -26,8 +26,36 @@ pub const NAME: &str = "name";
 pub const LOAD: &str = "load";
 /// When the node last completed an anti-entropy repair (Unix seconds).
 pub const LAST_REPAIR: &str = "last_repair";
+/// Ranges the node's last repair run could not sync: `start:end` pairs,
+/// comma-separated, at most [`MAX_GOSSIPED_FAILED_RANGES`]; empty after a
+/// clean run.
+pub const REPAIR_FAILED: &str = "repair_failed";
+/// Most failed ranges one node gossips.
+pub const MAX_GOSSIPED_FAILED_RANGES: usize = 32;
 /// Empty, or why the node's disk refuses writes.
 pub const DISK: &str = "disk";
+
+/// Encodes failed repair ranges for gossip (the first
+/// [`MAX_GOSSIPED_FAILED_RANGES`]).
+pub fn encode_ranges(ranges: &[(i64, i64)]) -> String {
+    ranges
+        .iter()
+        .take(MAX_GOSSIPED_FAILED_RANGES)
+        .map(|(start, end)| format!("{start}:{end}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Decodes failed repair ranges; unreadable entries are skipped.
+pub fn decode_ranges(text: &str) -> Vec<(i64, i64)> {
+    text.split(',')
+        .filter_map(|pair| {
+            let (start, end) = pair.split_once(':')?;
+            Some((start.parse().ok()?, end.parse().ok()?))
+        })
+        .take(MAX_GOSSIPED_FAILED_RANGES)
+        .collect()
+}
 
 /// Where a node is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -108,6 +136,19 @@ mod tests {
         assert_eq!(decode_tokens(&encode_tokens(&tokens)), Ok(tokens));
         assert_eq!(decode_tokens(""), Ok(vec![]));
         assert!(decode_tokens("1,x").is_err());
+    }
+
+    #[test]
+    fn failed_ranges_round_trip_capped_and_junk_skipped() {
+        let ranges = vec![(i64::MIN, -5), (3, i64::MAX)];
+        assert_eq!(decode_ranges(&encode_ranges(&ranges)), ranges);
+        assert_eq!(decode_ranges(""), vec![]);
+        assert_eq!(decode_ranges("1:2,x:3,4"), vec![(1, 2)]);
+        let many: Vec<(i64, i64)> = (0..100).map(|i| (i, i + 1)).collect();
+        assert_eq!(
+            decode_ranges(&encode_ranges(&many)).len(),
+            MAX_GOSSIPED_FAILED_RANGES
+        );
     }
 
     #[test]

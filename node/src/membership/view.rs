@@ -52,6 +52,9 @@ pub struct Member {
     /// Why the node's disk refuses writes, while it does.
     #[serde(skip)]
     pub disk_problem: Option<String>,
+    /// Ranges (start, end] the node's last repair run could not sync.
+    #[serde(skip)]
+    pub repair_failed: Vec<(i64, i64)>,
     /// Up according to the failure detector.
     #[serde(skip)]
     pub alive: bool,
@@ -81,6 +84,9 @@ impl Member {
             replication_factor: get(keys::REPLICATION_FACTOR).and_then(|v| v.parse().ok()),
             load_bytes: get(keys::LOAD).and_then(|v| v.parse().ok()),
             last_repair: get(keys::LAST_REPAIR).and_then(|v| v.parse().ok()),
+            repair_failed: get(keys::REPAIR_FAILED)
+                .map(keys::decode_ranges)
+                .unwrap_or_default(),
             disk_problem: get(keys::DISK).filter(|p| !p.is_empty()).map(str::to_owned),
             alive: entry.alive,
             generation: entry.generation,

@@ -100,6 +100,8 @@ pub struct Repairer {
     running: Mutex<()>,
     /// Unix seconds of the last run that reached every replica (0: none).
     completed: watch::Sender<i64>,
+    /// Ranges the last run could not sync (empty after a clean run).
+    failed: watch::Sender<Vec<TokenRange>>,
 }
 
 impl Repairer {
@@ -119,12 +121,18 @@ impl Repairer {
             transport,
             running: Mutex::new(()),
             completed: watch::Sender::new(last_completed),
+            failed: watch::Sender::new(Vec::new()),
         }
     }
 
     /// Unix seconds of the last complete run (0: never).
     pub fn last_completed(&self) -> i64 {
         *self.completed.borrow()
+    }
+
+    /// Follows the ranges each run could not sync.
+    pub fn subscribe_failures(&self) -> watch::Receiver<Vec<TokenRange>> {
+        self.failed.subscribe()
     }
 
     /// Follows completions of runs that reached every replica.
@@ -234,6 +242,13 @@ impl Repairer {
         if state.replicas_skipped == 0 && state.failed.is_empty() {
             self.completed.send_replace(wall_clock_seconds());
         }
+        let mut failed: Vec<TokenRange> = state.failed.iter().map(|f| f.range).collect();
+        failed.dedup();
+        self.failed.send_if_modified(|last| {
+            let changed = *last != failed;
+            *last = failed;
+            changed
+        });
         if let Some(tx) = &progress {
             tx.send_replace(state.clone());
         }

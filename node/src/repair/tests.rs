@@ -250,6 +250,7 @@ fn member(n: u128, tokens: Vec<i64>) -> crate::membership::Member {
         load_bytes: None,
         last_repair: None,
         disk_problem: None,
+        repair_failed: Vec::new(),
         alive: true,
         generation: 1,
     }
@@ -299,6 +300,14 @@ async fn a_failing_range_is_reported_and_skipped_and_the_run_goes_on() {
         repairer.last_completed(),
         0,
         "a run with failures is not complete"
+    );
+    // What `status` gossips: the ranges of this run that failed.
+    let published = repairer.subscribe_failures().borrow().clone();
+    assert!(!published.is_empty());
+    assert!(
+        published
+            .iter()
+            .all(|r| summary.failed.iter().any(|f| f.range == *r))
     );
 }
 

@@ -83,6 +83,15 @@ fn member(m: &Member, owns: &BTreeMap<NodeId, f64>) -> pb::Member {
         tokens: u32::try_from(m.tokens.len()).unwrap_or(u32::MAX),
         last_repair: m.last_repair.unwrap_or(0),
         disk_problem: m.disk_problem.clone().unwrap_or_default(),
+        last_repair_failed_ranges: m
+            .repair_failed
+            .iter()
+            .map(|&(start_token, end_token)| pb::FailedRange {
+                start_token,
+                end_token,
+                error: String::new(),
+            })
+            .collect(),
     }
 }
 

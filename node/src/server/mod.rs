@@ -478,6 +478,11 @@ async fn serve(
         (stop.clone(), life.stopped_by_disk.clone()),
         worker_stop.clone(),
     ));
+    workers.spawn(announce_repair_failures(
+        repairer.subscribe_failures(),
+        membership.clone(),
+        worker_stop.clone(),
+    ));
     workers.spawn(announce_repairs(
         repairer.subscribe(),
         membership.clone(),
@@ -557,6 +562,29 @@ async fn announce_disk(
     }
 }
 
+/// Gossips the ranges each repair run could not sync, so `status` shows
+/// them on every node.
+async fn announce_repair_failures(
+    mut failed: tokio::sync::watch::Receiver<Vec<crate::ring::TokenRange>>,
+    membership: Arc<Membership>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            changed = failed.changed() => if changed.is_err() { return },
+            _ = stop.cancelled() => return,
+        }
+        let ranges: Vec<(i64, i64)> = failed
+            .borrow_and_update()
+            .iter()
+            .map(|r| (r.start.0, r.end.0))
+            .collect();
+        membership
+            .announce(vec![(keys::REPAIR_FAILED, keys::encode_ranges(&ranges))])
+            .await;
+    }
+}
+
 /// Remembers and gossips each completed repair, so `status` can show when
 /// every node last completed one.
 async fn announce_repairs(
@@ -577,5 +605,46 @@ async fn announce_repairs(
         membership
             .announce(vec![(keys::LAST_REPAIR, seconds.to_string())])
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Shutdown order: work left by requests first, then the internode API
+    /// (whose replica writes may still wait for a group fsync), and only
+    /// then the other workers, the WAL syncers among them.
+    #[tokio::test]
+    async fn shutdown_stops_requests_then_the_peer_api_then_the_workers() {
+        let life = Lifecycle::default();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let record = |what: &'static str| {
+            let order = order.clone();
+            move || {
+                if let Ok(mut order) = order.lock() {
+                    order.push(what);
+                }
+            }
+        };
+        let done = record("request work");
+        life.requests.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            done();
+        });
+        let (stop, done) = (life.peer_stop.clone(), record("peer API"));
+        life.peer.spawn(async move {
+            stop.cancelled().await;
+            done();
+        });
+        let (stop, done) = (life.worker_stop.clone(), record("workers"));
+        life.workers.spawn(async move {
+            stop.cancelled().await;
+            done();
+        });
+        life.shut_down(Duration::from_secs(5)).await;
+        let order = order.lock().map(|o| o.clone()).unwrap_or_default();
+        assert_eq!(order, ["request work", "peer API", "workers"]);
     }
 }

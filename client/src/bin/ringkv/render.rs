@@ -101,6 +101,7 @@ fn member_json(m: &MemberInfo) -> serde_json::Value {
         "tokens": m.tokens,
         "last_repair": m.last_repair,
         "disk_problem": m.disk_problem,
+        "last_repair_failed_ranges": m.last_repair_failed_ranges.iter().map(|f| json!([f.start_token, f.end_token])).collect::<Vec<_>>(),
     })
 }
 
@@ -151,6 +152,19 @@ fn status_text(status: &ClusterStatus) -> String {
     for m in status.members.iter() {
         if let Some(problem) = &m.disk_problem {
             text.push_str(&format!("\n{} cannot write: {problem}", m.name));
+        }
+        if !m.last_repair_failed_ranges.is_empty() {
+            let ranges: Vec<String> = m
+                .last_repair_failed_ranges
+                .iter()
+                .map(|f| format!("({}, {}]", f.start_token, f.end_token))
+                .collect();
+            text.push_str(&format!(
+                "\n{}: its last repair could not sync {} ranges: {}",
+                m.name,
+                ranges.len(),
+                ranges.join(" ")
+            ));
         }
     }
     text
