@@ -13,7 +13,8 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::SeedableRng;
 use ringkv_node::identity::NodeId;
-use ringkv_node::repair::{LEAVES_PER_RANGE, TreeCache};
+use ringkv_node::peer::TreeCache;
+use ringkv_node::repair::LEAVES_PER_RANGE;
 use ringkv_node::ring::{Ring, RingMember, Token, TokenRange, allocate_tokens};
 use ringkv_node::storage::{Cell, CellView, DirtyMap, RocksConfig, RocksStorage, Storage, lww};
 

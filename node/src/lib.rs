@@ -5,8 +5,13 @@
 //! - [`ring`]: tokens, token ranges, replica placement and token allocation;
 //! - [`storage`]: cells, last-write-wins, RocksDB and the durability policy;
 //! - [`membership`]: gossip, failure detection and the cluster view;
-//! - [`coordinator`]: the read and write paths and consistency levels;
-//! - [`hints`]: hinted handoff; [`repair`]: Merkle-tree anti-entropy;
+//! - [`peer`]: what one node asks of another (the replica transports and
+//!   their errors), the Merkle trees replicas compare, and the
+//!   replica-side handlers;
+//! - [`hints`]: hinted handoff (the hint store and its replay);
+//! - [`coordinator`]: the read and write paths and consistency levels
+//!   (stores hints for replicas that miss a write);
+//! - [`repair`]: Merkle-tree anti-entropy;
 //! - [`rpc`]: gRPC adapters; [`server`]: wiring and shutdown;
 //! - [`config`], [`identity`], [`metrics`], [`telemetry`]: settings, node
 //!   id, metric names, logs.
@@ -18,6 +23,7 @@ pub mod hints;
 pub mod identity;
 pub mod membership;
 pub mod metrics;
+pub mod peer;
 pub mod repair;
 pub mod ring;
 pub mod rpc;

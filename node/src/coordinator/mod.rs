@@ -24,7 +24,6 @@ mod consistency;
 mod error;
 mod read;
 mod request;
-pub mod transport;
 mod write;
 
 #[cfg(test)]
@@ -40,12 +39,12 @@ use tokio_util::task::TaskTracker;
 pub use consistency::ConsistencyLevel;
 pub use error::CoordinatorError;
 pub use request::{Limits, MAX_TTL_SECONDS, ReadRequest, ReadResult, WriteRequest, validate_key};
-pub use transport::{ReadReply, ReplicaError, ReplicaTransport};
 
 use crate::clock::HybridClock;
 use crate::hints::HintStore;
 use crate::identity::NodeId;
 use crate::membership::{ClusterView, ViewHandle};
+use crate::peer::ReplicaTransport;
 use crate::ring::Token;
 
 /// Settings of the request paths.

@@ -23,11 +23,11 @@ use futures::stream::FuturesUnordered;
 use rand::Rng;
 use rand::seq::SliceRandom;
 
-use super::transport::{ReadReply, ReplicaError, ReplicaTransport};
 use super::{Coordinator, CoordinatorError, ReadRequest, ReadResult};
 use crate::clock::wall_clock_seconds;
 use crate::identity::NodeId;
 use crate::membership::ClusterView;
+use crate::peer::{ReadReply, ReplicaError, ReplicaTransport};
 use crate::ring::Token;
 use crate::storage::{Cell, digest, lww};
 

@@ -10,9 +10,9 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use super::transport::{ReadReply, ReplicaError, ReplicaTransport};
 use crate::identity::NodeId;
 use crate::membership::{ClusterView, Member, NodeStatus, ViewHandle};
+use crate::peer::{ReadReply, ReplicaError, ReplicaTransport};
 use crate::ring::{Ring, RingMember, Token, allocate_tokens};
 use crate::storage::{Cell, MemoryStorage, Storage};
 

@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::transport::ReplicaError;
 use super::{ConsistencyLevel, Coordinator, CoordinatorError, ReplicaPlan, WriteRequest};
 use crate::clock::{Timestamp, wall_clock_seconds};
 use crate::identity::NodeId;
+use crate::peer::ReplicaError;
 use crate::ring::Token;
 use crate::storage::Cell;
 

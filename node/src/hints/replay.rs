@@ -31,7 +31,7 @@ use crate::clock::wall_clock_micros;
 use crate::identity::NodeId;
 use crate::membership::{NodeStatus, ViewHandle};
 use crate::metrics::HINTS_REPLAYED;
-use crate::repair::RepairTransport;
+use crate::peer::RepairTransport;
 use crate::storage::BatchLimit;
 
 /// How often the replayer looks for work.
@@ -164,9 +164,8 @@ async fn replay_to(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinator::ReplicaError;
     use crate::membership::{ClusterView, Member};
-    use crate::repair::{BatchRead, Hash};
+    use crate::peer::{BatchRead, Hash, ReplicaError};
     use crate::ring::{Token, TokenRange};
     use crate::storage::{Cell, MemoryStorage};
     use arc_swap::ArcSwap;

@@ -26,12 +26,12 @@ use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::session::{LocalReplica, SyncError, SyncStats};
-use super::transport::RepairTransport;
 use crate::clock::wall_clock_seconds;
-use crate::coordinator::ReplicaError;
 use crate::identity::NodeId;
 use crate::membership::ViewHandle;
 use crate::metrics::{REPAIR_BYTES, REPAIR_KEYS, REPAIR_RANGES, REPAIR_RANGES_FAILED};
+use crate::peer::RepairTransport;
+use crate::peer::ReplicaError;
 use crate::ring::TokenRange;
 use crate::storage::{Storage, StorageError};
 

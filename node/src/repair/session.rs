@@ -19,11 +19,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::cache::TreeCache;
-use super::transport::RepairTransport;
-use super::tree::{MerkleTree, descend_step};
-use crate::coordinator::ReplicaError;
 use crate::identity::NodeId;
+use crate::peer::tree::{MerkleTree, descend_step};
+use crate::peer::{RepairTransport, ReplicaError, TreeCache};
 use crate::ring::{Token, TokenRange};
 use crate::storage::{BatchLimit, Cell, LocalStore, StorageError, digest, lww};
 
@@ -80,7 +78,7 @@ impl LocalReplica {
 
     /// Every (key, cell) this node holds in `range`.
     async fn cells(&self, range: TokenRange) -> Result<BTreeMap<Bytes, Cell>, StorageError> {
-        let cells = super::serve::cells(self.store.clone(), range).await?;
+        let cells = crate::peer::serve::cells(self.store.clone(), range).await?;
         Ok(cells.into_iter().collect())
     }
 

@@ -7,13 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use super::cache::TreeCache;
-use super::serve;
 use super::session::{LEAVES_PER_RANGE, LocalReplica};
-use super::transport::{BatchRead, RepairTransport};
-use super::tree::Hash;
-use crate::coordinator::ReplicaError;
 use crate::identity::NodeId;
+use crate::peer::{BatchRead, Hash, RepairTransport, ReplicaError, TreeCache, serve};
 use crate::ring::{Token, TokenRange};
 use crate::storage::{Cell, CellView, DirtyMap, LocalStore, MemoryStorage, SyncMode};
 

@@ -9,8 +9,9 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, status};
 use crate::clock::HybridClock;
-use crate::coordinator::{ReadReply, validate_key};
-use crate::repair::{TreeCache, serve};
+use crate::coordinator::validate_key;
+use crate::peer::ReadReply;
+use crate::peer::{TreeCache, serve};
 use crate::ring::{Token, TokenRange};
 use crate::storage::{BatchLimit, LocalStore};
 

@@ -21,10 +21,9 @@ use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
 use super::convert;
-use crate::coordinator::{ReadReply, ReplicaError, ReplicaTransport};
 use crate::identity::NodeId;
 use crate::membership::ViewHandle;
-use crate::repair::{BatchRead, Hash, RepairTransport};
+use crate::peer::{BatchRead, Hash, ReadReply, RepairTransport, ReplicaError, ReplicaTransport};
 use crate::ring::{Token, TokenRange};
 use crate::storage::{Cell, LocalStore};
 
@@ -264,7 +263,7 @@ impl RepairTransport for NodeTransport {
         if to == self.local {
             let store = self.store.clone();
             return Box::pin(async move {
-                crate::repair::serve::write_batch(&store, &entries)
+                crate::peer::serve::write_batch(&store, &entries)
                     .await
                     .map_err(|e| ReplicaError::Failed(e.to_string()))
             });

@@ -44,15 +44,16 @@ pub use shutdown::cancel_on_signal;
 
 use crate::clock::{HybridClock, wall_clock_micros};
 use crate::config::{Config, MAX_KEY_SIZE};
-use crate::coordinator::{Coordinator, CoordinatorSettings, Limits, ReplicaTransport};
+use crate::coordinator::{Coordinator, CoordinatorSettings, Limits};
 use crate::hints::{HintStore, ReplaySettings, run_replay};
 use crate::identity::{self, NodeId};
 use crate::membership::join::{self, JoinSettings};
 use crate::membership::keys::{self, NodeStatus};
 use crate::membership::{GossipSettings, Membership, persist};
+use crate::peer::{RepairTransport, ReplicaTransport, TreeCache};
 use crate::repair::{
-    LEAVES_PER_RANGE, LocalReplica, RepairTransport, Repairer, TreeCache, load_last_completed,
-    run_scheduler, save_last_completed,
+    LEAVES_PER_RANGE, LocalReplica, Repairer, load_last_completed, run_scheduler,
+    save_last_completed,
 };
 use crate::rpc::{AdminService, KeyValueService, NodeDescription, NodeTransport, PeerService};
 use crate::storage::batch::MAX_BATCH_BYTES;

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
+use super::replica::ReplicaError;
 use super::tree::Hash;
-use crate::coordinator::ReplicaError;
 use crate::identity::NodeId;
 use crate::ring::TokenRange;
 use crate::storage::Cell;
