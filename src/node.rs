@@ -18,6 +18,8 @@ use crate::{binary, eventually, free_port, free_udp_port, merkle_root, ringkv_cl
 
 /// How long a node may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Starts tried with fresh ports when one was taken meanwhile.
+const PORT_ATTEMPTS: u32 = 5;
 
 /// The addresses of one test node.
 #[derive(Debug, Clone, Copy)]
@@ -125,8 +127,24 @@ impl TestNode {
             options,
             child: None,
         };
-        node.spawn().await?;
-        Ok(node)
+        // A port picked free can be taken by another process before the
+        // node binds it; the node then exits at once, naming the address
+        // (it binds before it joins anything). Pick again.
+        let mut attempts = 1;
+        loop {
+            match node.spawn().await {
+                Ok(()) => return Ok(node),
+                Err(error)
+                    if attempts < PORT_ATTEMPTS
+                        && format!("{error:#}").contains("Address already in use") =>
+                {
+                    attempts += 1;
+                    node.ports = Ports::pick();
+                    node.client_addr = node.ports.client;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// The command line of this node.
