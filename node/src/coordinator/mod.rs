@@ -3,6 +3,7 @@
 //!
 //! - [`write`](Coordinator::write): fan out to every live replica, answer
 //!   after W acknowledgements.
+//!   The quorum arithmetic is plain data in `tally`.
 //! - [`read`](Coordinator::read): one data read and R−1 digest reads;
 //!   on disagreement, full reads, LWW, and blocking read repair.
 //!
@@ -24,6 +25,7 @@ mod consistency;
 mod error;
 mod read;
 mod request;
+mod tally;
 mod write;
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::tally::{Verdict, WriteTally};
 use super::{ConsistencyLevel, Coordinator, CoordinatorError, ReplicaPlan, WriteRequest};
 use crate::clock::{Timestamp, wall_clock_seconds};
 use crate::identity::NodeId;
@@ -156,49 +157,20 @@ impl Coordinator {
         }
         drop(done);
 
-        let required = plan.required;
-        if hint_acks >= required {
-            return Ok(());
-        }
-        let (mut acked, mut timed_out, mut refused) = (hint_acks, 0usize, Vec::new());
+        // The arithmetic is plain data (`tally`); this loop only waits.
+        let mut tally = WriteTally::new(plan.required, plan.alive.len(), hint_acks, hints_ack);
+        let mut verdict = tally.verdict();
         loop {
-            let answer = tokio::time::timeout_at(deadline.into(), acks_rx.recv()).await;
-            match answer {
-                Err(_) => {
-                    return Err(CoordinatorError::Timeout {
-                        required,
-                        received: acked,
-                    });
-                }
-                Ok(None) => break,
-                Ok(Some((node, result, hinted))) => {
-                    match result {
-                        Ok(()) => acked += 1,
-                        Err(_) if hints_ack && hinted => acked += 1,
-                        Err(ReplicaError::Timeout) => timed_out += 1,
-                        Err(error) => refused.push(format!("{node}: {error}")),
-                    }
-                    if acked >= required {
-                        return Ok(());
-                    }
-                }
+            match verdict {
+                Verdict::Met => return Ok(()),
+                Verdict::Unmet(unmet) => return Err(unmet.into()),
+                Verdict::Pending => {}
             }
-            let still_possible = hint_acks + plan.alive.len() - timed_out - refused.len();
-            if still_possible < required {
-                break;
-            }
-        }
-        if refused.is_empty() {
-            Err(CoordinatorError::Timeout {
-                required,
-                received: acked,
-            })
-        } else {
-            Err(CoordinatorError::Failed {
-                required,
-                received: acked,
-                reasons: refused,
-            })
+            verdict = match tokio::time::timeout_at(deadline.into(), acks_rx.recv()).await {
+                Err(_) => return Err(tally.timed_out().into()),
+                Ok(None) => Verdict::Unmet(tally.unmet()),
+                Ok(Some((node, answer, hinted))) => tally.record(node, answer, hinted),
+            };
         }
     }
 }
