@@ -115,6 +115,37 @@ pub fn ringkv_cli(hosts: &[&str], args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run ringkv: {e}"))
 }
 
+/// A client of `nodes` (their client addresses as seeds).
+pub async fn client_of(nodes: &[&TestNode]) -> ringkv_client::Client {
+    let hosts: Vec<String> = nodes.iter().map(|n| n.client_addr.to_string()).collect();
+    ringkv_client::Client::connect(ringkv_client::ClientConfig::new(hosts))
+        .await
+        .expect("client")
+}
+
+/// Writes `value` to every key, `in_flight` at a time, with `options`;
+/// panics on the first failure.
+pub async fn write_all(
+    client: &ringkv_client::Client,
+    keys: &[Bytes],
+    value: &Bytes,
+    options: &ringkv_client::WriteOptions,
+    in_flight: usize,
+) {
+    use futures::StreamExt;
+    let results: Vec<_> = futures::stream::iter(keys.iter().cloned())
+        .map(|key| {
+            let (client, value, options) = (client.clone(), value.clone(), options.clone());
+            async move { client.put_with(key, value, &options).await }
+        })
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
+    for result in results {
+        result.expect("write");
+    }
+}
+
 /// Polls `check` until it returns true or `timeout` passes; returns whether
 /// it became true. For conditions that converge in the background.
 pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool

@@ -4,9 +4,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
-use ringkv_client::{Client, ClientConfig, Consistency, WriteOptions};
-use ringkv_tests::{TestCluster, TestNode, eventually};
+use ringkv_client::{Client, Consistency, WriteOptions};
+use ringkv_tests::{TestCluster, client_of, eventually};
 
 /// Background convergence off: only the mechanism under test may act.
 const QUIET: [(&str, &str); 2] = [
@@ -24,27 +23,9 @@ fn keys(prefix: &str, n: usize) -> Vec<Bytes> {
         .collect()
 }
 
-/// Writes every key concurrently; panics on the first failure.
+/// Writes every key, 64 at a time; panics on the first failure.
 async fn write_all(client: &Client, keys: &[Bytes], value: &Bytes, level: Consistency) {
-    let options = at(level);
-    let results: Vec<_> = futures::stream::iter(keys.iter().cloned())
-        .map(|key| {
-            let (client, value, options) = (client.clone(), value.clone(), options.clone());
-            async move { client.put_with(key, value, &options).await }
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    for result in results {
-        result.expect("write");
-    }
-}
-
-async fn client(nodes: &[&TestNode]) -> Client {
-    let hosts: Vec<String> = nodes.iter().map(|n| n.client_addr.to_string()).collect();
-    Client::connect(ClientConfig::new(hosts))
-        .await
-        .expect("client")
+    ringkv_tests::write_all(client, keys, value, &at(level), 64).await;
 }
 
 /// True when every node has the same Merkle root for every range.
@@ -73,7 +54,7 @@ async fn hinted_handoff_delivers_every_write_to_a_returning_replica() {
     cluster.kill_and_wait(2).await.expect("n3 seen down");
 
     let keys = keys("hinted-", 5_000);
-    let c = client(&[cluster.node(0), cluster.node(1)]).await;
+    let c = client_of(&[cluster.node(0), cluster.node(1)]).await;
     write_all(
         &c,
         &keys,
@@ -129,7 +110,7 @@ async fn repair_streams_only_the_divergence_and_makes_replicas_identical() {
     let mut cluster = TestCluster::start_with(3, 3, &flags)
         .await
         .expect("cluster");
-    let all = client(&[cluster.node(0), cluster.node(1), cluster.node(2)]).await;
+    let all = client_of(&[cluster.node(0), cluster.node(1), cluster.node(2)]).await;
     let base = keys("base-", 100_000);
     let value = Bytes::from(vec![b'x'; 100]);
     write_all(&all, &base, &value, Consistency::All).await;
@@ -137,7 +118,7 @@ async fn repair_streams_only_the_divergence_and_makes_replicas_identical() {
 
     cluster.kill_and_wait(2).await.expect("n3 seen down");
     // 1% divergence: 500 overwrites, 250 new keys, 250 deletes.
-    let c = client(&[cluster.node(0), cluster.node(1)]).await;
+    let c = client_of(&[cluster.node(0), cluster.node(1)]).await;
     write_all(
         &c,
         &base[..500],
@@ -230,7 +211,7 @@ async fn background_anti_entropy_converges_without_being_asked() {
         .await
         .expect("cluster");
     cluster.kill_and_wait(2).await.expect("n3 seen down");
-    let c = client(&[cluster.node(0), cluster.node(1)]).await;
+    let c = client_of(&[cluster.node(0), cluster.node(1)]).await;
     let keys = keys("bg-", 500);
     write_all(&c, &keys, &Bytes::from_static(b"v"), Consistency::Quorum).await;
     cluster.node_mut(2).restart().await.expect("restart");
@@ -261,7 +242,7 @@ async fn a_delete_missed_by_a_replica_does_not_come_back() {
     let mut cluster = TestCluster::start_with(3, 3, &flags)
         .await
         .expect("cluster");
-    let c = client(&[cluster.node(0), cluster.node(1), cluster.node(2)]).await;
+    let c = client_of(&[cluster.node(0), cluster.node(1), cluster.node(2)]).await;
     c.put_with("doomed", "v", &at(Consistency::All))
         .await
         .expect("put");

@@ -5,38 +5,22 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use ringkv_client::{Client, ClientConfig, Consistency, WriteOptions};
+use ringkv_client::{Client, Consistency, WriteOptions};
 use ringkv_node::ring::Token;
 use ringkv_node::storage::{Cell, RocksConfig, RocksStorage, Storage};
 use ringkv_proto::v1 as pb;
 use ringkv_proto::v1::admin_client::AdminClient;
-use ringkv_tests::{SmallDisk, TestCluster, TestNode, eventually};
+use ringkv_tests::{SmallDisk, TestCluster, TestNode, client_of, eventually};
 
 const QUIET: [(&str, &str); 2] = [
     ("--anti-entropy-interval-ms", "0"),
     ("--read-repair-chance", "0"),
 ];
 
-async fn client(nodes: &[&TestNode]) -> Client {
-    let hosts: Vec<String> = nodes.iter().map(|n| n.client_addr.to_string()).collect();
-    Client::connect(ClientConfig::new(hosts))
-        .await
-        .expect("client")
-}
-
+/// Writes every key at QUORUM, 16 at a time (values here reach 1 MiB).
 async fn write_all(client: &Client, keys: &[Bytes], value: &Bytes) {
-    let options = WriteOptions::default().consistency(Consistency::Quorum);
-    let results: Vec<_> = futures::stream::iter(keys.iter().cloned())
-        .map(|key| {
-            let (client, value, options) = (client.clone(), value.clone(), options.clone());
-            async move { client.put_with(key, value, &options).await }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    for result in results {
-        result.expect("write");
-    }
+    let quorum = WriteOptions::default().consistency(Consistency::Quorum);
+    ringkv_tests::write_all(client, keys, value, &quorum, 16).await;
 }
 
 /// Three nodes (no hints, no background repair, `extra` flags) where n3
@@ -52,7 +36,7 @@ async fn diverged_cluster(extra: &[(&'static str, &'static str)]) -> (TestCluste
     let keys: Vec<Bytes> = (0..20_000)
         .map(|i| Bytes::from(format!("diverged-{i:06}")))
         .collect();
-    let c = client(&[cluster.node(0), cluster.node(1)]).await;
+    let c = client_of(&[cluster.node(0), cluster.node(1)]).await;
     write_all(&c, &keys, &Bytes::from_static(b"value")).await;
     cluster.restart_and_wait(2).await.expect("n3 back");
     (cluster, keys)
@@ -138,7 +122,7 @@ async fn hints_of_large_values_are_all_delivered() {
         .map(|i| Bytes::from(format!("large-{i:03}")))
         .collect();
     let value = Bytes::from(vec![b'v'; 1 << 20]);
-    let c = client(&[cluster.node(0), cluster.node(1)]).await;
+    let c = client_of(&[cluster.node(0), cluster.node(1)]).await;
     write_all(&c, &keys, &value).await;
 
     cluster.node_mut(2).restart().await.expect("restart n3");

@@ -2,7 +2,6 @@
 //! with replicas that can be made unreachable, silent or slow.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use crate::identity::NodeId;
-use crate::membership::{ClusterView, Member, NodeStatus, ViewHandle};
+use crate::membership::{ClusterView, Member, ViewHandle};
 use crate::peer::{ReadReply, ReplicaError, ReplicaTransport};
 use crate::ring::{Ring, RingMember, Token, allocate_tokens};
 use crate::storage::{Cell, MemoryStorage, Storage};
@@ -57,25 +56,11 @@ impl SimCluster {
                 tokens,
             });
         }
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!());
         let members = ring_members
             .into_iter()
             .map(|m| Member {
-                id: m.id,
-                name: format!("n{}", m.id.0.as_u128()),
-                status: NodeStatus::Normal,
-                tokens: m.tokens,
                 rack: m.rack,
-                gossip_addr: addr,
-                client_addr: None,
-                peer_addr: None,
-                replication_factor: Some(3),
-                load_bytes: None,
-                last_repair: None,
-                disk_problem: None,
-                repair_failed: Vec::new(),
-                alive: true,
-                generation: 1,
+                ..Member::normal(m.id, m.tokens)
             })
             .collect();
         let nodes: Vec<NodeId> = (0..count).map(node).collect();

@@ -231,21 +231,9 @@ mod tests {
 
     fn member(n: u128, status: NodeStatus, alive: bool) -> Member {
         Member {
-            id: node(n),
-            name: format!("n{n}"),
             status,
-            tokens: vec![Token(n as i64)],
-            rack: "r".into(),
-            gossip_addr: "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!()),
-            client_addr: None,
-            peer_addr: None,
-            replication_factor: Some(3),
-            load_bytes: None,
-            last_repair: None,
-            disk_problem: None,
-            repair_failed: Vec::new(),
             alive,
-            generation: 1,
+            ..Member::normal(node(n), vec![Token(n as i64)])
         }
     }
 
@@ -270,12 +258,7 @@ mod tests {
             member(3, NodeStatus::Normal, false),
             member(4, NodeStatus::Left, true),
         ];
-        let view: ViewHandle = Arc::new(ArcSwap::from_pointee(ClusterView::build(
-            node(1),
-            3,
-            members,
-            None,
-        )));
+        let view = view_of(members);
         let transport = Recorder::default();
         for target in [2, 3, 4, 5] {
             replay_to(&hints, &view, &transport, SETTINGS, node(target))
@@ -304,12 +287,7 @@ mod tests {
             member(1, NodeStatus::Normal, true),
             member(2, NodeStatus::Normal, false),
         ];
-        let view: ViewHandle = Arc::new(ArcSwap::from_pointee(ClusterView::build(
-            node(1),
-            3,
-            members,
-            None,
-        )));
+        let view = view_of(members);
         let transport = Recorder::default();
         let expired = ReplaySettings {
             window: Duration::ZERO,

@@ -75,7 +75,6 @@ pub fn save_tokens(storage: &dyn Storage, tokens: &[Token]) -> Result<(), Persis
 mod tests {
     use super::*;
     use crate::identity::NodeId;
-    use crate::membership::NodeStatus;
     use crate::storage::MemoryStorage;
 
     #[test]
@@ -84,21 +83,10 @@ mod tests {
         assert!(load_members(&storage).expect("load").is_empty());
         assert_eq!(load_tokens(&storage).expect("load"), None);
         let member = Member {
-            id: NodeId(uuid::Uuid::from_u128(7)),
-            name: "n7".into(),
-            status: NodeStatus::Normal,
-            tokens: vec![Token(1), Token(-5)],
-            rack: "r".into(),
             gossip_addr: "127.0.0.1:7402".parse().expect("addr"),
             client_addr: Some("127.0.0.1:7400".parse().expect("addr")),
-            peer_addr: None,
-            replication_factor: Some(3),
-            load_bytes: None,
-            last_repair: None,
-            disk_problem: None,
-            repair_failed: Vec::new(),
-            alive: true,
             generation: 9,
+            ..Member::normal(NodeId(uuid::Uuid::from_u128(7)), vec![Token(1), Token(-5)])
         };
         save_members(&storage, std::slice::from_ref(&member)).expect("save");
         let loaded = load_members(&storage).expect("load");

@@ -102,6 +102,31 @@ impl Member {
     }
 }
 
+#[cfg(test)]
+impl Member {
+    /// A live NORMAL member named `n<id>` in rack "r" with replication
+    /// factor 3 and `tokens`; tests override the rest with `..`.
+    pub(crate) fn normal(id: NodeId, tokens: Vec<Token>) -> Member {
+        Member {
+            id,
+            name: format!("n{}", id.0.as_u128()),
+            status: NodeStatus::Normal,
+            tokens,
+            rack: "r".into(),
+            gossip_addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            client_addr: None,
+            peer_addr: None,
+            replication_factor: Some(3),
+            load_bytes: None,
+            last_repair: None,
+            disk_problem: None,
+            repair_failed: Vec::new(),
+            alive: true,
+            generation: 1,
+        }
+    }
+}
+
 /// An immutable picture of the cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterView {

@@ -234,21 +234,8 @@ async fn large_cells_stream_in_batches_bounded_by_bytes() {
 
 fn member(n: u128, tokens: Vec<i64>) -> crate::membership::Member {
     crate::membership::Member {
-        id: node(n),
-        name: format!("n{n}"),
-        status: crate::membership::NodeStatus::Normal,
-        tokens: tokens.into_iter().map(Token).collect(),
-        rack: "r".into(),
-        gossip_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
-        client_addr: None,
-        peer_addr: None,
         replication_factor: Some(2),
-        load_bytes: None,
-        last_repair: None,
-        disk_problem: None,
-        repair_failed: Vec::new(),
-        alive: true,
-        generation: 1,
+        ..crate::membership::Member::normal(node(n), tokens.into_iter().map(Token).collect())
     }
 }
 
