@@ -52,8 +52,15 @@ pub fn load_or_create(storage: &dyn Storage) -> Result<NodeId, IdentityError> {
         return text.parse().map_err(|_| IdentityError::Corrupt(text));
     }
     let id = NodeId(uuid::Uuid::new_v4());
-    storage.meta_put(NODE_ID_KEY, id.to_string().as_bytes())?;
+    assign(storage, id)?;
     Ok(id)
+}
+
+/// Stores `id` as the node id of `storage` (the simulation names its
+/// nodes so that a run replays exactly).
+pub fn assign(storage: &dyn Storage, id: NodeId) -> Result<(), IdentityError> {
+    storage.meta_put(NODE_ID_KEY, id.to_string().as_bytes())?;
+    Ok(())
 }
 
 #[cfg(test)]

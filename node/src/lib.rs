@@ -12,7 +12,8 @@
 //! - [`coordinator`]: the read and write paths and consistency levels
 //!   (stores hints for replicas that miss a write);
 //! - [`repair`]: Merkle-tree anti-entropy;
-//! - [`rpc`]: gRPC adapters; [`server`]: wiring and shutdown;
+//! - [`rpc`]: gRPC adapters and the network they run over; [`server`]:
+//!   wiring and shutdown;
 //! - [`config`], [`identity`], [`metrics`], [`telemetry`]: settings, node
 //!   id, metric names, logs.
 

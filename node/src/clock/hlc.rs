@@ -34,7 +34,8 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::WallClock;
 
 /// How far ahead of local wall time an observed timestamp may pull the clock.
 pub const MAX_FORWARD_DRIFT_MICROS: i64 = 60 * 1_000_000;
@@ -68,39 +69,23 @@ impl std::fmt::Debug for Ceiling {
 /// Microseconds since the Unix epoch.
 pub type Timestamp = i64;
 
-/// Reads the physical clock, in microseconds since the Unix epoch.
-pub type PhysicalClock = fn() -> Timestamp;
-
-/// The wall clock.
-pub fn wall_clock_micros() -> Timestamp {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-        Err(_) => 0,
-    }
-}
-
-/// Wall clock in whole seconds since the Unix epoch.
-pub fn wall_clock_seconds() -> i64 {
-    wall_clock_micros() / 1_000_000
-}
-
 /// Monotonic, unique-per-node timestamps close to wall time. Lock-free.
 #[derive(Debug)]
 pub struct HybridClock {
     last: AtomicI64,
-    physical: PhysicalClock,
+    physical: WallClock,
     ceiling: Option<Ceiling>,
 }
 
 impl Default for HybridClock {
     fn default() -> Self {
-        Self::new(wall_clock_micros)
+        Self::new(WallClock::system())
     }
 }
 
 impl HybridClock {
     /// A clock over the given physical clock (tests inject a fake one).
-    pub fn new(physical: PhysicalClock) -> Self {
+    pub fn new(physical: WallClock) -> Self {
         Self {
             last: AtomicI64::new(i64::MIN),
             physical,
@@ -110,11 +95,7 @@ impl HybridClock {
 
     /// A clock that starts above `stored` (the ceiling a previous run
     /// saved; `None` for a first start) and keeps its ceiling with `save`.
-    pub fn with_ceiling(
-        physical: PhysicalClock,
-        stored: Option<Timestamp>,
-        save: SaveCeiling,
-    ) -> Self {
+    pub fn with_ceiling(physical: WallClock, stored: Option<Timestamp>, save: SaveCeiling) -> Self {
         let start = stored.unwrap_or(i64::MIN);
         Self {
             last: AtomicI64::new(start),
@@ -136,7 +117,7 @@ impl HybridClock {
         if timestamp <= ceiling.bound.load(Ordering::Acquire) {
             return;
         }
-        let physical = (self.physical)();
+        let physical = self.physical.micros();
         if physical < ceiling.retry_at.load(Ordering::Acquire) {
             return; // failed a moment ago; not again on every timestamp
         }
@@ -164,7 +145,10 @@ impl HybridClock {
     /// to store it itself. Blocking (a synced write): call it from a
     /// blocking thread, about four times per [`CEILING_LEAD_MICROS`].
     pub fn renew(&self) {
-        let current = (self.physical)().max(self.last.load(Ordering::Acquire));
+        let current = self
+            .physical
+            .micros()
+            .max(self.last.load(Ordering::Acquire));
         self.cover(current.saturating_add(CEILING_LEAD_MICROS / 2));
     }
 
@@ -174,13 +158,18 @@ impl HybridClock {
         let ahead = self
             .last
             .load(Ordering::Acquire)
-            .saturating_sub((self.physical)());
+            .saturating_sub(self.physical.micros());
         std::time::Duration::from_micros(u64::try_from(ahead).unwrap_or(0))
+    }
+
+    /// The wall clock under this one.
+    pub fn wall(&self) -> &WallClock {
+        &self.physical
     }
 
     /// A new timestamp, greater than every one issued or observed before.
     pub fn now(&self) -> Timestamp {
-        let physical = (self.physical)();
+        let physical = self.physical.micros();
         let previous = self
             .last
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
@@ -196,7 +185,10 @@ impl HybridClock {
     /// Folds in a timestamp seen from elsewhere, so later `now()` calls are
     /// greater. Timestamps implausibly far in the future are ignored.
     pub fn observe(&self, seen: Timestamp) {
-        let limit = (self.physical)().saturating_add(MAX_FORWARD_DRIFT_MICROS);
+        let limit = self
+            .physical
+            .micros()
+            .saturating_add(MAX_FORWARD_DRIFT_MICROS);
         if seen <= limit {
             self.last.fetch_max(seen, Ordering::AcqRel);
         }
@@ -206,6 +198,7 @@ impl HybridClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::wall_clock_micros;
     use std::sync::atomic::AtomicI64;
 
     static FAKE_NOW: AtomicI64 = AtomicI64::new(1_000);
@@ -216,7 +209,7 @@ mod tests {
 
     #[test]
     fn never_goes_backwards_even_when_the_wall_clock_does() {
-        let clock = HybridClock::new(fake);
+        let clock = HybridClock::new(WallClock::from_fn(fake));
         FAKE_NOW.store(1_000, Ordering::SeqCst);
         let a = clock.now();
         assert_eq!(a, 1_000);
@@ -231,7 +224,7 @@ mod tests {
 
     #[test]
     fn observed_timestamps_order_later_writes() {
-        let clock = HybridClock::new(wall_clock_micros);
+        let clock = HybridClock::new(WallClock::system());
         let ahead = wall_clock_micros() + 1_000_000;
         clock.observe(ahead);
         assert!(clock.now() > ahead);
@@ -239,7 +232,7 @@ mod tests {
 
     #[test]
     fn wild_timestamps_are_not_followed() {
-        let clock = HybridClock::new(wall_clock_micros);
+        let clock = HybridClock::new(WallClock::system());
         clock.observe(i64::MAX - 5);
         let t = clock.now();
         assert!(t < wall_clock_micros() + MAX_FORWARD_DRIFT_MICROS);
@@ -267,7 +260,8 @@ mod tests {
             })
         };
         RESTART_NOW.store(50_000_000, Ordering::SeqCst);
-        let clock = HybridClock::with_ceiling(restart_clock, None, saver(&stored));
+        let clock =
+            HybridClock::with_ceiling(WallClock::from_fn(restart_clock), None, saver(&stored));
         let mut issued = 0;
         for step in 0..500 {
             RESTART_NOW.store(50_000_000 + step * 1_000, Ordering::SeqCst);
@@ -286,7 +280,8 @@ mod tests {
 
         // The machine restarts with its wall clock a minute behind.
         RESTART_NOW.store(50_000_000 - 60_000_000, Ordering::SeqCst);
-        let restarted = HybridClock::with_ceiling(restart_clock, ceiling, saver(&stored));
+        let restarted =
+            HybridClock::with_ceiling(WallClock::from_fn(restart_clock), ceiling, saver(&stored));
         assert!(restarted.ahead_of_wall() >= std::time::Duration::from_secs(60));
         assert!(restarted.now() > issued);
         // Observed timestamps past the ceiling are covered before use.

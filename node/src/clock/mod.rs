@@ -1,8 +1,8 @@
-//! Time: the hybrid logical clock that timestamps writes.
+//! Time: the hybrid logical clock that timestamps writes, over a wall
+//! clock the node is given.
 
 mod hlc;
+mod wall;
 
-pub use hlc::{
-    CEILING_LEAD_MICROS, HybridClock, MAX_FORWARD_DRIFT_MICROS, PhysicalClock, SaveCeiling,
-    Timestamp, wall_clock_micros, wall_clock_seconds,
-};
+pub use hlc::{CEILING_LEAD_MICROS, HybridClock, MAX_FORWARD_DRIFT_MICROS, SaveCeiling, Timestamp};
+pub use wall::{WallClock, wall_clock_micros, wall_clock_seconds};

@@ -6,6 +6,7 @@
 #[macro_use]
 mod define;
 mod load;
+mod settings;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,8 +26,7 @@ pub const DEFAULT_PEER_PORT: u16 = 7401;
 pub const DEFAULT_GOSSIP_PORT: u16 = 7402;
 /// Default HTTP port (`/metrics`, `/health`).
 pub const DEFAULT_HTTP_PORT: u16 = 7480;
-/// Largest key accepted, in bytes (64 KiB).
-pub const MAX_KEY_SIZE: usize = 64 * 1024;
+pub use crate::coordinator::MAX_KEY_SIZE;
 /// Ceiling for `max_value_size`: gRPC messages beyond this are unwieldy.
 pub const MAX_VALUE_SIZE_CEILING: u64 = 512 << 20;
 

@@ -29,18 +29,20 @@ mod tally;
 mod write;
 
 #[cfg(test)]
-mod sim;
-#[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use tokio_util::task::TaskTracker;
 
 pub use consistency::ConsistencyLevel;
 pub use error::CoordinatorError;
-pub use request::{Limits, MAX_TTL_SECONDS, ReadRequest, ReadResult, WriteRequest, validate_key};
+pub use request::{
+    Limits, MAX_KEY_SIZE, MAX_TTL_SECONDS, ReadRequest, ReadResult, WriteRequest, validate_key,
+};
 
 use crate::clock::HybridClock;
 use crate::hints::HintStore;
@@ -83,6 +85,9 @@ pub struct Coordinator {
     /// Owns the work that outlives a request (replica sends after an early
     /// answer, background read repair), so shutdown can wait for it.
     tasks: TaskTracker,
+    /// Picks read replicas and background read repairs; seeded by the
+    /// simulation so a run replays exactly.
+    rng: Mutex<StdRng>,
 }
 
 impl Coordinator {
@@ -100,7 +105,14 @@ impl Coordinator {
             settings,
             hints,
             tasks: TaskTracker::new(),
+            rng: Mutex::new(StdRng::from_rng(&mut rand::rng())),
         }
+    }
+
+    /// Draws the coordinator's random choices from `seed`.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.rng = Mutex::new(StdRng::seed_from_u64(seed));
+        self
     }
 
     /// Runs work that outlives requests on `tasks`; the node waits for it

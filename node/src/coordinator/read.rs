@@ -14,7 +14,9 @@
 //!    live replicas that were not asked in the background and repair them.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -24,7 +26,6 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 use super::{Coordinator, CoordinatorError, ReadRequest, ReadResult};
-use crate::clock::wall_clock_seconds;
 use crate::identity::NodeId;
 use crate::membership::ClusterView;
 use crate::peer::{ReadReply, ReplicaError, ReplicaTransport};
@@ -39,9 +40,19 @@ impl Coordinator {
         Box::pin(async move { (node, digest_only, request.await) })
     }
 
+    /// True with probability `chance`, from the coordinator's RNG.
+    fn chance(&self, chance: f64) -> bool {
+        self.rng
+            .lock()
+            .map(|mut rng| rng.random_bool(chance))
+            .unwrap_or(false)
+    }
+
     /// Live replicas in the order reads prefer them.
     fn read_order(&self, view: &ClusterView, mut alive: Vec<NodeId>) -> Vec<NodeId> {
-        alive.shuffle(&mut rand::rng());
+        if let Ok(mut rng) = self.rng.lock() {
+            alive.shuffle(&mut *rng);
+        }
         if let Some(at) = alive.iter().position(|n| *n == view.local()) {
             alive.swap(0, at);
         }
@@ -65,8 +76,8 @@ impl Coordinator {
         // Decide up front whether this read also repairs the replicas it
         // does not ask, so the common read copies nothing for it.
         let chance = self.settings.read_repair_chance.clamp(0.0, 1.0);
-        let background_repair = (plan.alive.len() > required && rand::rng().random_bool(chance))
-            .then(|| plan.alive.clone());
+        let background_repair =
+            (plan.alive.len() > required && self.chance(chance)).then(|| plan.alive.clone());
         let mut spares = self.read_order(&view, plan.alive).into_iter();
         let mut pending: FuturesUnordered<Ask> = FuturesUnordered::new();
         for (i, node) in spares.by_ref().take(required).enumerate() {
@@ -76,7 +87,7 @@ impl Coordinator {
         let mut digests: Vec<(NodeId, Bytes)> = Vec::new();
         let mut refused: Vec<String> = Vec::new();
         while data.is_none() || digests.len() + 1 < required {
-            let next = tokio::time::timeout_at(deadline.into(), pending.next()).await;
+            let next = tokio::time::timeout_at(deadline, pending.next()).await;
             let received = digests.len() + usize::from(data.is_some());
             match next {
                 Err(_) => return Err(timeout_error(received)),
@@ -121,7 +132,7 @@ impl Coordinator {
                     self.settings.read_timeout,
                 ));
             }
-            return Ok(live(data_cell));
+            return Ok(live(data_cell, self.clock.wall().seconds()));
         }
 
         // Digests disagree: get everyone's data, resolve, repair.
@@ -130,7 +141,7 @@ impl Coordinator {
             .iter()
             .map(|(node, _)| self.ask(*node, token, &key, false))
             .collect();
-        while let Some(answer) = tokio::time::timeout_at(deadline.into(), full.next())
+        while let Some(answer) = tokio::time::timeout_at(deadline, full.next())
             .await
             .map_err(|_| timeout_error(cells.len()))?
         {
@@ -157,14 +168,14 @@ impl Coordinator {
                 .collect();
             metrics::counter!(crate::metrics::READ_REPAIRS, "kind" => "blocking")
                 .increment(stale.len() as u64);
-            let outcomes: Vec<_> = tokio::time::timeout_at(deadline.into(), repairs.collect())
+            let outcomes: Vec<_> = tokio::time::timeout_at(deadline, repairs.collect())
                 .await
                 .map_err(|_| timeout_error(cells.len()))?;
             if outcomes.iter().any(Result::is_err) {
                 return Err(timeout_error(cells.len()));
             }
         }
-        Ok(live(winner))
+        Ok(live(winner, self.clock.wall().seconds()))
     }
 }
 
@@ -216,11 +227,10 @@ async fn repair_in_background(
 }
 
 /// The answer for a resolved cell: its value if live.
-fn live(cell: Option<Cell>) -> Option<ReadResult> {
-    cell.filter(|c| c.is_live(wall_clock_seconds()))
-        .map(|c| ReadResult {
-            timestamp: c.timestamp,
-            expires_at: c.local_deletion_time,
-            value: c.value,
-        })
+fn live(cell: Option<Cell>, now: i64) -> Option<ReadResult> {
+    cell.filter(|c| c.is_live(now)).map(|c| ReadResult {
+        timestamp: c.timestamp,
+        expires_at: c.local_deletion_time,
+        value: c.value,
+    })
 }

@@ -10,7 +10,6 @@ use bytes::Bytes;
 use super::consistency::ConsistencyLevel;
 use super::error::CoordinatorError;
 use crate::clock::Timestamp;
-use crate::config::MAX_KEY_SIZE;
 
 /// Longest TTL accepted: 20 years, as Cassandra.
 pub const MAX_TTL_SECONDS: u32 = 20 * 365 * 24 * 3600;
@@ -55,6 +54,9 @@ pub struct Limits {
 fn invalid(message: String) -> CoordinatorError {
     CoordinatorError::InvalidArgument(message)
 }
+
+/// Largest key accepted, in bytes (64 KiB).
+pub const MAX_KEY_SIZE: usize = 64 * 1024;
 
 /// Checks a key: not empty, at most [`MAX_KEY_SIZE`] bytes.
 pub fn validate_key(key: &[u8]) -> Result<(), CoordinatorError> {

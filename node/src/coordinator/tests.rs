@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::sim::{Behaviour, SimCluster};
 use super::*;
 use crate::clock::HybridClock;
 use crate::hints::HintStore;
+use crate::peer::fake::{Behaviour, FakeCluster};
 use crate::storage::Cell;
 
 fn settings() -> CoordinatorSettings {
@@ -24,7 +24,7 @@ fn settings() -> CoordinatorSettings {
     }
 }
 
-fn coordinator(sim: &Arc<SimCluster>, local: NodeId, down: &[NodeId]) -> Coordinator {
+fn coordinator(sim: &Arc<FakeCluster>, local: NodeId, down: &[NodeId]) -> Coordinator {
     let down: BTreeSet<NodeId> = down.iter().copied().collect();
     Coordinator::new(
         sim.view(local, &down),
@@ -37,7 +37,7 @@ fn coordinator(sim: &Arc<SimCluster>, local: NodeId, down: &[NodeId]) -> Coordin
 
 /// A coordinator on `local` that keeps hints in `hints`.
 fn hinting(
-    sim: &Arc<SimCluster>,
+    sim: &Arc<FakeCluster>,
     local: NodeId,
     down: &[NodeId],
     hints: Arc<HintStore>,
@@ -58,7 +58,7 @@ fn hint_store() -> Arc<HintStore> {
 }
 
 /// A key whose replicas do not include node 0, the coordinator.
-fn key_elsewhere(sim: &SimCluster) -> String {
+fn key_elsewhere(sim: &FakeCluster) -> String {
     (0..1000)
         .map(|i| format!("k{i}"))
         .find(|k| !sim.replicas(k.as_bytes()).contains(&sim.nodes[0]))
@@ -91,7 +91,7 @@ async fn settle() {
 
 #[tokio::test]
 async fn quorum_write_reaches_every_replica_and_only_them() {
-    let sim = SimCluster::new(5);
+    let sim = FakeCluster::balanced(5);
     let c = coordinator(&sim, sim.nodes[0], &[]);
     c.write(put("k", "v", ConsistencyLevel::Quorum))
         .await
@@ -112,7 +112,7 @@ async fn quorum_write_reaches_every_replica_and_only_them() {
 
 #[tokio::test]
 async fn too_few_live_replicas_is_unavailable_and_sends_nothing() {
-    let sim = SimCluster::new(3);
+    let sim = FakeCluster::balanced(3);
     let c = coordinator(&sim, sim.nodes[0], &[sim.nodes[1], sim.nodes[2]]);
     let err = c
         .write(put("k", "v", ConsistencyLevel::Quorum))
@@ -151,7 +151,7 @@ async fn too_few_live_replicas_is_unavailable_and_sends_nothing() {
 
 #[tokio::test]
 async fn silent_replicas_time_out_with_counts() {
-    let sim = SimCluster::new(3);
+    let sim = FakeCluster::balanced(3);
     sim.set(sim.nodes[1], Behaviour::Silent);
     sim.set(sim.nodes[2], Behaviour::Silent);
     let c = coordinator(&sim, sim.nodes[0], &[]);
@@ -184,7 +184,7 @@ async fn silent_replicas_time_out_with_counts() {
 
 #[tokio::test]
 async fn refusing_replicas_fail_the_write_early() {
-    let sim = SimCluster::new(3);
+    let sim = FakeCluster::balanced(3);
     sim.set(sim.nodes[1], Behaviour::Unreachable);
     sim.set(sim.nodes[2], Behaviour::Unreachable);
     let c = coordinator(&sim, sim.nodes[0], &[]);
@@ -214,7 +214,7 @@ async fn refusing_replicas_fail_the_write_early() {
 
 #[tokio::test]
 async fn a_replica_that_fails_a_read_is_replaced_by_a_spare() {
-    let sim = SimCluster::new(3);
+    let sim = FakeCluster::balanced(3);
     let c = coordinator(&sim, sim.nodes[0], &[]);
     c.write(put("k", "v", ConsistencyLevel::All))
         .await
@@ -232,7 +232,7 @@ async fn a_replica_that_fails_a_read_is_replaced_by_a_spare() {
 
 #[tokio::test]
 async fn slow_replicas_still_get_the_write() {
-    let sim = SimCluster::new(3);
+    let sim = FakeCluster::balanced(3);
     sim.set(sim.nodes[2], Behaviour::Slow(Duration::from_millis(100)));
     let c = coordinator(&sim, sim.nodes[0], &[]);
     c.write(put("k", "v", ConsistencyLevel::Quorum))
@@ -251,7 +251,7 @@ async fn slow_replicas_still_get_the_write() {
 
 #[tokio::test]
 async fn digest_mismatch_repairs_the_stale_replicas() {
-    let sim = SimCluster::new(3);
+    let sim = FakeCluster::balanced(3);
     let newer = Cell::live(200, Bytes::from_static(b"new"), None);
     let older = Cell::live(100, Bytes::from_static(b"old"), None);
     // The local node (asked for data first) is stale; the others are not.
@@ -282,7 +282,7 @@ async fn digest_mismatch_repairs_the_stale_replicas() {
 
 #[tokio::test]
 async fn one_reads_a_single_replica_without_repair() {
-    let sim = SimCluster::new(3);
+    let sim = FakeCluster::balanced(3);
     sim.plant(
         sim.nodes[0],
         b"k",
@@ -305,7 +305,7 @@ async fn one_reads_a_single_replica_without_repair() {
 
 #[tokio::test]
 async fn invalid_requests_are_rejected_before_any_replica_is_asked() {
-    let sim = SimCluster::new(3);
+    let sim = FakeCluster::balanced(3);
     let c = coordinator(&sim, sim.nodes[0], &[]);
     let err = c
         .write(put("", "v", ConsistencyLevel::One))
@@ -321,7 +321,7 @@ async fn invalid_requests_are_rejected_before_any_replica_is_asked() {
 
 #[tokio::test]
 async fn down_and_failing_replicas_get_hints_that_do_not_count() {
-    let sim = SimCluster::new(3);
+    let sim = FakeCluster::balanced(3);
     let hints = hint_store();
     // n2 is known down; n1 refuses.
     sim.set(sim.nodes[1], Behaviour::Unreachable);
@@ -361,7 +361,7 @@ async fn down_and_failing_replicas_get_hints_that_do_not_count() {
 
 #[tokio::test]
 async fn any_counts_a_hint_as_an_acknowledgement() {
-    let sim = SimCluster::new(5);
+    let sim = FakeCluster::balanced(5);
     let hints = hint_store();
     // A key this node is not a replica of, with every replica down.
     let key = key_elsewhere(&sim);
@@ -403,7 +403,7 @@ async fn any_counts_a_hint_as_an_acknowledgement() {
 
 #[tokio::test]
 async fn background_read_repair_fixes_replicas_the_read_did_not_ask() {
-    let sim = SimCluster::new(3);
+    let sim = FakeCluster::balanced(3);
     let newer = Cell::live(200, Bytes::from_static(b"new"), None);
     let older = Cell::live(100, Bytes::from_static(b"old"), None);
     sim.plant(sim.nodes[0], b"k", &newer);
@@ -438,7 +438,7 @@ async fn background_read_repair_fixes_replicas_the_read_did_not_ask() {
 /// failed although the hint was held.
 #[tokio::test]
 async fn at_any_a_hint_for_a_replica_that_failed_counts() {
-    let sim = SimCluster::new(5);
+    let sim = FakeCluster::balanced(5);
     let hints = hint_store();
     let key = key_elsewhere(&sim);
     // Every replica is believed up, and every one refuses.
@@ -456,7 +456,7 @@ async fn at_any_a_hint_for_a_replica_that_failed_counts() {
 /// `Timeout` ("may still be applied") although nothing was stored.
 #[tokio::test]
 async fn at_any_with_hints_full_and_no_replica_up_nothing_is_stored() {
-    let sim = SimCluster::new(5);
+    let sim = FakeCluster::balanced(5);
     // A cap no hint fits under.
     let hints = Arc::new(
         HintStore::open(Arc::new(crate::storage::MemoryStorage::default()), 10).expect("hints"),
@@ -484,7 +484,7 @@ async fn at_any_with_hints_full_and_no_replica_up_nothing_is_stored() {
 /// key, clock behind the client's) was older and silently lost.
 #[tokio::test]
 async fn a_client_timestamp_orders_later_server_stamped_writes() {
-    let sim = SimCluster::new(3);
+    let sim = FakeCluster::balanced(3);
     let c = coordinator(&sim, sim.nodes[0], &[]);
     let ahead = crate::clock::wall_clock_micros() + 5_000_000;
     let mut first = put("k", "client", ConsistencyLevel::All);
@@ -504,7 +504,7 @@ async fn a_client_timestamp_orders_later_server_stamped_writes() {
 /// timeout became their lifetime.
 #[tokio::test]
 async fn background_replica_sends_are_owned_and_bounded_by_the_node_timeout() {
-    let sim = SimCluster::new(3);
+    let sim = FakeCluster::balanced(3);
     let tasks = tokio_util::task::TaskTracker::new();
     let c = coordinator(&sim, sim.nodes[0], &[]).with_tasks(tasks.clone());
     sim.set(sim.nodes[1], Behaviour::Slow(Duration::from_millis(150)));

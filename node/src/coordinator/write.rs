@@ -22,14 +22,16 @@
 //! longer than the node's own is capped by it: it bounds the background
 //! replica sends too.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::tally::{Verdict, WriteTally};
 use super::{ConsistencyLevel, Coordinator, CoordinatorError, ReplicaPlan, WriteRequest};
-use crate::clock::{Timestamp, wall_clock_seconds};
+use crate::clock::Timestamp;
 use crate::identity::NodeId;
 use crate::peer::ReplicaError;
 use crate::ring::Token;
@@ -49,7 +51,7 @@ impl Coordinator {
             }
             None => self.clock.now(),
         };
-        let now = wall_clock_seconds();
+        let now = self.clock.wall().seconds();
         let cell = match request.value {
             Some(value) => {
                 let expires_at = request
@@ -166,7 +168,7 @@ impl Coordinator {
                 Verdict::Unmet(unmet) => return Err(unmet.into()),
                 Verdict::Pending => {}
             }
-            verdict = match tokio::time::timeout_at(deadline.into(), acks_rx.recv()).await {
+            verdict = match tokio::time::timeout_at(deadline, acks_rx.recv()).await {
                 Err(_) => return Err(tally.timed_out().into()),
                 Ok(None) => Verdict::Unmet(tally.unmet()),
                 Ok(Some((node, answer, hinted))) => tally.record(node, answer, hinted),

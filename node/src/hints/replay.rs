@@ -27,7 +27,7 @@ use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
 use super::store::{DropReason, Hint, HintStore, count_dropped};
-use crate::clock::wall_clock_micros;
+use crate::clock::Timestamp;
 use crate::identity::NodeId;
 use crate::membership::{NodeStatus, ViewHandle};
 use crate::metrics::HINTS_REPLAYED;
@@ -87,9 +87,9 @@ pub async fn run_replay(
     }
 }
 
-fn expired(hint: &Hint, window: Duration) -> bool {
+fn expired(hint: &Hint, window: Duration, now: Timestamp) -> bool {
     let window = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
-    hint.created.saturating_add(window) < wall_clock_micros()
+    hint.created.saturating_add(window) < now
 }
 
 /// One round for one target.
@@ -122,8 +122,9 @@ async fn replay_to(
         if batch.is_empty() {
             break;
         }
-        let (old, fresh): (Vec<Hint>, Vec<Hint>) =
-            batch.into_iter().partition(|h| expired(h, settings.window));
+        let (old, fresh): (Vec<Hint>, Vec<Hint>) = batch
+            .into_iter()
+            .partition(|h| expired(h, settings.window, hints.wall().micros()));
         if !old.is_empty() {
             count_dropped(DropReason::Expired, old.len() as u64);
             hints.remove(target, &old).map_err(|e| e.to_string())?;
@@ -165,68 +166,14 @@ async fn replay_to(
 mod tests {
     use super::*;
     use crate::membership::{ClusterView, Member};
-    use crate::peer::{BatchRead, Hash, ReplicaError};
-    use crate::ring::{Token, TokenRange};
+    use crate::peer::fake::{Behaviour, FakeCluster, replica};
+    use crate::ring::Token;
     use crate::storage::{Cell, MemoryStorage};
     use arc_swap::ArcSwap;
     use bytes::Bytes;
-    use futures::future::BoxFuture;
-    use std::sync::Mutex;
 
     fn node(n: u128) -> NodeId {
         NodeId(uuid::Uuid::from_u128(n))
-    }
-
-    /// A transport that records what it was asked to write; writes to
-    /// `hangs` never answer, as a paused or black-holed peer.
-    #[derive(Default)]
-    struct Recorder {
-        written: Mutex<Vec<(NodeId, Bytes)>>,
-        /// Bytes of each batch written.
-        batches: Mutex<Vec<usize>>,
-        hangs: Option<NodeId>,
-    }
-
-    impl RepairTransport for Recorder {
-        fn merkle_nodes(
-            &self,
-            _: NodeId,
-            _: TokenRange,
-            _: u32,
-            _: Vec<u32>,
-        ) -> BoxFuture<'static, Result<Vec<Hash>, ReplicaError>> {
-            Box::pin(async { Err(ReplicaError::Failed("unused".into())) })
-        }
-        fn leaf_digests(
-            &self,
-            _: NodeId,
-            _: TokenRange,
-        ) -> BoxFuture<'static, Result<Vec<(Bytes, Bytes)>, ReplicaError>> {
-            Box::pin(async { Err(ReplicaError::Failed("unused".into())) })
-        }
-        fn read_batch(
-            &self,
-            _: NodeId,
-            _: Vec<Bytes>,
-        ) -> BoxFuture<'static, Result<BatchRead, ReplicaError>> {
-            Box::pin(async { Err(ReplicaError::Failed("unused".into())) })
-        }
-        fn write_batch(
-            &self,
-            to: NodeId,
-            entries: Vec<(Bytes, Cell)>,
-        ) -> BoxFuture<'static, Result<(), ReplicaError>> {
-            if self.hangs == Some(to) {
-                return Box::pin(std::future::pending());
-            }
-            if let Ok(mut batches) = self.batches.lock() {
-                batches.push(entries.iter().map(|(k, c)| k.len() + c.encoded_len()).sum());
-            }
-            if let Ok(mut written) = self.written.lock() {
-                written.extend(entries.into_iter().map(|(k, _)| (to, k)));
-            }
-            Box::pin(async { Ok(()) })
-        }
     }
 
     fn member(n: u128, status: NodeStatus, alive: bool) -> Member {
@@ -259,17 +206,13 @@ mod tests {
             member(4, NodeStatus::Left, true),
         ];
         let view = view_of(members);
-        let transport = Recorder::default();
+        let transport = FakeCluster::of([(node(2), replica()), (node(3), replica())]);
         for target in [2, 3, 4, 5] {
             replay_to(&hints, &view, &transport, SETTINGS, node(target))
                 .await
                 .expect("replay");
         }
-        let written = transport
-            .written
-            .lock()
-            .map(|w| w.clone())
-            .unwrap_or_default();
+        let written = transport.written();
         assert_eq!(written, vec![(node(2), Bytes::from_static(b"k2"))]);
         assert_eq!(
             hints.targets(),
@@ -288,7 +231,7 @@ mod tests {
             member(2, NodeStatus::Normal, false),
         ];
         let view = view_of(members);
-        let transport = Recorder::default();
+        let transport = FakeCluster::of([(node(2), replica()), (node(3), replica())]);
         let expired = ReplaySettings {
             window: Duration::ZERO,
             ..SETTINGS
@@ -299,13 +242,7 @@ mod tests {
             .await
             .expect("replay");
         assert!(hints.targets().is_empty());
-        assert!(
-            transport
-                .written
-                .lock()
-                .map(|w| w.is_empty())
-                .unwrap_or(false)
-        );
+        assert!(transport.written().is_empty());
     }
 
     fn view_of(members: impl IntoIterator<Item = Member>) -> ViewHandle {
@@ -332,20 +269,12 @@ mod tests {
             member(1, NodeStatus::Normal, true),
             member(2, NodeStatus::Normal, true),
         ]);
-        let transport = Recorder::default();
+        let transport = FakeCluster::of([(node(2), replica()), (node(3), replica())]);
         replay_to(&hints, &view, &transport, SETTINGS, node(2))
             .await
             .expect("replay");
-        let batches = transport
-            .batches
-            .lock()
-            .map(|b| b.clone())
-            .unwrap_or_default();
-        assert_eq!(
-            transport.written.lock().map(|w| w.len()).unwrap_or(0),
-            100,
-            "every hint delivered"
-        );
+        let batches: Vec<usize> = transport.batches().iter().map(|(_, b)| *b).collect();
+        assert_eq!(transport.written().len(), 100, "every hint delivered");
         assert!(
             batches
                 .iter()
@@ -368,15 +297,13 @@ mod tests {
             member(2, NodeStatus::Normal, true),
             member(3, NodeStatus::Normal, true),
         ]);
-        let transport = Arc::new(Recorder {
-            hangs: Some(node(2)),
-            ..Recorder::default()
-        });
+        let transport = FakeCluster::of([(node(2), replica()), (node(3), replica())]);
+        transport.set(node(2), Behaviour::Silent);
         let stop = CancellationToken::new();
         let worker = tokio::spawn(run_replay(
             hints.clone(),
             view,
-            transport.clone(),
+            Arc::new(transport.clone()),
             SETTINGS,
             stop.clone(),
         ));
@@ -386,10 +313,10 @@ mod tests {
             async move {
                 for _ in 0..600 {
                     let to_3 = transport
-                        .written
-                        .lock()
-                        .map(|w| w.iter().filter(|(t, _)| *t == node(3)).count())
-                        .unwrap_or(0);
+                        .written()
+                        .iter()
+                        .filter(|(t, _)| *t == node(3))
+                        .count();
                     if to_3 >= n {
                         return true;
                     }

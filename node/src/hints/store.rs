@@ -8,14 +8,16 @@
 //! it, new hints for that node are dropped — counted, and logged at most
 //! once a minute per node — and anti-entropy repairs what they would have.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 
-use crate::clock::{Timestamp, wall_clock_micros};
+use crate::clock::{Timestamp, WallClock};
 use crate::identity::NodeId;
 use crate::metrics::{HINTS_DROPPED, HINTS_STORED};
 use crate::storage::{BatchLimit, Cell, CellView, LocalStore, Storage, StorageError};
@@ -110,9 +112,13 @@ pub struct HintStore {
     /// a hint may be the only copy. `None`: the WAL's own schedule.
     durability: Option<LocalStore>,
     max_bytes_per_target: u64,
-    sizes: Mutex<HashMap<NodeId, u64>>,
+    /// Bytes held per target; ordered, so replay visits targets in one
+    /// order.
+    sizes: Mutex<BTreeMap<NodeId, u64>>,
     sequence: AtomicU64,
     last_drop_log: Mutex<HashMap<NodeId, Instant>>,
+    /// Stamps each hint with when it was stored (the hint window).
+    wall: WallClock,
 }
 
 impl HintStore {
@@ -121,7 +127,7 @@ impl HintStore {
         storage: std::sync::Arc<dyn Storage>,
         max_bytes_per_target: u64,
     ) -> Result<HintStore, StorageError> {
-        let mut sizes: HashMap<NodeId, u64> = HashMap::new();
+        let mut sizes: BTreeMap<NodeId, u64> = BTreeMap::new();
         let mut from = Vec::new();
         loop {
             let batch = storage.hint_scan(&from, &[0xff; KEY_LEN + 1], BatchLimit::default())?;
@@ -143,7 +149,19 @@ impl HintStore {
             sizes: Mutex::new(sizes),
             sequence: AtomicU64::new(0),
             last_drop_log: Mutex::new(HashMap::new()),
+            wall: WallClock::system(),
         })
+    }
+
+    /// Stamps hints with `wall` instead of the system clock.
+    pub fn with_clock(mut self, wall: WallClock) -> Self {
+        self.wall = wall;
+        self
+    }
+
+    /// The clock hints are stamped with.
+    pub fn wall(&self) -> &WallClock {
+        &self.wall
     }
 
     /// Stored hints are made durable as `store` makes writes durable.
@@ -175,7 +193,7 @@ impl HintStore {
         }
         let mut id = Vec::with_capacity(KEY_LEN);
         id.extend_from_slice(&prefix(target));
-        id.extend_from_slice(&wall_clock_micros().to_be_bytes());
+        id.extend_from_slice(&self.wall.micros().to_be_bytes());
         id.extend_from_slice(&self.sequence.fetch_add(1, Ordering::Relaxed).to_be_bytes());
         if let Err(error) = self.storage.hint_put(&id, &value) {
             self.forget(target, size);

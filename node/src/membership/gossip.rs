@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use chitchat::transport::UdpTransport;
+use chitchat::transport::Transport;
 use chitchat::{
     ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ProtocolVersion,
     spawn_chitchat,
@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::keys;
 use super::persist;
 use super::view::{ClusterView, GossipEntry, Member};
-use crate::clock::wall_clock_micros;
+use crate::clock::WallClock;
 use crate::identity::NodeId;
 use crate::storage::Storage;
 
@@ -64,6 +64,8 @@ pub struct GossipSettings {
     pub interval: Duration,
     pub phi_convict_threshold: f64,
     pub replication_factor: usize,
+    /// Gives the generation (the start time).
+    pub wall: WallClock,
 }
 
 /// This node's membership in the cluster.
@@ -77,14 +79,16 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// Starts gossiping `initial` key-values about this node.
+    /// Starts gossiping `initial` key-values about this node over
+    /// `transport` (UDP on a real node).
     pub async fn start(
         settings: GossipSettings,
         storage: Arc<dyn Storage>,
         initial: Vec<(String, String)>,
+        transport: &dyn Transport,
     ) -> anyhow::Result<Arc<Membership>> {
         let remembered = persist::load_members(storage.as_ref())?;
-        let generation = u64::try_from(wall_clock_micros()).unwrap_or(0);
+        let generation = u64::try_from(settings.wall.micros()).unwrap_or(0);
         let chitchat_id =
             ChitchatId::new(settings.node_id.to_string(), generation, settings.advertise);
         let config = ChitchatConfig {
@@ -105,7 +109,7 @@ impl Membership {
             extra_liveness_predicate: None,
             protocol_version: ProtocolVersion::V0,
         };
-        let handle = spawn_chitchat(config, initial, &UdpTransport)
+        let handle = spawn_chitchat(config, initial, transport)
             .await
             .map_err(|e| anyhow::anyhow!("cannot start gossip on {}: {e:#}", settings.listen))?;
         let local = settings.node_id;

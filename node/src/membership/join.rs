@@ -14,7 +14,9 @@
 //! A node whose replication factor differs from any other member's refuses
 //! to join: replicas would disagree about who holds what.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use rand::Rng;
 

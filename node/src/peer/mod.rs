@@ -12,8 +12,12 @@
 //! - [`tree`] and [`cache`]: the Merkle trees a replica compares with, and
 //!   its cache of them.
 //! - [`serve`]: the replica-side handlers behind those requests.
+//! - `fake` (tests only): the in-memory cluster the unit tests above this
+//!   layer share.
 
 pub mod cache;
+#[cfg(test)]
+pub mod fake;
 mod ranges;
 mod replica;
 pub mod serve;
@@ -23,3 +27,14 @@ pub use cache::TreeCache;
 pub use ranges::{BatchRead, RepairTransport};
 pub use replica::{ReadReply, ReplicaError, ReplicaTransport};
 pub use tree::{Hash, MerkleTree};
+
+use std::sync::Arc;
+
+use crate::storage::LocalStore;
+
+/// This node's replica: its store, and the Merkle trees over it.
+#[derive(Clone)]
+pub struct LocalReplica {
+    pub cache: Arc<TreeCache>,
+    pub store: LocalStore,
+}

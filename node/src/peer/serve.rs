@@ -17,7 +17,7 @@ pub async fn merkle_nodes(
     leaves: usize,
     nodes: Vec<usize>,
 ) -> Result<Vec<Hash>, StorageError> {
-    tokio::task::spawn_blocking(move || {
+    crate::storage::blocking(move || {
         let (tree, _) = cache.refresh(range)?;
         let expected = super::tree::MerkleTree::new(range, leaves).leaf_count();
         if tree.leaf_count() != expected {
@@ -31,8 +31,7 @@ pub async fn merkle_nodes(
             .map(|&i| tree.node(i).unwrap_or_default())
             .collect())
     })
-    .await
-    .map_err(|e| StorageError::Task(e.to_string()))?
+    .await?
 }
 
 /// Every (key, cell) this node holds in `range`, in key order, read on a
@@ -41,7 +40,7 @@ pub async fn cells(
     store: LocalStore,
     range: TokenRange,
 ) -> Result<Vec<(Bytes, Cell)>, StorageError> {
-    tokio::task::spawn_blocking(move || {
+    crate::storage::blocking(move || {
         let mut out = Vec::new();
         let mut bad = None;
         store
@@ -55,8 +54,7 @@ pub async fn cells(
             None => Ok(out),
         }
     })
-    .await
-    .map_err(|e| StorageError::Task(e.to_string()))?
+    .await?
 }
 
 /// (key, digest) of every key in `range`.

@@ -15,6 +15,8 @@ use crate::ring::{RING_SIZE, Token, TokenRange};
 
 /// Bytes of a node hash.
 pub const HASH_LEN: usize = 16;
+/// Leaves of every Merkle tree; both sides of a comparison must agree.
+pub const LEAVES_PER_RANGE: usize = 256;
 
 /// A node hash.
 pub type Hash = [u8; HASH_LEN];

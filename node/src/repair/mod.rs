@@ -12,8 +12,10 @@ pub mod session;
 #[cfg(test)]
 mod tests;
 
+pub use crate::peer::LocalReplica;
+pub use crate::peer::tree::LEAVES_PER_RANGE;
 pub use runner::{
     Progress, RangeFailure, Repairer, Scope, load_last_completed, run_scheduler,
     save_last_completed,
 };
-pub use session::{LEAVES_PER_RANGE, LocalReplica, SyncError, SyncStats};
+pub use session::{SyncError, SyncStats};

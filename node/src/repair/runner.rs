@@ -20,16 +20,19 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::session::{LocalReplica, SyncError, SyncStats};
-use crate::clock::wall_clock_seconds;
+use super::session::{SyncError, SyncStats};
+use crate::clock::WallClock;
 use crate::identity::NodeId;
 use crate::membership::ViewHandle;
 use crate::metrics::{REPAIR_BYTES, REPAIR_KEYS, REPAIR_RANGES, REPAIR_RANGES_FAILED};
+use crate::peer::LocalReplica;
 use crate::peer::RepairTransport;
 use crate::peer::ReplicaError;
 use crate::ring::TokenRange;
@@ -102,6 +105,8 @@ pub struct Repairer {
     completed: watch::Sender<i64>,
     /// Ranges the last run could not sync (empty after a clean run).
     failed: watch::Sender<Vec<TokenRange>>,
+    /// Tells when a run completed.
+    wall: WallClock,
 }
 
 impl Repairer {
@@ -122,7 +127,14 @@ impl Repairer {
             running: Mutex::new(()),
             completed: watch::Sender::new(last_completed),
             failed: watch::Sender::new(Vec::new()),
+            wall: WallClock::system(),
         }
+    }
+
+    /// Reads wall time from `wall` instead of the system clock.
+    pub fn with_clock(mut self, wall: WallClock) -> Self {
+        self.wall = wall;
+        self
     }
 
     /// Unix seconds of the last complete run (0: never).
@@ -240,7 +252,7 @@ impl Repairer {
         state.done = true;
         state.elapsed = started.elapsed();
         if state.replicas_skipped == 0 && state.failed.is_empty() {
-            self.completed.send_replace(wall_clock_seconds());
+            self.completed.send_replace(self.wall.seconds());
         }
         let mut failed: Vec<TokenRange> = state.failed.iter().map(|f| f.range).collect();
         failed.dedup();

@@ -15,18 +15,14 @@
 //! range, so their trees for it are equal.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::identity::NodeId;
 use crate::peer::tree::{MerkleTree, descend_step};
-use crate::peer::{RepairTransport, ReplicaError, TreeCache};
+use crate::peer::{LocalReplica, RepairTransport, ReplicaError};
 use crate::ring::{Token, TokenRange};
-use crate::storage::{BatchLimit, Cell, LocalStore, StorageError, digest, lww};
-
-/// Leaves of every Merkle tree; both sides of a comparison must agree.
-pub const LEAVES_PER_RANGE: usize = 256;
+use crate::storage::{BatchLimit, Cell, StorageError, digest, lww};
 
 /// What a sync moved.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -57,13 +53,6 @@ pub enum SyncError {
     Storage(#[from] StorageError),
 }
 
-/// This node's side of a sync.
-#[derive(Clone)]
-pub struct LocalReplica {
-    pub cache: Arc<TreeCache>,
-    pub store: LocalStore,
-}
-
 fn bytes_of(key: &[u8], cell: &Cell) -> u64 {
     (key.len() + cell.encoded_len()) as u64
 }
@@ -71,9 +60,7 @@ fn bytes_of(key: &[u8], cell: &Cell) -> u64 {
 impl LocalReplica {
     async fn tree(&self, range: TokenRange) -> Result<MerkleTree, StorageError> {
         let cache = self.cache.clone();
-        tokio::task::spawn_blocking(move || cache.refresh(range).map(|(tree, _)| tree))
-            .await
-            .map_err(|e| StorageError::Task(e.to_string()))?
+        crate::storage::blocking(move || cache.refresh(range).map(|(tree, _)| tree)).await?
     }
 
     /// Every (key, cell) this node holds in `range`.

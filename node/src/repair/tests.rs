@@ -1,125 +1,19 @@
-//! Repair between in-memory replicas, through the same replica-side code
-//! the gRPC service runs.
+//! Repair between in-memory replicas (the shared fake cluster), through
+//! the same replica-side code the gRPC service runs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 
-use super::session::{LEAVES_PER_RANGE, LocalReplica};
 use crate::identity::NodeId;
-use crate::peer::{BatchRead, Hash, RepairTransport, ReplicaError, TreeCache, serve};
+use crate::peer::fake::{FakeCluster, replica};
+use crate::peer::{Hash, LocalReplica};
 use crate::ring::{Token, TokenRange};
-use crate::storage::{Cell, CellView, DirtyMap, LocalStore, MemoryStorage, SyncMode};
-
-struct Peers {
-    replicas: BTreeMap<NodeId, LocalReplica>,
-    /// Bytes of every batch written or read, to check the bounds.
-    batches: std::sync::Mutex<Vec<(usize, usize)>>,
-}
-
-impl Peers {
-    fn new(replicas: impl IntoIterator<Item = (NodeId, LocalReplica)>) -> Arc<Peers> {
-        Arc::new(Peers {
-            replicas: replicas.into_iter().collect(),
-            batches: std::sync::Mutex::new(Vec::new()),
-        })
-    }
-
-    fn record(&self, entries: &[(Bytes, Cell)]) {
-        let bytes = entries.iter().map(|(k, c)| k.len() + c.encoded_len()).sum();
-        if let Ok(mut batches) = self.batches.lock() {
-            batches.push((entries.len(), bytes));
-        }
-    }
-}
-
-fn failed(e: impl std::fmt::Display) -> ReplicaError {
-    ReplicaError::Failed(e.to_string())
-}
-
-impl Peers {
-    fn of(&self, node: NodeId) -> Result<LocalReplica, ReplicaError> {
-        self.replicas
-            .get(&node)
-            .cloned()
-            .ok_or_else(|| ReplicaError::Unreachable("unknown".into()))
-    }
-}
-
-impl RepairTransport for Arc<Peers> {
-    fn merkle_nodes(
-        &self,
-        to: NodeId,
-        range: TokenRange,
-        leaves: u32,
-        nodes: Vec<u32>,
-    ) -> BoxFuture<'static, Result<Vec<Hash>, ReplicaError>> {
-        let peer = self.of(to);
-        Box::pin(async move {
-            let nodes = nodes.into_iter().map(|n| n as usize).collect();
-            serve::merkle_nodes(peer?.cache, range, leaves as usize, nodes)
-                .await
-                .map_err(failed)
-        })
-    }
-
-    fn leaf_digests(
-        &self,
-        to: NodeId,
-        range: TokenRange,
-    ) -> BoxFuture<'static, Result<Vec<(Bytes, Bytes)>, ReplicaError>> {
-        let peer = self.of(to);
-        Box::pin(async move {
-            serve::leaf_digests(peer?.store, range)
-                .await
-                .map_err(failed)
-        })
-    }
-
-    fn read_batch(
-        &self,
-        to: NodeId,
-        keys: Vec<Bytes>,
-    ) -> BoxFuture<'static, Result<BatchRead, ReplicaError>> {
-        let answer = self.of(to).and_then(|peer| {
-            serve::read_batch(&peer.store, &keys, crate::storage::BatchLimit::default())
-                .map_err(failed)
-        });
-        if let Ok((cells, _)) = &answer {
-            self.record(cells);
-        }
-        Box::pin(std::future::ready(answer))
-    }
-
-    fn write_batch(
-        &self,
-        to: NodeId,
-        entries: Vec<(Bytes, Cell)>,
-    ) -> BoxFuture<'static, Result<(), ReplicaError>> {
-        let peer = self.of(to);
-        self.record(&entries);
-        Box::pin(async move {
-            serve::write_batch(&peer?.store, &entries)
-                .await
-                .map_err(failed)
-        })
-    }
-}
+use crate::storage::{Cell, CellView};
 
 fn node(n: u128) -> NodeId {
     NodeId(uuid::Uuid::from_u128(n))
-}
-
-fn replica() -> LocalReplica {
-    let engine = Arc::new(MemoryStorage::default());
-    let dirty = Arc::new(DirtyMap::default());
-    let store = LocalStore::new(engine.clone(), SyncMode::Periodic, None).tracking(dirty.clone());
-    LocalReplica {
-        cache: Arc::new(TreeCache::new(engine, dirty, LEAVES_PER_RANGE)),
-        store,
-    }
 }
 
 async fn put(r: &LocalReplica, key: &str, cell: Cell) {
@@ -163,7 +57,7 @@ async fn three_replicas_converge_and_only_differences_move() {
     put(&c, "only-on-c", value(8)).await;
     put(&b, "only-on-b", value(9)).await;
 
-    let peers = Peers::new([(node(2), b.clone()), (node(3), c.clone())]);
+    let peers = FakeCluster::of([(node(2), b.clone()), (node(3), c.clone())]);
     let whole = TokenRange::new(Token(0), Token(0));
     let mut moved = 0;
     // The runner's order: me↔b, me↔c, me↔b.
@@ -202,7 +96,7 @@ async fn three_replicas_converge_and_only_differences_move() {
 #[tokio::test]
 async fn an_unreachable_peer_fails_the_sync() {
     let me = replica();
-    let peers = Peers::new([]);
+    let peers = FakeCluster::of([]);
     let whole = TokenRange::new(Token(0), Token(0));
     assert!(me.sync(&peers, node(9), whole).await.is_err());
 }
@@ -218,12 +112,12 @@ async fn large_cells_stream_in_batches_bounded_by_bytes() {
         put(&me, &format!("mine{i}"), big(1)).await;
         put(&b, &format!("theirs{i}"), big(1)).await;
     }
-    let peers = Peers::new([(node(2), b.clone())]);
+    let peers = FakeCluster::of([(node(2), b.clone())]);
     let whole = TokenRange::new(Token(0), Token(0));
     let stats = me.sync(&peers, node(2), whole).await.expect("sync");
     assert_eq!((stats.keys_sent, stats.keys_received), (6, 6));
     assert_eq!(contents(&me), contents(&b));
-    let batches = peers.batches.lock().map(|b| b.clone()).unwrap_or_default();
+    let batches = peers.batches();
     for (entries, bytes) in &batches {
         assert!(
             *entries == 1 || *bytes <= crate::storage::batch::MAX_BATCH_BYTES,
@@ -241,7 +135,7 @@ fn member(n: u128, tokens: Vec<i64>) -> crate::membership::Member {
 
 /// A repairer on node 1 of three nodes (RF 2) with 24 ranges, which node 1
 /// shares with node 2 or node 3; `peers` serves whichever it holds.
-fn repairer(me: &LocalReplica, peers: Arc<Peers>) -> super::Repairer {
+fn repairer(me: &LocalReplica, peers: Arc<FakeCluster>) -> super::Repairer {
     let members = (1..=3u128).map(|n| {
         let tokens = (0..8).map(|t| Token::of(format!("n{n}-{t}").as_bytes()).0);
         member(n, tokens.collect())
@@ -265,7 +159,7 @@ async fn a_failing_range_is_reported_and_skipped_and_the_run_goes_on() {
         put(&b, &format!("k{i}"), value(3)).await;
     }
     // Node 3 is unreachable: every range shared with it fails.
-    let peers = Peers::new([(node(2), b.clone())]);
+    let peers = FakeCluster::of([(node(2), b.clone())]);
     let repairer = repairer(&me, peers);
     let summary = repairer
         .run(super::Scope::All, None)
@@ -300,7 +194,7 @@ async fn a_failing_range_is_reported_and_skipped_and_the_run_goes_on() {
 #[tokio::test]
 async fn a_run_nobody_watches_finishes_and_the_next_one_runs() {
     let (me, b, c) = (replica(), replica(), replica());
-    let peers = Peers::new([(node(2), b), (node(3), c)]);
+    let peers = FakeCluster::of([(node(2), b), (node(3), c)]);
     let repairer = repairer(&me, peers);
     let (progress, unread) = tokio::sync::watch::channel(super::Progress::default());
     let first = tokio::time::timeout(

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use ringkv_proto::v1 as pb;
 use ringkv_proto::v1::admin_server::Admin;
@@ -35,6 +37,9 @@ pub struct AdminService {
     view: ViewHandle,
     repairer: Arc<Repairer>,
     started: Instant,
+    /// Owns the repairs `ringkv repair` starts, and stops them on shutdown.
+    tasks: TaskTracker,
+    stop: CancellationToken,
 }
 
 impl AdminService {
@@ -44,7 +49,16 @@ impl AdminService {
             view,
             repairer,
             started: Instant::now(),
+            tasks: TaskTracker::new(),
+            stop: CancellationToken::new(),
         }
+    }
+
+    /// Runs repairs on `tasks`, stopped by `stop` (the node's workers).
+    pub fn with_tasks(mut self, tasks: TaskTracker, stop: CancellationToken) -> Self {
+        self.tasks = tasks;
+        self.stop = stop;
+        self
     }
 }
 
@@ -128,7 +142,8 @@ impl Admin for AdminService {
         // The run goes on to its end even if the client goes away (Ctrl-C
         // on `ringkv repair`): progress is a `watch`, which never blocks the
         // run, and forwarding simply stops when nobody reads.
-        tokio::spawn(async move {
+        let stop = self.stop.clone();
+        self.tasks.spawn(async move {
             let (tx, mut rx) = watch::channel(Progress::default());
             let forward = async {
                 while rx.changed().await.is_ok() {
@@ -138,7 +153,11 @@ impl Admin for AdminService {
                     }
                 }
             };
-            let (outcome, ()) = tokio::join!(repairer.run(scope, Some(tx)), forward);
+            let run = async { tokio::join!(repairer.run(scope, Some(tx)), forward).0 };
+            let outcome = tokio::select! {
+                outcome = run => outcome,
+                _ = stop.cancelled() => return,
+            };
             if let Err(error) = outcome {
                 let _ = out
                     .send(Err(Status::aborted(format!("repair failed: {error}"))))

@@ -2,7 +2,7 @@
 //! protobuf out, and a count and latency sample per request.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use ringkv_proto::v1 as pb;
 use ringkv_proto::v1::key_value_server::KeyValue;

@@ -5,6 +5,7 @@
 mod admin;
 mod convert;
 mod kv;
+pub mod net;
 mod peer;
 mod replicas;
 mod status;

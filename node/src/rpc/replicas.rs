@@ -21,6 +21,7 @@ use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
 use super::convert;
+use super::net::Dial;
 use crate::identity::NodeId;
 use crate::membership::ViewHandle;
 use crate::peer::{BatchRead, Hash, ReadReply, RepairTransport, ReplicaError, ReplicaTransport};
@@ -40,6 +41,8 @@ pub struct NodeTransport {
     /// Deadline of every request to a peer.
     deadline: Duration,
     clients: Mutex<HashMap<SocketAddr, PeerClient<Channel>>>,
+    /// How to reach a peer; `None`: TCP.
+    dial: Option<Dial>,
 }
 
 impl NodeTransport {
@@ -50,7 +53,14 @@ impl NodeTransport {
             view,
             deadline,
             clients: Mutex::new(HashMap::new()),
+            dial: None,
         }
+    }
+
+    /// Dials peers with `dial` (the simulation's network) instead of TCP.
+    pub fn with_dial(mut self, dial: Option<Dial>) -> Self {
+        self.dial = dial;
+        self
     }
 
     /// The gRPC client of a peer, created on first use.
@@ -78,7 +88,17 @@ impl NodeTransport {
             .keep_alive_timeout(self.deadline.min(KEEPALIVE_INTERVAL * 2))
             .keep_alive_while_idle(true)
             .tcp_nodelay(true);
-        let client = PeerClient::new(endpoint.connect_lazy())
+        let channel = match &self.dial {
+            None => endpoint.connect_lazy(),
+            Some(dial) => {
+                let dial = dial.clone();
+                endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
+                    let connecting = dial(addr);
+                    async move { connecting.await.map(hyper_util::rt::TokioIo::new) }
+                }))
+            }
+        };
+        let client = PeerClient::new(channel)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
         clients.insert(addr, client.clone());

@@ -133,9 +133,7 @@ impl GroupSync {
 /// Fsyncs the WAL on a blocking thread.
 pub async fn sync_blocking(storage: &Arc<dyn Storage>) -> Result<()> {
     let storage = storage.clone();
-    tokio::task::spawn_blocking(move || storage.sync_wal())
-        .await
-        .map_err(|e| StorageError::Task(e.to_string()))?
+    super::blocking(move || storage.sync_wal()).await?
 }
 
 /// Fsyncs the WAL every `period` until `stop`, then once more.

@@ -128,7 +128,7 @@ pub async fn run_disk_recovery(
             _ = stop.cancelled() => return,
         }
         let engine = engine.clone();
-        match tokio::task::spawn_blocking(move || engine.recover()).await {
+        match super::blocking(move || engine.recover()).await {
             Ok(Ok(())) => health.recovered(),
             Ok(Err(error)) => tracing::debug!(%error, "the disk still refuses writes"),
             Err(error) => tracing::warn!(%error, "disk recovery task failed"),

@@ -7,7 +7,7 @@ use super::cell::Cell;
 use super::dirty::DirtyMap;
 use super::durability::{GroupSync, SyncMode};
 use super::engine::Storage;
-use super::error::{Result, StorageError};
+use super::error::Result;
 use crate::ring::Token;
 
 /// The node's data, with writes acknowledged per the configured [`SyncMode`].
@@ -77,7 +77,7 @@ impl LocalStore {
                 // this future is dropped, so it marks the bucket itself.
                 let (engine, key, cell) = (self.engine.clone(), key.to_vec(), cell.clone());
                 let dirty = self.dirty.clone();
-                tokio::task::spawn_blocking(move || {
+                super::blocking(move || {
                     let written = engine.write(token, &key, &cell, true);
                     if written.is_ok()
                         && let Some(dirty) = dirty
@@ -86,8 +86,7 @@ impl LocalStore {
                     }
                     written
                 })
-                .await
-                .map_err(|e| StorageError::Task(e.to_string()))?
+                .await?
             }
         }
     }

@@ -1,5 +1,10 @@
 //! An in-memory engine with the same semantics as RocksDB, for unit tests of
-//! the layers above storage.
+//! the layers above storage and for the simulation.
+//!
+//! With [`MemoryStorage::crash_safe`] it also loses what a crash of RocksDB
+//! loses: [`MemoryStorage::crash`] goes back to the state of the last WAL
+//! fsync (a synced write, `sync_wal`, or a `meta` write, which RocksDB
+//! syncs), dropping unsynced writes, hints and hint deletions.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -20,8 +25,18 @@ pub struct MemoryStorage {
     meta: Mutex<BTreeMap<String, Vec<u8>>>,
     hints: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
     gc_grace_seconds: u64,
+    /// What survives a crash; `None`: crashes are not modelled.
+    durable: Mutex<Option<Snapshot>>,
     /// Faults tests switch on.
     pub faults: Faults,
+}
+
+/// The store as of the last fsync.
+#[derive(Debug, Clone, Default)]
+struct Snapshot {
+    data: BTreeMap<Vec<u8>, Cell>,
+    meta: BTreeMap<String, Vec<u8>>,
+    hints: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 /// Failures a [`MemoryStorage`] can be told to produce, as a failing disk
@@ -62,6 +77,43 @@ impl MemoryStorage {
             ..Self::default()
         }
     }
+
+    /// An empty store that models crashes (see the module docs).
+    pub fn crash_safe(gc_grace_seconds: u64) -> Self {
+        let store = Self::new(gc_grace_seconds);
+        if let Ok(mut durable) = store.durable.lock() {
+            *durable = Some(Snapshot::default());
+        }
+        store
+    }
+
+    /// The machine crashed: what was not fsynced is gone.
+    pub fn crash(&self) -> Result<()> {
+        let durable = self.durable.lock().map_err(poisoned)?;
+        if let Some(snapshot) = durable.as_ref() {
+            *self.data.lock().map_err(poisoned)? = snapshot.data.clone();
+            *self.meta.lock().map_err(poisoned)? = snapshot.meta.clone();
+            *self.hints.lock().map_err(poisoned)? = snapshot.hints.clone();
+        }
+        Ok(())
+    }
+
+    /// Everything written so far survives a crash.
+    fn synced(&self) -> Result<()> {
+        let mut durable = self.durable.lock().map_err(poisoned)?;
+        if let Some(snapshot) = durable.as_mut() {
+            snapshot
+                .data
+                .clone_from(&*self.data.lock().map_err(poisoned)?);
+            snapshot
+                .meta
+                .clone_from(&*self.meta.lock().map_err(poisoned)?);
+            snapshot
+                .hints
+                .clone_from(&*self.hints.lock().map_err(poisoned)?);
+        }
+        Ok(())
+    }
 }
 
 fn poisoned<T>(_: T) -> StorageError {
@@ -69,16 +121,18 @@ fn poisoned<T>(_: T) -> StorageError {
 }
 
 impl Storage for MemoryStorage {
-    fn write(&self, token: Token, key: &[u8], cell: &Cell, _sync: bool) -> Result<()> {
+    fn write(&self, token: Token, key: &[u8], cell: &Cell, sync: bool) -> Result<()> {
         injected("write", &self.faults.fail_writes)?;
-        let mut data = self.data.lock().map_err(poisoned)?;
-        let slot = data
-            .entry(key::data_key(token, key))
-            .or_insert_with(|| cell.clone());
-        if lww::supersedes(cell, slot) {
-            *slot = cell.clone();
+        {
+            let mut data = self.data.lock().map_err(poisoned)?;
+            let slot = data
+                .entry(key::data_key(token, key))
+                .or_insert_with(|| cell.clone());
+            if lww::supersedes(cell, slot) {
+                *slot = cell.clone();
+            }
         }
-        Ok(())
+        if sync { self.synced() } else { Ok(()) }
     }
 
     fn read(&self, token: Token, key: &[u8]) -> Result<Option<Cell>> {
@@ -146,7 +200,8 @@ impl Storage for MemoryStorage {
     }
 
     fn sync_wal(&self) -> Result<()> {
-        injected("fsync", &self.faults.fail_sync)
+        injected("fsync", &self.faults.fail_sync)?;
+        self.synced()
     }
 
     fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
@@ -158,7 +213,7 @@ impl Storage for MemoryStorage {
             .lock()
             .map_err(poisoned)?
             .insert(name.to_owned(), value.to_vec());
-        Ok(())
+        self.synced()
     }
 
     fn approximate_size(&self) -> Result<u64> {
@@ -176,5 +231,56 @@ impl Storage for MemoryStorage {
             .map_err(poisoned)?
             .retain(|_, cell| !gc::is_purgeable(cell, now, self.gc_grace_seconds));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn cell(ts: i64) -> Cell {
+        Cell::live(ts, Bytes::from(format!("v{ts}")), None)
+    }
+
+    /// What a crash of RocksDB keeps: synced writes, writes before a WAL
+    /// fsync, and `meta`; it loses unsynced writes and hints.
+    #[test]
+    fn a_crash_keeps_what_was_fsynced_and_loses_the_rest() {
+        let store = MemoryStorage::crash_safe(60);
+        let t = Token(1);
+        store.write(t, b"synced", &cell(1), true).expect("write");
+        store
+            .write(t, b"before-fsync", &cell(2), false)
+            .expect("write");
+        store.hint_put(b"hint-before", b"h").expect("hint");
+        store.sync_wal().expect("fsync");
+        store.meta_put("node_id", b"n1").expect("meta");
+        store.write(t, b"unsynced", &cell(3), false).expect("write");
+        store.hint_put(b"hint-after", b"h").expect("hint");
+        store.crash().expect("crash");
+        assert_eq!(store.read(t, b"synced").expect("read"), Some(cell(1)));
+        assert_eq!(store.read(t, b"before-fsync").expect("read"), Some(cell(2)));
+        assert_eq!(store.read(t, b"unsynced").expect("read"), None);
+        let hints = store
+            .hint_scan(b"", b"\xff", BatchLimit::default())
+            .expect("scan");
+        assert_eq!(hints.len(), 1, "the hint stored after the fsync is gone");
+        assert_eq!(
+            store.meta_get("node_id").expect("meta"),
+            Some(b"n1".to_vec())
+        );
+        store.write(t, b"lost", &cell(4), false).expect("write");
+        store.crash().expect("crash");
+        assert_eq!(store.read(t, b"lost").expect("read"), None);
+        assert_eq!(store.read(t, b"unsynced").expect("read"), None);
+    }
+
+    #[test]
+    fn without_crash_safety_a_crash_changes_nothing() {
+        let store = MemoryStorage::new(60);
+        store.write(Token(1), b"k", &cell(1), false).expect("write");
+        store.crash().expect("crash");
+        assert_eq!(store.read(Token(1), b"k").expect("read"), Some(cell(1)));
     }
 }

@@ -12,6 +12,7 @@
 //! - [`DirtyMap`]: which token buckets were written, for Merkle rehashing.
 
 pub mod batch;
+mod blocking;
 mod cell;
 mod digest;
 mod dirty;
@@ -27,6 +28,7 @@ mod memory;
 mod rocks;
 
 pub use batch::BatchLimit;
+pub use blocking::{blocking, run_inline_on_this_thread};
 pub use cell::{Cell, CellDecodeError, CellOf, CellView};
 pub use digest::digest;
 pub use dirty::DirtyMap;

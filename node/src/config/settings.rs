@@ -1,0 +1,182 @@
+//! From the one `Config` to the settings each module takes: the unit
+//! conversions, the caps and the derived values live here, next to their
+//! tests, instead of inside the wiring.
+
+use std::time::Duration;
+
+use super::{Config, MAX_KEY_SIZE};
+use crate::coordinator::{CoordinatorSettings, Limits};
+use crate::hints::ReplaySettings;
+use crate::membership::join::JoinSettings;
+use crate::storage::batch::MAX_BATCH_BYTES;
+
+/// Room above the largest key and value for the rest of a request.
+const MESSAGE_OVERHEAD: usize = 64 * 1024;
+/// Gossip rounds a joining node waits, after first contact, for the ring to
+/// reach it before it picks tokens.
+const SETTLE_ROUNDS: u32 = 4;
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+impl Config {
+    /// Largest value accepted, in bytes.
+    pub fn max_value_bytes(&self) -> usize {
+        usize::try_from(self.max_value_size).unwrap_or(usize::MAX)
+    }
+
+    /// Largest gRPC message a service accepts. A value over the limit must
+    /// reach validation (INVALID_ARGUMENT naming the limit), so the
+    /// transport accepts somewhat more than the largest valid request; and
+    /// internode batches of several cells reach `MAX_BATCH_BYTES`.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_value_bytes()
+            .saturating_add(MAX_KEY_SIZE)
+            .saturating_add(MESSAGE_OVERHEAD)
+            .saturating_mul(2)
+            .max(2 * MAX_BATCH_BYTES + MESSAGE_OVERHEAD)
+    }
+
+    /// The read and write paths.
+    pub fn coordinator_settings(&self) -> CoordinatorSettings {
+        CoordinatorSettings {
+            replication_factor: self.replication_factor as usize,
+            write_timeout: millis(self.write_timeout_ms),
+            read_timeout: millis(self.read_timeout_ms),
+            limits: Limits {
+                max_value_size: self.max_value_bytes(),
+            },
+            read_repair_chance: self.read_repair_chance,
+        }
+    }
+
+    /// Hint replay. The window never exceeds gc_grace: a hint replayed
+    /// after the tombstones it could be shadowed by were purged would bring
+    /// a deleted value back.
+    pub fn replay_settings(&self) -> ReplaySettings {
+        ReplaySettings {
+            window: millis(self.max_hint_window_ms).min(Duration::from_secs(self.gc_grace_seconds)),
+            throttle_bytes_per_second: self.hint_replay_throttle_kb.saturating_mul(1024),
+        }
+    }
+
+    /// Most bytes of hints held for one target.
+    pub fn hint_capacity_bytes(&self) -> u64 {
+        self.max_hints_per_node_mb.saturating_mul(1 << 20)
+    }
+
+    /// Choosing tokens on a first start; `is_seed` when this node is one of
+    /// its own seeds (or has none).
+    pub fn join_settings(&self, is_seed: bool) -> JoinSettings {
+        let interval = millis(self.gossip_interval_ms);
+        JoinSettings {
+            num_tokens: self.num_tokens as usize,
+            rack: self.rack.clone(),
+            replication_factor: self.replication_factor,
+            is_seed,
+            settle: interval * SETTLE_ROUNDS,
+            ring_delay: millis(self.ring_delay_ms),
+            timeout: millis(self.join_timeout_ms),
+            interval,
+        }
+    }
+
+    /// The pause between two anti-entropy runs; `None` when off.
+    pub fn anti_entropy_interval(&self) -> Option<Duration> {
+        (self.anti_entropy_interval_ms > 0).then(|| millis(self.anti_entropy_interval_ms))
+    }
+
+    /// How long each shutdown step may take.
+    pub fn shutdown_grace(&self) -> Duration {
+        millis(self.shutdown_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hint_window_never_exceeds_gc_grace() {
+        let mut config = Config {
+            max_hint_window_ms: 3 * 3600 * 1000,
+            gc_grace_seconds: 864_000,
+            ..Config::default()
+        };
+        assert_eq!(
+            config.replay_settings().window,
+            Duration::from_secs(3 * 3600)
+        );
+        config.gc_grace_seconds = 60;
+        assert_eq!(config.replay_settings().window, Duration::from_secs(60));
+        config.gc_grace_seconds = 0;
+        assert_eq!(config.replay_settings().window, Duration::ZERO);
+    }
+
+    #[test]
+    fn settle_is_four_gossip_rounds_and_the_join_copies_the_rest() {
+        let config = Config {
+            gossip_interval_ms: 250,
+            num_tokens: 16,
+            ring_delay_ms: 7,
+            join_timeout_ms: 9,
+            ..Config::default()
+        };
+        let join = config.join_settings(true);
+        assert_eq!(join.settle, Duration::from_secs(1));
+        assert_eq!(join.interval, Duration::from_millis(250));
+        assert_eq!(join.num_tokens, 16);
+        assert_eq!(join.ring_delay, Duration::from_millis(7));
+        assert_eq!(join.timeout, Duration::from_millis(9));
+        assert!(join.is_seed);
+    }
+
+    #[test]
+    fn messages_fit_the_largest_value_and_the_largest_batch() {
+        let small = Config {
+            max_value_size: 1,
+            ..Config::default()
+        };
+        assert!(small.max_message_bytes() >= 2 * MAX_BATCH_BYTES);
+        let big = Config {
+            max_value_size: 64 << 20,
+            ..Config::default()
+        };
+        assert!(big.max_message_bytes() > (64 << 20) + MAX_KEY_SIZE);
+        let huge = Config {
+            max_value_size: u64::MAX,
+            ..Config::default()
+        };
+        assert_eq!(huge.max_message_bytes(), usize::MAX, "saturates");
+    }
+
+    #[test]
+    fn unit_conversions() {
+        let config = Config {
+            write_timeout_ms: 1500,
+            read_timeout_ms: 700,
+            replication_factor: 5,
+            read_repair_chance: 0.25,
+            hint_replay_throttle_kb: 2,
+            max_hints_per_node_mb: 3,
+            anti_entropy_interval_ms: 0,
+            shutdown_timeout_ms: 40,
+            ..Config::default()
+        };
+        let coordinator = config.coordinator_settings();
+        assert_eq!(coordinator.write_timeout, Duration::from_millis(1500));
+        assert_eq!(coordinator.read_timeout, Duration::from_millis(700));
+        assert_eq!(coordinator.replication_factor, 5);
+        assert_eq!(coordinator.read_repair_chance, 0.25);
+        assert_eq!(config.replay_settings().throttle_bytes_per_second, 2048);
+        assert_eq!(config.hint_capacity_bytes(), 3 << 20);
+        assert_eq!(config.anti_entropy_interval(), None);
+        assert_eq!(config.shutdown_grace(), Duration::from_millis(40));
+        let on = Config {
+            anti_entropy_interval_ms: 5,
+            ..Config::default()
+        };
+        assert_eq!(on.anti_entropy_interval(), Some(Duration::from_millis(5)));
+    }
+}

@@ -1,0 +1,574 @@
+//! [`Node`]: a ringkv node's three steps (open, join, serve), each given
+//! what it takes from the world in an [`Environment`] and listeners.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use ringkv_proto::internal::v1::peer_server::PeerServer;
+use ringkv_proto::v1::admin_server::AdminServer;
+use ringkv_proto::v1::key_value_server::KeyValueServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::addresses::{self, Advertised, advertised};
+use super::announce::{announce_disk, announce_repair_failures, announce_repairs};
+use super::lifecycle::Lifecycle;
+use super::{Listeners, http};
+use crate::clock::{HybridClock, WallClock};
+use crate::config::Config;
+use crate::coordinator::Coordinator;
+use crate::hints::{HintStore, run_replay};
+use crate::identity::{self, NodeId};
+use crate::membership::join;
+use crate::membership::keys::{self, NodeStatus};
+use crate::membership::{GossipSettings, Membership, persist};
+use crate::peer::{RepairTransport, ReplicaTransport, TreeCache};
+use crate::repair::{LEAVES_PER_RANGE, LocalReplica, Repairer, load_last_completed, run_scheduler};
+use crate::rpc::net::{self, Listener, Network};
+use crate::rpc::{AdminService, KeyValueService, NodeDescription, NodeTransport, PeerService};
+use crate::storage::{
+    DirtyMap, DiskHealth, GroupSync, LocalStore, RocksConfig, RocksStorage, Storage, SyncMode,
+    run_disk_recovery, run_periodic_sync,
+};
+
+/// Where the clock keeps its ceiling (see `clock`).
+const CLOCK_CEILING_KEY: &str = "clock.ceiling";
+/// How often the clock's stored ceiling is renewed.
+const CLOCK_RENEW_INTERVAL: Duration = Duration::from_millis(250);
+/// Longest wait at start for the wall clock to pass the stored ceiling.
+const MAX_CLOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// What a node takes from the world besides its configuration.
+pub struct Environment {
+    /// Wall time (timestamps, TTLs, tombstones, hint windows).
+    pub wall: WallClock,
+    /// Sockets and gossip transport.
+    pub network: Network,
+    /// Seeds the node's random choices (tokens, read replicas, read repair
+    /// chance); `None`: drawn from the operating system.
+    pub seed: Option<u64>,
+    /// The store; `None`: RocksDB in `data_dir`.
+    pub storage: Option<(Arc<dyn Storage>, Arc<DiskHealth>)>,
+    /// Installs the process-wide Prometheus recorder for `/metrics`.
+    pub metrics: bool,
+}
+
+impl Environment {
+    /// A real node: system clock, TCP and UDP, RocksDB, metrics.
+    pub fn system() -> Self {
+        Self {
+            wall: WallClock::system(),
+            network: Network::system(),
+            seed: None,
+            storage: None,
+            metrics: true,
+        }
+    }
+}
+
+/// An opened node: its store, id and clock.
+pub struct Node {
+    config: Config,
+    name: String,
+    advertised: Advertised,
+    wall: WallClock,
+    network: Network,
+    rng: StdRng,
+    metrics: bool,
+    engine: Arc<dyn Storage>,
+    disk: Arc<DiskHealth>,
+    node_id: NodeId,
+    store: LocalStore,
+    trees: Arc<TreeCache>,
+    clock: Arc<HybridClock>,
+    life: Lifecycle,
+}
+
+/// A node that has joined its cluster and is ready to serve clients.
+pub struct Joined {
+    coordinator: Arc<Coordinator>,
+    admin: AdminService,
+    health: Arc<http::Health>,
+    metrics: bool,
+    workers: TaskTracker,
+    worker_stop: CancellationToken,
+    max_message: usize,
+    grace: Duration,
+    banner: Banner,
+}
+
+impl Node {
+    /// Step 1: opens the store, the node id and the clock, and starts the
+    /// durability workers.
+    pub async fn open(config: &Config, env: Environment) -> anyhow::Result<Node> {
+        let (engine, disk) = match env.storage {
+            Some(storage) => storage,
+            None => open_rocksdb(config)?,
+        };
+        let node_id =
+            identity::load_or_create(engine.as_ref()).context("cannot load the node id")?;
+        let name = if config.node_name.is_empty() {
+            format!("node-{}", node_id.short())
+        } else {
+            config.node_name.clone()
+        };
+        let advertised = advertised(config).await?;
+        let life = Lifecycle::default();
+        let (workers, worker_stop) = (&life.workers, &life.worker_stop);
+        workers.spawn(run_disk_recovery(
+            engine.clone(),
+            disk.clone(),
+            worker_stop.clone(),
+        ));
+        let dirty = Arc::new(DirtyMap::default());
+        let store = start_durability(config, &engine, workers, worker_stop).tracking(dirty.clone());
+        let trees = Arc::new(TreeCache::new(engine.clone(), dirty, LEAVES_PER_RANGE));
+        let clock = Arc::new(open_clock(&engine, env.wall.clone())?);
+        // A quick restart starts the clock at its stored ceiling, a little
+        // ahead of real time: wait it out rather than stamp writes in the
+        // future. (A wall clock that went far back is not waited for: the
+        // clock runs ahead of it until it catches up.)
+        let ahead = clock.ahead_of_wall();
+        if ahead <= MAX_CLOCK_WAIT {
+            tokio::time::sleep(ahead).await;
+        } else {
+            tracing::warn!(
+                ?ahead,
+                "the wall clock is behind timestamps this node issued before; timestamps run ahead of it until it catches up"
+            );
+        }
+        workers.spawn(renew_clock_ceiling(clock.clone(), worker_stop.clone()));
+        let rng = match env.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_rng(&mut rand::rng()),
+        };
+        Ok(Node {
+            config: config.clone(),
+            name,
+            advertised,
+            wall: env.wall,
+            network: env.network,
+            rng,
+            metrics: env.metrics,
+            engine,
+            disk,
+            node_id,
+            store,
+            trees,
+            clock,
+            life,
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Steps 2 and 3, then the ordered shutdown (see the module docs).
+    pub async fn run(
+        mut self,
+        listeners: Listeners,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let outcome = async {
+            let Some(joined) = self.join(listeners.peer, &stop).await? else {
+                return Ok(());
+            };
+            joined.serve(listeners.client, listeners.http, &stop).await
+        }
+        .await;
+        let life = &self.life;
+        life.shut_down(self.config.shutdown_grace()).await;
+        if let Some(cause) = life.stopped_by_disk.get() {
+            anyhow::bail!(
+                "stopped by disk_failure_policy = stop: the disk refuses writes ({cause})"
+            );
+        }
+        self.engine
+            .sync_wal()
+            .context("final write-ahead log sync failed")?;
+        outcome?;
+        tracing::info!("ringkv node stopped");
+        Ok(())
+    }
+
+    /// Step 2: serves the internode API on `peer`, joins the cluster and
+    /// starts the background workers. `None` when `stop` came first.
+    pub async fn join(
+        &mut self,
+        peer: Listener,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Option<Joined>> {
+        let config = &self.config;
+        let (engine, node_id) = (&self.engine, self.node_id);
+        let (workers, worker_stop) = (&self.life.workers, &self.life.worker_stop);
+        let max_message = config.max_message_bytes();
+
+        let service = PeerServer::new(PeerService::new(
+            self.store.clone(),
+            self.clock.clone(),
+            self.trees.clone(),
+        ))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+        let peer_stop = self.life.peer_stop.clone();
+        self.life.peer.spawn(async move {
+            let router = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(service);
+            if let Err(error) = net::serve(router, peer, peer_stop.cancelled_owned()).await {
+                tracing::error!(%error, "internode API server failed");
+            }
+        });
+
+        let tokens = persist::load_tokens(engine.as_ref())?;
+        let gossip = GossipSettings {
+            node_id,
+            cluster_name: config.cluster_name.clone(),
+            listen: config.listen_gossip,
+            advertise: self.advertised.gossip,
+            seeds: config.seeds.clone(),
+            interval: Duration::from_millis(config.gossip_interval_ms),
+            phi_convict_threshold: config.phi_convict_threshold,
+            replication_factor: config.replication_factor as usize,
+            wall: self.wall.clone(),
+        };
+        let last_repair = load_last_completed(engine.as_ref())?;
+        let initial = initial_gossip(
+            config,
+            &self.name,
+            &self.advertised,
+            tokens.as_deref(),
+            last_repair,
+        );
+        let membership = Membership::start(
+            gossip,
+            engine.clone(),
+            initial,
+            self.network.gossip.as_ref(),
+        )
+        .await?;
+        workers.spawn(membership.clone().run(worker_stop.clone()));
+        join::check_replication_factor(&membership, config.replication_factor)?;
+
+        let tokens = match tokens {
+            Some(tokens) => tokens,
+            None => {
+                let is_seed =
+                    addresses::is_seed(&config.seeds, self.advertised.gossip, config.listen_gossip)
+                        .await;
+                let settings = config.join_settings(is_seed);
+                let tokens = tokio::select! {
+                    chosen = join::choose_tokens(&membership, &settings, &mut self.rng) => chosen?,
+                    _ = stop.cancelled() => return Ok(None),
+                };
+                persist::save_tokens(engine.as_ref(), &tokens)?;
+                tokens
+            }
+        };
+        membership
+            .announce(vec![
+                (keys::TOKENS, keys::encode_tokens(&tokens)),
+                (keys::STATUS, NodeStatus::Normal.to_string()),
+            ])
+            .await;
+
+        let transport = Arc::new(
+            NodeTransport::new(
+                node_id,
+                self.store.clone(),
+                membership.view_handle(),
+                Duration::from_millis(config.internode_timeout_ms),
+            )
+            .with_dial(self.network.dial.clone()),
+        );
+        let hints = if config.hinted_handoff_enabled {
+            let hints = Arc::new(
+                HintStore::open(engine.clone(), config.hint_capacity_bytes())?
+                    .durable_as(self.store.clone())
+                    .with_clock(self.wall.clone()),
+            );
+            workers.spawn(run_replay(
+                hints.clone(),
+                membership.view_handle(),
+                transport.clone(),
+                config.replay_settings(),
+                worker_stop.clone(),
+            ));
+            Some(hints)
+        } else {
+            None
+        };
+        let coordinator = Arc::new(
+            Coordinator::new(
+                membership.view_handle(),
+                transport.clone() as Arc<dyn ReplicaTransport>,
+                self.clock.clone(),
+                config.coordinator_settings(),
+                hints,
+            )
+            .with_tasks(self.life.requests.clone())
+            .with_seed(rand::Rng::random(&mut self.rng)),
+        );
+
+        let repairer = Arc::new(
+            Repairer::new(
+                node_id,
+                membership.view_handle(),
+                LocalReplica {
+                    cache: self.trees.clone(),
+                    store: self.store.clone(),
+                },
+                transport as Arc<dyn RepairTransport>,
+                last_repair,
+            )
+            .with_clock(self.wall.clone()),
+        );
+        if let Some(interval) = config.anti_entropy_interval() {
+            workers.spawn(run_scheduler(
+                repairer.clone(),
+                interval,
+                worker_stop.clone(),
+            ));
+        }
+        workers.spawn(announce_disk(
+            self.disk.subscribe(),
+            membership.clone(),
+            config.disk_failure_policy,
+            (stop.clone(), self.life.stopped_by_disk.clone()),
+            worker_stop.clone(),
+        ));
+        workers.spawn(announce_repair_failures(
+            repairer.subscribe_failures(),
+            membership.clone(),
+            worker_stop.clone(),
+        ));
+        workers.spawn(announce_repairs(
+            repairer.subscribe(),
+            membership.clone(),
+            engine.clone(),
+            worker_stop.clone(),
+        ));
+        let admin = AdminService::new(
+            NodeDescription {
+                id: node_id,
+                name: self.name.clone(),
+                replication_factor: config.replication_factor,
+                rack: config.rack.clone(),
+                cluster_name: config.cluster_name.clone(),
+            },
+            membership.view_handle(),
+            repairer,
+        )
+        .with_tasks(workers.clone(), worker_stop.clone());
+        let health = Arc::new(http::Health::with_disk(Some(self.disk.clone())));
+        Ok(Some(Joined {
+            coordinator,
+            admin,
+            health,
+            metrics: self.metrics,
+            workers: workers.clone(),
+            worker_stop: worker_stop.clone(),
+            max_message,
+            grace: config.shutdown_grace(),
+            banner: Banner {
+                node_id,
+                name: self.name.clone(),
+                advertised: self.advertised,
+                data_dir: config.data_dir.display().to_string(),
+                commitlog_sync: config.commitlog_sync,
+            },
+        }))
+    }
+}
+
+/// What `Joined::serve` logs when the node starts serving.
+struct Banner {
+    node_id: NodeId,
+    name: String,
+    advertised: Advertised,
+    data_dir: String,
+    commitlog_sync: SyncMode,
+}
+
+impl Joined {
+    /// Step 3: serves clients on `client` (and `/metrics` and `/health` on
+    /// `http`) until `stop`, then lets in-flight requests finish.
+    pub async fn serve(
+        self,
+        client: Listener,
+        http: Option<TcpListener>,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        if let Some(listener) = http {
+            let metrics = if self.metrics {
+                crate::metrics::install()
+            } else {
+                None
+            };
+            if let Some(handle) = metrics.clone() {
+                let upkeep_stop = self.worker_stop.clone();
+                self.workers.spawn(async move {
+                    let mut tick = tokio::time::interval(crate::metrics::UPKEEP_INTERVAL);
+                    loop {
+                        tokio::select! {
+                            _ = tick.tick() => handle.run_upkeep(),
+                            _ = upkeep_stop.cancelled() => break,
+                        }
+                    }
+                });
+            }
+            self.workers.spawn(http::serve(
+                listener,
+                metrics,
+                self.health.clone(),
+                self.worker_stop.clone(),
+            ));
+        }
+        let kv = KeyValueServer::new(KeyValueService::new(self.coordinator))
+            .max_decoding_message_size(self.max_message)
+            .max_encoding_message_size(self.max_message);
+        let admin = AdminServer::new(self.admin);
+        let banner = &self.banner;
+        tracing::info!(
+            node_id = %banner.node_id,
+            node_name = %banner.name,
+            client = %banner.advertised.client,
+            peer = %banner.advertised.peer,
+            gossip = %banner.advertised.gossip,
+            data_dir = %banner.data_dir,
+            commitlog_sync = %banner.commitlog_sync,
+            "ringkv node serving"
+        );
+        self.health.set_serving(true);
+
+        let router = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(kv)
+            .add_service(admin);
+        let server = net::serve(router, client, stop.clone().cancelled_owned());
+        let grace = self.grace;
+        let drain_deadline = async {
+            stop.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result.context("client API server failed")?,
+            _ = drain_deadline => tracing::warn!(?grace, "in-flight requests did not finish in time; closing"),
+        }
+        self.health.set_serving(false);
+        Ok(())
+    }
+}
+
+/// Opens RocksDB in the configured data directory.
+fn open_rocksdb(config: &Config) -> anyhow::Result<(Arc<dyn Storage>, Arc<DiskHealth>)> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let db_path = config.data_dir.join("db");
+    let rocks_config = RocksConfig {
+        gc_grace_seconds: config.gc_grace_seconds,
+        block_cache_bytes: config.block_cache_bytes(),
+    };
+    let rocks = RocksStorage::open(&db_path, &rocks_config)
+        .with_context(|| format!("cannot open the store in {}", db_path.display()))?;
+    let health = rocks.health();
+    Ok((Arc::new(rocks), health))
+}
+
+/// The node's clock, started above the ceiling its last run stored.
+fn open_clock(engine: &Arc<dyn Storage>, wall: WallClock) -> anyhow::Result<HybridClock> {
+    let stored = engine
+        .meta_get(CLOCK_CEILING_KEY)
+        .context("cannot read the clock ceiling")?
+        .map(|bytes| {
+            std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .context("the stored clock ceiling is unreadable; the data directory is damaged")
+        })
+        .transpose()?;
+    let engine = engine.clone();
+    let save = Box::new(move |bound: i64| {
+        engine
+            .meta_put(CLOCK_CEILING_KEY, bound.to_string().as_bytes())
+            .map_err(|e| e.to_string())
+    });
+    Ok(HybridClock::with_ceiling(wall, stored, save))
+}
+
+/// Keeps the clock's stored ceiling ahead of the clock, until `stop`.
+async fn renew_clock_ceiling(clock: Arc<HybridClock>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(CLOCK_RENEW_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let clock = clock.clone();
+        let _ = crate::storage::blocking(move || clock.renew()).await;
+    }
+}
+
+/// Starts the WAL sync worker the durability mode needs.
+fn start_durability(
+    config: &Config,
+    engine: &Arc<dyn Storage>,
+    workers: &TaskTracker,
+    stop: &CancellationToken,
+) -> LocalStore {
+    let group = match config.commitlog_sync {
+        SyncMode::Group => {
+            let group =
+                GroupSync::new(Duration::from_millis(config.commitlog_sync_group_window_ms));
+            workers.spawn(group.clone().run(engine.clone(), stop.clone()));
+            Some(group)
+        }
+        SyncMode::Periodic => {
+            let period = Duration::from_millis(config.commitlog_sync_period_ms);
+            workers.spawn(run_periodic_sync(engine.clone(), period, stop.clone()));
+            None
+        }
+        SyncMode::Always => None,
+    };
+    LocalStore::new(engine.clone(), config.commitlog_sync, group)
+}
+
+/// The key-values this node gossips when it starts.
+fn initial_gossip(
+    config: &Config,
+    name: &str,
+    advertised: &Advertised,
+    tokens: Option<&[crate::ring::Token]>,
+    last_repair: i64,
+) -> Vec<(String, String)> {
+    let status = if tokens.is_some() {
+        NodeStatus::Normal
+    } else {
+        NodeStatus::Joining
+    };
+    [
+        (keys::STATUS, status.to_string()),
+        (keys::LAST_REPAIR, last_repair.to_string()),
+        (
+            keys::TOKENS,
+            tokens.map(keys::encode_tokens).unwrap_or_default(),
+        ),
+        (keys::NAME, name.to_owned()),
+        (keys::RACK, config.rack.clone()),
+        (
+            keys::REPLICATION_FACTOR,
+            config.replication_factor.to_string(),
+        ),
+        (keys::CLIENT_ADDR, advertised.client.to_string()),
+        (keys::PEER_ADDR, advertised.peer.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
