@@ -14,6 +14,7 @@
 //! - [`repair`]: Merkle-tree anti-entropy;
 //! - [`rpc`]: gRPC adapters and the network they run over; [`server`]:
 //!   wiring and shutdown;
+//! - `sim` (tests only): the deterministic simulation of a cluster;
 //! - [`config`], [`identity`], [`metrics`], [`telemetry`]: settings, node
 //!   id, metric names, logs.
 
@@ -29,5 +30,7 @@ pub mod repair;
 pub mod ring;
 pub mod rpc;
 pub mod server;
+#[cfg(test)]
+mod sim;
 pub mod storage;
 pub mod telemetry;

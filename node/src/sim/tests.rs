@@ -1,0 +1,153 @@
+//! The simulation's seeds: a fixed set every `cargo test` runs, the
+//! replay check, and the sweep and replay modes `scripts/simulate.sh`
+//! drives.
+
+use super::{Mix, Outcome, run};
+
+/// Seeds per fault mix in CI (6 mixes).
+const CI_SEEDS_PER_MIX: u64 = 34;
+
+/// Nodes in a run of `seed`: 3 or 4.
+fn nodes_for(seed: u64) -> usize {
+    3 + (seed % 2) as usize
+}
+
+fn run_seed(seed: u64, mix: Mix) -> Outcome {
+    run(seed, mix, nodes_for(seed))
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// Runs `seeds` under `mix`; panics listing every failing seed with the
+/// command that replays it.
+fn run_all(mix: Mix, seeds: impl Iterator<Item = u64>) {
+    let mut failures = Vec::new();
+    for seed in seeds {
+        let outcome = run_seed(seed, mix);
+        if !outcome.violations.is_empty() {
+            failures.push(format!(
+                "seed {seed} ({}): {}\n  replay: {}",
+                mix.name(),
+                outcome.violations.join("; "),
+                outcome.replay_command()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn ci(mix: Mix) {
+    let per_mix = env_u64("SIM_SEEDS_PER_MIX").unwrap_or(CI_SEEDS_PER_MIX);
+    let offset = match mix {
+        Mix::Partition => 0,
+        Mix::Crash => 1,
+        Mix::Pause => 2,
+        Mix::Clock => 3,
+        Mix::Lossy => 4,
+        Mix::Mixed => 5,
+    } * 1_000;
+    run_all(mix, offset..offset + per_mix);
+}
+
+#[test]
+fn seeds_with_partitions() {
+    ci(Mix::Partition);
+}
+
+#[test]
+fn seeds_with_crashes() {
+    ci(Mix::Crash);
+}
+
+#[test]
+fn seeds_with_pauses() {
+    ci(Mix::Pause);
+}
+
+#[test]
+fn seeds_with_clock_skew() {
+    ci(Mix::Clock);
+}
+
+#[test]
+fn seeds_with_delay_and_loss() {
+    ci(Mix::Lossy);
+}
+
+#[test]
+fn seeds_with_every_fault() {
+    ci(Mix::Mixed);
+}
+
+/// A seed replays exactly: the same history, event for event.
+#[test]
+fn a_seed_replays_the_identical_history() {
+    for (seed, mix) in [(7, Mix::Mixed), (8, Mix::Crash)] {
+        let first = run_seed(seed, mix);
+        let second = run_seed(seed, mix);
+        assert!(first.history.len() > 50, "a run does something");
+        if first.history_hash() != second.history_hash() {
+            let at = first
+                .history
+                .iter()
+                .zip(&second.history)
+                .position(|(a, b)| a != b)
+                .unwrap_or(first.history.len().min(second.history.len()));
+            panic!(
+                "seed {seed} diverged at event {at}:\n  {:?}\n  {:?}",
+                first.history.get(at),
+                second.history.get(at)
+            );
+        }
+    }
+}
+
+/// `scripts/simulate.sh --seeds N`: SIM_SEEDS seeds from SIM_FIRST_SEED,
+/// under SIM_MIX (default: every mix in turn).
+#[test]
+#[ignore = "long: run by scripts/simulate.sh"]
+fn sweep() {
+    let count = env_u64("SIM_SEEDS").unwrap_or(1_000);
+    let first = env_u64("SIM_FIRST_SEED").unwrap_or(100_000);
+    let only = std::env::var("SIM_MIX").ok().and_then(|m| Mix::parse(&m));
+    let mut failures = Vec::new();
+    for seed in first..first + count {
+        let mix = only.unwrap_or(Mix::ALL[(seed % 6) as usize]);
+        let outcome = run_seed(seed, mix);
+        if !outcome.violations.is_empty() {
+            let line = format!(
+                "FAILED seed {seed} ({}): {}\n  replay: {}",
+                mix.name(),
+                outcome.violations.join("; "),
+                outcome.replay_command()
+            );
+            eprintln!("{line}");
+            failures.push(line);
+        } else if (seed - first + 1).is_multiple_of(100) {
+            eprintln!("{} seeds passed", seed - first + 1);
+        }
+    }
+    assert!(failures.is_empty(), "{} seeds failed", failures.len());
+}
+
+/// `scripts/simulate.sh --replay SEED --mix MIX`: prints the run's history.
+#[test]
+#[ignore = "run by scripts/simulate.sh --replay"]
+fn replay() {
+    let seed = env_u64("SIM_SEED").unwrap_or(0);
+    let mix = std::env::var("SIM_MIX")
+        .ok()
+        .and_then(|m| Mix::parse(&m))
+        .unwrap_or(Mix::Mixed);
+    let outcome = run_seed(seed, mix);
+    for event in &outcome.history {
+        println!("{event}");
+    }
+    println!("history hash {:016x}", outcome.history_hash());
+    for violation in &outcome.violations {
+        println!("VIOLATION {violation}");
+    }
+    assert!(outcome.violations.is_empty(), "seed {seed} failed");
+}

@@ -1,0 +1,424 @@
+//! The client side of a run, as in Jepsen: a few clients run operations
+//! against random nodes through the real client API while faults happen,
+//! recording every operation and its outcome; then, once healed, the
+//! cluster converges (gossip, hint replay, a full repair through every
+//! node) and the clients read back what was acknowledged.
+//!
+//! Operations (all at QUORUM):
+//! - unique-key writes: each key written once; an acknowledged one must
+//!   survive;
+//! - hot registers: a few keys overwritten by every client;
+//! - read-your-writes: write through one node, read through another;
+//! - deletes: write a key, then delete it; it must stay deleted.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use ringkv_proto::v1 as pb;
+use ringkv_proto::v1::admin_client::AdminClient;
+use ringkv_proto::v1::key_value_client::KeyValueClient;
+use tonic::transport::{Channel, Endpoint};
+
+use super::CLIENT_PORT;
+
+/// When faults start (simulated time): the cluster has formed by then.
+pub const FAULTS_FROM: Duration = Duration::from_secs(4);
+/// When the fault phase ends.
+pub const FAULTS_UNTIL: Duration = Duration::from_secs(14);
+/// Clients running operations concurrently.
+const CLIENTS: usize = 3;
+/// Keys of the hot registers.
+const HOT_KEYS: usize = 3;
+/// Longest a client waits for one answer before counting it unknown.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// After healing, how long gossip and hint replay get before the repair.
+const SETTLE: Duration = Duration::from_secs(6);
+/// Every request asks for QUORUM.
+const QUORUM: i32 = pb::ConsistencyLevel::Quorum as i32;
+
+/// Everything the clients did and saw.
+#[derive(Debug, Default, Clone)]
+pub struct History {
+    /// One line per event: simulated time, then what happened.
+    pub events: Vec<String>,
+    /// Set by the clients when the fault phase is over.
+    pub faults_over: bool,
+    /// Set by the driver once it healed every fault.
+    pub healed: bool,
+    /// Set by the clients once hints had time to replay; the driver then
+    /// checks hinted handoff alone delivered every write, and sets
+    /// `handoff_checked`.
+    pub check_handoff: bool,
+    pub handoff_checked: bool,
+    /// Acknowledged unique-key writes.
+    pub unique: Vec<(Bytes, Bytes)>,
+    /// Every value ever sent to each hot key (acknowledged or not).
+    pub hot_sent: BTreeMap<Bytes, BTreeSet<Bytes>>,
+    /// The largest acknowledged timestamp of each hot key.
+    pub hot_acked: BTreeMap<Bytes, i64>,
+    /// Keys whose write and (newer) delete were both acknowledged.
+    pub deleted: Vec<Bytes>,
+    /// Invariants the clients saw broken.
+    pub violations: Vec<String>,
+}
+
+impl History {
+    pub fn record(&mut self, at: Duration, what: String) {
+        self.events
+            .push(format!("{:>10.3} {what}", at.as_secs_f64()));
+    }
+}
+
+fn now() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_default()
+}
+
+/// The clients' connections to every node.
+struct Api {
+    kv: Vec<KeyValueClient<Channel>>,
+    admin: Vec<AdminClient<Channel>>,
+    history: Rc<RefCell<History>>,
+}
+
+fn channel(addr: SocketAddr) -> Channel {
+    // The address is only a name for the connector below. Keepalive pings
+    // find a connection whose segments a faulty link dropped, as they do
+    // between nodes, so the channel reconnects.
+    let endpoint = Endpoint::from_static("http://node.sim")
+        .timeout(CALL_TIMEOUT)
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(1))
+        .keep_alive_while_idle(true);
+    endpoint.connect_with_connector_lazy(tower::service_fn(move |_| async move {
+        turmoil::net::TcpStream::connect(addr)
+            .await
+            .map(hyper_util::rt::TokioIo::new)
+    }))
+}
+
+/// What one call came to.
+enum Answer<T> {
+    Ok(T),
+    /// Refused or failed; for a write, it may still have been applied.
+    Failed(String),
+}
+
+async fn call<T>(
+    request: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Answer<T> {
+    match tokio::time::timeout(CALL_TIMEOUT, request).await {
+        Ok(Ok(response)) => Answer::Ok(response.into_inner()),
+        Ok(Err(status)) => Answer::Failed(format!("{:?}", status.code())),
+        Err(_) => Answer::Failed("no answer".into()),
+    }
+}
+
+impl Api {
+    fn record(&self, what: String) {
+        self.history.borrow_mut().record(now(), what);
+    }
+
+    async fn put(&self, client: usize, node: usize, key: &Bytes, value: &Bytes) -> Option<i64> {
+        let mut kv = self.kv[node].clone();
+        let request = pb::PutRequest {
+            key: key.clone(),
+            value: value.clone(),
+            consistency: QUORUM,
+            ..Default::default()
+        };
+        let answer = call(kv.put(request)).await;
+        let key = String::from_utf8_lossy(key);
+        match answer {
+            Answer::Ok(put) => {
+                self.record(format!(
+                    "c{client} put {key} via n{node}: ok ts={}",
+                    put.timestamp_micros
+                ));
+                Some(put.timestamp_micros)
+            }
+            Answer::Failed(why) => {
+                self.record(format!("c{client} put {key} via n{node}: {why}"));
+                None
+            }
+        }
+    }
+
+    /// The delete's timestamp when acknowledged.
+    async fn delete(&self, client: usize, node: usize, key: &Bytes) -> Option<i64> {
+        let mut kv = self.kv[node].clone();
+        let request = pb::DeleteRequest {
+            key: key.clone(),
+            consistency: QUORUM,
+            ..Default::default()
+        };
+        let answer = call(kv.delete(request)).await;
+        let key = String::from_utf8_lossy(key);
+        match answer {
+            Answer::Ok(deleted) => {
+                self.record(format!(
+                    "c{client} delete {key} via n{node}: ok ts={}",
+                    deleted.timestamp_micros
+                ));
+                Some(deleted.timestamp_micros)
+            }
+            Answer::Failed(why) => {
+                self.record(format!("c{client} delete {key} via n{node}: {why}"));
+                None
+            }
+        }
+    }
+
+    /// `Some(found value and its timestamp)` when the read answered.
+    async fn get(&self, client: usize, node: usize, key: &Bytes) -> Option<Option<(Bytes, i64)>> {
+        let mut kv = self.kv[node].clone();
+        let request = pb::GetRequest {
+            key: key.clone(),
+            consistency: QUORUM,
+            ..Default::default()
+        };
+        let answer = call(kv.get(request)).await;
+        let name = String::from_utf8_lossy(key);
+        match answer {
+            Answer::Ok(got) => {
+                let value = got.found.then_some((got.value, got.timestamp_micros));
+                let shown = value.as_ref().map_or("not found".into(), |(v, ts)| {
+                    format!("{} ts={ts}", String::from_utf8_lossy(v))
+                });
+                self.record(format!("c{client} get {name} via n{node}: {shown}"));
+                Some(value)
+            }
+            Answer::Failed(why) => {
+                self.record(format!("c{client} get {name} via n{node}: {why}"));
+                None
+            }
+        }
+    }
+
+    /// A full repair through `node`, to its end; true when it completed.
+    async fn repair(&self, node: usize) -> bool {
+        use futures::StreamExt;
+        let mut admin = self.admin[node].clone();
+        let request = pb::RepairRequest {
+            primary_only: false,
+        };
+        let run = async {
+            let mut stream = admin.repair(request).await?.into_inner();
+            let mut last = None;
+            while let Some(progress) = stream.next().await {
+                last = Some(progress?);
+            }
+            Ok::<_, tonic::Status>(last)
+        };
+        let outcome = tokio::time::timeout(Duration::from_secs(120), run).await;
+        let done = matches!(&outcome, Ok(Ok(Some(p))) if p.done && p.replicas_skipped == 0);
+        let shown = match outcome {
+            Ok(Ok(Some(p))) => format!(
+                "ranges {}/{} keys {} skipped {}",
+                p.ranges_done, p.ranges_total, p.keys_streamed, p.replicas_skipped
+            ),
+            Ok(Ok(None)) => "no progress".into(),
+            Ok(Err(status)) => format!("{:?}", status.code()),
+            Err(_) => "no answer".into(),
+        };
+        self.record(format!("repair via n{node}: {shown}"));
+        done
+    }
+
+    /// How many nodes `node` sees up and NORMAL, with their tokens.
+    async fn nodes_up(&self, node: usize) -> usize {
+        let mut admin = self.admin[node].clone();
+        match call(admin.cluster_status(pb::ClusterStatusRequest {})).await {
+            Answer::Ok(status) => status
+                .members
+                .iter()
+                .filter(|m| m.up && m.state == "NORMAL" && m.tokens > 0)
+                .count(),
+            Answer::Failed(_) => 0,
+        }
+    }
+}
+
+/// One client's operations during the fault phase.
+async fn client(api: Rc<Api>, seed: u64, me: usize, nodes: usize) {
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(me as u64));
+    let mut n = 0u64;
+    while now() < FAULTS_UNTIL {
+        n += 1;
+        let node = rng.random_range(0..nodes);
+        let roll = rng.random_range(0..100);
+        if roll < 40 {
+            let key = Bytes::from(format!("u-{me}-{n}"));
+            let value = Bytes::from(format!("v-{me}-{n}"));
+            if api.put(me, node, &key, &value).await.is_some() {
+                api.history.borrow_mut().unique.push((key, value));
+            }
+        } else if roll < 65 {
+            let key = Bytes::from(format!("h-{}", rng.random_range(0..HOT_KEYS)));
+            let value = Bytes::from(format!("c{me}-{n}"));
+            api.history
+                .borrow_mut()
+                .hot_sent
+                .entry(key.clone())
+                .or_default()
+                .insert(value.clone());
+            if let Some(ts) = api.put(me, node, &key, &value).await {
+                {
+                    let mut history = api.history.borrow_mut();
+                    let acked = history.hot_acked.entry(key.clone()).or_insert(ts);
+                    *acked = (*acked).max(ts);
+                }
+                // A QUORUM read after a QUORUM write sees it, or a later one.
+                let other = rng.random_range(0..nodes);
+                if let Some(read) = api.get(me, other, &key).await
+                    && read.as_ref().is_none_or(|(_, seen)| *seen < ts)
+                {
+                    let what = format!(
+                        "read-your-writes: {} written at ts {ts} via n{node} at QUORUM, read via n{other} at QUORUM gave {read:?}",
+                        String::from_utf8_lossy(&key)
+                    );
+                    api.history.borrow_mut().violations.push(what);
+                }
+            }
+        } else if roll < 85 {
+            let key = Bytes::from(format!("r-{me}-{n}"));
+            let value = Bytes::from(format!("v-{me}-{n}"));
+            if api.put(me, node, &key, &value).await.is_some() {
+                api.history
+                    .borrow_mut()
+                    .unique
+                    .push((key.clone(), value.clone()));
+                let other = (node + rng.random_range(1..nodes)) % nodes;
+                if let Some(read) = api.get(me, other, &key).await
+                    && read.as_ref().map(|(v, _)| v) != Some(&value)
+                {
+                    let what = format!(
+                        "read-your-writes: {} written via n{node} at QUORUM, read via n{other} at QUORUM gave {read:?}",
+                        String::from_utf8_lossy(&key)
+                    );
+                    api.history.borrow_mut().violations.push(what);
+                }
+            }
+        } else {
+            let key = Bytes::from(format!("d-{me}-{n}"));
+            let value = Bytes::from(format!("v-{me}-{n}"));
+            if let Some(written) = api.put(me, node, &key, &value).await {
+                let other = rng.random_range(0..nodes);
+                // A delete stamped below the write (its coordinator's clock
+                // behind the writer's) loses to it, as LWW says: only a
+                // delete that is newer must stay deleted.
+                if let Some(deleted) = api.delete(me, other, &key).await
+                    && deleted > written
+                {
+                    api.history.borrow_mut().deleted.push(key);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(10..150))).await;
+    }
+}
+
+/// After healing: waits for every node to see every other, repairs
+/// through every node, and reads back what was acknowledged.
+async fn converge_and_read_back(api: &Api, nodes: usize) {
+    let deadline = now() + Duration::from_secs(60);
+    'wait: loop {
+        let mut all = true;
+        for node in 0..nodes {
+            all &= api.nodes_up(node).await == nodes;
+        }
+        if all {
+            break 'wait;
+        }
+        if now() > deadline {
+            api.history
+                .borrow_mut()
+                .violations
+                .push("the healed cluster did not see every node up within 60 s".into());
+            break 'wait;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(SETTLE).await;
+    api.history.borrow_mut().check_handoff = true;
+    while !api.history.borrow().handoff_checked {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for node in 0..nodes {
+        if !api.repair(node).await && !api.repair(node).await {
+            api.history.borrow_mut().violations.push(format!(
+                "the repair through n{node} did not complete once healed"
+            ));
+        }
+    }
+    let (unique, deleted) = {
+        let history = api.history.borrow();
+        (history.unique.clone(), history.deleted.clone())
+    };
+    for (i, (key, value)) in unique.iter().enumerate() {
+        let node = i % nodes;
+        match api.get(0, node, key).await {
+            Some(Some((read, _))) if read == value => {}
+            read => api.history.borrow_mut().violations.push(format!(
+                "lost write: {} acknowledged at QUORUM, read back via n{node} after healing: {read:?}",
+                String::from_utf8_lossy(key)
+            )),
+        }
+    }
+    for (i, key) in deleted.iter().enumerate() {
+        let node = i % nodes;
+        match api.get(0, node, key).await {
+            Some(None) => {}
+            read => api.history.borrow_mut().violations.push(format!(
+                "resurrected: {} deleted at QUORUM, read back via n{node} after healing: {read:?}",
+                String::from_utf8_lossy(key)
+            )),
+        }
+    }
+}
+
+/// The client host of a run.
+pub async fn run(seed: u64, nodes: usize, history: Rc<RefCell<History>>) -> turmoil::Result {
+    let addrs: Vec<SocketAddr> = (0..nodes)
+        .map(|i| SocketAddr::new(turmoil::lookup(format!("n{i}")), CLIENT_PORT))
+        .collect();
+    let api = Rc::new(Api {
+        kv: addrs
+            .iter()
+            .map(|a| KeyValueClient::new(channel(*a)))
+            .collect(),
+        admin: addrs
+            .iter()
+            .map(|a| AdminClient::new(channel(*a)))
+            .collect(),
+        history: history.clone(),
+    });
+    // The cluster forms: wait until every node serves and sees the others.
+    let formed = now() + Duration::from_secs(30);
+    while now() < formed {
+        let mut all = true;
+        for node in 0..nodes {
+            all &= api.nodes_up(node).await == nodes;
+        }
+        if all {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    api.record("cluster formed".into());
+    let clients = (0..CLIENTS).map(|me| client(api.clone(), seed, me, nodes));
+    futures::future::join_all(clients).await;
+    history.borrow_mut().faults_over = true;
+    api.record("faults over".into());
+    while !history.borrow().healed {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    converge_and_read_back(&api, nodes).await;
+    api.record("done".into());
+    Ok(())
+}
