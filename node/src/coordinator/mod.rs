@@ -25,6 +25,7 @@ mod consistency;
 mod error;
 mod read;
 mod request;
+mod round;
 mod tally;
 mod write;
 

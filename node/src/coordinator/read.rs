@@ -1,5 +1,9 @@
 //! The read path.
 //!
+//! Which replica to ask next and when the read has its answer is decided
+//! by [`ReadRound`](super::round::ReadRound), plain data; this file sends
+//! the asks and waits.
+//!
 //! 1. Find the key's live replicas; `Unavailable` if too few.
 //! 2. Ask `required` of them: this node first when it is a replica (no
 //!    hop), the others in random order to spread load. The first is asked
@@ -25,12 +29,13 @@ use futures::stream::FuturesUnordered;
 use rand::Rng;
 use rand::seq::SliceRandom;
 
+use super::round::{ReadRound, Step, resolve};
 use super::{Coordinator, CoordinatorError, ReadRequest, ReadResult};
 use crate::identity::NodeId;
 use crate::membership::ClusterView;
 use crate::peer::{ReadReply, ReplicaError, ReplicaTransport};
 use crate::ring::Token;
-use crate::storage::{Cell, digest, lww};
+use crate::storage::Cell;
 
 type Ask = BoxFuture<'static, (NodeId, bool, Result<ReadReply, ReplicaError>)>;
 
@@ -78,68 +83,60 @@ impl Coordinator {
         let chance = self.settings.read_repair_chance.clamp(0.0, 1.0);
         let background_repair =
             (plan.alive.len() > required && self.chance(chance)).then(|| plan.alive.clone());
-        let mut spares = self.read_order(&view, plan.alive).into_iter();
-        let mut pending: FuturesUnordered<Ask> = FuturesUnordered::new();
-        for (i, node) in spares.by_ref().take(required).enumerate() {
-            pending.push(self.ask(node, token, &key, i > 0));
-        }
-        let mut data: Option<(NodeId, Option<Cell>)> = None;
-        let mut digests: Vec<(NodeId, Bytes)> = Vec::new();
-        let mut refused: Vec<String> = Vec::new();
-        while data.is_none() || digests.len() + 1 < required {
-            let next = tokio::time::timeout_at(deadline, pending.next()).await;
-            let received = digests.len() + usize::from(data.is_some());
-            match next {
-                Err(_) => return Err(timeout_error(received)),
-                Ok(None) if refused.is_empty() => return Err(timeout_error(received)),
-                Ok(None) => {
-                    return Err(CoordinatorError::Failed {
-                        required,
-                        received,
-                        reasons: refused,
-                    });
+        let order = self.read_order(&view, plan.alive);
+        let (mut round, asks) = ReadRound::start(required, order);
+        let mut pending: FuturesUnordered<Ask> = asks
+            .into_iter()
+            .map(|(node, digest_only)| self.ask(node, token, &key, digest_only))
+            .collect();
+        let (data, full_from) = loop {
+            let Ok(next) = tokio::time::timeout_at(deadline, pending.next()).await else {
+                return Err(round.timed_out().into());
+            };
+            let Some((node, digest_only, answer)) = next else {
+                // The round fails a read with nothing outstanding first.
+                return Err(round.timed_out().into());
+            };
+            if let Err(error) = &answer {
+                tracing::debug!(%node, %error, "replica read failed; trying a spare");
+            }
+            match round.answer(node, digest_only, answer) {
+                Step::Wait => {}
+                Step::Ask { node, digest_only } => {
+                    pending.push(self.ask(node, token, &key, digest_only));
                 }
-                Ok(Some((node, _, Ok(ReadReply::Data(cell))))) => data = Some((node, cell)),
-                Ok(Some((node, _, Ok(ReadReply::Digest(d))))) => digests.push((node, d)),
-                Ok(Some((node, digest_only, Err(error)))) => {
-                    tracing::debug!(%node, %error, "replica read failed; trying a spare");
-                    refused.push(format!("{node}: {error}"));
-                    if let Some(spare) = spares.next() {
-                        pending.push(self.ask(spare, token, &key, digest_only));
+                Step::Unmet(unmet) => return Err(unmet.into()),
+                Step::Agreed {
+                    data_node,
+                    cell,
+                    digest_nodes,
+                } => {
+                    if let Some(alive) = background_repair {
+                        let asked: Vec<NodeId> =
+                            std::iter::once(data_node).chain(digest_nodes).collect();
+                        let others: Vec<NodeId> =
+                            alive.into_iter().filter(|n| !asked.contains(n)).collect();
+                        self.tasks.spawn(repair_in_background(
+                            self.transport.clone(),
+                            token,
+                            key,
+                            (asked, cell.clone()),
+                            others,
+                            self.settings.read_timeout,
+                        ));
                     }
+                    return Ok(live(cell, self.clock.wall().seconds()));
                 }
+                Step::Resolve { data, full_from } => break (data, full_from),
             }
-        }
-        drop(pending);
-        let Some((data_node, data_cell)) = data else {
-            return Err(timeout_error(digests.len()));
         };
-
-        let expected = digest(data_cell.as_ref());
-        if digests.iter().all(|(_, d)| *d == expected) {
-            if let Some(alive) = background_repair {
-                let asked: Vec<NodeId> = std::iter::once(data_node)
-                    .chain(digests.iter().map(|(n, _)| *n))
-                    .collect();
-                let others: Vec<NodeId> =
-                    alive.into_iter().filter(|n| !asked.contains(n)).collect();
-                self.tasks.spawn(repair_in_background(
-                    self.transport.clone(),
-                    token,
-                    key,
-                    (asked, data_cell.clone()),
-                    others,
-                    self.settings.read_timeout,
-                ));
-            }
-            return Ok(live(data_cell, self.clock.wall().seconds()));
-        }
+        drop(pending);
 
         // Digests disagree: get everyone's data, resolve, repair.
-        let mut cells: Vec<(NodeId, Option<Cell>)> = vec![(data_node, data_cell)];
-        let mut full: FuturesUnordered<Ask> = digests
+        let mut cells: Vec<(NodeId, Option<Cell>)> = vec![data];
+        let mut full: FuturesUnordered<Ask> = full_from
             .iter()
-            .map(|(node, _)| self.ask(*node, token, &key, false))
+            .map(|node| self.ask(*node, token, &key, false))
             .collect();
         while let Some(answer) = tokio::time::timeout_at(deadline, full.next())
             .await
@@ -152,13 +149,8 @@ impl Coordinator {
                 }
             }
         }
-        let winner = lww::merge_all(cells.iter().filter_map(|(_, c)| c.clone()));
-        if let Some(winner) = &winner {
-            let stale: Vec<NodeId> = cells
-                .iter()
-                .filter(|(_, cell)| cell.as_ref() != Some(winner))
-                .map(|(node, _)| *node)
-                .collect();
+        let resolved = resolve(&cells);
+        if let Some((winner, stale)) = &resolved {
             let repairs: FuturesUnordered<_> = stale
                 .iter()
                 .map(|node| {
@@ -175,6 +167,7 @@ impl Coordinator {
                 return Err(timeout_error(cells.len()));
             }
         }
+        let winner = resolved.map(|(winner, _)| winner);
         Ok(live(winner, self.clock.wall().seconds()))
     }
 }
@@ -200,14 +193,9 @@ async fn repair_in_background(
             cells.push((node, cell));
         }
     }
-    let Some(winner) = lww::merge_all(cells.iter().filter_map(|(_, c)| c.clone())) else {
+    let Some((winner, stale)) = resolve(&cells) else {
         return;
     };
-    let stale: Vec<NodeId> = cells
-        .iter()
-        .filter(|(_, cell)| cell.as_ref() != Some(&winner))
-        .map(|(node, _)| *node)
-        .collect();
     if stale.is_empty() {
         return;
     }
