@@ -7,13 +7,14 @@
 //! 1. [`Node::open`]: open the store (RocksDB, or the one given) and the
 //!    node id; start the WAL syncer; start the clock above the ceiling its
 //!    last run stored;
-//! 2. [`Node::join`], given the internode listener: start the internode
-//!    service; start gossip over the given transport; on a first start
+//! 2. [`Node::join`], given the internode (and HTTP) listeners: start the
+//!    internode service and `/metrics` and `/health` (503 until step 3);
+//!    start gossip over the given transport; on a first start
 //!    choose tokens (`membership::join`), otherwise reuse the remembered
 //!    ones; announce NORMAL; start hint replay, the anti-entropy scheduler
 //!    and the announcers;
-//! 3. [`Joined::serve`], given the client (and HTTP) listeners: serve
-//!    clients until stopped.
+//! 3. [`Joined::serve`], given the client listener: serve clients until
+//!    stopped.
 //!
 //! [`run`] binds every port first (a port in use stops the node at once,
 //! with a clear error), then runs the steps.

@@ -93,9 +93,6 @@ pub struct Joined {
     coordinator: Arc<Coordinator>,
     admin: AdminService,
     health: Arc<http::Health>,
-    metrics: bool,
-    workers: TaskTracker,
-    worker_stop: CancellationToken,
     max_message: usize,
     grace: Duration,
     banner: Banner,
@@ -176,10 +173,11 @@ impl Node {
         stop: CancellationToken,
     ) -> anyhow::Result<()> {
         let outcome = async {
-            let Some(joined) = self.join(listeners.peer, &stop).await? else {
+            let joining = self.join(listeners.peer, listeners.http, &stop);
+            let Some(joined) = joining.await? else {
                 return Ok(());
             };
-            joined.serve(listeners.client, listeners.http, &stop).await
+            joined.serve(listeners.client, &stop).await
         }
         .await;
         let life = &self.life;
@@ -197,11 +195,13 @@ impl Node {
         Ok(())
     }
 
-    /// Step 2: serves the internode API on `peer`, joins the cluster and
+    /// Step 2: serves the internode API on `peer` (and `/metrics` and
+    /// `/health`, 503 until step 3, on `http`), joins the cluster and
     /// starts the background workers. `None` when `stop` came first.
     pub async fn join(
         &mut self,
         peer: Listener,
+        http: Option<TcpListener>,
         stop: &CancellationToken,
     ) -> anyhow::Result<Option<Joined>> {
         let config = &self.config;
@@ -225,6 +225,11 @@ impl Node {
                 tracing::error!(%error, "internode API server failed");
             }
         });
+
+        let health = Arc::new(http::Health::with_disk(Some(self.disk.clone())));
+        if let Some(listener) = http {
+            start_http(listener, self.metrics, health.clone(), workers, worker_stop);
+        }
 
         let tokens = persist::load_tokens(engine.as_ref())?;
         let gossip = GossipSettings {
@@ -366,14 +371,10 @@ impl Node {
             repairer,
         )
         .with_tasks(workers.clone(), worker_stop.clone());
-        let health = Arc::new(http::Health::with_disk(Some(self.disk.clone())));
         Ok(Some(Joined {
             coordinator,
             admin,
             health,
-            metrics: self.metrics,
-            workers: workers.clone(),
-            worker_stop: worker_stop.clone(),
             max_message,
             grace: config.shutdown_grace(),
             banner: Banner {
@@ -397,39 +398,9 @@ struct Banner {
 }
 
 impl Joined {
-    /// Step 3: serves clients on `client` (and `/metrics` and `/health` on
-    /// `http`) until `stop`, then lets in-flight requests finish.
-    pub async fn serve(
-        self,
-        client: Listener,
-        http: Option<TcpListener>,
-        stop: &CancellationToken,
-    ) -> anyhow::Result<()> {
-        if let Some(listener) = http {
-            let metrics = if self.metrics {
-                crate::metrics::install()
-            } else {
-                None
-            };
-            if let Some(handle) = metrics.clone() {
-                let upkeep_stop = self.worker_stop.clone();
-                self.workers.spawn(async move {
-                    let mut tick = tokio::time::interval(crate::metrics::UPKEEP_INTERVAL);
-                    loop {
-                        tokio::select! {
-                            _ = tick.tick() => handle.run_upkeep(),
-                            _ = upkeep_stop.cancelled() => break,
-                        }
-                    }
-                });
-            }
-            self.workers.spawn(http::serve(
-                listener,
-                metrics,
-                self.health.clone(),
-                self.worker_stop.clone(),
-            ));
-        }
+    /// Step 3: serves clients on `client` until `stop`, then lets
+    /// in-flight requests finish.
+    pub async fn serve(self, client: Listener, stop: &CancellationToken) -> anyhow::Result<()> {
         let kv = KeyValueServer::new(KeyValueService::new(self.coordinator))
             .max_decoding_message_size(self.max_message)
             .max_encoding_message_size(self.max_message);
@@ -464,6 +435,35 @@ impl Joined {
         self.health.set_serving(false);
         Ok(())
     }
+}
+
+/// Serves `/metrics` (installing the Prometheus recorder when `metrics`)
+/// and `/health` on `listener`, as a worker.
+fn start_http(
+    listener: TcpListener,
+    metrics: bool,
+    health: Arc<http::Health>,
+    workers: &TaskTracker,
+    stop: &CancellationToken,
+) {
+    let metrics = if metrics {
+        crate::metrics::install()
+    } else {
+        None
+    };
+    if let Some(handle) = metrics.clone() {
+        let upkeep_stop = stop.clone();
+        workers.spawn(async move {
+            let mut tick = tokio::time::interval(crate::metrics::UPKEEP_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => handle.run_upkeep(),
+                    _ = upkeep_stop.cancelled() => break,
+                }
+            }
+        });
+    }
+    workers.spawn(http::serve(listener, metrics, health, stop.clone()));
 }
 
 /// Opens RocksDB in the configured data directory.
