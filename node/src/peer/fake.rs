@@ -139,11 +139,6 @@ impl FakeCluster {
             .unwrap_or(Behaviour::Unreachable)
     }
 
-    /// The replica of `node`.
-    pub fn replica(&self, node: NodeId) -> Option<&LocalReplica> {
-        self.replicas.get(&node)
-    }
-
     /// What `node` holds for `key`.
     pub fn stored(&self, node: NodeId, key: &[u8]) -> Option<Cell> {
         self.replicas

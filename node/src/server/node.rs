@@ -161,11 +161,6 @@ impl Node {
         })
     }
 
-    /// This node's id.
-    pub fn id(&self) -> NodeId {
-        self.node_id
-    }
-
     /// Steps 2 and 3, then the ordered shutdown (see the module docs).
     pub async fn run(
         mut self,

@@ -38,6 +38,11 @@ fn ring(nodes: &[SimNode]) -> Option<Ring> {
     (members.len() == nodes.len()).then(|| Ring::new(members, REPLICATION_FACTOR))
 }
 
+/// Whether `cell` is the live value `value`.
+fn holds(cell: &Cell, value: &Bytes) -> bool {
+    !cell.tombstone && cell.value == value
+}
+
 /// Each replica of `key` and the cell it holds.
 fn replica_cells(ring: &Ring, nodes: &[SimNode], key: &Bytes) -> Vec<(String, Option<Cell>)> {
     let token = Token::of(key);
@@ -63,10 +68,7 @@ pub fn handoff(history: &History, nodes: &[SimNode]) -> Vec<String> {
     let mut missing = Vec::new();
     for (key, value) in &history.unique {
         for (node, cell) in replica_cells(&ring, nodes, key) {
-            if !cell
-                .as_ref()
-                .is_some_and(|c| !c.tombstone && c.value == value)
-            {
+            if !cell.as_ref().is_some_and(|c| holds(c, value)) {
                 missing.push(format!(
                     "hinted handoff: {} acknowledged, healed, hints replayed, yet replica {node} holds {cell:?}",
                     String::from_utf8_lossy(key)
@@ -99,9 +101,7 @@ pub fn check(history: &History, nodes: &[SimNode]) -> Vec<String> {
 
     for (key, value) in &history.unique {
         for (node, cell) in cells(key) {
-            let held = cell
-                .as_ref()
-                .is_some_and(|c| !c.tombstone && c.value == value);
+            let held = cell.as_ref().is_some_and(|c| holds(c, value));
             if !held {
                 violations.push(format!(
                     "lost write: {} acknowledged at QUORUM but replica {node} holds {cell:?}",

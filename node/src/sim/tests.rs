@@ -40,14 +40,9 @@ fn run_all(mix: Mix, seeds: impl Iterator<Item = u64>) {
 
 fn ci(mix: Mix) {
     let per_mix = env_u64("SIM_SEEDS_PER_MIX").unwrap_or(CI_SEEDS_PER_MIX);
-    let offset = match mix {
-        Mix::Partition => 0,
-        Mix::Crash => 1,
-        Mix::Pause => 2,
-        Mix::Clock => 3,
-        Mix::Lossy => 4,
-        Mix::Mixed => 5,
-    } * 1_000;
+    // Mix i runs seeds i*1000.. (partition 0, crash 1000, ..., mixed 5000).
+    let index = Mix::ALL.iter().position(|m| *m == mix).unwrap_or(0) as u64;
+    let offset = index * 1_000;
     run_all(mix, offset..offset + per_mix);
 }
 

@@ -230,6 +230,25 @@ impl Api {
         done
     }
 
+    /// Polls every `poll` until each of the `nodes` sees all of them up
+    /// and NORMAL; false if that has not happened within `limit`.
+    async fn ring_formed(&self, nodes: usize, limit: Duration, poll: Duration) -> bool {
+        let deadline = now() + limit;
+        loop {
+            let mut all = true;
+            for node in 0..nodes {
+                all &= self.nodes_up(node).await == nodes;
+            }
+            if all {
+                return true;
+            }
+            if now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
     /// How many nodes `node` sees up and NORMAL, with their tokens.
     async fn nodes_up(&self, node: usize) -> usize {
         let mut admin = self.admin[node].clone();
@@ -326,23 +345,15 @@ async fn client(api: Rc<Api>, seed: u64, me: usize, nodes: usize) {
 /// After healing: waits for every node to see every other, repairs
 /// through every node, and reads back what was acknowledged.
 async fn converge_and_read_back(api: &Api, nodes: usize) {
-    let deadline = now() + Duration::from_secs(60);
-    'wait: loop {
-        let mut all = true;
-        for node in 0..nodes {
-            all &= api.nodes_up(node).await == nodes;
-        }
-        if all {
-            break 'wait;
-        }
-        if now() > deadline {
-            api.history
-                .borrow_mut()
-                .violations
-                .push("the healed cluster did not see every node up within 60 s".into());
-            break 'wait;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let limit = Duration::from_secs(60);
+    if !api
+        .ring_formed(nodes, limit, Duration::from_millis(500))
+        .await
+    {
+        api.history
+            .borrow_mut()
+            .violations
+            .push("the healed cluster did not see every node up within 60 s".into());
     }
     tokio::time::sleep(SETTLE).await;
     api.history.borrow_mut().check_handoff = true;
@@ -399,17 +410,8 @@ pub async fn run(seed: u64, nodes: usize, history: Rc<RefCell<History>>) -> turm
         history: history.clone(),
     });
     // The cluster forms: wait until every node serves and sees the others.
-    let formed = now() + Duration::from_secs(30);
-    while now() < formed {
-        let mut all = true;
-        for node in 0..nodes {
-            all &= api.nodes_up(node).await == nodes;
-        }
-        if all {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    api.ring_formed(nodes, Duration::from_secs(30), Duration::from_millis(200))
+        .await;
     api.record("cluster formed".into());
     let clients = (0..CLIENTS).map(|me| client(api.clone(), seed, me, nodes));
     futures::future::join_all(clients).await;
