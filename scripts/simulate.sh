@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The deterministic simulation (node/src/sim) beyond CI's fixed seeds.
 #
-#   scripts/simulate.sh --seeds N [--first SEED] [--mix MIX]
+#   scripts/simulate.sh --seeds N [--first SEED] [--mix MIX] [--change C]
 #       sweeps N seeds (default first seed 100000; MIX one of partition,
-#       crash, pause, clock, lossy, mixed; default: each in turn) and lists
-#       every failing seed with the command that replays it;
-#   scripts/simulate.sh --replay SEED --mix MIX
+#       crash, pause, clock, lossy, mixed; default: each in turn; C a
+#       topology change made during the faults: join, decommission,
+#       removenode or replace; default none) and lists every failing seed
+#       with the command that replays it;
+#   scripts/simulate.sh --replay SEED --mix MIX [--change C]
 #       runs one seed again and prints its history, event by event;
 #   scripts/simulate.sh --planted
 #       applies each deliberately broken change in scripts/planted-bugs/ to
@@ -16,16 +18,17 @@ source scripts/lib/prereqs.sh
 ensure_prereqs
 
 usage() {
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
-mode="" seeds="" first="" mix="" seed=""
+mode="" seeds="" first="" mix="" seed="" change=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --seeds) mode=sweep; seeds="${2:?--seeds needs a count}"; shift 2 ;;
         --first) first="${2:?--first needs a seed}"; shift 2 ;;
         --mix) mix="${2:?--mix needs a name}"; shift 2 ;;
+        --change) change="${2:?--change needs a name}"; shift 2 ;;
         --replay) mode=replay; seed="${2:?--replay needs a seed}"; shift 2 ;;
         --planted) mode=planted; shift ;;
         *) usage ;;
@@ -38,11 +41,11 @@ test_sim() {
 
 case "$mode" in
     sweep)
-        SIM_SEEDS="$seeds" SIM_FIRST_SEED="${first:-100000}" SIM_MIX="$mix" \
+        SIM_SEEDS="$seeds" SIM_FIRST_SEED="${first:-100000}" SIM_MIX="$mix" SIM_CHANGE="$change" \
             test_sim sim::tests::sweep -- --ignored --nocapture
         ;;
     replay)
-        SIM_SEED="$seed" SIM_MIX="${mix:-mixed}" \
+        SIM_SEED="$seed" SIM_MIX="${mix:-mixed}" SIM_CHANGE="$change" \
             test_sim sim::tests::replay -- --ignored --nocapture
         ;;
     planted)

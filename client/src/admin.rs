@@ -9,7 +9,10 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::client::Client;
-use crate::cluster::{ClusterStatus, Endpoints, MemberInfo, RepairProgress, RingInfo};
+use crate::cluster::{
+    ChangeSummary, CleanupSummary, ClusterStatus, Endpoints, MemberInfo, RepairProgress, RingInfo,
+    Streams,
+};
 use crate::error::{Error, Result};
 
 /// What a node says about itself.
@@ -63,6 +66,7 @@ impl Client {
             replication_factor: status.replication_factor,
             local_node_id: status.local_node_id,
             members: status.members.into_iter().map(MemberInfo::from).collect(),
+            change_in_progress: Some(status.change_in_progress).filter(|c| !c.is_empty()),
         })
     }
 
@@ -115,5 +119,60 @@ impl Client {
             });
         }
         Ok(last)
+    }
+
+    /// Decommissions the node first connected to: it streams its ranges to
+    /// the nodes taking them over, leaves the ring and stops. Returns once
+    /// it has left. No deadline: streaming takes as long as it takes.
+    pub async fn decommission(&self) -> Result<ChangeSummary> {
+        let response = self
+            .admin()?
+            .decommission(pb::DecommissionRequest {})
+            .await?
+            .into_inner();
+        Ok(summary(response))
+    }
+
+    /// Removes a dead node (by id): its ranges are re-replicated from the
+    /// surviving replicas. Runs on the node first connected to. No
+    /// deadline.
+    pub async fn remove_node(&self, node_id: &str) -> Result<ChangeSummary> {
+        let response = self
+            .admin()?
+            .remove_node(pb::RemoveNodeRequest {
+                node_id: node_id.to_owned(),
+            })
+            .await?
+            .into_inner();
+        Ok(summary(response))
+    }
+
+    /// Deletes the data the node first connected to holds for ranges it no
+    /// longer replicates. No deadline.
+    pub async fn cleanup(&self) -> Result<CleanupSummary> {
+        let response = self
+            .admin()?
+            .cleanup(pb::CleanupRequest {})
+            .await?
+            .into_inner();
+        Ok(CleanupSummary {
+            ranges: response.ranges,
+            keys_deleted: response.keys_deleted,
+            bytes_freed: response.bytes_freed,
+        })
+    }
+
+    /// The range streams of the node first connected to.
+    pub async fn streams(&self) -> Result<Streams> {
+        let request = self.request(pb::StreamsRequest {}, self.inner.config.request_timeout);
+        Ok(self.admin()?.streams(request).await?.into_inner().into())
+    }
+}
+
+fn summary(response: pb::TopologyChangeResponse) -> ChangeSummary {
+    ChangeSummary {
+        keys_streamed: response.keys_streamed,
+        bytes_streamed: response.bytes_streamed,
+        elapsed: std::time::Duration::from_millis(response.elapsed_ms),
     }
 }

@@ -66,6 +66,85 @@ pub struct ClusterStatus {
     pub local_node_id: String,
     /// Every known node.
     pub members: Vec<MemberInfo>,
+    /// The topology change in progress, in words; `None` when none.
+    pub change_in_progress: Option<String>,
+}
+
+/// What a topology change (decommission, removenode) streamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChangeSummary {
+    /// Cells streamed through the answering node.
+    pub keys_streamed: u64,
+    /// Bytes of those cells.
+    pub bytes_streamed: u64,
+    /// How long the change took.
+    pub elapsed: std::time::Duration,
+}
+
+/// What cleanup removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CleanupSummary {
+    /// Ranges of the ring the node does not replicate.
+    pub ranges: u32,
+    /// Keys deleted.
+    pub keys_deleted: u64,
+    /// Bytes of keys and cells deleted.
+    pub bytes_freed: u64,
+}
+
+/// One range stream of a topology change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// bootstrap, replace, decommission or removenode.
+    pub operation: String,
+    /// Name of the node the ranges come from.
+    pub source: String,
+    /// Name of the node they go to.
+    pub target: String,
+    /// Ranges to copy.
+    pub ranges_total: u32,
+    /// Ranges copied.
+    pub ranges_done: u32,
+    /// Cells copied.
+    pub keys: u64,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// Finished (successfully unless `error`).
+    pub done: bool,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The streams of a node, and the change in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Streams {
+    /// Running and recent streams, oldest first.
+    pub streams: Vec<StreamInfo>,
+    /// The topology change in progress, in words; `None` when none.
+    pub change_in_progress: Option<String>,
+}
+
+impl From<pb::StreamsResponse> for Streams {
+    fn from(r: pb::StreamsResponse) -> Self {
+        Streams {
+            streams: r
+                .streams
+                .into_iter()
+                .map(|s| StreamInfo {
+                    operation: s.operation,
+                    source: s.source,
+                    target: s.target,
+                    ranges_total: s.ranges_total,
+                    ranges_done: s.ranges_done,
+                    keys: s.keys,
+                    bytes: s.bytes,
+                    done: s.done,
+                    error: Some(s.error).filter(|e| !e.is_empty()),
+                })
+                .collect(),
+            change_in_progress: Some(r.change_in_progress).filter(|c| !c.is_empty()),
+        }
+    }
 }
 
 /// A token range and its replicas.

@@ -42,7 +42,8 @@ mod routing;
 pub use admin::NodeInfo;
 pub use client::{Client, ClientConfig, Value};
 pub use cluster::{
-    ClusterStatus, Endpoints, FailedRange, MemberInfo, RangeInfo, RepairProgress, RingInfo,
+    ChangeSummary, CleanupSummary, ClusterStatus, Endpoints, FailedRange, MemberInfo, RangeInfo,
+    RepairProgress, RingInfo, StreamInfo, Streams,
 };
 pub use consistency::{Consistency, UnknownConsistency};
 pub use error::{Error, Result};

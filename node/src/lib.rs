@@ -12,6 +12,8 @@
 //! - [`coordinator`]: the read and write paths and consistency levels
 //!   (stores hints for replicas that miss a write);
 //! - [`repair`]: Merkle-tree anti-entropy;
+//! - [`streaming`]: range streaming for topology changes (join, replace,
+//!   decommission, removenode) and cleanup;
 //! - [`rpc`]: gRPC adapters and the network they run over; [`server`]:
 //!   wiring and shutdown;
 //! - `sim` (tests only): the deterministic simulation of a cluster;
@@ -33,4 +35,5 @@ pub mod server;
 #[cfg(test)]
 mod sim;
 pub mod storage;
+pub mod streaming;
 pub mod telemetry;

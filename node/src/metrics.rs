@@ -30,6 +30,12 @@ pub const REPAIR_BYTES: &str = "ringkv_repair_bytes_streamed_total";
 pub const REPAIR_RANGES: &str = "ringkv_repair_ranges_compared_total";
 /// Token ranges a repair run could not sync with some replica (skipped).
 pub const REPAIR_RANGES_FAILED: &str = "ringkv_repair_ranges_failed_total";
+/// Cells streamed for topology changes, by direction (in, out, relay).
+pub const STREAMED_KEYS: &str = "ringkv_streamed_keys_total";
+/// Bytes of cells streamed for topology changes, by direction.
+pub const STREAMED_BYTES: &str = "ringkv_streamed_bytes_total";
+/// Bytes of local data cleanup removed (ranges the node no longer holds).
+pub const CLEANUP_BYTES: &str = "ringkv_cleanup_bytes_total";
 
 /// How often histograms are compacted even when nobody scrapes.
 pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -62,6 +68,21 @@ pub fn install() -> Option<PrometheusHandle> {
         READ_REPAIRS,
         Unit::Count,
         "Stale replicas rewritten by read repair"
+    );
+    describe_counter!(
+        STREAMED_KEYS,
+        Unit::Count,
+        "Cells streamed for topology changes, by direction"
+    );
+    describe_counter!(
+        STREAMED_BYTES,
+        Unit::Bytes,
+        "Bytes streamed for topology changes, by direction"
+    );
+    describe_counter!(
+        CLEANUP_BYTES,
+        Unit::Bytes,
+        "Bytes of data cleanup removed from ranges this node no longer holds"
     );
     Some(handle)
 }

@@ -7,3 +7,4 @@ mod convergence;
 mod hardening;
 mod shell;
 mod single_node;
+mod topology;

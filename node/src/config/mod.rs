@@ -105,6 +105,20 @@ define_config! {
     /// (milliseconds).
     join_timeout_ms: u64 = 60_000, "RINGKV_JOIN_TIMEOUT_MS";
 
+    /// Streaming speed of one range stream of a topology change (join,
+    /// replace, decommission, removenode), in MiB per second; 0: no limit.
+    stream_throughput_mb: u64 = 64, "RINGKV_STREAM_THROUGHPUT_MB";
+
+    /// A joining node may stream a range from a replica other than the one
+    /// giving it up when that one is down. A write acknowledged by a quorum
+    /// may then be missing from the new replica until a repair.
+    allow_inconsistent_source: bool = false, "RINGKV_ALLOW_INCONSISTENT_SOURCE", arg(num_args = 0..=1, default_missing_value = "true");
+
+    /// On its first start, take the place (tokens and ranges) of this dead
+    /// node (its id, from `ringkv status`), streaming its data from the
+    /// surviving replicas. Empty: join as a new node.
+    replace: String = String::new(), "RINGKV_REPLACE";
+
     /// How long a coordinator waits for replicas to acknowledge a write
     /// before answering DEADLINE_EXCEEDED (milliseconds).
     write_timeout_ms: u64 = 2_000, "RINGKV_WRITE_TIMEOUT_MS";
@@ -191,6 +205,7 @@ impl Config {
         if self.replication_factor == 0 {
             return invalid("replication_factor", "must be at least 1".into());
         }
+        self.replaces()?;
         if !(1..=256).contains(&self.num_tokens) {
             return invalid(
                 "num_tokens",

@@ -9,6 +9,7 @@ use crate::coordinator::{CoordinatorSettings, Limits};
 use crate::hints::ReplaySettings;
 use crate::membership::join::JoinSettings;
 use crate::storage::batch::MAX_BATCH_BYTES;
+use crate::streaming::StreamSettings;
 
 /// Room above the largest key and value for the rest of a request.
 const MESSAGE_OVERHEAD: usize = 64 * 1024;
@@ -85,6 +86,34 @@ impl Config {
     /// The pause between two anti-entropy runs; `None` when off.
     pub fn anti_entropy_interval(&self) -> Option<Duration> {
         (self.anti_entropy_interval_ms > 0).then(|| millis(self.anti_entropy_interval_ms))
+    }
+
+    /// Topology changes and their streams.
+    pub fn stream_settings(&self) -> StreamSettings {
+        StreamSettings {
+            throughput_bytes_per_second: self.stream_throughput_mb.saturating_mul(1 << 20),
+            allow_inconsistent_source: self.allow_inconsistent_source,
+            agreement_timeout: millis(self.join_timeout_ms),
+            drain: millis(self.write_timeout_ms),
+            replication_factor: self.replication_factor as usize,
+        }
+    }
+
+    /// The dead node to replace on a first start (`--replace`).
+    pub fn replaces(&self) -> Result<Option<crate::identity::NodeId>, super::ConfigError> {
+        if self.replace.is_empty() {
+            return Ok(None);
+        }
+        self.replace
+            .parse()
+            .map(Some)
+            .map_err(|_| super::ConfigError::Invalid {
+                field: "replace",
+                reason: format!(
+                    "{:?} is not a node id (ringkv status lists them)",
+                    self.replace
+                ),
+            })
     }
 
     /// How long each shutdown step may take.

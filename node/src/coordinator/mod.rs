@@ -7,8 +7,9 @@
 //! - [`read`](Coordinator::read): one data read and R−1 digest reads;
 //!   on disagreement, full reads, LWW, and blocking read repair.
 //!
-//! Replicas come from the ring of the current [`ClusterView`]; liveness from
-//! the failure detector. A request whose level needs more live replicas than
+//! Replicas come from the ring of the current [`ClusterView`] (writes also
+//! go to the replicas a topology change in progress adds, see `plan`);
+//! liveness from the failure detector. A request whose level needs more live replicas than
 //! the view knows of fails with `Unavailable` before anything is sent.
 //! Replicas are reached through [`ReplicaTransport`], so the paths are unit
 //! tested over an in-memory cluster.
@@ -125,18 +126,29 @@ impl Coordinator {
 
     /// The replicas of `token` split by liveness, or `Unavailable` when too
     /// few are up for `level`. At ANY a hint for a down replica will do.
+    ///
+    /// A write also goes to the replicas a topology change in progress
+    /// adds, and needs one more acknowledgement for each (as Cassandra's
+    /// pending endpoints): with one change at a time that puts it on a
+    /// quorum of the replica sets before and after the change alike.
     fn plan(
         &self,
         view: &ClusterView,
         token: Token,
         level: ConsistencyLevel,
+        write: bool,
     ) -> Result<ReplicaPlan, CoordinatorError> {
-        let required = level.required(self.settings.replication_factor);
-        let (alive, down): (Vec<NodeId>, Vec<NodeId>) = view
-            .ring()
-            .replicas(token)
-            .iter()
-            .partition(|node| view.is_alive(node));
+        let (replicas, pending) = if write {
+            view.write_replicas(token)
+        } else {
+            (std::borrow::Cow::Borrowed(view.ring().replicas(token)), 0)
+        };
+        let mut required = level.required(self.settings.replication_factor);
+        if level != ConsistencyLevel::Any {
+            required += pending;
+        }
+        let (alive, down): (Vec<NodeId>, Vec<NodeId>) =
+            replicas.iter().partition(|node| view.is_alive(node));
         let hint_will_do =
             level == ConsistencyLevel::Any && self.hints.is_some() && !down.is_empty();
         if alive.len() < required && !hint_will_do {

@@ -69,7 +69,7 @@ impl Coordinator {
         request.validate()?;
         let view = self.view.load_full();
         let token = Token::of(&request.key);
-        let plan = self.plan(&view, token, request.level)?;
+        let plan = self.plan(&view, token, request.level, false)?;
         let required = plan.required;
         let timeout = request.timeout.map_or(self.settings.read_timeout, |t| {
             t.min(self.settings.read_timeout)

@@ -43,7 +43,7 @@ impl Coordinator {
         request.validate(&self.settings.limits)?;
         let view = self.view.load_full();
         let token = Token::of(&request.key);
-        let plan = self.plan(&view, token, request.level)?;
+        let plan = self.plan(&view, token, request.level, true)?;
         let timestamp = match request.timestamp {
             Some(timestamp) => {
                 self.clock.observe(timestamp);

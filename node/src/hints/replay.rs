@@ -101,19 +101,22 @@ async fn replay_to(
     target: NodeId,
 ) -> Result<(), String> {
     let view = view.load_full();
-    let Some(member) = view.member(&target) else {
-        hints
-            .drop_all(target, DropReason::Left)
-            .map_err(|e| e.to_string())?;
-        return Ok(());
+    // Hints for a node being replaced, or replaced, go to its replacement,
+    // which now holds its ranges.
+    let replacement = view
+        .members()
+        .find(|m| m.replaces == Some(target) && m.status != NodeStatus::Left);
+    let (receiver, member) = match (replacement, view.member(&target)) {
+        (Some(replacement), _) => (replacement.id, replacement),
+        (None, Some(member)) if member.status != NodeStatus::Left => (target, member),
+        (None, _) => {
+            hints
+                .drop_all(target, DropReason::Left)
+                .map_err(|e| e.to_string())?;
+            return Ok(());
+        }
     };
-    if member.status == NodeStatus::Left {
-        hints
-            .drop_all(target, DropReason::Left)
-            .map_err(|e| e.to_string())?;
-        return Ok(());
-    }
-    let alive = view.is_alive(&target);
+    let alive = view.is_alive(&receiver);
     let mut replayed = 0u64;
     loop {
         let batch = hints
@@ -145,7 +148,7 @@ async fn replay_to(
             .map(|h| (h.key.clone(), h.cell.clone()))
             .collect();
         transport
-            .write_batch(target, entries)
+            .write_batch(receiver, entries)
             .await
             .map_err(|e| e.to_string())?;
         hints.remove(target, &fresh).map_err(|e| e.to_string())?;

@@ -76,6 +76,8 @@ pub struct Membership {
     settings: GossipSettings,
     /// The members last written to disk, serialized.
     saved: Mutex<Vec<u8>>,
+    /// The removed nodes last written to disk.
+    saved_removed: Mutex<std::collections::BTreeSet<NodeId>>,
 }
 
 impl Membership {
@@ -88,6 +90,7 @@ impl Membership {
         transport: &dyn Transport,
     ) -> anyhow::Result<Arc<Membership>> {
         let remembered = persist::load_members(storage.as_ref())?;
+        let removed = persist::load_removed(storage.as_ref())?;
         let generation = u64::try_from(settings.wall.micros()).unwrap_or(0);
         let chitchat_id =
             ChitchatId::new(settings.node_id.to_string(), generation, settings.advertise);
@@ -113,13 +116,14 @@ impl Membership {
             .await
             .map_err(|e| anyhow::anyhow!("cannot start gossip on {}: {e:#}", settings.listen))?;
         let local = settings.node_id;
-        let view = ClusterView::build(local, settings.replication_factor, remembered, None);
+        let view = ClusterView::at_start(local, settings.replication_factor, remembered, removed);
         let membership = Arc::new(Membership {
             handle,
             view: Arc::new(ArcSwap::from_pointee(view)),
             storage,
             settings,
             saved: Mutex::new(Vec::new()),
+            saved_removed: Mutex::new(Default::default()),
         });
         membership.refresh().await;
         Ok(membership)
@@ -169,7 +173,48 @@ impl Membership {
             }
         }
         self.remember(&view);
+        // Gossip what this node has seen of the topology, so a node driving
+        // a change can tell when every live node has seen it.
+        let topology = format!("{:x}", view.topology());
+        let removed = keys::encode_removed(view.removed());
+        self.handle
+            .with_chitchat(|chitchat| {
+                let state = chitchat.self_node_state();
+                state.set(keys::TOPOLOGY, &topology);
+                if !removed.is_empty() {
+                    state.set(keys::REMOVED, &removed);
+                }
+            })
+            .await;
         self.view.store(Arc::new(view));
+    }
+
+    /// Waits until every live node gossips the topology this node sees
+    /// (so all of them route by it), or `timeout`; on timeout, the names of
+    /// the nodes that had not caught up.
+    pub async fn await_agreement(&self, timeout: Duration) -> Result<(), Vec<String>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            self.refresh().await;
+            let view = self.view();
+            let lagging: Vec<String> = view
+                .topology_laggards()
+                .iter()
+                .map(|m| m.name.clone())
+                .collect();
+            if lagging.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(lagging);
+            }
+            tokio::time::sleep(self.settings.interval).await;
+        }
+    }
+
+    /// How often gossip runs.
+    pub fn interval(&self) -> Duration {
+        self.settings.interval
     }
 
     fn remember(&self, view: &ClusterView) {
@@ -183,6 +228,15 @@ impl Membership {
             match persist::save_members(self.storage.as_ref(), &view.remembered()) {
                 Ok(()) => *saved = bytes,
                 Err(error) => tracing::warn!(%error, "cannot remember ring members"),
+            }
+        }
+        drop(saved);
+        if let Ok(mut saved) = self.saved_removed.lock()
+            && *saved != *view.removed()
+        {
+            match persist::save_removed(self.storage.as_ref(), view.removed()) {
+                Ok(()) => saved.clone_from(view.removed()),
+                Err(error) => tracing::warn!(%error, "cannot remember removed nodes"),
             }
         }
     }

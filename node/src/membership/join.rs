@@ -56,6 +56,12 @@ pub enum JoinError {
     },
     #[error("no seed answered within {0:?}; check --seeds and that the seeds are running")]
     NoContact(Duration),
+    #[error(
+        "cannot join: {0} and did not finish within the join timeout; one topology change at a time"
+    )]
+    ChangeInProgress(String),
+    #[error("cannot replace node {node}: {reason}")]
+    Replace { node: String, reason: String },
 }
 
 /// Fails if another member uses a different replication factor.
@@ -93,6 +99,15 @@ pub async fn choose_tokens(
             None => settings.is_seed && started.elapsed() >= settings.ring_delay,
         };
         if settled {
+            // One change at a time: wait for a change in progress.
+            if let Some(change) = crate::streaming::change_in_progress(&view, local) {
+                if started.elapsed() >= settings.timeout {
+                    return Err(JoinError::ChangeInProgress(change));
+                }
+                tracing::info!(%change, "waiting for the topology change in progress to finish");
+                tokio::time::sleep(settings.interval).await;
+                continue;
+            }
             let earlier_joiner = view
                 .members()
                 .find(|m| m.id < local && m.alive && m.status == NodeStatus::Joining);
@@ -128,6 +143,69 @@ pub async fn choose_tokens(
                 "chose tokens"
             );
             return Ok(tokens);
+        }
+        if started.elapsed() >= settings.timeout {
+            return Err(JoinError::NoContact(settings.timeout));
+        }
+        tokio::time::sleep(settings.interval).await;
+    }
+}
+
+/// Waits to learn the ring, then returns the tokens of `dead`, the node
+/// this one replaces: it must be a known, down, NORMAL member, and no other
+/// change may be in progress.
+pub async fn replacement_tokens(
+    membership: &Membership,
+    dead: crate::identity::NodeId,
+    settings: &JoinSettings,
+) -> Result<Vec<Token>, JoinError> {
+    let started = Instant::now();
+    let mut contact: Option<Instant> = None;
+    let refuse = |reason: String| JoinError::Replace {
+        node: dead.to_string(),
+        reason,
+    };
+    loop {
+        membership.refresh().await;
+        check_replication_factor(membership, settings.replication_factor)?;
+        let view = membership.view();
+        let local = view.local();
+        if contact.is_none() && view.members().any(|m| m.id != local && m.alive) {
+            contact = Some(Instant::now());
+        }
+        // Past the settle time liveness is known (a dead node never
+        // heartbeats, so it is never seen up).
+        if contact.is_some_and(|since| since.elapsed() >= settings.settle) {
+            let Some(member) = view.member(&dead) else {
+                return Err(refuse("no such node is known to the cluster".into()));
+            };
+            if view.is_alive(&dead) {
+                // Gossip may show a node up until the failure detector
+                // has seen it silent for a while: wait, then refuse.
+                if started.elapsed() >= settings.timeout {
+                    return Err(refuse(format!(
+                        "{} is up; only a dead node can be replaced",
+                        member.name
+                    )));
+                }
+                tokio::time::sleep(settings.interval).await;
+                continue;
+            }
+            if member.status != NodeStatus::Normal || member.tokens.is_empty() {
+                return Err(refuse(format!(
+                    "{} is {}, not a NORMAL node with tokens",
+                    member.name, member.status
+                )));
+            }
+            if let Some(change) = crate::streaming::change_in_progress(&view, local) {
+                if started.elapsed() >= settings.timeout {
+                    return Err(JoinError::ChangeInProgress(change));
+                }
+                tokio::time::sleep(settings.interval).await;
+                continue;
+            }
+            tracing::info!(node = %member.name, tokens = member.tokens.len(), "taking the tokens of the dead node");
+            return Ok(member.tokens.clone());
         }
         if started.elapsed() >= settings.timeout {
             return Err(JoinError::NoContact(settings.timeout));

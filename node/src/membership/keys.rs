@@ -34,6 +34,22 @@ pub const REPAIR_FAILED: &str = "repair_failed";
 pub const MAX_GOSSIPED_FAILED_RANGES: usize = 32;
 /// Empty, or why the node's disk refuses writes.
 pub const DISK: &str = "disk";
+/// Which replicas reads use during the topology change this node drives
+/// (joining, leaving, replacing): [`Phase`]; absent means `pending`.
+pub const PHASE: &str = "phase";
+/// The id of the dead node this node replaces (`--replace`).
+pub const REPLACES: &str = "replaces";
+/// A removal this node drives: `NODE_ID:phase` (see [`Phase`]).
+pub const REMOVING: &str = "removing";
+/// Ids of nodes removed from the cluster (removenode, or replaced), as this
+/// node knows them: comma-separated, at most [`MAX_REMOVED`].
+pub const REMOVED: &str = "removed";
+/// Most removed ids one node gossips (the oldest are dropped past it).
+pub const MAX_REMOVED: usize = 256;
+/// A hash of this node's view of the topology (members' states, tokens,
+/// phases, removals), hexadecimal: when every live node gossips the same
+/// one, all have seen a topology change.
+pub const TOPOLOGY: &str = "topology";
 
 /// Encodes failed repair ranges for gossip (the first
 /// [`MAX_GOSSIPED_FAILED_RANGES`]).
@@ -57,10 +73,74 @@ pub fn decode_ranges(text: &str) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// Which replica set reads use while a topology change moves ranges.
+/// Writes go to both the old and the new replicas throughout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Phase {
+    /// Announced, not yet seen by every node: routes as `ReadOld`. Two
+    /// changes announced at once both see each other here, and the one
+    /// whose driving node has the larger id withdraws.
+    Pending,
+    /// Streaming: reads still use the replicas from before the change.
+    ReadOld,
+    /// Streamed: reads use the replicas after the change.
+    ReadNew,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "pending",
+            Phase::ReadOld => "read_old",
+            Phase::ReadNew => "read_new",
+        }
+    }
+}
+
+impl FromStr for Phase {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(Phase::Pending),
+            "read_old" => Ok(Phase::ReadOld),
+            "read_new" => Ok(Phase::ReadNew),
+            other => Err(format!("unknown phase {other:?}")),
+        }
+    }
+}
+
+/// Encodes a removal in progress: `NODE_ID:phase`.
+pub fn encode_removing(node: &crate::identity::NodeId, phase: Phase) -> String {
+    format!("{node}:{}", phase.as_str())
+}
+
+/// Decodes a removal in progress; `None` when empty or unreadable.
+pub fn decode_removing(text: &str) -> Option<(crate::identity::NodeId, Phase)> {
+    let (node, phase) = text.split_once(':')?;
+    Some((node.parse().ok()?, phase.parse().ok()?))
+}
+
+/// Encodes removed node ids (the last [`MAX_REMOVED`]).
+pub fn encode_removed<'a>(ids: impl IntoIterator<Item = &'a crate::identity::NodeId>) -> String {
+    let ids: Vec<String> = ids.into_iter().map(ToString::to_string).collect();
+    let skip = ids.len().saturating_sub(MAX_REMOVED);
+    ids[skip..].join(",")
+}
+
+/// Decodes removed node ids; unreadable entries are skipped.
+pub fn decode_removed(text: &str) -> Vec<crate::identity::NodeId> {
+    text.split(',')
+        .filter_map(|id| id.parse().ok())
+        .take(MAX_REMOVED)
+        .collect()
+}
+
 /// Where a node is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum NodeStatus {
-    /// Choosing tokens; owns nothing yet.
+    /// Choosing tokens (none gossiped yet), or, with tokens, bootstrapping:
+    /// it receives writes for the ranges it will own and streams them.
     Joining,
     /// Owns its tokens and serves.
     Normal,
@@ -149,6 +229,24 @@ mod tests {
             decode_ranges(&encode_ranges(&many)).len(),
             MAX_GOSSIPED_FAILED_RANGES
         );
+    }
+
+    #[test]
+    fn removals_round_trip() {
+        let id = crate::identity::NodeId(uuid::Uuid::from_u128(9));
+        assert_eq!(
+            decode_removing(&encode_removing(&id, Phase::ReadNew)),
+            Some((id, Phase::ReadNew))
+        );
+        assert_eq!(decode_removing(""), None);
+        assert_eq!(decode_removing("x:read_old"), None);
+        let other = crate::identity::NodeId(uuid::Uuid::from_u128(10));
+        assert_eq!(
+            decode_removed(&encode_removed([&id, &other])),
+            vec![id, other]
+        );
+        assert_eq!(decode_removed(""), vec![]);
+        assert_eq!(decode_removed("junk"), vec![]);
     }
 
     #[test]

@@ -14,4 +14,4 @@ mod view;
 
 pub use gossip::{GossipSettings, Membership, ViewHandle};
 pub use keys::NodeStatus;
-pub use view::{ClusterView, GossipEntry, Member};
+pub use view::{Change, ClusterView, GossipEntry, Member, Transition};

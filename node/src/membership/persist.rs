@@ -7,6 +7,9 @@
 //! hears from them. Its own tokens are kept too: a restarted node owns the
 //! same ranges as before.
 
+use std::collections::BTreeSet;
+
+use crate::identity::NodeId;
 use crate::ring::Token;
 use crate::storage::{Storage, StorageError};
 
@@ -14,6 +17,7 @@ use super::view::Member;
 
 const PEERS_KEY: &str = "ring.members";
 const TOKENS_KEY: &str = "ring.local_tokens";
+const REMOVED_KEY: &str = "ring.removed";
 
 /// Why remembered state could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +53,7 @@ pub fn save_members(storage: &dyn Storage, members: &[Member]) -> Result<(), Per
 pub fn load_tokens(storage: &dyn Storage) -> Result<Option<Vec<Token>>, PersistError> {
     match storage.meta_get(TOKENS_KEY)? {
         None => Ok(None),
+        Some(bytes) if bytes.is_empty() => Ok(None),
         Some(bytes) => {
             let raw: Vec<i64> =
                 serde_json::from_slice(&bytes).map_err(|e| PersistError::Corrupt {
@@ -71,10 +76,36 @@ pub fn save_tokens(storage: &dyn Storage, tokens: &[Token]) -> Result<(), Persis
     Ok(())
 }
 
+/// Forgets this node's tokens (a join that withdrew chooses again).
+pub fn clear_tokens(storage: &dyn Storage) -> Result<(), PersistError> {
+    storage.meta_put(TOKENS_KEY, b"")?;
+    Ok(())
+}
+
+/// The nodes this node knows were removed from the cluster.
+pub fn load_removed(storage: &dyn Storage) -> Result<BTreeSet<NodeId>, PersistError> {
+    match storage.meta_get(REMOVED_KEY)? {
+        None => Ok(BTreeSet::new()),
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| PersistError::Corrupt {
+            what: "removed nodes",
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Remembers the removed nodes.
+pub fn save_removed(storage: &dyn Storage, removed: &BTreeSet<NodeId>) -> Result<(), PersistError> {
+    let bytes = serde_json::to_vec(removed).map_err(|e| PersistError::Corrupt {
+        what: "removed nodes",
+        reason: e.to_string(),
+    })?;
+    storage.meta_put(REMOVED_KEY, &bytes)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::NodeId;
     use crate::storage::MemoryStorage;
 
     #[test]

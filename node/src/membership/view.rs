@@ -13,11 +13,11 @@
 //! state after its grace period; [`ClusterView::next`] keeps every member
 //! the previous view knew, so forgetting in gossip never changes the ring.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::keys::{self, NodeStatus};
+use super::keys::{self, NodeStatus, Phase};
 use crate::identity::NodeId;
 use crate::ring::{Ring, RingMember, Token};
 
@@ -55,6 +55,22 @@ pub struct Member {
     /// Ranges (start, end] the node's last repair run could not sync.
     #[serde(skip)]
     pub repair_failed: Vec<(i64, i64)>,
+    /// The phase of the topology change this node drives (joining,
+    /// leaving, replacing); `None` reads as `pending`.
+    #[serde(skip)]
+    pub phase: Option<Phase>,
+    /// The dead node this one replaces.
+    #[serde(skip)]
+    pub replaces: Option<NodeId>,
+    /// A removal this node drives, and its phase.
+    #[serde(skip)]
+    pub removing: Option<(NodeId, Phase)>,
+    /// Nodes this node knows were removed.
+    #[serde(skip)]
+    pub removed: Vec<NodeId>,
+    /// The node's topology hash (see `keys::TOPOLOGY`).
+    #[serde(skip)]
+    pub topology: Option<u64>,
     /// Up according to the failure detector.
     #[serde(skip)]
     pub alive: bool,
@@ -88,17 +104,29 @@ impl Member {
                 .map(keys::decode_ranges)
                 .unwrap_or_default(),
             disk_problem: get(keys::DISK).filter(|p| !p.is_empty()).map(str::to_owned),
+            phase: get(keys::PHASE).and_then(|p| p.parse().ok()),
+            replaces: get(keys::REPLACES).and_then(|id| id.parse().ok()),
+            removing: get(keys::REMOVING).and_then(keys::decode_removing),
+            removed: get(keys::REMOVED)
+                .map(keys::decode_removed)
+                .unwrap_or_default(),
+            topology: get(keys::TOPOLOGY).and_then(|t| u64::from_str_radix(t, 16).ok()),
             alive: entry.alive,
             generation: entry.generation,
         })
     }
 
-    fn ring_member(&self) -> Option<RingMember> {
-        (self.status.owns_tokens() && !self.tokens.is_empty()).then(|| RingMember {
+    fn ring_member(&self) -> RingMember {
+        RingMember {
             id: self.id,
             rack: self.rack.clone(),
             tokens: self.tokens.clone(),
-        })
+        }
+    }
+
+    /// Bootstrapping or replacing: has tokens but does not own them yet.
+    fn is_pending(&self) -> bool {
+        self.status == NodeStatus::Joining && !self.tokens.is_empty()
     }
 }
 
@@ -121,10 +149,49 @@ impl Member {
             last_repair: None,
             disk_problem: None,
             repair_failed: Vec::new(),
+            phase: None,
+            replaces: None,
+            removing: None,
+            removed: Vec::new(),
+            topology: None,
             alive: true,
             generation: 1,
         }
     }
+}
+
+/// A topology change in progress, as a view sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A new node bootstraps.
+    Join(NodeId),
+    /// A new node takes a dead node's tokens (`--replace`).
+    Replace { node: NodeId, replaces: NodeId },
+    /// A node decommissions itself.
+    Leave(NodeId),
+    /// A live node (`by`) removes a dead one (`removenode`).
+    Remove { node: NodeId, by: NodeId },
+}
+
+impl Change {
+    /// The node whose gossip drives the change.
+    pub fn driver(&self) -> NodeId {
+        match self {
+            Change::Join(node) | Change::Leave(node) => *node,
+            Change::Replace { node, .. } => *node,
+            Change::Remove { by, .. } => *by,
+        }
+    }
+}
+
+/// Ranges moving between replica sets: the rings before and after the
+/// changes in progress. Writes go to both; reads use the one the phase
+/// says (see `coordinator`).
+#[derive(Debug)]
+pub struct Transition {
+    pub changes: Vec<(Change, Phase)>,
+    pub old: Arc<Ring>,
+    pub new: Arc<Ring>,
 }
 
 /// An immutable picture of the cluster.
@@ -132,17 +199,45 @@ impl Member {
 pub struct ClusterView {
     local: NodeId,
     members: BTreeMap<NodeId, Member>,
+    /// The ring reads use.
     ring: Arc<Ring>,
+    transition: Option<Arc<Transition>>,
+    /// Nodes removed from the cluster (they count as LEFT).
+    removed: BTreeSet<NodeId>,
+    topology: u64,
 }
 
 impl ClusterView {
     /// Builds a view from members (remembered ones first, then gossiped
     /// ones: for each node the entry with the highest generation wins).
-    /// `previous` lets an unchanged ring be shared instead of rebuilt.
+    /// `previous` lets an unchanged ring be shared instead of rebuilt, and
+    /// carries the nodes known to be removed.
     pub fn build(
         local: NodeId,
         replication_factor: usize,
         members: impl IntoIterator<Item = Member>,
+        previous: Option<&ClusterView>,
+    ) -> ClusterView {
+        let removed = previous.map(|p| p.removed.clone()).unwrap_or_default();
+        Self::assemble(local, replication_factor, members, removed, previous)
+    }
+
+    /// The first view of a node: remembered members, and the nodes it
+    /// remembers were removed.
+    pub fn at_start(
+        local: NodeId,
+        replication_factor: usize,
+        members: Vec<Member>,
+        removed: BTreeSet<NodeId>,
+    ) -> ClusterView {
+        Self::assemble(local, replication_factor, members, removed, None)
+    }
+
+    fn assemble(
+        local: NodeId,
+        replication_factor: usize,
+        members: impl IntoIterator<Item = Member>,
+        mut removed: BTreeSet<NodeId>,
         previous: Option<&ClusterView>,
     ) -> ClusterView {
         let mut by_id: BTreeMap<NodeId, Member> = BTreeMap::new();
@@ -157,27 +252,73 @@ impl ClusterView {
         if let Some(me) = by_id.get_mut(&local) {
             me.alive = true;
         }
-        let ring_members: Vec<RingMember> =
-            by_id.values().filter_map(Member::ring_member).collect();
-        let ring = match previous {
-            Some(prev)
-                if prev.ring_members() == ring_members
-                    && prev.ring.replication_factor() == replication_factor =>
-            {
-                prev.ring.clone()
+        for member in by_id.values() {
+            removed.extend(member.removed.iter().copied());
+        }
+        for id in &removed {
+            if let Some(member) = by_id.get_mut(id) {
+                member.status = NodeStatus::Left;
             }
-            _ => Arc::new(Ring::new(ring_members, replication_factor)),
+        }
+
+        let changes = changes(&by_id, &removed);
+        let leaving: BTreeSet<NodeId> = changes
+            .iter()
+            .filter_map(|(change, _)| match change {
+                Change::Leave(node) | Change::Remove { node, .. } => Some(*node),
+                Change::Replace { replaces, .. } => Some(*replaces),
+                Change::Join(_) => None,
+            })
+            .collect();
+        let owns = |m: &&Member| {
+            !m.tokens.is_empty() && matches!(m.status, NodeStatus::Normal | NodeStatus::Leaving)
         };
+        let old: Vec<RingMember> = by_id
+            .values()
+            .filter(owns)
+            .map(Member::ring_member)
+            .collect();
+        let new: Vec<RingMember> = by_id
+            .values()
+            .filter(|m| (owns(m) && !leaving.contains(&m.id)) || m.is_pending())
+            .map(Member::ring_member)
+            .collect();
+        let shared = |members: &[RingMember], ring: Option<&Arc<Ring>>| match ring {
+            Some(ring)
+                if ring_members_of(ring) == members
+                    && ring.replication_factor() == replication_factor =>
+            {
+                ring.clone()
+            }
+            _ => Arc::new(Ring::new(members.to_vec(), replication_factor)),
+        };
+        let previous_old = previous.map(|p| p.old_ring());
+        let (ring, transition) = if changes.is_empty() {
+            (shared(&old, previous_old), None)
+        } else {
+            let old = shared(&old, previous_old);
+            let previous_new = previous.and_then(|p| p.transition.as_ref().map(|t| &t.new));
+            let new = shared(&new, previous_new);
+            let read_new = changes.iter().all(|(_, phase)| *phase == Phase::ReadNew);
+            let ring = if read_new { new.clone() } else { old.clone() };
+            let transition = Transition { changes, old, new };
+            (ring, Some(Arc::new(transition)))
+        };
+        let topology = topology_hash(&by_id);
         ClusterView {
             local,
             members: by_id,
             ring,
+            transition,
+            removed,
+            topology,
         }
     }
 
     /// The view after a gossip round: `gossiped` members update this view's
     /// ones, and a member gossip no longer reports stays, marked down, with
-    /// its tokens. A member leaves the ring only by leaving (LEFT).
+    /// its tokens. A member leaves the ring only by leaving (LEFT) or being
+    /// removed.
     pub fn next(&self, gossiped: impl IntoIterator<Item = Member>) -> ClusterView {
         let carried = self.members.values().cloned().map(|mut member| {
             member.alive = false;
@@ -191,11 +332,9 @@ impl ClusterView {
         )
     }
 
-    fn ring_members(&self) -> Vec<RingMember> {
-        self.members
-            .values()
-            .filter_map(Member::ring_member)
-            .collect()
+    /// The ring before the changes in progress (the only ring when none is).
+    fn old_ring(&self) -> &Arc<Ring> {
+        self.transition.as_ref().map_or(&self.ring, |t| &t.old)
     }
 
     /// This node's id.
@@ -203,8 +342,45 @@ impl ClusterView {
         self.local
     }
 
+    /// The ring reads use: during a change, the old ring until its phase
+    /// turns `read_new`.
     pub fn ring(&self) -> &Arc<Ring> {
         &self.ring
+    }
+
+    /// The topology change in progress, if any.
+    pub fn transition(&self) -> Option<&Arc<Transition>> {
+        self.transition.as_ref()
+    }
+
+    /// The replicas a write of `token` goes to: the read ring's replicas
+    /// first, then those a change in progress adds (the other ring's), and
+    /// how many it adds. A write must be acknowledged by that many more
+    /// replicas than its level requires, so that it reaches the level on
+    /// the replica sets before and after the change alike.
+    pub fn write_replicas(&self, token: Token) -> (std::borrow::Cow<'_, [NodeId]>, usize) {
+        let read = self.ring.replicas(token);
+        let Some(transition) = &self.transition else {
+            return (std::borrow::Cow::Borrowed(read), 0);
+        };
+        let other = if Arc::ptr_eq(&self.ring, &transition.old) {
+            &transition.new
+        } else {
+            &transition.old
+        };
+        let extra: Vec<NodeId> = other
+            .replicas(token)
+            .iter()
+            .filter(|node| !read.contains(node))
+            .copied()
+            .collect();
+        if extra.is_empty() {
+            return (std::borrow::Cow::Borrowed(read), 0);
+        }
+        let added = extra.len();
+        let mut all = read.to_vec();
+        all.extend(extra);
+        (std::borrow::Cow::Owned(all), added)
     }
 
     pub fn members(&self) -> impl Iterator<Item = &Member> {
@@ -218,6 +394,27 @@ impl ClusterView {
     /// Up according to the failure detector (this node always is).
     pub fn is_alive(&self, id: &NodeId) -> bool {
         *id == self.local || self.members.get(id).is_some_and(|m| m.alive)
+    }
+
+    /// Nodes known to be removed from the cluster.
+    pub fn removed(&self) -> &BTreeSet<NodeId> {
+        &self.removed
+    }
+
+    /// The hash of this view's topology (see `keys::TOPOLOGY`).
+    pub fn topology(&self) -> u64 {
+        self.topology
+    }
+
+    /// Live members (other than this node, and not LEFT) whose gossiped
+    /// topology differs from this view's: empty once every live node has
+    /// seen what this one has.
+    pub fn topology_laggards(&self) -> Vec<&Member> {
+        self.members
+            .values()
+            .filter(|m| m.id != self.local && m.alive && m.status != NodeStatus::Left)
+            .filter(|m| m.topology != Some(self.topology))
+            .collect()
     }
 
     /// A member other than this one whose replication factor differs from
@@ -239,6 +436,85 @@ impl ClusterView {
             .cloned()
             .collect()
     }
+}
+
+/// The members of a ring, as `Ring::new` was given them (sorted by id).
+fn ring_members_of(ring: &Ring) -> Vec<RingMember> {
+    let mut by_node: BTreeMap<NodeId, Vec<Token>> = BTreeMap::new();
+    for (token, node) in ring.tokens() {
+        by_node.entry(*node).or_default().push(*token);
+    }
+    by_node
+        .into_iter()
+        .map(|(id, tokens)| RingMember {
+            id,
+            rack: ring.rack_of(&id).unwrap_or_default().to_owned(),
+            tokens,
+        })
+        .collect()
+}
+
+/// The topology changes the members' states describe.
+fn changes(members: &BTreeMap<NodeId, Member>, removed: &BTreeSet<NodeId>) -> Vec<(Change, Phase)> {
+    let mut out = Vec::new();
+    for m in members.values() {
+        let phase = m.phase.unwrap_or(Phase::Pending);
+        match m.status {
+            NodeStatus::Joining if !m.tokens.is_empty() => match m.replaces {
+                Some(replaces) => out.push((
+                    Change::Replace {
+                        node: m.id,
+                        replaces,
+                    },
+                    phase,
+                )),
+                None => out.push((Change::Join(m.id), phase)),
+            },
+            NodeStatus::Leaving => out.push((Change::Leave(m.id), phase)),
+            _ => {}
+        }
+        if let Some((node, phase)) = m.removing
+            && m.status != NodeStatus::Left
+            && !removed.contains(&node)
+            && members.contains_key(&node)
+        {
+            out.push((Change::Remove { node, by: m.id }, phase));
+        }
+    }
+    out
+}
+
+/// A hash of what shapes the ring: the state, tokens and part in a change
+/// of every member that has tokens or drives a removal. Murmur3 of a
+/// canonical text, so every node computes the same value for the same
+/// topology. Members that cannot shape the ring (LEFT or removed, or still
+/// choosing tokens) are left out: a node that joined after one left never
+/// heard of it.
+fn topology_hash(members: &BTreeMap<NodeId, Member>) -> u64 {
+    use std::fmt::Write;
+    let mut text = String::new();
+    let shapes_ring = |m: &&Member| {
+        m.status != NodeStatus::Left && (!m.tokens.is_empty() || m.removing.is_some())
+    };
+    for m in members.values().filter(shapes_ring) {
+        let _ = write!(
+            text,
+            "{} {} {};",
+            m.id,
+            m.status,
+            keys::encode_tokens(&m.tokens)
+        );
+        if let Some(phase) = m.phase {
+            let _ = write!(text, "p{};", phase.as_str());
+        }
+        if let Some(replaces) = m.replaces {
+            let _ = write!(text, "r{replaces};");
+        }
+        if let Some((node, phase)) = m.removing {
+            let _ = write!(text, "x{node}{};", phase.as_str());
+        }
+    }
+    Token::of(text.as_bytes()).0 as u64
 }
 
 #[cfg(test)]
@@ -414,6 +690,191 @@ mod tests {
         let v = view(&[entry(1, 1, true, "NORMAL", "10"), other]);
         assert_eq!(v.replication_factor_conflict(3).map(|m| m.id), Some(id(2)));
         assert!(v.replication_factor_conflict(2).is_none());
+    }
+
+    fn with(mut e: GossipEntry, key: &str, value: &str) -> GossipEntry {
+        e.values.insert(key.to_owned(), value.to_owned());
+        e
+    }
+
+    #[test]
+    fn a_join_adds_pending_write_replicas_and_moves_reads_at_read_new() {
+        let normal = [
+            entry(1, 1, true, "NORMAL", "100"),
+            entry(2, 1, true, "NORMAL", "200"),
+            entry(3, 1, true, "NORMAL", "300"),
+        ];
+        let build = |joiner: GossipEntry| {
+            let entries: Vec<GossipEntry> = normal.iter().cloned().chain([joiner]).collect();
+            ClusterView::build(
+                id(1),
+                2,
+                entries.iter().filter_map(Member::from_entry),
+                None,
+            )
+        };
+        // Choosing tokens: no change yet.
+        let choosing = build(entry(4, 1, true, "JOINING", ""));
+        assert!(choosing.transition().is_none());
+        assert_eq!(choosing.write_replicas(Token(120)).1, 0);
+
+        let pending = build(entry(4, 1, true, "JOINING", "150"));
+        let t = pending.transition().expect("a join in progress");
+        assert_eq!(t.changes, vec![(Change::Join(id(4)), Phase::Pending)]);
+        // Reads stay on the old ring; writes add the joiner and need one
+        // more acknowledgement.
+        assert_eq!(pending.ring().replicas(Token(120)), [id(2), id(3)]);
+        let (targets, added) = pending.write_replicas(Token(120));
+        assert_eq!((&*targets, added), (&[id(2), id(3), id(4)][..], 1));
+        // A range the join does not touch: no extra replica.
+        assert_eq!(pending.write_replicas(Token(250)).1, 0);
+
+        let read_new = build(with(
+            entry(4, 1, true, "JOINING", "150"),
+            keys::PHASE,
+            "read_new",
+        ));
+        assert_eq!(read_new.ring().replicas(Token(120)), [id(4), id(2)]);
+        let (targets, added) = read_new.write_replicas(Token(120));
+        assert_eq!((&*targets, added), (&[id(4), id(2), id(3)][..], 1));
+
+        let done = build(entry(4, 1, true, "NORMAL", "150"));
+        assert!(done.transition().is_none());
+        assert_eq!(done.write_replicas(Token(120)).0.len(), 2);
+    }
+
+    #[test]
+    fn leaving_removing_and_replacing_nodes_leave_the_new_ring() {
+        let base = |extra: Vec<GossipEntry>| {
+            let entries: Vec<GossipEntry> = [
+                entry(1, 1, true, "NORMAL", "100"),
+                entry(2, 1, true, "NORMAL", "200"),
+            ]
+            .into_iter()
+            .chain(extra)
+            .collect();
+            ClusterView::build(
+                id(1),
+                2,
+                entries.iter().filter_map(Member::from_entry),
+                None,
+            )
+        };
+        let leaving = base(vec![entry(3, 1, true, "LEAVING", "300")]);
+        let t = leaving.transition().expect("leaving");
+        assert!(t.old.nodes().contains(&id(3)) && !t.new.nodes().contains(&id(3)));
+        assert!(leaving.ring().nodes().contains(&id(3)), "reads stay old");
+
+        // Node 1 removes dead node 3.
+        let removing = {
+            let entries = [
+                with(
+                    entry(1, 1, true, "NORMAL", "100"),
+                    keys::REMOVING,
+                    &format!("{}:read_old", id(3)),
+                ),
+                entry(2, 1, true, "NORMAL", "200"),
+                entry(3, 1, false, "NORMAL", "300"),
+            ];
+            ClusterView::build(
+                id(1),
+                2,
+                entries.iter().filter_map(Member::from_entry),
+                None,
+            )
+        };
+        let t = removing.transition().expect("removing");
+        assert_eq!(
+            t.changes[0].0,
+            Change::Remove {
+                node: id(3),
+                by: id(1)
+            }
+        );
+        assert!(!t.new.nodes().contains(&id(3)));
+        // Removed: LEFT everywhere, out of both rings, and it stays so.
+        let removed = removing.next(
+            [
+                with(
+                    entry(1, 1, true, "NORMAL", "100"),
+                    keys::REMOVED,
+                    &id(3).to_string(),
+                ),
+                entry(2, 1, true, "NORMAL", "200"),
+                entry(3, 1, false, "NORMAL", "300"),
+            ]
+            .iter()
+            .filter_map(Member::from_entry),
+        );
+        assert!(removed.transition().is_none());
+        assert_eq!(
+            removed.member(&id(3)).map(|m| m.status),
+            Some(NodeStatus::Left)
+        );
+        let later = removed.next(
+            [entry(3, 2, false, "NORMAL", "300")]
+                .iter()
+                .filter_map(Member::from_entry),
+        );
+        assert!(
+            !later.ring().nodes().contains(&id(3)),
+            "a removal is remembered"
+        );
+
+        // Node 4 replaces dead node 3 with its tokens.
+        let replacing = base(vec![
+            entry(3, 1, false, "NORMAL", "300"),
+            with(
+                entry(4, 1, true, "JOINING", "300"),
+                keys::REPLACES,
+                &id(3).to_string(),
+            ),
+        ]);
+        let t = replacing.transition().expect("replacing");
+        assert_eq!(
+            t.changes[0].0,
+            Change::Replace {
+                node: id(4),
+                replaces: id(3)
+            }
+        );
+        assert!(t.old.nodes().contains(&id(3)) && !t.old.nodes().contains(&id(4)));
+        assert!(t.new.nodes().contains(&id(4)) && !t.new.nodes().contains(&id(3)));
+    }
+
+    #[test]
+    fn views_of_one_topology_hash_alike_and_laggards_are_named() {
+        let entries = [
+            entry(1, 1, true, "NORMAL", "100"),
+            entry(2, 1, true, "NORMAL", "200"),
+            entry(3, 1, true, "JOINING", "300"),
+        ];
+        let a = ClusterView::build(
+            id(1),
+            3,
+            entries.iter().filter_map(Member::from_entry),
+            None,
+        );
+        let reversed: Vec<GossipEntry> = entries.iter().rev().cloned().collect();
+        let b = ClusterView::build(
+            id(2),
+            3,
+            reversed.iter().filter_map(Member::from_entry),
+            None,
+        );
+        assert_eq!(a.topology(), b.topology());
+        let normal = [entry(3, 1, true, "NORMAL", "300")];
+        let c = a.next(normal.iter().filter_map(Member::from_entry));
+        assert_ne!(a.topology(), c.topology());
+        // Nobody gossiped a topology yet: both others lag.
+        assert_eq!(a.topology_laggards().len(), 2);
+        let hex = format!("{:x}", a.topology());
+        let agreed: Vec<GossipEntry> = entries
+            .iter()
+            .map(|e| with(e.clone(), keys::TOPOLOGY, &hex))
+            .collect();
+        let d = ClusterView::build(id(1), 3, agreed.iter().filter_map(Member::from_entry), None);
+        assert!(d.topology_laggards().is_empty());
     }
 
     #[test]

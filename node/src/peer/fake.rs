@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use super::tree::LEAVES_PER_RANGE;
 use super::{
     BatchRead, Hash, LocalReplica, ReadReply, RepairTransport, ReplicaError, ReplicaTransport,
-    TreeCache, serve,
+    StreamPage, TreeCache, serve,
 };
 use crate::identity::NodeId;
 use crate::membership::{ClusterView, Member, ViewHandle};
@@ -283,6 +283,20 @@ impl RepairTransport for Arc<FakeCluster> {
                 serve::read_batch(&replica.store, &keys, BatchLimit::default()).map_err(failed)?;
             cluster.record(&answer.0);
             Ok(answer)
+        })
+    }
+
+    fn stream_range(
+        &self,
+        to: NodeId,
+        range: TokenRange,
+        after: Option<Bytes>,
+    ) -> BoxFuture<'static, Result<StreamPage, ReplicaError>> {
+        let gate = self.gate(to);
+        Box::pin(async move {
+            serve::stream_page(gate.await?.store, range, after)
+                .await
+                .map_err(failed)
         })
     }
 

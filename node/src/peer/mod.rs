@@ -24,7 +24,7 @@ pub mod serve;
 pub mod tree;
 
 pub use cache::TreeCache;
-pub use ranges::{BatchRead, RepairTransport};
+pub use ranges::{BatchRead, RepairTransport, StreamPage};
 pub use replica::{ReadReply, ReplicaError, ReplicaTransport};
 pub use tree::{Hash, MerkleTree};
 

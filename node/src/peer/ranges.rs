@@ -14,6 +14,10 @@ use crate::storage::Cell;
 /// (only those the peer holds), and the length of that prefix.
 pub type BatchRead = (Vec<(Bytes, Cell)>, usize);
 
+/// A page of a range stream: cells in token order, and whether the range
+/// holds more after the last.
+pub type StreamPage = (Vec<(Bytes, Cell)>, bool);
+
 /// Requests to a peer replica.
 pub trait RepairTransport: Send + Sync + 'static {
     /// Hashes of nodes of the peer's tree for `range` with `leaves` leaves.
@@ -40,6 +44,15 @@ pub trait RepairTransport: Send + Sync + 'static {
         to: NodeId,
         keys: Vec<Bytes>,
     ) -> BoxFuture<'static, Result<BatchRead, ReplicaError>>;
+
+    /// The peer's cells of `range` after key `after` (exclusive; `None`:
+    /// from the start), one bounded page.
+    fn stream_range(
+        &self,
+        to: NodeId,
+        range: TokenRange,
+        after: Option<Bytes>,
+    ) -> BoxFuture<'static, Result<StreamPage, ReplicaError>>;
 
     /// Merges cells into the peer's store.
     fn write_batch(

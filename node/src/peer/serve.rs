@@ -94,6 +94,27 @@ pub fn read_batch(
     Ok((out, keys.len()))
 }
 
+/// One page of this node's cells of `range` after the key `after`
+/// (exclusive), at most one default batch, read on a blocking thread.
+pub async fn stream_page(
+    store: LocalStore,
+    range: TokenRange,
+    after: Option<Bytes>,
+) -> Result<(Vec<(Bytes, Cell)>, bool), StorageError> {
+    crate::storage::blocking(move || {
+        let page = store
+            .engine()
+            .scan_page(range, after.as_deref(), BatchLimit::default())?;
+        let mut out = Vec::with_capacity(page.entries.len());
+        for (key, cell) in page.entries {
+            let cell = CellView::decode(&cell)?.to_owned_cell();
+            out.push((Bytes::from(key), cell));
+        }
+        Ok((out, page.more))
+    })
+    .await?
+}
+
 /// Merges cells into this node's store (LWW), as durable as any write,
 /// with one fsync wait for the whole batch.
 pub async fn write_batch(

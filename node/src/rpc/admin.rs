@@ -20,6 +20,7 @@ use crate::identity::NodeId;
 use crate::membership::{ClusterView, Member, ViewHandle};
 use crate::repair::{Progress, Repairer, Scope};
 use crate::ring::Token;
+use crate::streaming::{Topology, TopologyError, describe};
 
 /// What the admin service reports about this node.
 #[derive(Debug, Clone)]
@@ -40,6 +41,10 @@ pub struct AdminService {
     /// Owns the repairs `ringkv repair` starts, and stops them on shutdown.
     tasks: TaskTracker,
     stop: CancellationToken,
+    /// Topology changes and cleanup; `None` in tests without them.
+    topology: Option<Arc<Topology>>,
+    /// Stops the whole node (after a decommission).
+    node_stop: CancellationToken,
 }
 
 impl AdminService {
@@ -51,6 +56,8 @@ impl AdminService {
             started: Instant::now(),
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
+            topology: None,
+            node_stop: CancellationToken::new(),
         }
     }
 
@@ -60,6 +67,71 @@ impl AdminService {
         self.stop = stop;
         self
     }
+
+    /// Serves the topology commands with `topology`; a decommission stops
+    /// the node through `node_stop` once it has left.
+    pub fn with_topology(mut self, topology: Arc<Topology>, node_stop: CancellationToken) -> Self {
+        self.topology = Some(topology);
+        self.node_stop = node_stop;
+        self
+    }
+
+    fn topology(&self) -> Result<Arc<Topology>, Status> {
+        self.topology
+            .clone()
+            .ok_or_else(|| Status::unimplemented("this node runs without topology changes"))
+    }
+
+    /// Runs a change on the node's tasks, so it goes on to its end (or to
+    /// the node's shutdown) even if the client goes away, and answers with
+    /// its outcome.
+    async fn run_change<F>(
+        &self,
+        change: impl FnOnce(Arc<Topology>) -> F + Send + 'static,
+        after: Option<CancellationToken>,
+    ) -> Result<Response<pb::TopologyChangeResponse>, Status>
+    where
+        F: std::future::Future<Output = Result<(), TopologyError>> + Send + 'static,
+    {
+        let topology = self.topology()?;
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let stop = self.stop.clone();
+        let started = Instant::now();
+        self.tasks.spawn(async move {
+            let before = streamed(&topology);
+            let result = tokio::select! {
+                result = change(topology.clone()) => result,
+                _ = stop.cancelled() => return,
+            };
+            let ok = result.is_ok();
+            let after_totals = streamed(&topology);
+            let _ =
+                done.send(result.map(|()| (after_totals.0 - before.0, after_totals.1 - before.1)));
+            if ok && let Some(node_stop) = after {
+                // Let the answer reach the client, then stop the node.
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                node_stop.cancel();
+            }
+        });
+        match outcome.await {
+            Ok(Ok((keys, bytes))) => Ok(Response::new(pb::TopologyChangeResponse {
+                keys_streamed: keys,
+                bytes_streamed: bytes,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            })),
+            Ok(Err(error)) => Err(status::from_topology(error)),
+            Err(_) => Err(Status::unavailable("the node is shutting down")),
+        }
+    }
+}
+
+/// Cells and bytes streamed by every stream this node keeps.
+fn streamed(topology: &Topology) -> (u64, u64) {
+    topology
+        .streams()
+        .snapshot()
+        .iter()
+        .fold((0, 0), |(k, b), s| (k + s.keys, b + s.bytes))
 }
 
 fn progress(p: &Progress) -> pb::RepairProgress {
@@ -107,6 +179,19 @@ fn member(m: &Member, owns: &BTreeMap<NodeId, f64>) -> pb::Member {
             })
             .collect(),
     }
+}
+
+/// Every change in progress, in words; empty when none.
+fn change_in_progress(view: &ClusterView) -> String {
+    view.transition()
+        .map(|t| {
+            t.changes
+                .iter()
+                .map(|(change, phase)| format!("{} ({})", describe(view, change), phase.as_str()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default()
 }
 
 fn members(view: &ClusterView) -> (Vec<pb::Member>, BTreeMap<NodeId, u32>) {
@@ -167,6 +252,78 @@ impl Admin for AdminService {
         Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
     }
 
+    async fn decommission(
+        &self,
+        _request: Request<pb::DecommissionRequest>,
+    ) -> Result<Response<pb::TopologyChangeResponse>, Status> {
+        let node_stop = self.node_stop.clone();
+        self.run_change(
+            |topology| async move { topology.decommission().await },
+            Some(node_stop),
+        )
+        .await
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::TopologyChangeResponse>, Status> {
+        let text = request.into_inner().node_id;
+        let node: NodeId = text
+            .parse()
+            .map_err(|_| Status::invalid_argument(format!("{text:?} is not a node id")))?;
+        self.run_change(
+            move |topology| async move { topology.remove(node).await },
+            None,
+        )
+        .await
+    }
+
+    async fn cleanup(
+        &self,
+        _request: Request<pb::CleanupRequest>,
+    ) -> Result<Response<pb::CleanupResponse>, Status> {
+        let topology = self.topology()?;
+        let report = topology.cleanup().await.map_err(status::from_topology)?;
+        Ok(Response::new(pb::CleanupResponse {
+            ranges: u32::try_from(report.ranges).unwrap_or(u32::MAX),
+            keys_deleted: report.deleted.keys,
+            bytes_freed: report.deleted.bytes,
+        }))
+    }
+
+    async fn streams(
+        &self,
+        _request: Request<pb::StreamsRequest>,
+    ) -> Result<Response<pb::StreamsResponse>, Status> {
+        let view = self.view.load_full();
+        let name = |id: &NodeId| {
+            view.member(id)
+                .map_or_else(|| id.to_string(), |m| m.name.clone())
+        };
+        let streams = match &self.topology {
+            Some(topology) => topology.streams().snapshot(),
+            None => Vec::new(),
+        };
+        Ok(Response::new(pb::StreamsResponse {
+            streams: streams
+                .iter()
+                .map(|s| pb::Stream {
+                    operation: s.operation.to_owned(),
+                    source: name(&s.source),
+                    target: name(&s.target),
+                    ranges_total: s.ranges_total,
+                    ranges_done: s.ranges_done,
+                    keys: s.keys,
+                    bytes: s.bytes,
+                    done: s.done,
+                    error: s.error.clone().unwrap_or_default(),
+                })
+                .collect(),
+            change_in_progress: change_in_progress(&view),
+        }))
+    }
+
     async fn node_info(
         &self,
         _request: Request<pb::NodeInfoRequest>,
@@ -192,6 +349,7 @@ impl Admin for AdminService {
             replication_factor: self.node.replication_factor,
             local_node_id: self.node.id.to_string(),
             members: members(&view).0,
+            change_in_progress: change_in_progress(&view),
         }))
     }
 

@@ -146,6 +146,35 @@ impl Peer for PeerService {
         }))
     }
 
+    async fn stream_range(
+        &self,
+        request: Request<pbi::StreamRangeRequest>,
+    ) -> Result<Response<pbi::StreamRangeResponse>, Status> {
+        let request = request.into_inner();
+        let range = range(request.range)?;
+        if let Some(after) = &request.after {
+            validate_key(after).map_err(status::from_coordinator)?;
+            if !range.contains(Token::of(after)) {
+                return Err(Status::invalid_argument(
+                    "stream cursor `after` is not a key of the range",
+                ));
+            }
+        }
+        let (entries, more) = serve::stream_page(self.store.clone(), range, request.after)
+            .await
+            .map_err(status::from_storage)?;
+        Ok(Response::new(pbi::StreamRangeResponse {
+            entries: entries
+                .into_iter()
+                .map(|(key, cell)| pbi::KeyCell {
+                    key,
+                    cell: Some(convert::cell_to_proto(&cell)),
+                })
+                .collect(),
+            more,
+        }))
+    }
+
     async fn leaf_digests(
         &self,
         request: Request<pbi::LeafDigestsRequest>,

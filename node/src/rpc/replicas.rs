@@ -24,7 +24,9 @@ use super::convert;
 use super::net::Dial;
 use crate::identity::NodeId;
 use crate::membership::ViewHandle;
-use crate::peer::{BatchRead, Hash, ReadReply, RepairTransport, ReplicaError, ReplicaTransport};
+use crate::peer::{
+    BatchRead, Hash, ReadReply, RepairTransport, ReplicaError, ReplicaTransport, StreamPage,
+};
 use crate::ring::{Token, TokenRange};
 use crate::storage::{Cell, LocalStore};
 
@@ -272,6 +274,40 @@ impl RepairTransport for NodeTransport {
                 .filter_map(|e| e.cell.map(|c| (e.key, convert::cell_from_proto(c))))
                 .collect();
             Ok((cells, answered))
+        })
+    }
+
+    fn stream_range(
+        &self,
+        to: NodeId,
+        range: TokenRange,
+        after: Option<Bytes>,
+    ) -> BoxFuture<'static, Result<StreamPage, ReplicaError>> {
+        if to == self.local {
+            let store = self.store.clone();
+            return Box::pin(async move {
+                crate::peer::serve::stream_page(store, range, after)
+                    .await
+                    .map_err(|e| ReplicaError::Failed(e.to_string()))
+            });
+        }
+        let client = self.client(to);
+        Box::pin(async move {
+            let request = pbi::StreamRangeRequest {
+                range: Some(range_msg(range)),
+                after,
+            };
+            let response = client?
+                .stream_range(request)
+                .await
+                .map_err(replica_error)?
+                .into_inner();
+            let cells = response
+                .entries
+                .into_iter()
+                .filter_map(|e| e.cell.map(|c| (e.key, convert::cell_from_proto(c))))
+                .collect();
+            Ok((cells, response.more))
         })
     }
 

@@ -10,6 +10,7 @@ use tonic::{Code, Status};
 
 use crate::coordinator::CoordinatorError;
 use crate::storage::StorageError;
+use crate::streaming::TopologyError;
 
 fn count(required: usize, actual: usize) -> ReplicaCount {
     ReplicaCount {
@@ -51,6 +52,22 @@ pub fn from_coordinator(error: CoordinatorError) -> Status {
             error_detail::Kind::Unavailable(count(1, 0)),
         ),
         CoordinatorError::Storage(error) => from_storage(error),
+    }
+}
+
+/// The status for a refused or failed topology change.
+pub fn from_topology(error: TopologyError) -> Status {
+    let message = error.to_string();
+    match error {
+        TopologyError::InProgress(_)
+        | TopologyError::TooFewNodes { .. }
+        | TopologyError::NodeAlive { .. }
+        | TopologyError::Refused(_) => Status::failed_precondition(message),
+        TopologyError::UnknownNode(_) => Status::not_found(message),
+        TopologyError::NoAgreement { .. }
+        | TopologyError::Source(_)
+        | TopologyError::Stream { .. } => Status::unavailable(message),
+        TopologyError::Storage(error) => from_storage(error),
     }
 }
 

@@ -34,6 +34,7 @@ use crate::storage::{
     DirtyMap, DiskHealth, GroupSync, LocalStore, RocksConfig, RocksStorage, Storage, SyncMode,
     run_disk_recovery, run_periodic_sync,
 };
+use crate::streaming::{Topology, TopologyError};
 
 /// Where the clock keeps its ceiling (see `clock`).
 const CLOCK_CEILING_KEY: &str = "clock.ceiling";
@@ -41,6 +42,8 @@ const CLOCK_CEILING_KEY: &str = "clock.ceiling";
 const CLOCK_RENEW_INTERVAL: Duration = Duration::from_millis(250);
 /// Longest wait at start for the wall clock to pass the stored ceiling.
 const MAX_CLOCK_WAIT: Duration = Duration::from_secs(2);
+/// Times a join may withdraw (another change started with it) and retry.
+const MAX_WITHDRAWALS: u32 = 5;
 
 /// What a node takes from the world besides its configuration.
 pub struct Environment {
@@ -226,7 +229,18 @@ impl Node {
             start_http(listener, self.metrics, health.clone(), workers, worker_stop);
         }
 
+        if Topology::was_decommissioned(&self.store)? {
+            anyhow::bail!(
+                "this node was decommissioned and must not rejoin with its old data; to add this machine again as a new node, empty its data directory ({})",
+                config.data_dir.display()
+            );
+        }
         let tokens = persist::load_tokens(engine.as_ref())?;
+        // A bootstrap a restart interrupted resumes (`Some(replaces)`).
+        let pending = match tokens {
+            Some(_) => Topology::pending_bootstrap(&self.store)?,
+            None => None,
+        };
         let gossip = GossipSettings {
             node_id,
             cluster_name: config.cluster_name.clone(),
@@ -244,6 +258,7 @@ impl Node {
             &self.name,
             &self.advertised,
             tokens.as_deref(),
+            pending,
             last_repair,
         );
         let membership = Membership::start(
@@ -256,28 +271,6 @@ impl Node {
         workers.spawn(membership.clone().run(worker_stop.clone()));
         join::check_replication_factor(&membership, config.replication_factor)?;
 
-        let tokens = match tokens {
-            Some(tokens) => tokens,
-            None => {
-                let is_seed =
-                    addresses::is_seed(&config.seeds, self.advertised.gossip, config.listen_gossip)
-                        .await;
-                let settings = config.join_settings(is_seed);
-                let tokens = tokio::select! {
-                    chosen = join::choose_tokens(&membership, &settings, &mut self.rng) => chosen?,
-                    _ = stop.cancelled() => return Ok(None),
-                };
-                persist::save_tokens(engine.as_ref(), &tokens)?;
-                tokens
-            }
-        };
-        membership
-            .announce(vec![
-                (keys::TOKENS, keys::encode_tokens(&tokens)),
-                (keys::STATUS, NodeStatus::Normal.to_string()),
-            ])
-            .await;
-
         let transport = Arc::new(
             NodeTransport::new(
                 node_id,
@@ -287,6 +280,84 @@ impl Node {
             )
             .with_dial(self.network.dial.clone()),
         );
+        let topology = Arc::new(Topology::new(
+            membership.clone(),
+            transport.clone() as Arc<dyn RepairTransport>,
+            self.store.clone(),
+            self.clock.clone(),
+            config.stream_settings(),
+        ));
+        let mut bootstrap = match (tokens, pending) {
+            (Some(_), None) => None,
+            (Some(tokens), Some(replaces)) => {
+                tracing::info!("resuming an interrupted bootstrap");
+                Some((tokens, replaces))
+            }
+            (None, _) => {
+                let replaces = config.replaces()?;
+                let Some(tokens) = pick_tokens(
+                    config,
+                    &self.advertised,
+                    &mut self.rng,
+                    &membership,
+                    replaces,
+                    stop,
+                )
+                .await?
+                else {
+                    return Ok(None);
+                };
+                if membership.view().ring().is_empty() && replaces.is_none() {
+                    // A new cluster's first node: nothing to stream.
+                    persist::save_tokens(engine.as_ref(), &tokens)?;
+                    membership
+                        .announce(vec![
+                            (keys::TOKENS, keys::encode_tokens(&tokens)),
+                            (keys::STATUS, NodeStatus::Normal.to_string()),
+                        ])
+                        .await;
+                    None
+                } else {
+                    Topology::begin_bootstrap(&self.store, replaces).await?;
+                    persist::save_tokens(engine.as_ref(), &tokens)?;
+                    Some((tokens, replaces))
+                }
+            }
+        };
+        let mut withdrawals = 0;
+        while let Some((tokens, replaces)) = bootstrap.take() {
+            let outcome = tokio::select! {
+                joined = topology.bootstrap(&tokens, replaces) => joined,
+                _ = stop.cancelled() => return Ok(None),
+            };
+            match outcome {
+                Ok(()) => {}
+                // Another change started at the same moment and this join
+                // withdrew: choose tokens again once that change is over.
+                Err(TopologyError::InProgress(other)) if withdrawals < MAX_WITHDRAWALS => {
+                    withdrawals += 1;
+                    tracing::info!(%other, "join withdrawn; choosing tokens again");
+                    persist::clear_tokens(engine.as_ref())?;
+                    let Some(tokens) = pick_tokens(
+                        config,
+                        &self.advertised,
+                        &mut self.rng,
+                        &membership,
+                        replaces,
+                        stop,
+                    )
+                    .await?
+                    else {
+                        return Ok(None);
+                    };
+                    Topology::begin_bootstrap(&self.store, replaces).await?;
+                    persist::save_tokens(engine.as_ref(), &tokens)?;
+                    bootstrap = Some((tokens, replaces));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+
         let hints = if config.hinted_handoff_enabled {
             let hints = Arc::new(
                 HintStore::open(engine.clone(), config.hint_capacity_bytes())?
@@ -365,7 +436,8 @@ impl Node {
             membership.view_handle(),
             repairer,
         )
-        .with_tasks(workers.clone(), worker_stop.clone());
+        .with_tasks(workers.clone(), worker_stop.clone())
+        .with_topology(topology, stop.clone());
         Ok(Some(Joined {
             coordinator,
             admin,
@@ -510,6 +582,30 @@ async fn renew_clock_ceiling(clock: Arc<HybridClock>, stop: CancellationToken) {
     }
 }
 
+/// This node's tokens on a first start: a dead node's when replacing it,
+/// otherwise balanced new ones. `None` when `stop` came first.
+async fn pick_tokens(
+    config: &Config,
+    advertised: &Advertised,
+    rng: &mut StdRng,
+    membership: &Membership,
+    replaces: Option<NodeId>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Vec<crate::ring::Token>>> {
+    let is_seed = addresses::is_seed(&config.seeds, advertised.gossip, config.listen_gossip).await;
+    let settings = config.join_settings(is_seed);
+    let choosing = async {
+        match replaces {
+            Some(dead) => join::replacement_tokens(membership, dead, &settings).await,
+            None => join::choose_tokens(membership, &settings, rng).await,
+        }
+    };
+    tokio::select! {
+        chosen = choosing => Ok(Some(chosen?)),
+        _ = stop.cancelled() => Ok(None),
+    }
+}
+
 /// Starts the WAL sync worker the durability mode needs.
 fn start_durability(
     config: &Config,
@@ -540,13 +636,22 @@ fn initial_gossip(
     name: &str,
     advertised: &Advertised,
     tokens: Option<&[crate::ring::Token]>,
+    pending: Option<Option<NodeId>>,
     last_repair: i64,
 ) -> Vec<(String, String)> {
-    let status = if tokens.is_some() {
-        NodeStatus::Normal
-    } else {
-        NodeStatus::Joining
+    // A bootstrap that a restart interrupted gossips its tokens as pending
+    // from the first message, so coordinators keep sending it writes.
+    let status = match (tokens, pending) {
+        (Some(_), None) => NodeStatus::Normal,
+        _ => NodeStatus::Joining,
     };
+    let mut extra = Vec::new();
+    if let Some(replaces) = pending {
+        extra.push((keys::PHASE, keys::Phase::Pending.as_str().to_owned()));
+        if let Some(dead) = replaces {
+            extra.push((keys::REPLACES, dead.to_string()));
+        }
+    }
     [
         (keys::STATUS, status.to_string()),
         (keys::LAST_REPAIR, last_repair.to_string()),
@@ -564,6 +669,7 @@ fn initial_gossip(
         (keys::PEER_ADDR, advertised.peer.to_string()),
     ]
     .into_iter()
+    .chain(extra)
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
 }

@@ -80,7 +80,8 @@ pub enum Fault {
 /// Faults at simulated times, in order.
 pub type Schedule = Vec<(Duration, Fault)>;
 
-/// The faults of `seed` under `mix`, within the workload's fault phase.
+/// The faults of `seed` under `mix`, within the workload's fault phase
+/// (times count from the cluster's formation).
 pub fn schedule(seed: u64, mix: Mix, nodes: usize) -> Schedule {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_fa17);
     let mut at = FAULTS_FROM + Duration::from_millis(rng.random_range(0..1_000));
@@ -174,7 +175,8 @@ impl<'a> Driver<'a> {
             .collect()
     }
 
-    /// Applies what is due at `now`; once `over`, heals for good.
+    /// Applies what is due at `now` (the schedule counts from the
+    /// cluster's formation); once `over`, heals for good.
     pub fn advance(
         &mut self,
         sim: &mut turmoil::Sim<'_>,
@@ -182,6 +184,9 @@ impl<'a> Driver<'a> {
         over: bool,
         history: &mut History,
     ) {
+        let Some(formed) = history.formed_at else {
+            return;
+        };
         if over {
             if !self.healed_for_good {
                 self.apply(sim, Fault::Heal, now, history);
@@ -201,7 +206,7 @@ impl<'a> Driver<'a> {
             return;
         }
         while let Some((at, _)) = &self.next {
-            if *at > now {
+            if formed + *at > now {
                 break;
             }
             let Some((_, fault)) = self.next.take() else {

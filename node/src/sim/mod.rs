@@ -34,6 +34,7 @@ pub mod check;
 pub mod entropy;
 pub mod faults;
 pub mod net;
+pub mod scenario;
 pub mod workload;
 
 #[cfg(test)]
@@ -55,6 +56,7 @@ use crate::server::{Environment, Listeners, Node};
 use crate::storage::{DiskHealth, MemoryStorage, Storage};
 
 pub use faults::Mix;
+pub use scenario::Scenario;
 
 /// Ports every simulated node uses (each node has its own IP).
 pub const CLIENT_PORT: u16 = 7400;
@@ -67,6 +69,7 @@ const SIMULATION_LIMIT: Duration = Duration::from_secs(600);
 
 /// One simulated node: its store (which outlives crashes) and its clock
 /// offset.
+#[derive(Clone)]
 pub struct SimNode {
     pub name: String,
     pub id: NodeId,
@@ -79,6 +82,7 @@ pub struct SimNode {
 pub struct Outcome {
     pub seed: u64,
     pub mix: Mix,
+    pub scenario: Scenario,
     /// One line per event, in order.
     pub history: Vec<String>,
     /// Broken invariants; empty when the run passed.
@@ -97,11 +101,15 @@ impl Outcome {
 
     /// The command that replays this run.
     pub fn replay_command(&self) -> String {
-        format!(
+        let mut command = format!(
             "scripts/simulate.sh --replay {} --mix {}",
             self.seed,
             self.mix.name()
-        )
+        );
+        if self.scenario != Scenario::Steady {
+            command.push_str(&format!(" --change {}", self.scenario.name()));
+        }
+        command
     }
 }
 
@@ -145,14 +153,24 @@ fn simulated_micros() -> i64 {
 }
 
 /// Registers node `index` as a turmoil host; restarts run it again on the
-/// same store.
-fn add_node(sim: &mut turmoil::Sim<'_>, seed: u64, node: &SimNode, index: usize, post: &net::Post) {
+/// same store. With `late`, its first start waits until that time and
+/// replaces the node with that id.
+fn add_node(
+    sim: &mut turmoil::Sim<'_>,
+    seed: u64,
+    node: &SimNode,
+    index: usize,
+    post: &net::Post,
+    late: Option<(Duration, Option<NodeId>)>,
+    formed: Rc<std::cell::Cell<Option<Duration>>>,
+) {
     let post = post.clone();
     let store = node.store.clone();
     let offset = node.clock_offset.clone();
     let starts = Rc::new(RefCell::new(0u64));
     sim.host(node.name.as_str(), move || {
         let (store, offset, post) = (store.clone(), offset.clone(), post.clone());
+        let formed = formed.clone();
         let start = {
             let mut starts = starts.borrow_mut();
             *starts += 1;
@@ -161,7 +179,21 @@ fn add_node(sim: &mut turmoil::Sim<'_>, seed: u64, node: &SimNode, index: usize,
         async move {
             crate::storage::run_inline_on_this_thread();
             let ip = turmoil::lookup(format!("n{index}"));
-            let config = node_config(index, ip, turmoil::lookup("n0"));
+            let mut config = node_config(index, ip, turmoil::lookup("n0"));
+            if let Some((at, replaces)) = late {
+                if start == 1 {
+                    // Counted from the cluster's formation.
+                    let formed_at = loop {
+                        match formed.get() {
+                            Some(formed_at) => break formed_at,
+                            None => tokio::time::sleep(Duration::from_millis(50)).await,
+                        }
+                    };
+                    let now = turmoil::sim_elapsed().unwrap_or_default();
+                    tokio::time::sleep((formed_at + at).saturating_sub(now)).await;
+                }
+                config.replace = replaces.map(|id| id.to_string()).unwrap_or_default();
+            }
             let wall = WallClock::from_fn(move || {
                 simulated_micros().saturating_add(offset.load(Ordering::Relaxed))
             });
@@ -187,27 +219,30 @@ fn add_node(sim: &mut turmoil::Sim<'_>, seed: u64, node: &SimNode, index: usize,
     });
 }
 
-/// Runs one seed under one fault mix with `nodes` nodes, on a fresh
-/// thread whose OS entropy comes from the seed (see [`entropy`]).
-pub fn run(seed: u64, mix: Mix, nodes: usize) -> Outcome {
+/// Runs one seed under one fault mix with `nodes` nodes (or the nodes a
+/// topology change `scenario` uses), on a fresh thread whose OS entropy
+/// comes from the seed (see [`entropy`]).
+pub fn run(seed: u64, mix: Mix, nodes: usize, scenario: Scenario) -> Outcome {
     let run = std::thread::Builder::new()
         .name(format!("sim-{seed}"))
         .spawn(move || {
             entropy::seed_this_thread(seed);
-            run_here(seed, mix, nodes)
+            run_here(seed, mix, scenario.layout(nodes), scenario)
         });
     match run.map(|thread| thread.join()) {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(_)) | Err(_) => Outcome {
             seed,
             mix,
+            scenario,
             history: Vec::new(),
             violations: vec!["the simulation panicked".into()],
         },
     }
 }
 
-fn run_here(seed: u64, mix: Mix, nodes: usize) -> Outcome {
+fn run_here(seed: u64, mix: Mix, layout: scenario::Layout, scenario: Scenario) -> Outcome {
+    let nodes = layout.hosts;
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .epoch(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
@@ -231,13 +266,29 @@ fn run_here(seed: u64, mix: Mix, nodes: usize) -> Outcome {
         })
         .collect();
     let post = net::Post::default();
+    let formed = Rc::new(std::cell::Cell::new(None));
     for (index, node) in cluster.iter().enumerate() {
-        add_node(&mut sim, seed, node, index, &post);
+        let late = layout
+            .late
+            .filter(|(late, _, _)| *late == index)
+            .map(|(_, at, replaces)| (at, replaces.map(|dead| cluster[dead].id)));
+        add_node(&mut sim, seed, node, index, &post, late, formed.clone());
     }
     let history = Rc::new(RefCell::new(workload::History::default()));
-    sim.client("client", workload::run(seed, nodes, history.clone()));
-    let schedule = faults::schedule(seed, mix, nodes);
+    let ids = cluster.iter().map(|n| n.id.to_string()).collect();
+    sim.client(
+        "client",
+        workload::run(seed, scenario, layout.clone(), ids, history.clone()),
+    );
+    // Faults hit the stable nodes only (see `scenario`).
+    let schedule = faults::schedule(seed, mix, layout.stable);
     let mut driver = faults::Driver::new(schedule, &cluster);
+    if scenario != Scenario::Steady {
+        // Hints for nodes that joined, left or died are not all delivered
+        // by handoff alone; the repair and read-back still check them.
+        driver.crashed_ever = true;
+    }
+    let mut killed = false;
     let mut failure = None;
     loop {
         match sim.step() {
@@ -249,17 +300,36 @@ fn run_here(seed: u64, mix: Mix, nodes: usize) -> Outcome {
             }
         }
         let now = sim.elapsed();
+        let formed_at = history.borrow().formed_at;
+        formed.set(formed_at);
+        if let Some((node, at)) = layout.killed
+            && let Some(formed_at) = formed_at
+            && !killed
+            && now >= formed_at + at
+        {
+            sim.crash(cluster[node].name.as_str());
+            history
+                .borrow_mut()
+                .record(now, format!("n{node} killed for good"));
+            killed = true;
+        }
         let over = history.borrow().faults_over;
         driver.advance(&mut sim, now, over, &mut history.borrow_mut());
     }
     let history = Rc::try_unwrap(history)
         .map(RefCell::into_inner)
         .unwrap_or_else(|shared| shared.borrow().clone());
-    let mut violations = check::check(&history, &cluster);
+    let remaining: Vec<SimNode> = layout
+        .final_nodes
+        .iter()
+        .map(|&i| cluster[i].clone())
+        .collect();
+    let mut violations = check::check(&history, &remaining);
     violations.extend(failure);
     Outcome {
         seed,
         mix,
+        scenario,
         history: history.events,
         violations,
     }

@@ -2,7 +2,7 @@
 //! replay check, and the sweep and replay modes `scripts/simulate.sh`
 //! drives.
 
-use super::{Mix, Outcome, run};
+use super::{Mix, Outcome, Scenario, run};
 
 /// Seeds per fault mix in CI (6 mixes).
 const CI_SEEDS_PER_MIX: u64 = 34;
@@ -13,7 +13,56 @@ fn nodes_for(seed: u64) -> usize {
 }
 
 fn run_seed(seed: u64, mix: Mix) -> Outcome {
-    run(seed, mix, nodes_for(seed))
+    run(seed, mix, nodes_for(seed), Scenario::Steady)
+}
+
+/// Seeds per topology change in CI, each under a different fault mix.
+const CI_SEEDS_PER_CHANGE: u64 = 6;
+
+/// Runs CI seeds of a topology change; seeds 10000 + change * 1000 + i,
+/// the fault mix cycling.
+fn ci_change(scenario: Scenario) {
+    let per = env_u64("SIM_SEEDS_PER_CHANGE").unwrap_or(CI_SEEDS_PER_CHANGE);
+    let index = Scenario::CHANGES
+        .iter()
+        .position(|s| *s == scenario)
+        .unwrap_or(0) as u64;
+    let offset = 10_000 + index * 1_000;
+    let mut failures = Vec::new();
+    for seed in offset..offset + per {
+        let mix = Mix::ALL[(seed % 6) as usize];
+        let outcome = run(seed, mix, 4, scenario);
+        if !outcome.violations.is_empty() {
+            failures.push(format!(
+                "seed {seed} ({}, {}): {}\n  replay: {}",
+                scenario.name(),
+                mix.name(),
+                outcome.violations.join("; "),
+                outcome.replay_command()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn seeds_with_a_join() {
+    ci_change(Scenario::Join);
+}
+
+#[test]
+fn seeds_with_a_decommission() {
+    ci_change(Scenario::Decommission);
+}
+
+#[test]
+fn seeds_with_a_removenode() {
+    ci_change(Scenario::RemoveNode);
+}
+
+#[test]
+fn seeds_with_a_replace() {
+    ci_change(Scenario::Replace);
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -107,10 +156,17 @@ fn sweep() {
     let count = env_u64("SIM_SEEDS").unwrap_or(1_000);
     let first = env_u64("SIM_FIRST_SEED").unwrap_or(100_000);
     let only = std::env::var("SIM_MIX").ok().and_then(|m| Mix::parse(&m));
+    let change = std::env::var("SIM_CHANGE")
+        .ok()
+        .and_then(|c| Scenario::parse(&c))
+        .unwrap_or(Scenario::Steady);
     let mut failures = Vec::new();
     for seed in first..first + count {
         let mix = only.unwrap_or(Mix::ALL[(seed % 6) as usize]);
-        let outcome = run_seed(seed, mix);
+        let outcome = match change {
+            Scenario::Steady => run_seed(seed, mix),
+            change => run(seed, mix, 4, change),
+        };
         if !outcome.violations.is_empty() {
             let line = format!(
                 "FAILED seed {seed} ({}): {}\n  replay: {}",
@@ -136,7 +192,14 @@ fn replay() {
         .ok()
         .and_then(|m| Mix::parse(&m))
         .unwrap_or(Mix::Mixed);
-    let outcome = run_seed(seed, mix);
+    let scenario = std::env::var("SIM_CHANGE")
+        .ok()
+        .and_then(|c| Scenario::parse(&c))
+        .unwrap_or(Scenario::Steady);
+    let outcome = match scenario {
+        Scenario::Steady => run_seed(seed, mix),
+        change => run(seed, mix, 4, change),
+    };
     for event in &outcome.history {
         println!("{event}");
     }

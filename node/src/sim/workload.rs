@@ -26,11 +26,13 @@ use ringkv_proto::v1::key_value_client::KeyValueClient;
 use tonic::transport::{Channel, Endpoint};
 
 use super::CLIENT_PORT;
+use super::scenario::{AFTER_DEATH, CHANGE_AT, Layout, Scenario};
 
-/// When faults start (simulated time): the cluster has formed by then.
-pub const FAULTS_FROM: Duration = Duration::from_secs(4);
-/// When the fault phase ends.
-pub const FAULTS_UNTIL: Duration = Duration::from_secs(14);
+/// When faults start, after the cluster formed (every node serving and
+/// seeing the others): simulated times of the fault phase count from then.
+pub const FAULTS_FROM: Duration = Duration::from_secs(1);
+/// When the fault phase ends, after the cluster formed.
+pub const FAULTS_UNTIL: Duration = Duration::from_secs(11);
 /// Clients running operations concurrently.
 const CLIENTS: usize = 3;
 /// Keys of the hot registers.
@@ -47,6 +49,8 @@ const QUORUM: i32 = pb::ConsistencyLevel::Quorum as i32;
 pub struct History {
     /// One line per event: simulated time, then what happened.
     pub events: Vec<String>,
+    /// When the cluster formed; the fault phase's times count from then.
+    pub formed_at: Option<Duration>,
     /// Set by the clients when the fault phase is over.
     pub faults_over: bool,
     /// Set by the driver once it healed every fault.
@@ -83,15 +87,21 @@ fn now() -> Duration {
 struct Api {
     kv: Vec<KeyValueClient<Channel>>,
     admin: Vec<AdminClient<Channel>>,
+    /// Admin clients without the call timeout, for topology changes.
+    changes: Vec<AdminClient<Channel>>,
     history: Rc<RefCell<History>>,
 }
 
 fn channel(addr: SocketAddr) -> Channel {
+    channel_with_timeout(addr, CALL_TIMEOUT)
+}
+
+fn channel_with_timeout(addr: SocketAddr, timeout: Duration) -> Channel {
     // The address is only a name for the connector below. Keepalive pings
     // find a connection whose segments a faulty link dropped, as they do
     // between nodes, so the channel reconnects.
     let endpoint = Endpoint::from_static("http://node.sim")
-        .timeout(CALL_TIMEOUT)
+        .timeout(timeout)
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(1))
         .keep_alive_while_idle(true);
@@ -232,12 +242,12 @@ impl Api {
 
     /// Polls every `poll` until each of the `nodes` sees all of them up
     /// and NORMAL; false if that has not happened within `limit`.
-    async fn ring_formed(&self, nodes: usize, limit: Duration, poll: Duration) -> bool {
+    async fn ring_formed(&self, nodes: &[usize], limit: Duration, poll: Duration) -> bool {
         let deadline = now() + limit;
         loop {
             let mut all = true;
-            for node in 0..nodes {
-                all &= self.nodes_up(node).await == nodes;
+            for &node in nodes {
+                all &= self.nodes_up(node).await == nodes.len();
             }
             if all {
                 return true;
@@ -261,13 +271,80 @@ impl Api {
             Answer::Failed(_) => 0,
         }
     }
+
+    /// An admin call that may take long (a topology change), retried
+    /// until it succeeds or `limit` passes; true on success.
+    async fn change(&self, what: &str, node: usize, limit: Duration) -> bool {
+        let deadline = now() + limit;
+        loop {
+            let mut admin = self.changes[node].clone();
+            let answer = match what {
+                "decommission" => {
+                    tokio::time::timeout(
+                        Duration::from_secs(120),
+                        admin.decommission(pb::DecommissionRequest {}),
+                    )
+                    .await
+                }
+                removal => {
+                    let node_id = removal.trim_start_matches("removenode ").to_owned();
+                    tokio::time::timeout(
+                        Duration::from_secs(120),
+                        admin.remove_node(pb::RemoveNodeRequest { node_id }),
+                    )
+                    .await
+                }
+            };
+            let shown = match &answer {
+                Ok(Ok(done)) => format!("ok, {} keys streamed", done.get_ref().keys_streamed),
+                Ok(Err(status)) => format!("{:?} {}", status.code(), status.message()),
+                Err(_) => "no answer".into(),
+            };
+            self.record(format!("{what} via n{node}: {shown}"));
+            if matches!(answer, Ok(Ok(_))) {
+                return true;
+            }
+            if now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
 }
 
-/// One client's operations during the fault phase.
-async fn client(api: Rc<Api>, seed: u64, me: usize, nodes: usize) {
+/// The topology change of the run (see `scenario`), from the client
+/// side; true once it is done.
+async fn change(
+    api: &Api,
+    scenario: Scenario,
+    layout: &Layout,
+    ids: &[String],
+    formed: Duration,
+) -> bool {
+    let limit = Duration::from_secs(150);
+    match scenario {
+        Scenario::Steady | Scenario::Join | Scenario::Replace => true,
+        Scenario::Decommission => {
+            tokio::time::sleep((formed + CHANGE_AT).saturating_sub(now())).await;
+            api.change("decommission", 3, limit).await
+        }
+        Scenario::RemoveNode => {
+            tokio::time::sleep((formed + CHANGE_AT + AFTER_DEATH).saturating_sub(now())).await;
+            let Some((dead, _)) = layout.killed else {
+                return false;
+            };
+            api.change(&format!("removenode {}", ids[dead]), 0, limit)
+                .await
+        }
+    }
+}
+
+/// One client's operations during the fault phase (until `until`),
+/// through nodes `0..nodes`.
+async fn client(api: Rc<Api>, seed: u64, me: usize, nodes: usize, until: Duration) {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(me as u64));
     let mut n = 0u64;
-    while now() < FAULTS_UNTIL {
+    while now() < until {
         n += 1;
         let node = rng.random_range(0..nodes);
         let roll = rng.random_range(0..100);
@@ -344,8 +421,8 @@ async fn client(api: Rc<Api>, seed: u64, me: usize, nodes: usize) {
 
 /// After healing: waits for every node to see every other, repairs
 /// through every node, and reads back what was acknowledged.
-async fn converge_and_read_back(api: &Api, nodes: usize) {
-    let limit = Duration::from_secs(60);
+async fn converge_and_read_back(api: &Api, nodes: &[usize]) {
+    let limit = Duration::from_secs(90);
     if !api
         .ring_formed(nodes, limit, Duration::from_millis(500))
         .await
@@ -360,7 +437,7 @@ async fn converge_and_read_back(api: &Api, nodes: usize) {
     while !api.history.borrow().handoff_checked {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    for node in 0..nodes {
+    for &node in nodes {
         if !api.repair(node).await && !api.repair(node).await {
             api.history.borrow_mut().violations.push(format!(
                 "the repair through n{node} did not complete once healed"
@@ -372,7 +449,7 @@ async fn converge_and_read_back(api: &Api, nodes: usize) {
         (history.unique.clone(), history.deleted.clone())
     };
     for (i, (key, value)) in unique.iter().enumerate() {
-        let node = i % nodes;
+        let node = nodes[i % nodes.len()];
         match api.get(0, node, key).await {
             Some(Some((read, _))) if read == value => {}
             read => api.history.borrow_mut().violations.push(format!(
@@ -382,7 +459,7 @@ async fn converge_and_read_back(api: &Api, nodes: usize) {
         }
     }
     for (i, key) in deleted.iter().enumerate() {
-        let node = i % nodes;
+        let node = nodes[i % nodes.len()];
         match api.get(0, node, key).await {
             Some(None) => {}
             read => api.history.borrow_mut().violations.push(format!(
@@ -393,9 +470,16 @@ async fn converge_and_read_back(api: &Api, nodes: usize) {
     }
 }
 
-/// The client host of a run.
-pub async fn run(seed: u64, nodes: usize, history: Rc<RefCell<History>>) -> turmoil::Result {
-    let addrs: Vec<SocketAddr> = (0..nodes)
+/// The client host of a run: `layout` says which node does what, `ids`
+/// are the nodes' ids.
+pub async fn run(
+    seed: u64,
+    scenario: Scenario,
+    layout: Layout,
+    ids: Vec<String>,
+    history: Rc<RefCell<History>>,
+) -> turmoil::Result {
+    let addrs: Vec<SocketAddr> = (0..layout.hosts)
         .map(|i| SocketAddr::new(turmoil::lookup(format!("n{i}")), CLIENT_PORT))
         .collect();
     let api = Rc::new(Api {
@@ -407,20 +491,52 @@ pub async fn run(seed: u64, nodes: usize, history: Rc<RefCell<History>>) -> turm
             .iter()
             .map(|a| AdminClient::new(channel(*a)))
             .collect(),
+        changes: addrs
+            .iter()
+            .map(|a| AdminClient::new(channel_with_timeout(*a, Duration::from_secs(150))))
+            .collect(),
         history: history.clone(),
     });
     // The cluster forms: wait until every node serves and sees the others.
-    api.ring_formed(nodes, Duration::from_secs(30), Duration::from_millis(200))
-        .await;
+    let initial: Vec<usize> = (0..layout.hosts)
+        .filter(|i| layout.late.is_none_or(|(late, _, _)| late != *i))
+        .collect();
+    if !api
+        .ring_formed(
+            &initial,
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+        )
+        .await
+    {
+        history
+            .borrow_mut()
+            .violations
+            .push("the cluster did not form within 60 s".into());
+    }
+    let formed = now();
+    history.borrow_mut().formed_at = Some(formed);
     api.record("cluster formed".into());
-    let clients = (0..CLIENTS).map(|me| client(api.clone(), seed, me, nodes));
-    futures::future::join_all(clients).await;
-    history.borrow_mut().faults_over = true;
-    api.record("faults over".into());
+    let clients =
+        (0..CLIENTS).map(|me| client(api.clone(), seed, me, layout.stable, formed + FAULTS_UNTIL));
+    // The fault phase ends with the clients; a change may go on past it.
+    let clients = async {
+        futures::future::join_all(clients).await;
+        history.borrow_mut().faults_over = true;
+        api.record("faults over".into());
+    };
+    let changing = change(&api, scenario, &layout, &ids, formed);
+    let ((), changed) = futures::join!(clients, changing);
     while !history.borrow().healed {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    converge_and_read_back(&api, nodes).await;
+    if !changed {
+        history
+            .borrow_mut()
+            .violations
+            .push(format!("the {} did not complete", scenario.name()));
+    }
+    converge_and_read_back(&api, &layout.final_nodes).await;
     api.record("done".into());
     Ok(())
 }

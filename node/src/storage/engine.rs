@@ -13,6 +13,23 @@ use crate::ring::{Token, TokenRange};
 /// Receives the entries of a scan: token, user key, encoded cell.
 pub type ScanVisitor<'a> = dyn FnMut(Token, &[u8], &[u8]) + 'a;
 
+/// One page of a range scan (see [`Storage::scan_page`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScanPage {
+    /// (user key, encoded cell), in token order.
+    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The range holds more entries after the last one.
+    pub more: bool,
+}
+
+/// What [`Storage::delete_range`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    pub keys: u64,
+    /// Bytes of the keys and encoded cells removed.
+    pub bytes: u64,
+}
+
 /// A node's local key-value store.
 pub trait Storage: Send + Sync + 'static {
     /// Merges `cell` into what is stored for `key` by last-write-wins. When it
@@ -27,6 +44,22 @@ pub trait Storage: Send + Sync + 'static {
     /// Visits every stored key whose token is in `range`, in token order,
     /// with its encoded cell (tombstones included).
     fn scan(&self, range: TokenRange, visit: &mut ScanVisitor<'_>) -> Result<()>;
+
+    /// The entries of `range` after the user key `after` (exclusive; `None`:
+    /// from the start of the range), in token order, as many as `limit`
+    /// admits. A key `after` outside `range` is an error. Streaming pages
+    /// through a range with this, so a page costs a seek, not a rescan.
+    fn scan_page(
+        &self,
+        range: TokenRange,
+        after: Option<&[u8]>,
+        limit: BatchLimit,
+    ) -> Result<ScanPage>;
+
+    /// Deletes every stored key whose token is in `range` (range deletes,
+    /// then a compaction of the range so the space comes back), returning
+    /// what went. Blocking.
+    fn delete_range(&self, range: TokenRange) -> Result<Deleted>;
 
     /// Stores a hint (`hints` column family).
     fn hint_put(&self, key: &[u8], value: &[u8]) -> Result<()>;

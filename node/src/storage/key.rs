@@ -5,7 +5,7 @@
 //! form one contiguous RocksDB range: streaming a range to a new node,
 //! building its Merkle tree and dropping it after a move are range scans.
 
-use crate::ring::Token;
+use crate::ring::{Token, TokenRange};
 
 /// Bytes of the token prefix.
 pub const TOKEN_PREFIX_LEN: usize = 8;
@@ -30,6 +30,36 @@ pub fn data_key(token: Token, key: &[u8]) -> Vec<u8> {
 pub fn decode_data_key(stored: &[u8]) -> Option<(Token, &[u8])> {
     let (prefix, key) = stored.split_first_chunk::<TOKEN_PREFIX_LEN>()?;
     Some((Token::from_ordered_bytes(*prefix), key))
+}
+
+/// Where each remaining piece of a paged scan of `range` starts, after
+/// the user key `after`: (first stored key to read, last token of the
+/// piece), in scan order. `None` when `after` is not in `range`.
+pub fn page_starts(range: TokenRange, after: Option<&[u8]>) -> Option<Vec<(Vec<u8>, Token)>> {
+    let pieces = super::rocks::pieces(range);
+    let Some(after) = after else {
+        return Some(
+            pieces
+                .into_iter()
+                .map(|(first, last)| (first.to_ordered_bytes().to_vec(), last))
+                .collect(),
+        );
+    };
+    let token = Token::of(after);
+    let at = pieces
+        .iter()
+        .position(|(first, last)| *first <= token && token <= *last)?;
+    let mut starts = Vec::with_capacity(pieces.len() - at);
+    // The smallest stored key greater than `after`'s own.
+    let mut resume = data_key(token, after);
+    resume.push(0);
+    starts.push((resume, pieces[at].1));
+    starts.extend(
+        pieces[at + 1..]
+            .iter()
+            .map(|(first, last)| (first.to_ordered_bytes().to_vec(), *last)),
+    );
+    Some(starts)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::batch::BatchLimit;
 use super::cell::Cell;
-use super::engine::{ScanVisitor, Storage};
+use super::engine::{Deleted, ScanPage, ScanVisitor, Storage};
 use super::error::{Result, StorageError};
 use super::{gc, key, lww};
 use crate::clock::wall_clock_seconds;
@@ -155,6 +155,63 @@ impl Storage for MemoryStorage {
             }
         }
         Ok(())
+    }
+
+    fn scan_page(
+        &self,
+        range: TokenRange,
+        after: Option<&[u8]>,
+        limit: BatchLimit,
+    ) -> Result<ScanPage> {
+        let starts = key::page_starts(range, after)
+            .ok_or_else(|| StorageError::Task("scan cursor outside its range".into()))?;
+        let data = self.data.lock().map_err(poisoned)?;
+        let mut page = ScanPage::default();
+        let mut bytes = 0usize;
+        for (from, last) in starts {
+            for (stored, cell) in data.range(from..) {
+                let Some((token, key)) = key::decode_data_key(stored) else {
+                    continue;
+                };
+                if token > last {
+                    break;
+                }
+                let encoded = cell.encode();
+                let len = key.len() + encoded.len();
+                if !limit.admits(page.entries.len(), bytes, len) {
+                    page.more = true;
+                    return Ok(page);
+                }
+                bytes += len;
+                page.entries.push((key.to_vec(), encoded));
+            }
+        }
+        Ok(page)
+    }
+
+    fn delete_range(&self, range: TokenRange) -> Result<Deleted> {
+        let mut data = self.data.lock().map_err(poisoned)?;
+        let mut doomed = Vec::new();
+        for (first, last) in super::rocks::pieces(range) {
+            for stored in data
+                .range(first.to_ordered_bytes().to_vec()..)
+                .map(|(k, _)| k)
+            {
+                match key::decode_data_key(stored) {
+                    Some((token, _)) if token > last => break,
+                    _ => doomed.push(stored.clone()),
+                }
+            }
+        }
+        let mut deleted = Deleted::default();
+        for stored in doomed {
+            if let Some(cell) = data.remove(&stored) {
+                deleted.keys += 1;
+                deleted.bytes +=
+                    (stored.len() - key::TOKEN_PREFIX_LEN + cell.encode().len()) as u64;
+            }
+        }
+        Ok(deleted)
     }
 
     fn hint_put(&self, key: &[u8], value: &[u8]) -> Result<()> {

@@ -34,7 +34,7 @@ use rocksdb::{
 
 use super::batch::BatchLimit;
 use super::cell::{Cell, CellView};
-use super::engine::{ScanVisitor, Storage};
+use super::engine::{Deleted, ScanPage, ScanVisitor, Storage};
 use super::error::{Result, StorageError};
 use super::health::DiskHealth;
 use super::{gc, key, lww};
@@ -365,6 +365,79 @@ impl Storage for RocksStorage {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn scan_page(
+        &self,
+        range: TokenRange,
+        after: Option<&[u8]>,
+        limit: BatchLimit,
+    ) -> Result<ScanPage> {
+        let starts = key::page_starts(range, after)
+            .ok_or_else(|| StorageError::Task("scan cursor outside its range".into()))?;
+        self.reading(|db| {
+            let data = cf(db, CF_DATA)?;
+            let mut page = ScanPage::default();
+            let mut bytes = 0usize;
+            for (from, last) in starts {
+                let mut opts = ReadOptions::default();
+                if last < Token::MAX {
+                    opts.set_iterate_upper_bound(Token(last.0 + 1).to_ordered_bytes().to_vec());
+                }
+                let iter =
+                    db.iterator_cf_opt(data, opts, IteratorMode::From(&from, Direction::Forward));
+                for entry in iter {
+                    let (stored_key, value) = entry?;
+                    let Some((_, key)) = key::decode_data_key(&stored_key) else {
+                        continue;
+                    };
+                    let len = key.len() + value.len();
+                    if !limit.admits(page.entries.len(), bytes, len) {
+                        page.more = true;
+                        return Ok(page);
+                    }
+                    bytes += len;
+                    page.entries.push((key.to_vec(), value.to_vec()));
+                }
+            }
+            Ok(page)
+        })
+    }
+
+    fn delete_range(&self, range: TokenRange) -> Result<Deleted> {
+        let mut deleted = Deleted::default();
+        self.scan(range, &mut |_, key, cell| {
+            deleted.keys += 1;
+            deleted.bytes += (key.len() + cell.len()) as u64;
+        })?;
+        self.writing(|db| {
+            let data = cf(db, CF_DATA)?;
+            let mut batch = WriteBatch::default();
+            let mut bounds = Vec::new();
+            for (first, last) in pieces(range) {
+                let from = first.to_ordered_bytes();
+                if last < Token::MAX {
+                    let to = Token(last.0 + 1).to_ordered_bytes();
+                    batch.delete_range_cf(data, from, to);
+                    bounds.push((from, Some(to)));
+                } else {
+                    // No bound lies past the largest token: delete up to
+                    // it, then that token's keys one by one.
+                    let top = Token::MAX.to_ordered_bytes();
+                    batch.delete_range_cf(data, from, top);
+                    for entry in db.iterator_cf(data, IteratorMode::From(&top, Direction::Forward))
+                    {
+                        batch.delete_cf(data, entry?.0);
+                    }
+                    bounds.push((from, None));
+                }
+            }
+            db.write(batch)?;
+            for (from, to) in bounds {
+                db.compact_range_cf(data, Some(from), to);
+            }
+            Ok(deleted)
         })
     }
 

@@ -183,6 +183,70 @@ fn scan_and_hints_suite(s: &dyn Storage) {
     );
 }
 
+/// Paging through a range returns exactly what one scan does, in the same
+/// order, in pages the limit bounds; a cursor outside the range is an
+/// error. Deleting a range removes its keys and only those.
+fn paging_and_range_delete_suite(s: &dyn Storage) {
+    use crate::ring::TokenRange;
+    let keys: Vec<String> = (0..400).map(|i| format!("key{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        put(s, key, &live(i as i64, "value"));
+    }
+    let probes = [
+        TokenRange::new(
+            Token(-3_000_000_000_000_000_000),
+            Token(5_000_000_000_000_000_000),
+        ),
+        TokenRange::new(
+            Token(6_000_000_000_000_000_000),
+            Token(-6_000_000_000_000_000_000),
+        ),
+        TokenRange::new(Token(7), Token(7)),
+    ];
+    for range in probes {
+        let mut scanned = Vec::new();
+        s.scan(range, &mut |_, key, cell| {
+            scanned.push((key.to_vec(), cell.to_vec()))
+        })
+        .expect("scan");
+        let mut paged = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        let limit = BatchLimit::entries(37);
+        loop {
+            let page = s.scan_page(range, after.as_deref(), limit).expect("page");
+            assert!(page.entries.len() <= 37);
+            after = page.entries.last().map(|(k, _)| k.clone());
+            paged.extend(page.entries);
+            if !page.more {
+                break;
+            }
+        }
+        assert_eq!(paged, scanned, "{range}");
+    }
+    let narrow = TokenRange::new(Token(0), Token(10));
+    let outside = keys
+        .iter()
+        .find(|k| !narrow.contains(Token::of(k.as_bytes())))
+        .expect("a key outside");
+    assert!(
+        s.scan_page(narrow, Some(outside.as_bytes()), BatchLimit::default())
+            .is_err()
+    );
+
+    let doomed = probes[1];
+    let deleted = s.delete_range(doomed).expect("delete");
+    let expected = keys
+        .iter()
+        .filter(|k| doomed.contains(Token::of(k.as_bytes())))
+        .count();
+    assert_eq!(deleted.keys as usize, expected);
+    assert!(deleted.bytes > 0);
+    for key in &keys {
+        let gone = get(s, key).is_none();
+        assert_eq!(gone, doomed.contains(Token::of(key.as_bytes())), "{key}");
+    }
+}
+
 fn rocks(dir: &tempfile::TempDir, gc_grace_seconds: u64) -> RocksStorage {
     let config = RocksConfig {
         gc_grace_seconds,
@@ -195,6 +259,7 @@ fn rocks(dir: &tempfile::TempDir, gc_grace_seconds: u64) -> RocksStorage {
 fn memory_engine_behaves() {
     suite(&MemoryStorage::default());
     scan_and_hints_suite(&MemoryStorage::default());
+    paging_and_range_delete_suite(&MemoryStorage::default());
     compaction_suite(&MemoryStorage::new(0));
     compaction_keeps_recent_tombstones(&MemoryStorage::new(3600));
 }
@@ -205,6 +270,8 @@ fn rocksdb_engine_behaves() {
     suite(&rocks(&dir, 3600));
     let dir = tempfile::tempdir().expect("tempdir");
     scan_and_hints_suite(&rocks(&dir, 3600));
+    let dir = tempfile::tempdir().expect("tempdir");
+    paging_and_range_delete_suite(&rocks(&dir, 3600));
     let dir = tempfile::tempdir().expect("tempdir");
     compaction_suite(&rocks(&dir, 0));
     let dir = tempfile::tempdir().expect("tempdir");

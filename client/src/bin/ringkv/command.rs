@@ -46,13 +46,25 @@ pub enum Command {
         #[arg(long)]
         primary_only: bool,
     },
+    /// Decommission the connected node: stream its ranges to the nodes
+    /// taking them over, leave the ring, stop.
+    Decommission,
+    /// Remove a dead node: re-replicate its ranges from the survivors.
+    Removenode {
+        /// The dead node's id (from `status`).
+        node_id: String,
+    },
+    /// Delete the connected node's data of ranges it no longer replicates.
+    Cleanup,
+    /// The range streams of topology changes on the connected node.
+    Streams,
 }
 
 /// Commands handled by the interactive prompt itself.
 pub const SHELL_COMMANDS: [&str; 4] = ["CONSISTENCY", "HELP", "EXIT", "QUIT"];
 
 /// Request commands, as the prompt lists them.
-pub const REQUEST_COMMANDS: [&str; 7] = [
+pub const REQUEST_COMMANDS: [&str; 12] = [
     "GET",
     "PUT",
     "DEL",
@@ -60,4 +72,9 @@ pub const REQUEST_COMMANDS: [&str; 7] = [
     "STATUS",
     "RING",
     "GETENDPOINTS",
+    "REPAIR",
+    "DECOMMISSION",
+    "REMOVENODE",
+    "CLEANUP",
+    "STREAMS",
 ];

@@ -75,6 +75,10 @@ Commands (case-insensitive):
   RING                          every token and its owner
   GETENDPOINTS <key>            the replicas of a key
   REPAIR [--primary-only]       anti-entropy repair of the connected node's ranges
+  DECOMMISSION                  stream the connected node's ranges away, leave, stop
+  REMOVENODE <node_id>          re-replicate a dead node's ranges, remove it
+  CLEANUP                       delete local data of ranges the node no longer holds
+  STREAMS                       range streams of topology changes on the node
   CONSISTENCY [<level>]         show or set the level: ONE TWO THREE QUORUM ALL ANY
   HELP                          this text
   EXIT | QUIT                   leave (or Ctrl-D)

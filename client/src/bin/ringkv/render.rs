@@ -1,21 +1,40 @@
 //! How results look: text for people, JSON for scripts.
 
 use ringkv_client::{
-    ClusterStatus, Endpoints, MemberInfo, NodeInfo, RepairProgress, RingInfo, Value,
+    ChangeSummary, CleanupSummary, ClusterStatus, Endpoints, MemberInfo, NodeInfo, RepairProgress,
+    RingInfo, Streams, Value,
 };
 use serde_json::json;
 
 /// What a command produced.
 #[derive(Debug)]
 pub enum Outcome {
-    Read { key: String, found: Option<Value> },
-    Written { key: String, timestamp_micros: i64 },
-    Deleted { key: String, timestamp_micros: i64 },
+    Read {
+        key: String,
+        found: Option<Value>,
+    },
+    Written {
+        key: String,
+        timestamp_micros: i64,
+    },
+    Deleted {
+        key: String,
+        timestamp_micros: i64,
+    },
     Info(NodeInfo),
     Status(ClusterStatus),
     Ring(RingInfo),
-    Endpoints { key: String, endpoints: Endpoints },
+    Endpoints {
+        key: String,
+        endpoints: Endpoints,
+    },
     Repaired(RepairProgress),
+    Changed {
+        what: &'static str,
+        summary: ChangeSummary,
+    },
+    Cleaned(CleanupSummary),
+    Streams(Streams),
 }
 
 /// How long ago a Unix time was, for people: `never`, `12s ago`, `3h ago`.
@@ -167,6 +186,11 @@ fn status_text(status: &ClusterStatus) -> String {
             ));
         }
     }
+    if let Some(change) = &status.change_in_progress {
+        text.push_str(&format!(
+            "\nTopology change in progress: {change} (`ringkv streams` on the streaming nodes shows progress)"
+        ));
+    }
     text
 }
 
@@ -224,6 +248,19 @@ pub fn text(outcome: &Outcome) -> String {
             }
             format!("token {}\n{}", endpoints.token, table(&rows))
         }
+        Outcome::Changed { what, summary } => format!(
+            "{what}: {} keys streamed ({}) in {:.1}s",
+            summary.keys_streamed,
+            human_bytes(summary.bytes_streamed),
+            summary.elapsed.as_secs_f64()
+        ),
+        Outcome::Cleaned(c) => format!(
+            "cleanup: {} keys deleted, {} freed, from {} ranges this node no longer replicates",
+            c.keys_deleted,
+            human_bytes(c.bytes_freed),
+            c.ranges
+        ),
+        Outcome::Streams(streams) => streams_text(streams),
         Outcome::Repaired(r) => {
             let mut text = format!(
                 "Repair {}: {} of {} ranges compared, {} Merkle leaves differed, {} keys streamed ({}), {} replica pairs skipped (down), {} ranges failed, {:.1}s",
@@ -249,6 +286,43 @@ pub fn text(outcome: &Outcome) -> String {
             }
             text
         }
+    }
+}
+
+fn streams_text(streams: &Streams) -> String {
+    let mut rows = vec![vec![
+        "Operation".into(),
+        "From".into(),
+        "To".into(),
+        "Ranges".into(),
+        "Keys".into(),
+        "Bytes".into(),
+        "State".into(),
+    ]];
+    for s in &streams.streams {
+        let state = match (&s.error, s.done) {
+            (Some(error), _) => format!("failed: {error}"),
+            (None, true) => "done".into(),
+            (None, false) => "streaming".into(),
+        };
+        rows.push(vec![
+            s.operation.clone(),
+            s.source.clone(),
+            s.target.clone(),
+            format!("{}/{}", s.ranges_done, s.ranges_total),
+            s.keys.to_string(),
+            human_bytes(s.bytes),
+            state,
+        ]);
+    }
+    let change = streams
+        .change_in_progress
+        .as_deref()
+        .unwrap_or("no topology change in progress");
+    if streams.streams.is_empty() {
+        format!("{change}\nno streams")
+    } else {
+        format!("{change}\n{}", table(&rows))
     }
 }
 
@@ -293,10 +367,36 @@ pub fn json(outcome: &Outcome) -> serde_json::Value {
             "uptime_seconds": info.uptime_seconds,
             "replication_factor": info.replication_factor,
         }),
+        Outcome::Changed { what, summary } => json!({
+            "done": what,
+            "keys_streamed": summary.keys_streamed,
+            "bytes_streamed": summary.bytes_streamed,
+            "elapsed_ms": summary.elapsed.as_millis() as u64,
+        }),
+        Outcome::Cleaned(c) => json!({
+            "ranges": c.ranges,
+            "keys_deleted": c.keys_deleted,
+            "bytes_freed": c.bytes_freed,
+        }),
+        Outcome::Streams(streams) => json!({
+            "change_in_progress": streams.change_in_progress,
+            "streams": streams.streams.iter().map(|s| json!({
+                "operation": s.operation,
+                "source": s.source,
+                "target": s.target,
+                "ranges_total": s.ranges_total,
+                "ranges_done": s.ranges_done,
+                "keys": s.keys,
+                "bytes": s.bytes,
+                "done": s.done,
+                "error": s.error,
+            })).collect::<Vec<_>>(),
+        }),
         Outcome::Status(status) => json!({
             "cluster_name": status.cluster_name,
             "replication_factor": status.replication_factor,
             "local_node_id": status.local_node_id,
+            "change_in_progress": status.change_in_progress,
             "nodes": status.members.iter().map(member_json).collect::<Vec<_>>(),
         }),
         Outcome::Ring(ring) => json!({

@@ -80,6 +80,16 @@ impl Session {
                 bar.finish_and_clear();
                 Outcome::Repaired(summary?)
             }
+            Command::Decommission => Outcome::Changed {
+                what: "decommissioned",
+                summary: self.client.decommission().await?,
+            },
+            Command::Removenode { node_id } => Outcome::Changed {
+                what: "removed",
+                summary: self.client.remove_node(node_id).await?,
+            },
+            Command::Cleanup => Outcome::Cleaned(self.client.cleanup().await?),
+            Command::Streams => Outcome::Streams(self.client.streams().await?),
             Command::Getendpoints { key } => Outcome::Endpoints {
                 endpoints: self.client.endpoints(key.clone()).await?,
                 key: key.clone(),

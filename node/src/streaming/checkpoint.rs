@@ -1,0 +1,175 @@
+//! How far a stream got, kept in the `meta` column family so that a node
+//! restarted in the middle of a topology change resumes where it stopped
+//! instead of starting over.
+//!
+//! The checkpoint is saved after each page is acknowledged by its target,
+//! and a `meta` write fsyncs the write-ahead log: on the receiving node,
+//! the cells of every page the checkpoint covers are durable with it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::identity::NodeId;
+use crate::ring::{Token, TokenRange};
+use crate::storage::{Storage, StorageError};
+
+/// A range copied to a target: (start, end, target).
+type Done = (i64, i64, NodeId);
+
+/// Progress of one operation's streams.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    done: BTreeSet<Done>,
+    /// The range being copied, its target, and the last key copied.
+    cursor: Option<(i64, i64, NodeId, Vec<u8>)>,
+    /// The dead node a replacement replaces.
+    #[serde(default)]
+    pub replaces: Option<NodeId>,
+    #[serde(skip)]
+    name: String,
+}
+
+fn meta_key(operation: &str) -> String {
+    format!("stream.{operation}")
+}
+
+impl Checkpoint {
+    /// The checkpoint of `operation`; `None` when it has none (never
+    /// started, or finished).
+    pub fn load(engine: &dyn Storage, operation: &str) -> Result<Option<Checkpoint>, StorageError> {
+        let Some(bytes) = engine.meta_get(&meta_key(operation))? else {
+            return Ok(None);
+        };
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        let mut checkpoint: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
+            StorageError::Task(format!(
+                "the stream checkpoint of {operation} is unreadable: {e}"
+            ))
+        })?;
+        checkpoint.name = operation.to_owned();
+        Ok(Some(checkpoint))
+    }
+
+    /// A fresh checkpoint of `operation`, saved so that the operation
+    /// counts as started.
+    pub async fn begin(
+        engine: &Arc<dyn Storage>,
+        operation: &str,
+        replaces: Option<NodeId>,
+    ) -> Result<Checkpoint, StorageError> {
+        let checkpoint = Checkpoint {
+            name: operation.to_owned(),
+            replaces,
+            ..Checkpoint::default()
+        };
+        checkpoint.save(engine).await?;
+        Ok(checkpoint)
+    }
+
+    /// Forgets `operation`'s checkpoint: it finished.
+    pub async fn clear(engine: &Arc<dyn Storage>, operation: &str) -> Result<(), StorageError> {
+        let (engine, key) = (engine.clone(), meta_key(operation));
+        crate::storage::blocking(move || engine.meta_put(&key, b"")).await?
+    }
+
+    async fn save(&self, engine: &Arc<dyn Storage>) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(self)
+            .map_err(|e| StorageError::Task(format!("cannot encode a stream checkpoint: {e}")))?;
+        let (engine, key) = (engine.clone(), meta_key(&self.name));
+        crate::storage::blocking(move || engine.meta_put(&key, &bytes)).await?
+    }
+
+    /// Whether `range` was already copied to `target`.
+    pub fn is_done(&self, range: TokenRange, target: NodeId) -> bool {
+        self.done.contains(&(range.start.0, range.end.0, target))
+    }
+
+    /// Where to resume copying `range` to `target`: after this key.
+    pub fn resume_after(&self, range: TokenRange, target: NodeId) -> Option<Bytes> {
+        match &self.cursor {
+            Some((start, end, to, key))
+                if (*start, *end, *to) == (range.start.0, range.end.0, target)
+                    && range.contains(Token::of(key)) =>
+            {
+                Some(Bytes::copy_from_slice(key))
+            }
+            _ => None,
+        }
+    }
+
+    /// Records that everything up to `after` of `range` reached `target`.
+    pub async fn advance(
+        &mut self,
+        engine: &Arc<dyn Storage>,
+        range: TokenRange,
+        target: NodeId,
+        after: &Bytes,
+    ) -> Result<(), StorageError> {
+        self.cursor = Some((range.start.0, range.end.0, target, after.to_vec()));
+        self.save(engine).await
+    }
+
+    /// Records that all of `range` reached `target`.
+    pub async fn finish(
+        &mut self,
+        engine: &Arc<dyn Storage>,
+        range: TokenRange,
+        target: NodeId,
+    ) -> Result<(), StorageError> {
+        self.cursor = None;
+        self.done.insert((range.start.0, range.end.0, target));
+        self.save(engine).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+
+    #[tokio::test]
+    async fn a_checkpoint_survives_a_reload_and_clears() {
+        let engine: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+        assert!(
+            Checkpoint::load(engine.as_ref(), "bootstrap")
+                .expect("load")
+                .is_none()
+        );
+        let target = NodeId(uuid::Uuid::from_u128(4));
+        let (a, b) = (
+            TokenRange::new(Token(i64::MIN), Token(0)),
+            TokenRange::new(Token(0), Token(i64::MIN)),
+        );
+        let mut checkpoint = Checkpoint::begin(&engine, "bootstrap", None)
+            .await
+            .expect("begin");
+        checkpoint.finish(&engine, a, target).await.expect("finish");
+        let key = (0u32..)
+            .map(|i| Bytes::from(format!("k{i}")))
+            .find(|k| b.contains(Token::of(k)))
+            .expect("a key of b");
+        checkpoint
+            .advance(&engine, b, target, &key)
+            .await
+            .expect("advance");
+        let loaded = Checkpoint::load(engine.as_ref(), "bootstrap")
+            .expect("load")
+            .expect("saved");
+        assert!(loaded.is_done(a, target));
+        assert!(!loaded.is_done(b, target));
+        assert_eq!(loaded.resume_after(b, target), Some(key));
+        assert_eq!(loaded.resume_after(a, target), None);
+        Checkpoint::clear(&engine, "bootstrap")
+            .await
+            .expect("clear");
+        assert!(
+            Checkpoint::load(engine.as_ref(), "bootstrap")
+                .expect("load")
+                .is_none()
+        );
+    }
+}

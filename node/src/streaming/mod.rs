@@ -1,0 +1,738 @@
+//! Streaming: moving token ranges between nodes when the ring changes —
+//! bootstrap (join), replace, decommission and removenode — and cleanup of
+//! the ranges a node no longer holds.
+//!
+//! Every change runs the same protocol, driven by one node (the joiner,
+//! the replacer, the leaver, or the node running removenode) through what
+//! it gossips:
+//! 1. Refuse if another change is in progress (see "one change at a time").
+//! 2. Announce the change in phase `read_old`. Every coordinator that sees
+//!    it sends writes to the replicas before *and* after the change, and
+//!    needs one more acknowledgement per replica added
+//!    (`ClusterView::write_replicas`), so a write reaches its level on both
+//!    replica sets; reads still use the old replicas.
+//! 3. Wait until every live node gossips the topology hash this node sees
+//!    (`Membership::await_agreement`), then one write timeout more, so no
+//!    write started under the old ring is still in flight. The change is
+//!    announced `pending` first: if, once every node has seen it, another
+//!    change shows up that was announced at the same time, the one whose
+//!    driver has the larger id (or that is still `pending` while the other
+//!    is not) withdraws; the survivor moves on to `read_old`.
+//! 4. Stream: for each range whose replicas change (`plan::movements`),
+//!    copy it to each new replica page by page (`Peer.StreamRange`, one
+//!    internode batch per page, then `WriteBatch`), throttled to
+//!    `stream_throughput_mb`, one page in flight per stream (backpressure),
+//!    checkpointed in `meta` after every page. A join streams each range
+//!    from the replica giving it up (strict source); another replica only
+//!    with `--allow-inconsistent-source`.
+//! 5. Announce phase `read_new` and wait for agreement: reads move to the
+//!    new replicas while writes still go to both.
+//! 6. Finish: the joiner turns NORMAL, the leaver LEFT, the removed or
+//!    replaced node is gossiped as removed; writes go to the new replicas
+//!    only.
+//!
+//! Because every node passes `read_new` before any passes the end, a
+//! coordinator that reads from the new replicas never meets one that
+//! writes only to the old, and vice versa.
+//!
+//! One change at a time: a node refuses to start a change while its view
+//! shows another in progress, naming it; a joiner waits for it (up to
+//! `join_timeout_ms`). The rule is checked against gossip, not agreed by
+//! consensus (CAVEATS).
+//!
+//! CAVEATS:
+//! - The one-at-a-time rule rests on gossip and the failure detector, not
+//!   on consensus: a node partitioned away (seen down) during another's
+//!   announcement can start a change of its own when it comes back before
+//!   it has heard of the first; the two then overlap (the CASSANDRA-2434
+//!   hazard) until the withdrawal check of the later one sees the first.
+//!   Cassandra 5 (TCM) and ScyllaDB (Raft) rule this out with a consensus
+//!   log; ringkv has none yet.
+//! - A node down during a change does not take part in the agreement; if
+//!   it comes back with an old view it may coordinate by it until gossip
+//!   reaches it (about one round).
+//! - Streamed cells are as durable on the target as any write under its
+//!   `commitlog_sync`.
+//! - Removenode relays every range through the node that runs it.
+
+mod checkpoint;
+pub mod plan;
+mod progress;
+mod throttle;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+pub use checkpoint::Checkpoint;
+pub use plan::{Movement, SourceError};
+pub use progress::{StreamHandle, StreamStatus, Streams};
+use throttle::Throttle;
+
+use crate::clock::HybridClock;
+use crate::identity::NodeId;
+use crate::membership::keys::{self, NodeStatus, Phase};
+use crate::membership::{Change, ClusterView, Membership};
+use crate::peer::{RepairTransport, ReplicaError};
+use crate::ring::{Token, TokenRange};
+use crate::storage::{Deleted, LocalStore, StorageError};
+
+/// Attempts of one page before a stream fails.
+const PAGE_ATTEMPTS: u32 = 30;
+/// Longest pause between attempts.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(2);
+/// Marks a node that decommissioned: it must not rejoin with its old data.
+const DECOMMISSIONED_KEY: &str = "topology.decommissioned";
+
+/// Settings of topology changes.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// 0: unthrottled.
+    pub throughput_bytes_per_second: u64,
+    /// A join may stream a range from a replica other than the one giving
+    /// it up when that one is down.
+    pub allow_inconsistent_source: bool,
+    /// How long each step waits for every live node to see it.
+    pub agreement_timeout: Duration,
+    /// Wait after agreement for writes started under the old ring (the
+    /// write timeout).
+    pub drain: Duration,
+    pub replication_factor: usize,
+}
+
+/// Why a topology change or cleanup was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error(
+        "a topology change is in progress: {0}; one change at a time, so wait until `ringkv status` shows every node NORMAL"
+    )]
+    InProgress(String),
+    #[error(
+        "decommission would leave {remaining} nodes, fewer than replication_factor = {replication_factor}; add a node first"
+    )]
+    TooFewNodes {
+        remaining: usize,
+        replication_factor: usize,
+    },
+    #[error("no node with id {0} is known to this cluster")]
+    UnknownNode(String),
+    #[error(
+        "node {name} ({id}) is up; removenode is for dead nodes (run `ringkv decommission` on it instead)"
+    )]
+    NodeAlive { name: String, id: NodeId },
+    #[error("{0}")]
+    Refused(String),
+    #[error("nodes {} did not see the change within {timeout:?}; it stays in progress and resumes when this node restarts", lagging.join(", "))]
+    NoAgreement {
+        lagging: Vec<String>,
+        timeout: Duration,
+    },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("streaming {range} from {from} to {to} failed: {error}")]
+    Stream {
+        range: TokenRange,
+        from: NodeId,
+        to: NodeId,
+        error: ReplicaError,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// What cleanup removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    pub ranges: usize,
+    pub deleted: Deleted,
+}
+
+/// Drives this node's part in topology changes.
+pub struct Topology {
+    local: NodeId,
+    membership: Arc<Membership>,
+    transport: Arc<dyn RepairTransport>,
+    store: LocalStore,
+    clock: Arc<HybridClock>,
+    settings: StreamSettings,
+    streams: Arc<Streams>,
+    /// Held while this node drives a change or runs a cleanup.
+    busy: tokio::sync::Mutex<()>,
+}
+
+/// A change in words, for errors and logs.
+pub fn describe(view: &ClusterView, change: &Change) -> String {
+    let name = |id: &NodeId| {
+        view.member(id)
+            .map_or_else(|| id.to_string(), |m| format!("{} ({id})", m.name))
+    };
+    match change {
+        Change::Join(node) => format!("node {} is joining", name(node)),
+        Change::Replace { node, replaces } => {
+            format!("node {} is replacing {}", name(node), name(replaces))
+        }
+        Change::Leave(node) => format!("node {} is leaving", name(node)),
+        Change::Remove { node, by } => format!("node {} is removing {}", name(by), name(node)),
+    }
+}
+
+/// Whether `view` shows a change in progress that `local` does not drive.
+pub fn change_in_progress(view: &ClusterView, local: NodeId) -> Option<String> {
+    change_in_progress_besides(view, &[local])
+}
+
+/// A change in progress driven by none of `drivers`, in words.
+fn change_in_progress_besides(view: &ClusterView, drivers: &[NodeId]) -> Option<String> {
+    view.transition()?
+        .changes
+        .iter()
+        .find(|(change, _)| !drivers.contains(&change.driver()))
+        .map(|(change, _)| describe(view, change))
+}
+
+impl Topology {
+    pub fn new(
+        membership: Arc<Membership>,
+        transport: Arc<dyn RepairTransport>,
+        store: LocalStore,
+        clock: Arc<HybridClock>,
+        settings: StreamSettings,
+    ) -> Self {
+        Self {
+            local: membership.view().local(),
+            membership,
+            transport,
+            store,
+            clock,
+            settings,
+            streams: Arc::new(Streams::default()),
+            busy: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The streams this node ran or runs.
+    pub fn streams(&self) -> &Arc<Streams> {
+        &self.streams
+    }
+
+    /// Whether this node decommissioned before (and must not rejoin).
+    pub fn was_decommissioned(store: &LocalStore) -> Result<bool, StorageError> {
+        Ok(store
+            .engine()
+            .meta_get(DECOMMISSIONED_KEY)?
+            .is_some_and(|v| !v.is_empty()))
+    }
+
+    fn busy(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, TopologyError> {
+        self.busy.try_lock().map_err(|_| {
+            TopologyError::InProgress(
+                "this node is already running a topology change or cleanup".into(),
+            )
+        })
+    }
+
+    fn idle(&self, view: &ClusterView) -> Result<(), TopologyError> {
+        match change_in_progress(view, self.local) {
+            Some(change) => Err(TopologyError::InProgress(change)),
+            None => Ok(()),
+        }
+    }
+
+    /// After this node's change reached every node: another change that
+    /// was announced at the same time, which this one must yield to — one
+    /// already past its announcement, or one whose driver has a smaller id.
+    fn contested(&self) -> Option<String> {
+        let view = self.membership.view();
+        let changes = &view.transition()?.changes;
+        changes
+            .iter()
+            .filter(|(change, _)| change.driver() != self.local)
+            .find(|(change, phase)| *phase != Phase::Pending || change.driver() < self.local)
+            .map(|(change, _)| describe(&view, change))
+    }
+
+    async fn announce(&self, pairs: Vec<(&'static str, String)>) {
+        self.membership.announce(pairs).await;
+    }
+
+    async fn agree(&self) -> Result<(), TopologyError> {
+        self.membership
+            .await_agreement(self.settings.agreement_timeout)
+            .await
+            .map_err(|lagging| TopologyError::NoAgreement {
+                lagging,
+                timeout: self.settings.agreement_timeout,
+            })
+    }
+
+    /// Steps 3 after an announcement: every live node saw it, and writes
+    /// started before have ended.
+    async fn settle(&self) -> Result<(), TopologyError> {
+        self.agree().await?;
+        tokio::time::sleep(self.settings.drain).await;
+        Ok(())
+    }
+
+    /// Join (or, with `replaces`, replace a dead node): announce the
+    /// tokens as pending, stream every range this node gains, then turn
+    /// NORMAL. Resumes from its checkpoint after a restart.
+    pub async fn bootstrap(
+        &self,
+        tokens: &[Token],
+        replaces: Option<NodeId>,
+    ) -> Result<(), TopologyError> {
+        let _busy = self.busy()?;
+        let operation = if replaces.is_some() {
+            "replace"
+        } else {
+            "bootstrap"
+        };
+        let engine = self.store.engine().clone();
+        let mut checkpoint = match Checkpoint::load(engine.as_ref(), operation)? {
+            Some(checkpoint) => checkpoint,
+            None => Checkpoint::begin(&engine, operation, replaces).await?,
+        };
+        let mut pairs = vec![
+            (keys::TOKENS, keys::encode_tokens(tokens)),
+            (keys::PHASE, Phase::Pending.as_str().to_owned()),
+            (keys::STATUS, NodeStatus::Joining.to_string()),
+        ];
+        if let Some(dead) = replaces {
+            pairs.push((keys::REPLACES, dead.to_string()));
+        }
+        self.announce(pairs).await;
+        tracing::info!(operation, tokens = tokens.len(), "announced pending tokens");
+        self.settle().await?;
+        if let Some(other) = self.contested() {
+            // Withdraw: back to choosing tokens, owning nothing.
+            tracing::warn!(%other, "another topology change started at the same time; withdrawing");
+            self.announce(vec![
+                (keys::TOKENS, String::new()),
+                (keys::PHASE, String::new()),
+                (keys::REPLACES, String::new()),
+            ])
+            .await;
+            Checkpoint::clear(&engine, operation).await?;
+            return Err(TopologyError::InProgress(other));
+        }
+        self.announce(vec![(keys::PHASE, Phase::ReadOld.as_str().to_owned())])
+            .await;
+        self.agree().await?;
+
+        // A source that is down (paused, partitioned, restarting) is
+        // waited for, up to the agreement timeout.
+        let deadline = tokio::time::Instant::now() + self.settings.agreement_timeout;
+        let by_source = loop {
+            match self.bootstrap_sources(replaces.is_none()) {
+                Ok(plan) => break plan,
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    tracing::info!(%error, "waiting for a streaming source");
+                    tokio::time::sleep(self.membership.interval()).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
+        for (source, ranges) in by_source {
+            self.stream(operation, source, self.local, &ranges, &mut checkpoint)
+                .await?;
+        }
+
+        self.announce(vec![(keys::PHASE, Phase::ReadNew.as_str().to_owned())])
+            .await;
+        self.agree().await?;
+        // Streamed and agreed: from here a restart comes back NORMAL.
+        Checkpoint::clear(&engine, operation).await?;
+        let mut done = vec![
+            (keys::PHASE, String::new()),
+            (keys::STATUS, NodeStatus::Normal.to_string()),
+        ];
+        if let Some(dead) = replaces {
+            let mut removed = self.membership.view().removed().clone();
+            removed.insert(dead);
+            done.push((keys::REMOVED, keys::encode_removed(&removed)));
+        }
+        self.announce(done).await;
+        tracing::info!(operation, "joined: NORMAL");
+        Ok(())
+    }
+
+    /// Where a joining (`strict`) or replacing node streams each range it
+    /// gains from, grouped by source.
+    fn bootstrap_sources(
+        &self,
+        strict: bool,
+    ) -> Result<BTreeMap<NodeId, Vec<TokenRange>>, SourceError> {
+        let view = self.membership.view();
+        let mut by_source: BTreeMap<NodeId, Vec<TokenRange>> = BTreeMap::new();
+        let Some(t) = view.transition() else {
+            return Ok(by_source);
+        };
+        for movement in plan::movements(&t.old, &t.new) {
+            if !movement.to.contains(&self.local) {
+                continue;
+            }
+            let (source, consistent) = plan::source(
+                &movement,
+                strict,
+                self.settings.allow_inconsistent_source,
+                |n| *n != self.local && view.is_alive(n),
+            )?;
+            if !consistent {
+                tracing::warn!(range = %movement.range, %source, "streaming from a replica other than the one giving the range up (--allow-inconsistent-source): a write acknowledged by a quorum may be missing until repair");
+            }
+            by_source.entry(source).or_default().push(movement.range);
+        }
+        Ok(by_source)
+    }
+
+    /// A bootstrap (or replacement) that was started and not finished:
+    /// `Some(replaces)`.
+    pub fn pending_bootstrap(store: &LocalStore) -> Result<Option<Option<NodeId>>, StorageError> {
+        for operation in ["bootstrap", "replace"] {
+            if let Some(checkpoint) = Checkpoint::load(store.engine().as_ref(), operation)? {
+                return Ok(Some(checkpoint.replaces));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Marks a bootstrap as started, before its tokens are saved, so a
+    /// restart at any point resumes it.
+    pub async fn begin_bootstrap(
+        store: &LocalStore,
+        replaces: Option<NodeId>,
+    ) -> Result<(), StorageError> {
+        let operation = if replaces.is_some() {
+            "replace"
+        } else {
+            "bootstrap"
+        };
+        Checkpoint::begin(store.engine(), operation, replaces).await?;
+        Ok(())
+    }
+
+    /// Decommission this node: LEAVING, stream every range it holds to
+    /// the new replicas, LEFT. The caller stops the node afterwards.
+    pub async fn decommission(&self) -> Result<(), TopologyError> {
+        let _busy = self.busy()?;
+        let view = self.membership.view();
+        self.idle(&view)?;
+        let me = view
+            .member(&self.local)
+            .ok_or_else(|| TopologyError::Refused("this node is not a member yet".into()))?;
+        if me.status != NodeStatus::Normal {
+            return Err(TopologyError::Refused(format!(
+                "this node is {}; only a NORMAL node can decommission",
+                me.status
+            )));
+        }
+        let nodes = view.ring().nodes().len();
+        let rf = self.settings.replication_factor;
+        if nodes.saturating_sub(1) < rf {
+            return Err(TopologyError::TooFewNodes {
+                remaining: nodes.saturating_sub(1),
+                replication_factor: rf,
+            });
+        }
+        let operation = "decommission";
+        let engine = self.store.engine().clone();
+        let mut checkpoint = Checkpoint::begin(&engine, operation, None).await?;
+        self.announce(vec![
+            (keys::PHASE, Phase::Pending.as_str().to_owned()),
+            (keys::STATUS, NodeStatus::Leaving.to_string()),
+        ])
+        .await;
+        tracing::info!("decommissioning: LEAVING");
+        let outcome = async {
+            self.settle().await?;
+            if let Some(other) = self.contested() {
+                return Err(TopologyError::InProgress(other));
+            }
+            self.announce(vec![(keys::PHASE, Phase::ReadOld.as_str().to_owned())])
+                .await;
+            self.agree().await?;
+            let view = self.membership.view();
+            let mut by_target: BTreeMap<NodeId, Vec<TokenRange>> = BTreeMap::new();
+            if let Some(t) = view.transition() {
+                for movement in plan::movements(&t.old, &t.new) {
+                    if movement.from.contains(&self.local) {
+                        for target in &movement.to {
+                            by_target.entry(*target).or_default().push(movement.range);
+                        }
+                    }
+                }
+            }
+            for (target, ranges) in by_target {
+                self.stream(operation, self.local, target, &ranges, &mut checkpoint)
+                    .await?;
+            }
+            self.announce(vec![(keys::PHASE, Phase::ReadNew.as_str().to_owned())])
+                .await;
+            self.agree().await
+        }
+        .await;
+        if let Err(error) = outcome {
+            // Back to NORMAL: this node still holds its ranges and received
+            // every write meanwhile, so the old ring is whole.
+            tracing::warn!(%error, "decommission failed; back to NORMAL");
+            self.announce(vec![
+                (keys::PHASE, String::new()),
+                (keys::STATUS, NodeStatus::Normal.to_string()),
+            ])
+            .await;
+            return Err(error);
+        }
+        {
+            let engine = engine.clone();
+            crate::storage::blocking(move || engine.meta_put(DECOMMISSIONED_KEY, b"1")).await??;
+        }
+        Checkpoint::clear(&engine, operation).await?;
+        self.announce(vec![
+            (keys::PHASE, String::new()),
+            (keys::STATUS, NodeStatus::Left.to_string()),
+        ])
+        .await;
+        // Let the others hear it before this node stops gossiping.
+        if let Err(error) = self.agree().await {
+            tracing::warn!(%error, "not every node saw LEFT yet; gossip will tell them");
+        }
+        tracing::info!("decommissioned: LEFT");
+        Ok(())
+    }
+
+    /// Remove a dead node: its ranges are re-replicated from the surviving
+    /// replicas to the new ones, then it is gossiped as removed.
+    pub async fn remove(&self, node: NodeId) -> Result<(), TopologyError> {
+        let _busy = self.busy()?;
+        let view = self.membership.view();
+        let member = view
+            .member(&node)
+            .filter(|m| m.status != NodeStatus::Left)
+            .ok_or_else(|| TopologyError::UnknownNode(node.to_string()))?;
+        if node == self.local || view.is_alive(&node) {
+            return Err(TopologyError::NodeAlive {
+                name: member.name.clone(),
+                id: node,
+            });
+        }
+        // A dead node's own change (a join or decommission it died in) is
+        // what removing it ends; any other change must finish first.
+        if let Some(change) = change_in_progress_besides(&view, &[self.local, node]) {
+            return Err(TopologyError::InProgress(change));
+        }
+        let operation = "removenode";
+        let engine = self.store.engine().clone();
+        let mut checkpoint = Checkpoint::begin(&engine, operation, None).await?;
+        self.announce(vec![(
+            keys::REMOVING,
+            keys::encode_removing(&node, Phase::Pending),
+        )])
+        .await;
+        tracing::info!(node = %member.name, "removing a dead node");
+        let outcome = async {
+            self.settle().await?;
+            if let Some(other) = self.contested() {
+                return Err(TopologyError::InProgress(other));
+            }
+            self.announce(vec![(
+                keys::REMOVING,
+                keys::encode_removing(&node, Phase::ReadOld),
+            )])
+            .await;
+            self.agree().await?;
+            let view = self.membership.view();
+            let mut by_pair: BTreeMap<(NodeId, NodeId), Vec<TokenRange>> = BTreeMap::new();
+            if let Some(t) = view.transition() {
+                for movement in plan::movements(&t.old, &t.new) {
+                    if !movement.from.contains(&node) {
+                        continue;
+                    }
+                    let (source, _) = plan::source(&movement, false, false, |n| view.is_alive(n))?;
+                    for target in &movement.to {
+                        by_pair
+                            .entry((source, *target))
+                            .or_default()
+                            .push(movement.range);
+                    }
+                }
+            }
+            for ((source, target), ranges) in by_pair {
+                self.stream(operation, source, target, &ranges, &mut checkpoint)
+                    .await?;
+            }
+            self.announce(vec![(
+                keys::REMOVING,
+                keys::encode_removing(&node, Phase::ReadNew),
+            )])
+            .await;
+            self.agree().await
+        }
+        .await;
+        if let Err(error) = outcome {
+            tracing::warn!(%error, "removenode failed; the node stays in the ring");
+            self.announce(vec![(keys::REMOVING, String::new())]).await;
+            return Err(error);
+        }
+        Checkpoint::clear(&engine, operation).await?;
+        let mut removed = view.removed().clone();
+        removed.insert(node);
+        self.announce(vec![
+            (keys::REMOVED, keys::encode_removed(&removed)),
+            (keys::REMOVING, String::new()),
+        ])
+        .await;
+        if let Err(error) = self.agree().await {
+            tracing::warn!(%error, "not every node saw the removal yet; gossip will tell them");
+        }
+        tracing::info!(node = %member.name, "removed");
+        Ok(())
+    }
+
+    /// Deletes the local data of every range this node does not replicate.
+    pub async fn cleanup(&self) -> Result<CleanupReport, TopologyError> {
+        let _busy = self.busy()?;
+        let view = self.membership.view();
+        if let Some(t) = view.transition() {
+            let what = t
+                .changes
+                .first()
+                .map(|(change, _)| describe(&view, change))
+                .unwrap_or_default();
+            return Err(TopologyError::InProgress(what));
+        }
+        let ring = view.ring();
+        if !ring.nodes().contains(&self.local) {
+            return Err(TopologyError::Refused(
+                "this node owns no tokens in the ring; cleanup would delete everything".into(),
+            ));
+        }
+        // Ranges this node does not replicate, neighbours merged.
+        let mut unowned: Vec<TokenRange> = Vec::new();
+        for (range, replicas) in ring.ranges() {
+            if replicas.contains(&self.local) {
+                continue;
+            }
+            match unowned.last_mut() {
+                Some(last) if last.end == range.start => last.end = range.end,
+                _ => unowned.push(range),
+            }
+        }
+        let mut report = CleanupReport {
+            ranges: unowned.len(),
+            ..CleanupReport::default()
+        };
+        for range in unowned {
+            let engine = self.store.engine().clone();
+            let deleted = crate::storage::blocking(move || engine.delete_range(range)).await??;
+            report.deleted.keys += deleted.keys;
+            report.deleted.bytes += deleted.bytes;
+        }
+        metrics::counter!(crate::metrics::CLEANUP_BYTES).increment(report.deleted.bytes);
+        tracing::info!(
+            ranges = report.ranges,
+            keys = report.deleted.keys,
+            bytes = report.deleted.bytes,
+            "cleanup done"
+        );
+        Ok(report)
+    }
+
+    /// Copies `ranges` from `source` to `target`, skipping what the
+    /// checkpoint says is done.
+    async fn stream(
+        &self,
+        operation: &'static str,
+        source: NodeId,
+        target: NodeId,
+        ranges: &[TokenRange],
+        checkpoint: &mut Checkpoint,
+    ) -> Result<(), TopologyError> {
+        let handle = self
+            .streams
+            .start(operation, (source, target), ranges.len(), self.local);
+        let outcome = self
+            .copy_ranges(&handle, source, target, ranges, checkpoint)
+            .await;
+        handle.finish(outcome.as_ref().err().map(ToString::to_string));
+        outcome
+    }
+
+    async fn copy_ranges(
+        &self,
+        handle: &StreamHandle,
+        source: NodeId,
+        target: NodeId,
+        ranges: &[TokenRange],
+        checkpoint: &mut Checkpoint,
+    ) -> Result<(), TopologyError> {
+        let mut throttle = Throttle::new(self.settings.throughput_bytes_per_second);
+        let engine = self.store.engine().clone();
+        for range in ranges {
+            if checkpoint.is_done(*range, target) {
+                handle.range_done();
+                continue;
+            }
+            let mut after = checkpoint.resume_after(*range, target);
+            let failed = |error| TopologyError::Stream {
+                range: *range,
+                from: source,
+                to: target,
+                error,
+            };
+            loop {
+                let (cells, more) =
+                    retrying(|| self.transport.stream_range(source, *range, after.clone()))
+                        .await
+                        .map_err(failed)?;
+                if let Some((last, _)) = cells.last() {
+                    let last: Bytes = last.clone();
+                    let keys = cells.len() as u64;
+                    let bytes: u64 = cells
+                        .iter()
+                        .map(|(k, c)| (k.len() + c.encoded_len()) as u64)
+                        .sum();
+                    for (_, cell) in &cells {
+                        self.clock.observe(cell.timestamp);
+                    }
+                    retrying(|| self.transport.write_batch(target, cells.clone()))
+                        .await
+                        .map_err(failed)?;
+                    handle.copied(keys, bytes);
+                    checkpoint.advance(&engine, *range, target, &last).await?;
+                    throttle.pace(bytes).await;
+                    after = Some(last);
+                }
+                if !more {
+                    break;
+                }
+            }
+            checkpoint.finish(&engine, *range, target).await?;
+            handle.range_done();
+        }
+        Ok(())
+    }
+}
+
+/// Runs `call` until it succeeds, up to [`PAGE_ATTEMPTS`] times with
+/// growing pauses: a peer that restarts mid-stream is waited for.
+async fn retrying<T>(
+    mut call: impl FnMut() -> BoxFuture<'static, Result<T, ReplicaError>>,
+) -> Result<T, ReplicaError> {
+    let mut pause = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(error) if attempt >= PAGE_ATTEMPTS => return Err(error),
+            Err(error) => {
+                tracing::debug!(%error, attempt, "stream page failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                attempt += 1;
+            }
+        }
+    }
+}
