@@ -18,6 +18,8 @@ pub struct DockerCluster {
     project: String,
     subnet_prefix: String,
     compose_file: PathBuf,
+    /// The file that adds nodes 4 and 5.
+    grow_file: PathBuf,
     compose: Vec<String>,
     env: Vec<(String, String)>,
 }
@@ -58,8 +60,9 @@ impl DockerCluster {
         subnet_prefix: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<DockerCluster> {
-        let compose_file =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/docker/docker-compose.yml");
+        let docker_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/docker");
+        let compose_file = docker_dir.join("docker-compose.yml");
+        let grow_file = docker_dir.join("docker-compose.5nodes.yml");
         let mut all_env: Vec<(String, String)> = vec![
             ("RINGKV_SUBNET_PREFIX".into(), subnet_prefix.into()),
             ("RINGKV_CLIENT_PORT".into(), "17400".into()),
@@ -70,27 +73,56 @@ impl DockerCluster {
             project: project.to_owned(),
             subnet_prefix: subnet_prefix.to_owned(),
             compose_file,
+            grow_file,
             compose: compose_command()?,
             env: all_env,
         };
         // A leftover from an interrupted run would hold the subnet.
-        let _ = cluster.compose(&["down", "-v"]);
+        let _ = cluster.compose_all(&["down", "-v"]);
         cluster.compose(&["up", "-d"])?;
         cluster.wait_for_view(&[1, 2, 3], &[]).await?;
         Ok(cluster)
     }
 
     fn compose(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.compose_files(&[&self.compose_file], args)
+    }
+
+    /// Compose over the 3-node file and the one adding nodes 4 and 5.
+    fn compose_all(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.compose_files(&[&self.compose_file, &self.grow_file], args)
+    }
+
+    fn compose_files(&self, files: &[&PathBuf], args: &[&str]) -> anyhow::Result<String> {
         let mut command = Command::new(&self.compose[0]);
         command
             .args(&self.compose[1..])
             .arg("-p")
-            .arg(&self.project)
-            .arg("-f")
-            .arg(&self.compose_file)
+            .arg(&self.project);
+        for file in files {
+            command.arg("-f").arg(file);
+        }
+        command
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         run(&mut command)
+    }
+
+    /// Starts nodes 4 and 5 (`docker-compose.5nodes.yml`) next to the
+    /// running three: they join the cluster one after the other.
+    pub fn grow(&self) -> anyhow::Result<()> {
+        self.compose_all(&["up", "-d"]).map(|_| ())
+    }
+
+    /// Removes node `n`'s container and volume (after it decommissioned).
+    pub fn remove(&self, n: usize) -> anyhow::Result<()> {
+        self.compose_all(&["rm", "-s", "-f", "-v", &format!("ringkv-{n}")])?;
+        let volume = format!("{}_ringkv-{n}-data", self.project.replace('-', ""));
+        // Compose v1 strips the project name of dashes; v2 keeps them.
+        for name in [volume, format!("{}_ringkv-{n}-data", self.project)] {
+            let _ = self.docker(&["volume", "rm", &name]);
+        }
+        Ok(())
     }
 
     /// `docker ARGS...`.
@@ -232,11 +264,11 @@ impl DockerCluster {
 impl Drop for DockerCluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            for n in 1..=3 {
+            for n in 1..=5 {
                 eprintln!("---- last log lines of ringkv-{n} ----\n{}", self.logs(n));
             }
         }
-        if let Err(error) = self.compose(&["down", "-v"]) {
+        if let Err(error) = self.compose_all(&["down", "-v"]) {
             eprintln!("cannot tear down {}: {error}", self.project);
         }
     }

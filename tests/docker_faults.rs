@@ -1,5 +1,6 @@
-//! Fault tests against the Docker cluster: partition, crash, pause, and
-//! losing a quorum, each under a QUORUM writer of unique keys. After every
+//! Fault tests against the Docker cluster: partition, crash, pause,
+//! losing a quorum, and growing to 5 nodes and back, each under a QUORUM
+//! writer of unique keys. After every
 //! fault: every write the client saw acknowledged is read back at QUORUM,
 //! and the replicas converge to identical Merkle roots; a table reports
 //! acknowledged writes, lost writes and time to converge.
@@ -281,6 +282,41 @@ async fn kill_two_nodes(cluster: &DockerCluster) -> Outcome {
     }
 }
 
+/// Grows the cluster from 3 to 5 nodes (bootstrap streaming) and shrinks
+/// it back (decommission of nodes 5 and 4) under the writer.
+async fn grow_and_shrink(cluster: &DockerCluster) -> Outcome {
+    let writer = start_writer(
+        cluster.client(&[1, 2, 3], true, 3).await.expect("client"),
+        "topology",
+    );
+    settle_writes(3).await;
+    cluster.grow().expect("start nodes 4 and 5");
+    cluster
+        .wait_for_view(&[1, 2, 3, 4, 5], &[])
+        .await
+        .expect("5 nodes NORMAL");
+    settle_writes(3).await;
+    for n in [5, 4] {
+        let client = cluster.client(&[n], false, 0).await.expect("client");
+        let summary = client.decommission().await.expect("decommission");
+        eprintln!("ringkv-{n} decommissioned: {summary:?}");
+        cluster.remove(n).expect("remove the container");
+    }
+    cluster
+        .wait_for_view(&[1, 2, 3], &[])
+        .await
+        .expect("3 nodes again");
+    settle_writes(2).await;
+    let (acked, failed) = writer.finish().await;
+    Outcome {
+        scenario: "grow 3 -> 5 -> 3 nodes",
+        converged_after: converge(cluster).await,
+        lost: lost(cluster, &acked).await,
+        acknowledged: acked.len(),
+        failed,
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs Docker and the ringkv:local image: deploy/docker/fault-tests.sh"]
 async fn faults_lose_no_acknowledged_write_and_replicas_converge() {
@@ -296,6 +332,7 @@ async fn faults_lose_no_acknowledged_write_and_replicas_converge() {
     outcomes.push(kill_one_node(&cluster).await);
     outcomes.push(pause_one_node(&cluster).await);
     outcomes.push(kill_two_nodes(&cluster).await);
+    outcomes.push(grow_and_shrink(&cluster).await);
 
     println!();
     println!(

@@ -113,6 +113,8 @@ pub struct StreamInfo {
     pub done: bool,
     /// Why it failed.
     pub error: Option<String>,
+    /// How long it has run (or ran, once done).
+    pub elapsed: std::time::Duration,
 }
 
 /// The streams of a node, and the change in progress.
@@ -140,6 +142,7 @@ impl From<pb::StreamsResponse> for Streams {
                     bytes: s.bytes,
                     done: s.done,
                     error: Some(s.error).filter(|e| !e.is_empty()),
+                    elapsed: std::time::Duration::from_millis(s.elapsed_ms),
                 })
                 .collect(),
             change_in_progress: Some(r.change_in_progress).filter(|c| !c.is_empty()),

@@ -5,7 +5,8 @@
 #   1. a 30 s network partition of one node (writers on both sides),
 #   2. docker kill of one node mid-write, then restart,
 #   3. docker pause of one node past failure detection, then unpause,
-#   4. docker kill of 2 of 3 nodes (no write may be acknowledged).
+#   4. docker kill of 2 of 3 nodes (no write may be acknowledged),
+#   5. growing to 5 nodes (bootstrap streaming) and back to 3 (decommission).
 # After each it reads back every acknowledged write at QUORUM, waits for
 # identical Merkle roots on all nodes, and prints a table of acknowledged
 # writes, lost writes (must be 0) and time to converge.

@@ -199,15 +199,17 @@ async fn clients_of(nodes: &[&TestNode]) -> Vec<Client> {
     clients
 }
 
-/// Cells a node streamed in, by its `ringkv streams`.
-async fn streamed_in(node: &TestNode) -> u64 {
+/// Cells and bytes a node streamed in, and the time its streams (which
+/// run one after another) took, by its `ringkv streams`.
+async fn streamed_in(node: &TestNode) -> (u64, u64, Duration) {
     let streams = node.client().await.streams().await.expect("streams");
     streams
         .streams
         .iter()
         .filter(|s| s.target == node.name())
-        .map(|s| s.keys)
-        .sum()
+        .fold((0, 0, Duration::ZERO), |(k, b, t), s| {
+            (k + s.keys, b + s.bytes, t + s.elapsed)
+        })
 }
 
 fn joiner(name: &str, seed: &TestNode) -> NodeOptions {
@@ -240,11 +242,12 @@ async fn the_cluster_grows_and_shrinks_under_a_writer_without_losing_or_hiding_a
     for node in &cluster.nodes {
         node.wait_for_view(&names, &[]).await.expect("view");
     }
-    let moved = streamed_in(&cluster.nodes[3]).await;
+    let (moved, bytes, streaming) = streamed_in(&cluster.nodes[3]).await;
     let total = (loaded.len() as u64 + writer.writes.load(Ordering::Relaxed)) * 3;
     let ratio = moved as f64 / (total as f64 / 4.0);
     eprintln!(
-        "join: n4 streamed {moved} cells of ~{total} stored ({:.3} of the data; ideal 1/4), data-moved ratio {ratio:.3}, in {join_time:?}",
+        "join: n4 streamed {moved} cells ({bytes} bytes, {:.1} MB/s over {streaming:?} of streaming) of ~{total} stored ({:.3} of the data; ideal 1/4), data-moved ratio {ratio:.3}; the join took {join_time:?}",
+        bytes as f64 / 1e6 / streaming.as_secs_f64().max(0.001),
         moved as f64 / total as f64
     );
     assert!(

@@ -318,6 +318,7 @@ impl Admin for AdminService {
                     bytes: s.bytes,
                     done: s.done,
                     error: s.error.clone().unwrap_or_default(),
+                    elapsed_ms: s.elapsed().as_millis() as u64,
                 })
                 .collect(),
             change_in_progress: change_in_progress(&view),

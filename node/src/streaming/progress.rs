@@ -23,6 +23,16 @@ pub struct StreamStatus {
     pub done: bool,
     /// Why the stream stopped, when it failed.
     pub error: Option<String>,
+    pub started: tokio::time::Instant,
+    /// How long it ran, once done.
+    pub took: Option<std::time::Duration>,
+}
+
+impl StreamStatus {
+    /// How long the stream has run (or ran).
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.took.unwrap_or_else(|| self.started.elapsed())
+    }
 }
 
 /// The streams of this node.
@@ -58,6 +68,8 @@ impl Streams {
             bytes: 0,
             done: false,
             error: None,
+            started: tokio::time::Instant::now(),
+            took: None,
         };
         let mut all = self.all.lock().unwrap_or_else(|p| p.into_inner());
         // Forget the oldest finished streams past the limit.
@@ -120,6 +132,7 @@ impl StreamHandle {
         self.update(|s| {
             s.done = true;
             s.error = error;
+            s.took = Some(s.started.elapsed());
         });
     }
 }

@@ -236,7 +236,7 @@ mod tests {
         let (_, found) = ShellHelper.complete("st", 2, &ctx).expect("complete");
         assert_eq!(
             found.iter().map(|p| p.display.as_str()).collect::<Vec<_>>(),
-            ["STATUS"]
+            ["STATUS", "STREAMS"]
         );
         let (start, found) = ShellHelper
             .complete("consistency qu", 14, &ctx)

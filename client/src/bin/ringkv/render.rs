@@ -297,6 +297,7 @@ fn streams_text(streams: &Streams) -> String {
         "Ranges".into(),
         "Keys".into(),
         "Bytes".into(),
+        "Rate".into(),
         "State".into(),
     ]];
     for s in &streams.streams {
@@ -312,6 +313,10 @@ fn streams_text(streams: &Streams) -> String {
             format!("{}/{}", s.ranges_done, s.ranges_total),
             s.keys.to_string(),
             human_bytes(s.bytes),
+            format!(
+                "{}/s",
+                human_bytes((s.bytes as f64 / s.elapsed.as_secs_f64().max(0.001)) as u64)
+            ),
             state,
         ]);
     }
@@ -390,6 +395,7 @@ pub fn json(outcome: &Outcome) -> serde_json::Value {
                 "bytes": s.bytes,
                 "done": s.done,
                 "error": s.error,
+                "elapsed_ms": s.elapsed.as_millis() as u64,
             })).collect::<Vec<_>>(),
         }),
         Outcome::Status(status) => json!({
