@@ -56,14 +56,16 @@ pub struct Member {
     #[serde(skip)]
     pub repair_failed: Vec<(i64, i64)>,
     /// The phase of the topology change this node drives (joining,
-    /// leaving, replacing); `None` reads as `pending`.
-    #[serde(skip)]
+    /// leaving, replacing); `None` reads as `pending`. Remembered across
+    /// restarts with the rest, so a restarted node routes by the phase it
+    /// last saw until gossip tells it more.
+    #[serde(default)]
     pub phase: Option<Phase>,
     /// The dead node this one replaces.
-    #[serde(skip)]
+    #[serde(default)]
     pub replaces: Option<NodeId>,
     /// A removal this node drives, and its phase.
-    #[serde(skip)]
+    #[serde(default)]
     pub removing: Option<(NodeId, Phase)>,
     /// Nodes this node knows were removed.
     #[serde(skip)]

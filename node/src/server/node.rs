@@ -236,11 +236,13 @@ impl Node {
             );
         }
         let tokens = persist::load_tokens(engine.as_ref())?;
-        // A bootstrap a restart interrupted resumes (`Some(replaces)`).
+        // A bootstrap a restart interrupted resumes (`Some(replaces)`); a
+        // decommission it interrupted is rolled back.
         let pending = match tokens {
             Some(_) => Topology::pending_bootstrap(&self.store)?,
             None => None,
         };
+        let leaving = tokens.is_some() && Topology::decommission_interrupted(&self.store)?;
         let gossip = GossipSettings {
             node_id,
             cluster_name: config.cluster_name.clone(),
@@ -258,7 +260,7 @@ impl Node {
             &self.name,
             &self.advertised,
             tokens.as_deref(),
-            pending,
+            (pending, leaving),
             last_repair,
         );
         let membership = Membership::start(
@@ -287,6 +289,9 @@ impl Node {
             self.clock.clone(),
             config.stream_settings(),
         ));
+        if leaving {
+            topology.abandon_decommission().await?;
+        }
         let mut bootstrap = match (tokens, pending) {
             (Some(_), None) => None,
             (Some(tokens), Some(replaces)) => {
@@ -636,16 +641,22 @@ fn initial_gossip(
     name: &str,
     advertised: &Advertised,
     tokens: Option<&[crate::ring::Token]>,
-    pending: Option<Option<NodeId>>,
+    (pending, leaving): (Option<Option<NodeId>>, bool),
     last_repair: i64,
 ) -> Vec<(String, String)> {
     // A bootstrap that a restart interrupted gossips its tokens as pending
-    // from the first message, so coordinators keep sending it writes.
+    // from the first message, so coordinators keep sending it writes; an
+    // interrupted decommission gossips LEAVING at read_old until it has
+    // rolled back.
     let status = match (tokens, pending) {
+        (Some(_), None) if leaving => NodeStatus::Leaving,
         (Some(_), None) => NodeStatus::Normal,
         _ => NodeStatus::Joining,
     };
     let mut extra = Vec::new();
+    if leaving {
+        extra.push((keys::PHASE, keys::Phase::ReadOld.as_str().to_owned()));
+    }
     if let Some(replaces) = pending {
         extra.push((keys::PHASE, keys::Phase::Pending.as_str().to_owned()));
         if let Some(dead) = replaces {

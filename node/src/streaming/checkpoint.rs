@@ -15,15 +15,16 @@ use crate::identity::NodeId;
 use crate::ring::{Token, TokenRange};
 use crate::storage::{Storage, StorageError};
 
-/// A range copied to a target: (start, end, target).
-type Done = (i64, i64, NodeId);
+/// A range copied from a source to a target: (start, end, source, target).
+type Done = (i64, i64, NodeId, NodeId);
 
 /// Progress of one operation's streams.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Checkpoint {
     done: BTreeSet<Done>,
-    /// The range being copied, its target, and the last key copied.
-    cursor: Option<(i64, i64, NodeId, Vec<u8>)>,
+    /// The range being copied, its source and target, and the last key
+    /// copied.
+    cursor: Option<(i64, i64, NodeId, NodeId, Vec<u8>)>,
     /// The dead node a replacement replaces.
     #[serde(default)]
     pub replaces: Option<NodeId>,
@@ -83,16 +84,22 @@ impl Checkpoint {
         crate::storage::blocking(move || engine.meta_put(&key, &bytes)).await?
     }
 
-    /// Whether `range` was already copied to `target`.
-    pub fn is_done(&self, range: TokenRange, target: NodeId) -> bool {
-        self.done.contains(&(range.start.0, range.end.0, target))
+    /// Whether `range` was already copied along `(source, target)`.
+    pub fn is_done(&self, range: TokenRange, (source, target): (NodeId, NodeId)) -> bool {
+        self.done
+            .contains(&(range.start.0, range.end.0, source, target))
     }
 
-    /// Where to resume copying `range` to `target`: after this key.
-    pub fn resume_after(&self, range: TokenRange, target: NodeId) -> Option<Bytes> {
+    /// Where to resume copying `range` along `(source, target)`: after
+    /// this key.
+    pub fn resume_after(
+        &self,
+        range: TokenRange,
+        (source, target): (NodeId, NodeId),
+    ) -> Option<Bytes> {
         match &self.cursor {
-            Some((start, end, to, key))
-                if (*start, *end, *to) == (range.start.0, range.end.0, target)
+            Some((start, end, from, to, key))
+                if (*start, *end, *from, *to) == (range.start.0, range.end.0, source, target)
                     && range.contains(Token::of(key)) =>
             {
                 Some(Bytes::copy_from_slice(key))
@@ -101,27 +108,28 @@ impl Checkpoint {
         }
     }
 
-    /// Records that everything up to `after` of `range` reached `target`.
+    /// Records that everything up to `after` of `range` reached the target.
     pub async fn advance(
         &mut self,
         engine: &Arc<dyn Storage>,
         range: TokenRange,
-        target: NodeId,
+        (source, target): (NodeId, NodeId),
         after: &Bytes,
     ) -> Result<(), StorageError> {
-        self.cursor = Some((range.start.0, range.end.0, target, after.to_vec()));
+        self.cursor = Some((range.start.0, range.end.0, source, target, after.to_vec()));
         self.save(engine).await
     }
 
-    /// Records that all of `range` reached `target`.
+    /// Records that all of `range` reached the target.
     pub async fn finish(
         &mut self,
         engine: &Arc<dyn Storage>,
         range: TokenRange,
-        target: NodeId,
+        (source, target): (NodeId, NodeId),
     ) -> Result<(), StorageError> {
         self.cursor = None;
-        self.done.insert((range.start.0, range.end.0, target));
+        self.done
+            .insert((range.start.0, range.end.0, source, target));
         self.save(engine).await
     }
 }
@@ -139,7 +147,10 @@ mod tests {
                 .expect("load")
                 .is_none()
         );
-        let target = NodeId(uuid::Uuid::from_u128(4));
+        let target = (
+            NodeId(uuid::Uuid::from_u128(1)),
+            NodeId(uuid::Uuid::from_u128(4)),
+        );
         let (a, b) = (
             TokenRange::new(Token(i64::MIN), Token(0)),
             TokenRange::new(Token(0), Token(i64::MIN)),

@@ -24,7 +24,12 @@
 //!    `stream_throughput_mb`, one page in flight per stream (backpressure),
 //!    checkpointed in `meta` after every page. A join streams each range
 //!    from the replica giving it up (strict source); another replica only
-//!    with `--allow-inconsistent-source`.
+//!    with `--allow-inconsistent-source`. A replacement or removal, whose
+//!    node giving the range up is dead, streams it from every live replica
+//!    that keeps it: a write a quorum acknowledged may be on one of them
+//!    only. The plan is made once this change is the only one in
+//!    progress, and made again (streaming what is new) if it changed by
+//!    the end.
 //! 5. Announce phase `read_new` and wait for agreement: reads move to the
 //!    new replicas while writes still go to both.
 //! 6. Finish: the joiner turns NORMAL, the leaver LEFT, the removed or
@@ -54,6 +59,11 @@
 //! - Streamed cells are as durable on the target as any write under its
 //!   `commitlog_sync`.
 //! - Removenode relays every range through the node that runs it.
+//! - A restarted node routes by the view it remembers (phases included)
+//!   until gossip reaches it, which takes about a round.
+//! - Removed node ids are gossiped as a list of at most
+//!   `keys::MAX_REMOVED`; past that many removals a node started afresh may
+//!   not learn of the oldest.
 
 mod checkpoint;
 pub mod plan;
@@ -141,6 +151,30 @@ pub enum TopologyError {
     },
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// Ranges to copy, by (source, target).
+type Copies = BTreeMap<(NodeId, NodeId), Vec<TokenRange>>;
+
+/// Every live replica that keeps `movement`'s range, other than `target`;
+/// an error when there is none.
+fn every_live_keeper(
+    movement: &Movement,
+    target: NodeId,
+    live: &impl Fn(&NodeId) -> bool,
+) -> Result<Vec<NodeId>, SourceError> {
+    let keepers: Vec<NodeId> = movement
+        .kept
+        .iter()
+        .filter(|n| **n != target && live(n))
+        .copied()
+        .collect();
+    if keepers.is_empty() {
+        return Err(SourceError::NoLiveReplica {
+            range: movement.range,
+        });
+    }
+    Ok(keepers)
 }
 
 /// What cleanup removed.
@@ -244,14 +278,126 @@ impl Topology {
     /// After this node's change reached every node: another change that
     /// was announced at the same time, which this one must yield to — one
     /// already past its announcement, or one whose driver has a smaller id.
-    fn contested(&self) -> Option<String> {
+    /// Changes driven by `ignoring` (a dead node being removed) do not
+    /// count.
+    fn contested(&self, ignoring: &[NodeId]) -> Option<String> {
         let view = self.membership.view();
         let changes = &view.transition()?.changes;
         changes
             .iter()
-            .filter(|(change, _)| change.driver() != self.local)
+            .filter(|(change, _)| {
+                change.driver() != self.local && !ignoring.contains(&change.driver())
+            })
             .find(|(change, phase)| *phase != Phase::Pending || change.driver() < self.local)
             .map(|(change, _)| describe(&view, change))
+    }
+
+    /// Waits until this node's change is the only one in progress (besides
+    /// those driven by `ignoring`): a change that lost the contest takes a
+    /// moment to withdraw, and its ranges must not shape this one's plan.
+    async fn await_alone(&self, ignoring: &[NodeId]) -> Result<(), TopologyError> {
+        let deadline = tokio::time::Instant::now() + self.settings.agreement_timeout;
+        let mut drivers = ignoring.to_vec();
+        drivers.push(self.local);
+        loop {
+            let view = self.membership.view();
+            let Some(other) = change_in_progress_besides(&view, &drivers) else {
+                return Ok(());
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(TopologyError::InProgress(other));
+            }
+            tokio::time::sleep(self.membership.interval()).await;
+        }
+    }
+
+    /// The copies `change` needs, from the current view: (source, target)
+    /// pairs and their ranges. A join streams each range from the replica
+    /// giving it up; a replacement and a removal, whose node giving the
+    /// ranges up is dead, from every live replica that keeps them (a write
+    /// acknowledged by a quorum may be on only one of them); a
+    /// decommission from this node.
+    fn copies(&self, change: &Change) -> Result<Copies, SourceError> {
+        let view = self.membership.view();
+        let mut copies = Copies::new();
+        let Some(t) = view.transition() else {
+            return Ok(copies);
+        };
+        let live = |n: &NodeId| view.is_alive(n);
+        for movement in plan::movements(&t.old, &t.new) {
+            let range = movement.range;
+            match change {
+                Change::Join(_) if movement.to.contains(&self.local) => {
+                    let (source, consistent) = plan::source(
+                        &movement,
+                        true,
+                        self.settings.allow_inconsistent_source,
+                        |n| *n != self.local && live(n),
+                    )?;
+                    if !consistent {
+                        tracing::warn!(%range, %source, "streaming from a replica other than the one giving the range up (--allow-inconsistent-source): a write acknowledged by a quorum may be missing until repair");
+                    }
+                    copies.entry((source, self.local)).or_default().push(range);
+                }
+                Change::Replace { .. } if movement.to.contains(&self.local) => {
+                    let sources = every_live_keeper(&movement, self.local, &live)?;
+                    for source in sources {
+                        copies.entry((source, self.local)).or_default().push(range);
+                    }
+                }
+                Change::Leave(node) if movement.from.contains(node) => {
+                    for target in &movement.to {
+                        copies.entry((self.local, *target)).or_default().push(range);
+                    }
+                }
+                Change::Remove { node, .. } if movement.from.contains(node) => {
+                    for target in &movement.to {
+                        for source in every_live_keeper(&movement, *target, &live)? {
+                            copies.entry((source, *target)).or_default().push(range);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(copies)
+    }
+
+    /// Streams what `change` needs once it is the only change in progress;
+    /// plans again and streams what is new whenever the plan changed
+    /// meanwhile (a source died, another change withdrew late). Copies the
+    /// checkpoint holds are not repeated.
+    async fn stream_change(
+        &self,
+        operation: &'static str,
+        change: &Change,
+        ignoring: &[NodeId],
+        checkpoint: &mut Checkpoint,
+    ) -> Result<(), TopologyError> {
+        let mut streamed: Option<Copies> = None;
+        let deadline = tokio::time::Instant::now() + self.settings.agreement_timeout;
+        loop {
+            self.await_alone(ignoring).await?;
+            let plan = match self.copies(change) {
+                Ok(plan) => plan,
+                // A source that is down (paused, partitioned, restarting)
+                // is waited for, up to the agreement timeout.
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    tracing::info!(%error, "waiting for a streaming source");
+                    tokio::time::sleep(self.membership.interval()).await;
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            if streamed.as_ref() == Some(&plan) {
+                return Ok(());
+            }
+            for (&(source, target), ranges) in &plan {
+                self.stream(operation, source, target, ranges, checkpoint)
+                    .await?;
+            }
+            streamed = Some(plan);
+        }
     }
 
     async fn announce(&self, pairs: Vec<(&'static str, String)>) {
@@ -306,8 +452,10 @@ impl Topology {
         self.announce(pairs).await;
         tracing::info!(operation, tokens = tokens.len(), "announced pending tokens");
         self.settle().await?;
-        if let Some(other) = self.contested() {
-            // Withdraw: back to choosing tokens, owning nothing.
+        if let Some(other) = self.contested(&[]) {
+            // Withdraw: back to choosing tokens, owning nothing. The tokens
+            // go first: a restart must not find them without the
+            // checkpoint that marks them as not yet streamed.
             tracing::warn!(%other, "another topology change started at the same time; withdrawing");
             self.announce(vec![
                 (keys::TOKENS, String::new()),
@@ -315,77 +463,55 @@ impl Topology {
                 (keys::REPLACES, String::new()),
             ])
             .await;
+            {
+                let engine = engine.clone();
+                crate::storage::blocking(move || {
+                    crate::membership::persist::clear_tokens(engine.as_ref())
+                        .map_err(|e| StorageError::Task(e.to_string()))
+                })
+                .await??;
+            }
             Checkpoint::clear(&engine, operation).await?;
             return Err(TopologyError::InProgress(other));
         }
         self.announce(vec![(keys::PHASE, Phase::ReadOld.as_str().to_owned())])
             .await;
         self.agree().await?;
-
-        // A source that is down (paused, partitioned, restarting) is
-        // waited for, up to the agreement timeout.
-        let deadline = tokio::time::Instant::now() + self.settings.agreement_timeout;
-        let by_source = loop {
-            match self.bootstrap_sources(replaces.is_none()) {
-                Ok(plan) => break plan,
-                Err(error) if tokio::time::Instant::now() < deadline => {
-                    tracing::info!(%error, "waiting for a streaming source");
-                    tokio::time::sleep(self.membership.interval()).await;
-                }
-                Err(error) => return Err(error.into()),
-            }
+        let change = match replaces {
+            Some(dead) => Change::Replace {
+                node: self.local,
+                replaces: dead,
+            },
+            None => Change::Join(self.local),
         };
-        for (source, ranges) in by_source {
-            self.stream(operation, source, self.local, &ranges, &mut checkpoint)
-                .await?;
-        }
+        self.stream_change(operation, &change, &[], &mut checkpoint)
+            .await?;
 
         self.announce(vec![(keys::PHASE, Phase::ReadNew.as_str().to_owned())])
             .await;
         self.agree().await?;
-        // Streamed and agreed: from here a restart comes back NORMAL.
-        Checkpoint::clear(&engine, operation).await?;
         let mut done = vec![
             (keys::PHASE, String::new()),
             (keys::STATUS, NodeStatus::Normal.to_string()),
         ];
         if let Some(dead) = replaces {
+            // Remembered before the checkpoint goes: a restart in between
+            // must still count the replaced node as removed.
             let mut removed = self.membership.view().removed().clone();
             removed.insert(dead);
+            let (engine, remembered) = (engine.clone(), removed.clone());
+            crate::storage::blocking(move || {
+                crate::membership::persist::save_removed(engine.as_ref(), &remembered)
+                    .map_err(|e| StorageError::Task(e.to_string()))
+            })
+            .await??;
             done.push((keys::REMOVED, keys::encode_removed(&removed)));
         }
+        // Streamed and agreed: from here a restart comes back NORMAL.
+        Checkpoint::clear(&engine, operation).await?;
         self.announce(done).await;
         tracing::info!(operation, "joined: NORMAL");
         Ok(())
-    }
-
-    /// Where a joining (`strict`) or replacing node streams each range it
-    /// gains from, grouped by source.
-    fn bootstrap_sources(
-        &self,
-        strict: bool,
-    ) -> Result<BTreeMap<NodeId, Vec<TokenRange>>, SourceError> {
-        let view = self.membership.view();
-        let mut by_source: BTreeMap<NodeId, Vec<TokenRange>> = BTreeMap::new();
-        let Some(t) = view.transition() else {
-            return Ok(by_source);
-        };
-        for movement in plan::movements(&t.old, &t.new) {
-            if !movement.to.contains(&self.local) {
-                continue;
-            }
-            let (source, consistent) = plan::source(
-                &movement,
-                strict,
-                self.settings.allow_inconsistent_source,
-                |n| *n != self.local && view.is_alive(n),
-            )?;
-            if !consistent {
-                tracing::warn!(range = %movement.range, %source, "streaming from a replica other than the one giving the range up (--allow-inconsistent-source): a write acknowledged by a quorum may be missing until repair");
-            }
-            by_source.entry(source).or_default().push(movement.range);
-        }
-        Ok(by_source)
     }
 
     /// A bootstrap (or replacement) that was started and not finished:
@@ -446,43 +572,27 @@ impl Topology {
         ])
         .await;
         tracing::info!("decommissioning: LEAVING");
+        let mut reads_moved = false;
         let outcome = async {
             self.settle().await?;
-            if let Some(other) = self.contested() {
+            if let Some(other) = self.contested(&[]) {
                 return Err(TopologyError::InProgress(other));
             }
             self.announce(vec![(keys::PHASE, Phase::ReadOld.as_str().to_owned())])
                 .await;
             self.agree().await?;
-            let view = self.membership.view();
-            let mut by_target: BTreeMap<NodeId, Vec<TokenRange>> = BTreeMap::new();
-            if let Some(t) = view.transition() {
-                for movement in plan::movements(&t.old, &t.new) {
-                    if movement.from.contains(&self.local) {
-                        for target in &movement.to {
-                            by_target.entry(*target).or_default().push(movement.range);
-                        }
-                    }
-                }
-            }
-            for (target, ranges) in by_target {
-                self.stream(operation, self.local, target, &ranges, &mut checkpoint)
-                    .await?;
-            }
+            self.stream_change(operation, &Change::Leave(self.local), &[], &mut checkpoint)
+                .await?;
+            reads_moved = true;
             self.announce(vec![(keys::PHASE, Phase::ReadNew.as_str().to_owned())])
                 .await;
             self.agree().await
         }
         .await;
         if let Err(error) = outcome {
-            // Back to NORMAL: this node still holds its ranges and received
-            // every write meanwhile, so the old ring is whole.
             tracing::warn!(%error, "decommission failed; back to NORMAL");
-            self.announce(vec![
-                (keys::PHASE, String::new()),
-                (keys::STATUS, NodeStatus::Normal.to_string()),
-            ])
-            .await;
+            self.roll_back_leave(reads_moved).await;
+            Checkpoint::clear(&engine, operation).await?;
             return Err(error);
         }
         {
@@ -503,6 +613,41 @@ impl Topology {
         Ok(())
     }
 
+    /// Undoes a decommission that did not finish: back to NORMAL, through
+    /// `read_old` first when reads had moved to the new replicas (a node
+    /// still reading from those must not meet one that writes only to the
+    /// old ones). This node still holds its ranges and got every write
+    /// meanwhile, so the old ring is whole.
+    async fn roll_back_leave(&self, reads_moved: bool) {
+        if reads_moved {
+            self.announce(vec![(keys::PHASE, Phase::ReadOld.as_str().to_owned())])
+                .await;
+            if let Err(error) = self.agree().await {
+                tracing::warn!(%error, "not every node saw the decommission roll back to read_old");
+            }
+        }
+        self.announce(vec![
+            (keys::PHASE, String::new()),
+            (keys::STATUS, NodeStatus::Normal.to_string()),
+        ])
+        .await;
+    }
+
+    /// Whether a decommission was interrupted (the node stopped during it).
+    pub fn decommission_interrupted(store: &LocalStore) -> Result<bool, StorageError> {
+        Ok(Checkpoint::load(store.engine().as_ref(), "decommission")?.is_some())
+    }
+
+    /// At the start of a node whose decommission was interrupted (it
+    /// gossips LEAVING at `read_old` from its first message): rolls it
+    /// back to NORMAL once every node has seen `read_old`.
+    pub async fn abandon_decommission(&self) -> Result<(), TopologyError> {
+        tracing::warn!("a decommission was interrupted; rolling it back (run it again to leave)");
+        self.roll_back_leave(true).await;
+        Checkpoint::clear(self.store.engine(), "decommission").await?;
+        Ok(())
+    }
+
     /// Remove a dead node: its ranges are re-replicated from the surviving
     /// replicas to the new ones, then it is gossiped as removed.
     pub async fn remove(&self, node: NodeId) -> Result<(), TopologyError> {
@@ -510,8 +655,13 @@ impl Topology {
         let view = self.membership.view();
         let member = view
             .member(&node)
-            .filter(|m| m.status != NodeStatus::Left)
             .ok_or_else(|| TopologyError::UnknownNode(node.to_string()))?;
+        if member.status == NodeStatus::Left {
+            return Err(TopologyError::Refused(format!(
+                "node {} ({node}) has already left the cluster",
+                member.name
+            )));
+        }
         if node == self.local || view.is_alive(&node) {
             return Err(TopologyError::NodeAlive {
                 name: member.name.clone(),
@@ -534,7 +684,7 @@ impl Topology {
         tracing::info!(node = %member.name, "removing a dead node");
         let outcome = async {
             self.settle().await?;
-            if let Some(other) = self.contested() {
+            if let Some(other) = self.contested(&[node]) {
                 return Err(TopologyError::InProgress(other));
             }
             self.announce(vec![(
@@ -543,26 +693,12 @@ impl Topology {
             )])
             .await;
             self.agree().await?;
-            let view = self.membership.view();
-            let mut by_pair: BTreeMap<(NodeId, NodeId), Vec<TokenRange>> = BTreeMap::new();
-            if let Some(t) = view.transition() {
-                for movement in plan::movements(&t.old, &t.new) {
-                    if !movement.from.contains(&node) {
-                        continue;
-                    }
-                    let (source, _) = plan::source(&movement, false, false, |n| view.is_alive(n))?;
-                    for target in &movement.to {
-                        by_pair
-                            .entry((source, *target))
-                            .or_default()
-                            .push(movement.range);
-                    }
-                }
-            }
-            for ((source, target), ranges) in by_pair {
-                self.stream(operation, source, target, &ranges, &mut checkpoint)
-                    .await?;
-            }
+            let change = Change::Remove {
+                node,
+                by: self.local,
+            };
+            self.stream_change(operation, &change, &[node], &mut checkpoint)
+                .await?;
             self.announce(vec![(
                 keys::REMOVING,
                 keys::encode_removing(&node, Phase::ReadNew),
@@ -625,6 +761,14 @@ impl Topology {
             ..CleanupReport::default()
         };
         for range in unowned {
+            // A change that started meanwhile may stream into these ranges.
+            let now = self.membership.view();
+            if now.transition().is_some() || !Arc::ptr_eq(now.ring(), ring) {
+                return Err(TopologyError::InProgress(
+                    change_in_progress(&now, self.local)
+                        .unwrap_or_else(|| "the ring changed during cleanup".into()),
+                ));
+            }
             let engine = self.store.engine().clone();
             let deleted = crate::storage::blocking(move || engine.delete_range(range)).await??;
             report.deleted.keys += deleted.keys;
@@ -671,11 +815,12 @@ impl Topology {
         let mut throttle = Throttle::new(self.settings.throughput_bytes_per_second);
         let engine = self.store.engine().clone();
         for range in ranges {
-            if checkpoint.is_done(*range, target) {
+            let pair = (source, target);
+            if checkpoint.is_done(*range, pair) {
                 handle.range_done();
                 continue;
             }
-            let mut after = checkpoint.resume_after(*range, target);
+            let mut after = checkpoint.resume_after(*range, pair);
             let failed = |error| TopologyError::Stream {
                 range: *range,
                 from: source,
@@ -701,7 +846,7 @@ impl Topology {
                         .await
                         .map_err(failed)?;
                     handle.copied(keys, bytes);
-                    checkpoint.advance(&engine, *range, target, &last).await?;
+                    checkpoint.advance(&engine, *range, pair, &last).await?;
                     throttle.pace(bytes).await;
                     after = Some(last);
                 }
@@ -709,7 +854,7 @@ impl Topology {
                     break;
                 }
             }
-            checkpoint.finish(&engine, *range, target).await?;
+            checkpoint.finish(&engine, *range, pair).await?;
             handle.range_done();
         }
         Ok(())
