@@ -89,6 +89,43 @@ pub fn handoff(history: &History, nodes: &[SimNode]) -> Vec<String> {
     missing
 }
 
+/// Before any repair, once healed, after a topology change: every
+/// acknowledged write and delete is on a quorum of its replicas in the
+/// final ring. (Not on all of them: a joining node takes over the copy of
+/// the replica it displaces, writes that replica missed included, and the
+/// hints for those go to the replica that gave the range up; repair fills
+/// them in. A quorum is what read-your-writes at QUORUM needs.)
+pub fn quorum_held(history: &History, nodes: &[SimNode]) -> Vec<String> {
+    let Some(ring) = ring(nodes) else {
+        return vec!["not every node chose tokens".into()];
+    };
+    let quorum = REPLICATION_FACTOR / 2 + 1;
+    let mut missing = Vec::new();
+    let writes = history
+        .unique
+        .iter()
+        .map(|(key, value)| (key, Some(value)))
+        .chain(history.deleted.iter().map(|key| (key, None)));
+    for (key, value) in writes {
+        let cells = replica_cells(&ring, nodes, key);
+        let held = cells
+            .iter()
+            .filter(|(_, cell)| match (cell, value) {
+                (Some(cell), Some(value)) => holds(cell, value),
+                (Some(cell), None) => cell.tombstone,
+                (None, _) => false,
+            })
+            .count();
+        if held < quorum {
+            missing.push(format!(
+                "after the topology change, before repair: {} is on {held} of its replicas, fewer than a quorum: {cells:?}",
+                String::from_utf8_lossy(key)
+            ));
+        }
+    }
+    missing
+}
+
 /// Broken invariants, each a sentence.
 pub fn check(history: &History, nodes: &[SimNode]) -> Vec<String> {
     let mut violations = history.violations.clone();
