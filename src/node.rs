@@ -184,6 +184,38 @@ impl TestNode {
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
+        self.start_child()?;
+        self.wait_ready().await
+    }
+
+    /// Starts a node under `dir` without waiting for it to serve clients
+    /// (a joining node streams its ranges first); returns once its HTTP
+    /// port answers. [`TestNode::wait_serving`] waits for the rest.
+    pub async fn launch(dir: &Path, options: NodeOptions) -> anyhow::Result<TestNode> {
+        let data_dir = dir.join(&options.name);
+        std::fs::create_dir_all(&data_dir)?;
+        let ports = Ports::pick();
+        let mut node = TestNode {
+            log_path: dir.join(format!("{}.log", options.name)),
+            client_addr: ports.client,
+            ports,
+            data_dir,
+            options,
+            child: None,
+        };
+        node.start_child()?;
+        if !eventually(START_TIMEOUT, || async { node.http_get("/health").await.is_ok() }).await {
+            bail!("{} did not open its HTTP port:\n{}", node.options.name, node.log());
+        }
+        Ok(node)
+    }
+
+    /// Waits until the node serves clients.
+    pub async fn wait_serving(&mut self) -> anyhow::Result<()> {
+        self.wait_ready().await
+    }
+
+    fn start_child(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -196,7 +228,7 @@ impl TestNode {
             .spawn()
             .context("cannot start ringkv-node")?;
         self.child = Some(child);
-        self.wait_ready().await
+        Ok(())
     }
 
     async fn wait_ready(&mut self) -> anyhow::Result<()> {

@@ -495,3 +495,59 @@ async fn topology_commands_refuse_what_would_break_the_cluster_and_cleanup_frees
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_join_killed_mid_stream_resumes_from_its_checkpoint() {
+    let cluster = TestCluster::start(3, 3).await.expect("cluster");
+    let client = cluster.node(0).client().await;
+    let keys: Vec<Bytes> = (0..6_000).map(|i| Bytes::from(format!("c-{i:05}"))).collect();
+    let value = Bytes::from(vec![b'v'; 1024]);
+    write_all(&client, &keys, &value, &quorum_write(), 64).await;
+
+    // At 1 MiB/s the join streams for seconds: kill it part way.
+    let options = joiner("n4", cluster.node(0)).arg("--stream-throughput-mb", "1");
+    let mut n4 = TestNode::launch(cluster.dir.path(), options)
+        .await
+        .expect("n4 starts");
+    let streamed_in = "ringkv_streamed_bytes_total{direction=\"in\"}";
+    let mut first = 0.0;
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            let n4 = &n4;
+            async move { n4.metric(streamed_in).await.unwrap_or(0.0) > 1_500_000.0 }
+        })
+        .await,
+        "n4 streams"
+    );
+    if let Ok(bytes) = n4.metric(streamed_in).await {
+        first = bytes;
+    }
+    n4.kill();
+    eprintln!("n4 killed after streaming {first} bytes");
+
+    // Restarted on its data, it resumes the join and finishes it.
+    n4.restart().await.expect("n4 resumes and joins");
+    let second = n4.metric(streamed_in).await.expect("metric");
+    let ring = client.ring_info().await.expect("ring");
+    let mine: Vec<Bytes> = keys
+        .iter()
+        .filter(|k| replicas_of(&ring, token_of(k)).iter().any(|n| n == "n4"))
+        .cloned()
+        .collect();
+    let share = mine.len() as f64 * (1024.0 + 7.0);
+    eprintln!(
+        "n4 streamed {second} more bytes after its restart; it holds {} keys (~{share} bytes)",
+        mine.len()
+    );
+    assert_eq!(
+        n4.stored_count(&mine).await.expect("count"),
+        mine.len(),
+        "n4 holds every key of its ranges"
+    );
+    assert!(
+        second < share * 0.9,
+        "the restarted join skipped what it had streamed ({second} of ~{share} bytes again)"
+    );
+    let status = n4.status().await.expect("status");
+    assert!(status.change_in_progress.is_none(), "{status:?}");
+}
