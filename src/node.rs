@@ -204,8 +204,16 @@ impl TestNode {
             child: None,
         };
         node.start_child()?;
-        if !eventually(START_TIMEOUT, || async { node.http_get("/health").await.is_ok() }).await {
-            bail!("{} did not open its HTTP port:\n{}", node.options.name, node.log());
+        if !eventually(START_TIMEOUT, || async {
+            node.http_get("/health").await.is_ok()
+        })
+        .await
+        {
+            bail!(
+                "{} did not open its HTTP port:\n{}",
+                node.options.name,
+                node.log()
+            );
         }
         Ok(node)
     }

@@ -500,7 +500,9 @@ async fn topology_commands_refuse_what_would_break_the_cluster_and_cleanup_frees
 async fn a_join_killed_mid_stream_resumes_from_its_checkpoint() {
     let cluster = TestCluster::start(3, 3).await.expect("cluster");
     let client = cluster.node(0).client().await;
-    let keys: Vec<Bytes> = (0..6_000).map(|i| Bytes::from(format!("c-{i:05}"))).collect();
+    let keys: Vec<Bytes> = (0..6_000)
+        .map(|i| Bytes::from(format!("c-{i:05}")))
+        .collect();
     let value = Bytes::from(vec![b'v'; 1024]);
     write_all(&client, &keys, &value, &quorum_write(), 64).await;
 

@@ -225,6 +225,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn hints_for_a_replaced_node_go_to_its_replacement() {
+        let hints = HintStore::open(Arc::new(MemoryStorage::default()), 1 << 20).expect("hints");
+        let cell = Cell::live(1, Bytes::from_static(b"v"), None);
+        hints.store(node(3), b"k3", &cell).expect("store");
+        // n3 is dead; n4 replaces it (bootstrapping with n3's tokens).
+        let replacer = Member {
+            status: NodeStatus::Joining,
+            replaces: Some(node(3)),
+            tokens: vec![Token(3)],
+            ..member(4, NodeStatus::Joining, true)
+        };
+        let members = [
+            member(1, NodeStatus::Normal, true),
+            member(3, NodeStatus::Normal, false),
+            replacer,
+        ];
+        let view = view_of(members);
+        let transport = FakeCluster::of([(node(3), replica()), (node(4), replica())]);
+        replay_to(&hints, &view, &transport, SETTINGS, node(3))
+            .await
+            .expect("replay");
+        assert_eq!(
+            transport.written(),
+            vec![(node(4), Bytes::from_static(b"k3"))]
+        );
+        assert!(hints.targets().is_empty(), "delivered, so deleted");
+    }
+
+    #[tokio::test]
     async fn hints_past_the_window_are_dropped_not_replayed() {
         let hints = HintStore::open(Arc::new(MemoryStorage::default()), 1 << 20).expect("hints");
         let cell = Cell::live(1, Bytes::from_static(b"v"), None);
