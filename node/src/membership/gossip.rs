@@ -212,6 +212,24 @@ impl Membership {
         }
     }
 
+    /// Waits until some live peer gossips the topology this node sees:
+    /// a node that restarts routes by the view it remembered until gossip
+    /// has told it what changed while it was down.
+    pub async fn await_a_peer(&self) {
+        loop {
+            self.refresh().await;
+            let view = self.view();
+            let local = view.local();
+            if view
+                .members()
+                .any(|m| m.id != local && m.alive && m.topology == Some(view.topology()))
+            {
+                return;
+            }
+            tokio::time::sleep(self.settings.interval).await;
+        }
+    }
+
     /// How often gossip runs.
     pub fn interval(&self) -> Duration {
         self.settings.interval

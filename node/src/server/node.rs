@@ -292,6 +292,26 @@ impl Node {
         if leaving {
             topology.abandon_decommission().await?;
         }
+        // A restarted member of a cluster waits (up to ring_delay) to hear
+        // the current topology from a live peer before it coordinates:
+        // changes may have happened while it was down.
+        let restarting = tokens.is_some() && pending.is_none();
+        let has_peers = membership
+            .view()
+            .members()
+            .any(|m| m.id != node_id && m.status != NodeStatus::Left);
+        if restarting && has_peers {
+            let wait = Duration::from_millis(config.ring_delay_ms);
+            if tokio::time::timeout(wait, membership.await_a_peer())
+                .await
+                .is_err()
+            {
+                tracing::info!(
+                    ?wait,
+                    "no live peer confirmed the remembered topology; serving by it"
+                );
+            }
+        }
         let mut bootstrap = match (tokens, pending) {
             (Some(_), None) => None,
             (Some(tokens), Some(replaces)) => {
