@@ -114,19 +114,25 @@ pub struct TestNode {
 }
 
 impl TestNode {
-    /// Starts a node under `dir` and waits until it answers.
-    pub async fn start(dir: &Path, options: NodeOptions) -> anyhow::Result<TestNode> {
+    /// A node under `dir` with its data directory and free ports, not yet
+    /// running.
+    fn unstarted(dir: &Path, options: NodeOptions) -> anyhow::Result<TestNode> {
         let data_dir = dir.join(&options.name);
         std::fs::create_dir_all(&data_dir)?;
         let ports = Ports::pick();
-        let mut node = TestNode {
+        Ok(TestNode {
             log_path: dir.join(format!("{}.log", options.name)),
             client_addr: ports.client,
             ports,
             data_dir,
             options,
             child: None,
-        };
+        })
+    }
+
+    /// Starts a node under `dir` and waits until it answers.
+    pub async fn start(dir: &Path, options: NodeOptions) -> anyhow::Result<TestNode> {
+        let mut node = TestNode::unstarted(dir, options)?;
         // A port picked free can be taken by another process before the
         // node binds it; the node then exits at once, naming the address
         // (it binds before it joins anything). Pick again.
@@ -192,17 +198,7 @@ impl TestNode {
     /// (a joining node streams its ranges first); returns once its HTTP
     /// port answers. [`TestNode::wait_serving`] waits for the rest.
     pub async fn launch(dir: &Path, options: NodeOptions) -> anyhow::Result<TestNode> {
-        let data_dir = dir.join(&options.name);
-        std::fs::create_dir_all(&data_dir)?;
-        let ports = Ports::pick();
-        let mut node = TestNode {
-            log_path: dir.join(format!("{}.log", options.name)),
-            client_addr: ports.client,
-            ports,
-            data_dir,
-            options,
-            child: None,
-        };
+        let mut node = TestNode::unstarted(dir, options)?;
         node.start_child()?;
         if !eventually(START_TIMEOUT, || async {
             node.http_get("/health").await.is_ok()
