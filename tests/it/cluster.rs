@@ -229,7 +229,12 @@ async fn two_nodes_down_quorum_is_refused_and_nothing_is_falsely_acknowledged() 
 
 #[tokio::test]
 async fn a_quorum_read_repairs_a_stale_replica() {
-    let mut cluster = TestCluster::start(3, 3).await.expect("cluster");
+    // No hints: n3 must still be stale when it reads (a replayed hint
+    // would race the read repair this test is about; a restarted node now
+    // waits for a peer before serving, which gives replay that time).
+    let mut cluster = TestCluster::start_with(3, 3, &[("--hinted-handoff-enabled", "false")])
+        .await
+        .expect("cluster");
     let a = cluster.node(0).direct_client().await;
     a.put_with("k", "old", &at(Consistency::All))
         .await
