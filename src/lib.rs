@@ -47,6 +47,22 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Makes a test CA with node and client certificates in `dir`
+/// (`deploy/tls/make-certs.sh`): ca.pem, node.pem/.key, client.pem/.key.
+pub fn make_certs(dir: &Path) -> anyhow::Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/tls/make-certs.sh");
+    let output = Command::new(script)
+        .arg(dir)
+        .output()
+        .context("cannot run deploy/tls/make-certs.sh")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "make-certs.sh failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
 /// A loopback TCP port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -118,7 +134,9 @@ pub fn ringkv_cli(hosts: &[&str], args: &[&str]) -> Output {
 /// A client of `nodes` (their client addresses as seeds).
 pub async fn client_of(nodes: &[&TestNode]) -> ringkv_client::Client {
     let hosts: Vec<String> = nodes.iter().map(|n| n.client_addr.to_string()).collect();
-    ringkv_client::Client::connect(ringkv_client::ClientConfig::new(hosts))
+    let mut config = ringkv_client::ClientConfig::new(hosts);
+    config.tls = nodes.first().and_then(|n| n.options.client_tls.clone());
+    ringkv_client::Client::connect(config)
         .await
         .expect("client")
 }

@@ -62,6 +62,10 @@ pub struct NodeOptions {
     pub args: Vec<String>,
     /// Environment variables for the process.
     pub env: Vec<(String, String)>,
+    /// How the harness's clients reach a node with client TLS on.
+    pub client_tls: Option<ringkv_client::TlsOptions>,
+    /// Who the harness's clients are, on a node with authentication on.
+    pub credentials: Option<ringkv_client::Credentials>,
 }
 
 impl NodeOptions {
@@ -72,7 +76,38 @@ impl NodeOptions {
             replication_factor: Some(1),
             args: Vec::new(),
             env: Vec::new(),
+            client_tls: None,
+            credentials: None,
         }
+    }
+
+    /// Authentication on, with the first admin `admin` and `password`; the
+    /// harness's clients authenticate as that admin.
+    pub fn authentication(mut self, password: &str) -> Self {
+        self = self
+            .arg("--authentication", "true")
+            .env("RINGKV_AUTH_ADMIN_PASSWORD", password);
+        self.credentials = Some(ringkv_client::Credentials {
+            user: "admin".into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// Mutual TLS between nodes and TLS for clients, with the node
+    /// certificate and CA in `certs` (made by [`crate::make_certs`]); the
+    /// harness's clients trust that CA.
+    pub fn tls(mut self, certs: &Path) -> Self {
+        let file = |name: &str| certs.join(name).to_string_lossy().into_owned();
+        self = self
+            .arg("--internode-tls", "true")
+            .arg("--client-tls", "true")
+            .arg("--tls-cert-file", &file("node.pem"))
+            .arg("--tls-key-file", &file("node.key"))
+            .arg("--tls-ca-file", &file("ca.pem"));
+        let ca = std::fs::read(certs.join("ca.pem")).unwrap_or_default();
+        self.client_tls = Some(ringkv_client::TlsOptions::new(ca));
+        self
     }
 
     pub fn replication_factor(mut self, n: u32) -> Self {
@@ -263,8 +298,16 @@ impl TestNode {
         }
     }
 
-    async fn try_client(&self, connect_timeout: Duration) -> ringkv_client::Result<Client> {
+    /// A client configuration for this node (with its TLS, if on).
+    pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new([self.client_addr.to_string()]);
+        config.tls = self.options.client_tls.clone();
+        config.credentials = self.options.credentials.clone();
+        config
+    }
+
+    async fn try_client(&self, connect_timeout: Duration) -> ringkv_client::Result<Client> {
+        let mut config = self.client_config();
         config.connect_timeout = connect_timeout;
         Client::connect(config).await
     }
@@ -285,7 +328,7 @@ impl TestNode {
     /// A client that sends every request to this node (which coordinates
     /// it) and never retries elsewhere.
     pub async fn direct_client(&self) -> Client {
-        let mut config = ClientConfig::new([self.client_addr.to_string()]);
+        let mut config = self.client_config();
         config.token_aware = false;
         config.max_retries = 0;
         config.client_timestamps = false;

@@ -104,7 +104,7 @@ impl Client {
     ) -> Result<RepairProgress> {
         let mut stream = self
             .admin()?
-            .repair(pb::RepairRequest { primary_only })
+            .repair(self.untimed(pb::RepairRequest { primary_only }))
             .await?
             .into_inner();
         let mut last = RepairProgress::default();
@@ -127,7 +127,7 @@ impl Client {
     pub async fn decommission(&self) -> Result<ChangeSummary> {
         let response = self
             .admin()?
-            .decommission(pb::DecommissionRequest {})
+            .decommission(self.untimed(pb::DecommissionRequest {}))
             .await?
             .into_inner();
         Ok(summary(response))
@@ -139,9 +139,9 @@ impl Client {
     pub async fn remove_node(&self, node_id: &str) -> Result<ChangeSummary> {
         let response = self
             .admin()?
-            .remove_node(pb::RemoveNodeRequest {
+            .remove_node(self.untimed(pb::RemoveNodeRequest {
                 node_id: node_id.to_owned(),
-            })
+            }))
             .await?
             .into_inner();
         Ok(summary(response))
@@ -152,7 +152,7 @@ impl Client {
     pub async fn cleanup(&self) -> Result<CleanupSummary> {
         let response = self
             .admin()?
-            .cleanup(pb::CleanupRequest {})
+            .cleanup(self.untimed(pb::CleanupRequest {}))
             .await?
             .into_inner();
         Ok(CleanupSummary {
@@ -166,6 +166,60 @@ impl Client {
     pub async fn streams(&self) -> Result<Streams> {
         let request = self.request(pb::StreamsRequest {}, self.inner.config.request_timeout);
         Ok(self.admin()?.streams(request).await?.into_inner().into())
+    }
+}
+
+/// User management (nodes with authentication on).
+impl Client {
+    /// Adds (or replaces) the user `name` with `password` and `role`
+    /// (read-only, read-write or admin). Admins only.
+    pub async fn user_add(&self, name: &str, password: &str, role: &str) -> Result<()> {
+        let request = self.request(
+            pb::UserAddRequest {
+                name: name.to_owned(),
+                password: password.to_owned(),
+                role: role.to_owned(),
+            },
+            self.inner.config.request_timeout,
+        );
+        self.admin()?.user_add(request).await?;
+        Ok(())
+    }
+
+    /// Deletes the user `name`. Admins only.
+    pub async fn user_delete(&self, name: &str) -> Result<()> {
+        let request = self.request(
+            pb::UserDeleteRequest {
+                name: name.to_owned(),
+            },
+            self.inner.config.request_timeout,
+        );
+        self.admin()?.user_delete(request).await?;
+        Ok(())
+    }
+
+    /// Changes the password of `name` (admins: anyone's; others: their own).
+    pub async fn user_password(&self, name: &str, password: &str) -> Result<()> {
+        let request = self.request(
+            pb::UserPasswordRequest {
+                name: name.to_owned(),
+                password: password.to_owned(),
+            },
+            self.inner.config.request_timeout,
+        );
+        self.admin()?.user_password(request).await?;
+        Ok(())
+    }
+
+    /// Every user and its role. Admins only.
+    pub async fn user_list(&self) -> Result<Vec<(String, String)>> {
+        let request = self.request(pb::UserListRequest {}, self.inner.config.request_timeout);
+        let response = self.admin()?.user_list(request).await?.into_inner();
+        Ok(response
+            .users
+            .into_iter()
+            .map(|u| (u.name, u.role))
+            .collect())
     }
 }
 

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use ringkv_proto::v1 as pb;
 use ringkv_proto::v1::key_value_client::KeyValueClient;
 use tokio::sync::Notify;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
@@ -35,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::options::{ReadOptions, WriteOptions};
 use crate::retry::Backoff;
 use crate::routing::{Routes, keep_ring_fresh};
+use crate::tls::TlsOptions;
 
 /// How much longer than the coordinator's own deadline the client waits, so
 /// that a coordinator timeout arrives as a typed [`Error::Timeout`] rather
@@ -63,6 +65,39 @@ pub struct ClientConfig {
     pub topology_refresh: Duration,
     /// Stamp writes with the client's clock (makes them idempotent).
     pub client_timestamps: bool,
+    /// TLS to the nodes; `None`: plaintext.
+    pub tls: Option<TlsOptions>,
+    /// User name and password, for nodes with authentication on.
+    pub credentials: Option<Credentials>,
+}
+
+/// A user name and password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// `authorization: Basic ...`, as every request carries it.
+    fn header(&self) -> Result<MetadataValue<Ascii>> {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", self.user, self.password));
+        format!("Basic {encoded}")
+            .parse()
+            .map_err(|_| Error::InvalidArgument("the credentials cannot be sent".into()))
+    }
 }
 
 impl ClientConfig {
@@ -79,7 +114,24 @@ impl ClientConfig {
             token_aware: true,
             topology_refresh: Duration::from_secs(5),
             client_timestamps: true,
+            tls: None,
+            credentials: None,
         }
+    }
+
+    /// Authenticates as `user` with `password`.
+    pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.credentials = Some(Credentials {
+            user: user.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// Connects over TLS with `tls`.
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = Some(tls);
+        self
     }
 }
 
@@ -113,12 +165,19 @@ pub(crate) struct Inner {
     pub(crate) down_until: Mutex<HashMap<String, Instant>>,
     pub(crate) last_timestamp: AtomicI64,
     pub(crate) rotation: AtomicUsize,
+    /// The `authorization` header of every request, if any.
+    pub(crate) authorization: Option<MetadataValue<Ascii>>,
 }
 
 impl Client {
     /// Connects to the first of `config.hosts` that answers and learns the
     /// ring from it.
     pub async fn connect(config: ClientConfig) -> Result<Client> {
+        let authorization = config
+            .credentials
+            .as_ref()
+            .map(Credentials::header)
+            .transpose()?;
         if config.hosts.is_empty() {
             return Err(Error::Connect {
                 hosts: String::new(),
@@ -128,7 +187,7 @@ impl Client {
         let mut reasons = Vec::new();
         let mut first = None;
         for host in &config.hosts {
-            match open_channel(host, config.connect_timeout).await {
+            match open_channel(host, config.connect_timeout, config.tls.as_ref()).await {
                 Ok(channel) => {
                     first = Some((host.clone(), channel));
                     break;
@@ -154,6 +213,7 @@ impl Client {
                 down_until: Mutex::new(HashMap::new()),
                 last_timestamp: AtomicI64::new(0),
                 rotation: AtomicUsize::new(0),
+                authorization,
                 config,
             }),
         };
@@ -183,7 +243,8 @@ impl Client {
         if let Some(channel) = channels.get(host) {
             return Ok(channel.clone());
         }
-        let channel = endpoint(host, self.inner.config.connect_timeout)
+        let config = &self.inner.config;
+        let channel = endpoint(host, config.connect_timeout, config.tls.as_ref())
             .map_err(|reason| Error::Connect {
                 hosts: host.to_owned(),
                 reason,
@@ -229,8 +290,19 @@ impl Client {
     /// Wraps a message with the deadline: the coordinator gets `timeout`,
     /// the transport a little more.
     pub(crate) fn request<T>(&self, message: T, timeout: Duration) -> Request<T> {
-        let mut request = Request::new(message);
+        let mut request = self.untimed(message);
         request.set_timeout(timeout + DEADLINE_MARGIN);
+        request
+    }
+
+    /// A request with no deadline, carrying the client's credentials.
+    pub(crate) fn untimed<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Some(header) = &self.inner.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", header.clone());
+        }
         request
     }
 

@@ -9,17 +9,22 @@ use tonic::{Code, Status};
 
 use crate::DEFAULT_PORT;
 use crate::error::Result;
+use crate::tls::TlsOptions;
 
-/// `host:port` → `http://host:port`, adding the default port if missing.
-pub(crate) fn endpoint_uri(host: &str) -> String {
-    let bare = host.trim_start_matches("http://");
+/// `host:port` → `http://host:port` (`https` with TLS), adding the
+/// default port if missing.
+pub(crate) fn endpoint_uri(host: &str, tls: bool) -> String {
+    let bare = host
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
+    let scheme = if tls { "https" } else { "http" };
     let has_port = bare
         .rsplit_once(':')
         .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
     if has_port {
-        format!("http://{bare}")
+        format!("{scheme}://{bare}")
     } else {
-        format!("http://{bare}:{DEFAULT_PORT}")
+        format!("{scheme}://{bare}:{DEFAULT_PORT}")
     }
 }
 
@@ -35,14 +40,28 @@ pub(crate) fn describe(error: &dyn std::error::Error) -> String {
     text
 }
 
-pub(crate) fn endpoint(host: &str, connect_timeout: Duration) -> Result<Endpoint, String> {
-    Endpoint::from_shared(endpoint_uri(host))
+pub(crate) fn endpoint(
+    host: &str,
+    connect_timeout: Duration,
+    tls: Option<&TlsOptions>,
+) -> Result<Endpoint, String> {
+    let endpoint = Endpoint::from_shared(endpoint_uri(host, tls.is_some()))
         .map(|e| e.connect_timeout(connect_timeout).tcp_nodelay(true))
-        .map_err(|e| format!("bad address {host:?}: {}", describe(&e)))
+        .map_err(|e| format!("bad address {host:?}: {}", describe(&e)))?;
+    match tls {
+        None => Ok(endpoint),
+        Some(tls) => endpoint
+            .tls_config(tls.config())
+            .map_err(|e| format!("TLS settings for {host:?}: {}", describe(&e))),
+    }
 }
 
-pub(crate) async fn open_channel(host: &str, connect_timeout: Duration) -> Result<Channel, String> {
-    let endpoint = endpoint(host, connect_timeout)?;
+pub(crate) async fn open_channel(
+    host: &str,
+    connect_timeout: Duration,
+    tls: Option<&TlsOptions>,
+) -> Result<Channel, String> {
+    let endpoint = endpoint(host, connect_timeout, tls)?;
     match tokio::time::timeout(connect_timeout, endpoint.connect()).await {
         Ok(Ok(channel)) => Ok(channel),
         Ok(Err(error)) => Err(format!("{host}: {}", describe(&error))),
@@ -68,9 +87,14 @@ mod tests {
 
     #[test]
     fn endpoint_uris() {
-        assert_eq!(endpoint_uri("127.0.0.1:7500"), "http://127.0.0.1:7500");
-        assert_eq!(endpoint_uri("localhost"), "http://localhost:7400");
-        assert_eq!(endpoint_uri("http://db1:7400"), "http://db1:7400");
-        assert_eq!(endpoint_uri("[::1]:7401"), "http://[::1]:7401");
+        assert_eq!(
+            endpoint_uri("127.0.0.1:7500", false),
+            "http://127.0.0.1:7500"
+        );
+        assert_eq!(endpoint_uri("localhost", false), "http://localhost:7400");
+        assert_eq!(endpoint_uri("http://db1:7400", false), "http://db1:7400");
+        assert_eq!(endpoint_uri("[::1]:7401", false), "http://[::1]:7401");
+        assert_eq!(endpoint_uri("db1", true), "https://db1:7400");
+        assert_eq!(endpoint_uri("https://db1:7401", true), "https://db1:7401");
     }
 }

@@ -41,6 +41,17 @@ pub enum Error {
         /// disk, say).
         message: String,
     },
+    /// No credentials, an unknown user or a wrong password (nodes with
+    /// authentication on).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The user's role does not allow the request.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The node is working on as many requests as it takes at once and
+    /// refused this one without doing anything; retry later or elsewhere.
+    #[error("{0}")]
+    Overloaded(String),
     /// No answer from the node within the request timeout.
     #[error("no answer within the request timeout: {0}")]
     DeadlineExceeded(String),
@@ -67,7 +78,10 @@ impl Error {
     /// replica, or later).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::InvalidArgument(_) => false,
+            Error::InvalidArgument(_) | Error::Unauthenticated(_) | Error::PermissionDenied(_) => {
+                false
+            }
+            Error::Overloaded(_) => true,
             Error::Unavailable { .. }
             | Error::Timeout { .. }
             | Error::Failed { .. }
@@ -103,6 +117,11 @@ impl From<tonic::Status> for Error {
                 message: status.message().to_owned(),
             },
             (Code::InvalidArgument, None) => Error::InvalidArgument(status.message().to_owned()),
+            (Code::Unauthenticated, None) => Error::Unauthenticated(status.message().to_owned()),
+            (Code::PermissionDenied, None) => Error::PermissionDenied(status.message().to_owned()),
+            (Code::ResourceExhausted, None) if status.message().starts_with("overloaded") => {
+                Error::Overloaded(status.message().to_owned())
+            }
             (Code::DeadlineExceeded | Code::Cancelled, None) => {
                 Error::DeadlineExceeded(status.message().to_owned())
             }

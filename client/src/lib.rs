@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod admin;
+pub mod cli;
 mod client;
 mod cluster;
 mod connection;
@@ -38,9 +39,10 @@ mod error;
 mod options;
 mod retry;
 mod routing;
+mod tls;
 
 pub use admin::NodeInfo;
-pub use client::{Client, ClientConfig, Value};
+pub use client::{Client, ClientConfig, Credentials, Value};
 pub use cluster::{
     ChangeSummary, CleanupSummary, ClusterStatus, Endpoints, FailedRange, MemberInfo, RangeInfo,
     RepairProgress, RingInfo, StreamInfo, Streams,
@@ -49,6 +51,7 @@ pub use consistency::{Consistency, UnknownConsistency};
 pub use error::{Error, Result};
 pub use options::{ReadOptions, WriteOptions};
 pub use retry::Backoff;
+pub use tls::TlsOptions;
 
 /// Default port of the client API.
 pub const DEFAULT_PORT: u16 = 7400;

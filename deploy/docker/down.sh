@@ -5,4 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source lib.sh
 files=(-f docker-compose.yml -f docker-compose.5nodes.yml)
+# The secure variant's variables, so compose can read its file too.
+export RINGKV_ADMIN_PASSWORD="${RINGKV_ADMIN_PASSWORD:-unused}"
+[ -f docker-compose.secure.yml ] && files+=(-f docker-compose.secure.yml)
 compose -p "${RINGKV_PROJECT:-ringkv}" "${files[@]}" down "$@"

@@ -14,12 +14,14 @@
 //! - [`repair`]: Merkle-tree anti-entropy;
 //! - [`streaming`]: range streaming for topology changes (join, replace,
 //!   decommission, removenode) and cleanup;
+//! - [`auth`]: users, roles and the credential check of the client APIs;
 //! - [`rpc`]: gRPC adapters and the network they run over; [`server`]:
 //!   wiring and shutdown;
 //! - `sim` (tests only): the deterministic simulation of a cluster;
 //! - [`config`], [`identity`], [`metrics`], [`telemetry`]: settings, node
 //!   id, metric names, logs.
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod coordinator;

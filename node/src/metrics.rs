@@ -37,6 +37,13 @@ pub const STREAMED_BYTES: &str = "ringkv_streamed_bytes_total";
 /// Bytes of local data cleanup removed (ranges the node no longer holds).
 pub const CLEANUP_BYTES: &str = "ringkv_cleanup_bytes_total";
 
+/// Requests refused before any work, by `api` (client, internode) and
+/// `reason` (overloaded).
+pub const REQUESTS_REFUSED: &str = "ringkv_requests_refused_total";
+/// Gossip datagrams dropped, by `reason` (mac: no or a wrong MAC;
+/// malformed; oversize).
+pub const GOSSIP_DROPPED: &str = "ringkv_gossip_dropped_total";
+
 /// How often histograms are compacted even when nobody scrapes.
 pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -83,6 +90,16 @@ pub fn install() -> Option<PrometheusHandle> {
         CLEANUP_BYTES,
         Unit::Bytes,
         "Bytes of data cleanup removed from ranges this node no longer holds"
+    );
+    describe_counter!(
+        REQUESTS_REFUSED,
+        Unit::Count,
+        "Requests refused before any work (overload), by api and reason"
+    );
+    describe_counter!(
+        GOSSIP_DROPPED,
+        Unit::Count,
+        "Gossip datagrams dropped unread, by reason"
     );
     Some(handle)
 }

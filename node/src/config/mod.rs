@@ -79,6 +79,62 @@ define_config! {
     /// Name of the cluster; nodes only gossip with nodes of the same name.
     cluster_name: String = "ringkv".to_owned(), "RINGKV_CLUSTER_NAME";
 
+    /// Secret that authenticates gossip: every gossip datagram carries an
+    /// HMAC-SHA256 keyed by it, and datagrams without a valid one are
+    /// dropped (counted in `ringkv_gossip_dropped_total`). The same on every
+    /// node; at least 16 bytes. Empty: gossip is not authenticated. Prefer
+    /// `gossip_secret_file` (or the environment) over the command line.
+    gossip_secret: String = String::new(), "RINGKV_GOSSIP_SECRET";
+
+    /// A file whose contents (trailing newline removed) are the gossip
+    /// secret. Empty: none.
+    gossip_secret_file: PathBuf = PathBuf::new(), "RINGKV_GOSSIP_SECRET_FILE";
+
+    /// Mutual TLS on the internode API: nodes present `tls_cert_file` and
+    /// accept only peers whose certificate the cluster CA (`tls_ca_file`)
+    /// signed. The same on every node.
+    internode_tls: bool = false, "RINGKV_INTERNODE_TLS", arg(num_args = 0..=1, default_missing_value = "true");
+
+    /// TLS on the client API, with `tls_cert_file` as the server
+    /// certificate.
+    client_tls: bool = false, "RINGKV_CLIENT_TLS", arg(num_args = 0..=1, default_missing_value = "true");
+
+    /// With `client_tls`: clients must present a certificate the cluster CA
+    /// signed.
+    client_tls_require_cert: bool = false, "RINGKV_CLIENT_TLS_REQUIRE_CERT", arg(num_args = 0..=1, default_missing_value = "true");
+
+    /// This node's certificate (PEM, with its chain), for internode and
+    /// client TLS.
+    tls_cert_file: PathBuf = PathBuf::new(), "RINGKV_TLS_CERT_FILE";
+
+    /// The private key of `tls_cert_file` (PEM).
+    tls_key_file: PathBuf = PathBuf::new(), "RINGKV_TLS_KEY_FILE";
+
+    /// The cluster CA certificate (PEM) that signs node (and client)
+    /// certificates.
+    tls_ca_file: PathBuf = PathBuf::new(), "RINGKV_TLS_CA_FILE";
+
+    /// The name every node certificate carries and peers check (nodes call
+    /// each other by IP address, which certificates need not list).
+    internode_tls_server_name: String = "ringkv-node".to_owned(), "RINGKV_INTERNODE_TLS_SERVER_NAME";
+
+    /// Client requests must carry the user name and password of a user
+    /// whose role allows them (see `ringkv user`). The same on every node.
+    authentication: bool = false, "RINGKV_AUTHENTICATION", arg(num_args = 0..=1, default_missing_value = "true");
+
+    /// With `authentication`: the password of the first admin. A node
+    /// started with it creates the user `admin` with this password when no
+    /// user `admin` exists. Prefer `auth_admin_password_file` or the
+    /// environment to the command line.
+    auth_admin_password: String = String::new(), "RINGKV_AUTH_ADMIN_PASSWORD";
+
+    /// A file holding `auth_admin_password` (trailing newline removed).
+    auth_admin_password_file: PathBuf = PathBuf::new(), "RINGKV_AUTH_ADMIN_PASSWORD_FILE";
+
+    /// How long a verified password is remembered (milliseconds): a changed
+    /// password or role takes effect on every node within this long.
+    auth_cache_ms: u64 = 5_000, "RINGKV_AUTH_CACHE_MS";
+
     /// Rack of this node. Replicas of a key go to different racks first.
     rack: String = "rack1".to_owned(), "RINGKV_RACK";
 
@@ -136,6 +192,21 @@ define_config! {
     /// Largest value accepted, in bytes (default 16 MiB, at most 512 MiB).
     max_value_size: u64 = 16 << 20, "RINGKV_MAX_VALUE_SIZE";
 
+    /// How far ahead of this node's clock a timestamp from a client or a
+    /// peer may be (milliseconds); a write stamped further ahead is refused
+    /// with INVALID_ARGUMENT, since it could never be overwritten. 0 turns
+    /// the check off.
+    max_clock_skew_ms: u64 = 60_000, "RINGKV_MAX_CLOCK_SKEW_MS";
+
+    /// Client API requests (gRPC) this node works on at once; more are
+    /// refused at once with RESOURCE_EXHAUSTED ("overloaded"), never queued.
+    max_requests_in_flight: u64 = 1024, "RINGKV_MAX_REQUESTS_IN_FLIGHT";
+
+    /// Internode requests this node works on at once; more are refused at
+    /// once with RESOURCE_EXHAUSTED (the coordinator counts the replica as
+    /// failed and stores a hint).
+    max_peer_requests_in_flight: u64 = 4096, "RINGKV_MAX_PEER_REQUESTS_IN_FLIGHT";
+
     /// Seconds a tombstone (or an expired value) is kept before compaction
     /// may drop it. Every replica must be repaired within this window or a
     /// delete may come back. Default 10 days.
@@ -183,8 +254,13 @@ define_config! {
     /// the background, the live replicas it did not ask, and repairs them.
     read_repair_chance: f64 = 0.1, "RINGKV_READ_REPAIR_CHANCE";
 
-    /// RocksDB block cache size (MiB).
+    /// RocksDB block cache size (MiB): data blocks, and the index and
+    /// filter blocks of the tables.
     block_cache_mb: u64 = 64, "RINGKV_BLOCK_CACHE_MB";
+
+    /// Most memory RocksDB's memtables (write buffers) take together (MiB);
+    /// past it they are flushed, and writes stall until flushes catch up.
+    memtable_mb: u64 = 64, "RINGKV_MEMTABLE_MB";
 
     /// On SIGTERM/SIGINT, how long in-flight requests get to finish
     /// (milliseconds) before the node closes its store and exits.
@@ -272,6 +348,15 @@ impl Config {
                 ),
             );
         }
+        if self.max_requests_in_flight == 0 || self.max_peer_requests_in_flight == 0 {
+            return invalid(
+                "max_requests_in_flight/max_peer_requests_in_flight",
+                "must be greater than 0".into(),
+            );
+        }
+        if self.memtable_mb < 4 {
+            return invalid("memtable_mb", "must be at least 4".into());
+        }
         if self.commitlog_sync_period_ms == 0 {
             return invalid("commitlog_sync_period_ms", "must be greater than 0".into());
         }
@@ -281,6 +366,9 @@ impl Config {
                 "must be at most 1000".into(),
             );
         }
+        self.gossip_key()?;
+        self.admin_password()?;
+        crate::rpc::tls::NodeTls::load(self)?;
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty".into());
         }
@@ -293,5 +381,10 @@ impl Config {
     /// Bytes of the block cache.
     pub fn block_cache_bytes(&self) -> usize {
         usize::try_from(self.block_cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+
+    /// Bytes all memtables may take.
+    pub fn memtable_bytes(&self) -> usize {
+        usize::try_from(self.memtable_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 }

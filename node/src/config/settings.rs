@@ -5,9 +5,12 @@
 use std::time::Duration;
 
 use super::{Config, MAX_KEY_SIZE};
+use crate::clock::SkewLimit;
 use crate::coordinator::{CoordinatorSettings, Limits};
 use crate::hints::ReplaySettings;
 use crate::membership::join::JoinSettings;
+use crate::rpc::bounds::PeerBounds;
+use crate::rpc::gossip_mac::GossipKey;
 use crate::storage::batch::MAX_BATCH_BYTES;
 use crate::streaming::StreamSettings;
 
@@ -19,6 +22,28 @@ const SETTLE_ROUNDS: u32 = 4;
 
 fn millis(ms: u64) -> Duration {
     Duration::from_millis(ms)
+}
+
+/// A secret given inline or as a file (trailing newlines removed), not
+/// both; `None` when neither is set.
+fn secret_setting(
+    inline: &str,
+    file: &std::path::Path,
+    invalid: impl Fn(String) -> super::ConfigError,
+) -> Result<Option<Vec<u8>>, super::ConfigError> {
+    match (inline.is_empty(), file.as_os_str().is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => Err(invalid("set the value or its file, not both".into())),
+        (false, true) => Ok(Some(inline.as_bytes().to_vec())),
+        (true, false) => {
+            let mut bytes = std::fs::read(file)
+                .map_err(|error| invalid(format!("cannot read {}: {error}", file.display())))?;
+            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                bytes.pop();
+            }
+            Ok(Some(bytes))
+        }
+    }
 }
 
 impl Config {
@@ -47,9 +72,28 @@ impl Config {
             read_timeout: millis(self.read_timeout_ms),
             limits: Limits {
                 max_value_size: self.max_value_bytes(),
+                max_clock_skew: SkewLimit::from_millis(self.max_clock_skew_ms),
             },
             read_repair_chance: self.read_repair_chance,
         }
+    }
+
+    /// What the internode API accepts from peers: cells as a client's
+    /// writes.
+    pub fn peer_bounds(&self) -> PeerBounds {
+        PeerBounds {
+            max_value_size: self.max_value_bytes(),
+            max_clock_skew: SkewLimit::from_millis(self.max_clock_skew_ms),
+        }
+    }
+
+    /// Requests in flight on the client API and on the internode API.
+    pub fn in_flight_limits(&self) -> (usize, usize) {
+        let limit = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        (
+            limit(self.max_requests_in_flight),
+            limit(self.max_peer_requests_in_flight),
+        )
     }
 
     /// Hint replay. The window never exceeds gc_grace: a hint replayed
@@ -114,6 +158,47 @@ impl Config {
                     self.replace
                 ),
             })
+    }
+
+    /// The key gossip is authenticated with, from `gossip_secret` or
+    /// `gossip_secret_file` (not both); `None`: unauthenticated.
+    pub fn gossip_key(&self) -> Result<Option<GossipKey>, super::ConfigError> {
+        let invalid = |reason: String| super::ConfigError::Invalid {
+            field: "gossip_secret",
+            reason,
+        };
+        match secret_setting(&self.gossip_secret, &self.gossip_secret_file, invalid)? {
+            None => Ok(None),
+            Some(secret) => GossipKey::new(&secret).map(Some).map_err(invalid),
+        }
+    }
+
+    /// The first admin's password, from `auth_admin_password` or its
+    /// file; `None` when neither is set.
+    pub fn admin_password(&self) -> Result<Option<String>, super::ConfigError> {
+        let invalid = |reason: String| super::ConfigError::Invalid {
+            field: "auth_admin_password",
+            reason,
+        };
+        let secret = secret_setting(
+            &self.auth_admin_password,
+            &self.auth_admin_password_file,
+            invalid,
+        )?;
+        secret
+            .map(|bytes| {
+                let password = String::from_utf8(bytes)
+                    .map_err(|_| invalid("the password is not UTF-8".into()))?;
+                crate::auth::users::validate_password(&password)
+                    .map_err(|error| invalid(error.to_string()))?;
+                Ok(password)
+            })
+            .transpose()
+    }
+
+    /// How long a verified password is remembered.
+    pub fn auth_cache(&self) -> Duration {
+        millis(self.auth_cache_ms)
     }
 
     /// How long each shutdown step may take.
@@ -181,6 +266,41 @@ mod tests {
     }
 
     #[test]
+    fn the_gossip_secret_comes_from_the_setting_or_a_file_and_is_long_enough() {
+        assert!(Config::default().gossip_key().expect("none").is_none());
+        let set = Config {
+            gossip_secret: "0123456789abcdef".into(),
+            ..Config::default()
+        };
+        assert!(set.gossip_key().expect("valid").is_some());
+        let short = Config {
+            gossip_secret: "tiny".into(),
+            ..Config::default()
+        };
+        let error = short.gossip_key().expect_err("too short").to_string();
+        assert!(error.contains("at least 16"), "{error}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "0123456789abcdef\n").expect("write");
+        let from_file = Config {
+            gossip_secret_file: path.clone(),
+            ..Config::default()
+        };
+        assert!(from_file.gossip_key().expect("valid").is_some());
+        let both = Config {
+            gossip_secret_file: path,
+            ..set
+        };
+        assert!(both.gossip_key().is_err());
+        let missing = Config {
+            gossip_secret_file: dir.path().join("nope"),
+            ..Config::default()
+        };
+        let error = missing.gossip_key().expect_err("missing").to_string();
+        assert!(error.contains("cannot read"), "{error}");
+    }
+
+    #[test]
     fn unit_conversions() {
         let config = Config {
             write_timeout_ms: 1500,
@@ -198,6 +318,16 @@ mod tests {
         assert_eq!(coordinator.read_timeout, Duration::from_millis(700));
         assert_eq!(coordinator.replication_factor, 5);
         assert_eq!(coordinator.read_repair_chance, 0.25);
+        assert_eq!(
+            coordinator.limits.max_clock_skew,
+            SkewLimit::from_millis(60_000)
+        );
+        let off = Config {
+            max_clock_skew_ms: 0,
+            ..Config::default()
+        };
+        assert_eq!(off.peer_bounds().max_clock_skew, SkewLimit::off());
+        assert_eq!(config.in_flight_limits(), (1024, 4096));
         assert_eq!(config.replay_settings().throttle_bytes_per_second, 2048);
         assert_eq!(config.hint_capacity_bytes(), 3 << 20);
         assert_eq!(config.anti_entropy_interval(), None);

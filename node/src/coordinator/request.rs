@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::consistency::ConsistencyLevel;
 use super::error::CoordinatorError;
-use crate::clock::Timestamp;
+use crate::clock::{SkewLimit, Timestamp};
 
 /// Longest TTL accepted: 20 years, as Cassandra.
 pub const MAX_TTL_SECONDS: u32 = 20 * 365 * 24 * 3600;
@@ -45,10 +45,12 @@ pub struct ReadResult {
     pub expires_at: Option<i64>,
 }
 
-/// Size limits of requests.
+/// Limits of requests: sizes, and how far ahead of this node's clock a
+/// client's timestamp may be.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_value_size: usize,
+    pub max_clock_skew: SkewLimit,
 }
 
 fn invalid(message: String) -> CoordinatorError {
@@ -86,8 +88,10 @@ impl ReadRequest {
 }
 
 impl WriteRequest {
-    /// Checks the request before anything is written.
-    pub fn validate(&self, limits: &Limits) -> Result<(), CoordinatorError> {
+    /// Checks the request before anything is written; `now` is this
+    /// node's wall clock (microseconds), which a client's timestamp may lead
+    /// by at most `max_clock_skew`.
+    pub fn validate(&self, limits: &Limits, now: Timestamp) -> Result<(), CoordinatorError> {
         validate_key(&self.key)?;
         if let Some(value) = &self.value
             && value.len() > limits.max_value_size
@@ -113,6 +117,9 @@ impl WriteRequest {
         {
             return Err(invalid(format!("timestamp {ts} is negative")));
         }
+        if let Some(ts) = self.timestamp {
+            limits.max_clock_skew.check(ts, now).map_err(invalid)?;
+        }
         Ok(())
     }
 }
@@ -132,9 +139,14 @@ mod tests {
         }
     }
 
-    const LIMITS: Limits = Limits {
-        max_value_size: 100,
-    };
+    const NOW: Timestamp = 1_700_000_000_000_000;
+
+    fn limits() -> Limits {
+        Limits {
+            max_value_size: 100,
+            max_clock_skew: SkewLimit::from_millis(60_000),
+        }
+    }
 
     #[test]
     fn key_limits() {
@@ -152,8 +164,10 @@ mod tests {
 
     #[test]
     fn value_limit_names_the_setting() {
-        assert!(put(b"k", 100).validate(&LIMITS).is_ok());
-        let err = put(b"k", 101).validate(&LIMITS).expect_err("too big");
+        assert!(put(b"k", 100).validate(&limits(), NOW).is_ok());
+        let err = put(b"k", 101)
+            .validate(&limits(), NOW)
+            .expect_err("too big");
         assert!(err.to_string().contains("max_value_size = 100"), "{err}");
     }
 
@@ -161,10 +175,18 @@ mod tests {
     fn ttl_and_timestamp_limits() {
         let mut req = put(b"k", 1);
         req.ttl_seconds = Some(MAX_TTL_SECONDS + 1);
-        assert!(req.validate(&LIMITS).is_err());
+        assert!(req.validate(&limits(), NOW).is_err());
         req.ttl_seconds = None;
         req.timestamp = Some(-1);
-        assert!(req.validate(&LIMITS).is_err());
+        assert!(req.validate(&limits(), NOW).is_err());
+        req.timestamp = Some(NOW + 59_000_000);
+        assert!(req.validate(&limits(), NOW).is_ok());
+        req.timestamp = Some(i64::MAX);
+        let err = req.validate(&limits(), NOW).expect_err("far future");
+        assert!(
+            err.to_string().contains("max_clock_skew_ms = 60000"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -182,6 +204,6 @@ mod tests {
         );
         let mut write = put(b"k", 1);
         write.level = ConsistencyLevel::Any;
-        assert!(write.validate(&LIMITS).is_ok());
+        assert!(write.validate(&limits(), NOW).is_ok());
     }
 }

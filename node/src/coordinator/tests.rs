@@ -19,6 +19,7 @@ fn settings() -> CoordinatorSettings {
         read_timeout: Duration::from_millis(300),
         limits: Limits {
             max_value_size: 1 << 20,
+            max_clock_skew: crate::clock::SkewLimit::from_millis(60_000),
         },
         read_repair_chance: 0.0,
     }

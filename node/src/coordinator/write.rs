@@ -40,7 +40,7 @@ use crate::storage::Cell;
 impl Coordinator {
     /// Writes a value or tombstone; returns its timestamp.
     pub async fn write(&self, request: WriteRequest) -> Result<Timestamp, CoordinatorError> {
-        request.validate(&self.settings.limits)?;
+        request.validate(&self.settings.limits, self.clock.wall().micros())?;
         let view = self.view.load_full();
         let token = Token::of(&request.key);
         let plan = self.plan(&view, token, request.level, true)?;

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::keys;
 use super::persist;
+use super::twins::{Twin, TwinWatch};
 use super::view::{ClusterView, GossipEntry, Member};
 use crate::clock::WallClock;
 use crate::identity::NodeId;
@@ -78,6 +79,9 @@ pub struct Membership {
     saved: Mutex<Vec<u8>>,
     /// The removed nodes last written to disk.
     saved_removed: Mutex<std::collections::BTreeSet<NodeId>>,
+    /// Watches for another running node with this node's id.
+    twins: Mutex<TwinWatch>,
+    twin: tokio::sync::watch::Sender<Option<Twin>>,
 }
 
 impl Membership {
@@ -116,6 +120,7 @@ impl Membership {
             .await
             .map_err(|e| anyhow::anyhow!("cannot start gossip on {}: {e:#}", settings.listen))?;
         let local = settings.node_id;
+        let settings_advertise = settings.advertise;
         let view = ClusterView::at_start(local, settings.replication_factor, remembered, removed);
         let membership = Arc::new(Membership {
             handle,
@@ -124,6 +129,8 @@ impl Membership {
             settings,
             saved: Mutex::new(Vec::new()),
             saved_removed: Mutex::new(Default::default()),
+            twins: Mutex::new(TwinWatch::new(local, generation, settings_advertise)),
+            twin: tokio::sync::watch::Sender::new(None),
         });
         membership.refresh().await;
         Ok(membership)
@@ -156,6 +163,7 @@ impl Membership {
     /// down, and remembers ring changes on disk.
     pub async fn refresh(&self) {
         let entries = self.handle.with_chitchat(read_entries).await;
+        self.watch_for_twins(&entries);
         let previous = self.view.load_full();
         let view = previous.next(entries.iter().filter_map(Member::from_entry));
         for member in view.members() {
@@ -187,6 +195,30 @@ impl Membership {
             })
             .await;
         self.view.store(Arc::new(view));
+    }
+
+    /// Another running node with this node's id, once seen (see
+    /// `twins`): the newer of the two must stop.
+    pub fn subscribe_twins(&self) -> tokio::sync::watch::Receiver<Option<Twin>> {
+        self.twin.subscribe()
+    }
+
+    fn watch_for_twins(&self, entries: &[GossipEntry]) {
+        let Ok(mut twins) = self.twins.lock() else {
+            return;
+        };
+        if let Some(twin) = twins.observe(entries)
+            && self.twin.borrow().as_ref() != Some(&twin)
+        {
+            tracing::error!(
+                node_id = %self.settings.node_id,
+                other = %twin.gossip_addr,
+                other_generation = twin.generation,
+                this_is_newer = twin.this_is_newer,
+                "ANOTHER LIVE NODE HAS THIS NODE'S ID (a copied data directory?); the one started later stops"
+            );
+            self.twin.send_replace(Some(twin));
+        }
     }
 
     /// Waits until every live node gossips the topology this node sees
@@ -297,6 +329,7 @@ fn read_entries(chitchat: &mut chitchat::Chitchat) -> Vec<GossipEntry> {
             generation: id.generation_id,
             gossip_addr: id.gossip_advertise_addr,
             alive: live.contains(id),
+            heartbeat: state.heartbeat().into(),
             values: state
                 .key_values()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))

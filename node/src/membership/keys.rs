@@ -261,4 +261,27 @@ mod tests {
         }
         assert!("UP".parse::<NodeStatus>().is_err());
     }
+
+    // Gossip values come from other nodes: whatever they hold, parsing
+    // answers a value or an error, never a panic.
+    proptest::proptest! {
+        #[test]
+        fn gossip_value_parsers_never_panic(text in ".{0,300}", bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let lossy = String::from_utf8_lossy(&bytes);
+            for value in [text.as_str(), lossy.as_ref()] {
+                let _ = decode_tokens(value);
+                let _ = decode_ranges(value);
+                let _ = decode_removing(value);
+                let _ = decode_removed(value);
+                let _ = value.parse::<Phase>();
+                let _ = value.parse::<NodeStatus>();
+            }
+        }
+
+        #[test]
+        fn token_lists_round_trip(tokens in proptest::collection::vec(proptest::prelude::any::<i64>(), 0..64)) {
+            let tokens: Vec<Token> = tokens.into_iter().map(Token).collect();
+            proptest::prop_assert_eq!(decode_tokens(&encode_tokens(&tokens)), Ok(tokens));
+        }
+    }
 }

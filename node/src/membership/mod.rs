@@ -5,11 +5,13 @@
 //! - [`gossip`]: [`Membership`], chitchat wiring and the view worker.
 //! - [`join`]: a node's first start: choosing tokens.
 //! - [`persist`]: the ring remembered across restarts.
+//! - [`twins`]: another running node with this node's id.
 
 mod gossip;
 pub mod join;
 pub mod keys;
 pub mod persist;
+pub mod twins;
 mod view;
 
 pub use gossip::{GossipSettings, Membership, ViewHandle};

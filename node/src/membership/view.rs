@@ -29,6 +29,8 @@ pub struct GossipEntry {
     pub generation: u64,
     pub gossip_addr: SocketAddr,
     pub alive: bool,
+    /// The node's heartbeat counter: grows while the node runs.
+    pub heartbeat: u64,
     pub values: BTreeMap<String, String>,
 }
 
@@ -544,6 +546,7 @@ mod tests {
             generation,
             gossip_addr: "127.0.0.1:7402".parse().expect("addr"),
             alive,
+            heartbeat: 1,
             values,
         }
     }
@@ -887,5 +890,39 @@ mod tests {
         bad_id.node_id = "not-a-uuid".into();
         assert!(Member::from_entry(&no_status).is_none());
         assert!(Member::from_entry(&bad_id).is_none());
+    }
+
+    proptest::proptest! {
+        /// Whatever a gossiped entry holds, reading it as a member answers
+        /// a member or nothing, never a panic.
+        #[test]
+        fn any_gossiped_entry_reads_without_panic(
+            id in ".{0,40}",
+            values in proptest::collection::btree_map(".{0,12}", ".{0,80}", 0..12),
+            known in proptest::collection::vec(".{0,60}", 14),
+        ) {
+            let names = [
+                keys::STATUS, keys::TOKENS, keys::NAME, keys::RACK, keys::CLIENT_ADDR,
+                keys::PEER_ADDR, keys::REPLICATION_FACTOR, keys::LOAD, keys::LAST_REPAIR,
+                keys::REPAIR_FAILED, keys::PHASE, keys::REMOVING, keys::REMOVED, keys::TOPOLOGY,
+            ];
+            let mut values = values;
+            for (name, value) in names.iter().zip(known) {
+                values.insert((*name).to_owned(), value);
+            }
+            for node_id in [id, self::id(7).to_string()] {
+                let entry = GossipEntry {
+                    node_id,
+                    generation: 1,
+                    gossip_addr: "127.0.0.1:7402".parse().expect("addr"),
+                    alive: true,
+                    heartbeat: 1,
+                    values: values.clone(),
+                };
+                if let Some(member) = Member::from_entry(&entry) {
+                    let _ = ClusterView::build(self::id(1), 3, [member], None);
+                }
+            }
+        }
     }
 }

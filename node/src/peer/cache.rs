@@ -5,6 +5,11 @@
 //! the leaves whose `DirtyMap` version moved since they were hashed, each
 //! with one RocksDB range scan, so keeping a tree current costs in
 //! proportion to what was written, not to how much is stored.
+//!
+//! The cache holds at most [`MAX_CACHED_TREES`] trees (about 12 KiB each);
+//! past that the least recently used one is dropped (and rebuilt by one
+//! range scan if it is asked for again), so peers comparing many ranges
+//! cannot grow it without bound.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +20,9 @@ use crate::storage::{DirtyMap, Storage, StorageError};
 
 /// Past one dirty leaf in this many, a refresh scans the whole range once.
 const WHOLE_RANGE_SCAN_RATIO: usize = 8;
+/// Most trees kept: far more than the ranges a node holds (`num_tokens` ×
+/// replication factor, 48 by default, twice that during a change).
+pub const MAX_CACHED_TREES: usize = 1024;
 
 /// A tree and the versions its leaves were hashed at.
 struct Cached {
@@ -28,7 +36,14 @@ pub struct TreeCache {
     storage: Arc<dyn Storage>,
     dirty: Arc<DirtyMap>,
     leaves_per_range: usize,
-    trees: Mutex<HashMap<TokenRange, Arc<Mutex<Cached>>>>,
+    trees: Mutex<Trees>,
+}
+
+/// The cached trees, each with the tick of its last use.
+#[derive(Default)]
+struct Trees {
+    by_range: HashMap<TokenRange, (Arc<Mutex<Cached>>, u64)>,
+    tick: u64,
 }
 
 /// What a refresh did.
@@ -48,7 +63,7 @@ impl TreeCache {
             storage,
             dirty,
             leaves_per_range,
-            trees: Mutex::new(HashMap::new()),
+            trees: Mutex::new(Trees::default()),
         }
     }
 
@@ -59,14 +74,30 @@ impl TreeCache {
     fn entry(&self, range: TokenRange) -> Result<Arc<Mutex<Cached>>, StorageError> {
         let mut trees = self.trees.lock().map_err(poisoned)?;
         let leaves = self.leaves_per_range;
-        Ok(trees
-            .entry(range)
-            .or_insert_with(|| {
-                let tree = MerkleTree::new(range, leaves);
-                let hashed_at = vec![None; tree.leaf_count()];
-                Arc::new(Mutex::new(Cached { tree, hashed_at }))
-            })
-            .clone())
+        trees.tick += 1;
+        let tick = trees.tick;
+        if !trees.by_range.contains_key(&range) && trees.by_range.len() >= MAX_CACHED_TREES {
+            let oldest = trees
+                .by_range
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(range, _)| *range);
+            if let Some(oldest) = oldest {
+                trees.by_range.remove(&oldest);
+            }
+        }
+        let (tree, used) = trees.by_range.entry(range).or_insert_with(|| {
+            let tree = MerkleTree::new(range, leaves);
+            let hashed_at = vec![None; tree.leaf_count()];
+            (Arc::new(Mutex::new(Cached { tree, hashed_at })), tick)
+        });
+        *used = tick;
+        Ok(tree.clone())
+    }
+
+    /// How many trees are cached.
+    pub fn cached_trees(&self) -> usize {
+        self.trees.lock().map_or(0, |trees| trees.by_range.len())
     }
 
     /// Brings the tree of `range` up to date and returns a copy of it.
@@ -136,7 +167,7 @@ impl TreeCache {
     /// Forgets trees of ranges not in `keep`.
     pub fn retain(&self, keep: &[TokenRange]) {
         if let Ok(mut trees) = self.trees.lock() {
-            trees.retain(|range, _| keep.contains(range));
+            trees.by_range.retain(|range, _| keep.contains(range));
         }
     }
 }
@@ -194,5 +225,24 @@ mod tests {
             .expect("refresh")
             .0;
         assert_eq!(rebuilt, changed);
+    }
+
+    #[test]
+    fn the_cache_keeps_at_most_its_bound_and_drops_the_least_recently_used() {
+        let storage = Arc::new(MemoryStorage::default());
+        let dirty = Arc::new(DirtyMap::default());
+        write(&storage, &dirty, "k", 1);
+        let cache = TreeCache::new(storage, dirty, 4);
+        let range = |i: i64| TokenRange::new(Token(i * 10), Token(i * 10 + 5));
+        let kept = range(0);
+        for i in 0..(MAX_CACHED_TREES as i64 + 100) {
+            cache.refresh(range(i)).expect("refresh");
+            // One range stays in use all along.
+            cache.refresh(kept).expect("refresh");
+        }
+        assert_eq!(cache.cached_trees(), MAX_CACHED_TREES);
+        let trees = cache.trees.lock().expect("lock");
+        assert!(trees.by_range.contains_key(&kept), "the range in use stays");
+        assert!(!trees.by_range.contains_key(&range(1)), "the oldest went");
     }
 }

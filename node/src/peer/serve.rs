@@ -19,7 +19,7 @@ pub async fn merkle_nodes(
 ) -> Result<Vec<Hash>, StorageError> {
     crate::storage::blocking(move || {
         let (tree, _) = cache.refresh(range)?;
-        let expected = super::tree::MerkleTree::new(range, leaves).leaf_count();
+        let expected = super::tree::MerkleTree::leaf_count_for(range, leaves);
         if tree.leaf_count() != expected {
             return Err(StorageError::Task(format!(
                 "merkle tree shape mismatch: asked for {expected} leaves, this node uses {}",

@@ -71,8 +71,7 @@ impl MerkleTree {
     /// A tree of empty leaves; `leaves` is rounded up to a power of two,
     /// and capped so that no leaf is empty of tokens.
     pub fn new(range: TokenRange, leaves: usize) -> MerkleTree {
-        let widest = 1u128 << (127 - range.width().leading_zeros());
-        let leaves = (leaves.max(1).next_power_of_two() as u128).min(widest) as usize;
+        let leaves = Self::leaf_count_for(range, leaves);
         let mut tree = MerkleTree {
             range,
             leaves,
@@ -82,6 +81,22 @@ impl MerkleTree {
             tree.nodes[i] = tree.combine(i);
         }
         tree
+    }
+
+    /// The leaves a tree of `range` asked for `leaves` gets: rounded up
+    /// to a power of two (at most [`LEAVES_PER_RANGE`] × 2^8, a bound a
+    /// request cannot push past), and capped so no leaf is empty of tokens.
+    pub fn leaf_count_for(range: TokenRange, leaves: usize) -> usize {
+        let widest = 1u128 << (127 - range.width().leading_zeros());
+        let asked = leaves.clamp(1, LEAVES_PER_RANGE << 8).next_power_of_two();
+        (asked as u128).min(widest) as usize
+    }
+
+    /// The widest leaf of a tree of `range` with the usual shape.
+    pub fn widest_leaf(range: TokenRange) -> u128 {
+        range
+            .width()
+            .div_ceil(Self::leaf_count_for(range, LEAVES_PER_RANGE) as u128)
     }
 
     pub fn range(&self) -> TokenRange {

@@ -126,8 +126,15 @@ impl LocalReplica {
         let limit = BatchLimit::default();
         let mut rest: &[Bytes] = &wanted;
         while !rest.is_empty() {
-            // The peer answers a prefix of what is asked, bounded by bytes.
-            let ask = rest[..rest.len().min(limit.entries)].to_vec();
+            // Asked in batches the peer accepts (count and key bytes); it
+            // answers a prefix of each, bounded by the bytes of the cells.
+            let mut take = 0;
+            let mut bytes = 0;
+            while take < rest.len() && limit.admits(take, bytes, rest[take].len()) {
+                bytes += rest[take].len();
+                take += 1;
+            }
+            let ask = rest[..take].to_vec();
             let (cells, answered) = transport.read_batch(peer, ask).await.map_err(failed)?;
             if answered == 0 {
                 return Err(failed(ReplicaError::Failed(

@@ -105,6 +105,17 @@ impl Ring {
         self.replicas[self.range_index(token)].clone()
     }
 
+    /// The range of the ring holding `token` (empty ring: none).
+    pub fn range_holding(&self, token: Token) -> Option<TokenRange> {
+        if self.tokens.is_empty() {
+            return None;
+        }
+        let i = self.range_index(token);
+        let len = self.tokens.len();
+        let start = self.tokens[(i + len - 1) % len].0;
+        Some(TokenRange::new(start, self.tokens[i].0))
+    }
+
     /// Every range with its replicas.
     pub fn ranges(&self) -> impl Iterator<Item = (TokenRange, &[NodeId])> + '_ {
         let len = self.tokens.len();

@@ -29,6 +29,15 @@ impl TokenRange {
         }
     }
 
+    /// True when every token of `inner` is in this range.
+    pub fn encloses(&self, inner: &TokenRange) -> bool {
+        if self.width() == RING_SIZE {
+            return true;
+        }
+        // `inner` ends inside this range and starts no earlier than it.
+        self.contains(inner.end) && inner.width() <= TokenRange::new(self.start, inner.end).width()
+    }
+
     /// How many token positions the range spans (1 ..= 2^64).
     pub fn width(&self) -> u128 {
         let width = (i128::from(self.end.0) - i128::from(self.start.0))
@@ -93,7 +102,54 @@ mod tests {
         assert_eq!(wrap.width(), RING_SIZE - 200);
     }
 
+    #[test]
+    fn encloses() {
+        let r = TokenRange::new(Token(10), Token(20));
+        assert!(r.encloses(&r));
+        assert!(r.encloses(&TokenRange::new(Token(12), Token(20))));
+        assert!(r.encloses(&TokenRange::new(Token(10), Token(11))));
+        assert!(
+            !r.encloses(&TokenRange::new(Token(9), Token(20))),
+            "starts before"
+        );
+        assert!(
+            !r.encloses(&TokenRange::new(Token(12), Token(21))),
+            "ends after"
+        );
+        assert!(
+            !r.encloses(&TokenRange::new(Token(20), Token(20))),
+            "the whole ring"
+        );
+        assert!(
+            !r.encloses(&TokenRange::new(Token(15), Token(12))),
+            "wraps around it"
+        );
+        let wrap = TokenRange::new(Token(100), Token(-100));
+        assert!(wrap.encloses(&TokenRange::new(Token(i64::MAX - 5), Token(-200))));
+        assert!(!wrap.encloses(&TokenRange::new(Token(0), Token(-200))));
+        let whole = TokenRange::new(Token(5), Token(5));
+        assert!(whole.encloses(&TokenRange::new(Token(-3), Token(-3))));
+    }
+
     proptest! {
+        #[test]
+        fn a_range_encloses_exactly_the_ranges_inside_it(start: i64, end: i64, a: u64, b: u64) {
+            let outer = TokenRange::new(Token(start), Token(end));
+            let w = outer.width();
+            let (a, b) = (u128::from(a) % w, u128::from(b) % w);
+            let (lo, hi) = (a.min(b), a.max(b).max(1));
+            // Pieces of the range are enclosed by it.
+            let inner = TokenRange::new(outer.token_after_start(lo), outer.token_after_start(hi));
+            if lo < hi {
+                prop_assert!(outer.encloses(&inner));
+            }
+            // A range that starts one token earlier sticks out.
+            if w < RING_SIZE {
+                let early = TokenRange::new(outer.token_after_start(RING_SIZE - 1), inner.end);
+                prop_assert!(!outer.encloses(&early));
+            }
+        }
+
         #[test]
         fn split_covers_the_range_exactly(start: i64, end: i64, parts in 1usize..64, probe: i64) {
             let range = TokenRange::new(Token(start), Token(end));

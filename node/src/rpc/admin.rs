@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::status;
+use super::{status, users};
+use crate::auth::UserStore;
 use crate::coordinator::validate_key;
 use crate::identity::NodeId;
 use crate::membership::{ClusterView, Member, ViewHandle};
@@ -45,6 +46,8 @@ pub struct AdminService {
     topology: Option<Arc<Topology>>,
     /// Stops the whole node (after a decommission).
     node_stop: CancellationToken,
+    /// Users, when authentication is on.
+    users: Option<UserStore>,
 }
 
 impl AdminService {
@@ -58,7 +61,14 @@ impl AdminService {
             stop: CancellationToken::new(),
             topology: None,
             node_stop: CancellationToken::new(),
+            users: None,
         }
+    }
+
+    /// Serves the user commands over `users` (authentication on).
+    pub fn with_users(mut self, users: Option<UserStore>) -> Self {
+        self.users = users;
+        self
     }
 
     /// Runs repairs on `tasks`, stopped by `stop` (the node's workers).
@@ -399,5 +409,33 @@ impl Admin for AdminService {
             token: token.0,
             replicas,
         }))
+    }
+
+    async fn user_add(
+        &self,
+        request: Request<pb::UserAddRequest>,
+    ) -> Result<Response<pb::UserResponse>, Status> {
+        users::add(self.users.as_ref(), request.into_inner()).await
+    }
+
+    async fn user_delete(
+        &self,
+        request: Request<pb::UserDeleteRequest>,
+    ) -> Result<Response<pb::UserResponse>, Status> {
+        users::delete(self.users.as_ref(), request.into_inner()).await
+    }
+
+    async fn user_password(
+        &self,
+        request: Request<pb::UserPasswordRequest>,
+    ) -> Result<Response<pb::UserResponse>, Status> {
+        users::password(self.users.as_ref(), request).await
+    }
+
+    async fn user_list(
+        &self,
+        _: Request<pb::UserListRequest>,
+    ) -> Result<Response<pb::UserListResponse>, Status> {
+        users::list(self.users.as_ref()).await
     }
 }

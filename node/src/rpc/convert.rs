@@ -26,6 +26,16 @@ pub fn consistency(raw: i32) -> Result<ConsistencyLevel, Status> {
     }
 }
 
+/// Refuses keys the node keeps for itself (users: see `auth::users`).
+pub fn client_key(key: &[u8]) -> Result<(), Status> {
+    if crate::auth::is_reserved(key) {
+        return Err(Status::invalid_argument(
+            "keys starting with \\x00ringkv/ are reserved for the cluster's own use",
+        ));
+    }
+    Ok(())
+}
+
 /// A request's timeout; 0 means the node's default.
 pub fn timeout(ms: u32) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(u64::from(ms)))

@@ -89,6 +89,7 @@ impl KeyValue for KeyValueService {
     ) -> Result<Response<pb::GetResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
+        convert::client_key(&request.key).map_err(|s| self.metrics[GET].rejected(s))?;
         let read = ReadRequest {
             level: convert::consistency(request.consistency)
                 .map_err(|s| self.metrics[GET].rejected(s))?,
@@ -113,6 +114,7 @@ impl KeyValue for KeyValueService {
     ) -> Result<Response<pb::PutResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
+        convert::client_key(&request.key).map_err(|s| self.metrics[PUT].rejected(s))?;
         let write = WriteRequest {
             level: convert::consistency(request.consistency)
                 .map_err(|s| self.metrics[PUT].rejected(s))?,
@@ -134,6 +136,7 @@ impl KeyValue for KeyValueService {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
+        convert::client_key(&request.key).map_err(|s| self.metrics[DELETE].rejected(s))?;
         let write = WriteRequest {
             level: convert::consistency(request.consistency)
                 .map_err(|s| self.metrics[DELETE].rejected(s))?,

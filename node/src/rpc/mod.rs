@@ -3,14 +3,19 @@
 //! this module.
 
 mod admin;
+pub mod bounds;
 mod convert;
+pub mod gossip_mac;
 mod kv;
+pub mod limit;
 pub mod net;
 mod peer;
 mod replicas;
 mod status;
+pub mod tls;
+mod users;
 
 pub use admin::{AdminService, NodeDescription};
 pub use kv::KeyValueService;
-pub use peer::PeerService;
+pub use peer::{LateView, PeerService};
 pub use replicas::NodeTransport;

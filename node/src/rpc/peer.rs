@@ -1,54 +1,63 @@
 //! The internode API, `ringkv.internal.v1.Peer`: what a coordinator asks
-//! of a replica.
+//! of a replica. Every request is checked against [`bounds`](super::bounds)
+//! first.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ringkv_proto::internal::v1 as pbi;
 use ringkv_proto::internal::v1::peer_server::Peer;
 use tonic::{Request, Response, Status};
 
+use super::bounds::{self, PeerBounds, range};
 use super::{convert, status};
 use crate::clock::HybridClock;
 use crate::coordinator::validate_key;
+use crate::membership::{ClusterView, ViewHandle};
 use crate::peer::ReadReply;
 use crate::peer::{TreeCache, serve};
-use crate::ring::{Token, TokenRange};
+use crate::ring::Token;
 use crate::storage::{BatchLimit, LocalStore};
+
+/// The cluster view, once gossip has started (the internode API serves
+/// from before that, while the node joins).
+pub type LateView = Arc<OnceLock<ViewHandle>>;
 
 /// Serves `Peer` over the local store and its Merkle trees.
 pub struct PeerService {
     store: LocalStore,
     clock: Arc<HybridClock>,
     trees: Arc<TreeCache>,
+    bounds: PeerBounds,
+    view: LateView,
 }
 
 impl PeerService {
-    pub fn new(store: LocalStore, clock: Arc<HybridClock>, trees: Arc<TreeCache>) -> Self {
+    pub fn new(
+        store: LocalStore,
+        clock: Arc<HybridClock>,
+        trees: Arc<TreeCache>,
+        bounds: PeerBounds,
+        view: LateView,
+    ) -> Self {
         Self {
             store,
             clock,
             trees,
+            bounds,
+            view,
         }
     }
-}
 
-fn range(msg: Option<pbi::TokenRange>) -> Result<TokenRange, Status> {
-    msg.map(|r| TokenRange::new(Token(r.start), Token(r.end)))
-        .ok_or_else(|| Status::invalid_argument("token range missing"))
-}
+    fn view(&self) -> Result<Arc<ClusterView>, Status> {
+        self.view
+            .get()
+            .map(|handle| handle.load_full())
+            .ok_or_else(|| Status::unavailable("this node has not started gossip yet"))
+    }
 
-/// Key-cell pairs from the wire, each key checked.
-fn entries(raw: Vec<pbi::KeyCell>) -> Result<Vec<(bytes::Bytes, crate::storage::Cell)>, Status> {
-    raw.into_iter()
-        .map(|entry| {
-            validate_key(&entry.key).map_err(status::from_coordinator)?;
-            let cell = entry
-                .cell
-                .map(convert::cell_from_proto)
-                .ok_or_else(|| Status::invalid_argument("batch entry without a cell"))?;
-            Ok((entry.key, cell))
-        })
-        .collect()
+    fn now(&self) -> crate::clock::Timestamp {
+        self.clock.wall().micros()
+    }
 }
 
 #[tonic::async_trait]
@@ -63,6 +72,7 @@ impl Peer for PeerService {
             .cell
             .map(convert::cell_from_proto)
             .ok_or_else(|| Status::invalid_argument("replica write without a cell"))?;
+        self.bounds.cell(&cell, self.now())?;
         // Keep this node's clock ahead of every timestamp it has stored.
         self.clock.observe(cell.timestamp);
         self.store
@@ -96,7 +106,9 @@ impl Peer for PeerService {
         &self,
         request: Request<pbi::WriteBatchRequest>,
     ) -> Result<Response<pbi::WriteBatchResponse>, Status> {
-        let entries = entries(request.into_inner().entries)?;
+        let entries = self
+            .bounds
+            .write_batch(request.into_inner().entries, self.now())?;
         for (_, cell) in &entries {
             self.clock.observe(cell.timestamp);
         }
@@ -110,12 +122,12 @@ impl Peer for PeerService {
         &self,
         request: Request<pbi::ReadBatchRequest>,
     ) -> Result<Response<pbi::ReadBatchResponse>, Status> {
-        let keys = request.into_inner().keys;
-        for key in &keys {
-            validate_key(key).map_err(status::from_coordinator)?;
-        }
+        let asked = request.into_inner().keys;
+        let count = asked.len();
+        let (keys, first_at) = bounds::read_batch_keys(asked)?;
         let (found, answered) = serve::read_batch(&self.store, &keys, BatchLimit::default())
             .map_err(status::from_storage)?;
+        let answered = bounds::answered_prefix(&first_at, answered, count);
         Ok(Response::new(pbi::ReadBatchResponse {
             keys_answered: u32::try_from(answered).unwrap_or(u32::MAX),
             entries: found
@@ -134,6 +146,7 @@ impl Peer for PeerService {
     ) -> Result<Response<pbi::MerkleNodesResponse>, Status> {
         let request = request.into_inner();
         let range = range(request.range)?;
+        bounds::merkle_nodes(&*self.view()?, range, request.leaves, &request.nodes)?;
         let nodes = request.nodes.into_iter().map(|n| n as usize).collect();
         let hashes = serve::merkle_nodes(self.trees.clone(), range, request.leaves as usize, nodes)
             .await
@@ -180,6 +193,7 @@ impl Peer for PeerService {
         request: Request<pbi::LeafDigestsRequest>,
     ) -> Result<Response<pbi::LeafDigestsResponse>, Status> {
         let range = range(request.into_inner().range)?;
+        bounds::leaf_digests(&*self.view()?, range)?;
         let digests = serve::leaf_digests(self.store.clone(), range)
             .await
             .map_err(status::from_storage)?;

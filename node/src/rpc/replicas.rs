@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use ringkv_proto::internal::v1 as pbi;
 use ringkv_proto::internal::v1::peer_client::PeerClient;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::convert;
 use super::net::Dial;
@@ -45,6 +45,10 @@ pub struct NodeTransport {
     clients: Mutex<HashMap<SocketAddr, PeerClient<Channel>>>,
     /// How to reach a peer; `None`: TCP.
     dial: Option<Dial>,
+    /// Largest answer accepted from a peer.
+    max_message: usize,
+    /// Mutual TLS to peers; `None`: plaintext.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl NodeTransport {
@@ -56,7 +60,22 @@ impl NodeTransport {
             deadline,
             clients: Mutex::new(HashMap::new()),
             dial: None,
+            max_message: usize::MAX,
+            tls: None,
         }
+    }
+
+    /// Calls peers over TLS with `tls` (see `rpc::tls`).
+    pub fn with_tls(mut self, tls: Option<ClientTlsConfig>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Accepts answers of at most `bytes` from peers (what this node's own
+    /// internode API would send).
+    pub fn with_max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes;
+        self
     }
 
     /// Dials peers with `dial` (the simulation's network) instead of TCP.
@@ -82,8 +101,15 @@ impl NodeTransport {
         if let Some(client) = clients.get(&addr) {
             return Ok(client.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| ReplicaError::Unreachable(format!("bad peer address {addr}: {e}")))?
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| ReplicaError::Unreachable(format!("bad peer address {addr}: {e}")))?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| ReplicaError::Failed(format!("internode TLS: {e}")))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(self.deadline)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
@@ -101,8 +127,8 @@ impl NodeTransport {
             }
         };
         let client = PeerClient::new(channel)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
+            .max_decoding_message_size(self.max_message)
+            .max_encoding_message_size(self.max_message);
         clients.insert(addr, client.clone());
         Ok(client)
     }

@@ -26,7 +26,9 @@ pub(super) async fn announce_disk(
             && policy == DiskFailurePolicy::Stop
         {
             tracing::error!(cause, "disk_failure_policy = stop: shutting down");
-            let _ = stopped.set(cause.clone());
+            let _ = stopped.set(format!(
+                "stopped by disk_failure_policy = stop: the disk refuses writes ({cause})"
+            ));
             node_stop.cancel();
         }
         membership
@@ -34,6 +36,30 @@ pub(super) async fn announce_disk(
             .await;
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Stops this node when another live node has its id and started first
+/// (see `membership::twins`).
+pub(super) async fn stop_for_twin(
+    mut twins: tokio::sync::watch::Receiver<Option<crate::membership::twins::Twin>>,
+    (node_stop, fatal): (CancellationToken, Arc<std::sync::OnceLock<String>>),
+    stop: CancellationToken,
+) {
+    loop {
+        let twin = twins.borrow_and_update().clone();
+        if let Some(twin) = twin.filter(|t| t.this_is_newer) {
+            let _ = fatal.set(format!(
+                "another live node (gossip address {}) has this node's id and started earlier; this node refuses to serve (give one of them an empty data directory)",
+                twin.gossip_addr
+            ));
+            node_stop.cancel();
+            return;
+        }
+        tokio::select! {
+            changed = twins.changed() => if changed.is_err() { return },
             _ = stop.cancelled() => return,
         }
     }

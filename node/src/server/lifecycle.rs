@@ -18,8 +18,9 @@ pub(super) struct Lifecycle {
     /// Every other background worker, and their stop signal.
     pub(super) workers: TaskTracker,
     pub(super) worker_stop: CancellationToken,
-    /// Set when `disk_failure_policy = stop` stopped the node: the cause.
-    pub(super) stopped_by_disk: Arc<std::sync::OnceLock<String>>,
+    /// Set when the node stopped itself (`disk_failure_policy = stop`, or
+    /// another live node with its id): why, for the exit message.
+    pub(super) fatal: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Lifecycle {

@@ -48,6 +48,7 @@ pub use node::{Environment, Joined, Node};
 pub use shutdown::cancel_on_signal;
 
 use crate::config::Config;
+use crate::rpc::gossip_mac::AuthenticatedUdp;
 use crate::rpc::net::Listener;
 
 /// The sockets a node serves on.
@@ -78,8 +79,9 @@ impl Listeners {
 /// Runs a node on the configured ports until `stop` is cancelled.
 pub async fn run(config: Config, stop: CancellationToken) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config).await?;
-    Node::open(&config, Environment::system())
-        .await?
-        .run(listeners, stop)
-        .await
+    let mut env = Environment::system();
+    if let Some(key) = config.gossip_key()? {
+        env.network.gossip = std::sync::Arc::new(AuthenticatedUdp::new(key));
+    }
+    Node::open(&config, env).await?.run(listeners, stop).await
 }

@@ -13,11 +13,13 @@ use ringkv_proto::v1::key_value_server::KeyValueServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::transport::ServerTlsConfig;
 
 use super::addresses::{self, Advertised, advertised};
-use super::announce::{announce_disk, announce_repair_failures, announce_repairs};
+use super::announce::{announce_disk, announce_repair_failures, announce_repairs, stop_for_twin};
 use super::lifecycle::Lifecycle;
 use super::{Listeners, http};
+use crate::auth::{Authenticator, RequireAuth, Role, UserStore};
 use crate::clock::{HybridClock, WallClock};
 use crate::config::Config;
 use crate::coordinator::Coordinator;
@@ -28,8 +30,12 @@ use crate::membership::keys::{self, NodeStatus};
 use crate::membership::{GossipSettings, Membership, persist};
 use crate::peer::{RepairTransport, ReplicaTransport, TreeCache};
 use crate::repair::{LEAVES_PER_RANGE, LocalReplica, Repairer, load_last_completed, run_scheduler};
+use crate::rpc::limit::InFlightLimit;
 use crate::rpc::net::{self, Listener, Network};
-use crate::rpc::{AdminService, KeyValueService, NodeDescription, NodeTransport, PeerService};
+use crate::rpc::tls::NodeTls;
+use crate::rpc::{
+    AdminService, KeyValueService, LateView, NodeDescription, NodeTransport, PeerService,
+};
 use crate::storage::{
     DirtyMap, DiskHealth, GroupSync, LocalStore, RocksConfig, RocksStorage, Storage, SyncMode,
     run_disk_recovery, run_periodic_sync,
@@ -44,6 +50,12 @@ const CLOCK_RENEW_INTERVAL: Duration = Duration::from_millis(250);
 const MAX_CLOCK_WAIT: Duration = Duration::from_secs(2);
 /// Times a join may withdraw (another change started with it) and retry.
 const MAX_WITHDRAWALS: u32 = 5;
+/// Largest admin request (they carry a few ids and flags).
+const ADMIN_MESSAGE_BYTES: usize = 64 * 1024;
+/// Largest HTTP/2 header block a server accepts.
+const MAX_HEADER_BYTES: u32 = 64 * 1024;
+/// Streams a client may open and reset before the server has seen them.
+const MAX_PENDING_RESETS: usize = 64;
 
 /// What a node takes from the world besides its configuration.
 pub struct Environment {
@@ -88,6 +100,7 @@ pub struct Node {
     store: LocalStore,
     trees: Arc<TreeCache>,
     clock: Arc<HybridClock>,
+    tls: NodeTls,
     life: Lifecycle,
 }
 
@@ -97,6 +110,11 @@ pub struct Joined {
     admin: AdminService,
     health: Arc<http::Health>,
     max_message: usize,
+    /// Client requests in flight at most.
+    client_limit: usize,
+    client_tls: Option<ServerTlsConfig>,
+    /// Checks credentials; `None`: authentication off.
+    auth: Option<Arc<Authenticator>>,
     grace: Duration,
     banner: Banner,
 }
@@ -117,6 +135,7 @@ impl Node {
             config.node_name.clone()
         };
         let advertised = advertised(config).await?;
+        let tls = NodeTls::load(config)?;
         let life = Lifecycle::default();
         let (workers, worker_stop) = (&life.workers, &life.worker_stop);
         workers.spawn(run_disk_recovery(
@@ -160,6 +179,7 @@ impl Node {
             store,
             trees,
             clock,
+            tls,
             life,
         })
     }
@@ -180,10 +200,8 @@ impl Node {
         .await;
         let life = &self.life;
         life.shut_down(self.config.shutdown_grace()).await;
-        if let Some(cause) = life.stopped_by_disk.get() {
-            anyhow::bail!(
-                "stopped by disk_failure_policy = stop: the disk refuses writes ({cause})"
-            );
+        if let Some(why) = life.fatal.get() {
+            anyhow::bail!("{why}");
         }
         self.engine
             .sync_wal()
@@ -207,27 +225,35 @@ impl Node {
         let (workers, worker_stop) = (&self.life.workers, &self.life.worker_stop);
         let max_message = config.max_message_bytes();
 
-        let service = PeerServer::new(PeerService::new(
-            self.store.clone(),
-            self.clock.clone(),
-            self.trees.clone(),
-        ))
-        .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_message);
-        let peer_stop = self.life.peer_stop.clone();
-        self.life.peer.spawn(async move {
-            let router = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
-                .add_service(service);
-            if let Err(error) = net::serve(router, peer, peer_stop.cancelled_owned()).await {
-                tracing::error!(%error, "internode API server failed");
-            }
-        });
-
+        // Metrics first: the services below register their counters.
         let health = Arc::new(http::Health::with_disk(Some(self.disk.clone())));
         if let Some(listener) = http {
             start_http(listener, self.metrics, health.clone(), workers, worker_stop);
         }
+
+        let late_view: LateView = Arc::default();
+        let (_, peer_limit) = config.in_flight_limits();
+        let service = InFlightLimit::new("internode", peer_limit).wrap(
+            PeerServer::new(PeerService::new(
+                self.store.clone(),
+                self.clock.clone(),
+                self.trees.clone(),
+                config.peer_bounds(),
+                late_view.clone(),
+            ))
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message),
+        );
+        let peer_stop = self.life.peer_stop.clone();
+        let internode_timeout = Duration::from_millis(config.internode_timeout_ms);
+        let (peer_tls, dial_tls) = self.tls.internode.clone().unzip();
+        let mut server = server_builder(peer_limit, peer_tls)?.timeout(internode_timeout);
+        self.life.peer.spawn(async move {
+            let router = server.add_service(service);
+            if let Err(error) = net::serve(router, peer, peer_stop.cancelled_owned()).await {
+                tracing::error!(%error, "internode API server failed");
+            }
+        });
 
         if Topology::was_decommissioned(&self.store)? {
             anyhow::bail!(
@@ -270,7 +296,14 @@ impl Node {
             self.network.gossip.as_ref(),
         )
         .await?;
+        // Set once: a second set (never) would leave the first in place.
+        let _ = late_view.set(membership.view_handle());
         workers.spawn(membership.clone().run(worker_stop.clone()));
+        workers.spawn(stop_for_twin(
+            membership.subscribe_twins(),
+            (stop.clone(), self.life.fatal.clone()),
+            worker_stop.clone(),
+        ));
         join::check_replication_factor(&membership, config.replication_factor)?;
 
         let transport = Arc::new(
@@ -280,7 +313,9 @@ impl Node {
                 membership.view_handle(),
                 Duration::from_millis(config.internode_timeout_ms),
             )
-            .with_dial(self.network.dial.clone()),
+            .with_dial(self.network.dial.clone())
+            .with_max_message(max_message)
+            .with_tls(dial_tls),
         );
         let topology = Arc::new(Topology::new(
             membership.clone(),
@@ -436,7 +471,7 @@ impl Node {
             self.disk.subscribe(),
             membership.clone(),
             config.disk_failure_policy,
-            (stop.clone(), self.life.stopped_by_disk.clone()),
+            (stop.clone(), self.life.fatal.clone()),
             worker_stop.clone(),
         ));
         workers.spawn(announce_repair_failures(
@@ -450,6 +485,15 @@ impl Node {
             engine.clone(),
             worker_stop.clone(),
         ));
+        let users = config
+            .authentication
+            .then(|| UserStore::new(coordinator.clone()));
+        if let (Some(users), Some(password)) = (&users, config.admin_password()?) {
+            workers.spawn(ensure_admin(users.clone(), password, worker_stop.clone()));
+        }
+        let auth = users
+            .clone()
+            .map(|users| Arc::new(Authenticator::new(users, config.auth_cache())));
         let admin = AdminService::new(
             NodeDescription {
                 id: node_id,
@@ -462,12 +506,16 @@ impl Node {
             repairer,
         )
         .with_tasks(workers.clone(), worker_stop.clone())
-        .with_topology(topology, stop.clone());
+        .with_topology(topology, stop.clone())
+        .with_users(users);
         Ok(Some(Joined {
             coordinator,
             admin,
             health,
             max_message,
+            client_limit: config.in_flight_limits().0,
+            client_tls: self.tls.client.clone(),
+            auth,
             grace: config.shutdown_grace(),
             banner: Banner {
                 node_id,
@@ -493,10 +541,19 @@ impl Joined {
     /// Step 3: serves clients on `client` until `stop`, then lets
     /// in-flight requests finish.
     pub async fn serve(self, client: Listener, stop: &CancellationToken) -> anyhow::Result<()> {
-        let kv = KeyValueServer::new(KeyValueService::new(self.coordinator))
-            .max_decoding_message_size(self.max_message)
-            .max_encoding_message_size(self.max_message);
-        let admin = AdminServer::new(self.admin);
+        let limit = InFlightLimit::new("client", self.client_limit);
+        let kv = limit.wrap(RequireAuth::new(
+            KeyValueServer::new(KeyValueService::new(self.coordinator))
+                .max_decoding_message_size(self.max_message)
+                .max_encoding_message_size(self.max_message),
+            self.auth.clone(),
+        ));
+        let admin = limit.wrap(RequireAuth::new(
+            AdminServer::new(self.admin)
+                .max_decoding_message_size(ADMIN_MESSAGE_BYTES)
+                .max_encoding_message_size(self.max_message),
+            self.auth.clone(),
+        ));
         let banner = &self.banner;
         tracing::info!(
             node_id = %banner.node_id,
@@ -510,8 +567,7 @@ impl Joined {
         );
         self.health.set_serving(true);
 
-        let router = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        let router = server_builder(self.client_limit, self.client_tls)?
             .add_service(kv)
             .add_service(admin);
         let server = net::serve(router, client, stop.clone().cancelled_owned());
@@ -526,6 +582,28 @@ impl Joined {
         }
         self.health.set_serving(false);
         Ok(())
+    }
+}
+
+/// A gRPC server with bounded HTTP/2: at most `streams` requests per
+/// connection (the per-node limit is [`InFlightLimit`]), bounded headers,
+/// and a cap on streams a client may open and reset at once (the HTTP/2
+/// "rapid reset" flood).
+/// With `tls`, connections are TLS (see `rpc::tls`).
+fn server_builder(
+    streams: usize,
+    tls: Option<ServerTlsConfig>,
+) -> anyhow::Result<tonic::transport::Server> {
+    let builder = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .max_concurrent_streams(u32::try_from(streams).unwrap_or(u32::MAX))
+        .http2_max_header_list_size(MAX_HEADER_BYTES)
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS));
+    match tls {
+        None => Ok(builder),
+        Some(tls) => builder
+            .tls_config(tls)
+            .context("cannot use the TLS certificate and key (tls_cert_file, tls_key_file)"),
     }
 }
 
@@ -566,6 +644,7 @@ fn open_rocksdb(config: &Config) -> anyhow::Result<(Arc<dyn Storage>, Arc<DiskHe
     let rocks_config = RocksConfig {
         gc_grace_seconds: config.gc_grace_seconds,
         block_cache_bytes: config.block_cache_bytes(),
+        memtable_bytes: config.memtable_bytes(),
     };
     let rocks = RocksStorage::open(&db_path, &rocks_config)
         .with_context(|| format!("cannot open the store in {}", db_path.display()))?;
@@ -628,6 +707,34 @@ async fn pick_tokens(
     tokio::select! {
         chosen = choosing => Ok(Some(chosen?)),
         _ = stop.cancelled() => Ok(None),
+    }
+}
+
+/// Creates the user `admin` with `password` when no such user exists,
+/// retrying until the users can be read and written (a quorum is up).
+async fn ensure_admin(users: UserStore, password: String, stop: CancellationToken) {
+    loop {
+        let outcome = match users.get("admin").await {
+            Ok(Some(_)) => Ok(false),
+            Ok(None) => users
+                .put("admin", &password, Role::Admin)
+                .await
+                .map(|()| true),
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(created) => {
+                if created {
+                    tracing::info!("created the user admin (auth_admin_password)");
+                }
+                return;
+            }
+            Err(error) => tracing::info!(%error, "cannot check the admin user yet; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.cancelled() => return,
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use rocksdb::compaction_filter::Decision;
 use rocksdb::{
     BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamily, ColumnFamilyDescriptor,
     CompactOptions, DB, DBCompressionType, Direction, IteratorMode, MergeOperands, Options,
-    ReadOptions, WriteBatch, WriteOptions,
+    ReadOptions, WriteBatch, WriteBufferManager, WriteOptions,
 };
 
 use super::batch::BatchLimit;
@@ -61,6 +61,9 @@ pub struct RocksConfig {
     pub gc_grace_seconds: u64,
     /// Size of the shared block cache.
     pub block_cache_bytes: usize,
+    /// Most memory all memtables (write buffers) take together; past it
+    /// RocksDB flushes, and stalls writes until flushes catch up.
+    pub memtable_bytes: usize,
 }
 
 impl Default for RocksConfig {
@@ -68,6 +71,7 @@ impl Default for RocksConfig {
         Self {
             gc_grace_seconds: gc::DEFAULT_GC_GRACE_SECONDS,
             block_cache_bytes: 64 << 20,
+            memtable_bytes: 64 << 20,
         }
     }
 }
@@ -247,6 +251,11 @@ fn open_db(path: &Path, config: &RocksConfig, read_only: bool) -> Result<DB> {
     db_opts.set_max_log_file_size(16 << 20);
     db_opts.set_bytes_per_sync(1 << 20);
 
+    // Memory: the block cache (blocks, and the index and filter blocks of
+    // open tables) and every memtable are bounded by the two settings.
+    let memtables = WriteBufferManager::new_write_buffer_manager(config.memtable_bytes, true);
+    db_opts.set_write_buffer_manager(&memtables);
+    let write_buffer = (config.memtable_bytes / 4).max(1 << 20);
     let cache = Cache::new_lru_cache(config.block_cache_bytes);
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(&cache);
@@ -256,6 +265,7 @@ fn open_db(path: &Path, config: &RocksConfig, read_only: bool) -> Result<DB> {
     let mut data = Options::default();
     data.set_block_based_table_factory(&table);
     data.set_compression_type(DBCompressionType::Lz4);
+    data.set_write_buffer_size(write_buffer);
     data.set_merge_operator_associative("ringkv.lww.v1", lww_merge);
     // A key overwritten many times between flushes would otherwise make
     // every read fold all its operands; past this many, the write folds
@@ -273,7 +283,9 @@ fn open_db(path: &Path, config: &RocksConfig, read_only: bool) -> Result<DB> {
 
     let mut hints = Options::default();
     hints.set_compression_type(DBCompressionType::Lz4);
-    let meta = Options::default();
+    hints.set_write_buffer_size(write_buffer);
+    let mut meta = Options::default();
+    meta.set_write_buffer_size(1 << 20);
 
     let families = vec![
         ColumnFamilyDescriptor::new(CF_DATA, data),

@@ -21,6 +21,9 @@ pub enum ErrorKind {
     Unavailable,
     /// No answer in time (client or coordinator deadline).
     Timeout,
+    /// Refused at once by a node at its in-flight limit (ringkv
+    /// RESOURCE_EXHAUSTED "overloaded").
+    Overloaded,
     /// Anything else.
     Other,
 }
@@ -47,6 +50,7 @@ impl From<ringkv_client::Error> for DriverError {
         let kind = match &error {
             E::Unavailable { .. } => ErrorKind::Unavailable,
             E::Timeout { .. } | E::DeadlineExceeded(_) => ErrorKind::Timeout,
+            E::Overloaded(_) => ErrorKind::Overloaded,
             _ => ErrorKind::Other,
         };
         DriverError {
@@ -62,6 +66,10 @@ pub struct Target {
     pub url: String,
     pub read_consistency: Consistency,
     pub write_consistency: Consistency,
+    /// TLS to ringkv nodes.
+    pub tls: Option<ringkv_client::TlsOptions>,
+    /// A user, for ringkv nodes with authentication on.
+    pub credentials: Option<ringkv_client::Credentials>,
 }
 
 /// A connection to the store under test. Cheap to clone; `for_worker`
@@ -94,6 +102,8 @@ impl Driver {
             "ringkv" => {
                 let mut config = ClientConfig::new(rest.split(',').map(str::to_owned));
                 config.consistency = target.write_consistency;
+                config.tls = target.tls.clone();
+                config.credentials = target.credentials.clone();
                 let client = Client::connect(config).await.map_err(|e| e.to_string())?;
                 Ok(Driver::Ringkv {
                     client,

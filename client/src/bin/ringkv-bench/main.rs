@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ringkv_client::Consistency;
+use ringkv_client::cli::{TlsArgs, UserArgs};
 
 use driver::{Driver, Target};
 use keys::{Distribution, KeyChooser};
@@ -111,6 +112,12 @@ struct Options {
     /// the servers under test, 1 leaves them the most CPU.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// TLS to ringkv nodes.
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// A user, for ringkv nodes with authentication on.
+    #[command(flatten)]
+    user: UserArgs,
 }
 
 fn spec(phase: Phase, options: &Options) -> Result<Spec, String> {
@@ -155,6 +162,8 @@ async fn bench(phase: Phase, options: Options) -> Result<(), String> {
         url: options.target.clone(),
         read_consistency: options.read_consistency,
         write_consistency: options.write_consistency,
+        tls: options.tls.options().map_err(|e| e.to_string())?,
+        credentials: options.user.credentials().map_err(|e| e.to_string())?,
     };
     let driver = Driver::connect(&target).await?;
     let report = runner::run(&driver, spec).await?;

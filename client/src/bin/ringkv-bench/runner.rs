@@ -214,6 +214,7 @@ pub async fn run(driver: &Driver, spec: Spec) -> Result<Report, String> {
         latencies,
         unavailable: shared.errors.count(crate::driver::ErrorKind::Unavailable),
         timeouts: shared.errors.count(crate::driver::ErrorKind::Timeout),
+        overloaded: shared.errors.count(crate::driver::ErrorKind::Overloaded),
         other_errors: shared.errors.count(crate::driver::ErrorKind::Other),
         first_error: shared.errors.first(),
         intervals,

@@ -4,7 +4,8 @@
 //! microseconds) and merges them at the end; a shared set of interval
 //! histograms feeds the once-a-second progress line and the HDR log.
 //! Failed operations are never recorded as latencies: they are counted
-//! by kind (unavailable, timeout, other) and reported beside them.
+//! by kind (unavailable, timeout, overloaded, other) and reported beside
+//! them.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,7 +74,7 @@ impl PerOp {
 /// Errors by kind.
 #[derive(Debug, Default)]
 pub struct Errors {
-    counts: [AtomicU64; 3],
+    counts: [AtomicU64; 4],
     first: Mutex<Option<String>>,
 }
 
@@ -82,6 +83,7 @@ fn slot(kind: ErrorKind) -> usize {
         ErrorKind::Unavailable => 0,
         ErrorKind::Timeout => 1,
         ErrorKind::Other => 2,
+        ErrorKind::Overloaded => 3,
     }
 }
 
@@ -115,6 +117,7 @@ pub struct Report {
     pub latencies: PerOp,
     pub unavailable: u64,
     pub timeouts: u64,
+    pub overloaded: u64,
     pub other_errors: u64,
     pub first_error: Option<String>,
     /// Interval histograms for the HDR log: (start offset, length, op, histogram).
@@ -127,7 +130,7 @@ impl Report {
     }
 
     pub fn errors(&self) -> u64 {
-        self.unavailable + self.timeouts + self.other_errors
+        self.unavailable + self.timeouts + self.overloaded + self.other_errors
     }
 
     /// Successful operations per second.
@@ -163,7 +166,7 @@ impl Report {
             ));
         }
         out.push_str(&format!(
-            "{} {}: {:.0} ops/s over {:.1} s; errors: {} ({} unavailable, {} timeout, {} other)",
+            "{} {}: {:.0} ops/s over {:.1} s; errors: {} ({} unavailable, {} timeout, {} overloaded, {} other)",
             self.phase,
             self.successes(),
             self.throughput(),
@@ -171,6 +174,7 @@ impl Report {
             self.errors(),
             self.unavailable,
             self.timeouts,
+            self.overloaded,
             self.other_errors
         ));
         if let Some(first) = &self.first_error {
@@ -212,6 +216,7 @@ impl Report {
             "errors": {
                 "unavailable": self.unavailable,
                 "timeout": self.timeouts,
+                "overloaded": self.overloaded,
                 "other": self.other_errors,
                 "first": self.first_error,
             },

@@ -58,13 +58,43 @@ pub enum Command {
     Cleanup,
     /// The range streams of topology changes on the connected node.
     Streams,
+    /// Users, when the cluster has authentication on: add, del, passwd,
+    /// list. New passwords come from RINGKV_NEW_PASSWORD or a prompt.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `user ...`
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum UserCommand {
+    /// Add (or replace) a user.
+    Add {
+        /// The user name.
+        name: String,
+        /// read-only, read-write or admin.
+        #[arg(long, default_value = "read-write")]
+        role: String,
+    },
+    /// Delete a user.
+    #[command(alias = "delete")]
+    Del {
+        /// The user name.
+        name: String,
+    },
+    /// Change a user's password (admins: anyone's; others: their own).
+    Passwd {
+        /// The user name.
+        name: String,
+    },
+    /// Every user and its role.
+    List,
 }
 
 /// Commands handled by the interactive prompt itself.
 pub const SHELL_COMMANDS: [&str; 4] = ["CONSISTENCY", "HELP", "EXIT", "QUIT"];
 
 /// Request commands, as the prompt lists them.
-pub const REQUEST_COMMANDS: [&str; 12] = [
+pub const REQUEST_COMMANDS: [&str; 13] = [
     "GET",
     "PUT",
     "DEL",
@@ -77,4 +107,5 @@ pub const REQUEST_COMMANDS: [&str; 12] = [
     "REMOVENODE",
     "CLEANUP",
     "STREAMS",
+    "USER",
 ];

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use ringkv_client::cli::{TlsArgs, UserArgs};
 use ringkv_client::{Client, ClientConfig, Consistency};
 
 use command::Command;
@@ -50,6 +51,12 @@ struct Cli {
     /// Request timeout in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     timeout_ms: u64,
+
+    #[command(flatten)]
+    tls: TlsArgs,
+
+    #[command(flatten)]
+    user: UserArgs,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -103,6 +110,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = ClientConfig::new(cli.hosts);
     config.consistency = cli.consistency;
     config.request_timeout = timeout;
+    config.tls = cli.tls.options()?;
+    config.credentials = cli.user.credentials()?;
     let client = Client::connect(config).await?;
     let session = Session {
         client,

@@ -35,6 +35,10 @@ pub enum Outcome {
     },
     Cleaned(CleanupSummary),
     Streams(Streams),
+    /// A command that only succeeded, with what it did.
+    Done(String),
+    /// `user list`: names and roles.
+    Users(Vec<(String, String)>),
 }
 
 /// How long ago a Unix time was, for people: `never`, `12s ago`, `3h ago`.
@@ -261,6 +265,12 @@ pub fn text(outcome: &Outcome) -> String {
             c.ranges
         ),
         Outcome::Streams(streams) => streams_text(streams),
+        Outcome::Done(what) => what.clone(),
+        Outcome::Users(users) => {
+            let mut rows = vec![vec!["User".to_owned(), "Role".to_owned()]];
+            rows.extend(users.iter().map(|(n, r)| vec![n.clone(), r.clone()]));
+            table(&rows)
+        }
         Outcome::Repaired(r) => {
             let mut text = format!(
                 "Repair {}: {} of {} ranges compared, {} Merkle leaves differed, {} keys streamed ({}), {} replica pairs skipped (down), {} ranges failed, {:.1}s",
@@ -377,6 +387,10 @@ pub fn json(outcome: &Outcome) -> serde_json::Value {
             "keys_streamed": summary.keys_streamed,
             "bytes_streamed": summary.bytes_streamed,
             "elapsed_ms": summary.elapsed.as_millis() as u64,
+        }),
+        Outcome::Done(what) => json!({ "done": what }),
+        Outcome::Users(users) => json!({
+            "users": users.iter().map(|(n, r)| json!({ "name": n, "role": r })).collect::<Vec<_>>(),
         }),
         Outcome::Cleaned(c) => json!({
             "ranges": c.ranges,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ringkv_client::{Client, Consistency, Error, ReadOptions, WriteOptions};
 
-use crate::command::Command;
+use crate::command::{Command, UserCommand};
 use crate::render::Outcome;
 
 /// A connected shell.
@@ -90,11 +90,33 @@ impl Session {
             },
             Command::Cleanup => Outcome::Cleaned(self.client.cleanup().await?),
             Command::Streams => Outcome::Streams(self.client.streams().await?),
+            Command::User(user) => self.user(user).await?,
             Command::Getendpoints { key } => Outcome::Endpoints {
                 endpoints: self.client.endpoints(key.clone()).await?,
                 key: key.clone(),
             },
         })
+    }
+
+    async fn user(&self, command: &UserCommand) -> Result<Outcome, Error> {
+        let done = |what: String| Ok(Outcome::Done(what));
+        match command {
+            UserCommand::Add { name, role } => {
+                let password = new_password(name)?;
+                self.client.user_add(name, &password, role).await?;
+                done(format!("user {name} added ({role})"))
+            }
+            UserCommand::Del { name } => {
+                self.client.user_delete(name).await?;
+                done(format!("user {name} deleted"))
+            }
+            UserCommand::Passwd { name } => {
+                let password = new_password(name)?;
+                self.client.user_password(name, &password).await?;
+                done(format!("password of {name} changed"))
+            }
+            UserCommand::List => Ok(Outcome::Users(self.client.user_list().await?)),
+        }
     }
 
     /// The outcome as the session prints it.
@@ -105,4 +127,25 @@ impl Session {
             crate::render::text(outcome)
         }
     }
+}
+
+/// A new password for `name`: `RINGKV_NEW_PASSWORD`, or typed twice at a
+/// prompt that does not echo.
+fn new_password(name: &str) -> Result<String, Error> {
+    if let Ok(password) = std::env::var("RINGKV_NEW_PASSWORD") {
+        return Ok(password);
+    }
+    let ask = |prompt: String| {
+        rpassword::prompt_password(prompt).map_err(|error| {
+            Error::InvalidArgument(format!(
+                "cannot read a password ({error}); set RINGKV_NEW_PASSWORD"
+            ))
+        })
+    };
+    let first = ask(format!("new password for {name}: "))?;
+    let again = ask("again: ".to_owned())?;
+    if first != again {
+        return Err(Error::InvalidArgument("the passwords differ".into()));
+    }
+    Ok(first)
 }

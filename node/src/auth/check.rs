@@ -1,0 +1,253 @@
+//! Checking a request's credentials and role, as a layer around the client
+//! API's gRPC services.
+//!
+//! A client sends `authorization: Basic base64(user:password)` with every
+//! request (over TLS, or anyone on the path reads the password). Argon2 is
+//! slow on purpose, so a verified password is remembered, as a salted
+//! SHA-256 digest of it, for `auth_cache_ms`: the next requests of that
+//! user cost one hash, and a changed password or role takes effect within
+//! that time. Verifications run on blocking threads, at most as many at
+//! once as there are cores, so guessing passwords cannot take every
+//! thread.
+//!
+//! No credentials, an unknown user or a wrong password: `UNAUTHENTICATED`
+//! (the same message for both, so names cannot be probed). A role that does
+//! not allow the method: `PERMISSION_DENIED`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use base64::Engine;
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tonic::Status;
+use tonic::body::Body;
+use tonic::server::NamedService;
+
+use super::users::{MAX_NAME_LEN, MAX_PASSWORD_LEN, UserError, UserStore, verify_password};
+use super::{Permission, Role, permission_for};
+
+/// Users remembered at most; past it the cache starts over.
+const MAX_CACHED: usize = 4096;
+
+/// Who sent a request (in the request's extensions once authenticated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+/// Why credentials were not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Missing or wrong.
+    Unauthenticated(String),
+    /// The users could not be read.
+    Unavailable(String),
+}
+
+struct Remembered {
+    digest: [u8; 32],
+    role: Role,
+    at: Instant,
+}
+
+/// Verifies credentials against the cluster's users.
+pub struct Authenticator {
+    users: UserStore,
+    validity: Duration,
+    salt: [u8; 16],
+    cache: Mutex<HashMap<String, Remembered>>,
+    verifying: Semaphore,
+}
+
+impl Authenticator {
+    pub fn new(users: UserStore, validity: Duration) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            users,
+            validity,
+            salt: rand::random(),
+            cache: Mutex::new(HashMap::new()),
+            verifying: Semaphore::new(cores),
+        }
+    }
+
+    fn digest(&self, password: &str) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(self.salt);
+        hasher.update(password.as_bytes());
+        hasher.finalize().into()
+    }
+
+    /// The role of `user` if `password` is theirs.
+    pub async fn authenticate(&self, user: &str, password: &str) -> Result<Role, Refusal> {
+        let wrong = || Refusal::Unauthenticated("wrong user name or password".into());
+        if user.is_empty() || user.len() > MAX_NAME_LEN || password.len() > MAX_PASSWORD_LEN {
+            return Err(wrong());
+        }
+        let digest = self.digest(password);
+        if let Ok(cache) = self.cache.lock()
+            && let Some(known) = cache.get(user)
+            && known.digest == digest
+            && known.at.elapsed() < self.validity
+        {
+            return Ok(known.role);
+        }
+        let record = match self.users.get(user).await {
+            Ok(Some(record)) => record,
+            Ok(None) | Err(UserError::Invalid(_)) => return Err(wrong()),
+            Err(error) => return Err(Refusal::Unavailable(error.to_string())),
+        };
+        let _turn = self
+            .verifying
+            .acquire()
+            .await
+            .map_err(|_| Refusal::Unavailable("shutting down".into()))?;
+        let (password, hash) = (password.to_owned(), record.hash.clone());
+        let matches = crate::storage::blocking(move || verify_password(&password, &hash))
+            .await
+            .map_err(|error| Refusal::Unavailable(error.to_string()))?;
+        if !matches {
+            return Err(wrong());
+        }
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+            cache.insert(
+                user.to_owned(),
+                Remembered {
+                    digest,
+                    role: record.role,
+                    at: Instant::now(),
+                },
+            );
+        }
+        Ok(record.role)
+    }
+}
+
+/// The user and password of an `authorization: Basic ...` header.
+pub fn basic_credentials(header: Option<&http::HeaderValue>) -> Option<(String, String)> {
+    let value = header?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// The `authorization` header value for `user` and `password`.
+pub fn basic_header(user: &str, password: &str) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+/// A gRPC service whose requests must carry the credentials of a user
+/// whose role allows the method; with no authenticator, every request
+/// passes (authentication off).
+#[derive(Clone)]
+pub struct RequireAuth<S> {
+    inner: S,
+    auth: Option<Arc<Authenticator>>,
+}
+
+impl<S> RequireAuth<S> {
+    pub fn new(inner: S, auth: Option<Arc<Authenticator>>) -> Self {
+        Self { inner, auth }
+    }
+}
+
+impl<S: NamedService> NamedService for RequireAuth<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+fn refuse(status: Status) -> Result<http::Response<Body>, Infallible> {
+    Ok(status.into_http())
+}
+
+impl<S> tower::Service<http::Request<Body>> for RequireAuth<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let Some(auth) = self.auth.clone() else {
+            return Box::pin(self.inner.call(request));
+        };
+        // The clone takes the place of the service that was made ready.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let path = request.uri().path().to_owned();
+            let needed = permission_for(&path);
+            let Some((user, password)) =
+                basic_credentials(request.headers().get(http::header::AUTHORIZATION))
+            else {
+                return refuse(Status::unauthenticated(
+                    "authentication is required: give a user name and password",
+                ));
+            };
+            let role = match auth.authenticate(&user, &password).await {
+                Ok(role) => role,
+                Err(Refusal::Unauthenticated(why)) => return refuse(Status::unauthenticated(why)),
+                Err(Refusal::Unavailable(why)) => return refuse(Status::unavailable(why)),
+            };
+            if !role.allows(needed) {
+                let what = match needed {
+                    Permission::Read => "read",
+                    Permission::Write => "write",
+                    Permission::Admin => "run cluster commands or manage users",
+                };
+                return refuse(Status::permission_denied(format!(
+                    "user {user:?} has role {role}, which may not {what} ({})",
+                    path.trim_start_matches('/')
+                )));
+            }
+            request.extensions_mut().insert(Caller { name: user, role });
+            inner.call(request).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_round_trip_and_junk_is_none() {
+        let header =
+            http::HeaderValue::from_str(&basic_header("alice", "p:ss w0rd")).expect("header");
+        assert_eq!(
+            basic_credentials(Some(&header)),
+            Some(("alice".into(), "p:ss w0rd".into()))
+        );
+        for junk in ["", "Basic", "Basic !!!", "Bearer abc", "Basic YWxpY2U="] {
+            let value = http::HeaderValue::from_str(junk).expect("header");
+            assert_eq!(basic_credentials(Some(&value)), None, "{junk:?}");
+        }
+        assert_eq!(basic_credentials(None), None);
+    }
+}

@@ -1,0 +1,275 @@
+//! Users, stored in the cluster itself.
+//!
+//! Each user is one key of the keyspace, `\0ringkv/user/NAME`, holding
+//! `{"role": ..., "hash": ...}` where the hash is the password's Argon2id
+//! hash in PHC form (salted; the password itself is never stored). The key
+//! replicates, repairs and streams like any other, so a user added on one
+//! node authenticates on all of them, as Cassandra's `system_auth`. Users
+//! are written at QUORUM and read at QUORUM (at ONE when a quorum is not
+//! up, so a partition does not lock everyone out). `\0ringkv/users` lists
+//! the names, for `user list`.
+//!
+//! Keys starting with `\0ringkv/` are reserved: the client APIs refuse
+//! them.
+//!
+//! CAVEATS: the name list is read, changed and written back; two `user
+//! add` on different nodes within the same moment may leave one name out
+//! of `user list` (the user still authenticates; adding it again lists
+//! it).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use bytes::Bytes;
+
+use super::Role;
+use crate::coordinator::{
+    ConsistencyLevel, Coordinator, CoordinatorError, ReadRequest, WriteRequest,
+};
+
+/// Keys of the keyspace that clients may not use.
+pub const RESERVED_PREFIX: &[u8] = b"\0ringkv/";
+const USER_PREFIX: &str = "\0ringkv/user/";
+const USER_INDEX: &[u8] = b"\0ringkv/users";
+/// Longest user name.
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest password (Argon2 takes any length; this bounds the work).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Whether a client may use `key`.
+pub fn is_reserved(key: &[u8]) -> bool {
+    key.starts_with(RESERVED_PREFIX)
+}
+
+/// A stored user.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserRecord {
+    pub role: Role,
+    /// Argon2id hash of the password, PHC string.
+    pub hash: String,
+}
+
+/// Why a user operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no user {0:?}")]
+    NotFound(String),
+    #[error("the users cannot be read or written: {0}")]
+    Store(#[from] CoordinatorError),
+    #[error("stored user {0:?} is unreadable")]
+    Corrupt(String),
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+/// Checks a user name: 1 to 64 letters, digits, `_ - . @`.
+pub fn validate_name(name: &str) -> Result<(), UserError> {
+    let fine = |c: char| c.is_ascii_alphanumeric() || "_-.@".contains(c);
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !name.chars().all(fine) {
+        return Err(UserError::Invalid(format!(
+            "bad user name {name:?}: 1 to {MAX_NAME_LEN} letters, digits, '_', '-', '.' or '@'"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a new password: 8 to 1024 bytes.
+pub fn validate_password(password: &str) -> Result<(), UserError> {
+    if password.len() < 8 || password.len() > MAX_PASSWORD_LEN {
+        return Err(UserError::Invalid(format!(
+            "a password must have 8 to {MAX_PASSWORD_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// The Argon2id hash of `password` with a fresh salt. Slow on purpose
+/// (tens of milliseconds): call from a blocking thread.
+pub fn hash_password(password: &str) -> Result<String, UserError> {
+    // 16 random bytes from the operating system's generator (rand's
+    // default thread RNG is seeded from it and reseeds).
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt =
+        SaltString::encode_b64(&salt_bytes).map_err(|error| UserError::Hash(error.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|error| UserError::Hash(error.to_string()))
+}
+
+/// Whether `password` matches `hash`. Slow on purpose: call from a
+/// blocking thread.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    if password.len() > MAX_PASSWORD_LEN {
+        return false;
+    }
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+fn user_key(name: &str) -> Bytes {
+    Bytes::from(format!("{USER_PREFIX}{name}"))
+}
+
+/// Users in the cluster's keyspace, through the coordinator.
+#[derive(Clone)]
+pub struct UserStore {
+    coordinator: Arc<Coordinator>,
+}
+
+impl UserStore {
+    pub fn new(coordinator: Arc<Coordinator>) -> Self {
+        Self { coordinator }
+    }
+
+    /// Reads a key at QUORUM, or at ONE when a quorum is not up.
+    async fn read(&self, key: Bytes) -> Result<Option<Bytes>, UserError> {
+        let request = |level| ReadRequest {
+            key: key.clone(),
+            level,
+            timeout: None,
+        };
+        let found = match self
+            .coordinator
+            .read(request(ConsistencyLevel::Quorum))
+            .await
+        {
+            Err(CoordinatorError::Unavailable { .. }) => {
+                self.coordinator
+                    .read(request(ConsistencyLevel::One))
+                    .await?
+            }
+            other => other?,
+        };
+        Ok(found.map(|r| r.value))
+    }
+
+    async fn write(&self, key: Bytes, value: Option<Bytes>) -> Result<(), UserError> {
+        self.coordinator
+            .write(WriteRequest {
+                key,
+                value,
+                level: ConsistencyLevel::Quorum,
+                ttl_seconds: None,
+                timestamp: None,
+                timeout: None,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The user `name`, if it exists.
+    pub async fn get(&self, name: &str) -> Result<Option<UserRecord>, UserError> {
+        validate_name(name)?;
+        match self.read(user_key(name)).await? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|_| UserError::Corrupt(name.to_owned())),
+        }
+    }
+
+    async fn names(&self) -> Result<BTreeSet<String>, UserError> {
+        Ok(match self.read(Bytes::from_static(USER_INDEX)).await? {
+            None => BTreeSet::new(),
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        })
+    }
+
+    async fn set_names(&self, names: &BTreeSet<String>) -> Result<(), UserError> {
+        let bytes = serde_json::to_vec(names).map_err(|e| UserError::Hash(e.to_string()))?;
+        self.write(Bytes::from_static(USER_INDEX), Some(Bytes::from(bytes)))
+            .await
+    }
+
+    /// Creates or replaces the user `name` with `password` and `role`.
+    pub async fn put(&self, name: &str, password: &str, role: Role) -> Result<(), UserError> {
+        validate_name(name)?;
+        validate_password(password)?;
+        let password = password.to_owned();
+        let hash = crate::storage::blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| UserError::Hash(e.to_string()))??;
+        let record = serde_json::to_vec(&UserRecord { role, hash })
+            .map_err(|e| UserError::Hash(e.to_string()))?;
+        self.write(user_key(name), Some(Bytes::from(record)))
+            .await?;
+        let mut names = self.names().await?;
+        if names.insert(name.to_owned()) {
+            self.set_names(&names).await?;
+        }
+        Ok(())
+    }
+
+    /// Changes the password of the existing user `name`.
+    pub async fn set_password(&self, name: &str, password: &str) -> Result<(), UserError> {
+        let user = self
+            .get(name)
+            .await?
+            .ok_or_else(|| UserError::NotFound(name.to_owned()))?;
+        self.put(name, password, user.role).await
+    }
+
+    /// Deletes the user `name`.
+    pub async fn delete(&self, name: &str) -> Result<(), UserError> {
+        if self.get(name).await?.is_none() {
+            return Err(UserError::NotFound(name.to_owned()));
+        }
+        self.write(user_key(name), None).await?;
+        let mut names = self.names().await?;
+        if names.remove(name) {
+            self.set_names(&names).await?;
+        }
+        Ok(())
+    }
+
+    /// Every listed user and its role.
+    pub async fn list(&self) -> Result<Vec<(String, Role)>, UserError> {
+        let mut users = Vec::new();
+        for name in self.names().await? {
+            if let Some(user) = self.get(&name).await? {
+                users.push((name, user.role));
+            }
+        }
+        Ok(users)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_with_a_salt_and_verify() {
+        let a = hash_password("correct horse").expect("hash");
+        let b = hash_password("correct horse").expect("hash");
+        assert_ne!(a, b, "salted");
+        assert!(a.starts_with("$argon2id$"));
+        assert!(!a.contains("correct horse"));
+        assert!(verify_password("correct horse", &a));
+        assert!(!verify_password("wrong horse", &a));
+        assert!(!verify_password("correct horse", "not a hash"));
+        assert!(!verify_password(&"x".repeat(MAX_PASSWORD_LEN + 1), &a));
+    }
+
+    #[test]
+    fn names_passwords_and_reserved_keys() {
+        assert!(validate_name("alice").is_ok());
+        assert!(validate_name("svc.app-1@prod").is_ok());
+        for bad in ["", "a b", "x/y", &"n".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_password("12345678").is_ok());
+        assert!(validate_password("short").is_err());
+        assert!(is_reserved(b"\0ringkv/user/alice"));
+        assert!(!is_reserved(b"ringkv/user/alice"));
+        assert!(!is_reserved(b"\0other"));
+    }
+}

@@ -1,0 +1,182 @@
+//! Overload protection: a bound on the requests a node works on at once.
+//!
+//! A node that queues whatever arrives grows its memory and its latency
+//! without bound under a load it cannot serve, until it is killed or every
+//! request times out. Instead each gRPC service is wrapped in [`InFlight`]:
+//! a request takes a permit from a semaphore shared by the services of one
+//! API, holds it until its response is ready, and when none is left it is
+//! answered at once with `RESOURCE_EXHAUSTED` ("overloaded"), costing the
+//! node almost nothing. Clients back off and retry; the coordinator counts
+//! a refusing replica as failed and keeps a hint. Requests already
+//! accepted finish normally.
+//!
+//! The HTTP endpoints (`/health`, `/metrics`) are a separate server and
+//! are never refused.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use tokio::sync::Semaphore;
+use tonic::Status;
+use tonic::body::Body;
+use tonic::server::NamedService;
+
+use crate::metrics::REQUESTS_REFUSED;
+
+/// The permits of one API, shared by its services.
+#[derive(Clone)]
+pub struct InFlightLimit {
+    permits: Arc<Semaphore>,
+    limit: usize,
+    /// Which API, for the error and the metric (`client`, `internode`).
+    api: &'static str,
+    refused: metrics::Counter,
+}
+
+impl InFlightLimit {
+    /// At most `limit` requests of `api` at once.
+    pub fn new(api: &'static str, limit: usize) -> Self {
+        let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+            api,
+            refused: metrics::counter!(REQUESTS_REFUSED, "api" => api, "reason" => "overloaded"),
+        }
+    }
+
+    /// Wraps a service in this limit.
+    pub fn wrap<S>(&self, inner: S) -> InFlight<S> {
+        InFlight {
+            inner,
+            limit: self.clone(),
+        }
+    }
+
+    /// Requests being worked on now.
+    pub fn in_flight(&self) -> usize {
+        self.limit - self.permits.available_permits()
+    }
+
+    fn overloaded(&self) -> Status {
+        self.refused.increment(1);
+        Status::resource_exhausted(format!(
+            "overloaded: this node is working on {} {} requests, its limit (max_{}requests_in_flight); retry later or elsewhere",
+            self.limit,
+            self.api,
+            if self.api == "internode" { "peer_" } else { "" },
+        ))
+    }
+}
+
+/// A gRPC service whose requests take a permit of an [`InFlightLimit`].
+#[derive(Clone)]
+pub struct InFlight<S> {
+    inner: S,
+    limit: InFlightLimit,
+}
+
+impl<S: NamedService> NamedService for InFlight<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> tower::Service<http::Request<Body>> for InFlight<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        match self.limit.permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let response = self.inner.call(request);
+                Box::pin(async move {
+                    let response = response.await;
+                    drop(permit);
+                    response
+                })
+            }
+            Err(_) => {
+                let status = self.limit.overloaded();
+                Box::pin(std::future::ready(Ok(status.into_http())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::{Service, ServiceExt};
+
+    /// A service that answers once the test adds a permit.
+    #[derive(Clone)]
+    struct Gate(Arc<Semaphore>);
+
+    impl tower::Service<http::Request<Body>> for Gate {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<Body>) -> Self::Future {
+            let gate = self.0.clone();
+            Box::pin(async move {
+                let _open = gate.acquire().await;
+                Ok(http::Response::new(Body::empty()))
+            })
+        }
+    }
+
+    fn grpc_status(response: &http::Response<Body>) -> Option<String> {
+        response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    #[tokio::test]
+    async fn past_the_limit_requests_are_refused_at_once_and_permits_come_back() {
+        let gate = Arc::new(Semaphore::new(0));
+        let limit = InFlightLimit::new("client", 2);
+        let mut service = limit.wrap(Gate(gate.clone()));
+        let request = || http::Request::new(Body::empty());
+        let first = service.ready().await.expect("ready").call(request());
+        let second = service.ready().await.expect("ready").call(request());
+        assert_eq!(limit.in_flight(), 2);
+
+        let refused = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(request())
+            .await
+            .expect("answered");
+        // RESOURCE_EXHAUSTED is gRPC code 8.
+        assert_eq!(grpc_status(&refused).as_deref(), Some("8"));
+
+        gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        let (a, b) = (first.await, second.await);
+        assert!(grpc_status(&a.expect("first")).is_none());
+        assert!(grpc_status(&b.expect("second")).is_none());
+        assert_eq!(limit.in_flight(), 0, "permits are returned");
+
+        let again = service.ready().await.expect("ready").call(request());
+        assert!(grpc_status(&again.await.expect("served")).is_none());
+    }
+}
