@@ -467,6 +467,11 @@ impl TestNode {
             .unwrap_or(0.0))
     }
 
+    /// The process id, while the node runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn name(&self) -> &str {
         &self.options.name
     }

@@ -97,6 +97,19 @@ impl Error {
 /// Result of client calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A status's message and the errors that caused it (a transport error's
+/// cause says what broke).
+fn with_causes(status: &tonic::Status) -> String {
+    let mut message = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
 impl From<tonic::Status> for Error {
     fn from(status: tonic::Status) -> Self {
         let detail = ErrorDetail::decode(status.details())
@@ -127,7 +140,7 @@ impl From<tonic::Status> for Error {
             }
             (code, None) => Error::Rpc {
                 code,
-                message: status.message().to_owned(),
+                message: with_causes(&status),
             },
         }
     }

@@ -9,10 +9,12 @@
 #   5. growing to 5 nodes (bootstrap streaming) and back to 3 (decommission).
 # After each it reads back every acknowledged write at QUORUM, waits for
 # identical Merkle roots on all nodes, and prints a table of acknowledged
-# writes, lost writes (must be 0) and time to converge.
+# writes, lost writes (must be 0) and time to converge. Then it brings up
+# the secure variant (secure-smoke.sh) and checks TLS, users and roles.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/prereqs.sh
 ensure_prereqs
 deploy/docker/build-image.sh
 cargo test --release --workspace --all-features --locked -p ringkv-tests --test docker_faults -- --ignored --nocapture
+deploy/docker/secure-smoke.sh

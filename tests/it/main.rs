@@ -5,6 +5,7 @@
 mod cluster;
 mod convergence;
 mod hardening;
+mod overload;
 mod security;
 mod shell;
 mod single_node;

@@ -634,3 +634,79 @@ async fn users_need_their_password_and_a_role_that_allows_the_request() {
     );
     assert!(deleted.status.success(), "{deleted:?}");
 }
+
+/// Copies a directory tree.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_second_live_node_with_the_same_id_refuses_to_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = TestNode::start(dir.path(), NodeOptions::new("n1"))
+        .await
+        .expect("n1");
+    let mut n2 = TestNode::start(dir.path(), NodeOptions::new("n2").seeds(&[n1.ports.gossip]))
+        .await
+        .expect("n2");
+    n1.wait_for_view(&["n1", "n2"], &[]).await.expect("view");
+    let id = n2.status().await.expect("status").local_node_id;
+    // A copy of n2's data directory, as a cloned volume would make it.
+    n2.stop().expect("stop n2");
+    copy_dir(&n2.data_dir, &dir.path().join("twin"));
+    n2.restart().await.expect("n2 restarts");
+    n1.wait_for_view(&["n1", "n2"], &[]).await.expect("view");
+
+    let mut twin = TestNode::launch(
+        dir.path(),
+        NodeOptions::new("twin").seeds(&[n1.ports.gossip]),
+    )
+    .await
+    .expect("the copy starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = twin.exited() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the later node with the same id stops:\n{}",
+            twin.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(!status.success(), "it exits with an error: {status}");
+    assert!(
+        twin.log()
+            .contains("has this node's id and started earlier"),
+        "{}",
+        twin.log()
+    );
+    assert!(
+        n2.log().contains("ANOTHER LIVE NODE HAS THIS NODE'S ID"),
+        "the earlier one logs it loudly:\n{}",
+        n2.log()
+    );
+    // The first one goes on serving, as the node of that id everywhere.
+    assert!(n2.is_running());
+    let seen = ringkv_tests::eventually(std::time::Duration::from_secs(30), || async {
+        n1.status().await.is_ok_and(|s| {
+            s.members
+                .iter()
+                .any(|m| m.id == id && m.up && m.name == "n2" && m.state == "NORMAL")
+        })
+    })
+    .await;
+    assert!(seen, "n1 sees n2 up again");
+    let client = ringkv_tests::client_of(&[&n1, &n2]).await;
+    client.put("k", "v").await.expect("put");
+}

@@ -173,8 +173,24 @@ impl<S: NamedService> NamedService for RequireAuth<S> {
     const NAME: &'static str = S::NAME;
 }
 
-fn refuse(status: Status) -> Result<http::Response<Body>, Infallible> {
-    Ok(status.into_http())
+/// Answers `status` to a request that is refused, after reading its body.
+///
+/// The body is read (and dropped) rather than left unread: HTTP/2 counts
+/// the DATA frames of a stream answered before its body arrived as framing
+/// overhead it never gets back, and after enough such refusals (an
+/// overload, a client with a wrong password retrying) it closes the whole
+/// connection as abusive (`ENHANCE_YOUR_CALM`, "too_many_data_frames"),
+/// failing every request on it. The body is at most the service's message
+/// limit, as for a request that is served.
+pub async fn refuse(request: http::Request<Body>, status: Status) -> http::Response<Body> {
+    use http_body_util::BodyExt;
+    let mut body = request.into_body();
+    while let Some(frame) = body.frame().await {
+        if frame.is_err() {
+            break;
+        }
+    }
+    status.into_http()
 }
 
 impl<S> tower::Service<http::Request<Body>> for RequireAuth<S>
@@ -206,14 +222,19 @@ where
             let Some((user, password)) =
                 basic_credentials(request.headers().get(http::header::AUTHORIZATION))
             else {
-                return refuse(Status::unauthenticated(
+                let status = Status::unauthenticated(
                     "authentication is required: give a user name and password",
-                ));
+                );
+                return Ok(refuse(request, status).await);
             };
             let role = match auth.authenticate(&user, &password).await {
                 Ok(role) => role,
-                Err(Refusal::Unauthenticated(why)) => return refuse(Status::unauthenticated(why)),
-                Err(Refusal::Unavailable(why)) => return refuse(Status::unavailable(why)),
+                Err(Refusal::Unauthenticated(why)) => {
+                    return Ok(refuse(request, Status::unauthenticated(why)).await);
+                }
+                Err(Refusal::Unavailable(why)) => {
+                    return Ok(refuse(request, Status::unavailable(why)).await);
+                }
             };
             if !role.allows(needed) {
                 let what = match needed {
@@ -221,10 +242,11 @@ where
                     Permission::Write => "write",
                     Permission::Admin => "run cluster commands or manage users",
                 };
-                return refuse(Status::permission_denied(format!(
+                let status = Status::permission_denied(format!(
                     "user {user:?} has role {role}, which may not {what} ({})",
                     path.trim_start_matches('/')
-                )));
+                ));
+                return Ok(refuse(request, status).await);
             }
             request.extensions_mut().insert(Caller { name: user, role });
             inner.call(request).await

@@ -213,7 +213,8 @@ pub struct ClusterView {
 
 impl ClusterView {
     /// Builds a view from members (remembered ones first, then gossiped
-    /// ones: for each node the entry with the highest generation wins).
+    /// ones: for each node the live entry with the highest generation
+    /// wins, or the highest generation when none is live).
     /// `previous` lets an unchanged ring be shared instead of rebuilt, and
     /// carries the nodes known to be removed.
     pub fn build(
@@ -246,8 +247,12 @@ impl ClusterView {
     ) -> ClusterView {
         let mut by_id: BTreeMap<NodeId, Member> = BTreeMap::new();
         for member in members {
+            // A live incarnation beats a dead one: when two nodes ran with
+            // one id (see `twins`) and the newer one stopped, the older one
+            // is the node again. Otherwise the newest generation wins.
             match by_id.get(&member.id) {
-                Some(known) if known.generation > member.generation => {}
+                Some(known)
+                    if (known.alive, known.generation) > (member.alive, member.generation) => {}
                 _ => {
                     by_id.insert(member.id, member);
                 }
@@ -594,6 +599,13 @@ mod tests {
         let member = v.member(&id(2)).expect("known");
         assert_eq!((member.generation, member.alive), (5, true));
         assert_eq!(member.tokens, vec![Token(50)]);
+        // A twin that started later and stopped: the live one is the node.
+        let v = view(&[
+            entry(2, 9, false, "NORMAL", "50"),
+            entry(2, 5, true, "NORMAL", "50"),
+        ]);
+        let member = v.member(&id(2)).expect("known");
+        assert_eq!((member.generation, member.alive), (5, true));
     }
 
     #[test]

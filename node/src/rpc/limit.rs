@@ -109,7 +109,7 @@ where
             }
             Err(_) => {
                 let status = self.limit.overloaded();
-                Box::pin(std::future::ready(Ok(status.into_http())))
+                Box::pin(async move { Ok(crate::auth::check::refuse(request, status).await) })
             }
         }
     }

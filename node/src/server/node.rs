@@ -52,6 +52,11 @@ const MAX_CLOCK_WAIT: Duration = Duration::from_secs(2);
 const MAX_WITHDRAWALS: u32 = 5;
 /// Largest admin request (they carry a few ids and flags).
 const ADMIN_MESSAGE_BYTES: usize = 64 * 1024;
+/// Requests one client connection may have open at once. Independent of
+/// the node's `max_requests_in_flight`: one busy client reaching that limit
+/// gets RESOURCE_EXHAUSTED for the excess at once, rather than waiting in
+/// its connection's queue.
+const CLIENT_STREAMS_PER_CONNECTION: usize = 1024;
 /// Largest HTTP/2 header block a server accepts.
 const MAX_HEADER_BYTES: u32 = 64 * 1024;
 /// Streams a client may open and reset before the server has seen them.
@@ -567,7 +572,7 @@ impl Joined {
         );
         self.health.set_serving(true);
 
-        let router = server_builder(self.client_limit, self.client_tls)?
+        let router = server_builder(CLIENT_STREAMS_PER_CONNECTION, self.client_tls)?
             .add_service(kv)
             .add_service(admin);
         let server = net::serve(router, client, stop.clone().cancelled_owned());

@@ -217,6 +217,7 @@ pub async fn run(driver: &Driver, spec: Spec) -> Result<Report, String> {
         overloaded: shared.errors.count(crate::driver::ErrorKind::Overloaded),
         other_errors: shared.errors.count(crate::driver::ErrorKind::Other),
         first_error: shared.errors.first(),
+        first_of_each: shared.errors.first_of_each(),
         intervals,
     })
 }

@@ -76,7 +76,17 @@ impl PerOp {
 pub struct Errors {
     counts: [AtomicU64; 4],
     first: Mutex<Option<String>>,
+    /// The first message of each kind.
+    first_of: Mutex<[Option<String>; 4]>,
 }
+
+/// Error kinds in report order, with their names.
+pub const KINDS: [(ErrorKind, &str); 4] = [
+    (ErrorKind::Unavailable, "unavailable"),
+    (ErrorKind::Timeout, "timeout"),
+    (ErrorKind::Overloaded, "overloaded"),
+    (ErrorKind::Other, "other"),
+];
 
 fn slot(kind: ErrorKind) -> usize {
     match kind {
@@ -93,6 +103,20 @@ impl Errors {
         if let Ok(mut first) = self.first.lock() {
             first.get_or_insert_with(|| message.to_owned());
         }
+        if let Ok(mut first_of) = self.first_of.lock() {
+            first_of[slot(kind)].get_or_insert_with(|| message.to_owned());
+        }
+    }
+
+    /// The first message of each kind seen, by kind name.
+    pub fn first_of_each(&self) -> Vec<(&'static str, String)> {
+        let Ok(first_of) = self.first_of.lock() else {
+            return Vec::new();
+        };
+        KINDS
+            .iter()
+            .filter_map(|(kind, name)| first_of[slot(*kind)].clone().map(|m| (*name, m)))
+            .collect()
     }
 
     pub fn count(&self, kind: ErrorKind) -> u64 {
@@ -120,6 +144,8 @@ pub struct Report {
     pub overloaded: u64,
     pub other_errors: u64,
     pub first_error: Option<String>,
+    /// The first message of each kind of error seen.
+    pub first_of_each: Vec<(&'static str, String)>,
     /// Interval histograms for the HDR log: (start offset, length, op, histogram).
     pub intervals: Vec<(Duration, Duration, OpKind, Histogram<u64>)>,
 }
@@ -180,6 +206,11 @@ impl Report {
         if let Some(first) = &self.first_error {
             out.push_str(&format!("\nfirst error: {first}"));
         }
+        for (kind, message) in &self.first_of_each {
+            if Some(message) != self.first_error.as_ref() {
+                out.push_str(&format!("\nfirst {kind} error: {message}"));
+            }
+        }
         out
     }
 
@@ -219,6 +250,11 @@ impl Report {
                 "overloaded": self.overloaded,
                 "other": self.other_errors,
                 "first": self.first_error,
+                "first_by_kind": self
+                    .first_of_each
+                    .iter()
+                    .map(|(kind, message)| ((*kind).to_owned(), json!(message)))
+                    .collect::<serde_json::Map<_, _>>(),
             },
         })
     }
