@@ -7,6 +7,10 @@
 # each run. Prints one line per run and the means.
 #
 #   deploy/bench/ab.sh OLD_BINARY NEW_BINARY [ROUNDS] [SECONDS] [-- NODE FLAGS...]
+#
+# NEW_FLAGS and NEW_BENCH_FLAGS (environment) add flags to the new node and
+# to ringkv-bench against it only: e.g. the same binary twice, the second
+# with TLS and authentication on.
 set -euo pipefail
 old=$1 new=$2 rounds=${3:-3} seconds=${4:-10}
 shift $(( $# >= 4 ? 4 : $# ))
@@ -21,22 +25,27 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 run_one() { # binary label round
     local bin=$1 label=$2 round=$3 dir="$work/$2-$3"
+    local node_flags=() bench_flags=()
+    if [ "$label" = new ]; then
+        read -r -a node_flags <<<"${NEW_FLAGS:-}"
+        read -r -a bench_flags <<<"${NEW_BENCH_FLAGS:-}"
+    fi
     mkdir -p "$dir"
-    "$bin" --data-dir "$dir/data" --listen-client 127.0.0.1:17700 --listen-peer 127.0.0.1:17701 \
+    "$bin" "${node_flags[@]}" --data-dir "$dir/data" --listen-client 127.0.0.1:17700 --listen-peer 127.0.0.1:17701 \
         --listen-gossip 127.0.0.1:17702 --listen-http 127.0.0.1:17780 --replication-factor 1 \
         --ring-delay-ms 200 "${extra[@]}" >"$dir/log" 2>&1 &
     local pid=$!
     for _ in $(seq 1 100); do
-        "$bench" run --target ringkv://127.0.0.1:17700 --ops 1 --quiet --records 10 \
+        "$bench" run "${bench_flags[@]}" --target ringkv://127.0.0.1:17700 --ops 1 --quiet --records 10 \
             --read-consistency ONE --write-consistency ONE >/dev/null 2>&1 && break
         sleep 0.2
     done
-    "$bench" load --target ringkv://127.0.0.1:17700 --records 100000 --concurrency 32 \
+    "$bench" load "${bench_flags[@]}" --target ringkv://127.0.0.1:17700 --records 100000 --concurrency 32 \
         --write-consistency ONE --quiet >/dev/null
     for mix in read=1 update=1; do
         local before after ops
         before=$(cpu_ticks "$pid")
-        "$bench" run --target ringkv://127.0.0.1:17700 --workload custom --mix "$mix" \
+        "$bench" run "${bench_flags[@]}" --target ringkv://127.0.0.1:17700 --workload custom --mix "$mix" \
             --records 100000 --distribution uniform --concurrency 32 --duration "$seconds" \
             --read-consistency ONE --write-consistency ONE --quiet --json "$dir/$mix.json" >/dev/null
         after=$(cpu_ticks "$pid")
