@@ -66,6 +66,9 @@ pub struct NodeOptions {
     pub client_tls: Option<ringkv_client::TlsOptions>,
     /// Who the harness's clients are, on a node with authentication on.
     pub credentials: Option<ringkv_client::Credentials>,
+    /// The certificates of a node with TLS on ([`NodeOptions::tls`]): the
+    /// harness reaches its internode API with the node certificate.
+    pub certs: Option<PathBuf>,
 }
 
 impl NodeOptions {
@@ -78,6 +81,7 @@ impl NodeOptions {
             env: Vec::new(),
             client_tls: None,
             credentials: None,
+            certs: None,
         }
     }
 
@@ -107,6 +111,7 @@ impl NodeOptions {
             .arg("--tls-ca-file", &file("ca.pem"));
         let ca = std::fs::read(certs.join("ca.pem")).unwrap_or_default();
         self.client_tls = Some(ringkv_client::TlsOptions::new(ca));
+        self.certs = Some(certs.to_path_buf());
         self
     }
 
@@ -342,9 +347,28 @@ impl TestNode {
     }
 
     async fn peer(&self) -> anyhow::Result<PeerClient<tonic::transport::Channel>> {
-        Ok(PeerClient::connect(format!("http://{}", self.ports.peer))
-            .await?
-            .max_decoding_message_size(usize::MAX))
+        use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+        let channel = match &self.options.certs {
+            None => {
+                Endpoint::from_shared(format!("http://{}", self.ports.peer))?
+                    .connect()
+                    .await?
+            }
+            Some(certs) => {
+                let tls = ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(std::fs::read(certs.join("ca.pem"))?))
+                    .identity(Identity::from_pem(
+                        std::fs::read(certs.join("node.pem"))?,
+                        std::fs::read(certs.join("node.key"))?,
+                    ))
+                    .domain_name("ringkv-node");
+                Endpoint::from_shared(format!("https://{}", self.ports.peer))?
+                    .tls_config(tls)?
+                    .connect()
+                    .await?
+            }
+        };
+        Ok(PeerClient::new(channel).max_decoding_message_size(usize::MAX))
     }
 
     /// What this node's own store holds for `key` (through the internode

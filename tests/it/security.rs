@@ -375,9 +375,11 @@ async fn mutual_tls_admits_only_nodes_and_clients_of_the_cluster_ca() {
     peer_read(tls_channel(peer, &ca, Some((&good, "node")), "ringkv-node").await)
         .await
         .expect("a node certificate of the cluster CA is admitted");
-    peer_read(tls_channel(peer, &ca, Some((&good, "client")), "ringkv-node").await)
-        .await
-        .expect("any certificate of the cluster CA is admitted");
+    let client_cert =
+        peer_read(tls_channel(peer, &ca, Some((&good, "client")), "ringkv-node").await)
+            .await
+            .expect_err("a client certificate of the cluster CA is not a node's");
+    assert!(client_cert.contains("PermissionDenied"), "{client_cert}");
     for (what, attempt) in [
         (
             "no client certificate",
@@ -460,6 +462,8 @@ fn shell(node: &TestNode, env: &[(&str, &str)], args: &[&str]) -> std::process::
     std::process::Command::new(ringkv_tests::binary("ringkv"))
         .arg("--host")
         .arg(node.client_addr.to_string())
+        .arg("--ca")
+        .arg(node.data_dir.join("../certs/ca.pem"))
         .args(args)
         .env_remove("RINGKV_USER")
         .env_remove("RINGKV_PASSWORD")
@@ -472,9 +476,13 @@ fn shell(node: &TestNode, env: &[(&str, &str)], args: &[&str]) -> std::process::
 async fn users_need_their_password_and_a_role_that_allows_the_request() {
     use ringkv_client::{Client, Error};
     let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    ringkv_tests::make_certs(&certs).expect("certificates");
+    // Authentication needs internode TLS (or the peer port would bypass it).
     let node = TestNode::start(
         dir.path(),
         NodeOptions::new("n1")
+            .tls(&certs)
             .authentication("the admin password")
             .arg("--auth-cache-ms", "300"),
     )
@@ -562,7 +570,7 @@ async fn users_need_their_password_and_a_role_that_allows_the_request() {
     // Passwords are stored as salted Argon2id hashes, never in the clear;
     // the users' keys are closed to clients.
     let stored = node
-        .stored(b"\0ringkv/user/reader")
+        .stored(b"\0ringkv/pass/reader")
         .await
         .expect("read the replica")
         .expect("the user is stored");
@@ -599,6 +607,16 @@ async fn users_need_their_password_and_a_role_that_allows_the_request() {
         "{write:?}"
     );
     let nobody = shell(&node, &[], &["get", "k"]);
+    // Authentication without internode TLS is a configuration error.
+    let open = TestNode::start(
+        dir.path(),
+        NodeOptions::new("n2").arg("--authentication", "true"),
+    )
+    .await
+    .err()
+    .map(|e| format!("{e:#}"))
+    .unwrap_or_default();
+    assert!(open.contains("needs internode_tls"), "{open}");
     assert!(
         String::from_utf8_lossy(&nobody.stderr).contains("unauthenticated"),
         "{nobody:?}"

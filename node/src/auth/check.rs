@@ -11,8 +11,12 @@
 //! thread.
 //!
 //! No credentials, an unknown user or a wrong password: `UNAUTHENTICATED`
-//! (the same message for both, so names cannot be probed). A role that does
-//! not allow the method: `PERMISSION_DENIED`.
+//! (the same message and the same Argon2 work for both, so names cannot be
+//! probed). A role that does not allow the method: `PERMISSION_DENIED`.
+//!
+//! CAVEATS: when a user's remembered password expires, each of that user's
+//! requests in flight verifies it again (no single flight), a stall of a
+//! few tens of milliseconds every `auth_cache_ms` under heavy load.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -100,8 +104,8 @@ impl Authenticator {
             return Ok(known.role);
         }
         let record = match self.users.get(user).await {
-            Ok(Some(record)) => record,
-            Ok(None) | Err(UserError::Invalid(_)) => return Err(wrong()),
+            Ok(found) => found,
+            Err(UserError::Invalid(_)) => None,
             Err(error) => return Err(Refusal::Unavailable(error.to_string())),
         };
         let _turn = self
@@ -109,13 +113,20 @@ impl Authenticator {
             .acquire()
             .await
             .map_err(|_| Refusal::Unavailable("shutting down".into()))?;
-        let (password, hash) = (password.to_owned(), record.hash.clone());
+        // An unknown user costs the same Argon2 verification as a wrong
+        // password, so timing does not tell which names exist.
+        let hash = match &record {
+            Some(record) => record.hash.clone(),
+            None => decoy_hash().to_owned(),
+        };
+        let password = password.to_owned();
         let matches = crate::storage::blocking(move || verify_password(&password, &hash))
             .await
             .map_err(|error| Refusal::Unavailable(error.to_string()))?;
-        if !matches {
-            return Err(wrong());
-        }
+        let record = match record {
+            Some(record) if matches => record,
+            _ => return Err(wrong()),
+        };
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= MAX_CACHED {
                 cache.clear();
@@ -131,6 +142,19 @@ impl Authenticator {
         }
         Ok(record.role)
     }
+}
+
+/// A hash no password is known for, verified against for unknown users.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        let secret: [u8; 32] = rand::random();
+        super::users::hash_password(&hex_of(&secret)).unwrap_or_default()
+    })
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The user and password of an `authorization: Basic ...` header.
@@ -182,16 +206,25 @@ impl<S: NamedService> NamedService for RequireAuth<S> {
 /// connection as abusive (`ENHANCE_YOUR_CALM`, "too_many_data_frames"),
 /// failing every request on it. The body is at most the service's message
 /// limit, as for a request that is served.
+///
+/// A client that never ends its body is answered after
+/// [`REFUSAL_BODY_WAIT`] all the same.
 pub async fn refuse(request: http::Request<Body>, status: Status) -> http::Response<Body> {
     use http_body_util::BodyExt;
     let mut body = request.into_body();
-    while let Some(frame) = body.frame().await {
-        if frame.is_err() {
-            break;
+    let drain = async {
+        while let Some(frame) = body.frame().await {
+            if frame.is_err() {
+                break;
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(REFUSAL_BODY_WAIT, drain).await;
     status.into_http()
 }
+
+/// Longest wait for the body of a request that is refused.
+pub const REFUSAL_BODY_WAIT: Duration = Duration::from_secs(2);
 
 impl<S> tower::Service<http::Request<Body>> for RequireAuth<S>
 where

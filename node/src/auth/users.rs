@@ -1,13 +1,17 @@
 //! Users, stored in the cluster itself.
 //!
-//! Each user is one key of the keyspace, `\0ringkv/user/NAME`, holding
-//! `{"role": ..., "hash": ...}` where the hash is the password's Argon2id
-//! hash in PHC form (salted; the password itself is never stored). The key
-//! replicates, repairs and streams like any other, so a user added on one
-//! node authenticates on all of them, as Cassandra's `system_auth`. Users
-//! are written at QUORUM and read at QUORUM (at ONE when a quorum is not
-//! up, so a partition does not lock everyone out). `\0ringkv/users` lists
-//! the names, for `user list`.
+//! Each user is two keys of the keyspace: `\0ringkv/user/NAME` holds
+//! `{"role": ...}` (the user exists while it does) and
+//! `\0ringkv/pass/NAME` holds `{"hash": ...}`, the password's Argon2id
+//! hash in PHC form (salted; the password itself is never stored). Two
+//! keys, so that a password change never rewrites the role: with last
+//! write wins and no compare-and-set, a user changing its own password at
+//! the moment an admin deletes or demotes it cannot bring the old role
+//! back. The keys replicate, repair and stream like any other, so a user
+//! added on one node authenticates on all of them, as Cassandra's
+//! `system_auth`. Users are written at QUORUM and read at QUORUM (at ONE
+//! when a quorum is not up, so a partition does not lock everyone out).
+//! `\0ringkv/users` lists the names, for `user list`.
 //!
 //! Keys starting with `\0ringkv/` are reserved: the client APIs refuse
 //! them.
@@ -32,6 +36,7 @@ use crate::coordinator::{
 /// Keys of the keyspace that clients may not use.
 pub const RESERVED_PREFIX: &[u8] = b"\0ringkv/";
 const USER_PREFIX: &str = "\0ringkv/user/";
+const PASSWORD_PREFIX: &str = "\0ringkv/pass/";
 const USER_INDEX: &[u8] = b"\0ringkv/users";
 /// Longest user name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -118,6 +123,28 @@ fn user_key(name: &str) -> Bytes {
     Bytes::from(format!("{USER_PREFIX}{name}"))
 }
 
+fn password_key(name: &str) -> Bytes {
+    Bytes::from(format!("{PASSWORD_PREFIX}{name}"))
+}
+
+/// What the user key holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredRole {
+    role: Role,
+}
+
+/// What the password key holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredHash {
+    hash: String,
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<Bytes, UserError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| UserError::Hash(e.to_string()))
+}
+
 /// Users in the cluster's keyspace, through the coordinator.
 #[derive(Clone)]
 pub struct UserStore {
@@ -168,12 +195,35 @@ impl UserStore {
     /// The user `name`, if it exists.
     pub async fn get(&self, name: &str) -> Result<Option<UserRecord>, UserError> {
         validate_name(name)?;
-        match self.read(user_key(name)).await? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|_| UserError::Corrupt(name.to_owned())),
-        }
+        let corrupt = |_| UserError::Corrupt(name.to_owned());
+        let Some(role) = self.read(user_key(name)).await? else {
+            return Ok(None);
+        };
+        let role: StoredRole = serde_json::from_slice(&role).map_err(corrupt)?;
+        let hash = match self.read(password_key(name)).await? {
+            Some(bytes) => {
+                serde_json::from_slice::<StoredHash>(&bytes)
+                    .map_err(corrupt)?
+                    .hash
+            }
+            // A user without a password (a write lost between the two
+            // keys) cannot log in until an admin sets one.
+            None => String::new(),
+        };
+        Ok(Some(UserRecord {
+            role: role.role,
+            hash,
+        }))
+    }
+
+    async fn write_password(&self, name: &str, password: &str) -> Result<(), UserError> {
+        validate_password(password)?;
+        let password = password.to_owned();
+        let hash = crate::storage::blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| UserError::Hash(e.to_string()))??;
+        self.write(password_key(name), Some(json(&StoredHash { hash })?))
+            .await
     }
 
     async fn names(&self) -> Result<BTreeSet<String>, UserError> {
@@ -192,14 +242,8 @@ impl UserStore {
     /// Creates or replaces the user `name` with `password` and `role`.
     pub async fn put(&self, name: &str, password: &str, role: Role) -> Result<(), UserError> {
         validate_name(name)?;
-        validate_password(password)?;
-        let password = password.to_owned();
-        let hash = crate::storage::blocking(move || hash_password(&password))
-            .await
-            .map_err(|e| UserError::Hash(e.to_string()))??;
-        let record = serde_json::to_vec(&UserRecord { role, hash })
-            .map_err(|e| UserError::Hash(e.to_string()))?;
-        self.write(user_key(name), Some(Bytes::from(record)))
+        self.write_password(name, password).await?;
+        self.write(user_key(name), Some(json(&StoredRole { role })?))
             .await?;
         let mut names = self.names().await?;
         if names.insert(name.to_owned()) {
@@ -208,13 +252,12 @@ impl UserStore {
         Ok(())
     }
 
-    /// Changes the password of the existing user `name`.
+    /// Changes the password of the existing user `name` (never its role).
     pub async fn set_password(&self, name: &str, password: &str) -> Result<(), UserError> {
-        let user = self
-            .get(name)
-            .await?
-            .ok_or_else(|| UserError::NotFound(name.to_owned()))?;
-        self.put(name, password, user.role).await
+        if self.get(name).await?.is_none() {
+            return Err(UserError::NotFound(name.to_owned()));
+        }
+        self.write_password(name, password).await
     }
 
     /// Deletes the user `name`.
@@ -223,6 +266,7 @@ impl UserStore {
             return Err(UserError::NotFound(name.to_owned()));
         }
         self.write(user_key(name), None).await?;
+        self.write(password_key(name), None).await?;
         let mut names = self.names().await?;
         if names.remove(name) {
             self.set_names(&names).await?;

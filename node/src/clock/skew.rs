@@ -13,6 +13,8 @@ use super::Timestamp;
 pub struct SkewLimit {
     /// `None`: no check.
     micros: Option<i64>,
+    /// The setting it comes from (milliseconds), for messages.
+    setting_ms: u64,
 }
 
 impl SkewLimit {
@@ -20,12 +22,24 @@ impl SkewLimit {
     pub fn from_millis(ms: u64) -> Self {
         Self {
             micros: (ms > 0).then(|| i64::try_from(ms.saturating_mul(1_000)).unwrap_or(i64::MAX)),
+            setting_ms: ms,
+        }
+    }
+
+    /// Twice the limit, for replicas (see `Config::peer_bounds`).
+    pub fn doubled(self) -> Self {
+        Self {
+            micros: self.micros.map(|m| m.saturating_mul(2)),
+            ..self
         }
     }
 
     /// No check.
     pub fn off() -> Self {
-        Self { micros: None }
+        Self {
+            micros: None,
+            setting_ms: 0,
+        }
     }
 
     /// The limit in whole seconds, rounded up (for deletion times and
@@ -43,10 +57,15 @@ impl SkewLimit {
         };
         let ahead = timestamp.saturating_sub(now);
         if ahead > limit {
+            let doubled = if limit / 1_000 == i64::try_from(self.setting_ms).unwrap_or(i64::MAX) {
+                ""
+            } else {
+                ", twice that for a replica"
+            };
             return Err(format!(
-                "timestamp {timestamp} is {} ms ahead of this node's clock; the limit is max_clock_skew_ms = {}",
+                "timestamp {timestamp} is {} ms ahead of this node's clock; the limit is max_clock_skew_ms = {}{doubled}",
                 ahead / 1_000,
-                limit / 1_000
+                self.setting_ms
             ));
         }
         Ok(())
@@ -77,6 +96,15 @@ mod tests {
         assert!(SkewLimit::from_millis(0).check(i64::MAX, now).is_ok());
         assert!(SkewLimit::off().check(i64::MAX, i64::MIN).is_ok());
         assert_eq!(limit.seconds(), 61);
+        let replica = limit.doubled();
+        assert!(replica.check(now + 100_000_000, now).is_ok());
+        let err = replica
+            .check(now + 120_000_001, now)
+            .expect_err("past twice");
+        assert!(
+            err.contains("max_clock_skew_ms = 60000, twice that"),
+            "{err}"
+        );
         assert_eq!(
             SkewLimit::from_millis(u64::MAX).seconds(),
             i64::MAX / 1_000_000 + 1

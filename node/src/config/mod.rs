@@ -368,6 +368,13 @@ impl Config {
         }
         self.gossip_key()?;
         self.admin_password()?;
+        if self.authentication && !self.internode_tls {
+            return invalid(
+                "authentication",
+                "needs internode_tls: without it anyone who reaches the internode port can read and write the users (and every key) there"
+                    .into(),
+            );
+        }
         crate::rpc::tls::NodeTls::load(self)?;
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty".into());

@@ -16,6 +16,9 @@ use crate::streaming::StreamSettings;
 
 /// Room above the largest key and value for the rest of a request.
 const MESSAGE_OVERHEAD: usize = 64 * 1024;
+/// Beyond the coordinator's own timeout: a request's arrival and its
+/// credential check (Argon2 on a cache miss).
+const REQUEST_DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 /// Gossip rounds a joining node waits, after first contact, for the ring to
 /// reach it before it picks tokens.
 const SETTLE_ROUNDS: u32 = 4;
@@ -79,12 +82,21 @@ impl Config {
     }
 
     /// What the internode API accepts from peers: cells as a client's
-    /// writes.
+    /// writes, with twice the clock skew: a coordinator's clock follows the
+    /// client timestamps it accepts (up to `max_clock_skew_ms` ahead of its
+    /// own wall clock), and the replica's wall clock may lag the
+    /// coordinator's as much again.
     pub fn peer_bounds(&self) -> PeerBounds {
         PeerBounds {
             max_value_size: self.max_value_bytes(),
-            max_clock_skew: SkewLimit::from_millis(self.max_clock_skew_ms),
+            max_clock_skew: SkewLimit::from_millis(self.max_clock_skew_ms).doubled(),
         }
+    }
+
+    /// The name peers' certificates must carry when internode TLS is on.
+    pub fn internode_peer_name(&self) -> Option<String> {
+        self.internode_tls
+            .then(|| self.internode_tls_server_name.clone())
     }
 
     /// Requests in flight on the client API and on the internode API.
@@ -199,6 +211,13 @@ impl Config {
     /// How long a verified password is remembered.
     pub fn auth_cache(&self) -> Duration {
         millis(self.auth_cache_ms)
+    }
+
+    /// Longest a client read or write may take from arrival to answer:
+    /// the longer of the coordinator's timeouts, plus room for the request
+    /// to arrive and its credentials to be checked.
+    pub fn client_request_deadline(&self) -> Duration {
+        millis(self.read_timeout_ms.max(self.write_timeout_ms)) + REQUEST_DEADLINE_MARGIN
     }
 
     /// How long each shutdown step may take.

@@ -50,6 +50,9 @@ pub type ViewHandle = Arc<ArcSwap<ClusterView>>;
 const DEAD_NODE_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Gossip rounds between load reports.
 const LOAD_REPORT_ROUNDS: u32 = 20;
+/// Gossip rounds a stale incarnation's heartbeat may still rise for (see
+/// `twins`).
+const TWIN_SETTLE_ROUNDS: u32 = 20;
 
 /// Settings of gossip.
 #[derive(Debug, Clone)]
@@ -121,6 +124,7 @@ impl Membership {
             .map_err(|e| anyhow::anyhow!("cannot start gossip on {}: {e:#}", settings.listen))?;
         let local = settings.node_id;
         let settings_advertise = settings.advertise;
+        let twin_settle = settings.interval * TWIN_SETTLE_ROUNDS;
         let view = ClusterView::at_start(local, settings.replication_factor, remembered, removed);
         let membership = Arc::new(Membership {
             handle,
@@ -129,7 +133,12 @@ impl Membership {
             settings,
             saved: Mutex::new(Vec::new()),
             saved_removed: Mutex::new(Default::default()),
-            twins: Mutex::new(TwinWatch::new(local, generation, settings_advertise)),
+            twins: Mutex::new(TwinWatch::new(
+                local,
+                generation,
+                settings_advertise,
+                twin_settle,
+            )),
             twin: tokio::sync::watch::Sender::new(None),
         });
         membership.refresh().await;
@@ -207,7 +216,7 @@ impl Membership {
         let Ok(mut twins) = self.twins.lock() else {
             return;
         };
-        if let Some(twin) = twins.observe(entries)
+        if let Some(twin) = twins.observe(entries, tokio::time::Instant::now())
             && self.twin.borrow().as_ref() != Some(&twin)
         {
             tracing::error!(

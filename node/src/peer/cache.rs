@@ -100,6 +100,26 @@ impl TreeCache {
         self.trees.lock().map_or(0, |trees| trees.by_range.len())
     }
 
+    /// The tree of `range` built afresh, without keeping it: for ranges
+    /// that are not a ring range of this node (a peer comparing a part of
+    /// one), which must not push the node's own trees out of the cache.
+    /// Blocking (one range scan).
+    pub fn build_uncached(&self, range: TokenRange) -> Result<MerkleTree, StorageError> {
+        let mut tree = MerkleTree::new(range, self.leaves_per_range);
+        let mut hashers: Vec<LeafHasher> = (0..tree.leaf_count())
+            .map(|_| LeafHasher::default())
+            .collect();
+        self.storage.scan(range, &mut |token, key, cell| {
+            if let Some(hasher) = tree.leaf_of(token).and_then(|leaf| hashers.get_mut(leaf)) {
+                hasher.add(key, cell);
+            }
+        })?;
+        for (leaf, hasher) in hashers.iter().enumerate() {
+            tree.set_leaf(leaf, hasher.finish());
+        }
+        Ok(tree)
+    }
+
     /// Brings the tree of `range` up to date and returns a copy of it.
     /// Blocking (range scans): call from a blocking thread.
     ///

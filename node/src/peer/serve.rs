@@ -17,8 +17,24 @@ pub async fn merkle_nodes(
     leaves: usize,
     nodes: Vec<usize>,
 ) -> Result<Vec<Hash>, StorageError> {
+    merkle_nodes_of(cache, range, leaves, nodes, true).await
+}
+
+/// As [`merkle_nodes`]; `cached`: keep the tree (a ring range of this
+/// node) or build it for this answer only (any other range).
+pub async fn merkle_nodes_of(
+    cache: std::sync::Arc<TreeCache>,
+    range: TokenRange,
+    leaves: usize,
+    nodes: Vec<usize>,
+    cached: bool,
+) -> Result<Vec<Hash>, StorageError> {
     crate::storage::blocking(move || {
-        let (tree, _) = cache.refresh(range)?;
+        let tree = if cached {
+            cache.refresh(range)?.0
+        } else {
+            cache.build_uncached(range)?
+        };
         let expected = super::tree::MerkleTree::leaf_count_for(range, leaves);
         if tree.leaf_count() != expected {
             return Err(StorageError::Task(format!(

@@ -18,17 +18,28 @@
 //!    `max_value_size`, a deletion time or expiry that is not negative and
 //!    not further ahead than a client could set it.
 //! 3. **Merkle trees** (`MerkleNodes`): the range lies inside one range of
-//!    the ring this node knows (before or after a change in progress), so
-//!    the trees a peer can make this node build are few and each costs one
-//!    scan of data the cluster places together; `leaves` is the shape this
-//!    node uses for that range; at most one index per tree node.
+//!    the ring this node knows (before or after a change in progress);
+//!    `leaves` is the shape this node uses for that range; at most one
+//!    index per tree node. Only trees of whole ring ranges are cached: a
+//!    part of one (a peer whose ring differs for a moment) is hashed for
+//!    that answer alone, so no peer can push the node's own trees out.
 //! 4. **Leaf digests** (`LeafDigests`): the range is no wider than one leaf
 //!    of the ring range holding it, so one answer holds one leaf's keys,
-//!    never the keyspace.
+//!    never the keyspace. (`StreamRange` pages through any range, a page
+//!    of at most one batch at a time: topology changes stream merged runs
+//!    of ring ranges.)
+//! 5. **Callers**: with internode TLS, a caller must present a certificate
+//!    carrying `internode_tls_server_name` (a node's, not a client's of the
+//!    same CA); see `PeerService::admit`.
 //!
 //! CAVEATS: the ring checks use this node's view; for a moment after a
 //! topology change a peer whose view differs may be refused a comparison
 //! (its repair lists the range as failed and the next run covers it).
+//! Messages are decoded before these checks, so each request may take
+//! memory in proportion to the service's message limit (tens of MiB
+//! decoded into many small objects); the in-flight limit counts requests,
+//! not bytes. Without internode TLS, anyone reaching the port can still
+//! read and write any key through it, one bounded request at a time.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -219,14 +230,16 @@ fn enclosing(view: &ClusterView, range: TokenRange) -> Result<Vec<TokenRange>, S
     Ok(holding)
 }
 
-/// Checks a `MerkleNodes` request.
+/// Checks a `MerkleNodes` request; `Ok(true)` when the range is itself a
+/// range of a ring this node knows (its tree is worth caching), `Ok(false)`
+/// for a part of one.
 pub fn merkle_nodes(
     view: &ClusterView,
     range: TokenRange,
     leaves: u32,
     nodes: &[u32],
-) -> Result<(), Status> {
-    enclosing(view, range)?;
+) -> Result<bool, Status> {
+    let is_ring_range = enclosing(view, range)?.contains(&range);
     let shape = MerkleTree::leaf_count_for(range, LEAVES_PER_RANGE);
     if usize::try_from(leaves).ok() != Some(shape) {
         return Err(invalid(format!(
@@ -240,7 +253,7 @@ pub fn merkle_nodes(
             2 * shape - 1
         )));
     }
-    Ok(())
+    Ok(is_ring_range)
 }
 
 /// Checks a `LeafDigests` request.
@@ -425,7 +438,7 @@ mod tests {
     fn merkle_requests_stay_inside_the_ring_and_its_tree_shape() {
         let v = view(&[-1000, 0, 1 << 40]);
         let range = TokenRange::new(Token(0), Token(1 << 40));
-        assert!(merkle_nodes(&v, range, 256, &[1, 2, 3]).is_ok());
+        assert_eq!(merkle_nodes(&v, range, 256, &[1, 2, 3]).ok(), Some(true));
         refused(merkle_nodes(&v, range, u32::MAX, &[1]), "256 leaves");
         refused(merkle_nodes(&v, range, 128, &[1]), "256 leaves");
         refused(merkle_nodes(&v, range, 256, &[1; 513]), "513 tree nodes");
@@ -435,7 +448,11 @@ mod tests {
         refused(merkle_nodes(&v, across, 256, &[1]), "not inside one range");
         // Part of a range (a peer whose ring has a token this one lacks).
         let part = TokenRange::new(Token(10), Token(1 << 30));
-        assert!(merkle_nodes(&v, part, 256, &[1]).is_ok());
+        assert_eq!(
+            merkle_nodes(&v, part, 256, &[1]).ok(),
+            Some(false),
+            "not cached"
+        );
         // A narrow range has fewer leaves.
         let narrow = TokenRange::new(Token(-1000), Token(-990));
         assert!(merkle_nodes(&v, narrow, 8, &[1]).is_ok());

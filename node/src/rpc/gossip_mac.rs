@@ -23,9 +23,12 @@
 //! state of a few hundred nodes would be needed for that).
 //!
 //! CAVEATS: the MAC authenticates, it does not encrypt: gossip (addresses,
-//! tokens, status) can still be read on the wire. A recorded datagram can
-//! be replayed; chitchat ignores state and heartbeats older than what it
-//! has, so a replay changes nothing once newer gossip has arrived.
+//! tokens, status) can still be read on the wire. It binds neither the
+//! sender nor the time: a recorded datagram can be replayed (chitchat
+//! ignores state and heartbeats older than what it has, so a replay changes
+//! nothing once newer gossip has arrived), and one replayed with a forged
+//! source address makes the node answer that address, as plain UDP gossip
+//! does.
 
 use std::io;
 use std::net::SocketAddr;
@@ -203,8 +206,9 @@ struct AuthenticatedSocket {
     tap: tokio::net::UdpSocket,
     tap_addr: SocketAddr,
     buf: Vec<u8>,
-    /// The sender of a datagram handed to `codec` and not read back yet.
-    handed_off: Option<SocketAddr>,
+    /// The sender of a datagram handed to `codec` and not read back yet,
+    /// and until when to wait for it.
+    handed_off: Option<(SocketAddr, tokio::time::Instant)>,
 }
 
 /// Errors a UDP socket returns for an earlier datagram (an ICMP
@@ -268,22 +272,30 @@ impl Socket for AuthenticatedSocket {
     /// next call if this one is dropped meanwhile.
     async fn recv(&mut self) -> anyhow::Result<RecvOutcome> {
         loop {
-            if let Some(from) = self.handed_off {
-                let decoded = tokio::time::timeout(HANDOFF, self.codec.recv()).await;
-                self.handed_off = None;
+            if let Some((from, deadline)) = self.handed_off {
+                // The deadline is kept across calls: chitchat cancels this
+                // call at every gossip tick, and a datagram chitchat cannot
+                // decode must not keep the socket waiting for ever.
+                let decoded = tokio::time::timeout_at(deadline, self.codec.recv()).await;
                 match decoded {
                     Ok(Ok(outcome)) if outcome.from_addr == self.tap_addr => {
+                        self.handed_off = None;
                         return Ok(RecvOutcome {
                             from_addr: from,
                             ..outcome
                         });
                     }
-                    // Something else on loopback reached the decoder.
+                    // Something else on loopback reached the decoder: drop
+                    // it and wait on for the datagram handed off.
                     Ok(Ok(_)) => Dropped::Mac.count(),
                     Ok(Err(error)) => return Err(error),
                     // chitchat could not decode it (and logged why).
-                    Err(_) => Dropped::Malformed.count(),
+                    Err(_) => {
+                        self.handed_off = None;
+                        Dropped::Malformed.count();
+                    }
                 }
+                continue;
             }
             let (len, from) = match self.outer.recv_from(&mut self.buf).await {
                 Ok(received) => received,
@@ -292,7 +304,8 @@ impl Socket for AuthenticatedSocket {
             };
             match self.key.open(&self.buf[..len]) {
                 Ok(body) => {
-                    self.handed_off = Some(from);
+                    let deadline = tokio::time::Instant::now() + HANDOFF;
+                    self.handed_off = Some((from, deadline));
                     self.tap.send_to(&body, self.codec_addr).await?;
                 }
                 Err(reason) => {

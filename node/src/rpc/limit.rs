@@ -8,7 +8,9 @@
 //! answered at once with `RESOURCE_EXHAUSTED` ("overloaded"), costing the
 //! node almost nothing. Clients back off and retry; the coordinator counts
 //! a refusing replica as failed and keeps a hint. Requests already
-//! accepted finish normally.
+//! accepted finish normally; a deadline (for the client API's reads and
+//! writes) keeps a client that never ends its request from holding a
+//! permit forever.
 //!
 //! The HTTP endpoints (`/health`, `/metrics`) are a separate server and
 //! are never refused.
@@ -16,6 +18,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
@@ -52,6 +55,18 @@ impl InFlightLimit {
         InFlight {
             inner,
             limit: self.clone(),
+            deadline: None,
+        }
+    }
+
+    /// Wraps a service in this limit; a request not answered within
+    /// `deadline` (a client that never ends its body, say) is answered
+    /// `DEADLINE_EXCEEDED` and gives its permit back.
+    pub fn wrap_with_deadline<S>(&self, inner: S, deadline: Duration) -> InFlight<S> {
+        InFlight {
+            inner,
+            limit: self.clone(),
+            deadline: Some(deadline),
         }
     }
 
@@ -76,6 +91,7 @@ impl InFlightLimit {
 pub struct InFlight<S> {
     inner: S,
     limit: InFlightLimit,
+    deadline: Option<Duration>,
 }
 
 impl<S: NamedService> NamedService for InFlight<S> {
@@ -101,8 +117,18 @@ where
         match self.limit.permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let response = self.inner.call(request);
+                let deadline = self.deadline;
                 Box::pin(async move {
-                    let response = response.await;
+                    let response = match deadline {
+                        None => response.await,
+                        Some(deadline) => match tokio::time::timeout(deadline, response).await {
+                            Ok(response) => response,
+                            Err(_) => Ok(Status::deadline_exceeded(format!(
+                                "the request was not answered within {deadline:?}"
+                            ))
+                            .into_http()),
+                        },
+                    };
                     drop(permit);
                     response
                 })

@@ -29,6 +29,8 @@ pub struct PeerService {
     trees: Arc<TreeCache>,
     bounds: PeerBounds,
     view: LateView,
+    /// With internode TLS: the name a caller's certificate must carry.
+    peer_name: Option<String>,
 }
 
 impl PeerService {
@@ -45,6 +47,37 @@ impl PeerService {
             trees,
             bounds,
             view,
+            peer_name: None,
+        }
+    }
+
+    /// Admits only callers whose TLS certificate carries `name` (a node
+    /// certificate of the cluster, not a client's), when `Some`.
+    pub fn with_peer_name(mut self, name: Option<String>) -> Self {
+        self.peer_name = name;
+        self
+    }
+
+    /// Refuses a caller that is not a node of the cluster. The TLS layer
+    /// already checked that its certificate chains to the cluster CA; a
+    /// client certificate of the same CA must not open the internode API.
+    fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(name) = &self.peer_name else {
+            return Ok(());
+        };
+        let certs = request.peer_certs();
+        let leaf = certs.as_ref().and_then(|certs| certs.first());
+        let is_node = leaf.is_some_and(|der| {
+            let subject = rustls_pki_types::ServerName::try_from(name.as_str());
+            let cert = webpki::EndEntityCert::try_from(der);
+            matches!((subject, cert), (Ok(subject), Ok(cert)) if cert.verify_is_valid_for_subject_name(&subject).is_ok())
+        });
+        if is_node {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "internode requests need a node certificate for {name:?} (internode_tls_server_name)"
+            )))
         }
     }
 
@@ -66,6 +99,7 @@ impl Peer for PeerService {
         &self,
         request: Request<pbi::ReplicaWriteRequest>,
     ) -> Result<Response<pbi::ReplicaWriteResponse>, Status> {
+        self.admit(&request)?;
         let request = request.into_inner();
         validate_key(&request.key).map_err(status::from_coordinator)?;
         let cell = request
@@ -86,6 +120,7 @@ impl Peer for PeerService {
         &self,
         request: Request<pbi::ReplicaReadRequest>,
     ) -> Result<Response<pbi::ReplicaReadResponse>, Status> {
+        self.admit(&request)?;
         let request = request.into_inner();
         validate_key(&request.key).map_err(status::from_coordinator)?;
         let cell = self
@@ -106,6 +141,7 @@ impl Peer for PeerService {
         &self,
         request: Request<pbi::WriteBatchRequest>,
     ) -> Result<Response<pbi::WriteBatchResponse>, Status> {
+        self.admit(&request)?;
         let entries = self
             .bounds
             .write_batch(request.into_inner().entries, self.now())?;
@@ -122,6 +158,7 @@ impl Peer for PeerService {
         &self,
         request: Request<pbi::ReadBatchRequest>,
     ) -> Result<Response<pbi::ReadBatchResponse>, Status> {
+        self.admit(&request)?;
         let asked = request.into_inner().keys;
         let count = asked.len();
         let (keys, first_at) = bounds::read_batch_keys(asked)?;
@@ -144,11 +181,13 @@ impl Peer for PeerService {
         &self,
         request: Request<pbi::MerkleNodesRequest>,
     ) -> Result<Response<pbi::MerkleNodesResponse>, Status> {
+        self.admit(&request)?;
         let request = request.into_inner();
         let range = range(request.range)?;
-        bounds::merkle_nodes(&*self.view()?, range, request.leaves, &request.nodes)?;
+        let cached = bounds::merkle_nodes(&*self.view()?, range, request.leaves, &request.nodes)?;
         let nodes = request.nodes.into_iter().map(|n| n as usize).collect();
-        let hashes = serve::merkle_nodes(self.trees.clone(), range, request.leaves as usize, nodes)
+        let leaves = request.leaves as usize;
+        let hashes = serve::merkle_nodes_of(self.trees.clone(), range, leaves, nodes, cached)
             .await
             .map_err(status::from_storage)?;
         Ok(Response::new(pbi::MerkleNodesResponse {
@@ -163,6 +202,7 @@ impl Peer for PeerService {
         &self,
         request: Request<pbi::StreamRangeRequest>,
     ) -> Result<Response<pbi::StreamRangeResponse>, Status> {
+        self.admit(&request)?;
         let request = request.into_inner();
         let range = range(request.range)?;
         if let Some(after) = &request.after {
@@ -192,6 +232,7 @@ impl Peer for PeerService {
         &self,
         request: Request<pbi::LeafDigestsRequest>,
     ) -> Result<Response<pbi::LeafDigestsResponse>, Status> {
+        self.admit(&request)?;
         let range = range(request.into_inner().range)?;
         bounds::leaf_digests(&*self.view()?, range)?;
         let digests = serve::leaf_digests(self.store.clone(), range)

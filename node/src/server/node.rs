@@ -120,6 +120,8 @@ pub struct Joined {
     client_tls: Option<ServerTlsConfig>,
     /// Checks credentials; `None`: authentication off.
     auth: Option<Arc<Authenticator>>,
+    /// Longest a read or write may hold its permit.
+    request_deadline: Duration,
     grace: Duration,
     banner: Banner,
 }
@@ -239,13 +241,16 @@ impl Node {
         let late_view: LateView = Arc::default();
         let (_, peer_limit) = config.in_flight_limits();
         let service = InFlightLimit::new("internode", peer_limit).wrap(
-            PeerServer::new(PeerService::new(
-                self.store.clone(),
-                self.clock.clone(),
-                self.trees.clone(),
-                config.peer_bounds(),
-                late_view.clone(),
-            ))
+            PeerServer::new(
+                PeerService::new(
+                    self.store.clone(),
+                    self.clock.clone(),
+                    self.trees.clone(),
+                    config.peer_bounds(),
+                    late_view.clone(),
+                )
+                .with_peer_name(config.internode_peer_name()),
+            )
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message),
         );
@@ -521,6 +526,7 @@ impl Node {
             client_limit: config.in_flight_limits().0,
             client_tls: self.tls.client.clone(),
             auth,
+            request_deadline: config.client_request_deadline(),
             grace: config.shutdown_grace(),
             banner: Banner {
                 node_id,
@@ -547,12 +553,15 @@ impl Joined {
     /// in-flight requests finish.
     pub async fn serve(self, client: Listener, stop: &CancellationToken) -> anyhow::Result<()> {
         let limit = InFlightLimit::new("client", self.client_limit);
-        let kv = limit.wrap(RequireAuth::new(
-            KeyValueServer::new(KeyValueService::new(self.coordinator))
-                .max_decoding_message_size(self.max_message)
-                .max_encoding_message_size(self.max_message),
-            self.auth.clone(),
-        ));
+        let kv = limit.wrap_with_deadline(
+            RequireAuth::new(
+                KeyValueServer::new(KeyValueService::new(self.coordinator))
+                    .max_decoding_message_size(self.max_message)
+                    .max_encoding_message_size(self.max_message),
+                self.auth.clone(),
+            ),
+            self.request_deadline,
+        );
         let admin = limit.wrap(RequireAuth::new(
             AdminServer::new(self.admin)
                 .max_decoding_message_size(ADMIN_MESSAGE_BYTES)
