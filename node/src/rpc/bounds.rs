@@ -35,10 +35,11 @@
 //! CAVEATS: the ring checks use this node's view; for a moment after a
 //! topology change a peer whose view differs may be refused a comparison
 //! (its repair lists the range as failed and the next run covers it).
-//! Messages are decoded before these checks, so each request may take
-//! memory in proportion to the service's message limit (tens of MiB
-//! decoded into many small objects); the in-flight limit counts requests,
-//! not bytes. Without internode TLS, anyone reaching the port can still
+//! Messages are decoded before these checks. Requests of keys and ranges
+//! only are held to 2 MiB before decoding (`rpc::limit::BodyLimit`), but a
+//! `Write` or `WriteBatch` may take memory in proportion to the service's
+//! message limit (tens of MiB, which empty entries decode into many small
+//! objects); the in-flight limit counts requests, not bytes. Without internode TLS, anyone reaching the port can still
 //! read and write any key through it, one bounded request at a time.
 
 use std::collections::{BTreeMap, HashSet};

@@ -176,6 +176,25 @@ mod tests {
             .map(str::to_owned)
     }
 
+    #[test]
+    fn only_requests_of_keys_and_ranges_are_held_to_the_small_body_limit() {
+        let p = |m: &str| peer_body_limit(&format!("/ringkv.internal.v1.Peer/{m}"));
+        for method in [
+            "Read",
+            "ReadBatch",
+            "MerkleNodes",
+            "LeafDigests",
+            "StreamRange",
+        ] {
+            assert_eq!(p(method), Some(KEYS_ONLY_BODY_BYTES), "{method}");
+        }
+        assert_eq!(p("Write"), None);
+        assert_eq!(p("WriteBatch"), None);
+        // The largest legitimate batch of keys fits: 1 MiB of keys, or one
+        // key of 64 KiB, plus framing.
+        const { assert!(KEYS_ONLY_BODY_BYTES > (1 << 20) + 500 * 8 + 64 * 1024) };
+    }
+
     #[tokio::test]
     async fn past_the_limit_requests_are_refused_at_once_and_permits_come_back() {
         let gate = Arc::new(Semaphore::new(0));
@@ -204,5 +223,78 @@ mod tests {
 
         let again = service.ready().await.expect("ready").call(request());
         assert!(grpc_status(&again.await.expect("served")).is_none());
+    }
+}
+
+/// Bodies of internode requests that carry only keys and ranges
+/// (`Read`, `ReadBatch`, `MerkleNodes`, `LeafDigests`, `StreamRange`):
+/// a batch of 500 keys within 1 MiB, or one key of 64 KiB, and framing.
+/// Held to this before decoding, so a request that would decode into
+/// millions of small objects is cut off at the transport.
+pub const KEYS_ONLY_BODY_BYTES: usize = 2 << 20;
+
+/// The body limit of an internode method; `None`: the service's message
+/// limit (requests that carry values).
+pub fn peer_body_limit(path: &str) -> Option<usize> {
+    match path.rsplit('/').next() {
+        Some("Read" | "ReadBatch" | "MerkleNodes" | "LeafDigests" | "StreamRange") => {
+            Some(KEYS_ONLY_BODY_BYTES)
+        }
+        _ => None,
+    }
+}
+
+/// A gRPC service whose request bodies are held to a byte limit per method
+/// before they are decoded.
+#[derive(Clone)]
+pub struct BodyLimit<S> {
+    inner: S,
+    limit_for: fn(&str) -> Option<usize>,
+}
+
+impl<S> BodyLimit<S> {
+    pub fn new(inner: S, limit_for: fn(&str) -> Option<usize>) -> Self {
+        Self { inner, limit_for }
+    }
+}
+
+impl<S: NamedService> NamedService for BodyLimit<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> tower::Service<http::Request<Body>> for BodyLimit<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        match (self.limit_for)(request.uri().path()) {
+            None => self.inner.call(request),
+            Some(limit) => {
+                use http_body_util::BodyExt;
+                let (parts, body) = request.into_parts();
+                let method = parts
+                    .uri
+                    .path()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let body = http_body_util::Limited::new(body, limit).map_err(move |_| {
+                    Status::invalid_argument(format!(
+                        "{method} request over {limit} bytes (requests of keys and ranges only)"
+                    ))
+                });
+                self.inner
+                    .call(http::Request::from_parts(parts, Body::new(body)))
+            }
+        }
     }
 }

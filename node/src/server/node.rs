@@ -30,7 +30,7 @@ use crate::membership::keys::{self, NodeStatus};
 use crate::membership::{GossipSettings, Membership, persist};
 use crate::peer::{RepairTransport, ReplicaTransport, TreeCache};
 use crate::repair::{LEAVES_PER_RANGE, LocalReplica, Repairer, load_last_completed, run_scheduler};
-use crate::rpc::limit::InFlightLimit;
+use crate::rpc::limit::{BodyLimit, InFlightLimit, peer_body_limit};
 use crate::rpc::net::{self, Listener, Network};
 use crate::rpc::tls::NodeTls;
 use crate::rpc::{
@@ -240,7 +240,7 @@ impl Node {
 
         let late_view: LateView = Arc::default();
         let (_, peer_limit) = config.in_flight_limits();
-        let service = InFlightLimit::new("internode", peer_limit).wrap(
+        let service = InFlightLimit::new("internode", peer_limit).wrap(BodyLimit::new(
             PeerServer::new(
                 PeerService::new(
                     self.store.clone(),
@@ -253,7 +253,8 @@ impl Node {
             )
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message),
-        );
+            peer_body_limit,
+        ));
         let peer_stop = self.life.peer_stop.clone();
         let internode_timeout = Duration::from_millis(config.internode_timeout_ms);
         let (peer_tls, dial_tls) = self.tls.internode.clone().unzip();
