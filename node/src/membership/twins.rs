@@ -14,9 +14,11 @@
 //! heartbeat may still rise for a while as peers with fresher copies of its
 //! state report them; so the heartbeat is only tracked during a settling
 //! window (`settle`, 20 gossip rounds), and the incarnation counts as
-//! running when it gains [`BEATS_TO_CONFIRM`] more after that. A twin that
-//! keeps beating is logged loudly on both; the newer of the two (the
-//! higher generation, i.e. started later) refuses to serve and stops.
+//! running when it gains [`BEATS_TO_CONFIRM`] more after that. A node that
+//! finds a twin logs it loudly; the newer of the two (the higher
+//! generation, i.e. started later) refuses to serve and stops. (Both wait
+//! out the same window, so the older one logs it only if it gets there
+//! before the newer one has stopped.)
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
