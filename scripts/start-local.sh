@@ -27,6 +27,7 @@ start_node() {
     "$bin/ringkv-node" --node-name "node$i" --data-dir "$state/node$i" \
         --listen-client "127.0.0.1:$base" --listen-peer "127.0.0.1:$((base + 1))" \
         --listen-gossip "127.0.0.1:$((base + 2))" --listen-http "127.0.0.1:$((7480 + i - 1))" \
+        --listen-resp "127.0.0.1:$((7479 + 10 * (i - 1)))" \
         --replication-factor "$rf" "${seeds[@]}" \
         >>"$state/node$i.log" 2>&1 &
     echo $! >"$state/node$i.pid"

@@ -25,6 +25,9 @@ else
     echo "== clippy is not installed; skipping lints"
 fi
 
+# The RESP tests drive the nodes with Redis's own tools.
+ensure_tools redis-cli:redis-tools redis-benchmark:redis-tools
+
 echo "== tests"
 cargo test --release --workspace --all-features --locked
 

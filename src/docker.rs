@@ -67,6 +67,7 @@ impl DockerCluster {
             ("RINGKV_SUBNET_PREFIX".into(), subnet_prefix.into()),
             ("RINGKV_CLIENT_PORT".into(), "17400".into()),
             ("RINGKV_HTTP_PORT".into(), "17480".into()),
+            ("RINGKV_RESP_PORT".into(), "17479".into()),
         ];
         all_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let cluster = DockerCluster {

@@ -28,6 +28,8 @@ pub struct Ports {
     pub peer: SocketAddr,
     pub gossip: SocketAddr,
     pub http: SocketAddr,
+    /// The RESP port.
+    pub resp: SocketAddr,
 }
 
 impl Ports {
@@ -38,6 +40,7 @@ impl Ports {
             peer: at(free_port()),
             gossip: at(free_udp_port()),
             http: at(free_port()),
+            resp: at(free_port()),
         }
     }
 }
@@ -209,6 +212,8 @@ impl TestNode {
             .arg(self.ports.gossip.to_string())
             .arg("--listen-http")
             .arg(self.ports.http.to_string())
+            .arg("--listen-resp")
+            .arg(self.ports.resp.to_string())
             // Faster gossip than the default, so failures show within a
             // couple of seconds and tests stay short.
             .arg("--gossip-interval-ms")

@@ -32,7 +32,7 @@ run_one() { # binary label round
     fi
     mkdir -p "$dir"
     "$bin" "${node_flags[@]}" --data-dir "$dir/data" --listen-client 127.0.0.1:17700 --listen-peer 127.0.0.1:17701 \
-        --listen-gossip 127.0.0.1:17702 --listen-http 127.0.0.1:17780 --replication-factor 1 \
+        --listen-gossip 127.0.0.1:17702 --listen-http 127.0.0.1:17780 --listen-resp 127.0.0.1:17779 --replication-factor 1 \
         --ring-delay-ms 200 "${extra[@]}" >"$dir/log" 2>&1 &
     local pid=$!
     for _ in $(seq 1 100); do

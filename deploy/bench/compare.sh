@@ -54,6 +54,7 @@ start_ringkv() {
     "$bin/ringkv-node" --node-name "$name" --data-dir "$work/$name" \
         --listen-client "127.0.0.1:$base" --listen-peer "127.0.0.1:$((base + 1))" \
         --listen-gossip "127.0.0.1:$((base + 2))" --listen-http "127.0.0.1:$((base + 3))" \
+        --listen-resp "127.0.0.1:$((base + 4))" \
         --replication-factor "$rf" --commitlog-sync "$sync" --ring-delay-ms 200 "${seeds[@]}" \
         >"$work/$name.log" 2>&1 &
     pids+=($!)

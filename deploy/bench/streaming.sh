@@ -33,6 +33,7 @@ start() {
     "$bin/ringkv-node" --node-name "n$i" --data-dir "$dir/n$i" \
         --listen-client "127.0.0.1:$base" --listen-peer "127.0.0.1:$((base + 1))" \
         --listen-gossip "127.0.0.1:$((base + 2))" --listen-http "127.0.0.1:$((base + 3))" \
+        --listen-resp "127.0.0.1:$((base + 4))" \
         --replication-factor 3 --gossip-interval-ms 200 --ring-delay-ms 500 \
         --commitlog-sync periodic --anti-entropy-interval-ms 0 \
         --stream-throughput-mb "$THROTTLE" "${seeds[@]}" >>"$dir/n$i.log" 2>&1 &

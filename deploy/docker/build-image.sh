@@ -43,8 +43,9 @@ ENV RINGKV_DATA_DIR=/data \
     RINGKV_LISTEN_CLIENT=0.0.0.0:7400 \
     RINGKV_LISTEN_PEER=0.0.0.0:7401 \
     RINGKV_LISTEN_GOSSIP=0.0.0.0:7402 \
-    RINGKV_LISTEN_HTTP=0.0.0.0:7480
-EXPOSE 7400/tcp 7401/tcp 7402/udp 7480/tcp
+    RINGKV_LISTEN_HTTP=0.0.0.0:7480 \
+    RINGKV_LISTEN_RESP=0.0.0.0:7479
+EXPOSE 7400/tcp 7401/tcp 7402/udp 7479/tcp 7480/tcp
 VOLUME /data
 HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=3 \
     CMD ["/bin/ringkv", "--host", "127.0.0.1:7400", "--timeout-ms", "2000", "info"]

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export RINGKV_PROJECT=ringkv-secure RINGKV_SUBNET_PREFIX=172.30.249
-export RINGKV_CLIENT_PORT=17410 RINGKV_HTTP_PORT=17490
+export RINGKV_CLIENT_PORT=17410 RINGKV_HTTP_PORT=17490 RINGKV_RESP_PORT=17489
 RINGKV_SECURE_DIR=$(mktemp -d)
 export RINGKV_SECURE_DIR
 shell="${CARGO_TARGET_DIR:-$HOME/.cache/ringkv/target}/release/ringkv"

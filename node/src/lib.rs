@@ -15,8 +15,10 @@
 //! - [`streaming`]: range streaming for topology changes (join, replace,
 //!   decommission, removenode) and cleanup;
 //! - [`auth`]: users, roles and the credential check of the client APIs;
-//! - [`rpc`]: gRPC adapters and the network they run over; [`server`]:
-//!   wiring and shutdown;
+//! - [`rpc`]: gRPC adapters and the network they run over;
+//! - [`resp`]: the Redis-protocol front door (over the coordinator, like
+//!   the gRPC client API);
+//! - [`server`]: wiring and shutdown;
 //! - `sim` (tests only): the deterministic simulation of a cluster;
 //! - [`config`], [`identity`], [`metrics`], [`telemetry`]: settings, node
 //!   id, metric names, logs.
@@ -31,6 +33,7 @@ pub mod membership;
 pub mod metrics;
 pub mod peer;
 pub mod repair;
+pub mod resp;
 pub mod ring;
 pub mod rpc;
 pub mod server;

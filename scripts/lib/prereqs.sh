@@ -23,22 +23,40 @@ ensure_prereqs() {
         need+=(libclang-dev)
     fi
     if [ "${#need[@]}" -gt 0 ]; then
-        local sudo=""
-        if [ "$(id -u)" != 0 ]; then
-            if command -v sudo >/dev/null 2>&1; then
-                sudo="sudo"
-            else
-                echo "ringkv: missing ${need[*]}; install them (apt-get install ${need[*]}) and rerun" >&2
-                exit 1
-            fi
-        fi
-        if ! command -v apt-get >/dev/null 2>&1; then
-            echo "ringkv: missing ${need[*]}; install them with your package manager and rerun" >&2
-            exit 1
-        fi
         echo "Installing build prerequisites: ${need[*]}"
-        $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+        apt_install "${need[@]}"
     fi
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ringkv/target}"
+}
+
+# ensure_tools COMMAND:PACKAGE...: installs the Debian package of each
+# command that is missing (the tests' own tools, e.g. redis-cli).
+ensure_tools() {
+    local need=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+    done
+    if [ "${#need[@]}" -gt 0 ]; then
+        echo "Installing test tools: ${need[*]}"
+        apt_install "${need[@]}"
+    fi
+}
+
+apt_install() {
+    local need=("$@")
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then
+            sudo="sudo"
+        else
+            echo "ringkv: missing ${need[*]}; install them (apt-get install ${need[*]}) and rerun" >&2
+            exit 1
+        fi
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "ringkv: missing ${need[*]}; install them with your package manager and rerun" >&2
+        exit 1
+    fi
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 }

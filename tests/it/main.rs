@@ -6,6 +6,7 @@ mod cluster;
 mod convergence;
 mod hardening;
 mod overload;
+mod resp;
 mod security;
 mod shell;
 mod single_node;

@@ -24,6 +24,8 @@ pub const DEFAULT_CLIENT_PORT: u16 = 7400;
 pub const DEFAULT_PEER_PORT: u16 = 7401;
 /// Default gossip port (UDP).
 pub const DEFAULT_GOSSIP_PORT: u16 = 7402;
+/// Default RESP port (the Redis protocol).
+pub const DEFAULT_RESP_PORT: u16 = 7479;
 /// Default HTTP port (`/metrics`, `/health`).
 pub const DEFAULT_HTTP_PORT: u16 = 7480;
 pub use crate::coordinator::MAX_KEY_SIZE;
@@ -62,6 +64,18 @@ define_config! {
 
     /// Address for gossip (UDP).
     listen_gossip: SocketAddr = localhost(DEFAULT_GOSSIP_PORT), "RINGKV_LISTEN_GOSSIP";
+
+    /// Address of the RESP port: the Redis protocol, for `redis-cli`,
+    /// `redis-benchmark` and Redis client libraries (see `resp_enabled`).
+    listen_resp: SocketAddr = localhost(DEFAULT_RESP_PORT), "RINGKV_LISTEN_RESP";
+
+    /// Serve the RESP port. With `client_tls` it speaks TLS too, and with
+    /// `authentication` connections must `AUTH` first.
+    resp_enabled: bool = true, "RINGKV_RESP_ENABLED", arg(num_args = 0..=1, default_missing_value = "true");
+
+    /// RESP connections at once (Redis's `maxclients`); past it a new
+    /// connection is answered "max number of clients reached" and closed.
+    resp_max_clients: u64 = 1024, "RINGKV_RESP_MAX_CLIENTS";
 
     /// Address of the HTTP endpoints `/metrics` (Prometheus) and `/health`.
     listen_http: SocketAddr = localhost(DEFAULT_HTTP_PORT), "RINGKV_LISTEN_HTTP";
@@ -319,11 +333,17 @@ impl Config {
         if self.rack.trim().is_empty() {
             return invalid("rack", "must not be empty".into());
         }
-        let ports = [
+        let mut ports = vec![
             ("listen_client", self.listen_client),
             ("listen_peer", self.listen_peer),
             ("listen_http", self.listen_http),
         ];
+        if self.resp_enabled {
+            ports.push(("listen_resp", self.listen_resp));
+            if self.resp_max_clients == 0 {
+                return invalid("resp_max_clients", "must be greater than 0".into());
+            }
+        }
         for (i, (name, addr)) in ports.iter().enumerate() {
             if let Some((other, _)) = ports[i + 1..].iter().find(|(_, a)| a == addr) {
                 return invalid(

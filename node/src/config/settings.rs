@@ -9,11 +9,14 @@ use crate::clock::SkewLimit;
 use crate::coordinator::{CoordinatorSettings, Limits};
 use crate::hints::ReplaySettings;
 use crate::membership::join::JoinSettings;
+use crate::resp::{ParseLimits, RespSettings};
 use crate::rpc::bounds::PeerBounds;
 use crate::rpc::gossip_mac::GossipKey;
 use crate::storage::batch::MAX_BATCH_BYTES;
 use crate::streaming::StreamSettings;
 
+/// Arguments of one RESP command (an `MSET` of 32,767 pairs).
+const RESP_MAX_ARGS: usize = 65_536;
 /// Room above the largest key and value for the rest of a request.
 const MESSAGE_OVERHEAD: usize = 64 * 1024;
 /// Beyond the coordinator's own timeout: a request's arrival and its
@@ -65,6 +68,25 @@ impl Config {
             .saturating_add(MESSAGE_OVERHEAD)
             .saturating_mul(2)
             .max(2 * MAX_BATCH_BYTES + MESSAGE_OVERHEAD)
+    }
+
+    /// The RESP port. An argument may be up to twice the largest key or
+    /// value, so one somewhat over the limit still reaches the coordinator
+    /// and is refused naming it; a command may be as large as the largest
+    /// gRPC message.
+    pub fn resp_settings(&self, node_name: &str) -> RespSettings {
+        RespSettings {
+            limits: ParseLimits {
+                max_args: RESP_MAX_ARGS,
+                max_bulk: self.max_value_bytes().max(MAX_KEY_SIZE).saturating_mul(2),
+                max_command: self.max_message_bytes(),
+            },
+            max_clients: usize::try_from(self.resp_max_clients).unwrap_or(usize::MAX),
+            port: self.listen_resp.port(),
+            node_name: node_name.to_owned(),
+            cluster_name: self.cluster_name.clone(),
+            replication_factor: self.replication_factor,
+        }
     }
 
     /// The read and write paths.

@@ -24,6 +24,7 @@
 
 mod consistency;
 mod error;
+mod metrics;
 mod read;
 mod request;
 mod round;
@@ -42,6 +43,7 @@ use tokio_util::task::TaskTracker;
 
 pub use consistency::ConsistencyLevel;
 pub use error::CoordinatorError;
+pub use metrics::{OpMetrics, RequestMetrics};
 pub use request::{
     Limits, MAX_KEY_SIZE, MAX_TTL_SECONDS, ReadRequest, ReadResult, WriteRequest, validate_key,
 };
@@ -115,6 +117,11 @@ impl Coordinator {
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.rng = Mutex::new(StdRng::seed_from_u64(seed));
         self
+    }
+
+    /// The wall clock the coordinator stamps writes and expiries with.
+    pub fn wall(&self) -> &crate::clock::WallClock {
+        self.clock.wall()
     }
 
     /// Runs work that outlives requests on `tasks`; the node waits for it

@@ -75,14 +75,28 @@ impl InFlightLimit {
         self.limit - self.permits.available_permits()
     }
 
-    fn overloaded(&self) -> Status {
+    /// A permit for one request, or (counted as refused) why there is
+    /// none. For front doors that are not gRPC services (the RESP port).
+    pub fn try_acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit, String> {
+        self.permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| self.refusal())
+    }
+
+    /// Counts a refusal and says why.
+    fn refusal(&self) -> String {
         self.refused.increment(1);
-        Status::resource_exhausted(format!(
-            "overloaded: this node is working on {} {} requests, its limit (max_{}requests_in_flight); retry later or elsewhere",
+        format!(
+            "this node is working on {} {} requests, its limit (max_{}requests_in_flight); retry later or elsewhere",
             self.limit,
             self.api,
             if self.api == "internode" { "peer_" } else { "" },
-        ))
+        )
+    }
+
+    fn overloaded(&self) -> Status {
+        Status::resource_exhausted(format!("overloaded: {}", self.refusal()))
     }
 }
 

@@ -57,6 +57,8 @@ pub struct Listeners {
     pub peer: Listener,
     /// `/metrics` and `/health`; `None`: not served.
     pub http: Option<TcpListener>,
+    /// The RESP port; `None`: not served.
+    pub resp: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -68,10 +70,20 @@ impl Listeners {
         let http = TcpListener::bind(config.listen_http)
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", config.listen_http))?;
+        let resp = if config.resp_enabled {
+            Some(
+                TcpListener::bind(config.listen_resp)
+                    .await
+                    .with_context(|| format!("cannot listen for RESP on {}", config.listen_resp))?,
+            )
+        } else {
+            None
+        };
         Ok(Listeners {
             client,
             peer,
             http: Some(http),
+            resp,
         })
     }
 }

@@ -27,9 +27,10 @@ use crate::hints::{HintStore, run_replay};
 use crate::identity::{self, NodeId};
 use crate::membership::join;
 use crate::membership::keys::{self, NodeStatus};
-use crate::membership::{GossipSettings, Membership, persist};
+use crate::membership::{GossipSettings, Membership, ViewHandle, persist};
 use crate::peer::{RepairTransport, ReplicaTransport, TreeCache};
 use crate::repair::{LEAVES_PER_RANGE, LocalReplica, Repairer, load_last_completed, run_scheduler};
+use crate::resp::{RespServer, RespSettings};
 use crate::rpc::limit::{BodyLimit, InFlightLimit, peer_body_limit};
 use crate::rpc::net::{self, Listener, Network};
 use crate::rpc::tls::NodeTls;
@@ -122,6 +123,9 @@ pub struct Joined {
     auth: Option<Arc<Authenticator>>,
     /// Longest a read or write may hold its permit.
     request_deadline: Duration,
+    view: ViewHandle,
+    resp: RespSettings,
+    resp_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     grace: Duration,
     banner: Banner,
 }
@@ -202,7 +206,7 @@ impl Node {
             let Some(joined) = joining.await? else {
                 return Ok(());
             };
-            joined.serve(listeners.client, &stop).await
+            joined.serve(listeners.client, listeners.resp, &stop).await
         }
         .await;
         let life = &self.life;
@@ -528,6 +532,9 @@ impl Node {
             client_tls: self.tls.client.clone(),
             auth,
             request_deadline: config.client_request_deadline(),
+            view: membership.view_handle(),
+            resp: config.resp_settings(&self.name),
+            resp_tls: self.tls.resp.clone(),
             grace: config.shutdown_grace(),
             banner: Banner {
                 node_id,
@@ -550,10 +557,26 @@ struct Banner {
 }
 
 impl Joined {
-    /// Step 3: serves clients on `client` until `stop`, then lets
-    /// in-flight requests finish.
-    pub async fn serve(self, client: Listener, stop: &CancellationToken) -> anyhow::Result<()> {
+    /// Step 3: serves clients on `client` (and the RESP port on `resp`)
+    /// until `stop`, then lets in-flight requests finish.
+    pub async fn serve(
+        self,
+        client: Listener,
+        resp: Option<TcpListener>,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let limit = InFlightLimit::new("client", self.client_limit);
+        let resp = resp.map(|listener| {
+            let server = RespServer::new(
+                self.coordinator.clone(),
+                self.auth.clone(),
+                limit.clone(),
+                self.view.clone(),
+                self.resp.clone(),
+                self.resp_tls.clone(),
+            );
+            server.serve(listener, stop.clone())
+        });
         let kv = limit.wrap_with_deadline(
             RequireAuth::new(
                 KeyValueServer::new(KeyValueService::new(self.coordinator))
@@ -591,8 +614,17 @@ impl Joined {
             stop.cancelled().await;
             tokio::time::sleep(grace).await;
         };
+        let resp = async {
+            if let Some(resp) = resp {
+                resp.await;
+            }
+        };
+        let servers = async {
+            let (grpc, ()) = tokio::join!(server, resp);
+            grpc
+        };
         tokio::select! {
-            result = server => result.context("client API server failed")?,
+            result = servers => result.context("client API server failed")?,
             _ = drain_deadline => tracing::warn!(?grace, "in-flight requests did not finish in time; closing"),
         }
         self.health.set_serving(false);

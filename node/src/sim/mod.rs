@@ -222,6 +222,7 @@ fn add_node(
                 client: net::listen(config.listen_client).await?,
                 peer: net::listen(config.listen_peer).await?,
                 http: None,
+                resp: None,
             };
             Node::open(&config, env)
                 .await?

@@ -1,0 +1,914 @@
+//! The commands a RESP connection understands, and the dispatch from a
+//! parsed command to what the connection does with it.
+//!
+//! One table ([`COMMANDS`]) gives each command's name, arity (Redis's
+//! convention: the count of words with the name, negative for "at least"),
+//! flags, key positions, group and summary. Dispatch checks the arity and
+//! the connection's authentication against it, and `COMMAND`,
+//! `COMMAND COUNT|INFO|DOCS` answer from it, so `redis-cli` can offer hints.
+//!
+//! Commands that would need an atomic read-modify-write (`INCR`,
+//! `SET ... NX`, `GETSET`, `EXPIRE`, `MULTI`...) are refused by name with
+//! an error that says so, rather than run as a read then a write that a
+//! concurrent write could interleave with.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use super::connection::Session;
+use super::keys::{self, Expiry};
+use super::reply::{Protocol, Reply};
+use super::{Shared, info};
+use crate::auth::{Permission, Refusal};
+use crate::coordinator::ConsistencyLevel;
+
+/// What a connection does with one command.
+pub enum Action {
+    /// Answer at once (in order behind earlier commands).
+    Reply(Reply),
+    /// Run alongside the commands around it; its reply keeps its place.
+    Run(BoxFuture<'static, Reply>),
+    /// `AUTH`, or `HELLO` with `AUTH`: runs after every earlier command is
+    /// answered and before any later one starts, since those depend on it.
+    Authenticate {
+        user: String,
+        password: String,
+        hello: Option<Hello>,
+    },
+    /// Answer `+OK`, then close.
+    Quit,
+}
+
+/// What a `HELLO` changes once its credentials (if any) are accepted.
+#[derive(Debug, Clone, Default)]
+pub struct Hello {
+    pub protocol: Option<Protocol>,
+    pub name: Option<Bytes>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ping,
+    Echo,
+    Hello,
+    Auth,
+    Select,
+    Quit,
+    Reset,
+    Client,
+    Command,
+    Info,
+    Config,
+    Time,
+    Get,
+    Set,
+    SetEx,
+    PSetEx,
+    MGet,
+    MSet,
+    Del,
+    Exists,
+    Ttl,
+    PTtl,
+    StrLen,
+    Consistency,
+}
+
+/// One command of the table.
+pub struct Spec {
+    pub name: &'static str,
+    pub arity: i32,
+    pub flags: &'static [&'static str],
+    /// First key, last key (negative: from the end), step.
+    pub keys: (i32, i32, i32),
+    pub group: &'static str,
+    pub summary: &'static str,
+    pub kind: Kind,
+}
+
+const fn spec(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    keys: (i32, i32, i32),
+    group: &'static str,
+    summary: &'static str,
+    kind: Kind,
+) -> Spec {
+    Spec {
+        name,
+        arity,
+        flags,
+        keys,
+        group,
+        summary,
+        kind,
+    }
+}
+
+const READ: &[&str] = &["readonly", "fast"];
+const WRITE: &[&str] = &["write", "denyoom"];
+const CONN: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth"];
+const NONE: (i32, i32, i32) = (0, 0, 0);
+
+/// Every command served, the most used first.
+pub static COMMANDS: &[Spec] = &[
+    spec(
+        "get",
+        2,
+        READ,
+        (1, 1, 1),
+        "string",
+        "Returns the string value of a key.",
+        Kind::Get,
+    ),
+    spec(
+        "set",
+        -3,
+        WRITE,
+        (1, 1, 1),
+        "string",
+        "Sets the string value of a key, with an optional expiry (EX, PX, EXAT, PXAT).",
+        Kind::Set,
+    ),
+    spec(
+        "mget",
+        -2,
+        READ,
+        (1, -1, 1),
+        "string",
+        "Returns the values of several keys, each read at the connection's level.",
+        Kind::MGet,
+    ),
+    spec(
+        "mset",
+        -3,
+        WRITE,
+        (1, -1, 2),
+        "string",
+        "Sets several keys, each written independently at the connection's level (not atomic).",
+        Kind::MSet,
+    ),
+    spec(
+        "del",
+        -2,
+        &["write"],
+        (1, -1, 1),
+        "generic",
+        "Deletes keys, each independently at the connection's level; answers the number of keys deleted.",
+        Kind::Del,
+    ),
+    spec(
+        "unlink",
+        -2,
+        &["write", "fast"],
+        (1, -1, 1),
+        "generic",
+        "Same as DEL.",
+        Kind::Del,
+    ),
+    spec(
+        "exists",
+        -2,
+        READ,
+        (1, -1, 1),
+        "generic",
+        "Counts how many of the keys exist.",
+        Kind::Exists,
+    ),
+    spec(
+        "setex",
+        4,
+        WRITE,
+        (1, 1, 1),
+        "string",
+        "Sets the value and the expiry (seconds) of a key.",
+        Kind::SetEx,
+    ),
+    spec(
+        "psetex",
+        4,
+        WRITE,
+        (1, 1, 1),
+        "string",
+        "Sets the value and the expiry (milliseconds, rounded up to seconds) of a key.",
+        Kind::PSetEx,
+    ),
+    spec(
+        "ttl",
+        2,
+        READ,
+        (1, 1, 1),
+        "generic",
+        "Returns the seconds a key has to live: -1 without expiry, -2 if missing.",
+        Kind::Ttl,
+    ),
+    spec(
+        "pttl",
+        2,
+        READ,
+        (1, 1, 1),
+        "generic",
+        "Returns the milliseconds a key has to live: -1 without expiry, -2 if missing.",
+        Kind::PTtl,
+    ),
+    spec(
+        "strlen",
+        2,
+        READ,
+        (1, 1, 1),
+        "string",
+        "Returns the length of a key's value.",
+        Kind::StrLen,
+    ),
+    spec(
+        "ping",
+        -1,
+        &["fast", "stale"],
+        NONE,
+        "connection",
+        "Returns PONG, or the argument.",
+        Kind::Ping,
+    ),
+    spec(
+        "echo",
+        2,
+        &["fast", "stale"],
+        NONE,
+        "connection",
+        "Returns the argument.",
+        Kind::Echo,
+    ),
+    spec(
+        "hello",
+        -1,
+        CONN,
+        NONE,
+        "connection",
+        "Sets the protocol (2 or 3), authenticates, names the connection.",
+        Kind::Hello,
+    ),
+    spec(
+        "auth",
+        -2,
+        CONN,
+        NONE,
+        "connection",
+        "Authenticates the connection as a ringkv user.",
+        Kind::Auth,
+    ),
+    spec(
+        "select",
+        2,
+        &["loading", "stale", "fast"],
+        NONE,
+        "connection",
+        "Selects database 0, the only one.",
+        Kind::Select,
+    ),
+    spec(
+        "quit",
+        -1,
+        CONN,
+        NONE,
+        "connection",
+        "Closes the connection.",
+        Kind::Quit,
+    ),
+    spec(
+        "reset",
+        1,
+        CONN,
+        NONE,
+        "connection",
+        "Resets the connection: RESP2, default levels, no name, not authenticated.",
+        Kind::Reset,
+    ),
+    spec(
+        "client",
+        -2,
+        &["noscript", "loading", "stale"],
+        NONE,
+        "connection",
+        "CLIENT SETNAME|GETNAME|ID|INFO|SETINFO.",
+        Kind::Client,
+    ),
+    spec(
+        "command",
+        -1,
+        &["loading", "stale"],
+        NONE,
+        "server",
+        "Describes the commands: COMMAND, COUNT, INFO, DOCS.",
+        Kind::Command,
+    ),
+    spec(
+        "info",
+        -1,
+        &["loading", "stale"],
+        NONE,
+        "server",
+        "Returns information about the node and its cluster.",
+        Kind::Info,
+    ),
+    spec(
+        "config",
+        -2,
+        &["loading", "stale"],
+        NONE,
+        "server",
+        "CONFIG GET answers the few settings clients ask about; nothing can be set.",
+        Kind::Config,
+    ),
+    spec(
+        "time",
+        1,
+        &["loading", "stale", "fast"],
+        NONE,
+        "server",
+        "Returns the node's clock.",
+        Kind::Time,
+    ),
+    spec(
+        "ringkv.consistency",
+        -1,
+        &["fast", "stale"],
+        NONE,
+        "connection",
+        "RINGKV.CONSISTENCY [READ|WRITE] LEVEL sets the connection's consistency levels; alone, shows them.",
+        Kind::Consistency,
+    ),
+];
+
+/// Commands that need an atomic read-modify-write, refused until ringkv
+/// has compare-and-set.
+const NEED_CAS: &[&str] = &[
+    "getset",
+    "getdel",
+    "getex",
+    "setnx",
+    "msetnx",
+    "setrange",
+    "append",
+    "incr",
+    "decr",
+    "incrby",
+    "decrby",
+    "incrbyfloat",
+    "expire",
+    "pexpire",
+    "expireat",
+    "pexpireat",
+    "persist",
+    "rename",
+    "renamenx",
+    "copy",
+    "move",
+    "watch",
+    "unwatch",
+    "multi",
+    "exec",
+    "discard",
+];
+
+/// The keys a command reads or writes (`true`: writes), from the table's
+/// key positions; `None` for commands without keys.
+pub fn keys_of(args: &[Bytes]) -> Option<(bool, impl Iterator<Item = &Bytes>)> {
+    let spec = lookup(&args[0])?;
+    let (first, last, step) = spec.keys;
+    if first <= 0 || step <= 0 {
+        return None;
+    }
+    let last = if last < 0 {
+        args.len() as i64 + i64::from(last)
+    } else {
+        i64::from(last)
+    };
+    let (first, last) = (first as usize, usize::try_from(last).ok()?);
+    let writes = spec.flags.contains(&"write");
+    Some((
+        writes,
+        args.iter()
+            .take(last + 1)
+            .skip(first)
+            .step_by(step as usize),
+    ))
+}
+
+pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    COMMANDS
+        .iter()
+        .find(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
+fn lower(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).to_lowercase()
+}
+
+fn no_cas(command: &str) -> Reply {
+    Reply::error(format!(
+        "ERR '{command}' needs an atomic read-modify-write, and ringkv has no compare-and-set yet; read and write the key yourself, knowing a concurrent write may come between"
+    ))
+}
+
+pub fn wrong_arity(name: &str) -> Reply {
+    Reply::error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+fn syntax_error() -> Reply {
+    Reply::error("ERR syntax error")
+}
+
+fn not_an_integer() -> Reply {
+    Reply::error("ERR value is not an integer or out of range")
+}
+
+/// The unknown-command error, as Redis words it.
+fn unknown(args: &[Bytes]) -> Reply {
+    let mut text = format!(
+        "ERR unknown command '{}', with args beginning with: ",
+        String::from_utf8_lossy(&args[0])
+            .chars()
+            .take(128)
+            .collect::<String>()
+    );
+    for arg in args.iter().skip(1).take(8) {
+        let arg: String = String::from_utf8_lossy(arg).chars().take(64).collect();
+        text.push_str(&format!("'{arg}' "));
+    }
+    Reply::error(text)
+}
+
+pub fn integer(arg: &[u8]) -> Option<i64> {
+    std::str::from_utf8(arg).ok()?.parse().ok()
+}
+
+fn level_of(arg: &[u8]) -> Result<ConsistencyLevel, Reply> {
+    let text = std::str::from_utf8(arg).unwrap_or("");
+    text.parse::<ConsistencyLevel>().map_err(|_| {
+        Reply::error(format!(
+            "ERR unknown consistency level '{}' (expected ONE, TWO, THREE, QUORUM, ALL or ANY)",
+            String::from_utf8_lossy(arg)
+        ))
+    })
+}
+
+/// What the connection does with `args` (a whole command, name first).
+pub fn dispatch(shared: &Arc<Shared>, session: &mut Session, args: Vec<Bytes>) -> Action {
+    let Some(spec) = lookup(&args[0]) else {
+        let name = lower(&args[0]);
+        if NEED_CAS.contains(&name.as_str()) {
+            return Action::Reply(no_cas(&name));
+        }
+        return Action::Reply(unknown(&args));
+    };
+    let n = args.len() as i64;
+    let arity = i64::from(spec.arity);
+    if (arity >= 0 && n != arity) || (arity < 0 && n < -arity) {
+        return Action::Reply(wrong_arity(spec.name));
+    }
+    let open = matches!(
+        spec.kind,
+        Kind::Auth | Kind::Hello | Kind::Quit | Kind::Reset
+    );
+    if shared.auth.is_some() && session.credentials.is_none() && !open {
+        return Action::Reply(Reply::error("NOAUTH Authentication required."));
+    }
+    let (read, write) = (session.read_level, session.write_level);
+    let key = || args[1].clone();
+    match spec.kind {
+        Kind::Get => run(
+            shared,
+            session,
+            Permission::Read,
+            keys::get(shared.clone(), read, key()),
+        ),
+        Kind::Set => match set_options(shared, &args[3..]) {
+            Ok(expiry) => run(
+                shared,
+                session,
+                Permission::Write,
+                keys::set(shared.clone(), write, key(), args[2].clone(), expiry),
+            ),
+            Err(reply) => Action::Reply(reply),
+        },
+        Kind::SetEx | Kind::PSetEx => {
+            let millis = spec.kind == Kind::PSetEx;
+            match integer(&args[2]) {
+                Some(n) if n > 0 => {
+                    let expiry = keys::expiry_in(n, millis);
+                    run(
+                        shared,
+                        session,
+                        Permission::Write,
+                        keys::set(shared.clone(), write, key(), args[3].clone(), expiry),
+                    )
+                }
+                Some(_) => Action::Reply(Reply::error(format!(
+                    "ERR invalid expire time in '{}' command",
+                    spec.name
+                ))),
+                None => Action::Reply(not_an_integer()),
+            }
+        }
+        Kind::MGet => run(
+            shared,
+            session,
+            Permission::Read,
+            keys::mget(shared.clone(), read, args[1..].to_vec()),
+        ),
+        Kind::MSet => {
+            if args.len().is_multiple_of(2) {
+                return Action::Reply(wrong_arity(spec.name));
+            }
+            let pairs = args[1..]
+                .chunks_exact(2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect();
+            run(
+                shared,
+                session,
+                Permission::Write,
+                keys::mset(shared.clone(), write, pairs),
+            )
+        }
+        Kind::Del => run(
+            shared,
+            session,
+            Permission::Write,
+            keys::del(shared.clone(), write, args[1..].to_vec()),
+        ),
+        Kind::Exists => run(
+            shared,
+            session,
+            Permission::Read,
+            keys::exists(shared.clone(), read, args[1..].to_vec()),
+        ),
+        Kind::Ttl | Kind::PTtl => run(
+            shared,
+            session,
+            Permission::Read,
+            keys::ttl(shared.clone(), read, key(), spec.kind == Kind::PTtl),
+        ),
+        Kind::StrLen => run(
+            shared,
+            session,
+            Permission::Read,
+            keys::strlen(shared.clone(), read, key()),
+        ),
+        Kind::Ping => Action::Reply(match args.get(1) {
+            Some(message) => Reply::Bulk(message.clone()),
+            None => Reply::Simple("PONG".into()),
+        }),
+        Kind::Echo => Action::Reply(Reply::Bulk(args[1].clone())),
+        Kind::Select => Action::Reply(match integer(&args[1]) {
+            Some(0) => Reply::OK,
+            Some(_) => Reply::error("ERR DB index is out of range (ringkv has database 0 only)"),
+            None => not_an_integer(),
+        }),
+        Kind::Quit => Action::Quit,
+        Kind::Reset => {
+            session.reset();
+            Action::Reply(Reply::Simple("RESET".into()))
+        }
+        Kind::Hello => hello(shared, session, &args[1..]),
+        Kind::Auth => auth(shared, &args[1..]),
+        Kind::Client => Action::Reply(client(shared, session, &args[1..])),
+        Kind::Command => Action::Reply(info::command(&args[1..])),
+        Kind::Info => Action::Reply(info::info(shared, session, &args[1..])),
+        Kind::Config => Action::Reply(info::config(shared, &args[1..])),
+        Kind::Time => {
+            let micros = shared.coordinator.wall().micros();
+            Action::Reply(Reply::Array(vec![
+                Reply::bulk(micros.div_euclid(1_000_000).to_string()),
+                Reply::bulk(micros.rem_euclid(1_000_000).to_string()),
+            ]))
+        }
+        Kind::Consistency => Action::Reply(consistency(session, &args[1..])),
+    }
+}
+
+/// Runs a key command under the node's in-flight limit and, with
+/// authentication on, the caller's role as it is now (a changed role or
+/// password takes effect within `auth_cache_ms`, as on the gRPC API).
+fn run(
+    shared: &Arc<Shared>,
+    session: &Session,
+    needed: Permission,
+    work: impl Future<Output = Reply> + Send + 'static,
+) -> Action {
+    let permit = match shared.limit.try_acquire() {
+        Ok(permit) => permit,
+        Err(why) => return Action::Reply(Reply::error(format!("OVERLOADED {why}"))),
+    };
+    let check = shared.auth.clone().zip(session.credentials.clone());
+    Action::Run(Box::pin(async move {
+        let _permit = permit;
+        if let Some((auth, credentials)) = check {
+            let (user, password) = &*credentials;
+            match auth.authenticate(user, password).await {
+                Ok(role) if role.allows(needed) => {}
+                Ok(role) => {
+                    return Reply::error(format!(
+                        "NOPERM user '{user}' has role {role}, which may not {}",
+                        if needed == Permission::Read {
+                            "read"
+                        } else {
+                            "write"
+                        }
+                    ));
+                }
+                Err(Refusal::Unauthenticated(why)) => {
+                    return Reply::error(format!("NOAUTH {why}"));
+                }
+                Err(Refusal::Unavailable(why)) => {
+                    return Reply::error(format!("UNAVAILABLE cannot check the user: {why}"));
+                }
+            }
+        }
+        work.await
+    }))
+}
+
+/// `SET key value [EX s | PX ms | EXAT t | PXAT t]`.
+fn set_options(shared: &Shared, options: &[Bytes]) -> Result<Expiry, Reply> {
+    let mut expiry = None;
+    let mut i = 0;
+    while i < options.len() {
+        let option = lower(&options[i]);
+        match option.as_str() {
+            "ex" | "px" | "exat" | "pxat" => {
+                if expiry.is_some() {
+                    return Err(syntax_error());
+                }
+                let n = options
+                    .get(i + 1)
+                    .ok_or_else(syntax_error)
+                    .and_then(|arg| integer(arg).ok_or_else(not_an_integer))?;
+                if n <= 0 {
+                    return Err(Reply::error("ERR invalid expire time in 'set' command"));
+                }
+                let now_ms = shared.coordinator.wall().micros() / 1000;
+                expiry = Some(match option.as_str() {
+                    "ex" => keys::expiry_in(n, false),
+                    "px" => keys::expiry_in(n, true),
+                    "exat" => keys::expiry_at(n.saturating_mul(1000), now_ms),
+                    _ => keys::expiry_at(n, now_ms),
+                });
+                i += 2;
+            }
+            "nx" | "xx" | "get" | "keepttl" => {
+                return Err(no_cas(&format!("set {}", option.to_uppercase())));
+            }
+            _ => return Err(syntax_error()),
+        }
+    }
+    Ok(expiry.unwrap_or(Expiry::Never))
+}
+
+/// `HELLO [protover [AUTH user password] [SETNAME name]]`.
+fn hello(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Action {
+    let mut change = Hello::default();
+    let mut credentials = None;
+    if let Some(version) = args.first() {
+        change.protocol = Some(match integer(version) {
+            Some(2) => Protocol::Resp2,
+            Some(3) => Protocol::Resp3,
+            Some(_) => {
+                return Action::Reply(Reply::error(
+                    "NOPROTO unsupported protocol version (ringkv speaks RESP 2 and 3)",
+                ));
+            }
+            None => {
+                return Action::Reply(Reply::error(
+                    "ERR Protocol version is not an integer or out of range",
+                ));
+            }
+        });
+    }
+    let mut i = 1;
+    while i < args.len() {
+        match lower(&args[i]).as_str() {
+            "auth" if i + 2 < args.len() => {
+                credentials = Some((
+                    String::from_utf8_lossy(&args[i + 1]).into_owned(),
+                    String::from_utf8_lossy(&args[i + 2]).into_owned(),
+                ));
+                i += 3;
+            }
+            "setname" if i + 1 < args.len() => {
+                change.name = Some(args[i + 1].clone());
+                i += 2;
+            }
+            _ => {
+                return Action::Reply(Reply::error(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(&args[i])
+                )));
+            }
+        }
+    }
+    if let Some((user, password)) = credentials {
+        if shared.auth.is_none() {
+            return Action::Reply(auth_off());
+        }
+        return Action::Authenticate {
+            user,
+            password,
+            hello: Some(change),
+        };
+    }
+    if shared.auth.is_some() && session.credentials.is_none() {
+        return Action::Reply(Reply::error(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        ));
+    }
+    session.apply(change);
+    Action::Reply(info::hello_reply(session))
+}
+
+fn auth_off() -> Reply {
+    Reply::error(
+        "ERR AUTH called, but authentication is off on this node (set authentication = true to use users)",
+    )
+}
+
+/// `AUTH [user] password`; with the password alone the user is `default`,
+/// as in Redis.
+fn auth(shared: &Shared, args: &[Bytes]) -> Action {
+    if shared.auth.is_none() {
+        return Action::Reply(auth_off());
+    }
+    let (user, password) = match args {
+        [password] => ("default".to_owned(), password),
+        [user, password] => (String::from_utf8_lossy(user).into_owned(), password),
+        _ => return Action::Reply(syntax_error()),
+    };
+    Action::Authenticate {
+        user,
+        password: String::from_utf8_lossy(password).into_owned(),
+        hello: None,
+    }
+}
+
+/// `CLIENT SETNAME|GETNAME|ID|INFO|SETINFO`.
+fn client(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply {
+    let sub = lower(&args[0]);
+    match (sub.as_str(), args.len()) {
+        ("setname", 2) => {
+            if args[1].iter().any(|b| *b <= b' ' || *b > b'~') {
+                return Reply::error(
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                );
+            }
+            session.name = args[1].clone();
+            Reply::OK
+        }
+        ("getname", 1) if session.name.is_empty() => Reply::Null,
+        ("getname", 1) => Reply::Bulk(session.name.clone()),
+        ("id", 1) => Reply::Integer(session.id as i64),
+        ("info", 1) => Reply::Bulk(Bytes::from(info::client_line(shared, session))),
+        ("setinfo", 3) => {
+            match lower(&args[1]).as_str() {
+                "lib-name" => session.lib_name = args[2].clone(),
+                "lib-ver" => session.lib_version = args[2].clone(),
+                _ => {
+                    return Reply::error(format!(
+                        "ERR Unrecognized option '{}'",
+                        String::from_utf8_lossy(&args[1])
+                    ));
+                }
+            }
+            Reply::OK
+        }
+        ("setname" | "getname" | "id" | "info" | "setinfo", _) => {
+            wrong_arity(&format!("client|{sub}"))
+        }
+        _ => Reply::error(format!(
+            "ERR unknown subcommand '{}'. ringkv answers CLIENT SETNAME, GETNAME, ID, INFO and SETINFO.",
+            String::from_utf8_lossy(&args[0])
+        )),
+    }
+}
+
+/// `RINGKV.CONSISTENCY [READ|WRITE] LEVEL`, or alone to show the levels.
+fn consistency(session: &mut Session, args: &[Bytes]) -> Reply {
+    let show = |session: &Session| {
+        Reply::Map(vec![
+            (
+                Reply::bulk_static("read"),
+                Reply::bulk_static(session.read_level.name()),
+            ),
+            (
+                Reply::bulk_static("write"),
+                Reply::bulk_static(session.write_level.name()),
+            ),
+        ])
+    };
+    let (which, level) = match args {
+        [] => return show(session),
+        [level] => ("both".to_owned(), level),
+        [which, level] => (lower(which), level),
+        _ => return wrong_arity("ringkv.consistency"),
+    };
+    let level = match level_of(level) {
+        Ok(level) => level,
+        Err(reply) => return reply,
+    };
+    let for_reads = || {
+        if level == ConsistencyLevel::Any {
+            Err(Reply::error(
+                "ERR consistency level ANY is for writes only; reads need at least ONE",
+            ))
+        } else {
+            Ok(level)
+        }
+    };
+    match which.as_str() {
+        "read" => match for_reads() {
+            Ok(level) => session.read_level = level,
+            Err(reply) => return reply,
+        },
+        "write" => session.write_level = level,
+        "both" => match for_reads() {
+            Ok(level) => {
+                session.read_level = level;
+                session.write_level = level;
+            }
+            Err(reply) => return reply,
+        },
+        _ => return Reply::error("ERR expected READ or WRITE before the level"),
+    }
+    Reply::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_found_by_name_in_any_case_and_listed_once() {
+        for spec in COMMANDS {
+            assert!(std::ptr::eq(
+                lookup(spec.name.to_uppercase().as_bytes()).expect("found"),
+                spec
+            ));
+            assert_eq!(spec.name, spec.name.to_lowercase());
+            assert_eq!(COMMANDS.iter().filter(|s| s.name == spec.name).count(), 1);
+            assert!(
+                !NEED_CAS.contains(&spec.name),
+                "{} is both served and refused",
+                spec.name
+            );
+        }
+        assert!(lookup(b"nosuch").is_none());
+    }
+
+    #[test]
+    fn keys_come_from_the_table_positions() {
+        let args = |words: &[&'static str]| -> Vec<Bytes> {
+            words
+                .iter()
+                .map(|w| Bytes::from_static(w.as_bytes()))
+                .collect()
+        };
+        let keys = |words: &[&'static str]| {
+            let args = args(words);
+            keys_of(&args).map(|(writes, keys)| {
+                (
+                    writes,
+                    keys.map(|k| String::from_utf8_lossy(k).into_owned())
+                        .collect::<Vec<_>>(),
+                )
+            })
+        };
+        assert_eq!(keys(&["GET", "a"]), Some((false, vec!["a".into()])));
+        assert_eq!(
+            keys(&["set", "a", "v", "EX", "5"]),
+            Some((true, vec!["a".into()]))
+        );
+        assert_eq!(
+            keys(&["MSET", "a", "1", "b", "2"]),
+            Some((true, vec!["a".into(), "b".into()]))
+        );
+        assert_eq!(
+            keys(&["DEL", "a", "b", "c"]),
+            Some((true, vec!["a".into(), "b".into(), "c".into()]))
+        );
+        assert_eq!(keys(&["PING"]), None);
+        assert_eq!(keys(&["NOSUCH", "a"]), None);
+    }
+
+    #[test]
+    fn unknown_commands_are_named_in_the_error() {
+        let reply = unknown(&[Bytes::from_static(b"FOO"), Bytes::from_static(b"a")]);
+        assert_eq!(
+            reply.as_error(),
+            Some("ERR unknown command 'FOO', with args beginning with: 'a' ")
+        );
+    }
+}

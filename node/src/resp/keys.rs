@@ -1,0 +1,369 @@
+//! The key commands: each is one or more coordinator reads or writes at the
+//! connection's consistency levels, exactly as the gRPC API runs them.
+//!
+//! Multi-key commands (`MGET`, `MSET`, `DEL`, `EXISTS`) run one request
+//! per key, at most [`FAN_OUT`] at once. There is no atomicity across
+//! keys: `MSET` and `DEL` answer success only when every key met the
+//! level, and otherwise an error saying for how many keys it did; the keys
+//! that were written stay written.
+//!
+//! Expiry is kept in whole seconds (a cell's expiry time is Unix seconds),
+//! so `PX`, `PXAT` and `PSETEX` round up to the next second. An expiry time
+//! already past deletes the key, as in Redis.
+//!
+//! CAVEATS: `DEL` answers the number of distinct keys it deleted, whether
+//! or not they existed: a delete is a blind write (a tombstone), and
+//! reading first would double its cost without making the count exact.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, stream};
+use tokio::time::Instant;
+
+use super::Shared;
+use super::reply::Reply;
+use crate::coordinator::{
+    ConsistencyLevel, CoordinatorError, ReadRequest, ReadResult, WriteRequest,
+};
+
+/// Requests one multi-key command has in flight at once.
+pub const FAN_OUT: usize = 32;
+
+/// How long a written value lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    Never,
+    Seconds(u32),
+    /// An expiry time already past: the write is a delete.
+    Past,
+}
+
+/// In `n` seconds, or `n` milliseconds rounded up to whole seconds.
+pub fn expiry_in(n: i64, millis: bool) -> Expiry {
+    let seconds = if millis {
+        n.saturating_add(999) / 1000
+    } else {
+        n
+    };
+    // Over u32::MAX is over the TTL limit too, which the coordinator names.
+    Expiry::Seconds(u32::try_from(seconds.max(1)).unwrap_or(u32::MAX))
+}
+
+/// At Unix time `at_ms`, seen from `now_ms`.
+pub fn expiry_at(at_ms: i64, now_ms: i64) -> Expiry {
+    if at_ms <= now_ms {
+        return Expiry::Past;
+    }
+    expiry_in(at_ms - now_ms, true)
+}
+
+/// A coordinator error as a RESP error: its first word is the kind, so
+/// clients can tell a retryable `UNAVAILABLE` or `TIMEOUT` from an `ERR`.
+pub fn error_reply(error: &CoordinatorError) -> Reply {
+    Reply::error(match error {
+        CoordinatorError::InvalidArgument(why) => format!("ERR {why}"),
+        CoordinatorError::Unavailable { required, alive } => {
+            format!("UNAVAILABLE required {required}, alive {alive}: not enough live replicas")
+        }
+        CoordinatorError::Timeout { required, received } => format!(
+            "TIMEOUT required {required}, received {received}: replicas did not answer in time (a write may still be applied)"
+        ),
+        CoordinatorError::Failed {
+            required,
+            received,
+            reasons,
+        } => format!(
+            "FAILED required {required}, received {received}: replicas failed ({})",
+            reasons.join("; ")
+        ),
+        CoordinatorError::NotStored { reason } => {
+            format!(
+                "UNAVAILABLE no replica is up and no hint could be stored ({reason}); nothing was written"
+            )
+        }
+        CoordinatorError::Storage(error) => format!("ERR local storage failed: {error}"),
+    })
+}
+
+fn reserved() -> Reply {
+    Reply::error("ERR keys starting with \\x00ringkv/ are reserved for the cluster's own use")
+}
+
+async fn read(
+    shared: &Shared,
+    level: ConsistencyLevel,
+    key: Bytes,
+) -> Result<Option<ReadResult>, Reply> {
+    if crate::auth::is_reserved(&key) {
+        shared.metrics.get.rejected();
+        return Err(reserved());
+    }
+    let started = Instant::now();
+    let request = ReadRequest {
+        key,
+        level,
+        timeout: None,
+    };
+    let result = shared.coordinator.read(request).await;
+    shared.metrics.get.record(started, &result);
+    result.map_err(|error| error_reply(&error))
+}
+
+async fn write(
+    shared: &Shared,
+    level: ConsistencyLevel,
+    key: Bytes,
+    value: Option<Bytes>,
+    expiry: Expiry,
+) -> Result<(), Reply> {
+    let (value, ttl_seconds) = match expiry {
+        Expiry::Past => (None, None),
+        Expiry::Never => (value, None),
+        Expiry::Seconds(seconds) => (value, Some(seconds)),
+    };
+    let metrics = if value.is_some() {
+        &shared.metrics.put
+    } else {
+        &shared.metrics.delete
+    };
+    if crate::auth::is_reserved(&key) {
+        metrics.rejected();
+        return Err(reserved());
+    }
+    let started = Instant::now();
+    let request = WriteRequest {
+        key,
+        value,
+        level,
+        ttl_seconds,
+        timestamp: None,
+        timeout: None,
+    };
+    let result = shared.coordinator.write(request).await;
+    metrics.record(started, &result);
+    result.map(|_| ()).map_err(|error| error_reply(&error))
+}
+
+pub async fn get(shared: Arc<Shared>, level: ConsistencyLevel, key: Bytes) -> Reply {
+    match read(&shared, level, key).await {
+        Ok(Some(found)) => Reply::Bulk(found.value),
+        Ok(None) => Reply::Null,
+        Err(reply) => reply,
+    }
+}
+
+pub async fn set(
+    shared: Arc<Shared>,
+    level: ConsistencyLevel,
+    key: Bytes,
+    value: Bytes,
+    expiry: Expiry,
+) -> Reply {
+    match write(&shared, level, key, Some(value), expiry).await {
+        Ok(()) => Reply::OK,
+        Err(reply) => reply,
+    }
+}
+
+pub async fn strlen(shared: Arc<Shared>, level: ConsistencyLevel, key: Bytes) -> Reply {
+    match read(&shared, level, key).await {
+        Ok(found) => Reply::Integer(found.map_or(0, |f| f.value.len() as i64)),
+        Err(reply) => reply,
+    }
+}
+
+/// `TTL` / `PTTL`: -2 missing, -1 no expiry, else the time left.
+pub async fn ttl(shared: Arc<Shared>, level: ConsistencyLevel, key: Bytes, millis: bool) -> Reply {
+    match read(&shared, level, key).await {
+        Ok(None) => Reply::Integer(-2),
+        Ok(Some(ReadResult {
+            expires_at: None, ..
+        })) => Reply::Integer(-1),
+        Ok(Some(ReadResult {
+            expires_at: Some(at),
+            ..
+        })) => {
+            let now_ms = shared.coordinator.wall().micros() / 1000;
+            let left_ms = at.saturating_mul(1000).saturating_sub(now_ms).max(0);
+            Reply::Integer(if millis {
+                left_ms
+            } else {
+                (left_ms + 500) / 1000
+            })
+        }
+        Err(reply) => reply,
+    }
+}
+
+pub async fn mget(shared: Arc<Shared>, level: ConsistencyLevel, keys: Vec<Bytes>) -> Reply {
+    let shared = &shared;
+    let results: Vec<_> = stream::iter(keys)
+        .map(|key| read(shared, level, key))
+        .buffered(FAN_OUT)
+        .collect()
+        .await;
+    let mut values = Vec::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok(Some(found)) => values.push(Reply::Bulk(found.value)),
+            Ok(None) => values.push(Reply::Null),
+            Err(reply) => return reply,
+        }
+    }
+    Reply::Array(values)
+}
+
+pub async fn exists(shared: Arc<Shared>, level: ConsistencyLevel, keys: Vec<Bytes>) -> Reply {
+    let shared = &shared;
+    let results: Vec<_> = stream::iter(keys)
+        .map(|key| read(shared, level, key))
+        .buffer_unordered(FAN_OUT)
+        .collect()
+        .await;
+    let mut count = 0;
+    for result in results {
+        match result {
+            Ok(found) => count += i64::from(found.is_some()),
+            Err(reply) => return reply,
+        }
+    }
+    Reply::Integer(count)
+}
+
+pub async fn mset(
+    shared: Arc<Shared>,
+    level: ConsistencyLevel,
+    pairs: Vec<(Bytes, Bytes)>,
+) -> Reply {
+    let shared = &shared;
+    let writes = pairs
+        .into_iter()
+        .map(|(key, value)| write(shared, level, key, Some(value), Expiry::Never));
+    match independent("MSET", level, writes).await {
+        Ok(_) => Reply::OK,
+        Err(reply) => reply,
+    }
+}
+
+pub async fn del(shared: Arc<Shared>, level: ConsistencyLevel, mut keys: Vec<Bytes>) -> Reply {
+    keys.sort_unstable();
+    keys.dedup();
+    let shared = &shared;
+    let writes = keys
+        .into_iter()
+        .map(|key| write(shared, level, key, None, Expiry::Never));
+    match independent("DEL", level, writes).await {
+        Ok(count) => Reply::Integer(count as i64),
+        Err(reply) => reply,
+    }
+}
+
+/// Runs writes of separate keys, [`FAN_OUT`] at once: the count when all
+/// met the level, otherwise an error naming how many did and the first
+/// failure.
+async fn independent(
+    command: &str,
+    level: ConsistencyLevel,
+    writes: impl Iterator<Item = impl Future<Output = Result<(), Reply>>>,
+) -> Result<usize, Reply> {
+    let results: Vec<_> = stream::iter(writes)
+        .buffer_unordered(FAN_OUT)
+        .collect()
+        .await;
+    let total = results.len();
+    let mut done = 0;
+    let mut first_failure: Option<Cow<'static, str>> = None;
+    for result in results {
+        match result {
+            Ok(()) => done += 1,
+            Err(Reply::Error(text)) => {
+                first_failure.get_or_insert(text);
+            }
+            Err(_) => {}
+        }
+    }
+    match first_failure {
+        None => Ok(done),
+        Some(failure) => {
+            let (code, why) = failure.split_once(' ').unwrap_or(("ERR", failure.as_ref()));
+            Err(Reply::error(format!(
+                "{code} {command} met {level} for {done} of {total} keys (each key is written on its own; those written stay written); first failure: {why}"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiries_round_up_to_seconds_and_past_times_delete() {
+        assert_eq!(expiry_in(10, false), Expiry::Seconds(10));
+        assert_eq!(expiry_in(1, true), Expiry::Seconds(1));
+        assert_eq!(expiry_in(1000, true), Expiry::Seconds(1));
+        assert_eq!(expiry_in(1001, true), Expiry::Seconds(2));
+        assert_eq!(expiry_in(i64::MAX, false), Expiry::Seconds(u32::MAX));
+        assert_eq!(expiry_in(i64::MAX, true), Expiry::Seconds(u32::MAX));
+        assert_eq!(expiry_at(5_000, 5_000), Expiry::Past);
+        assert_eq!(expiry_at(4_000, 5_000), Expiry::Past);
+        assert_eq!(expiry_at(6_500, 5_000), Expiry::Seconds(2));
+    }
+
+    #[test]
+    fn errors_lead_with_their_kind() {
+        let cases = [
+            (
+                CoordinatorError::Unavailable {
+                    required: 2,
+                    alive: 1,
+                },
+                "UNAVAILABLE required 2, alive 1",
+            ),
+            (
+                CoordinatorError::Timeout {
+                    required: 2,
+                    received: 1,
+                },
+                "TIMEOUT required 2, received 1",
+            ),
+            (
+                CoordinatorError::InvalidArgument("key is empty".into()),
+                "ERR key is empty",
+            ),
+        ];
+        for (error, start) in cases {
+            let reply = error_reply(&error);
+            let text = reply.as_error().expect("an error");
+            assert!(text.starts_with(start), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn multi_key_writes_say_how_many_met_the_level() {
+        let writes = (0..5).map(|i| async move {
+            if i % 2 == 0 {
+                Ok(())
+            } else {
+                Err(Reply::error("UNAVAILABLE required 2, alive 1"))
+            }
+        });
+        let reply = independent("MSET", ConsistencyLevel::Quorum, writes)
+            .await
+            .expect_err("two failed");
+        let text = reply.as_error().expect("error");
+        assert!(
+            text.starts_with("UNAVAILABLE MSET met QUORUM for 3 of 5 keys"),
+            "{text}"
+        );
+        let all = independent(
+            "DEL",
+            ConsistencyLevel::One,
+            (0..3).map(|_| async { Ok(()) }),
+        )
+        .await;
+        assert_eq!(all.ok(), Some(3));
+    }
+}
