@@ -206,6 +206,14 @@ async fn a_redis_client_library_runs_every_command_against_a_three_node_cluster(
         &refused(&mut a, &[b"SET", b"big", &big_value]).await,
         "max_value_size",
     );
+    // A command of more keys than the node's in-flight limit (1024).
+    let many: Vec<Vec<u8>> = (0..1100).map(|i| format!("many{i}").into_bytes()).collect();
+    let mut mget: Vec<&[u8]> = vec![b"MGET"];
+    mget.extend(many.iter().map(Vec::as_slice));
+    assert_contains(
+        &refused(&mut a, &mget).await,
+        "OVERLOADED one command of 1100 keys",
+    );
     // Read-modify-write commands are refused by name, never half done.
     for args in [
         &[&b"INCR"[..], b"n"][..],
@@ -354,6 +362,38 @@ async fn pipelines_answer_in_order_resp3_works_and_garbage_closes_only_its_conne
         .await
         .expect("write");
     drop(socket);
+
+    // A client that pipelines reads of a large value and never takes the
+    // replies: its commands still finish and give their permits back, so
+    // the node goes on serving others.
+    let big = vec![b'x'; 1 << 20];
+    let mut set = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n", big.len()).into_bytes();
+    set.extend_from_slice(&big);
+    set.extend_from_slice(b"\r\n");
+    assert_eq!(raw(node.ports.resp, &set, b"+OK\r\n").await, b"+OK\r\n");
+    let mut hog = TcpStream::connect(node.ports.resp).await.expect("connect");
+    hog.write_all(&b"GET big\r\n".repeat(400))
+        .await
+        .expect("write");
+    let in_flight = |info: &str| -> Option<u64> {
+        info.lines()
+            .find_map(|line| line.strip_prefix("requests_in_flight:"))
+            .and_then(|n| n.trim().parse().ok())
+    };
+    let settled = ringkv_tests::eventually(Duration::from_secs(20), || async {
+        let info = raw(node.ports.resp, b"INFO stats\r\n", b"\r\n\r\n").await;
+        in_flight(&String::from_utf8_lossy(&info)) == Some(0)
+    })
+    .await;
+    assert!(settled, "the hog's commands gave their permits back");
+    let answer = raw(
+        node.ports.resp,
+        b"SET other v\r\nGET other\r\n",
+        b"$1\r\nv\r\n",
+    )
+    .await;
+    assert_eq!(answer, b"+OK\r\n$1\r\nv\r\n");
+    drop(hog);
 
     // The node kept serving, on both ports.
     let answer = raw(node.ports.resp, b"GET key7\r\n", b"value7\r\n").await;

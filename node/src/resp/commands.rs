@@ -17,9 +17,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use super::connection::Session;
 use super::keys::{self, Expiry};
 use super::reply::{Protocol, Reply};
+use super::session::{Session, checked_name};
 use super::{Shared, info};
 use crate::auth::{Permission, Refusal};
 use crate::coordinator::ConsistencyLevel;
@@ -397,6 +397,12 @@ pub fn keys_of(args: &[Bytes]) -> Option<(bool, impl Iterator<Item = &Bytes>)> {
     ))
 }
 
+/// Commands that start only when none of the connection's commands runs:
+/// `AUTH` and `HELLO` change who the connection is and how it speaks.
+pub fn waits_for_quiet(args: &[Bytes]) -> bool {
+    lookup(&args[0]).is_some_and(|spec| matches!(spec.kind, Kind::Auth | Kind::Hello))
+}
+
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
     COMMANDS
         .iter()
@@ -480,10 +486,18 @@ pub fn dispatch(shared: &Arc<Shared>, session: &mut Session, args: Vec<Bytes>) -
     }
     let (read, write) = (session.read_level, session.write_level);
     let key = || args[1].clone();
+    // Coordinator requests the command makes: each takes an in-flight
+    // permit, so a multi-key command counts as many requests.
+    let requests = match spec.kind {
+        Kind::MGet | Kind::Exists | Kind::Del => args.len() - 1,
+        Kind::MSet => (args.len() - 1) / 2,
+        _ => 1,
+    };
     match spec.kind {
         Kind::Get => run(
             shared,
             session,
+            requests,
             Permission::Read,
             keys::get(shared.clone(), read, key()),
         ),
@@ -491,6 +505,7 @@ pub fn dispatch(shared: &Arc<Shared>, session: &mut Session, args: Vec<Bytes>) -
             Ok(expiry) => run(
                 shared,
                 session,
+                requests,
                 Permission::Write,
                 keys::set(shared.clone(), write, key(), args[2].clone(), expiry),
             ),
@@ -504,6 +519,7 @@ pub fn dispatch(shared: &Arc<Shared>, session: &mut Session, args: Vec<Bytes>) -
                     run(
                         shared,
                         session,
+                        requests,
                         Permission::Write,
                         keys::set(shared.clone(), write, key(), args[3].clone(), expiry),
                     )
@@ -518,6 +534,7 @@ pub fn dispatch(shared: &Arc<Shared>, session: &mut Session, args: Vec<Bytes>) -
         Kind::MGet => run(
             shared,
             session,
+            requests,
             Permission::Read,
             keys::mget(shared.clone(), read, args[1..].to_vec()),
         ),
@@ -532,6 +549,7 @@ pub fn dispatch(shared: &Arc<Shared>, session: &mut Session, args: Vec<Bytes>) -
             run(
                 shared,
                 session,
+                requests,
                 Permission::Write,
                 keys::mset(shared.clone(), write, pairs),
             )
@@ -539,30 +557,35 @@ pub fn dispatch(shared: &Arc<Shared>, session: &mut Session, args: Vec<Bytes>) -
         Kind::Del => run(
             shared,
             session,
+            requests,
             Permission::Write,
             keys::del(shared.clone(), write, args[1..].to_vec()),
         ),
         Kind::Exists => run(
             shared,
             session,
+            requests,
             Permission::Read,
             keys::exists(shared.clone(), read, args[1..].to_vec()),
         ),
         Kind::Ttl | Kind::PTtl => run(
             shared,
             session,
+            requests,
             Permission::Read,
             keys::ttl(shared.clone(), read, key(), spec.kind == Kind::PTtl),
         ),
         Kind::StrLen => run(
             shared,
             session,
+            requests,
             Permission::Read,
             keys::strlen(shared.clone(), read, key()),
         ),
-        Kind::Ping => Action::Reply(match args.get(1) {
-            Some(message) => Reply::Bulk(message.clone()),
-            None => Reply::Simple("PONG".into()),
+        Kind::Ping => Action::Reply(match &args[1..] {
+            [] => Reply::Simple("PONG".into()),
+            [message] => Reply::Bulk(message.clone()),
+            _ => wrong_arity("ping"),
         }),
         Kind::Echo => Action::Reply(Reply::Bulk(args[1].clone())),
         Kind::Select => Action::Reply(match integer(&args[1]) {
@@ -598,10 +621,11 @@ pub fn dispatch(shared: &Arc<Shared>, session: &mut Session, args: Vec<Bytes>) -
 fn run(
     shared: &Arc<Shared>,
     session: &Session,
+    requests: usize,
     needed: Permission,
     work: impl Future<Output = Reply> + Send + 'static,
 ) -> Action {
-    let permit = match shared.limit.try_acquire() {
+    let permit = match shared.limit.try_acquire_many(requests) {
         Ok(permit) => permit,
         Err(why) => return Action::Reply(Reply::error(format!("OVERLOADED {why}"))),
     };
@@ -673,7 +697,7 @@ fn set_options(shared: &Shared, options: &[Bytes]) -> Result<Expiry, Reply> {
 /// `HELLO [protover [AUTH user password] [SETNAME name]]`.
 fn hello(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Action {
     let mut change = Hello::default();
-    let mut credentials = None;
+    let mut given_credentials = None;
     if let Some(version) = args.first() {
         change.protocol = Some(match integer(version) {
             Some(2) => Protocol::Resp2,
@@ -694,14 +718,17 @@ fn hello(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Action 
     while i < args.len() {
         match lower(&args[i]).as_str() {
             "auth" if i + 2 < args.len() => {
-                credentials = Some((
-                    String::from_utf8_lossy(&args[i + 1]).into_owned(),
-                    String::from_utf8_lossy(&args[i + 2]).into_owned(),
-                ));
+                match credentials(&args[i + 1], &args[i + 2]) {
+                    Some(given) => given_credentials = Some(given),
+                    None => return Action::Reply(wrong_password()),
+                }
                 i += 3;
             }
             "setname" if i + 1 < args.len() => {
-                change.name = Some(args[i + 1].clone());
+                match checked_name(&args[i + 1]) {
+                    Ok(name) => change.name = Some(name),
+                    Err(why) => return Action::Reply(Reply::error(why)),
+                }
                 i += 2;
             }
             _ => {
@@ -712,7 +739,7 @@ fn hello(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Action 
             }
         }
     }
-    if let Some((user, password)) = credentials {
+    if let Some((user, password)) = given_credentials {
         if shared.auth.is_none() {
             return Action::Reply(auth_off());
         }
@@ -731,6 +758,18 @@ fn hello(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Action 
     Action::Reply(info::hello_reply(session))
 }
 
+/// User names and passwords are text: anything else cannot match.
+fn credentials(user: &[u8], password: &[u8]) -> Option<(String, String)> {
+    Some((
+        std::str::from_utf8(user).ok()?.to_owned(),
+        std::str::from_utf8(password).ok()?.to_owned(),
+    ))
+}
+
+pub fn wrong_password() -> Reply {
+    Reply::error("WRONGPASS invalid username-password pair or user is disabled.")
+}
+
 fn auth_off() -> Reply {
     Reply::error(
         "ERR AUTH called, but authentication is off on this node (set authentication = true to use users)",
@@ -744,14 +783,17 @@ fn auth(shared: &Shared, args: &[Bytes]) -> Action {
         return Action::Reply(auth_off());
     }
     let (user, password) = match args {
-        [password] => ("default".to_owned(), password),
-        [user, password] => (String::from_utf8_lossy(user).into_owned(), password),
+        [password] => (&b"default"[..], password),
+        [user, password] => (&user[..], password),
         _ => return Action::Reply(syntax_error()),
     };
-    Action::Authenticate {
-        user,
-        password: String::from_utf8_lossy(password).into_owned(),
-        hello: None,
+    match credentials(user, password) {
+        Some((user, password)) => Action::Authenticate {
+            user,
+            password,
+            hello: None,
+        },
+        None => Action::Reply(wrong_password()),
     }
 }
 
@@ -759,23 +801,25 @@ fn auth(shared: &Shared, args: &[Bytes]) -> Action {
 fn client(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply {
     let sub = lower(&args[0]);
     match (sub.as_str(), args.len()) {
-        ("setname", 2) => {
-            if args[1].iter().any(|b| *b <= b' ' || *b > b'~') {
-                return Reply::error(
-                    "ERR Client names cannot contain spaces, newlines or special characters.",
-                );
+        ("setname", 2) => match checked_name(&args[1]) {
+            Ok(name) => {
+                session.name = name;
+                Reply::OK
             }
-            session.name = args[1].clone();
-            Reply::OK
-        }
+            Err(why) => Reply::error(why),
+        },
         ("getname", 1) if session.name.is_empty() => Reply::Null,
         ("getname", 1) => Reply::Bulk(session.name.clone()),
         ("id", 1) => Reply::Integer(session.id as i64),
         ("info", 1) => Reply::Bulk(Bytes::from(info::client_line(shared, session))),
         ("setinfo", 3) => {
+            let value = match checked_name(&args[2]) {
+                Ok(value) => value,
+                Err(why) => return Reply::error(why),
+            };
             match lower(&args[1]).as_str() {
-                "lib-name" => session.lib_name = args[2].clone(),
-                "lib-ver" => session.lib_version = args[2].clone(),
+                "lib-name" => session.lib_name = value,
+                "lib-ver" => session.lib_version = value,
                 _ => {
                     return Reply::error(format!(
                         "ERR Unrecognized option '{}'",

@@ -7,8 +7,8 @@ use bytes::Bytes;
 
 use super::Shared;
 use super::commands::{COMMANDS, Spec, lookup};
-use super::connection::Session;
 use super::reply::Reply;
+use super::session::Session;
 
 /// The Redis version whose commands and replies the port follows; `INFO`
 /// reports it as `redis_version` for clients that check it.

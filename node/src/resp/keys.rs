@@ -197,17 +197,28 @@ pub async fn ttl(shared: Arc<Shared>, level: ConsistencyLevel, key: Bytes, milli
     }
 }
 
+/// `MGET`: the values in order. Its answer is held to the largest
+/// command the port takes (`max_command`), so a few keys of large values
+/// cannot make one reply of gigabytes.
 pub async fn mget(shared: Arc<Shared>, level: ConsistencyLevel, keys: Vec<Bytes>) -> Reply {
+    let limit = shared.settings.limits.max_command;
     let shared = &shared;
-    let results: Vec<_> = stream::iter(keys)
+    let mut results = stream::iter(keys)
         .map(|key| read(shared, level, key))
-        .buffered(FAN_OUT)
-        .collect()
-        .await;
-    let mut values = Vec::with_capacity(results.len());
-    for result in results {
+        .buffered(FAN_OUT);
+    let mut values = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(result) = results.next().await {
         match result {
-            Ok(Some(found)) => values.push(Reply::Bulk(found.value)),
+            Ok(Some(found)) => {
+                bytes += found.value.len();
+                if bytes > limit {
+                    return Reply::error(format!(
+                        "ERR MGET's answer would be over {limit} bytes; ask for fewer keys at once"
+                    ));
+                }
+                values.push(Reply::Bulk(found.value));
+            }
             Ok(None) => values.push(Reply::Null),
             Err(reply) => return reply,
         }

@@ -16,6 +16,7 @@
 //! - [`commands`]: the command table and dispatch;
 //! - [`keys`]: the key commands over the coordinator;
 //! - [`info`]: `INFO`, `COMMAND`, `CONFIG GET`, `HELLO`;
+//! - [`session`]: what a connection remembers between commands;
 //! - [`connection`]: one connection's loop (pipelining, reply order).
 //!
 //! What differs from Redis (see the README): consistency levels; no
@@ -29,6 +30,7 @@ mod info;
 mod keys;
 pub mod parse;
 pub mod reply;
+mod session;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,10 +38,10 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::coordinator::{Coordinator, RequestMetrics};
@@ -120,15 +122,19 @@ impl RespServer {
         }
     }
 
-    /// Accepts connections on `listener` until `stop`, then waits for the
-    /// open ones to answer what they have read and close.
+    /// Accepts connections on `listener` until `stop`, then closes the
+    /// listener and waits for the open connections to answer what they
+    /// have read and close. Dropping the future (the node's shutdown grace
+    /// ran out) aborts the connections still open.
     pub async fn serve(self, listener: TcpListener, stop: CancellationToken) {
         if let Ok(address) = listener.local_addr() {
             tracing::info!(%address, tls = self.tls.is_some(), "RESP port serving");
         }
-        let connections = TaskTracker::new();
+        let mut connections = JoinSet::new();
         let slots = Arc::new(Semaphore::new(self.shared.settings.max_clients.max(1)));
         loop {
+            // Reap connections that ended, so the set holds open ones only.
+            while connections.try_join_next().is_some() {}
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
                 _ = stop.cancelled() => break,
@@ -158,14 +164,19 @@ impl RespServer {
                 match tls {
                     None => connection::serve(shared.clone(), socket, peer, local, stop).await,
                     Some(tls) => {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(socket)).await {
-                            Ok(Ok(stream)) => {
+                        let handshake = tokio::select! {
+                            done = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(socket)) => Some(done),
+                            _ = stop.cancelled() => None,
+                        };
+                        match handshake {
+                            Some(Ok(Ok(stream))) => {
                                 connection::serve(shared.clone(), stream, peer, local, stop).await
                             }
-                            Ok(Err(error)) => {
+                            Some(Ok(Err(error))) => {
                                 tracing::debug!(%peer, %error, "RESP TLS handshake failed");
                             }
-                            Err(_) => tracing::debug!(%peer, "RESP TLS handshake timed out"),
+                            Some(Err(_)) => tracing::debug!(%peer, "RESP TLS handshake timed out"),
+                            None => {}
                         }
                     }
                 }
@@ -173,8 +184,8 @@ impl RespServer {
                 drop(slot);
             });
         }
-        connections.close();
-        connections.wait().await;
+        drop(listener);
+        while connections.join_next().await.is_some() {}
     }
 }
 

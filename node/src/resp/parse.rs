@@ -3,9 +3,11 @@
 //! A client sends each command as an array of bulk strings
 //! (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`); someone typing into `telnet` sends
 //! an inline line of words instead (`GET k\r\n`, with `"..."` or `'...'`
-//! quoting as in Redis). [`parse`] looks at the bytes read so far and
-//! returns the next whole command, or `None` when more bytes are needed.
-//! Arguments of an array are slices of the read buffer, never copied.
+//! quoting as in Redis). [`Parser::next`] looks at the bytes read so far
+//! and returns the next whole command, or `None` when more bytes are
+//! needed; it remembers how far into a command it got, so a command split
+//! over many reads is still scanned once. Arguments of an array are slices
+//! of the read buffer, never copied.
 //!
 //! Every size is checked against [`ParseLimits`] from the headers alone,
 //! before the bytes they announce are waited for, so a client cannot make
@@ -46,68 +48,159 @@ fn error<T>(message: impl Into<String>) -> Result<T, ProtocolError> {
     Err(ProtocolError(message.into()))
 }
 
-/// What the start of a buffer holds.
-enum Scan {
-    /// Not a whole command yet; the buffer needs at least this many bytes.
-    Incomplete(usize),
-    /// Bytes to drop with no command in them (an empty line or array).
-    Skip(usize),
-    /// An array command: its length and where each argument lies.
-    Array(usize, Vec<(usize, usize)>),
-    /// An inline command: its length and its words.
-    Inline(usize, Vec<Bytes>),
+/// An array command read in part: where the next argument's header starts
+/// and the arguments found so far.
+struct Partial {
+    count: usize,
+    at: usize,
+    spans: Vec<(usize, usize)>,
+    /// Bytes the buffer must hold for the argument being read (0: unknown).
+    need: usize,
 }
 
-/// Takes the next whole command off the front of `buffer`. `Ok(None)`:
-/// wait for more bytes; the buffer keeps what it has (and
-/// [`bytes_wanted`] says how much it needs, when the headers tell).
-pub fn parse(
-    buffer: &mut BytesMut,
-    limits: &ParseLimits,
-) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    loop {
-        if buffer.is_empty() {
-            return Ok(None);
+/// Reads commands off a connection's buffer. It remembers how far it got
+/// into a command that is not whole yet, so each byte is looked at once
+/// however the command is split across reads.
+pub struct Parser {
+    pub limits: ParseLimits,
+    partial: Option<Partial>,
+    /// Bytes of an inline line already searched for its end.
+    inline_scanned: usize,
+}
+
+impl Parser {
+    pub fn new(limits: ParseLimits) -> Self {
+        Self {
+            limits,
+            partial: None,
+            inline_scanned: 0,
         }
-        match scan(buffer, limits)? {
-            Scan::Incomplete(_) => return Ok(None),
-            Scan::Skip(n) => {
-                let _ = buffer.split_to(n);
+    }
+
+    /// How many bytes the buffer must hold before the command at its front
+    /// can be whole (0 when the headers do not tell yet).
+    pub fn wanted(&self) -> usize {
+        self.partial.as_ref().map_or(0, |partial| partial.need)
+    }
+
+    /// Takes the next whole command off the front of `buffer`.
+    /// `Ok(None)`: wait for more bytes; the buffer keeps what it has.
+    pub fn next(&mut self, buffer: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        loop {
+            if buffer.is_empty() {
+                return Ok(None);
             }
-            Scan::Array(n, spans) => {
-                let frame = buffer.split_to(n).freeze();
-                return Ok(Some(
-                    spans
-                        .into_iter()
-                        .map(|(at, len)| frame.slice(at..at + len))
-                        .collect(),
-                ));
-            }
-            Scan::Inline(n, words) => {
-                let _ = buffer.split_to(n);
-                if !words.is_empty() {
-                    return Ok(Some(words));
+            if self.partial.is_none() && buffer[0] != b'*' {
+                match self.inline(buffer)? {
+                    None => return Ok(None),
+                    Some(words) if words.is_empty() => continue,
+                    Some(words) => return Ok(Some(words)),
                 }
             }
+            if self.partial.is_none() {
+                let Some((count, at)) = header(buffer, 0, "multibulk")? else {
+                    return Ok(None);
+                };
+                if count <= 0 {
+                    let _ = buffer.split_to(at);
+                    continue;
+                }
+                let count = usize::try_from(count).unwrap_or(usize::MAX);
+                if count > self.limits.max_args {
+                    return error(format!(
+                        "invalid multibulk length: {count} arguments; the limit is {}",
+                        self.limits.max_args
+                    ));
+                }
+                self.partial = Some(Partial {
+                    count,
+                    at,
+                    spans: Vec::with_capacity(count.min(16)),
+                    need: 0,
+                });
+            }
+            let Some(partial) = self.partial.as_mut() else {
+                continue;
+            };
+            while partial.spans.len() < partial.count {
+                let at = partial.at;
+                match buffer.get(at) {
+                    None => return Ok(None),
+                    Some(b'$') => {}
+                    Some(&other) => {
+                        return error(format!(
+                            "expected '$', got '{}'",
+                            char::from(other).escape_default()
+                        ));
+                    }
+                }
+                let Some((len, data)) = header(buffer, at, "bulk")? else {
+                    return Ok(None);
+                };
+                let len = match usize::try_from(len) {
+                    Ok(len) if len <= self.limits.max_bulk => len,
+                    _ => {
+                        return error(format!(
+                            "invalid bulk length {len}; the limit is {} bytes",
+                            self.limits.max_bulk
+                        ));
+                    }
+                };
+                let end = data + len + 2;
+                if end > self.limits.max_command {
+                    return error(format!(
+                        "the command is over {} bytes, the limit",
+                        self.limits.max_command
+                    ));
+                }
+                if buffer.len() < end {
+                    partial.need = end;
+                    return Ok(None);
+                }
+                if &buffer[end - 2..end] != b"\r\n" {
+                    return error("bulk string not followed by CRLF");
+                }
+                partial.spans.push((data, len));
+                partial.at = end;
+                partial.need = 0;
+            }
+            let Some(done) = self.partial.take() else {
+                continue;
+            };
+            let frame = buffer.split_to(done.at).freeze();
+            return Ok(Some(
+                done.spans
+                    .into_iter()
+                    .map(|(at, len)| frame.slice(at..at + len))
+                    .collect(),
+            ));
         }
     }
-}
 
-/// How many bytes the buffer must hold before the command at its front can
-/// be whole (0 when unknown or already there): the reader reserves that
-/// much at once instead of growing the buffer read by read.
-pub fn bytes_wanted(buffer: &[u8], limits: &ParseLimits) -> usize {
-    match scan(buffer, limits) {
-        Ok(Scan::Incomplete(n)) => n,
-        _ => 0,
-    }
-}
-
-fn scan(buffer: &[u8], limits: &ParseLimits) -> Result<Scan, ProtocolError> {
-    if buffer.first() == Some(&b'*') {
-        scan_array(buffer, limits)
-    } else {
-        scan_inline(buffer)
+    /// An inline line at the front: its words (empty for a blank line),
+    /// or `None` until its end arrives.
+    fn inline(&mut self, buffer: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        let from = self.inline_scanned.min(buffer.len());
+        let window = &buffer[from..buffer.len().min(MAX_INLINE + 1)];
+        let Some(newline) = window.iter().position(|&b| b == b'\n').map(|i| from + i) else {
+            if buffer.len() > MAX_INLINE {
+                return error("too big inline request");
+            }
+            self.inline_scanned = buffer.len();
+            return Ok(None);
+        };
+        self.inline_scanned = 0;
+        let line = buffer.split_to(newline + 1);
+        let line = &line[..newline];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let words = split_words(line)?;
+        if words.len() > self.limits.max_args {
+            return error(format!(
+                "too many arguments in an inline request; the limit is {}",
+                self.limits.max_args
+            ));
+        }
+        Ok(Some(words))
     }
 }
 
@@ -133,80 +226,6 @@ fn header(buffer: &[u8], at: usize, what: &str) -> Result<Option<(i64, usize)>, 
         return error(format!("invalid {what} length"));
     };
     Ok(Some((number, at + newline + 1)))
-}
-
-fn scan_array(buffer: &[u8], limits: &ParseLimits) -> Result<Scan, ProtocolError> {
-    let Some((count, mut at)) = header(buffer, 0, "multibulk")? else {
-        return Ok(Scan::Incomplete(0));
-    };
-    if count <= 0 {
-        return Ok(Scan::Skip(at));
-    }
-    let count = usize::try_from(count).unwrap_or(usize::MAX);
-    if count > limits.max_args {
-        return error(format!(
-            "invalid multibulk length: {count} arguments; the limit is {}",
-            limits.max_args
-        ));
-    }
-    let mut spans = Vec::with_capacity(count.min(16));
-    for _ in 0..count {
-        match buffer.get(at) {
-            None => return Ok(Scan::Incomplete(0)),
-            Some(b'$') => {}
-            Some(&other) => {
-                return error(format!(
-                    "expected '$', got '{}'",
-                    char::from(other).escape_default()
-                ));
-            }
-        }
-        let Some((len, data)) = header(buffer, at, "bulk")? else {
-            return Ok(Scan::Incomplete(0));
-        };
-        let len = match usize::try_from(len) {
-            Ok(len) if len <= limits.max_bulk => len,
-            _ => {
-                return error(format!(
-                    "invalid bulk length {len}; the limit is {} bytes",
-                    limits.max_bulk
-                ));
-            }
-        };
-        let end = data + len + 2;
-        if end > limits.max_command {
-            return error(format!(
-                "the command is over {} bytes, the limit",
-                limits.max_command
-            ));
-        }
-        if buffer.len() < end {
-            return Ok(Scan::Incomplete(end));
-        }
-        if &buffer[end - 2..end] != b"\r\n" {
-            return error("bulk string not followed by CRLF");
-        }
-        spans.push((data, len));
-        at = end;
-    }
-    Ok(Scan::Array(at, spans))
-}
-
-fn scan_inline(buffer: &[u8]) -> Result<Scan, ProtocolError> {
-    let window = &buffer[..buffer.len().min(MAX_INLINE + 1)];
-    let Some(newline) = window.iter().position(|&b| b == b'\n') else {
-        if buffer.len() > MAX_INLINE {
-            return error("too big inline request");
-        }
-        return Ok(Scan::Incomplete(0));
-    };
-    let line = &buffer[..newline];
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Scan::Skip(newline + 1));
-    }
-    let words = split_words(line)?;
-    Ok(Scan::Inline(newline + 1, words))
 }
 
 /// Splits an inline line into words: spaces separate them; `"..."` takes
@@ -319,8 +338,9 @@ mod tests {
 
     fn parse_all(bytes: &[u8]) -> Result<Vec<Vec<Bytes>>, ProtocolError> {
         let mut buffer = BytesMut::from(bytes);
+        let mut parser = Parser::new(LIMITS);
         let mut commands = Vec::new();
-        while let Some(command) = parse(&mut buffer, &LIMITS)? {
+        while let Some(command) = parser.next(&mut buffer)? {
             commands.push(command);
         }
         assert!(buffer.is_empty(), "left over: {buffer:?}");
@@ -363,19 +383,41 @@ mod tests {
     }
 
     #[test]
-    fn waits_for_whole_commands_and_says_how_much() {
+    fn waits_for_whole_commands_byte_by_byte_and_says_how_much() {
         let whole = encode(&[b"SET".to_vec(), b"key".to_vec(), vec![b'v'; 40]]);
-        for cut in 0..whole.len() {
-            let mut buffer = BytesMut::from(&whole[..cut]);
-            assert_eq!(parse(&mut buffer, &LIMITS), Ok(None), "cut at {cut}");
-            assert_eq!(buffer.len(), cut, "nothing consumed at {cut}");
-            let wanted = bytes_wanted(&buffer, &LIMITS);
-            assert!(
-                wanted == 0 || (wanted > cut && wanted <= whole.len()),
-                "cut {cut}: {wanted}"
-            );
+        // One parser fed one byte at a time: nothing until the last byte.
+        let mut parser = Parser::new(LIMITS);
+        let mut buffer = BytesMut::new();
+        for (i, byte) in whole.iter().enumerate() {
+            buffer.extend_from_slice(&[*byte]);
+            let parsed = parser.next(&mut buffer).expect("valid so far");
+            if i + 1 < whole.len() {
+                assert_eq!(parsed, None, "at byte {i}");
+                assert_eq!(buffer.len(), i + 1, "nothing consumed at {i}");
+                let wanted = parser.wanted();
+                assert!(
+                    wanted == 0 || (wanted > i + 1 && wanted <= whole.len()),
+                    "{i}: {wanted}"
+                );
+            } else {
+                assert_eq!(parsed.map(|c| c.len()), Some(3));
+                assert!(buffer.is_empty());
+            }
         }
-        assert_eq!(parse_all(&whole).expect("parse").len(), 1);
+        // The same for an inline command.
+        let mut buffer = BytesMut::new();
+        for byte in b"GET k" {
+            buffer.extend_from_slice(&[*byte]);
+            assert_eq!(parser.next(&mut buffer), Ok(None));
+        }
+        buffer.extend_from_slice(b"\r\n");
+        assert_eq!(
+            parser.next(&mut buffer),
+            Ok(Some(vec![
+                Bytes::from_static(b"GET"),
+                Bytes::from_static(b"k")
+            ]))
+        );
     }
 
     #[test]
@@ -426,12 +468,13 @@ mod tests {
             points.push(bytes.len());
             points.sort_unstable();
             let mut buffer = BytesMut::new();
+            let mut parser = Parser::new(LIMITS);
             let mut seen = Vec::new();
             let mut from = 0;
             for point in points {
                 buffer.extend_from_slice(&bytes[from..point]);
                 from = point;
-                while let Some(command) = parse(&mut buffer, &LIMITS).expect("valid input") {
+                while let Some(command) = parser.next(&mut buffer).expect("valid input") {
                     seen.push(command.iter().map(|a| a.to_vec()).collect::<Vec<_>>());
                 }
             }
@@ -444,11 +487,12 @@ mod tests {
         #[test]
         fn arbitrary_bytes_are_commands_or_errors(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
             let mut buffer = BytesMut::from(&bytes[..]);
-            while let Ok(Some(command)) = parse(&mut buffer, &LIMITS) {
-                prop_assert!(command.len() <= LIMITS.max_args || bytes[0] != b'*');
+            let mut parser = Parser::new(LIMITS);
+            while let Ok(Some(command)) = parser.next(&mut buffer) {
+                prop_assert!(command.len() <= LIMITS.max_args);
                 prop_assert!(command.iter().all(|a| a.len() <= LIMITS.max_bulk.max(MAX_INLINE)));
             }
-            prop_assert!(bytes_wanted(&buffer, &LIMITS) <= LIMITS.max_command);
+            prop_assert!(parser.wanted() <= LIMITS.max_command);
         }
     }
 }

@@ -78,9 +78,23 @@ impl InFlightLimit {
     /// A permit for one request, or (counted as refused) why there is
     /// none. For front doors that are not gRPC services (the RESP port).
     pub fn try_acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit, String> {
+        self.try_acquire_many(1)
+    }
+
+    /// Permits for a request that makes `n` requests of its own (a
+    /// multi-key command), or why there are none.
+    pub fn try_acquire_many(&self, n: usize) -> Result<tokio::sync::OwnedSemaphorePermit, String> {
+        if n > self.limit {
+            self.refused.increment(1);
+            return Err(format!(
+                "one command of {n} keys is more than this node's {} {} requests at once (max_requests_in_flight); send fewer keys per command",
+                self.limit, self.api
+            ));
+        }
+        let n = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
         self.permits
             .clone()
-            .try_acquire_owned()
+            .try_acquire_many_owned(n)
             .map_err(|_| self.refusal())
     }
 

@@ -619,9 +619,20 @@ impl Joined {
                 resp.await;
             }
         };
+        // Both drain on `stop`; a gRPC server that fails fails the node at
+        // once.
         let servers = async {
-            let (grpc, ()) = tokio::join!(server, resp);
-            grpc
+            tokio::pin!(server, resp);
+            tokio::select! {
+                grpc = &mut server => match grpc {
+                    Ok(()) => {
+                        resp.await;
+                        Ok(())
+                    }
+                    failed => failed,
+                },
+                () = &mut resp => server.await,
+            }
         };
         tokio::select! {
             result = servers => result.context("client API server failed")?,
