@@ -35,12 +35,22 @@ pub struct Ports {
 impl Ports {
     fn pick() -> Ports {
         let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        // Free ports picked one after another may repeat (the kernel hands a
+        // released port out again): a node given the same port twice refuses
+        // its configuration.
+        let mut tcp: Vec<u16> = Vec::with_capacity(4);
+        while tcp.len() < 4 {
+            let port = free_port();
+            if !tcp.contains(&port) {
+                tcp.push(port);
+            }
+        }
         Ports {
-            client: at(free_port()),
-            peer: at(free_port()),
+            client: at(tcp[0]),
+            peer: at(tcp[1]),
             gossip: at(free_udp_port()),
-            http: at(free_port()),
-            resp: at(free_port()),
+            http: at(tcp[2]),
+            resp: at(tcp[3]),
         }
     }
 }

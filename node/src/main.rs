@@ -41,16 +41,22 @@ fn main() -> ExitCode {
     };
     telemetry::init(config.log_format, &config.log_level);
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if config.worker_threads > 0 {
+        runtime.worker_threads(config.worker_threads as usize);
+    }
+    let runtime = match runtime.build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("ringkv-node: cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
+    tracing::info!(
+        worker_threads = runtime.metrics().num_workers(),
+        "async runtime started"
+    );
     let result = runtime.block_on(async {
         let stop = CancellationToken::new();
         tokio::spawn(server::cancel_on_signal(stop.clone()));

@@ -388,3 +388,21 @@ async fn health_and_metrics_over_http() {
     );
     assert_eq!(n.http_get("/nope").await.expect("404").0, 404);
 }
+
+#[tokio::test]
+async fn worker_threads_sets_the_runtime_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = node(&dir, NodeOptions::new("n1").arg("--worker-threads", "1")).await;
+    n.client()
+        .await
+        .put("k", "v")
+        .await
+        .expect("serves on one thread");
+    let log = n.log();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("async runtime started")
+                && line.trim_end().ends_with("worker_threads=1")),
+        "{log}"
+    );
+}

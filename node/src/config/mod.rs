@@ -276,6 +276,14 @@ define_config! {
     /// past it they are flushed, and writes stall until flushes catch up.
     memtable_mb: u64 = 64, "RINGKV_MEMTABLE_MB";
 
+    /// Threads of the node's async runtime (requests, replication,
+    /// gossip). 0: one per core available, tokio's default.
+    worker_threads: u32 = 0, "RINGKV_WORKER_THREADS";
+
+    /// RocksDB flush and compaction threads. 0: one per core available,
+    /// at least 2 and at most 8.
+    storage_background_jobs: u32 = 0, "RINGKV_STORAGE_BACKGROUND_JOBS";
+
     /// On SIGTERM/SIGINT, how long in-flight requests get to finish
     /// (milliseconds) before the node closes its store and exits.
     shutdown_timeout_ms: u64 = 10_000, "RINGKV_SHUTDOWN_TIMEOUT_MS";

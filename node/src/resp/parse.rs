@@ -229,7 +229,8 @@ fn header(buffer: &[u8], at: usize, what: &str) -> Result<Option<(i64, usize)>, 
 }
 
 /// Splits an inline line into words: spaces separate them; `"..."` takes
-/// `\n`, `\r`, `\t`, `\\`, `\"` and `\xHH` escapes; `'...'` takes `\'`.
+/// `\n`, `\r`, `\t`, `\b`, `\a`, `\\`, `\"` and `\xHH` escapes; `'...'`
+/// takes `\'`.
 pub fn split_words(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
     let mut words = Vec::new();
     let mut i = 0;
@@ -238,81 +239,65 @@ pub fn split_words(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
             i += 1;
             continue;
         }
-        let mut word = Vec::new();
-        match line[i] {
-            b'"' => {
-                i += 1;
-                loop {
-                    match line.get(i) {
-                        None => return error("unbalanced quotes in request"),
-                        Some(b'"') => break,
-                        Some(b'\\') => {
-                            let escaped = match line.get(i + 1) {
-                                Some(b'n') => b'\n',
-                                Some(b'r') => b'\r',
-                                Some(b't') => b'\t',
-                                Some(b'b') => 8,
-                                Some(b'a') => 7,
-                                Some(b'x') => match line.get(i + 2..i + 4).and_then(hex_byte) {
-                                    Some(byte) => {
-                                        i += 2;
-                                        byte
-                                    }
-                                    None => b'x',
-                                },
-                                Some(&other) => other,
-                                None => return error("unbalanced quotes in request"),
-                            };
-                            word.push(escaped);
-                            i += 2;
-                        }
-                        Some(&byte) => {
-                            word.push(byte);
-                            i += 1;
-                        }
-                    }
-                }
-                i += 1;
-                if line.get(i).is_some_and(|b| !b.is_ascii_whitespace()) {
-                    return error("unbalanced quotes in request");
-                }
-            }
-            b'\'' => {
-                i += 1;
-                loop {
-                    match line.get(i) {
-                        None => return error("unbalanced quotes in request"),
-                        Some(b'\'') => break,
-                        Some(b'\\') if line.get(i + 1) == Some(&b'\'') => {
-                            word.push(b'\'');
-                            i += 2;
-                        }
-                        Some(&byte) => {
-                            word.push(byte);
-                            i += 1;
-                        }
-                    }
-                }
-                i += 1;
-                if line.get(i).is_some_and(|b| !b.is_ascii_whitespace()) {
-                    return error("unbalanced quotes in request");
-                }
-            }
+        let (word, next) = match line[i] {
+            quote @ (b'"' | b'\'') => quoted(line, i + 1, quote)?,
             _ => {
-                while i < line.len() && !line[i].is_ascii_whitespace() {
-                    word.push(line[i]);
-                    i += 1;
-                }
+                let end = line[i..]
+                    .iter()
+                    .position(u8::is_ascii_whitespace)
+                    .map_or(line.len(), |n| i + n);
+                (line[i..end].to_vec(), end)
             }
-        }
+        };
         words.push(Bytes::from(word));
+        i = next;
     }
     Ok(words)
 }
 
+/// A quoted word starting at `i` (after its opening `quote`): the word and
+/// where the line goes on. The closing quote must end the word.
+fn quoted(line: &[u8], mut i: usize, quote: u8) -> Result<(Vec<u8>, usize), ProtocolError> {
+    let mut word = Vec::new();
+    loop {
+        let byte = match line.get(i) {
+            None => return error("unbalanced quotes in request"),
+            Some(&byte) if byte == quote => break,
+            Some(&byte) => byte,
+        };
+        let escaped = match (byte, line.get(i + 1)) {
+            (b'\\', Some(&next)) if quote == b'"' => match next {
+                b'n' => Some((b'\n', 2)),
+                b'r' => Some((b'\r', 2)),
+                b't' => Some((b'\t', 2)),
+                b'b' => Some((8, 2)),
+                b'a' => Some((7, 2)),
+                b'x' => Some(
+                    line.get(i + 2..i + 4)
+                        .and_then(hex_byte)
+                        .map_or((b'x', 2), |byte| (byte, 4)),
+                ),
+                other => Some((other, 2)),
+            },
+            (b'\\', Some(b'\'')) => Some((b'\'', 2)),
+            _ => None,
+        };
+        let (byte, width) = escaped.unwrap_or((byte, 1));
+        word.push(byte);
+        i += width;
+    }
+    i += 1;
+    if line.get(i).is_some_and(|b| !b.is_ascii_whitespace()) {
+        return error("unbalanced quotes in request");
+    }
+    Ok((word, i))
+}
+
 fn hex_byte(pair: &[u8]) -> Option<u8> {
-    let text = std::str::from_utf8(pair).ok()?;
-    u8::from_str_radix(text, 16).ok()
+    if !pair.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()
 }
 
 #[cfg(test)]
@@ -377,6 +362,9 @@ mod tests {
                 Bytes::from_static(b"\n"),
             ]
         );
+        // Not two hex digits: the x stands for itself, as in Redis.
+        let words = split_words(br#""\x+f""#).expect("words");
+        assert_eq!(words, vec![Bytes::from_static(b"x+f")]);
         for bad in [&br#"GET "k"#[..], br#"GET "k"x"#, b"GET 'k"] {
             assert!(split_words(bad).is_err(), "{bad:?}");
         }

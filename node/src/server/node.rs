@@ -703,6 +703,7 @@ fn open_rocksdb(config: &Config) -> anyhow::Result<(Arc<dyn Storage>, Arc<DiskHe
         gc_grace_seconds: config.gc_grace_seconds,
         block_cache_bytes: config.block_cache_bytes(),
         memtable_bytes: config.memtable_bytes(),
+        background_jobs: config.storage_background_jobs as usize,
     };
     let rocks = RocksStorage::open(&db_path, &rocks_config)
         .with_context(|| format!("cannot open the store in {}", db_path.display()))?;

@@ -64,6 +64,8 @@ pub struct RocksConfig {
     /// Most memory all memtables (write buffers) take together; past it
     /// RocksDB flushes, and stalls writes until flushes catch up.
     pub memtable_bytes: usize,
+    /// Flush and compaction threads; 0: one per core, 2 to 8.
+    pub background_jobs: usize,
 }
 
 impl Default for RocksConfig {
@@ -72,6 +74,7 @@ impl Default for RocksConfig {
             gc_grace_seconds: gc::DEFAULT_GC_GRACE_SECONDS,
             block_cache_bytes: 64 << 20,
             memtable_bytes: 64 << 20,
+            background_jobs: 0,
         }
     }
 }
@@ -246,7 +249,11 @@ fn open_db(path: &Path, config: &RocksConfig, read_only: bool) -> Result<DB> {
     db_opts.create_missing_column_families(true);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     db_opts.increase_parallelism(i32::try_from(cores).unwrap_or(2));
-    db_opts.set_max_background_jobs(i32::try_from(cores.clamp(2, 8)).unwrap_or(2));
+    let jobs = match config.background_jobs {
+        0 => cores.clamp(2, 8),
+        jobs => jobs,
+    };
+    db_opts.set_max_background_jobs(i32::try_from(jobs).unwrap_or(2));
     db_opts.set_keep_log_file_num(4);
     db_opts.set_max_log_file_size(16 << 20);
     db_opts.set_bytes_per_sync(1 << 20);
