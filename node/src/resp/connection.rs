@@ -246,7 +246,8 @@ impl Pipeline {
 
 /// Serves one connection until the client closes it, sends `QUIT` or
 /// something unparsable, stops taking its replies, or `stop` is cancelled
-/// (commands already read are answered first).
+/// (commands already started are answered first; those not started yet
+/// are not run).
 pub async fn serve<Io>(
     shared: Arc<Shared>,
     io: Io,
@@ -276,6 +277,8 @@ pub async fn serve<Io>(
     // The client sent its last byte: answer what it sent, then close.
     let mut eof = false;
     let mut stalled_since: Option<Instant> = None;
+    // Replies written but maybe not yet flushed (TLS buffers records).
+    let mut unflushed = false;
     loop {
         // Start every command that may start now.
         let mut input_done = false;
@@ -370,6 +373,8 @@ pub async fn serve<Io>(
             input.reserve(target - input.len());
         }
         let stall_deadline = stalled_since.map(|since| since + WRITE_STALL);
+        let output_empty = line.output.is_empty();
+        let output = &mut line.output;
         let mut wrote = false;
         tokio::select! {
             // Stop first, so a busy connection notices it.
@@ -385,18 +390,16 @@ pub async fn serve<Io>(
                     }
                 }
             }
-            written = writer.write_buf(&mut line.output), if !line.output.is_empty() => {
-                match written {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => wrote = true,
+            // Write what is encoded; once it is all written, flush (TLS may
+            // keep records it could not send yet). A branch of its own, so
+            // running commands go on while the client is slow to read.
+            progress = write_or_flush(&mut writer, output), if !output_empty || unflushed => {
+                match progress {
+                    Ok(Some(0)) | Err(_) => break,
+                    Ok(Some(_)) => unflushed = true,
+                    Ok(None) => unflushed = false,
                 }
-                if line.output.is_empty() {
-                    // TLS keeps records it could not send yet.
-                    match tokio::time::timeout(WRITE_STALL, writer.flush()).await {
-                        Ok(Ok(())) => {}
-                        _ => break,
-                    }
-                }
+                wrote = true;
             }
             read = reader.read_buf(&mut input), if reading => {
                 match read {
@@ -410,11 +413,24 @@ pub async fn serve<Io>(
                 break;
             }
         }
-        if line.output.is_empty() {
+        if line.output.is_empty() && !unflushed {
             stalled_since = None;
         } else if wrote || stalled_since.is_none() {
             stalled_since = Some(Instant::now());
         }
+    }
+}
+
+/// Writes some of `output` (`Some(bytes written)`), or flushes when it is
+/// empty (`None`).
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    output: &mut BytesMut,
+) -> std::io::Result<Option<usize>> {
+    if output.is_empty() {
+        writer.flush().await.map(|()| None)
+    } else {
+        writer.write_buf(output).await.map(Some)
     }
 }
 

@@ -160,7 +160,7 @@ impl RespServer {
             let tls = self.tls.clone();
             let stop = stop.clone();
             connections.spawn(async move {
-                shared.stats.connected.fetch_add(1, Ordering::Relaxed);
+                let _counted = Connected::new(&shared);
                 match tls {
                     None => connection::serve(shared.clone(), socket, peer, local, stop).await,
                     Some(tls) => {
@@ -180,12 +180,28 @@ impl RespServer {
                         }
                     }
                 }
-                shared.stats.connected.fetch_sub(1, Ordering::Relaxed);
                 drop(slot);
             });
         }
         drop(listener);
         while connections.join_next().await.is_some() {}
+    }
+}
+
+/// Counts an open connection for `INFO` while it lives, however its task
+/// ends.
+struct Connected(Arc<Shared>);
+
+impl Connected {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.stats.connected.fetch_add(1, Ordering::Relaxed);
+        Self(shared.clone())
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.stats.connected.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
