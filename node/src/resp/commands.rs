@@ -373,34 +373,40 @@ const NEED_CAS: &[&str] = &[
     "discard",
 ];
 
-/// The keys a command reads or writes (`true`: writes), from the table's
-/// key positions; `None` for commands without keys.
-pub fn keys_of(args: &[Bytes]) -> Option<(bool, impl Iterator<Item = &Bytes>)> {
-    let spec = lookup(&args[0])?;
-    let (first, last, step) = spec.keys;
-    if first <= 0 || step <= 0 {
-        return None;
+impl Spec {
+    /// Whether the command writes its keys (the `write` flag), which is
+    /// also the permission it needs.
+    pub fn writes(&self) -> bool {
+        self.flags.contains(&"write")
     }
-    let last = if last < 0 {
-        args.len() as i64 + i64::from(last)
-    } else {
-        i64::from(last)
-    };
-    let (first, last) = (first as usize, usize::try_from(last).ok()?);
-    let writes = spec.flags.contains(&"write");
-    Some((
-        writes,
-        args.iter()
-            .take(last + 1)
-            .skip(first)
-            .step_by(step as usize),
-    ))
-}
 
-/// Commands that start only when none of the connection's commands runs:
-/// `AUTH` and `HELLO` change who the connection is and how it speaks.
-pub fn waits_for_quiet(args: &[Bytes]) -> bool {
-    lookup(&args[0]).is_some_and(|spec| matches!(spec.kind, Kind::Auth | Kind::Hello))
+    /// The keys the command touches in `args`, from its key positions;
+    /// `None` for commands without keys.
+    pub fn keys<'a>(&self, args: &'a [Bytes]) -> Option<impl Iterator<Item = &'a Bytes>> {
+        let (first, last, step) = self.keys;
+        if first <= 0 || step <= 0 {
+            return None;
+        }
+        let last = if last < 0 {
+            args.len() as i64 + i64::from(last)
+        } else {
+            i64::from(last)
+        };
+        let (first, last) = (first as usize, usize::try_from(last).ok()?);
+        Some(
+            args.iter()
+                .take(last + 1)
+                .skip(first)
+                .step_by(step as usize),
+        )
+    }
+
+    /// Whether the command starts only when none of the connection's
+    /// commands runs: `AUTH` and `HELLO` change who the connection is and
+    /// how it speaks.
+    pub fn waits_for_quiet(&self) -> bool {
+        matches!(self.kind, Kind::Auth | Kind::Hello)
+    }
 }
 
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
@@ -463,9 +469,15 @@ fn level_of(arg: &[u8]) -> Result<ConsistencyLevel, Reply> {
     })
 }
 
-/// What the connection does with `args` (a whole command, name first).
-pub fn dispatch(shared: &Arc<Shared>, session: &mut Session, args: Vec<Bytes>) -> Action {
-    let Some(spec) = lookup(&args[0]) else {
+/// What the connection does with `args` (a whole command, name first),
+/// whose entry in the table is `spec` (`lookup(&args[0])`).
+pub fn dispatch(
+    shared: &Arc<Shared>,
+    session: &mut Session,
+    spec: Option<&'static Spec>,
+    args: Vec<Bytes>,
+) -> Action {
+    let Some(spec) = spec else {
         let name = lower(&args[0]);
         if NEED_CAS.contains(&name.as_str()) {
             return Action::Reply(no_cas(&name));
@@ -493,22 +505,27 @@ pub fn dispatch(shared: &Arc<Shared>, session: &mut Session, args: Vec<Bytes>) -
         Kind::MSet => (args.len() - 1) / 2,
         _ => 1,
     };
+    let needed = if spec.writes() {
+        Permission::Write
+    } else {
+        Permission::Read
+    };
+    // A key command, under the in-flight limit and the caller's role.
+    macro_rules! run {
+        ($work:expr) => {
+            run(shared, session, requests, needed, $work)
+        };
+    }
     match spec.kind {
-        Kind::Get => run(
-            shared,
-            session,
-            requests,
-            Permission::Read,
-            keys::get(shared.clone(), read, key()),
-        ),
+        Kind::Get => run!(keys::get(shared.clone(), read, key())),
         Kind::Set => match set_options(shared, &args[3..]) {
-            Ok(expiry) => run(
-                shared,
-                session,
-                requests,
-                Permission::Write,
-                keys::set(shared.clone(), write, key(), args[2].clone(), expiry),
-            ),
+            Ok(expiry) => run!(keys::set(
+                shared.clone(),
+                write,
+                key(),
+                args[2].clone(),
+                expiry
+            )),
             Err(reply) => Action::Reply(reply),
         },
         Kind::SetEx | Kind::PSetEx => {
@@ -516,13 +533,13 @@ pub fn dispatch(shared: &Arc<Shared>, session: &mut Session, args: Vec<Bytes>) -
             match integer(&args[2]) {
                 Some(n) if n > 0 => {
                     let expiry = keys::expiry_in(n, millis);
-                    run(
-                        shared,
-                        session,
-                        requests,
-                        Permission::Write,
-                        keys::set(shared.clone(), write, key(), args[3].clone(), expiry),
-                    )
+                    run!(keys::set(
+                        shared.clone(),
+                        write,
+                        key(),
+                        args[3].clone(),
+                        expiry
+                    ))
                 }
                 Some(_) => Action::Reply(Reply::error(format!(
                     "ERR invalid expire time in '{}' command",
@@ -531,13 +548,7 @@ pub fn dispatch(shared: &Arc<Shared>, session: &mut Session, args: Vec<Bytes>) -
                 None => Action::Reply(not_an_integer()),
             }
         }
-        Kind::MGet => run(
-            shared,
-            session,
-            requests,
-            Permission::Read,
-            keys::mget(shared.clone(), read, args[1..].to_vec()),
-        ),
+        Kind::MGet => run!(keys::mget(shared.clone(), read, args[1..].to_vec())),
         Kind::MSet => {
             if args.len().is_multiple_of(2) {
                 return Action::Reply(wrong_arity(spec.name));
@@ -546,42 +557,17 @@ pub fn dispatch(shared: &Arc<Shared>, session: &mut Session, args: Vec<Bytes>) -
                 .chunks_exact(2)
                 .map(|pair| (pair[0].clone(), pair[1].clone()))
                 .collect();
-            run(
-                shared,
-                session,
-                requests,
-                Permission::Write,
-                keys::mset(shared.clone(), write, pairs),
-            )
+            run!(keys::mset(shared.clone(), write, pairs))
         }
-        Kind::Del => run(
-            shared,
-            session,
-            requests,
-            Permission::Write,
-            keys::del(shared.clone(), write, args[1..].to_vec()),
-        ),
-        Kind::Exists => run(
-            shared,
-            session,
-            requests,
-            Permission::Read,
-            keys::exists(shared.clone(), read, args[1..].to_vec()),
-        ),
-        Kind::Ttl | Kind::PTtl => run(
-            shared,
-            session,
-            requests,
-            Permission::Read,
-            keys::ttl(shared.clone(), read, key(), spec.kind == Kind::PTtl),
-        ),
-        Kind::StrLen => run(
-            shared,
-            session,
-            requests,
-            Permission::Read,
-            keys::strlen(shared.clone(), read, key()),
-        ),
+        Kind::Del => run!(keys::del(shared.clone(), write, args[1..].to_vec())),
+        Kind::Exists => run!(keys::exists(shared.clone(), read, args[1..].to_vec())),
+        Kind::Ttl | Kind::PTtl => run!(keys::ttl(
+            shared.clone(),
+            read,
+            key(),
+            spec.kind == Kind::PTtl
+        )),
+        Kind::StrLen => run!(keys::strlen(shared.clone(), read, key())),
         Kind::Ping => Action::Reply(match &args[1..] {
             [] => Reply::Simple("PONG".into()),
             [message] => Reply::Bulk(message.clone()),
@@ -600,7 +586,7 @@ pub fn dispatch(shared: &Arc<Shared>, session: &mut Session, args: Vec<Bytes>) -
         }
         Kind::Hello => hello(shared, session, &args[1..]),
         Kind::Auth => auth(shared, &args[1..]),
-        Kind::Client => Action::Reply(client(shared, session, &args[1..])),
+        Kind::Client => Action::Reply(client(session, &args[1..])),
         Kind::Command => Action::Reply(info::command(&args[1..])),
         Kind::Info => Action::Reply(info::info(shared, session, &args[1..])),
         Kind::Config => Action::Reply(info::config(shared, &args[1..])),
@@ -798,7 +784,7 @@ fn auth(shared: &Shared, args: &[Bytes]) -> Action {
 }
 
 /// `CLIENT SETNAME|GETNAME|ID|INFO|SETINFO`.
-fn client(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply {
+fn client(session: &mut Session, args: &[Bytes]) -> Reply {
     let sub = lower(&args[0]);
     match (sub.as_str(), args.len()) {
         ("setname", 2) => match checked_name(&args[1]) {
@@ -811,7 +797,7 @@ fn client(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply {
         ("getname", 1) if session.name.is_empty() => Reply::Null,
         ("getname", 1) => Reply::Bulk(session.name.clone()),
         ("id", 1) => Reply::Integer(session.id as i64),
-        ("info", 1) => Reply::Bulk(Bytes::from(info::client_line(shared, session))),
+        ("info", 1) => Reply::Bulk(Bytes::from(info::client_line(session))),
         ("setinfo", 3) => {
             let value = match checked_name(&args[2]) {
                 Ok(value) => value,
@@ -922,9 +908,10 @@ mod tests {
         };
         let keys = |words: &[&'static str]| {
             let args = args(words);
-            keys_of(&args).map(|(writes, keys)| {
+            let spec = lookup(&args[0])?;
+            spec.keys(&args).map(|keys| {
                 (
-                    writes,
+                    spec.writes(),
                     keys.map(|k| String::from_utf8_lossy(k).into_owned())
                         .collect::<Vec<_>>(),
                 )

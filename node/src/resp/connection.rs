@@ -57,7 +57,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::commands::{Action, Hello, dispatch, keys_of, waits_for_quiet};
+use super::commands::{Action, Hello, dispatch, lookup};
 use super::info::hello_reply;
 use super::parse::{ParseLimits, Parser};
 use super::reply::{Protocol, Reply};
@@ -311,17 +311,20 @@ pub async fn serve<Io>(
                     }
                 }
             };
-            let (writes, keys) = match keys_of(&args) {
-                Some((writes, keys)) => (writes, keys.map(|key| hasher.hash_one(key)).collect()),
-                None => (false, Vec::new()),
-            };
-            let must_wait = waits_for_quiet(&args) || line.touched.conflicts(writes, &keys);
+            let spec = lookup(&args[0]);
+            let writes = spec.is_some_and(|spec| spec.writes());
+            let keys: Vec<u64> = spec
+                .and_then(|spec| spec.keys(&args))
+                .map(|keys| keys.map(|key| hasher.hash_one(key)).collect())
+                .unwrap_or_default();
+            let must_wait = spec.is_some_and(|spec| spec.waits_for_quiet())
+                || line.touched.conflicts(writes, &keys);
             if must_wait && !line.pending.is_empty() {
                 waiting = Some(args);
                 break;
             }
             let held: usize = args.iter().map(Bytes::len).sum();
-            let action = dispatch(&shared, &mut session, args);
+            let action = dispatch(&shared, &mut session, spec, args);
             // After dispatch: `HELLO 3` answers in RESP3 already.
             let protocol = session.protocol;
             match action {

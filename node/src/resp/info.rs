@@ -33,8 +33,7 @@ pub fn hello_reply(session: &Session) -> Reply {
 }
 
 /// `CLIENT INFO`: one line of `name=value` fields, as Redis.
-pub fn client_line(shared: &Shared, session: &Session) -> String {
-    let _ = shared;
+pub fn client_line(session: &Session) -> String {
     let user = session
         .credentials
         .as_ref()
