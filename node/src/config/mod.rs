@@ -272,6 +272,17 @@ define_config! {
     /// filter blocks of the tables.
     block_cache_mb: u64 = 64, "RINGKV_BLOCK_CACHE_MB";
 
+    /// A whole-key Bloom filter in every memtable, so that a point read
+    /// skips the memtables that do not hold its key (ringkv's writes are
+    /// merges, so a read looks in every memtable and table level). Off: no
+    /// measurable gain on the YCSB mixes (BENCHMARKS.md).
+    memtable_bloom: bool = false, "RINGKV_MEMTABLE_BLOOM", arg(num_args = 0..=1, default_missing_value = "true");
+
+    /// A hash index in every data block beside the binary search index,
+    /// for point reads inside a block (tables written from then on). Off:
+    /// within the noise on the YCSB mixes (BENCHMARKS.md).
+    block_hash_index: bool = false, "RINGKV_BLOCK_HASH_INDEX", arg(num_args = 0..=1, default_missing_value = "true");
+
     /// Most memory RocksDB's memtables (write buffers) take together (MiB);
     /// past it they are flushed, and writes stall until flushes catch up.
     memtable_mb: u64 = 64, "RINGKV_MEMTABLE_MB";

@@ -704,6 +704,8 @@ fn open_rocksdb(config: &Config) -> anyhow::Result<(Arc<dyn Storage>, Arc<DiskHe
         block_cache_bytes: config.block_cache_bytes(),
         memtable_bytes: config.memtable_bytes(),
         background_jobs: config.storage_background_jobs as usize,
+        memtable_bloom: config.memtable_bloom,
+        block_hash_index: config.block_hash_index,
     };
     let rocks = RocksStorage::open(&db_path, &rocks_config)
         .with_context(|| format!("cannot open the store in {}", db_path.display()))?;

@@ -28,8 +28,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{
     BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamily, ColumnFamilyDescriptor,
-    CompactOptions, DB, DBCompressionType, Direction, IteratorMode, MergeOperands, Options,
-    ReadOptions, WriteBatch, WriteBufferManager, WriteOptions,
+    CompactOptions, DB, DBCompressionType, DataBlockIndexType, Direction, IteratorMode,
+    MergeOperands, Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions,
 };
 
 use super::batch::BatchLimit;
@@ -66,6 +66,10 @@ pub struct RocksConfig {
     pub memtable_bytes: usize,
     /// Flush and compaction threads; 0: one per core, 2 to 8.
     pub background_jobs: usize,
+    /// A whole-key Bloom filter in each memtable of the data.
+    pub memtable_bloom: bool,
+    /// A hash index in each data block beside the binary one.
+    pub block_hash_index: bool,
 }
 
 impl Default for RocksConfig {
@@ -75,6 +79,8 @@ impl Default for RocksConfig {
             block_cache_bytes: 64 << 20,
             memtable_bytes: 64 << 20,
             background_jobs: 0,
+            memtable_bloom: false,
+            block_hash_index: false,
         }
     }
 }
@@ -268,6 +274,10 @@ fn open_db(path: &Path, config: &RocksConfig, read_only: bool) -> Result<DB> {
     table.set_block_cache(&cache);
     table.set_bloom_filter(10.0, false);
     table.set_cache_index_and_filter_blocks(true);
+    if config.block_hash_index {
+        table.set_data_block_index_type(DataBlockIndexType::BinaryAndHash);
+        table.set_data_block_hash_ratio(0.75);
+    }
 
     let mut data = Options::default();
     data.set_block_based_table_factory(&table);
@@ -287,6 +297,14 @@ fn open_db(path: &Path, config: &RocksConfig, read_only: bool) -> Result<DB> {
         },
     );
     data.set_periodic_compaction_seconds(PERIODIC_COMPACTION_SECONDS);
+    if config.memtable_bloom {
+        // Every write is a merge, so a point read never stops at the first
+        // memtable that holds its key: it looks in all of them, then in
+        // every table level. The filter lets it skip the memtables that
+        // lack the key (2% of the write buffer: ~10 bits per entry).
+        data.set_memtable_prefix_bloom_ratio(0.02);
+        data.set_memtable_whole_key_filtering(true);
+    }
 
     let mut hints = Options::default();
     hints.set_compression_type(DBCompressionType::Lz4);

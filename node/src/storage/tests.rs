@@ -315,3 +315,59 @@ fn rocksdb_merges_many_versions_to_the_lww_winner() {
     put(&s, "k", &Cell::live(40, Bytes::from_static(b"late"), None));
     assert_eq!(get(&s, "k").map(|c| c.timestamp), Some(50));
 }
+
+/// The point-read options (memtable Bloom filter, block hash index)
+/// change how a read finds a key, never what it finds: the whole suite
+/// passes with them on (range deletes included), values stay right across
+/// compactions into tables and overwrites, and tables written with them
+/// read back without them. (RocksDB's row cache is not offered: it refuses
+/// `DeleteRange`, which `cleanup` and decommission use.)
+#[test]
+fn rocksdb_read_path_options_keep_behaviour() {
+    let tuned = |dir: &tempfile::TempDir, gc_grace_seconds: u64| {
+        let config = RocksConfig {
+            gc_grace_seconds,
+            memtable_bloom: true,
+            block_hash_index: true,
+            ..RocksConfig::default()
+        };
+        RocksStorage::open(dir.path(), &config).expect("open rocksdb")
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    suite(&tuned(&dir, 3600));
+    let dir = tempfile::tempdir().expect("tempdir");
+    scan_and_hints_suite(&tuned(&dir, 3600));
+    let dir = tempfile::tempdir().expect("tempdir");
+    paging_and_range_delete_suite(&tuned(&dir, 3600));
+    let dir = tempfile::tempdir().expect("tempdir");
+    compaction_suite(&tuned(&dir, 0));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = tuned(&dir, 3600);
+        for i in 0..2000 {
+            put(&s, &format!("k{i}"), &live(i, "old"));
+        }
+        s.compact().expect("compact into tables");
+        for i in (0..2000).step_by(7) {
+            assert_eq!(get(&s, &format!("k{i}")), Some(live(i, "old")));
+        }
+        assert_eq!(get(&s, "k-missing"), None);
+        for i in (0..2000).step_by(7) {
+            put(&s, &format!("k{i}"), &live(i + 10_000, "new"));
+        }
+        for i in (0..2000).step_by(7) {
+            assert_eq!(get(&s, &format!("k{i}")), Some(live(i + 10_000, "new")));
+        }
+        s.compact().expect("compact again");
+    }
+    let s = rocks(&dir, 3600);
+    for i in 0..2000 {
+        let expected = if i % 7 == 0 {
+            live(i + 10_000, "new")
+        } else {
+            live(i, "old")
+        };
+        assert_eq!(get(&s, &format!("k{i}")), Some(expected));
+    }
+}
