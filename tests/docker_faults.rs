@@ -3,7 +3,10 @@
 //! writer of unique keys. After every
 //! fault: every write the client saw acknowledged is read back at QUORUM,
 //! and the replicas converge to identical Merkle roots; a table reports
-//! acknowledged writes, lost writes and time to converge.
+//! acknowledged writes, lost writes and time to converge, from the end of
+//! the fault (reconnect, restart, unpause) to equal roots. With
+//! `RINGKV_FAULTS_JSON=PATH` the table is also written there as JSON
+//! (`deploy/bench/compare.sh` reads it).
 //!
 //! Needs Docker and the `ringkv:local` image, so it is ignored by default;
 //! `deploy/docker/fault-tests.sh` builds the image and runs it (CI does).
@@ -112,9 +115,9 @@ async fn lost(cluster: &DockerCluster, acked: &[(String, Instant)]) -> usize {
     missing
 }
 
-/// Time until the three nodes hold identical data (equal Merkle roots).
-async fn converge(cluster: &DockerCluster) -> Duration {
-    let started = Instant::now();
+/// Time from `healed` (the end of the fault: reconnect, restart,
+/// unpause) until the three nodes hold identical data (equal Merkle roots).
+async fn converge(cluster: &DockerCluster, healed: Instant) -> Duration {
     let peers = [
         cluster.peer_addr(1),
         cluster.peer_addr(2),
@@ -129,7 +132,7 @@ async fn converge(cluster: &DockerCluster) -> Duration {
     })
     .await;
     assert!(converged, "replicas did not converge within 180 s");
-    started.elapsed()
+    healed.elapsed()
 }
 
 async fn settle_writes(seconds: u64) {
@@ -149,6 +152,7 @@ async fn partition_one_node(cluster: &DockerCluster) -> Outcome {
     cluster.disconnect(3).expect("disconnect ringkv-3");
     settle_writes(30).await;
     cluster.connect(3).expect("reconnect ringkv-3");
+    let healed = Instant::now();
     let (mut acked, mut failed) = majority.finish().await;
     let (minor_acked, minor_failed) = minority.finish().await;
     acked.extend(minor_acked);
@@ -161,7 +165,7 @@ async fn partition_one_node(cluster: &DockerCluster) -> Outcome {
         .expect("ringkv-3 back");
     Outcome {
         scenario: "partition 1 node for 30 s",
-        converged_after: converge(cluster).await,
+        converged_after: converge(cluster, healed).await,
         lost: lost(cluster, &acked).await,
         acknowledged: acked.len(),
         failed,
@@ -178,6 +182,7 @@ async fn kill_one_node(cluster: &DockerCluster) -> Outcome {
     cluster.docker(&["kill", &victim]).expect("kill");
     settle_writes(10).await;
     cluster.docker(&["start", &victim]).expect("start");
+    let healed = Instant::now();
     cluster
         .wait_for_view(&[1, 2, 3], &[])
         .await
@@ -185,7 +190,7 @@ async fn kill_one_node(cluster: &DockerCluster) -> Outcome {
     let (acked, failed) = writer.finish().await;
     Outcome {
         scenario: "kill 1 node mid-write",
-        converged_after: converge(cluster).await,
+        converged_after: converge(cluster, healed).await,
         lost: lost(cluster, &acked).await,
         acknowledged: acked.len(),
         failed,
@@ -207,6 +212,7 @@ async fn pause_one_node(cluster: &DockerCluster) -> Outcome {
         .expect("ringkv-3 seen down");
     settle_writes(5).await;
     cluster.docker(&["unpause", &victim]).expect("unpause");
+    let healed = Instant::now();
     cluster
         .wait_for_view(&[1, 2, 3], &[])
         .await
@@ -214,7 +220,7 @@ async fn pause_one_node(cluster: &DockerCluster) -> Outcome {
     let (acked, failed) = writer.finish().await;
     Outcome {
         scenario: "pause 1 node past detection",
-        converged_after: converge(cluster).await,
+        converged_after: converge(cluster, healed).await,
         lost: lost(cluster, &acked).await,
         acknowledged: acked.len(),
         failed,
@@ -269,13 +275,14 @@ async fn kill_two_nodes(cluster: &DockerCluster) -> Outcome {
     for victim in &victims {
         cluster.docker(&["start", victim]).expect("start");
     }
+    let healed = Instant::now();
     cluster
         .wait_for_view(&[1, 2, 3], &[])
         .await
         .expect("both back");
     Outcome {
         scenario: "kill 2 of 3 nodes",
-        converged_after: converge(cluster).await,
+        converged_after: converge(cluster, healed).await,
         lost: lost(cluster, &acked_before).await,
         acknowledged: acked_before.len(),
         failed,
@@ -302,6 +309,7 @@ async fn grow_and_shrink(cluster: &DockerCluster) -> Outcome {
         eprintln!("ringkv-{n} decommissioned: {summary:?}");
         cluster.remove(n).expect("remove the container");
     }
+    let healed = Instant::now();
     cluster
         .wait_for_view(&[1, 2, 3], &[])
         .await
@@ -310,7 +318,7 @@ async fn grow_and_shrink(cluster: &DockerCluster) -> Outcome {
     let (acked, failed) = writer.finish().await;
     Outcome {
         scenario: "grow 3 -> 5 -> 3 nodes",
-        converged_after: converge(cluster).await,
+        converged_after: converge(cluster, healed).await,
         lost: lost(cluster, &acked).await,
         acknowledged: acked.len(),
         failed,
@@ -348,6 +356,22 @@ async fn faults_lose_no_acknowledged_write_and_replicas_converge() {
             o.converged_after.as_secs_f64(),
             o.failed
         );
+    }
+    if let Ok(path) = std::env::var("RINGKV_FAULTS_JSON") {
+        let rows: Vec<_> = outcomes
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "scenario": o.scenario,
+                    "acknowledged": o.acknowledged,
+                    "lost": o.lost,
+                    "failed": o.failed,
+                    "converged_after_seconds": o.converged_after.as_secs_f64(),
+                })
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&rows).expect("outcomes as JSON");
+        std::fs::write(&path, text).expect("write RINGKV_FAULTS_JSON");
     }
     for o in &outcomes {
         assert_eq!(o.lost, 0, "{}: acknowledged writes lost", o.scenario);

@@ -14,9 +14,7 @@
 # periodic (its default); redis-server: appendonly yes, appendfsync
 # everysec. Ports: redis 6391, ringkv 17790-17794.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-source scripts/lib/prereqs.sh
-ensure_prereqs
+source "$(dirname "$0")/lib.sh"
 ensure_tools redis-server:redis-server redis-benchmark:redis-tools
 
 REQUESTS="${REQUESTS:-200000}"
@@ -25,36 +23,16 @@ VALUE_SIZE="${VALUE_SIZE:-100}"
 DURATION="${DURATION:-15}"
 KEYSPACE="${KEYSPACE:-100000}"
 
-cargo build --release --workspace --all-features --bins --locked >/dev/null
-bin="$CARGO_TARGET_DIR/release"
-work="$(mktemp -d /tmp/ringkv-resp-bench.XXXXXX)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-ticks() { # PID: utime + stime in clock ticks
-    awk '{print $14 + $15}' "/proc/$1/stat"
-}
-hz=$(getconf CLK_TCK)
+bench_setup ringkv-resp-bench
 
 redis-server --port 6391 --bind 127.0.0.1 --dir "$work" --appendonly yes --appendfsync everysec \
     --save "" --daemonize no >"$work/redis.log" 2>&1 &
 redis_pid=$!
 pids+=("$redis_pid")
-"$bin/ringkv-node" --node-name resp-bench --data-dir "$work/ringkv" \
-    --listen-client 127.0.0.1:17790 --listen-peer 127.0.0.1:17791 --listen-gossip 127.0.0.1:17792 \
-    --listen-http 127.0.0.1:17793 --listen-resp 127.0.0.1:17794 --replication-factor 1 \
-    --ring-delay-ms 200 >"$work/ringkv.log" 2>&1 &
-ringkv_pid=$!
-pids+=("$ringkv_pid")
-for _ in $(seq 1 300); do
-    redis-cli -p 6391 ping >/dev/null 2>&1 && redis-cli -p 17794 ping >/dev/null 2>&1 && break
-    sleep 0.2
-done
+start_node resp-bench 17790 "" --replication-factor 1
+ringkv_pid=$node_pid
+wait_for redis-cli -p 6391 ping
+wait_for redis-cli -p 17794 ping
 # ringkv's connection level: ONE (a single replica).
 resp_one=(redis-cli -p 17794 RINGKV.CONSISTENCY ONE)
 "${resp_one[@]}" >/dev/null

@@ -9,8 +9,9 @@
 #   5. growing to 5 nodes (bootstrap streaming) and back to 3 (decommission).
 # After each it reads back every acknowledged write at QUORUM, waits for
 # identical Merkle roots on all nodes, and prints a table of acknowledged
-# writes, lost writes (must be 0) and time to converge. Then it brings up
-# the secure variant (secure-smoke.sh) and checks TLS, users and roles.
+# writes, lost writes (must be 0) and time to converge (from the end of the
+# fault to identical roots). Then it brings up the secure variant
+# (secure-smoke.sh) and checks TLS, users and roles.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/prereqs.sh

@@ -6,6 +6,8 @@
 //!   multiplexed connection per worker;
 //! - `etcd://host:port[,host:port...]`: etcd through `etcd-client`
 //!   (linearizable reads, etcd's default);
+//! - `k2v://KEY_ID:SECRET@host:port[,host:port...]/BUCKET`: Garage's K2V
+//!   API, SigV4-signed HTTP (see [`crate::k2v`]);
 //! - `rocksdb:///path`: RocksDB in this process through ringkv's own
 //!   storage engine, the ceiling the node's storage layer can reach.
 
@@ -36,7 +38,7 @@ pub struct DriverError {
 }
 
 impl DriverError {
-    fn other(error: impl std::fmt::Display) -> Self {
+    pub(crate) fn other(error: impl std::fmt::Display) -> Self {
         DriverError {
             kind: ErrorKind::Other,
             message: error.to_string(),
@@ -86,6 +88,7 @@ pub enum Driver {
         connection: redis::aio::MultiplexedConnection,
     },
     Etcd(Box<etcd_client::Client>),
+    K2v(Box<crate::k2v::K2v>),
     Rocks(Arc<ringkv_node::storage::RocksStorage>),
     #[cfg(test)]
     Fake(Arc<crate::runner::tests::FakeStore>),
@@ -130,6 +133,7 @@ impl Driver {
                     .map_err(|e| format!("cannot connect to etcd at {rest}: {e}"))?;
                 Ok(Driver::Etcd(Box::new(client)))
             }
+            "k2v" => Ok(Driver::K2v(Box::new(crate::k2v::K2v::connect(rest).await?))),
             "rocksdb" => {
                 let path = std::path::Path::new(rest);
                 std::fs::create_dir_all(path).map_err(|e| format!("cannot create {rest}: {e}"))?;
@@ -138,7 +142,7 @@ impl Driver {
                 Ok(Driver::Rocks(Arc::new(storage)))
             }
             other => Err(format!(
-                "unknown target scheme {other:?} (ringkv, redis, etcd, rocksdb)"
+                "unknown target scheme {other:?} (ringkv, redis, etcd, k2v, rocksdb)"
             )),
         }
     }
@@ -156,6 +160,7 @@ impl Driver {
                     connection,
                 })
             }
+            Driver::K2v(k2v) => Ok(Driver::K2v(Box::new(k2v.for_worker()))),
             other => Ok(other.clone()),
         }
     }
@@ -182,6 +187,7 @@ impl Driver {
                     .first()
                     .map(|kv| Bytes::copy_from_slice(kv.value())))
             }
+            Driver::K2v(k2v) => k2v.get(key).await,
             Driver::Rocks(storage) => {
                 use ringkv_node::storage::Storage;
                 let token = ringkv_node::ring::Token::of(key.as_bytes());
@@ -192,6 +198,14 @@ impl Driver {
             }
             #[cfg(test)]
             Driver::Fake(store) => store.get(key).await,
+        }
+    }
+
+    /// Writes a key no operation has written yet (load, YCSB inserts).
+    pub async fn insert(&mut self, key: &str, value: &Bytes) -> Result<(), DriverError> {
+        match self {
+            Driver::K2v(k2v) => k2v.insert(key, value).await,
+            _ => self.put(key, value).await,
         }
     }
 
@@ -215,6 +229,7 @@ impl Driver {
                 .await
                 .map(|_| ())
                 .map_err(DriverError::other),
+            Driver::K2v(k2v) => k2v.put(key, value).await,
             Driver::Rocks(storage) => {
                 use ringkv_node::storage::{Cell, Storage};
                 let token = ringkv_node::ring::Token::of(key.as_bytes());
@@ -247,6 +262,7 @@ impl Driver {
                 .await
                 .map(|_| ())
                 .map_err(DriverError::other),
+            Driver::K2v(k2v) => k2v.delete(key).await,
             Driver::Rocks(storage) => {
                 use ringkv_node::storage::{Cell, Storage};
                 let token = ringkv_node::ring::Token::of(key.as_bytes());

@@ -1,5 +1,5 @@
-//! `ringkv-bench`: a YCSB-style load generator for ringkv, Redis, etcd and
-//! RocksDB in-process, so that they are measured by the same tool.
+//! `ringkv-bench`: a YCSB-style load generator for ringkv, Redis, etcd,
+//! Garage K2V and RocksDB in-process, so that they are measured by the same tool.
 //!
 //! ```text
 //! ringkv-bench load --target ringkv://127.0.0.1:7400 --records 100000
@@ -12,6 +12,7 @@
 //! details. Exit status 1 if the target cannot be reached, 2 on bad usage.
 
 mod driver;
+mod k2v;
 mod keys;
 mod runner;
 mod stats;
@@ -52,7 +53,8 @@ enum PhaseArg {
 #[derive(Debug, clap::Args)]
 struct Options {
     /// ringkv://host:port[,host:port...], redis://host:port,
-    /// etcd://host:port[,host:port...] or rocksdb:///path.
+    /// etcd://host:port[,host:port...],
+    /// k2v://KEY_ID:SECRET@host:port[,host:port...]/BUCKET or rocksdb:///path.
     #[arg(long, default_value = "ringkv://127.0.0.1:7400")]
     target: String,
     /// YCSB workload: a (50/50 read/update), b (95/5), c (read only),

@@ -118,7 +118,7 @@ async fn execute(
                 Phase::Load => seq,
                 Phase::Run => shared.next_insert.fetch_add(1, Ordering::Relaxed),
             };
-            driver.put(&key(&spec.key_prefix, index), value).await?;
+            driver.insert(&key(&spec.key_prefix, index), value).await?;
             shared.existing.fetch_max(index + 1, Ordering::Relaxed);
             Ok(())
         }
