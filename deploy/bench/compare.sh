@@ -218,7 +218,7 @@ fi
 echo "== writing BENCHMARKS.md"
 export RESULTS="$results" CRITERION_DIR="$criterion_dir" DURATION CONCURRENCY VALUE_SIZE RECORDS HZ="$hz"
 export MACHINE="$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(uname -sr)"
-export VERSIONS="ringkv $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(rustc --version), redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'), etcd $(etcd --version | head -1 | awk '{print $3}'), Garage $("$garage" --version 2>/dev/null | head -1 | awk '{print $NF}')"
+export VERSIONS="ringkv $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(rustc --version), redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'), etcd $(etcd --version | head -1 | awk '{print $3}'), Garage $("$garage" --version 2>/dev/null | sed -n 's/^garage cargo:\([^ ]*\).*/\1/p')"
 python3 deploy/bench/report.py BENCHMARKS.md >"$work/BENCHMARKS.md"
 mv "$work/BENCHMARKS.md" BENCHMARKS.md
 echo "wrote BENCHMARKS.md"
