@@ -21,8 +21,7 @@ bench_setup() { # NAME
 }
 
 bench_cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    stop_all
     rm -rf "$work"
 }
 
@@ -44,11 +43,6 @@ ticks() { # PID...
     local sum=0 pid
     for pid in "$@"; do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
     echo "$sum"
-}
-
-# Microseconds of CPU per operation from two tick counts.
-cpu_us_per_op() { # TICKS_BEFORE TICKS_AFTER OPERATIONS
-    python3 -c "import sys; b, a, n = map(float, sys.argv[1:]); print(f'{(a - b) / $hz * 1e6 / max(n, 1):.1f}')" "$@"
 }
 
 # A field of a ringkv-bench JSON result.
