@@ -37,6 +37,9 @@ pub const STREAMED_BYTES: &str = "ringkv_streamed_bytes_total";
 /// Bytes of local data cleanup removed (ranges the node no longer holds).
 pub const CLEANUP_BYTES: &str = "ringkv_cleanup_bytes_total";
 
+/// Replica writes and reads this node served for its peers, by `protocol`
+/// (framed, grpc) and `call` (write, read).
+pub const INTERNODE_REQUESTS: &str = "ringkv_internode_requests_total";
 /// Requests refused before any work, by `api` (client, internode) and
 /// `reason` (overloaded).
 pub const REQUESTS_REFUSED: &str = "ringkv_requests_refused_total";
@@ -90,6 +93,11 @@ pub fn install() -> Option<PrometheusHandle> {
         CLEANUP_BYTES,
         Unit::Bytes,
         "Bytes of data cleanup removed from ranges this node no longer holds"
+    );
+    describe_counter!(
+        INTERNODE_REQUESTS,
+        Unit::Count,
+        "Replica writes and reads served for peers, by protocol and call"
     );
     describe_counter!(
         REQUESTS_REFUSED,

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod convergence;
+mod framed;
 mod hardening;
 mod overload;
 mod resp;

@@ -42,6 +42,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// How a node calls replica writes and reads on its peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum InternodeProtocol {
+    /// Length-prefixed protobuf frames, many calls multiplexed on one
+    /// connection per peer, with every peer that gossips it serves them;
+    /// gRPC with the others.
+    Framed,
+    /// gRPC (HTTP/2) for every call.
+    Grpc,
+}
+
 fn localhost(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -199,9 +211,17 @@ define_config! {
 
     /// Deadline of every request one node sends another: hint replay,
     /// repair and streaming batches, Merkle comparisons (milliseconds). A
-    /// paused or black-holed peer fails them after this long; HTTP/2
-    /// keepalive pings also close a dead connection within about this long.
+    /// paused or black-holed peer fails them after this long, and the
+    /// connection that carried them, if nothing at all came back on it,
+    /// is closed (HTTP/2 keepalive pings do the same for gRPC).
     internode_timeout_ms: u64 = 30_000, "RINGKV_INTERNODE_TIMEOUT_MS";
+
+    /// How this node calls replica writes and reads on its peers: `framed`
+    /// (length-prefixed protobuf frames multiplexed on one connection per
+    /// peer, with every peer that gossips it serves them: a fraction of
+    /// gRPC's CPU per call) or `grpc`. Batches, Merkle comparisons and
+    /// range streaming use gRPC either way; the peer port serves both.
+    internode_protocol: InternodeProtocol = InternodeProtocol::Framed, "RINGKV_INTERNODE_PROTOCOL";
 
     /// Largest value accepted, in bytes (default 16 MiB, at most 512 MiB).
     max_value_size: u64 = 16 << 20, "RINGKV_MAX_VALUE_SIZE";

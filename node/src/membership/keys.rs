@@ -16,6 +16,9 @@ pub const TOKENS: &str = "tokens";
 pub const CLIENT_ADDR: &str = "client_addr";
 /// Internode API address (`ip:port`).
 pub const PEER_ADDR: &str = "peer_addr";
+/// The versions of the framed internode protocol the node serves on its
+/// internode port, comma-separated (absent: gRPC only).
+pub const PEER_FRAMED: &str = "peer_framed";
 /// The node's rack.
 pub const RACK: &str = "rack";
 /// The node's configured replication factor.
@@ -50,6 +53,13 @@ pub const MAX_REMOVED: usize = 256;
 /// phases, removals), hexadecimal: when every live node gossips the same
 /// one, all have seen a topology change.
 pub const TOPOLOGY: &str = "topology";
+
+/// Decodes [`PEER_FRAMED`]; unreadable entries are skipped.
+pub fn decode_versions(text: &str) -> Vec<u8> {
+    text.split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect()
+}
 
 /// Encodes failed repair ranges for gossip (the first
 /// [`MAX_GOSSIPED_FAILED_RANGES`]).

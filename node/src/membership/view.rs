@@ -45,6 +45,9 @@ pub struct Member {
     pub gossip_addr: SocketAddr,
     pub client_addr: Option<SocketAddr>,
     pub peer_addr: Option<SocketAddr>,
+    /// Versions of the framed internode protocol the node serves (empty:
+    /// gRPC only).
+    pub peer_framed: Vec<u8>,
     pub replication_factor: Option<u32>,
     #[serde(skip)]
     pub load_bytes: Option<u64>,
@@ -101,6 +104,9 @@ impl Member {
             gossip_addr: entry.gossip_addr,
             client_addr: get(keys::CLIENT_ADDR).and_then(|a| a.parse().ok()),
             peer_addr: get(keys::PEER_ADDR).and_then(|a| a.parse().ok()),
+            peer_framed: get(keys::PEER_FRAMED)
+                .map(keys::decode_versions)
+                .unwrap_or_default(),
             replication_factor: get(keys::REPLICATION_FACTOR).and_then(|v| v.parse().ok()),
             load_bytes: get(keys::LOAD).and_then(|v| v.parse().ok()),
             last_repair: get(keys::LAST_REPAIR).and_then(|v| v.parse().ok()),
@@ -148,6 +154,7 @@ impl Member {
             gossip_addr: SocketAddr::from(([127, 0, 0, 1], 1)),
             client_addr: None,
             peer_addr: None,
+            peer_framed: Vec::new(),
             replication_factor: Some(3),
             load_bytes: None,
             last_repair: None,

@@ -1,10 +1,11 @@
-//! gRPC services: thin adapters from protobuf to the node's modules, and
-//! the internode client. Protobuf types and `tonic::Status` do not leave
+//! gRPC services: thin adapters from protobuf to the node's modules, the
+//! framed internode protocol, and the internode client. Protobuf types and `tonic::Status` do not leave
 //! this module.
 
 mod admin;
 pub mod bounds;
 mod convert;
+pub mod framed;
 pub mod gossip_mac;
 mod kv;
 pub mod limit;
@@ -17,5 +18,5 @@ mod users;
 
 pub use admin::{AdminService, NodeDescription};
 pub use kv::KeyValueService;
-pub use peer::{LateView, PeerService};
+pub use peer::{LateView, PeerService, served_counters};
 pub use replicas::NodeTransport;

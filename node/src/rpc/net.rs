@@ -10,11 +10,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use chitchat::transport::{Transport, UdpTransport};
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tonic::transport::server::TcpConnectInfo;
 
 /// A byte stream a connection runs over.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -22,11 +25,45 @@ pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 /// One accepted or dialled connection.
-pub struct Connection(Box<dyn Io>);
+pub struct Connection {
+    io: Box<dyn Io>,
+    /// Bytes already read from `io` that reads return first (what the
+    /// peer port looked at to tell the protocols apart).
+    unread: Bytes,
+    /// Its addresses, when it is TCP. tonic looks for this type to find a
+    /// TLS caller's certificates (`Request::peer_certs`).
+    addresses: TcpConnectInfo,
+}
 
 impl Connection {
     pub fn new(io: impl Io) -> Self {
-        Self(Box::new(io))
+        Self {
+            io: Box::new(io),
+            unread: Bytes::new(),
+            addresses: TcpConnectInfo {
+                local_addr: None,
+                remote_addr: None,
+            },
+        }
+    }
+
+    /// An accepted or dialled TCP stream.
+    pub fn tcp(stream: TcpStream) -> Self {
+        let addresses = TcpConnectInfo {
+            local_addr: stream.local_addr().ok(),
+            remote_addr: stream.peer_addr().ok(),
+        };
+        Self {
+            addresses,
+            ..Self::new(stream)
+        }
+    }
+
+    /// This connection, with `bytes` given back: the next reads return
+    /// them before anything else.
+    pub fn unread(mut self, bytes: Bytes) -> Self {
+        self.unread = bytes;
+        self
     }
 }
 
@@ -36,7 +73,13 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0).poll_read(cx, buf)
+        if !self.unread.is_empty() {
+            let n = self.unread.len().min(buf.remaining());
+            let given = self.unread.split_to(n);
+            buf.put_slice(&given);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut *self.io).poll_read(cx, buf)
     }
 }
 
@@ -46,15 +89,15 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.0).poll_write(cx, buf)
+        Pin::new(&mut *self.io).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0).poll_flush(cx)
+        Pin::new(&mut *self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0).poll_shutdown(cx)
+        Pin::new(&mut *self.io).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -62,18 +105,20 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.0).poll_write_vectored(cx, bufs)
+        Pin::new(&mut *self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+        self.io.is_write_vectored()
     }
 }
 
 impl tonic::transport::server::Connected for Connection {
-    type ConnectInfo = ();
+    type ConnectInfo = TcpConnectInfo;
 
-    fn connect_info(&self) -> Self::ConnectInfo {}
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.addresses.clone()
+    }
 }
 
 /// Connections as they are accepted.
@@ -94,6 +139,18 @@ impl Listener {
             .await
             .map(Listener::Tcp)
             .with_context(|| format!("cannot listen for {what} on {addr}"))
+    }
+
+    /// The next connection; `None` when no more will come. Accepted TCP
+    /// connections have Nagle's algorithm off (see [`serve`]).
+    pub async fn accept(&mut self) -> Option<io::Result<Connection>> {
+        match self {
+            Listener::Tcp(tcp) => Some(tcp.accept().await.and_then(|(stream, _)| {
+                stream.set_nodelay(true)?;
+                Ok(Connection::tcp(stream))
+            })),
+            Listener::Custom(incoming) => incoming.next().await,
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use ringkv_proto::internal::v1 as pbi;
 use ringkv_proto::internal::v1::peer_server::Peer;
+use rustls_pki_types::CertificateDer;
 use tonic::{Request, Response, Status};
 
 use super::bounds::{self, PeerBounds, range};
@@ -31,6 +32,14 @@ pub struct PeerService {
     view: LateView,
     /// With internode TLS: the name a caller's certificate must carry.
     peer_name: Option<String>,
+    /// Writes and reads served over gRPC.
+    served: [metrics::Counter; 2],
+}
+
+/// The counters of replica writes and reads served over `protocol`.
+pub fn served_counters(protocol: &'static str) -> [metrics::Counter; 2] {
+    let counter = |call: &'static str| metrics::counter!(crate::metrics::INTERNODE_REQUESTS, "protocol" => protocol, "call" => call);
+    [counter("write"), counter("read")]
 }
 
 impl PeerService {
@@ -48,6 +57,7 @@ impl PeerService {
             bounds,
             view,
             peer_name: None,
+            served: served_counters("grpc"),
         }
     }
 
@@ -62,11 +72,17 @@ impl PeerService {
     /// already checked that its certificate chains to the cluster CA; a
     /// client certificate of the same CA must not open the internode API.
     fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let certs = request.peer_certs();
+        self.admit_certificates(certs.as_ref().map(|certs| certs.as_slice()))
+    }
+
+    /// [`admit`](Self::admit) for a caller that presented `certs` (the
+    /// framed protocol's TLS handshake).
+    pub fn admit_certificates(&self, certs: Option<&[CertificateDer<'_>]>) -> Result<(), Status> {
         let Some(name) = &self.peer_name else {
             return Ok(());
         };
-        let certs = request.peer_certs();
-        let leaf = certs.as_ref().and_then(|certs| certs.first());
+        let leaf = certs.and_then(|certs| certs.first());
         let is_node = leaf.is_some_and(|der| {
             let subject = rustls_pki_types::ServerName::try_from(name.as_str());
             let cert = webpki::EndEntityCert::try_from(der);
@@ -79,6 +95,43 @@ impl PeerService {
                 "internode requests need a node certificate for {name:?} (internode_tls_server_name)"
             )))
         }
+    }
+
+    /// Merges a replica write into the store: the Write call of both
+    /// transports, after admission.
+    pub async fn serve_write(&self, request: pbi::ReplicaWriteRequest) -> Result<(), Status> {
+        validate_key(&request.key).map_err(status::from_coordinator)?;
+        let cell = request
+            .cell
+            .map(convert::cell_from_proto)
+            .ok_or_else(|| Status::invalid_argument("replica write without a cell"))?;
+        self.bounds.cell(&cell, self.now())?;
+        // Keep this node's clock ahead of every timestamp it has stored.
+        self.clock.observe(cell.timestamp);
+        self.store
+            .apply(Token::of(&request.key), &request.key, &cell)
+            .await
+            .map_err(status::from_storage)
+    }
+
+    /// Answers a replica read: the Read call of both transports, after
+    /// admission.
+    pub fn serve_read(
+        &self,
+        request: pbi::ReplicaReadRequest,
+    ) -> Result<pbi::ReplicaReadResponse, Status> {
+        validate_key(&request.key).map_err(status::from_coordinator)?;
+        let cell = self
+            .store
+            .read(Token::of(&request.key), &request.key)
+            .map_err(status::from_storage)?;
+        Ok(match ReadReply::answer(cell, request.digest_only) {
+            ReadReply::Digest(digest) => pbi::ReplicaReadResponse { cell: None, digest },
+            ReadReply::Data(cell) => pbi::ReplicaReadResponse {
+                cell: cell.as_ref().map(convert::cell_to_proto),
+                digest: bytes::Bytes::new(),
+            },
+        })
     }
 
     fn view(&self) -> Result<Arc<ClusterView>, Status> {
@@ -100,19 +153,8 @@ impl Peer for PeerService {
         request: Request<pbi::ReplicaWriteRequest>,
     ) -> Result<Response<pbi::ReplicaWriteResponse>, Status> {
         self.admit(&request)?;
-        let request = request.into_inner();
-        validate_key(&request.key).map_err(status::from_coordinator)?;
-        let cell = request
-            .cell
-            .map(convert::cell_from_proto)
-            .ok_or_else(|| Status::invalid_argument("replica write without a cell"))?;
-        self.bounds.cell(&cell, self.now())?;
-        // Keep this node's clock ahead of every timestamp it has stored.
-        self.clock.observe(cell.timestamp);
-        self.store
-            .apply(Token::of(&request.key), &request.key, &cell)
-            .await
-            .map_err(status::from_storage)?;
+        self.served[0].increment(1);
+        self.serve_write(request.into_inner()).await?;
         Ok(Response::new(pbi::ReplicaWriteResponse {}))
     }
 
@@ -121,20 +163,8 @@ impl Peer for PeerService {
         request: Request<pbi::ReplicaReadRequest>,
     ) -> Result<Response<pbi::ReplicaReadResponse>, Status> {
         self.admit(&request)?;
-        let request = request.into_inner();
-        validate_key(&request.key).map_err(status::from_coordinator)?;
-        let cell = self
-            .store
-            .read(Token::of(&request.key), &request.key)
-            .map_err(status::from_storage)?;
-        let response = match ReadReply::answer(cell, request.digest_only) {
-            ReadReply::Digest(digest) => pbi::ReplicaReadResponse { cell: None, digest },
-            ReadReply::Data(cell) => pbi::ReplicaReadResponse {
-                cell: cell.as_ref().map(convert::cell_to_proto),
-                digest: bytes::Bytes::new(),
-            },
-        };
-        Ok(Response::new(response))
+        self.served[1].increment(1);
+        self.serve_read(request.into_inner()).map(Response::new)
     }
 
     async fn write_batch(

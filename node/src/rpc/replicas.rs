@@ -1,16 +1,23 @@
 //! [`NodeTransport`]: the coordinator's replica transport on a real node.
 //! This node's own replica is served from the local store directly; other
-//! replicas over gRPC, one lazily connected channel per peer address
-//! (channels reconnect by themselves when a peer comes back).
+//! replicas over the network:
+//! - replica writes and reads over the framed protocol (see
+//!   [`framed`](super::framed)) to peers that gossip they serve it, unless
+//!   `internode_protocol = "grpc"`;
+//! - everything else, and every call to older peers, over gRPC: one lazily
+//!   connected channel per peer address (channels reconnect by themselves
+//!   when a peer comes back).
 //!
-//! Every request carries a deadline (`internode_timeout_ms`), and HTTP/2
-//! keepalive pings close a connection whose peer stopped answering, so a
-//! paused or black-holed peer fails requests instead of holding them (and
-//! whatever waits on them: hint replay, a repair holding its lock) forever.
+//! Every request carries a deadline (`internode_timeout_ms`), and a
+//! connection whose peer stopped answering is closed (HTTP/2 keepalive
+//! pings for gRPC; for frames, a call that timed out with nothing received
+//! on its connection), so a paused or black-holed peer fails requests
+//! instead of holding them (and whatever waits on them: hint replay, a
+//! repair holding its lock) forever.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +28,7 @@ use tonic::Code;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::convert;
+use super::framed::{ClientSettings, FramedClient, frame};
 use super::net::Dial;
 use crate::identity::NodeId;
 use crate::membership::ViewHandle;
@@ -49,6 +57,15 @@ pub struct NodeTransport {
     max_message: usize,
     /// Mutual TLS to peers; `None`: plaintext.
     tls: Option<ClientTlsConfig>,
+    /// How framed calls are made; `None`: gRPC only.
+    framed: Option<ClientSettings>,
+    framed_clients: Mutex<HashMap<SocketAddr, Arc<FramedClient>>>,
+}
+
+/// How one call reaches a peer.
+enum Route {
+    Framed(Arc<FramedClient>),
+    Grpc(PeerClient<Channel>),
 }
 
 impl NodeTransport {
@@ -62,7 +79,16 @@ impl NodeTransport {
             dial: None,
             max_message: usize::MAX,
             tls: None,
+            framed: None,
+            framed_clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Makes replica writes and reads over the framed protocol with
+    /// `settings`, to peers that serve it.
+    pub fn with_framed(mut self, settings: Option<ClientSettings>) -> Self {
+        self.framed = settings;
+        self
     }
 
     /// Calls peers over TLS with `tls` (see `rpc::tls`).
@@ -84,6 +110,29 @@ impl NodeTransport {
         self
     }
 
+    /// How a replica write or read reaches `node`.
+    fn route(&self, node: NodeId) -> Result<Route, ReplicaError> {
+        let view = self.view.load();
+        let member = view.member(&node);
+        let addr = member
+            .and_then(|m| m.peer_addr)
+            .ok_or_else(|| no_address(node))?;
+        let framed = member.is_some_and(|m| m.peer_framed.contains(&frame::VERSION));
+        match &self.framed {
+            Some(settings) if framed => {
+                let mut clients = self
+                    .framed_clients
+                    .lock()
+                    .map_err(|_| ReplicaError::Failed("peer client table poisoned".into()))?;
+                let client = clients
+                    .entry(addr)
+                    .or_insert_with(|| Arc::new(FramedClient::new(addr, settings.clone())));
+                Ok(Route::Framed(client.clone()))
+            }
+            _ => self.grpc_client(addr).map(Route::Grpc),
+        }
+    }
+
     /// The gRPC client of a peer, created on first use.
     fn client(&self, node: NodeId) -> Result<PeerClient<Channel>, ReplicaError> {
         let addr = self
@@ -91,9 +140,11 @@ impl NodeTransport {
             .load()
             .member(&node)
             .and_then(|m| m.peer_addr)
-            .ok_or_else(|| {
-                ReplicaError::Unreachable(format!("no peer address known for {node}"))
-            })?;
+            .ok_or_else(|| no_address(node))?;
+        self.grpc_client(addr)
+    }
+
+    fn grpc_client(&self, addr: SocketAddr) -> Result<PeerClient<Channel>, ReplicaError> {
         let mut clients = self
             .clients
             .lock()
@@ -134,8 +185,12 @@ impl NodeTransport {
     }
 }
 
+fn no_address(node: NodeId) -> ReplicaError {
+    ReplicaError::Unreachable(format!("no peer address known for {node}"))
+}
+
 /// How a failed internode call counts for the coordinator.
-fn replica_error(status: tonic::Status) -> ReplicaError {
+pub(super) fn replica_error(status: &tonic::Status) -> ReplicaError {
     match status.code() {
         Code::Unavailable => ReplicaError::Unreachable(status.message().to_owned()),
         Code::DeadlineExceeded | Code::Cancelled => ReplicaError::Timeout,
@@ -160,14 +215,20 @@ impl ReplicaTransport for NodeTransport {
                     .map_err(|e| ReplicaError::Failed(e.to_string()))
             });
         }
-        let client = self.client(to);
+        let route = self.route(to);
         Box::pin(async move {
             let request = pbi::ReplicaWriteRequest {
                 key,
                 cell: Some(convert::cell_to_proto(&cell)),
             };
-            client?.write(request).await.map_err(replica_error)?;
-            Ok(())
+            match route? {
+                Route::Framed(client) => client.write(request).await,
+                Route::Grpc(mut client) => client
+                    .write(request)
+                    .await
+                    .map(drop)
+                    .map_err(|status| replica_error(&status)),
+            }
         })
     }
 
@@ -186,14 +247,17 @@ impl ReplicaTransport for NodeTransport {
                 .map(|cell| ReadReply::answer(cell, digest_only));
             return Box::pin(std::future::ready(result));
         }
-        let client = self.client(to);
+        let route = self.route(to);
         Box::pin(async move {
             let request = pbi::ReplicaReadRequest { key, digest_only };
-            let response = client?
-                .read(request)
-                .await
-                .map_err(replica_error)?
-                .into_inner();
+            let response = match route? {
+                Route::Framed(client) => client.read(request).await?,
+                Route::Grpc(mut client) => client
+                    .read(request)
+                    .await
+                    .map_err(|status| replica_error(&status))?
+                    .into_inner(),
+            };
             Ok(if digest_only {
                 ReadReply::Digest(response.digest)
             } else {
@@ -238,7 +302,7 @@ impl RepairTransport for NodeTransport {
             let response = client?
                 .merkle_nodes(request)
                 .await
-                .map_err(replica_error)?
+                .map_err(|status| replica_error(&status))?
                 .into_inner();
             response
                 .hashes
@@ -265,7 +329,7 @@ impl RepairTransport for NodeTransport {
             let response = client?
                 .leaf_digests(request)
                 .await
-                .map_err(replica_error)?
+                .map_err(|status| replica_error(&status))?
                 .into_inner();
             Ok(response
                 .entries
@@ -286,7 +350,7 @@ impl RepairTransport for NodeTransport {
             let response = client?
                 .read_batch(pbi::ReadBatchRequest { keys })
                 .await
-                .map_err(replica_error)?
+                .map_err(|status| replica_error(&status))?
                 .into_inner();
             // A peer that predates keys_answered leaves it 0 and answers
             // everything; newer peers never answer 0 keys of a batch.
@@ -326,7 +390,7 @@ impl RepairTransport for NodeTransport {
             let response = client?
                 .stream_range(request)
                 .await
-                .map_err(replica_error)?
+                .map_err(|status| replica_error(&status))?
                 .into_inner();
             let cells = response
                 .entries
@@ -355,7 +419,10 @@ impl RepairTransport for NodeTransport {
             let request = pbi::WriteBatchRequest {
                 entries: key_cells(entries),
             };
-            client?.write_batch(request).await.map_err(replica_error)?;
+            client?
+                .write_batch(request)
+                .await
+                .map_err(|status| replica_error(&status))?;
             Ok(())
         })
     }

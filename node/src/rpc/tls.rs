@@ -1,4 +1,5 @@
-//! TLS for the node's gRPC ports (rustls, through tonic).
+//! TLS for the node's ports (rustls: through tonic for the gRPC services,
+//! directly for the RESP port and the framed internode protocol).
 //!
 //! - **Internode** (`internode_tls`): mutual TLS. Each node presents its
 //!   certificate (`tls_cert_file`, `tls_key_file`) both when it serves the
@@ -37,20 +38,33 @@ pub struct NodeTls {
     /// Serving the RESP port (the client API's settings, for rustls
     /// directly: the RESP port is not a tonic service).
     pub resp: Option<Arc<rustls::ServerConfig>>,
+    /// The internode settings for the framed protocol (rustls directly).
+    pub framed: Option<FramedTls>,
+}
+
+/// Internode mutual TLS as rustls configurations, for the framed internode
+/// protocol: the same certificate, CA and peer name as the gRPC side.
+#[derive(Debug, Clone)]
+pub struct FramedTls {
+    /// Serving: client certificates of the cluster CA required.
+    pub server: Arc<rustls::ServerConfig>,
+    /// Calling: this node's certificate presented, the peer's checked
+    /// against the CA for `name`.
+    pub client: Arc<rustls::ClientConfig>,
+    /// `internode_tls_server_name`.
+    pub name: rustls_pki_types::ServerName<'static>,
 }
 
 fn invalid(field: &'static str, reason: String) -> ConfigError {
     ConfigError::Invalid { field, reason }
 }
 
-/// The client API's TLS as a rustls server configuration: the node's
-/// certificate, and with `client_tls_require_cert` client certificates
-/// checked against the CA.
-fn rustls_server(
-    cert_pem: &[u8],
-    key_pem: &[u8],
-    client_ca_pem: Option<&[u8]>,
-) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+type CertsAndKey = (
+    Vec<rustls_pki_types::CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+);
+
+fn certs_and_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertsAndKey, ConfigError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_slice_iter(cert_pem)
@@ -67,24 +81,49 @@ fn rustls_server(
             format!("cannot read the private key: {error}"),
         )
     })?;
+    Ok((certs, key))
+}
+
+fn roots(ca_pem: &[u8]) -> Result<Arc<rustls::RootCertStore>, ConfigError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert =
+            cert.map_err(|error| invalid("tls_ca_file", format!("cannot read the CA: {error}")))?;
+        roots
+            .add(cert)
+            .map_err(|error| invalid("tls_ca_file", error.to_string()))?;
+    }
+    Ok(Arc::new(roots))
+}
+
+fn key_mismatch(error: rustls::Error) -> ConfigError {
+    invalid(
+        "tls_key_file",
+        format!("does not fit the certificate: {error}"),
+    )
+}
+
+/// A rustls server configuration presenting the node's certificate, and
+/// with `client_ca_pem` demanding client certificates of that CA. `what`
+/// names the setting that turned it on, for errors.
+fn rustls_server(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: Option<&[u8]>,
+    what: &'static str,
+) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    let (certs, key) = certs_and_key(cert_pem, key_pem)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|error| invalid("client_tls", error.to_string()))?;
+        .map_err(|error| invalid(what, error.to_string()))?;
     let builder = match client_ca_pem {
         None => builder.with_no_client_auth(),
         Some(ca_pem) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(ca_pem) {
-                let cert = cert.map_err(|error| {
-                    invalid("tls_ca_file", format!("cannot read the CA: {error}"))
-                })?;
-                roots
-                    .add(cert)
-                    .map_err(|error| invalid("tls_ca_file", error.to_string()))?;
-            }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
+                roots(ca_pem)?,
                 provider,
             )
             .build()
@@ -92,13 +131,37 @@ fn rustls_server(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let config = builder.with_single_cert(certs, key).map_err(|error| {
+    let config = builder.with_single_cert(certs, key).map_err(key_mismatch)?;
+    Ok(Arc::new(config))
+}
+
+/// The framed internode protocol's TLS: mutual, against the cluster CA.
+fn framed_tls(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    ca_pem: &[u8],
+    name: &str,
+) -> Result<FramedTls, ConfigError> {
+    let server = rustls_server(cert_pem, key_pem, Some(ca_pem), "internode_tls")?;
+    let (certs, key) = certs_and_key(cert_pem, key_pem)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| invalid("internode_tls", error.to_string()))?
+        .with_root_certificates(roots(ca_pem)?)
+        .with_client_auth_cert(certs, key)
+        .map_err(key_mismatch)?;
+    let name = rustls_pki_types::ServerName::try_from(name.to_owned()).map_err(|error| {
         invalid(
-            "tls_key_file",
-            format!("does not fit the certificate: {error}"),
+            "internode_tls_server_name",
+            format!("{name:?} is not a DNS name or IP address: {error}"),
         )
     })?;
-    Ok(Arc::new(config))
+    Ok(FramedTls {
+        server,
+        client: Arc::new(client),
+        name,
+    })
 }
 
 fn read(field: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
@@ -140,9 +203,18 @@ impl NodeTls {
         let ca = ca_pem.as_ref().map(Certificate::from_pem);
         let resp = if config.client_tls && config.resp_enabled {
             let client_ca = ca_pem.as_deref().filter(|_| config.client_tls_require_cert);
-            Some(rustls_server(&cert_pem, &key_pem, client_ca)?)
+            Some(rustls_server(&cert_pem, &key_pem, client_ca, "client_tls")?)
         } else {
             None
+        };
+        let framed = match (&ca_pem, config.internode_tls) {
+            (Some(ca_pem), true) => Some(framed_tls(
+                &cert_pem,
+                &key_pem,
+                ca_pem,
+                &config.internode_tls_server_name,
+            )?),
+            _ => None,
         };
         let internode = match (&ca, config.internode_tls) {
             (Some(ca), true) => Some((
@@ -167,6 +239,7 @@ impl NodeTls {
             internode,
             client,
             resp,
+            framed,
         })
     }
 }

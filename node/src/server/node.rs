@@ -21,7 +21,7 @@ use super::lifecycle::Lifecycle;
 use super::{Listeners, http};
 use crate::auth::{Authenticator, RequireAuth, Role, UserStore};
 use crate::clock::{HybridClock, WallClock};
-use crate::config::Config;
+use crate::config::{Config, InternodeProtocol};
 use crate::coordinator::Coordinator;
 use crate::hints::{HintStore, run_replay};
 use crate::identity::{self, NodeId};
@@ -31,6 +31,7 @@ use crate::membership::{GossipSettings, Membership, ViewHandle, persist};
 use crate::peer::{RepairTransport, ReplicaTransport, TreeCache};
 use crate::repair::{LEAVES_PER_RANGE, LocalReplica, Repairer, load_last_completed, run_scheduler};
 use crate::resp::{RespServer, RespSettings};
+use crate::rpc::framed::{self, ClientSettings, FramedServer};
 use crate::rpc::limit::{BodyLimit, InFlightLimit, peer_body_limit};
 use crate::rpc::net::{self, Listener, Network};
 use crate::rpc::tls::NodeTls;
@@ -244,28 +245,36 @@ impl Node {
 
         let late_view: LateView = Arc::default();
         let (_, peer_limit) = config.in_flight_limits();
-        let service = InFlightLimit::new("internode", peer_limit).wrap(BodyLimit::new(
-            PeerServer::new(
-                PeerService::new(
-                    self.store.clone(),
-                    self.clock.clone(),
-                    self.trees.clone(),
-                    config.peer_bounds(),
-                    late_view.clone(),
-                )
-                .with_peer_name(config.internode_peer_name()),
+        let internode_timeout = Duration::from_millis(config.internode_timeout_ms);
+        let service = Arc::new(
+            PeerService::new(
+                self.store.clone(),
+                self.clock.clone(),
+                self.trees.clone(),
+                config.peer_bounds(),
+                late_view.clone(),
             )
-            .max_decoding_message_size(max_message)
-            .max_encoding_message_size(max_message),
+            .with_peer_name(config.internode_peer_name()),
+        );
+        // Both protocols of the peer port share the in-flight limit.
+        let limit = InFlightLimit::new("internode", peer_limit);
+        let grpc = limit.wrap(BodyLimit::new(
+            PeerServer::from_arc(service.clone())
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_message),
             peer_body_limit,
         ));
+        let framed_tls = self.tls.framed.clone();
+        let framed = Arc::new(
+            FramedServer::new(service, limit, internode_timeout, max_message)
+                .with_tls(framed_tls.as_ref().map(|tls| tls.server.clone())),
+        );
         let peer_stop = self.life.peer_stop.clone();
-        let internode_timeout = Duration::from_millis(config.internode_timeout_ms);
         let (peer_tls, dial_tls) = self.tls.internode.clone().unzip();
         let mut server = server_builder(peer_limit, peer_tls)?.timeout(internode_timeout);
         self.life.peer.spawn(async move {
-            let router = server.add_service(service);
-            if let Err(error) = net::serve(router, peer, peer_stop.cancelled_owned()).await {
+            let router = server.add_service(grpc);
+            if let Err(error) = framed::serve(router, framed, peer, peer_stop).await {
                 tracing::error!(%error, "internode API server failed");
             }
         });
@@ -330,7 +339,16 @@ impl Node {
             )
             .with_dial(self.network.dial.clone())
             .with_max_message(max_message)
-            .with_tls(dial_tls),
+            .with_tls(dial_tls)
+            .with_framed(
+                (config.internode_protocol == InternodeProtocol::Framed).then(|| ClientSettings {
+                    dial: self.network.dial.clone(),
+                    tls: framed_tls.map(|tls| (tls.client, tls.name)),
+                    deadline: internode_timeout,
+                    max_message,
+                    keepalive: framed::KEEPALIVE_INTERVAL,
+                }),
+            ),
         );
         let topology = Arc::new(Topology::new(
             membership.clone(),
@@ -866,6 +884,7 @@ fn initial_gossip(
         ),
         (keys::CLIENT_ADDR, advertised.client.to_string()),
         (keys::PEER_ADDR, advertised.peer.to_string()),
+        (keys::PEER_FRAMED, framed::frame::VERSION.to_string()),
     ]
     .into_iter()
     .chain(extra)

@@ -1,0 +1,357 @@
+//! The peer port's serving side: it tells framed connections from gRPC
+//! ones by their first bytes, hands gRPC connections (plain or TLS) to
+//! tonic, and serves framed ones itself.
+//!
+//! A framed connection is served in four steps:
+//! 1. the version byte after the magic, then the TLS handshake when
+//!    internode TLS is on, and the same node-certificate check as the gRPC
+//!    service; a refusal is one error frame with id 0, then the close;
+//! 2. a reader decodes every complete frame of each read; a frame too
+//!    large or malformed at the framing level is answered with an error
+//!    frame with id 0 and the connection closes (the stream cannot be
+//!    resynchronised), while a bad body or an unknown kind only fails that
+//!    request;
+//! 3. each request takes a permit of the node's internode in-flight limit
+//!    (`max_peer_requests_in_flight`, shared with the gRPC service; none
+//!    left: an `overloaded` error frame) and a permit of its connection's
+//!    own bound, then runs as its own task with the internode deadline;
+//! 4. answers go to the connection's writer, which coalesces them.
+//!
+//! Pings are answered at once. A connection on which nothing arrives for
+//! [`IDLE_LIMIT`] is closed (its caller pings it far more often).
+//!
+//! When the node stops, readers stop reading; requests already read are
+//! answered before their connections close.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use prost::Message;
+use ringkv_proto::internal::v1 as pbi;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::rustls;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::Status;
+
+use super::frame::{self, Frame, Kind, MAGIC, VERSION};
+use super::writer::{Body, Outgoing, QUEUE_FRAMES, write_frames};
+use crate::rpc::limit::InFlightLimit;
+use crate::rpc::net::{Connection, Listener};
+use crate::rpc::{PeerService, served_counters};
+
+/// How long a new connection may take to send its first bytes, and a
+/// framed one its version and TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes read from a connection at a time (at least).
+const READ_CHUNK: usize = 64 << 10;
+/// Pause after a failed accept (out of file descriptors, say), so the
+/// loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// gRPC connections waiting to be picked up by tonic.
+const GRPC_BACKLOG: usize = 128;
+/// A framed connection on which nothing arrived for this long is closed:
+/// its caller is gone (callers ping an idle connection every few seconds,
+/// see the client's `KEEPALIVE_INTERVAL`).
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Serves the framed protocol over a [`PeerService`].
+pub struct FramedServer {
+    service: Arc<PeerService>,
+    limit: InFlightLimit,
+    /// Deadline of each request, and how long a write may stall.
+    deadline: Duration,
+    /// Largest frame body accepted.
+    max_message: usize,
+    /// Internode TLS (client certificates required); `None`: plaintext.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// Writes and reads served.
+    served: [metrics::Counter; 2],
+}
+
+impl FramedServer {
+    pub fn new(
+        service: Arc<PeerService>,
+        limit: InFlightLimit,
+        deadline: Duration,
+        max_message: usize,
+    ) -> Self {
+        Self {
+            service,
+            limit,
+            deadline,
+            max_message,
+            tls: None,
+            served: served_counters("framed"),
+        }
+    }
+
+    pub fn with_tls(mut self, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Step 1: the rest of the handshake of a connection whose magic was
+    /// read, then the connection's requests until it ends or `stop`.
+    async fn serve_connection(self: Arc<Self>, mut io: Connection, stop: CancellationToken) {
+        let version = tokio::time::timeout(HANDSHAKE_TIMEOUT, io.read_u8()).await;
+        match version {
+            Ok(Ok(VERSION)) => {}
+            Ok(Ok(other)) => {
+                let why = format!(
+                    "framed internode protocol version {other} is not spoken here (this node speaks {VERSION})"
+                );
+                return refuse(io, Status::unimplemented(why)).await;
+            }
+            _ => return,
+        }
+        let io = match &self.tls {
+            None => io,
+            Some(config) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+                let stream =
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, "framed internode TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                let certs = stream.get_ref().1.peer_certificates();
+                if let Err(status) = self.service.admit_certificates(certs) {
+                    return refuse(Connection::new(stream), status).await;
+                }
+                Connection::new(stream)
+            }
+        };
+        self.run(io, stop).await;
+    }
+
+    /// Steps 2 to 4.
+    async fn run(self: Arc<Self>, io: Connection, stop: CancellationToken) {
+        let (mut reader, writer) = tokio::io::split(io);
+        let (queue, waiting) = mpsc::channel(QUEUE_FRAMES);
+        let broken = CancellationToken::new();
+        let writing = tokio::spawn({
+            let (broken, stall) = (broken.clone(), self.deadline);
+            async move {
+                if let Err(error) = write_frames(waiting, writer, stall).await {
+                    tracing::debug!(%error, "framed internode connection lost");
+                }
+                broken.cancel();
+            }
+        });
+        // Requests of this connection being worked on or queued, at most.
+        let unanswered = Arc::new(Semaphore::new(QUEUE_FRAMES));
+        let mut buffer = BytesMut::with_capacity(READ_CHUNK);
+        'connection: loop {
+            loop {
+                let frame = match frame::decode(&mut buffer, self.max_message) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(error) => {
+                        let status = Status::invalid_argument(error.to_string());
+                        let refusal = Outgoing {
+                            id: 0,
+                            body: Body::error(&status),
+                        };
+                        let _ = queue.send(refusal).await;
+                        break 'connection;
+                    }
+                };
+                if Kind::of(frame.kind) == Some(Kind::Ping) {
+                    let pong = Outgoing {
+                        id: frame.id,
+                        body: Body::Pong,
+                    };
+                    if queue.send(pong).await.is_err() {
+                        break 'connection;
+                    }
+                    continue;
+                }
+                let permit = tokio::select! {
+                    permit = unanswered.clone().acquire_owned() => permit,
+                    () = stop.cancelled() => break 'connection,
+                    () = broken.cancelled() => break 'connection,
+                };
+                let Ok(permit) = permit else {
+                    break 'connection;
+                };
+                self.clone().dispatch(frame, queue.clone(), permit);
+            }
+            if buffer.capacity() - buffer.len() < READ_CHUNK / 4 {
+                buffer.reserve(READ_CHUNK);
+            }
+            let read = tokio::select! {
+                read = tokio::time::timeout(IDLE_LIMIT, reader.read_buf(&mut buffer)) => read,
+                () = stop.cancelled() => break,
+                () = broken.cancelled() => break,
+            };
+            match read {
+                Err(_) => {
+                    tracing::debug!(
+                        "closing a framed internode connection idle for {IDLE_LIMIT:?}"
+                    );
+                    break;
+                }
+                Ok(Ok(0)) => break,
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "framed internode connection lost");
+                    break;
+                }
+            }
+        }
+        // The writer ends once the requests in flight have queued their
+        // answers (each holds a sender).
+        drop(queue);
+        let _ = writing.await;
+    }
+
+    /// Step 3: runs one request as its own task.
+    fn dispatch(
+        self: Arc<Self>,
+        frame: Frame,
+        queue: mpsc::Sender<Outgoing>,
+        unanswered: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let id = frame.id;
+        let permit = match self.limit.try_acquire() {
+            Ok(permit) => permit,
+            Err(why) => {
+                let status = Status::resource_exhausted(format!("overloaded: {why}"));
+                tokio::spawn(async move {
+                    let _ = queue
+                        .send(Outgoing {
+                            id,
+                            body: Body::error(&status),
+                        })
+                        .await;
+                    drop(unanswered);
+                });
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            let answer = tokio::time::timeout(self.deadline, self.answer(frame.kind, frame.body));
+            let body = match answer.await {
+                Ok(Ok(body)) => body,
+                Ok(Err(status)) => Body::error(&status),
+                Err(_) => Body::error(&Status::deadline_exceeded(format!(
+                    "the replica did not answer within {:?} (internode_timeout_ms)",
+                    self.deadline
+                ))),
+            };
+            drop(permit);
+            let _ = queue.send(Outgoing { id, body }).await;
+            drop(unanswered);
+        });
+    }
+
+    /// What the service answers to a request frame.
+    async fn answer(&self, kind: u8, body: Bytes) -> Result<Body, Status> {
+        let malformed = |error: prost::DecodeError| {
+            Status::invalid_argument(format!("malformed internode request: {error}"))
+        };
+        match Kind::of(kind) {
+            Some(Kind::Write) => {
+                let request = pbi::ReplicaWriteRequest::decode(body).map_err(malformed)?;
+                self.served[0].increment(1);
+                self.service.serve_write(request).await?;
+                Ok(Body::WriteAnswer)
+            }
+            Some(Kind::Read) => {
+                let request = pbi::ReplicaReadRequest::decode(body).map_err(malformed)?;
+                self.served[1].increment(1);
+                Ok(Body::ReadAnswer(self.service.serve_read(request)?))
+            }
+            _ => Err(Status::unimplemented(format!(
+                "frame kind {kind} is not a request this node serves"
+            ))),
+        }
+    }
+}
+
+/// Sends one connection-level error frame and closes.
+async fn refuse(mut io: Connection, status: Status) {
+    let mut wire = BytesMut::new();
+    Outgoing {
+        id: 0,
+        body: Body::error(&status),
+    }
+    .encode(&mut wire);
+    let sent = async {
+        io.write_all(&wire).await?;
+        io.flush().await?;
+        io.shutdown().await
+    };
+    let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, sent).await;
+}
+
+/// Serves the peer port until `stop`: framed connections with `framed`,
+/// every other connection (gRPC, plaintext or TLS) with `router`.
+pub async fn serve(
+    router: tonic::transport::server::Router,
+    framed: Arc<FramedServer>,
+    mut listener: Listener,
+    stop: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let (to_grpc, grpc) = mpsc::channel::<io::Result<Connection>>(GRPC_BACKLOG);
+    let connections = TaskTracker::new();
+    let accepting = {
+        let (stop, connections) = (stop.clone(), connections.clone());
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    () = stop.cancelled() => break,
+                };
+                match accepted {
+                    None => break,
+                    Some(Ok(connection)) => {
+                        let (framed, to_grpc, stop) =
+                            (framed.clone(), to_grpc.clone(), stop.clone());
+                        connections.spawn(sniff(connection, framed, to_grpc, stop));
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "cannot accept an internode connection");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                }
+            }
+        })
+    };
+    let grpc = tokio_stream::wrappers::ReceiverStream::new(grpc);
+    let served = router
+        .serve_with_incoming_shutdown(grpc.map(|c| c), stop.cancelled())
+        .await;
+    let _ = accepting.await;
+    connections.close();
+    connections.wait().await;
+    served
+}
+
+/// Reads a connection's first bytes: the framed magic, or anything else
+/// (HTTP/2's preface, a TLS handshake), given back to tonic unread.
+async fn sniff(
+    mut connection: Connection,
+    framed: Arc<FramedServer>,
+    to_grpc: mpsc::Sender<io::Result<Connection>>,
+    stop: CancellationToken,
+) {
+    let mut first = [0; MAGIC.len()];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, connection.read_exact(&mut first)).await {
+        Ok(Ok(_)) if &first == MAGIC => framed.serve_connection(connection, stop).await,
+        Ok(Ok(_)) => {
+            let connection = connection.unread(Bytes::copy_from_slice(&first));
+            let _ = to_grpc.send(Ok(connection)).await;
+        }
+        // Closed, or silent: nothing to serve.
+        _ => {}
+    }
+}
