@@ -1,239 +1,38 @@
-//! The internode transport question of issue 13: does a multiplexed,
-//! length-prefixed protobuf protocol on one TCP connection beat tonic
-//! (gRPC over HTTP/2) for the Peer service's hot calls?
+//! The internode transports of ringkv, measured: the Peer service's hot
+//! calls (replica writes and reads) over gRPC (tonic, HTTP/2) and over the
+//! framed protocol the node uses (`ringkv_node::rpc::framed`), the real
+//! code of both sides.
 //!
-//! Both sides run in this process on loopback, on a 2-thread runtime like
-//! a node's on this machine, with the same handler (an in-memory map) and
-//! the same `.proto` messages (`ReplicaWriteRequest`, `ReplicaReadRequest`
-//! and their answers, 100-byte values):
-//!
-//! - `tonic`: the generated `PeerClient` and `PeerServer`, one channel;
-//! - `framed`: frames of `[u32 length][u64 request id][u8 kind][protobuf]`
-//!   on one TCP connection, answers matched by id; a writer task per side
-//!   sends every frame that is ready in one `write` (coalescing).
-//!
-//! For each, CONCURRENCY callers issue alternating writes and reads for
-//! SECONDS; the output is calls per second and the process's CPU time
-//! (getrusage: client and server together) per call.
+//! One peer port on loopback serves both protocols, as a node's does, over
+//! the real `PeerService` on an in-memory store; a 2-thread runtime, as a
+//! node's on this machine; 100-byte values. For each transport,
+//! CONCURRENCY callers issue alternating writes and reads for SECONDS; the
+//! output is calls per second and the process's CPU time (getrusage:
+//! callers and server together) per call.
 //!
 //! Run: `cargo bench --bench internode [-- SECONDS CONCURRENCY]`.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use futures::StreamExt;
-use prost::Message;
+use bytes::Bytes;
+use ringkv_node::clock::{HybridClock, SkewLimit, WallClock};
+use ringkv_node::peer::TreeCache;
+use ringkv_node::rpc::bounds::PeerBounds;
+use ringkv_node::rpc::framed::{self, ClientSettings, FramedClient, FramedServer};
+use ringkv_node::rpc::limit::InFlightLimit;
+use ringkv_node::rpc::net::Listener;
+use ringkv_node::rpc::{LateView, PeerService};
+use ringkv_node::storage::{DirtyMap, LocalStore, MemoryStorage, SyncMode};
 use ringkv_proto::internal::v1 as pbi;
 use ringkv_proto::internal::v1::peer_client::PeerClient;
-use ringkv_proto::internal::v1::peer_server::{Peer, PeerServer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
-use tonic::{Request, Response, Status};
+use ringkv_proto::internal::v1::peer_server::PeerServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 const KEYS: u64 = 100_000;
-const WRITE: u8 = 1;
-const READ: u8 = 2;
-/// Largest frame either side accepts.
-const MAX_FRAME: usize = 1 << 20;
-
-/// The handler both transports call: a map of cells.
-#[derive(Default)]
-struct Store {
-    cells: Mutex<HashMap<Bytes, pbi::Cell>>,
-}
-
-impl Store {
-    fn write(&self, request: pbi::ReplicaWriteRequest) -> pbi::ReplicaWriteResponse {
-        if let (Ok(mut cells), Some(cell)) = (self.cells.lock(), request.cell) {
-            cells.insert(request.key, cell);
-        }
-        pbi::ReplicaWriteResponse {}
-    }
-
-    fn read(&self, request: pbi::ReplicaReadRequest) -> pbi::ReplicaReadResponse {
-        let cell = self
-            .cells
-            .lock()
-            .ok()
-            .and_then(|cells| cells.get(&request.key).cloned());
-        pbi::ReplicaReadResponse {
-            cell,
-            digest: Bytes::new(),
-        }
-    }
-}
-
-struct TonicPeer(Arc<Store>);
-
-#[tonic::async_trait]
-impl Peer for TonicPeer {
-    async fn write(
-        &self,
-        request: Request<pbi::ReplicaWriteRequest>,
-    ) -> Result<Response<pbi::ReplicaWriteResponse>, Status> {
-        Ok(Response::new(self.0.write(request.into_inner())))
-    }
-    async fn read(
-        &self,
-        request: Request<pbi::ReplicaReadRequest>,
-    ) -> Result<Response<pbi::ReplicaReadResponse>, Status> {
-        Ok(Response::new(self.0.read(request.into_inner())))
-    }
-    async fn write_batch(
-        &self,
-        _: Request<pbi::WriteBatchRequest>,
-    ) -> Result<Response<pbi::WriteBatchResponse>, Status> {
-        Err(Status::unimplemented("not in this benchmark"))
-    }
-    async fn read_batch(
-        &self,
-        _: Request<pbi::ReadBatchRequest>,
-    ) -> Result<Response<pbi::ReadBatchResponse>, Status> {
-        Err(Status::unimplemented("not in this benchmark"))
-    }
-    async fn merkle_nodes(
-        &self,
-        _: Request<pbi::MerkleNodesRequest>,
-    ) -> Result<Response<pbi::MerkleNodesResponse>, Status> {
-        Err(Status::unimplemented("not in this benchmark"))
-    }
-    async fn leaf_digests(
-        &self,
-        _: Request<pbi::LeafDigestsRequest>,
-    ) -> Result<Response<pbi::LeafDigestsResponse>, Status> {
-        Err(Status::unimplemented("not in this benchmark"))
-    }
-    async fn stream_range(
-        &self,
-        _: Request<pbi::StreamRangeRequest>,
-    ) -> Result<Response<pbi::StreamRangeResponse>, Status> {
-        Err(Status::unimplemented("not in this benchmark"))
-    }
-}
-
-/// One frame: header and protobuf body.
-fn frame(id: u64, kind: u8, body: &impl Message) -> Bytes {
-    let len = 9 + body.encoded_len();
-    let mut out = BytesMut::with_capacity(4 + len);
-    out.put_u32(len as u32);
-    out.put_u64(id);
-    out.put_u8(kind);
-    body.encode(&mut out).expect("capacity reserved");
-    out.freeze()
-}
-
-/// Reads one frame: (id, kind, body); `None` at end of stream.
-async fn read_frame(
-    reader: &mut tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
-) -> std::io::Result<Option<(u64, u8, Bytes)>> {
-    let len = match reader.read_u32().await {
-        Ok(len) => len as usize,
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if !(9..=MAX_FRAME).contains(&len) {
-        return Err(std::io::Error::other(format!("bad frame length {len}")));
-    }
-    let mut buf = BytesMut::zeroed(len);
-    reader.read_exact(&mut buf).await?;
-    let mut buf = buf.freeze();
-    let id = buf.get_u64();
-    let kind = buf.get_u8();
-    Ok(Some((id, kind, buf)))
-}
-
-/// Writes every frame that is ready in one call.
-async fn writer(mut rx: mpsc::UnboundedReceiver<Bytes>, mut out: tokio::net::tcp::OwnedWriteHalf) {
-    let mut batch = BytesMut::new();
-    while let Some(first) = rx.recv().await {
-        batch.extend_from_slice(&first);
-        while let Ok(next) = rx.try_recv() {
-            batch.extend_from_slice(&next);
-            if batch.len() > 256 << 10 {
-                break;
-            }
-        }
-        if out.write_all(&batch).await.is_err() {
-            return;
-        }
-        batch.clear();
-    }
-}
-
-async fn serve_framed(listener: TcpListener, store: Arc<Store>) {
-    while let Ok((stream, _)) = listener.accept().await {
-        stream.set_nodelay(true).ok();
-        let store = store.clone();
-        tokio::spawn(async move {
-            let (read, write) = stream.into_split();
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(writer(rx, write));
-            let mut reader = tokio::io::BufReader::with_capacity(64 << 10, read);
-            while let Ok(Some((id, kind, body))) = read_frame(&mut reader).await {
-                let answer = match kind {
-                    WRITE => match pbi::ReplicaWriteRequest::decode(body) {
-                        Ok(request) => frame(id, kind, &store.write(request)),
-                        Err(_) => return,
-                    },
-                    READ => match pbi::ReplicaReadRequest::decode(body) {
-                        Ok(request) => frame(id, kind, &store.read(request)),
-                        Err(_) => return,
-                    },
-                    _ => return,
-                };
-                if tx.send(answer).is_err() {
-                    return;
-                }
-            }
-        });
-    }
-}
-
-/// The framed client: one connection, answers matched by request id.
-#[derive(Clone)]
-struct FramedClient {
-    tx: mpsc::UnboundedSender<Bytes>,
-    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>>,
-    next: Arc<AtomicU64>,
-}
-
-impl FramedClient {
-    async fn connect(addr: SocketAddr) -> FramedClient {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        stream.set_nodelay(true).ok();
-        let (read, write) = stream.into_split();
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(rx, write));
-        let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>> = Arc::default();
-        let answers = pending.clone();
-        tokio::spawn(async move {
-            let mut reader = tokio::io::BufReader::with_capacity(64 << 10, read);
-            while let Ok(Some((id, _, body))) = read_frame(&mut reader).await {
-                if let Some(waiter) = answers.lock().expect("pending").remove(&id) {
-                    let _ = waiter.send(body);
-                }
-            }
-        });
-        FramedClient {
-            tx,
-            pending,
-            next: Arc::new(AtomicU64::new(1)),
-        }
-    }
-
-    async fn call(&self, kind: u8, body: &impl Message) -> Bytes {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (done, answer) = oneshot::channel();
-        self.pending.lock().expect("pending").insert(id, done);
-        self.tx.send(frame(id, kind, body)).expect("writer alive");
-        answer.await.expect("answer")
-    }
-}
+const MAX_MESSAGE: usize = 4 << 20;
 
 fn cpu_seconds() -> f64 {
     // SAFETY: getrusage writes into the struct it is given.
@@ -248,7 +47,7 @@ fn request(i: u64, value: &Bytes) -> (pbi::ReplicaWriteRequest, pbi::ReplicaRead
     let write = pbi::ReplicaWriteRequest {
         key: key.clone(),
         cell: Some(pbi::Cell {
-            timestamp_micros: i as i64,
+            timestamp_micros: WallClock::system().micros(),
             tombstone: false,
             local_deletion_time: None,
             value: value.clone(),
@@ -261,6 +60,38 @@ fn request(i: u64, value: &Bytes) -> (pbi::ReplicaWriteRequest, pbi::ReplicaRead
             digest_only: false,
         },
     )
+}
+
+/// The peer port of a node with an in-memory store, serving both
+/// protocols until `stop`.
+async fn peer_port(stop: CancellationToken) -> std::net::SocketAddr {
+    let engine = Arc::new(MemoryStorage::default());
+    let store = LocalStore::new(engine.clone(), SyncMode::Periodic, None);
+    let service = Arc::new(PeerService::new(
+        store,
+        Arc::new(HybridClock::new(WallClock::system())),
+        Arc::new(TreeCache::new(engine, Arc::new(DirtyMap::default()), 256)),
+        PeerBounds {
+            max_value_size: 1 << 20,
+            max_clock_skew: SkewLimit::from_millis(60_000),
+        },
+        LateView::default(),
+    ));
+    let limit = InFlightLimit::new("internode", 4096);
+    let deadline = Duration::from_secs(30);
+    let framed = Arc::new(FramedServer::new(
+        service.clone(),
+        limit,
+        deadline,
+        MAX_MESSAGE,
+    ));
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(PeerServer::from_arc(service));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(framed::serve(router, framed, Listener::Tcp(listener), stop));
+    addr
 }
 
 /// Runs `call` from `concurrency` tasks for `seconds`; (calls/s, CPU µs/call).
@@ -316,47 +147,39 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async move {
         let value = Bytes::from(vec![b'v'; 100]);
-        let store = Arc::new(Store::default());
-
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let tonic_addr = listener.local_addr().expect("addr");
-        let server = PeerServer::new(TonicPeer(store.clone()));
-        // A custom listener: TCP_NODELAY is set on each accepted socket.
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
-            if let Ok(stream) = &stream {
-                stream.set_nodelay(true).ok();
-            }
-            stream
-        });
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(server)
-                .serve_with_incoming(incoming),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let framed_addr = listener.local_addr().expect("addr");
-        tokio::spawn(serve_framed(listener, store));
-
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{tonic_addr}"))
+        let stop = CancellationToken::new();
+        let addr = peer_port(stop.clone()).await;
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .expect("endpoint")
             .tcp_nodelay(true)
             .connect()
             .await
             .expect("connect");
-        let tonic_client = PeerClient::new(channel);
-        let framed = FramedClient::connect(framed_addr).await;
+        let grpc = PeerClient::new(channel);
+        let framed = Arc::new(FramedClient::new(
+            addr,
+            ClientSettings {
+                dial: None,
+                tls: None,
+                deadline: Duration::from_secs(30),
+                max_message: MAX_MESSAGE,
+                keepalive: framed::KEEPALIVE_INTERVAL,
+            },
+        ));
 
-        println!("{seconds} s per run, {concurrency} callers, alternating write and read, 100-byte values");
+        println!(
+            "{seconds} s per run, {concurrency} callers, alternating write and read, 100-byte values"
+        );
         for round in 0..2 {
-            let (client, shared) = (tonic_client.clone(), value.clone());
-            measure(&format!("tonic #{}", round + 1), seconds, concurrency, move |i| {
+            let (client, shared) = (grpc.clone(), value.clone());
+            measure(&format!("gRPC #{}", round + 1), seconds, concurrency, move |i| {
                 let (mut client, value) = (client.clone(), shared.clone());
                 async move {
                     let (write, read) = request(i, &value);
                     if i % 2 == 0 {
-                        client.write(write).await.expect("tonic write");
+                        client.write(write).await.expect("gRPC write");
                     } else {
-                        client.read(read).await.expect("tonic read");
+                        client.read(read).await.expect("gRPC read");
                     }
                 }
             })
@@ -367,14 +190,14 @@ fn main() {
                 async move {
                     let (write, read) = request(i, &value);
                     if i % 2 == 0 {
-                        client.call(WRITE, &write).await;
+                        client.write(write).await.expect("framed write");
                     } else {
-                        let answer = client.call(READ, &read).await;
-                        pbi::ReplicaReadResponse::decode(answer).expect("framed read");
+                        client.read(read).await.expect("framed read");
                     }
                 }
             })
             .await;
         }
+        stop.cancel();
     });
 }

@@ -78,7 +78,7 @@ echo "== micro-benchmarks (criterion)"
 criterion_dir="$CARGO_TARGET_DIR/criterion"
 rm -rf "$criterion_dir"
 cargo bench --all-features --bench hot_paths -- --warm-up-time 1 --measurement-time 3 >"$work/criterion.txt" 2>&1
-echo "== internode transports: tonic vs length-prefixed frames"
+echo "== internode transports: gRPC vs the framed protocol"
 cargo bench --all-features --bench internode -- 5 32 2>/dev/null | grep -v '^$' >"$results/internode.txt"
 
 echo "== 1. one node: ringkv (N=1, ONE) vs redis-server vs RocksDB in-process"

@@ -237,56 +237,38 @@ async fn framed_tls_read(
     }
 }
 
-#[tokio::test]
-async fn framed_mutual_tls_admits_only_node_certificates_of_the_cluster_ca() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (good, other) = (dir.path().join("good"), dir.path().join("other"));
-    ringkv_tests::make_certs(&good).expect("certificates");
-    ringkv_tests::make_certs(&other).expect("another CA");
-    let secure = |name: &str| {
-        NodeOptions::new(name)
-            .replication_factor(2)
-            .tls(&good)
-            .arg("--gossip-secret", "a cluster secret for the test")
-    };
-    let n1 = TestNode::start(dir.path(), secure("n1"))
-        .await
-        .expect("n1 starts");
-    let n2 = TestNode::start(dir.path(), secure("n2").seeds(&[n1.ports.gossip]))
-        .await
-        .expect("n2 joins over mutual TLS");
-    n1.wait_for_view(&["n1", "n2"], &[]).await.expect("view");
-
-    // The nodes replicate to each other over framed TLS.
-    let client = ringkv_tests::client_of(&[&n1, &n2]).await;
-    let all = WriteOptions::default().consistency(Consistency::All);
-    client.put_with("k", "v", &all).await.expect("put at ALL");
-    let framed_writes = r#"ringkv_internode_requests_total{protocol="framed",call="write"}"#;
-    let served = n1.metric(framed_writes).await.expect("metrics")
-        + n2.metric(framed_writes).await.expect("metrics");
+/// The framed half of the mutual-TLS test (`security::mutual_tls_...`):
+/// on a node of a TLS cluster (`peer`, `ca`, certificates in `good` and
+/// in `other`, another CA's), the nodes reached each other over frames
+/// (`servers` served at least one write that way), and frames are admitted
+/// only with a node certificate of the cluster CA, over TLS.
+pub(crate) async fn check_mutual_tls(
+    servers: &[&TestNode],
+    peer: SocketAddr,
+    (ca, good, other): (&Path, &Path, &Path),
+) {
+    let mut served = 0.0;
+    for node in servers {
+        served += metric(node, "framed").await;
+    }
     assert!(
         served >= 1.0,
         "the ALL write reached its peer replica over frames"
     );
-
-    let (peer, ca) = (n1.ports.peer, good.join("ca.pem"));
-    let answer = framed_tls_read(peer, &ca, Some((&good, "node")))
+    let answer = framed_tls_read(peer, ca, Some((good, "node")))
         .await
         .expect("a node certificate of the cluster CA is admitted");
     assert_eq!(answer.cell.expect("a cell").value, Bytes::from_static(b"v"));
-    let client_cert = framed_tls_read(peer, &ca, Some((&good, "client")))
+    let client_cert = framed_tls_read(peer, ca, Some((good, "client")))
         .await
         .expect_err("a client certificate of the cluster CA is not a node's");
     assert!(client_cert.contains("PermissionDenied"), "{client_cert}");
     assert!(client_cert.contains("node certificate"), "{client_cert}");
     for (what, identity) in [
         ("no client certificate", None),
-        (
-            "a certificate of another CA",
-            Some((other.as_path(), "node")),
-        ),
+        ("a certificate of another CA", Some((other, "node"))),
     ] {
-        let refused = framed_tls_read(peer, &ca, identity).await;
+        let refused = framed_tls_read(peer, ca, identity).await;
         assert!(refused.is_err(), "{what}: {refused:?}");
     }
     // Frames in plaintext are not TLS: refused too.
@@ -308,10 +290,6 @@ async fn framed_mutual_tls_admits_only_node_certificates_of_the_cluster_ca() {
         !matches!(&answer, Ok(Some(frame)) if Kind::of(frame.kind) == Some(Kind::ReadAnswer)),
         "{answer:?}"
     );
-    client
-        .put_with("k", "w", &all)
-        .await
-        .expect("still serving");
 }
 
 /// Replica writes `node` served over `protocol`.

@@ -398,6 +398,7 @@ async fn mutual_tls_admits_only_nodes_and_clients_of_the_cluster_ca() {
         let refused = peer_read(attempt).await.expect_err(what);
         assert!(!refused.is_empty(), "{what}");
     }
+    crate::framed::check_mutual_tls(&[&n1, &n2], peer, (&ca, &good, &other)).await;
     let plaintext = PeerClient::connect(format!("http://{peer}")).await;
     let refused = match plaintext {
         Err(error) => format!("{error:?}"),

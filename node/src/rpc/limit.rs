@@ -70,6 +70,11 @@ impl InFlightLimit {
         }
     }
 
+    /// Requests this limit admits at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Requests being worked on now.
     pub fn in_flight(&self) -> usize {
         self.limit - self.permits.available_permits()
@@ -99,7 +104,7 @@ impl InFlightLimit {
     }
 
     /// Counts a refusal and says why.
-    fn refusal(&self) -> String {
+    pub fn refusal(&self) -> String {
         self.refused.increment(1);
         format!(
             "this node is working on {} {} requests, its limit (max_{}requests_in_flight); retry later or elsewhere",

@@ -145,9 +145,10 @@ impl Listener {
     /// connections have Nagle's algorithm off (see [`serve`]).
     pub async fn accept(&mut self) -> Option<io::Result<Connection>> {
         match self {
-            Listener::Tcp(tcp) => Some(tcp.accept().await.and_then(|(stream, _)| {
-                stream.set_nodelay(true)?;
-                Ok(Connection::tcp(stream))
+            Listener::Tcp(tcp) => Some(tcp.accept().await.map(|(stream, _)| {
+                // A socket that refuses the option still works.
+                let _ = stream.set_nodelay(true);
+                Connection::tcp(stream)
             })),
             Listener::Custom(incoming) => incoming.next().await,
         }

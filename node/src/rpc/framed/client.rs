@@ -105,20 +105,30 @@ impl FramedClient {
     }
 
     async fn call(&self, body: Body, expected: Kind) -> Result<Bytes, ReplicaError> {
+        // A request the peer would refuse for its size (and close the
+        // connection over) fails alone, here.
+        let size = body.encoded_len();
+        if size > self.settings.max_message {
+            return Err(ReplicaError::Failed(format!(
+                "an internode request of {size} bytes is over the limit of {} bytes",
+                self.settings.max_message
+            )));
+        }
         let deadline = Instant::now() + self.settings.deadline;
         // Step 1.
         let link = tokio::time::timeout_at(deadline, self.link())
             .await
             .map_err(|_| ReplicaError::Timeout)??;
-        // Step 2.
+        // Step 2. The guard forgets the call however it ends, the caller
+        // dropping it (its own deadline came first) included.
         let id = link.next_id.fetch_add(1, Ordering::Relaxed);
         let (done, answer) = oneshot::channel();
         link.register(id, done)?;
+        let _registered = Registered { link: &link, id };
         let seen = link.received.load(Ordering::Relaxed);
         let queued =
-            tokio::time::timeout_at(deadline, link.queue.send(Outgoing { id, body })).await;
+            tokio::time::timeout_at(deadline, link.queue.send(Outgoing::new(id, body))).await;
         if !matches!(queued, Ok(Ok(()))) {
-            link.forget(id);
             return Err(match queued {
                 Err(_) => ReplicaError::Timeout,
                 _ => link.closed_error(),
@@ -129,7 +139,6 @@ impl FramedClient {
             Ok(Ok(answer)) => answer?,
             Ok(Err(_)) => return Err(link.closed_error()),
             Err(_) => {
-                link.forget(id);
                 if link.received.load(Ordering::Relaxed) == seen {
                     link.close(ReplicaError::Unreachable(format!(
                         "{} answered nothing within {:?}",
@@ -172,6 +181,12 @@ impl FramedClient {
         Ok(link)
     }
 
+    /// Calls waiting for an answer on the live connection.
+    #[cfg(test)]
+    pub(super) fn waiting_calls(&self) -> usize {
+        self.live_link().map_or(0, |link| link.lock().calls.len())
+    }
+
     /// Whether a connection is open (not known dead).
     pub fn is_connected(&self) -> bool {
         self.live_link().is_some()
@@ -210,6 +225,18 @@ impl FramedClient {
             }
         };
         Ok(Link::start(io, self.addr, &self.settings))
+    }
+}
+
+/// Forgets a registered call when dropped.
+struct Registered<'a> {
+    link: &'a Link,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.link.forget(self.id);
     }
 }
 
@@ -386,10 +413,7 @@ async fn keep_alive(
         if link.register(id, done).is_err() {
             return;
         }
-        let ping = Outgoing {
-            id,
-            body: Body::Ping,
-        };
+        let ping = Outgoing::new(id, Body::Ping);
         if link.queue.try_send(ping).is_err() {
             // A full queue is not an idle link.
             link.forget(id);

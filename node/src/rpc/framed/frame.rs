@@ -108,7 +108,8 @@ pub fn encode(out: &mut BytesMut, id: u64, kind: Kind, body: &impl Message) {
 /// Takes the first complete frame off `buffer`; `Ok(None)` when more
 /// bytes are needed. A body larger than `max_body` is an error before any
 /// of it is buffered, so a peer cannot make this side allocate more than
-/// its limit.
+/// its limit, nor, by announcing a length it never sends, more than it
+/// actually sent.
 pub fn decode(buffer: &mut BytesMut, max_body: usize) -> Result<Option<Frame>, FrameError> {
     let Some(prefix) = buffer.get(..4) else {
         return Ok(None);
@@ -122,7 +123,8 @@ pub fn decode(buffer: &mut BytesMut, max_body: usize) -> Result<Option<Frame>, F
         return Err(FrameError::TooLarge { length, limit });
     }
     if buffer.len() < 4 + length {
-        buffer.reserve(4 + length - buffer.len());
+        // No room is reserved for the announced length: the buffer grows
+        // as bytes arrive, so a length alone claims no memory.
         return Ok(None);
     }
     buffer.advance(4);
@@ -209,6 +211,20 @@ mod tests {
                 .is_some()
         );
         assert!(decode(&mut wire, limit - 1).is_err());
+    }
+
+    #[test]
+    fn an_announced_length_claims_no_memory_before_its_bytes_arrive() {
+        let mut buffer = BytesMut::with_capacity(64);
+        buffer.put_u32(1 << 20);
+        buffer.put_u64(1);
+        buffer.put_u8(Kind::Write.byte());
+        assert_eq!(decode(&mut buffer, 2 << 20), Ok(None));
+        assert!(
+            buffer.capacity() < 1024,
+            "{} bytes reserved",
+            buffer.capacity()
+        );
     }
 
     #[test]

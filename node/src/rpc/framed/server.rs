@@ -12,9 +12,12 @@
 //!    resynchronised), while a bad body or an unknown kind only fails that
 //!    request;
 //! 3. each request takes a permit of the node's internode in-flight limit
-//!    (`max_peer_requests_in_flight`, shared with the gRPC service; none
-//!    left: an `overloaded` error frame) and a permit of its connection's
-//!    own bound, then runs as its own task with the internode deadline;
+//!    (`max_peer_requests_in_flight`, shared with the gRPC service, held
+//!    until it is answered) and one of its connection's own bound of as
+//!    many (held until its answer is written), then runs as its own task
+//!    with the internode deadline; with either exhausted it is answered
+//!    `overloaded` at once, so the reader never stops reading (and
+//!    answering pings) while the peer reads its answers;
 //! 4. answers go to the connection's writer, which coalesces them.
 //!
 //! Pings are answered at once. A connection on which nothing arrives for
@@ -40,7 +43,7 @@ use tonic::Status;
 
 use super::frame::{self, Frame, Kind, MAGIC, VERSION};
 use super::writer::{Body, Outgoing, QUEUE_FRAMES, write_frames};
-use crate::rpc::limit::InFlightLimit;
+use crate::rpc::limit::{InFlightLimit, KEYS_ONLY_BODY_BYTES};
 use crate::rpc::net::{Connection, Listener};
 use crate::rpc::{PeerService, served_counters};
 
@@ -98,7 +101,10 @@ impl FramedServer {
     /// Step 1: the rest of the handshake of a connection whose magic was
     /// read, then the connection's requests until it ends or `stop`.
     async fn serve_connection(self: Arc<Self>, mut io: Connection, stop: CancellationToken) {
-        let version = tokio::time::timeout(HANDSHAKE_TIMEOUT, io.read_u8()).await;
+        let version = tokio::select! {
+            version = tokio::time::timeout(HANDSHAKE_TIMEOUT, io.read_u8()) => version,
+            () = stop.cancelled() => return,
+        };
         match version {
             Ok(Ok(VERSION)) => {}
             Ok(Ok(other)) => {
@@ -113,15 +119,18 @@ impl FramedServer {
             None => io,
             Some(config) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
-                let stream =
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(error)) => {
-                            tracing::debug!(%error, "framed internode TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
+                let accepted = tokio::select! {
+                    accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)) => accepted,
+                    () = stop.cancelled() => return,
+                };
+                let stream = match accepted {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, "framed internode TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
                 let certs = stream.get_ref().1.peer_certificates();
                 if let Err(status) = self.service.admit_certificates(certs) {
                     return refuse(Connection::new(stream), status).await;
@@ -146,9 +155,23 @@ impl FramedServer {
                 broken.cancel();
             }
         });
-        // Requests of this connection being worked on or queued, at most.
-        let unanswered = Arc::new(Semaphore::new(QUEUE_FRAMES));
+        // Requests of this connection being worked on or waiting to be
+        // written, at most: the node's in-flight limit, so one connection
+        // can use all of it, and no more.
+        let unanswered = Arc::new(Semaphore::new(self.limit.limit()));
         let mut buffer = BytesMut::with_capacity(READ_CHUNK);
+        // Queues a frame unless the node stops or the connection broke.
+        let send = |outgoing: Outgoing| {
+            let queue = &queue;
+            let (stop, broken) = (&stop, &broken);
+            async move {
+                tokio::select! {
+                    sent = queue.send(outgoing) => sent.is_ok(),
+                    () = stop.cancelled() => false,
+                    () = broken.cancelled() => false,
+                }
+            }
+        };
         'connection: loop {
             loop {
                 let frame = match frame::decode(&mut buffer, self.max_message) {
@@ -156,33 +179,29 @@ impl FramedServer {
                     Ok(None) => break,
                     Err(error) => {
                         let status = Status::invalid_argument(error.to_string());
-                        let refusal = Outgoing {
-                            id: 0,
-                            body: Body::error(&status),
-                        };
-                        let _ = queue.send(refusal).await;
+                        send(Outgoing::new(0, Body::error(&status))).await;
                         break 'connection;
                     }
                 };
                 if Kind::of(frame.kind) == Some(Kind::Ping) {
-                    let pong = Outgoing {
-                        id: frame.id,
-                        body: Body::Pong,
-                    };
-                    if queue.send(pong).await.is_err() {
+                    if !send(Outgoing::new(frame.id, Body::Pong)).await {
                         break 'connection;
                     }
                     continue;
                 }
-                let permit = tokio::select! {
-                    permit = unanswered.clone().acquire_owned() => permit,
-                    () = stop.cancelled() => break 'connection,
-                    () = broken.cancelled() => break 'connection,
+                let admitted = match unanswered.clone().try_acquire_owned() {
+                    Ok(own) => self.limit.try_acquire().map(|node| (own, node)),
+                    Err(_) => Err(self.limit.refusal()),
                 };
-                let Ok(permit) = permit else {
-                    break 'connection;
-                };
-                self.clone().dispatch(frame, queue.clone(), permit);
+                match admitted {
+                    Ok((own, node)) => self.clone().dispatch(frame, queue.clone(), own, node),
+                    Err(why) => {
+                        let status = Status::resource_exhausted(format!("overloaded: {why}"));
+                        if !send(Outgoing::new(frame.id, Body::error(&status))).await {
+                            break 'connection;
+                        }
+                    }
+                }
             }
             if buffer.capacity() - buffer.len() < READ_CHUNK / 4 {
                 buffer.reserve(READ_CHUNK);
@@ -213,30 +232,16 @@ impl FramedServer {
         let _ = writing.await;
     }
 
-    /// Step 3: runs one request as its own task.
+    /// Step 3: runs one request as its own task, holding its permits:
+    /// the node's until it is answered, its connection's until the answer
+    /// is written.
     fn dispatch(
         self: Arc<Self>,
         frame: Frame,
         queue: mpsc::Sender<Outgoing>,
         unanswered: tokio::sync::OwnedSemaphorePermit,
+        in_flight: tokio::sync::OwnedSemaphorePermit,
     ) {
-        let id = frame.id;
-        let permit = match self.limit.try_acquire() {
-            Ok(permit) => permit,
-            Err(why) => {
-                let status = Status::resource_exhausted(format!("overloaded: {why}"));
-                tokio::spawn(async move {
-                    let _ = queue
-                        .send(Outgoing {
-                            id,
-                            body: Body::error(&status),
-                        })
-                        .await;
-                    drop(unanswered);
-                });
-                return;
-            }
-        };
         tokio::spawn(async move {
             let answer = tokio::time::timeout(self.deadline, self.answer(frame.kind, frame.body));
             let body = match answer.await {
@@ -247,9 +252,13 @@ impl FramedServer {
                     self.deadline
                 ))),
             };
-            drop(permit);
-            let _ = queue.send(Outgoing { id, body }).await;
-            drop(unanswered);
+            drop(in_flight);
+            let outgoing = Outgoing {
+                id: frame.id,
+                body,
+                permit: Some(unanswered),
+            };
+            let _ = queue.send(outgoing).await;
         });
     }
 
@@ -266,6 +275,13 @@ impl FramedServer {
                 Ok(Body::WriteAnswer)
             }
             Some(Kind::Read) => {
+                // As the gRPC service: a request that carries only a key
+                // is held to the keys-only limit.
+                if body.len() > KEYS_ONLY_BODY_BYTES {
+                    return Err(Status::invalid_argument(format!(
+                        "Read request over {KEYS_ONLY_BODY_BYTES} bytes"
+                    )));
+                }
                 let request = pbi::ReplicaReadRequest::decode(body).map_err(malformed)?;
                 self.served[1].increment(1);
                 Ok(Body::ReadAnswer(self.service.serve_read(request)?))
@@ -280,11 +296,7 @@ impl FramedServer {
 /// Sends one connection-level error frame and closes.
 async fn refuse(mut io: Connection, status: Status) {
     let mut wire = BytesMut::new();
-    Outgoing {
-        id: 0,
-        body: Body::error(&status),
-    }
-    .encode(&mut wire);
+    Outgoing::new(0, Body::error(&status)).encode(&mut wire);
     let sent = async {
         io.write_all(&wire).await?;
         io.flush().await?;
@@ -345,7 +357,11 @@ async fn sniff(
     stop: CancellationToken,
 ) {
     let mut first = [0; MAGIC.len()];
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, connection.read_exact(&mut first)).await {
+    let read = tokio::select! {
+        read = tokio::time::timeout(HANDSHAKE_TIMEOUT, connection.read_exact(&mut first)) => read,
+        () = stop.cancelled() => return,
+    };
+    match read {
         Ok(Ok(_)) if &first == MAGIC => framed.serve_connection(connection, stop).await,
         Ok(Ok(_)) => {
             let connection = connection.unread(Bytes::copy_from_slice(&first));

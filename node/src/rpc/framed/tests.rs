@@ -490,3 +490,42 @@ async fn an_idle_link_whose_peer_went_silent_is_found_by_a_ping_and_replaced() {
         .expect("a new connection answers its first write");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn a_call_its_caller_gave_up_on_leaves_nothing_behind() {
+    // The coordinator's own deadline is usually shorter than the internode
+    // one: it drops the call, which must not stay registered on the link.
+    let (addr, _) = fake_peer(false).await;
+    let client = FramedClient::new(addr, settings(Duration::from_secs(3600)));
+    for _ in 0..3 {
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(100), client.read(read("k", false))).await;
+        assert!(gave_up.is_err(), "the silent peer answers nothing");
+    }
+    assert!(client.is_connected());
+    assert_eq!(client.waiting_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_request_over_the_message_limit_fails_alone_before_it_is_sent() {
+    let (addr, accepted) = fake_peer(false).await;
+    let client = FramedClient::new(
+        addr,
+        ClientSettings {
+            max_message: 1024,
+            ..settings(Duration::from_secs(5))
+        },
+    );
+    let big = pbi::ReplicaWriteRequest {
+        key: Bytes::from_static(b"k"),
+        cell: Some(pbi::Cell {
+            value: Bytes::from(vec![0; 2048]),
+            ..cell("", now_micros())
+        }),
+    };
+    match client.write(big).await {
+        Err(ReplicaError::Failed(why)) => assert!(why.contains("over the limit"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 0, "nothing was sent");
+}

@@ -7,6 +7,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use prost::Message;
 use ringkv_proto::internal::v1 as pbi;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -17,8 +18,11 @@ use super::frame::{self, Kind};
 /// when it is full, so a peer that stops reading slows its callers instead
 /// of growing this side's memory.
 pub const QUEUE_FRAMES: usize = 1024;
-/// Frames encoded into one write, at most.
+/// Frames taken off the queue at a time, at most.
 const FRAMES_PER_WRITE: usize = 256;
+/// Bytes encoded before they are written: frames are taken off the queue
+/// until this much is waiting (one frame may pass it alone).
+const BATCH_BYTES: usize = 256 << 10;
 /// A write buffer grown past this by a large frame is not kept.
 const KEPT_BUFFER_BYTES: usize = 256 << 10;
 
@@ -27,6 +31,19 @@ const KEPT_BUFFER_BYTES: usize = 256 << 10;
 pub struct Outgoing {
     pub id: u64,
     pub body: Body,
+    /// Held until the frame is encoded for writing: what bounds a
+    /// connection's answers in flight counts the queued ones too.
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Outgoing {
+    pub fn new(id: u64, body: Body) -> Self {
+        Self {
+            id,
+            body,
+            permit: None,
+        }
+    }
 }
 
 /// What a frame carries.
@@ -42,6 +59,17 @@ pub enum Body {
 }
 
 impl Body {
+    /// Bytes of the encoded body.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Body::WriteRequest(request) => request.encoded_len(),
+            Body::ReadRequest(request) => request.encoded_len(),
+            Body::ReadAnswer(answer) => answer.encoded_len(),
+            Body::Error(error) => error.encoded_len(),
+            Body::Ping | Body::WriteAnswer | Body::Pong => 0,
+        }
+    }
+
     /// An error frame's body.
     pub fn error(status: &tonic::Status) -> Body {
         Body::Error(pbi::FrameError {
@@ -78,29 +106,57 @@ pub async fn write_frames(
 ) -> io::Result<()> {
     let mut ready = Vec::with_capacity(FRAMES_PER_WRITE);
     let mut buffer = BytesMut::with_capacity(16 << 10);
-    while queue.recv_many(&mut ready, FRAMES_PER_WRITE).await > 0 {
-        for outgoing in ready.drain(..) {
-            outgoing.encode(&mut buffer);
+    loop {
+        if ready.is_empty() && queue.recv_many(&mut ready, FRAMES_PER_WRITE).await == 0 {
+            break;
         }
-        tokio::time::timeout(stall, write_all_and_flush(&mut out, &buffer))
-            .await
-            .map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("the peer read nothing for {stall:?}"),
-                )
-            })??;
+        // Encode until the batch is big enough; the rest waits for the
+        // next write.
+        let mut taken = 0;
+        for outgoing in &mut ready {
+            if taken > 0 && buffer.len() >= BATCH_BYTES {
+                break;
+            }
+            outgoing.encode(&mut buffer);
+            // Encoded: it no longer counts against its connection.
+            drop(outgoing.permit.take());
+            taken += 1;
+        }
+        ready.drain(..taken);
+        write_all_and_flush(&mut out, &buffer, stall).await?;
         buffer.clear();
         if buffer.capacity() > KEPT_BUFFER_BYTES {
             buffer = BytesMut::with_capacity(16 << 10);
         }
     }
-    out.shutdown().await
+    let shutdown = tokio::time::timeout(stall, out.shutdown()).await;
+    shutdown.map_err(|_| stalled(stall))?
 }
 
-/// Writes `bytes`; the flush matters with TLS, which holds records back
-/// until flushed.
-async fn write_all_and_flush(out: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> io::Result<()> {
-    out.write_all(bytes).await?;
-    out.flush().await
+fn stalled(stall: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("the peer read nothing for {stall:?}"),
+    )
+}
+
+/// Writes `bytes`, each write given `stall` to make progress; the flush
+/// matters with TLS, which holds records back until flushed.
+async fn write_all_and_flush(
+    out: &mut (impl AsyncWrite + Unpin),
+    mut bytes: &[u8],
+    stall: Duration,
+) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let written = tokio::time::timeout(stall, out.write(bytes))
+            .await
+            .map_err(|_| stalled(stall))??;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[written..];
+    }
+    tokio::time::timeout(stall, out.flush())
+        .await
+        .map_err(|_| stalled(stall))?
 }
