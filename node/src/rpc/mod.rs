@@ -18,5 +18,5 @@ mod users;
 
 pub use admin::{AdminService, NodeDescription};
 pub use kv::KeyValueService;
-pub use peer::{LateView, PeerService, served_counters};
+pub use peer::{LateView, PeerService, Served};
 pub use replicas::NodeTransport;

@@ -33,13 +33,24 @@ pub struct PeerService {
     /// With internode TLS: the name a caller's certificate must carry.
     peer_name: Option<String>,
     /// Writes and reads served over gRPC.
-    served: [metrics::Counter; 2],
+    served: Served,
 }
 
-/// The counters of replica writes and reads served over `protocol`.
-pub fn served_counters(protocol: &'static str) -> [metrics::Counter; 2] {
-    let counter = |call: &'static str| metrics::counter!(crate::metrics::INTERNODE_REQUESTS, "protocol" => protocol, "call" => call);
-    [counter("write"), counter("read")]
+/// Replica writes and reads served over one protocol
+/// ([`INTERNODE_REQUESTS`](crate::metrics::INTERNODE_REQUESTS)).
+pub struct Served {
+    pub write: metrics::Counter,
+    pub read: metrics::Counter,
+}
+
+impl Served {
+    pub fn over(protocol: &'static str) -> Self {
+        let counter = |call: &'static str| metrics::counter!(crate::metrics::INTERNODE_REQUESTS, "protocol" => protocol, "call" => call);
+        Served {
+            write: counter("write"),
+            read: counter("read"),
+        }
+    }
 }
 
 impl PeerService {
@@ -57,7 +68,7 @@ impl PeerService {
             bounds,
             view,
             peer_name: None,
-            served: served_counters("grpc"),
+            served: Served::over("grpc"),
         }
     }
 
@@ -153,7 +164,7 @@ impl Peer for PeerService {
         request: Request<pbi::ReplicaWriteRequest>,
     ) -> Result<Response<pbi::ReplicaWriteResponse>, Status> {
         self.admit(&request)?;
-        self.served[0].increment(1);
+        self.served.write.increment(1);
         self.serve_write(request.into_inner()).await?;
         Ok(Response::new(pbi::ReplicaWriteResponse {}))
     }
@@ -163,7 +174,7 @@ impl Peer for PeerService {
         request: Request<pbi::ReplicaReadRequest>,
     ) -> Result<Response<pbi::ReplicaReadResponse>, Status> {
         self.admit(&request)?;
-        self.served[1].increment(1);
+        self.served.read.increment(1);
         self.serve_read(request.into_inner()).map(Response::new)
     }
 

@@ -9,9 +9,9 @@
 //!   when a peer comes back).
 //!
 //! Every request carries a deadline (`internode_timeout_ms`), and a
-//! connection whose peer stopped answering is closed (HTTP/2 keepalive
-//! pings for gRPC; for frames, a call that timed out with nothing received
-//! on its connection), so a paused or black-holed peer fails requests
+//! connection whose peer stopped answering is closed (keepalive pings on
+//! both protocols; for frames also a call that timed out with nothing
+//! received on its connection), so a paused or black-holed peer fails requests
 //! instead of holding them (and whatever waits on them: hint replay, a
 //! repair holding its lock) forever.
 

@@ -85,7 +85,7 @@ pub struct Frame {
 
 /// A frame that cannot be read: the connection is closed after it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FrameError {
+pub enum DecodeError {
     #[error("a frame of {length} bytes is shorter than its header")]
     Short { length: usize },
     #[error("a frame of {length} bytes is over the limit of {limit} bytes (max_message_bytes)")]
@@ -110,17 +110,17 @@ pub fn encode(out: &mut BytesMut, id: u64, kind: Kind, body: &impl Message) {
 /// of it is buffered, so a peer cannot make this side allocate more than
 /// its limit, nor, by announcing a length it never sends, more than it
 /// actually sent.
-pub fn decode(buffer: &mut BytesMut, max_body: usize) -> Result<Option<Frame>, FrameError> {
+pub fn decode(buffer: &mut BytesMut, max_body: usize) -> Result<Option<Frame>, DecodeError> {
     let Some(prefix) = buffer.get(..4) else {
         return Ok(None);
     };
     let length = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
     if length < COUNTED_HEADER_BYTES {
-        return Err(FrameError::Short { length });
+        return Err(DecodeError::Short { length });
     }
     let limit = max_body.saturating_add(COUNTED_HEADER_BYTES);
     if length > limit {
-        return Err(FrameError::TooLarge { length, limit });
+        return Err(DecodeError::TooLarge { length, limit });
     }
     if buffer.len() < 4 + length {
         // No room is reserved for the announced length: the buffer grows
@@ -191,7 +191,7 @@ mod tests {
         let mut huge = BytesMut::from(&u32::MAX.to_be_bytes()[..]);
         assert_eq!(
             decode(&mut huge, 1 << 20),
-            Err(FrameError::TooLarge {
+            Err(DecodeError::TooLarge {
                 length: u32::MAX as usize,
                 limit: (1 << 20) + 9
             })
@@ -199,7 +199,7 @@ mod tests {
         let mut short = BytesMut::from(&[0, 0, 0, 3, 1, 2, 3][..]);
         assert_eq!(
             decode(&mut short, 1024),
-            Err(FrameError::Short { length: 3 })
+            Err(DecodeError::Short { length: 3 })
         );
         // A body of exactly the limit is fine.
         let mut wire = BytesMut::new();

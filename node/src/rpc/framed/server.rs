@@ -45,7 +45,7 @@ use super::frame::{self, Frame, Kind, MAGIC, VERSION};
 use super::writer::{Body, Outgoing, QUEUE_FRAMES, write_frames};
 use crate::rpc::limit::{InFlightLimit, KEYS_ONLY_BODY_BYTES};
 use crate::rpc::net::{Connection, Listener};
-use crate::rpc::{PeerService, served_counters};
+use crate::rpc::{PeerService, Served};
 
 /// How long a new connection may take to send its first bytes, and a
 /// framed one its version and TLS handshake.
@@ -73,7 +73,7 @@ pub struct FramedServer {
     /// Internode TLS (client certificates required); `None`: plaintext.
     tls: Option<Arc<rustls::ServerConfig>>,
     /// Writes and reads served.
-    served: [metrics::Counter; 2],
+    served: Served,
 }
 
 impl FramedServer {
@@ -89,7 +89,7 @@ impl FramedServer {
             deadline,
             max_message,
             tls: None,
-            served: served_counters("framed"),
+            served: Served::over("framed"),
         }
     }
 
@@ -270,7 +270,7 @@ impl FramedServer {
         match Kind::of(kind) {
             Some(Kind::Write) => {
                 let request = pbi::ReplicaWriteRequest::decode(body).map_err(malformed)?;
-                self.served[0].increment(1);
+                self.served.write.increment(1);
                 self.service.serve_write(request).await?;
                 Ok(Body::WriteAnswer)
             }
@@ -283,7 +283,7 @@ impl FramedServer {
                     )));
                 }
                 let request = pbi::ReplicaReadRequest::decode(body).map_err(malformed)?;
-                self.served[1].increment(1);
+                self.served.read.increment(1);
                 Ok(Body::ReadAnswer(self.service.serve_read(request)?))
             }
             _ => Err(Status::unimplemented(format!(
