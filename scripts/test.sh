@@ -25,8 +25,13 @@ else
     echo "== clippy is not installed; skipping lints"
 fi
 
-# The RESP tests drive the nodes with Redis's own tools.
-ensure_tools redis-cli:redis-tools redis-benchmark:redis-tools
+# The RESP tests drive the nodes with Redis's own tools; the monitoring
+# tests run a real Prometheus and a headless Chromium.
+ensure_tools redis-cli:redis-tools redis-benchmark:redis-tools \
+    prometheus:prometheus promtool:prometheus
+
+echo "== Kubernetes manifests (schema validation)"
+deploy/k8s/validate.sh
 
 echo "== tests"
 cargo test --release --workspace --all-features --locked

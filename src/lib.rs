@@ -47,6 +47,41 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// `GET path` over HTTP/1.0 on `addr`: the status code and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("bad HTTP response: {head}"))?;
+    Ok((code, body.to_owned()))
+}
+
+/// A command of a system tool the tests need (`redis-cli`, `prometheus`,
+/// `chromium`...); panics, naming the Debian `package`, when it is missing.
+/// `scripts/test.sh` installs them all.
+pub fn system_tool(name: &str, package: &str) -> Command {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{name} is missing: install Debian's {package} (scripts/test.sh does)"
+    );
+    Command::new(name)
+}
+
 /// Makes a test CA with node and client certificates in `dir`
 /// (`deploy/tls/make-certs.sh`): ca.pem, node.pem/.key, client.pem/.key.
 pub fn make_certs(dir: &Path) -> anyhow::Result<()> {

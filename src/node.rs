@@ -475,35 +475,15 @@ impl TestNode {
 
     /// `GET path` on the node's HTTP port: the status code and body.
     pub async fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.ports.http).await?;
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.ports.http).as_bytes(),
-            )
-            .await?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await?;
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let code = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .with_context(|| format!("bad HTTP response: {head}"))?;
-        Ok((code, body.to_owned()))
+        crate::http_get(self.ports.http, path).await
     }
 
-    /// The value of a Prometheus sample line `name{labels} value` from
-    /// `/metrics` (0 when absent).
-    pub async fn metric(&self, sample: &str) -> anyhow::Result<f64> {
+    /// The sum of the Prometheus samples from `/metrics` that `selector`
+    /// picks (0 when none): `name` picks every series of `name`,
+    /// `name{a="x",b="y"}` those whose labels include `a="x"` and `b="y"`.
+    pub async fn metric(&self, selector: &str) -> anyhow::Result<f64> {
         let (_, body) = self.http_get("/metrics").await?;
-        Ok(body
-            .lines()
-            .find_map(|line| {
-                line.strip_prefix(sample)
-                    .and_then(|rest| rest.trim().parse().ok())
-            })
-            .unwrap_or(0.0))
+        Ok(sum_samples(&body, selector))
     }
 
     /// The process id, while the node runs.
@@ -601,5 +581,35 @@ impl Drop for TestNode {
                 eprintln!("{line}");
             }
         }
+    }
+}
+
+/// The sum of the samples of Prometheus text `body` that `selector` picks
+/// (see [`TestNode::metric`]).
+pub fn sum_samples(body: &str, selector: &str) -> f64 {
+    let (name, wanted) = split_sample(selector);
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (line_name, labels) = split_sample(series);
+            let picked = line_name == name && wanted.iter().all(|label| labels.contains(label));
+            picked.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+/// `name{a="x",b="y"}` as `name` and `["a=\"x\"", "b=\"y\""]`.
+fn split_sample(series: &str) -> (&str, Vec<&str>) {
+    match series.split_once('{') {
+        Some((name, labels)) => (
+            name,
+            labels
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .collect(),
+        ),
+        None => (series, Vec::new()),
     }
 }

@@ -35,7 +35,7 @@ pub struct NodeInfo {
 }
 
 impl Client {
-    fn admin(&self) -> Result<AdminClient<Channel>> {
+    pub(crate) fn admin(&self) -> Result<AdminClient<Channel>> {
         Ok(AdminClient::new(self.channel(&self.inner.home)?).max_decoding_message_size(usize::MAX))
     }
 

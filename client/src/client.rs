@@ -37,6 +37,7 @@ use crate::options::{ReadOptions, WriteOptions};
 use crate::retry::Backoff;
 use crate::routing::{Routes, keep_ring_fresh};
 use crate::tls::TlsOptions;
+use crate::trace::capture;
 
 /// How much longer than the coordinator's own deadline the client waits, so
 /// that a coordinator timeout arrives as a typed [`Error::Timeout`] rather
@@ -356,11 +357,17 @@ impl Client {
                 .unwrap_or(self.inner.config.consistency)
                 .to_proto(),
             timeout_ms: Self::timeout_ms(timeout),
+            trace: options.trace.is_some(),
         };
+        let collector = options.trace.as_ref();
         let response = self
             .execute(Some(&key), true, |mut kv| {
                 let request = self.request(message.clone(), timeout);
-                async move { kv.get(request).await }
+                async move {
+                    let outcome = kv.get(request).await;
+                    capture(collector, &outcome);
+                    outcome
+                }
             })
             .await?
             .into_inner();
@@ -407,11 +414,17 @@ impl Client {
             ttl_seconds,
             timestamp_micros: timestamp,
             timeout_ms: Self::timeout_ms(timeout),
+            trace: options.trace.is_some(),
         };
+        let collector = options.trace.as_ref();
         let response = self
             .execute(Some(&key), timestamp.is_some(), |mut kv| {
                 let request = self.request(message.clone(), timeout);
-                async move { kv.put(request).await }
+                async move {
+                    let outcome = kv.put(request).await;
+                    capture(collector, &outcome);
+                    outcome
+                }
             })
             .await?;
         Ok(response.into_inner().timestamp_micros)
@@ -438,11 +451,17 @@ impl Client {
                 .to_proto(),
             timestamp_micros: timestamp,
             timeout_ms: Self::timeout_ms(timeout),
+            trace: options.trace.is_some(),
         };
+        let collector = options.trace.as_ref();
         let response = self
             .execute(Some(&key), timestamp.is_some(), |mut kv| {
                 let request = self.request(message.clone(), timeout);
-                async move { kv.delete(request).await }
+                async move {
+                    let outcome = kv.delete(request).await;
+                    capture(collector, &outcome);
+                    outcome
+                }
             })
             .await?;
         Ok(response.into_inner().timestamp_micros)

@@ -30,6 +30,13 @@ pub struct MemberInfo {
     /// Ranges the node's last repair could not sync (their `error` is
     /// empty here: `repair` on that node lists the reasons).
     pub last_repair_failed_ranges: Vec<FailedRange>,
+    /// The node's ringkv version (empty if it does not gossip it).
+    pub version: String,
+    /// The settings every node should share, `name=value;...`.
+    pub settings: String,
+    /// The node's gossip generation: when its current run started (Unix
+    /// microseconds).
+    pub generation: u64,
 }
 
 impl From<pb::Member> for MemberInfo {
@@ -51,6 +58,9 @@ impl From<pb::Member> for MemberInfo {
                 .into_iter()
                 .map(FailedRange::from)
                 .collect(),
+            version: m.version,
+            settings: m.settings,
+            generation: m.generation,
         }
     }
 }

@@ -39,7 +39,9 @@ mod error;
 mod options;
 mod retry;
 mod routing;
+mod stats;
 mod tls;
+mod trace;
 
 pub use admin::NodeInfo;
 pub use client::{Client, ClientConfig, Credentials, Value};
@@ -51,7 +53,9 @@ pub use consistency::{Consistency, UnknownConsistency};
 pub use error::{Error, Result};
 pub use options::{ReadOptions, WriteOptions};
 pub use retry::Backoff;
+pub use stats::{HintsPending, NodeStats, RepairState, StorageStats, WorkPool};
 pub use tls::TlsOptions;
+pub use trace::{RequestTrace, TraceCollector, TraceEvent};
 
 /// Default port of the client API.
 pub const DEFAULT_PORT: u16 = 7400;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::trace::TraceCollector;
+
 use crate::Consistency;
 
 /// Options of a read. Unset fields take the client's defaults.
@@ -11,6 +13,8 @@ pub struct ReadOptions {
     pub consistency: Option<Consistency>,
     /// How long to wait for the answer.
     pub timeout: Option<Duration>,
+    /// Trace the request; the coordinator's account goes here.
+    pub trace: Option<TraceCollector>,
 }
 
 /// Options of a put or delete. Unset fields take the client's defaults.
@@ -26,6 +30,8 @@ pub struct WriteOptions {
     /// Write timestamp in microseconds since the Unix epoch. When set, the
     /// write is idempotent: retrying it cannot reorder it after a later one.
     pub timestamp_micros: Option<i64>,
+    /// Trace the request; the coordinator's account goes here.
+    pub trace: Option<TraceCollector>,
 }
 
 impl ReadOptions {
@@ -38,6 +44,12 @@ impl ReadOptions {
     /// Sets the timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Traces the request into `collector`.
+    pub fn traced(mut self, collector: &TraceCollector) -> Self {
+        self.trace = Some(collector.clone());
         self
     }
 }
@@ -64,6 +76,12 @@ impl WriteOptions {
     /// Sets the write timestamp.
     pub fn timestamp_micros(mut self, timestamp: i64) -> Self {
         self.timestamp_micros = Some(timestamp);
+        self
+    }
+
+    /// Traces the request into `collector`.
+    pub fn traced(mut self, collector: &TraceCollector) -> Self {
+        self.trace = Some(collector.clone());
         self
     }
 }

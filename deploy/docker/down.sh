@@ -8,4 +8,5 @@ files=(-f docker-compose.yml -f docker-compose.5nodes.yml)
 # The secure variant's variables, so compose can read its file too.
 export RINGKV_ADMIN_PASSWORD="${RINGKV_ADMIN_PASSWORD:-unused}"
 [ -f docker-compose.secure.yml ] && files+=(-f docker-compose.secure.yml)
-compose -p "${RINGKV_PROJECT:-ringkv}" "${files[@]}" down "$@"
+# Every profile, so a monitoring Prometheus stops too.
+compose -p "${RINGKV_PROJECT:-ringkv}" "${files[@]}" --profile monitoring down "$@"

@@ -11,7 +11,8 @@
 # identical Merkle roots on all nodes, and prints a table of acknowledged
 # writes, lost writes (must be 0) and time to converge (from the end of the
 # fault to identical roots). Then it brings up the secure variant
-# (secure-smoke.sh) and checks TLS, users and roles.
+# (secure-smoke.sh) and checks TLS, users and roles, and the monitoring
+# profile (monitoring-smoke.sh): Prometheus scraping every node.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/prereqs.sh
@@ -19,3 +20,4 @@ ensure_prereqs
 deploy/docker/build-image.sh
 cargo test --release --workspace --all-features --locked -p ringkv-tests --test docker_faults -- --ignored --nocapture
 deploy/docker/secure-smoke.sh
+deploy/docker/monitoring-smoke.sh

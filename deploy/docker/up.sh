@@ -5,21 +5,29 @@
 # join one at a time, streaming their ranges) and `up.sh 3` shrinks a
 # 5-node cluster back (nodes 5 and 4 decommission, streaming their ranges
 # to the others, and their containers and volumes are removed).
+# `--monitoring` also starts the compose file's `monitoring` profile:
+# Prometheus on 127.0.0.1:9090 scraping every node (its image is built from
+# Debian's prometheus package by build-prometheus-image.sh).
 # Use the host's shell against it: ringkv --host 127.0.0.1:7400 status
 set -euo pipefail
 cd "$(dirname "$0")"
 source lib.sh
-count="${1:-3}"
+count=3
+profiles=()
+for arg in "$@"; do
+    case "$arg" in
+        3 | 5) count="$arg" ;;
+        --monitoring) profiles=(--profile monitoring) ;;
+        *) echo "usage: deploy/docker/up.sh [3|5] [--monitoring]" >&2; exit 2 ;;
+    esac
+done
 project="${RINGKV_PROJECT:-ringkv}"
 files=(-f docker-compose.yml)
-case "$count" in
-    3) ;;
-    5) files+=(-f docker-compose.5nodes.yml) ;;
-    *) echo "usage: deploy/docker/up.sh [3|5]" >&2; exit 2 ;;
-esac
+[ "$count" = 5 ] && files+=(-f docker-compose.5nodes.yml)
 shell="${CARGO_TARGET_DIR:-$HOME/.cache/ringkv/target}/release/ringkv"
 host="127.0.0.1:${RINGKV_CLIENT_PORT:-7400}"
 ./build-image.sh
+[ "${#profiles[@]}" -gt 0 ] && ./build-prometheus-image.sh
 if [ "$count" = 3 ]; then
     # Shrinking: decommission the extra nodes that run, newest first.
     for n in 5 4; do
@@ -40,7 +48,7 @@ if [ "$count" = 3 ]; then
         fi
     done
 fi
-compose -p "$project" "${files[@]}" up -d
+compose -p "$project" "${files[@]}" "${profiles[@]}" up -d
 for _ in $(seq 1 600); do
     normal=$("$shell" --host "$host" status 2>/dev/null | grep -c '^UP *NORMAL' || true)
     if [ "$normal" -ge "$count" ]; then

@@ -1,27 +1,52 @@
 //! Metric names, and the Prometheus recorder behind `/metrics`.
 //!
 //! Code records with the `metrics` macros and these names; without an
-//! installed recorder (unit tests) recording is a no-op.
+//! installed recorder (unit tests) recording is a no-op. [`CATALOGUE`] lists
+//! every ringkv series with its type and HELP text; `install` describes them
+//! all, so every series the node exports carries HELP. Names follow
+//! Prometheus conventions: counters end in `_total`, durations are seconds
+//! (`_seconds`), sizes bytes (`_bytes`).
+//!
+//! Labels that name another node (`peer`, `target`) carry its name, as
+//! `ringkv status` shows it, once gossip has told it (see [`peer_label`]).
+//!
+//! The process series (`process_resident_memory_bytes`, `process_open_fds`
+//! and the rest of the standard set) come from `metrics-process`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use metrics::{Unit, describe_counter, describe_histogram};
+use metrics::{SharedString, Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 
-/// Client requests served, by `op` (get, put, delete) and `outcome` (ok,
-/// invalid, unavailable, timeout, failed, error).
+use crate::identity::NodeId;
+
+/// Client requests served, by `op` (get, put, delete), consistency `level`
+/// (one … any; `unknown` when the request named none the node knows) and
+/// `outcome` (ok, invalid, unavailable, timeout, failed, error).
 pub const REQUESTS: &str = "ringkv_requests_total";
-/// Latency of client requests as the coordinator saw them, by `op`.
+/// Latency of client requests as the coordinator saw them, by `op` and
+/// `level`.
 pub const REQUEST_SECONDS: &str = "ringkv_request_duration_seconds";
+/// Latency of the replica writes and reads this node sent as a coordinator,
+/// by `peer` and `call` (write, read).
+pub const REPLICA_SECONDS: &str = "ringkv_replica_request_duration_seconds";
+/// Replica writes and reads that failed, by `peer`, `call` and `error`
+/// (unreachable, timeout, failed).
+pub const REPLICA_ERRORS: &str = "ringkv_replica_request_errors_total";
 /// Stale replicas rewritten by read repair, blocking (in the read) or
 /// background (`kind` = blocking | background).
 pub const READ_REPAIRS: &str = "ringkv_read_repairs_total";
-/// Hints stored for replicas that missed a write.
+/// Hints stored for replicas that missed a write, by `target`.
 pub const HINTS_STORED: &str = "ringkv_hints_stored_total";
-/// Hints handed to their replica.
+/// Hints handed to their replica, by `target`.
 pub const HINTS_REPLAYED: &str = "ringkv_hints_replayed_total";
-/// Hints dropped, by `reason` (full, expired, left, corrupt).
+/// Hints dropped, by `target` and `reason` (full, expired, left, corrupt).
 pub const HINTS_DROPPED: &str = "ringkv_hints_dropped_total";
+/// Bytes of hints held, by `target`.
+pub const HINTS_PENDING_BYTES: &str = "ringkv_hints_pending_bytes";
 /// Keys (cells) sent or received by anti-entropy repair.
 pub const REPAIR_KEYS: &str = "ringkv_repair_keys_streamed_total";
 /// Bytes of cells sent or received by anti-entropy repair.
@@ -30,6 +55,13 @@ pub const REPAIR_BYTES: &str = "ringkv_repair_bytes_streamed_total";
 pub const REPAIR_RANGES: &str = "ringkv_repair_ranges_compared_total";
 /// Token ranges a repair run could not sync with some replica (skipped).
 pub const REPAIR_RANGES_FAILED: &str = "ringkv_repair_ranges_failed_total";
+/// 1 while a repair runs on this node.
+pub const REPAIR_RUNNING: &str = "ringkv_repair_running";
+/// Ranges of the running (or last) repair run, and how many are done.
+pub const REPAIR_RUN_RANGES: &str = "ringkv_repair_run_ranges";
+pub const REPAIR_RUN_RANGES_DONE: &str = "ringkv_repair_run_ranges_done";
+/// When this node last completed a repair that reached every replica.
+pub const REPAIR_LAST_COMPLETED: &str = "ringkv_repair_last_completed_timestamp_seconds";
 /// Cells streamed for topology changes, by direction (in, out, relay).
 pub const STREAMED_KEYS: &str = "ringkv_streamed_keys_total";
 /// Bytes of cells streamed for topology changes, by direction.
@@ -43,12 +75,41 @@ pub const INTERNODE_REQUESTS: &str = "ringkv_internode_requests_total";
 /// Requests refused before any work, by `api` (client, internode) and
 /// `reason` (overloaded).
 pub const REQUESTS_REFUSED: &str = "ringkv_requests_refused_total";
+/// Requests being served, by `api` (client, internode).
+pub const REQUESTS_IN_FLIGHT: &str = "ringkv_requests_in_flight";
 /// Gossip datagrams dropped, by `reason` (mac: no or a wrong MAC;
 /// malformed; oversize).
 pub const GOSSIP_DROPPED: &str = "ringkv_gossip_dropped_total";
+/// Members this node knows, by `status` (up, down) as its failure detector
+/// sees them; itself included.
+pub const MEMBERS: &str = "ringkv_cluster_members";
+/// 1 while `peer` is up according to this node's failure detector.
+pub const PEER_UP: &str = "ringkv_peer_up";
 
-/// How often histograms are compacted even when nobody scrapes.
+/// Storage engine state (RocksDB; zero on the in-memory engine).
+pub const STORAGE_LIVE_DATA: &str = "ringkv_storage_live_data_bytes";
+pub const STORAGE_SST_FILES: &str = "ringkv_storage_sst_files";
+pub const STORAGE_PENDING_COMPACTION: &str = "ringkv_storage_pending_compaction_bytes";
+pub const STORAGE_RUNNING_COMPACTIONS: &str = "ringkv_storage_running_compactions";
+pub const STORAGE_MEMTABLE: &str = "ringkv_storage_memtable_bytes";
+pub const STORAGE_BLOCK_CACHE: &str = "ringkv_storage_block_cache_usage_bytes";
+/// Space of the file system holding the data directory.
+pub const DISK_FREE: &str = "ringkv_disk_free_bytes";
+pub const DISK_TOTAL: &str = "ringkv_disk_total_bytes";
+/// 0 while the disk refuses writes (full, failing); the node serves reads.
+pub const DISK_WRITABLE: &str = "ringkv_disk_writable";
+/// The node's version, as a label of a series that is always 1.
+pub const BUILD_INFO: &str = "ringkv_build_info";
+/// The node's `gc_grace_seconds` (for the repair-overdue alert).
+pub const GC_GRACE: &str = "ringkv_gc_grace_seconds";
+
+/// How often histograms are compacted and gauges refreshed even when
+/// nobody scrapes.
 pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Gauges not set for this long are dropped from `/metrics` (a peer that
+/// left, a hint target with nothing held).
+const GAUGE_IDLE: Duration = Duration::from_secs(60);
 
 /// Latency buckets: 100 µs to 10 s.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -56,58 +117,367 @@ const LATENCY_BUCKETS: [f64; 16] = [
     5.0, 10.0,
 ];
 
+/// A series' Prometheus type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every ringkv series: name, type, unit and HELP text.
+pub const CATALOGUE: &[(&str, Kind, Unit, &str)] = &[
+    (
+        REQUESTS,
+        Kind::Counter,
+        Unit::Count,
+        "Client requests served, by op, consistency level and outcome",
+    ),
+    (
+        REQUEST_SECONDS,
+        Kind::Histogram,
+        Unit::Seconds,
+        "Client request latency at the coordinator, by op and consistency level",
+    ),
+    (
+        REPLICA_SECONDS,
+        Kind::Histogram,
+        Unit::Seconds,
+        "Latency of replica writes and reads sent to a peer, by peer and call",
+    ),
+    (
+        REPLICA_ERRORS,
+        Kind::Counter,
+        Unit::Count,
+        "Replica writes and reads to a peer that failed, by peer, call and error",
+    ),
+    (
+        READ_REPAIRS,
+        Kind::Counter,
+        Unit::Count,
+        "Stale replicas rewritten by read repair, by kind (blocking, background)",
+    ),
+    (
+        HINTS_STORED,
+        Kind::Counter,
+        Unit::Count,
+        "Hints stored for replicas that missed a write, by target",
+    ),
+    (
+        HINTS_REPLAYED,
+        Kind::Counter,
+        Unit::Count,
+        "Hints handed to their replica, by target",
+    ),
+    (
+        HINTS_DROPPED,
+        Kind::Counter,
+        Unit::Count,
+        "Hints dropped, by target and reason (full, expired, left, corrupt)",
+    ),
+    (
+        HINTS_PENDING_BYTES,
+        Kind::Gauge,
+        Unit::Bytes,
+        "Bytes of hints this node holds, by target",
+    ),
+    (
+        REPAIR_KEYS,
+        Kind::Counter,
+        Unit::Count,
+        "Cells sent or received by anti-entropy repair",
+    ),
+    (
+        REPAIR_BYTES,
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes of cells sent or received by anti-entropy repair",
+    ),
+    (
+        REPAIR_RANGES,
+        Kind::Counter,
+        Unit::Count,
+        "Token ranges compared by anti-entropy repair",
+    ),
+    (
+        REPAIR_RANGES_FAILED,
+        Kind::Counter,
+        Unit::Count,
+        "Token ranges a repair run could not sync with some replica",
+    ),
+    (
+        REPAIR_RUNNING,
+        Kind::Gauge,
+        Unit::Count,
+        "1 while an anti-entropy repair runs on this node",
+    ),
+    (
+        REPAIR_RUN_RANGES,
+        Kind::Gauge,
+        Unit::Count,
+        "Token ranges of the running or last repair run",
+    ),
+    (
+        REPAIR_RUN_RANGES_DONE,
+        Kind::Gauge,
+        Unit::Count,
+        "Token ranges the running or last repair run has finished",
+    ),
+    (
+        REPAIR_LAST_COMPLETED,
+        Kind::Gauge,
+        Unit::Seconds,
+        "Unix time this node last completed a repair that reached every replica (0: never)",
+    ),
+    (
+        STREAMED_KEYS,
+        Kind::Counter,
+        Unit::Count,
+        "Cells streamed for topology changes, by direction",
+    ),
+    (
+        STREAMED_BYTES,
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes streamed for topology changes, by direction",
+    ),
+    (
+        CLEANUP_BYTES,
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes of data cleanup removed from ranges this node no longer holds",
+    ),
+    (
+        INTERNODE_REQUESTS,
+        Kind::Counter,
+        Unit::Count,
+        "Replica writes and reads served for peers, by protocol and call",
+    ),
+    (
+        REQUESTS_REFUSED,
+        Kind::Counter,
+        Unit::Count,
+        "Requests refused before any work (overload), by api and reason",
+    ),
+    (
+        REQUESTS_IN_FLIGHT,
+        Kind::Gauge,
+        Unit::Count,
+        "Requests being served, by api (client, internode)",
+    ),
+    (
+        GOSSIP_DROPPED,
+        Kind::Counter,
+        Unit::Count,
+        "Gossip datagrams dropped unread, by reason",
+    ),
+    (
+        MEMBERS,
+        Kind::Gauge,
+        Unit::Count,
+        "Cluster members by status (up, down) as this node's failure detector sees them",
+    ),
+    (
+        PEER_UP,
+        Kind::Gauge,
+        Unit::Count,
+        "1 while the peer is up according to this node's failure detector, else 0",
+    ),
+    (
+        STORAGE_LIVE_DATA,
+        Kind::Gauge,
+        Unit::Bytes,
+        "Estimated live data in the storage engine",
+    ),
+    (
+        STORAGE_SST_FILES,
+        Kind::Gauge,
+        Unit::Count,
+        "SST files of the storage engine, every level",
+    ),
+    (
+        STORAGE_PENDING_COMPACTION,
+        Kind::Gauge,
+        Unit::Bytes,
+        "Estimated bytes compaction must rewrite to bring every level under its target",
+    ),
+    (
+        STORAGE_RUNNING_COMPACTIONS,
+        Kind::Gauge,
+        Unit::Count,
+        "Compactions running in the storage engine",
+    ),
+    (
+        STORAGE_MEMTABLE,
+        Kind::Gauge,
+        Unit::Bytes,
+        "Memory of the storage engine's memtables",
+    ),
+    (
+        STORAGE_BLOCK_CACHE,
+        Kind::Gauge,
+        Unit::Bytes,
+        "Memory held by the storage engine's block cache",
+    ),
+    (
+        DISK_FREE,
+        Kind::Gauge,
+        Unit::Bytes,
+        "Free space of the file system holding the data directory",
+    ),
+    (
+        DISK_TOTAL,
+        Kind::Gauge,
+        Unit::Bytes,
+        "Size of the file system holding the data directory",
+    ),
+    (
+        DISK_WRITABLE,
+        Kind::Gauge,
+        Unit::Count,
+        "0 while the disk refuses writes (full, failing), else 1",
+    ),
+    (
+        BUILD_INFO,
+        Kind::Gauge,
+        Unit::Count,
+        "Always 1; the version label is the node's ringkv version",
+    ),
+    (
+        GC_GRACE,
+        Kind::Gauge,
+        Unit::Seconds,
+        "The node's gc_grace_seconds: a replica must be repaired within it",
+    ),
+];
+
 /// Installs the process-wide Prometheus recorder. `None` if a recorder is
 /// already installed (several nodes in one process, as in some tests).
 pub fn install() -> Option<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(REQUEST_SECONDS.to_owned()), &LATENCY_BUCKETS)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &LATENCY_BUCKETS)
         .ok()?
+        .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE))
         .install_recorder()
         .ok()?;
-    describe_counter!(
-        REQUESTS,
-        Unit::Count,
-        "Client requests served, by op and outcome"
-    );
-    describe_histogram!(
-        REQUEST_SECONDS,
-        Unit::Seconds,
-        "Client request latency at the coordinator"
-    );
-    describe_counter!(
-        READ_REPAIRS,
-        Unit::Count,
-        "Stale replicas rewritten by read repair"
-    );
-    describe_counter!(
-        STREAMED_KEYS,
-        Unit::Count,
-        "Cells streamed for topology changes, by direction"
-    );
-    describe_counter!(
-        STREAMED_BYTES,
-        Unit::Bytes,
-        "Bytes streamed for topology changes, by direction"
-    );
-    describe_counter!(
-        CLEANUP_BYTES,
-        Unit::Bytes,
-        "Bytes of data cleanup removed from ranges this node no longer holds"
-    );
-    describe_counter!(
-        INTERNODE_REQUESTS,
-        Unit::Count,
-        "Replica writes and reads served for peers, by protocol and call"
-    );
-    describe_counter!(
-        REQUESTS_REFUSED,
-        Unit::Count,
-        "Requests refused before any work (overload), by api and reason"
-    );
-    describe_counter!(
-        GOSSIP_DROPPED,
-        Unit::Count,
-        "Gossip datagrams dropped unread, by reason"
-    );
+    for &(name, kind, unit, help) in CATALOGUE {
+        match kind {
+            Kind::Counter => describe_counter!(name, unit, help),
+            Kind::Gauge => describe_gauge!(name, unit, help),
+            Kind::Histogram => describe_histogram!(name, unit, help),
+        }
+    }
     Some(handle)
+}
+
+/// Names of known nodes, for the labels that name another node.
+fn names() -> &'static RwLock<HashMap<NodeId, SharedString>> {
+    static NAMES: OnceLock<RwLock<HashMap<NodeId, SharedString>>> = OnceLock::new();
+    NAMES.get_or_init(RwLock::default)
+}
+
+/// Tells the labels the names of `members`.
+pub fn name_peers<'a>(members: impl IntoIterator<Item = (&'a NodeId, &'a str)>) {
+    let Ok(mut names) = names().write() else {
+        return;
+    };
+    for (id, name) in members {
+        if names.get(id).is_none_or(|known| known.as_ref() != name) {
+            names.insert(*id, SharedString::from(Arc::<str>::from(name)));
+        }
+    }
+}
+
+/// The label value naming `node`: its name once known, else its id.
+pub fn peer_label(node: &NodeId) -> SharedString {
+    names()
+        .read()
+        .ok()
+        .and_then(|names| names.get(node).cloned())
+        .unwrap_or_else(|| SharedString::from(node.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let mut seen = std::collections::HashSet::new();
+        for &(name, kind, unit, help) in CATALOGUE {
+            assert!(seen.insert(name), "{name} listed twice");
+            assert!(name.starts_with("ringkv_"), "{name}");
+            assert!(!help.is_empty(), "{name} has no HELP");
+            match kind {
+                Kind::Counter => assert!(name.ends_with("_total"), "{name}"),
+                _ => assert!(!name.ends_with("_total"), "{name}"),
+            }
+            match unit {
+                Unit::Seconds => assert!(name.ends_with("_seconds"), "{name}"),
+                // ringkv_repair_bytes_streamed_total predates the check.
+                Unit::Bytes => assert!(name.contains("_bytes"), "{name}"),
+                _ => assert!(!name.contains("_bytes") && !name.contains("_seconds")),
+            }
+        }
+    }
+
+    #[test]
+    fn the_readme_documents_every_series() {
+        let readme = include_str!("../../README.md");
+        for &(name, ..) in CATALOGUE {
+            assert!(
+                readme.contains(&format!("| `{name}`")),
+                "README.md's metrics table lacks {name}"
+            );
+        }
+    }
+
+    /// The `ringkv_…` names `text` mentions.
+    fn series_in(text: &str) -> std::collections::BTreeSet<&str> {
+        text.match_indices("ringkv_")
+            .map(|(at, _)| {
+                let rest = &text[at..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .collect()
+    }
+
+    fn exported(name: &str) -> bool {
+        CATALOGUE.iter().any(|&(known, kind, ..)| {
+            name == known
+                || (kind == Kind::Histogram
+                    && ["_bucket", "_count", "_sum"]
+                        .iter()
+                        .any(|suffix| name.strip_suffix(suffix) == Some(known)))
+        })
+    }
+
+    #[test]
+    fn the_dashboard_shows_every_series_and_the_alerts_use_real_ones() {
+        let dashboard = include_str!("../../deploy/grafana/ringkv.json");
+        let alerts = include_str!("../../deploy/prometheus/ringkv-alerts.yml");
+        for name in series_in(dashboard).into_iter().chain(series_in(alerts)) {
+            assert!(exported(name), "{name} is not a series the node exports");
+        }
+        let shown = series_in(dashboard);
+        for &(name, kind, ..) in CATALOGUE {
+            let bucket = format!("{name}_bucket");
+            let found = match kind {
+                Kind::Histogram => shown.contains(bucket.as_str()),
+                _ => shown.contains(name),
+            };
+            assert!(found, "the Grafana dashboard does not show {name}");
+        }
+    }
+
+    #[test]
+    fn peers_are_labelled_by_name_once_known() {
+        let id = NodeId(uuid::Uuid::from_u128(0x5eed));
+        assert_eq!(peer_label(&id).as_ref(), id.to_string());
+        name_peers([(&id, "n7")]);
+        assert_eq!(peer_label(&id).as_ref(), "n7");
+    }
 }

@@ -12,6 +12,10 @@
 
 pub mod partitioner;
 
+/// The binary metadata entry that carries a traced request's
+/// [`v1::Trace`] (protobuf), on the answer or on the error status.
+pub const TRACE_METADATA_KEY: &str = "ringkv-trace-bin";
+
 /// The public client and operator API, package `ringkv.v1`.
 pub mod v1 {
     tonic::include_proto!("ringkv.v1");

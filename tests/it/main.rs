@@ -6,6 +6,7 @@ mod cluster;
 mod convergence;
 mod framed;
 mod hardening;
+mod monitoring;
 mod overload;
 mod resp;
 mod security;

@@ -403,17 +403,7 @@ async fn pipelines_answer_in_order_resp3_works_and_garbage_closes_only_its_conne
 }
 
 fn tool(name: &str) -> Command {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{name} is missing: install Debian's redis-tools (scripts/test.sh does)"
-    );
-    Command::new(name)
+    ringkv_tests::system_tool(name, "redis-tools")
 }
 
 #[tokio::test]

@@ -201,3 +201,278 @@ async fn a_closed_stdout_ends_the_shell_quietly() {
         assert!(output.status.success(), "{args:?}: {:?}", output.status);
     }
 }
+
+/// A QUORUM read through a stale replica, traced: the trace shows the
+/// replicas asked (data from the coordinator itself, a digest from
+/// another), the digest mismatch, the full read, and the read repair that
+/// wrote the newer cell to the stale replica; the next read needs none.
+#[tokio::test]
+async fn tracing_shows_the_digest_mismatch_and_the_read_repair_of_a_stale_replica() {
+    // Without hints, a replica that was down stays stale until repaired.
+    let mut cluster =
+        ringkv_tests::TestCluster::start_with(3, 3, &[("--hinted-handoff-enabled", "false")])
+            .await
+            .expect("cluster");
+    // A key n3 is the primary replica of: the shell sends its request
+    // there, and n3 reads its own (stale) copy first and a digest from one
+    // of the others.
+    let key = (0..1000)
+        .map(|i| format!("k{i}"))
+        .find(|key| {
+            let endpoints = json_of(&cluster.node(2).cli(&["--json", "getendpoints", key]));
+            endpoints["replicas"][0]["name"] == "n3"
+        })
+        .expect("a key whose primary replica is n3");
+    let key = key.as_str();
+    let at = |level: &'static str| ["--consistency", level];
+    assert_ok(
+        &cluster
+            .node(0)
+            .cli(&[&at("all")[..], &["put", key, "old"]].concat()),
+    );
+    cluster.kill_and_wait(2).await.expect("kill n3");
+    assert_ok(
+        &cluster
+            .node(0)
+            .cli(&[&at("quorum")[..], &["put", key, "new"]].concat()),
+    );
+    cluster.restart_and_wait(2).await.expect("restart n3");
+
+    let n3 = cluster.node(2);
+    let out = assert_ok(&n3.cli(&["--consistency", "quorum", "--trace", "get", key]));
+    println!("{out}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("new"), "{out}");
+    assert!(out.contains("Tracing session: coordinator n3"), "{out}");
+    // A step: a trace row whose node column is `node` and whose activity
+    // starts with `activity`.
+    let step = |out: &str, node: &str, activity: &str| {
+        out.lines().any(|line| {
+            let mut columns = line.split_whitespace();
+            let (_elapsed, shown) = (columns.next(), columns.next());
+            shown == Some(node) && columns.collect::<Vec<_>>().join(" ").starts_with(activity)
+        })
+    };
+    for (node, activity) in [
+        ("n3", "reading at QUORUM"),
+        ("n3", "asked for data"),
+        ("n3", "answered with data (timestamp"),
+        (
+            "n3",
+            "digest mismatch: reading data from the replicas that sent digests",
+        ),
+        ("n3", "resolved to timestamp"),
+        ("n3", "read repair: writing the newest cell"),
+        ("n3", "read repair acknowledged in"),
+        ("n3", "answered the client"),
+    ] {
+        assert!(
+            step(&out, node, activity),
+            "the trace lacks {node} {activity:?}:\n{out}"
+        );
+    }
+    // The other replica asked: for a digest first, then for its data.
+    let other = ["n1", "n2"]
+        .into_iter()
+        .find(|n| step(&out, n, "asked for a digest"))
+        .unwrap_or_else(|| panic!("no digest asked of n1 or n2:\n{out}"));
+    assert!(step(&out, other, "answered with a digest in"), "{out}");
+    assert!(step(&out, other, "asked for data"), "{out}");
+    assert!(
+        out.contains("read repair writes it to 1 stale replicas"),
+        "{out}"
+    );
+
+    // Repaired: the same read now agrees, and says so.
+    let out = assert_ok(&n3.cli(&["--consistency", "quorum", "--trace", "get", key]));
+    assert!(
+        out.contains("digests match the data: no repair needed"),
+        "{out}"
+    );
+    assert!(!out.contains("digest mismatch"), "{out}");
+
+    // Writes are traced too, and JSON carries the trace for scripts.
+    let out = assert_ok(&n3.cli(&["--json", "--trace", "--consistency", "all", "put", key, "v"]));
+    let written: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let events = written["trace"]["events"].as_array().expect("events");
+    let acknowledged = events
+        .iter()
+        .filter(|e| {
+            e["activity"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("acknowledged in"))
+        })
+        .count();
+    assert_eq!(acknowledged, 3, "every replica acknowledges at ALL: {out}");
+    assert_eq!(written["trace"]["coordinator"], "n3");
+
+    // A failed request still shows its trace: ALL with a replica down.
+    cluster.kill_and_wait(1).await.expect("kill n2");
+    let failed = cluster
+        .node(2)
+        .cli(&["--consistency", "all", "--trace", "get", key]);
+    assert_eq!(failed.status.code(), Some(1));
+    let out = stdout(&failed);
+    assert!(out.contains("Tracing session: coordinator n"), "{out}");
+    assert!(
+        out.contains("not sent: not enough live replicas: required 3, alive 2"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn tracing_on_at_the_prompt_traces_each_request_until_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = TestNode::start(dir.path(), NodeOptions::new("n1"))
+        .await
+        .expect("node");
+    let mut child = std::process::Command::new(binary("ringkv"))
+        .arg("--host")
+        .arg(n.client_addr.to_string())
+        .env("RINGKV_HISTORY", dir.path().join("history"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shell");
+    let script = "TRACING\nTRACING ON\nPUT a 1\nGET a\nTRACING OFF\nGET a\nEXIT\n";
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("write script");
+    let output = child.wait_with_output().expect("shell exits");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(out.contains("Tracing is off."), "{out}");
+    assert!(out.contains("Now tracing requests."), "{out}");
+    assert!(out.contains("Disabled tracing."), "{out}");
+    // The PUT and the first GET are traced; the last GET is not.
+    assert_eq!(
+        out.matches("Tracing session: coordinator n1").count(),
+        2,
+        "{out}"
+    );
+    assert!(
+        out.contains("1 acknowledgements: the write is done"),
+        "{out}"
+    );
+}
+
+fn json_of(output: &Output) -> serde_json::Value {
+    serde_json::from_str(&assert_ok(output)).expect("JSON")
+}
+
+/// The nodetool-like commands against a 3-node cluster with a node down:
+/// `hints` shows what is held for it, `tpstats`, `compactionstats`, `info`
+/// and `describecluster` show the node and the cluster, in text and JSON.
+#[tokio::test]
+async fn nodetool_commands_show_hints_pools_storage_and_the_cluster() {
+    let mut cluster = ringkv_tests::TestCluster::start(3, 3)
+        .await
+        .expect("cluster");
+    cluster.kill_and_wait(2).await.expect("kill n3");
+    let n1 = cluster.node(0);
+    for i in 0..20 {
+        assert_ok(&n1.cli(&["--consistency", "one", "put", &format!("k{i}"), "v"]));
+    }
+
+    // Every write missed n3: its coordinators (token-aware routing spreads
+    // them over n1 and n2) hold hints for it.
+    let mut total = 0;
+    let mut holder = None;
+    for node in [cluster.node(0), cluster.node(1)] {
+        let hints = json_of(&node.cli(&["--json", "hints"]));
+        for held in hints["hints"].as_array().expect("hints") {
+            assert_eq!(held["node_name"], "n3", "{hints}");
+            assert_eq!(held["up"], false, "{hints}");
+            total += held["bytes"].as_u64().unwrap_or(0);
+            holder = Some(node);
+        }
+    }
+    assert!(total > 20 * 10, "hints for 20 writes: {total} bytes");
+    let holder = holder.expect("a node holds hints");
+    let text = assert_ok(&holder.cli(&["hints"]));
+    assert!(text.contains("n3") && text.contains("DOWN"), "{text}");
+    let info = json_of(&holder.cli(&["--json", "info"]));
+    assert!(info["hints_bytes"].as_u64().unwrap_or(0) > 0, "{info}");
+    let pools = json_of(&holder.cli(&["--json", "tpstats"]));
+    let pending = pools["pools"].as_array().and_then(|p| {
+        p.iter()
+            .find(|p| p["name"] == "hint replay (targets)")
+            .cloned()
+    });
+    assert_eq!(
+        pending.map(|p| p["pending"].clone()),
+        Some(serde_json::json!(1)),
+        "n3 is down: {pools}"
+    );
+
+    let pools = json_of(&n1.cli(&["--json", "tpstats"]));
+    let pool = |name: &str| {
+        pools["pools"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no pool {name}: {pools}"))
+    };
+    // The tpstats request itself is the client request in flight.
+    assert_eq!(pool("client requests")["limit"], 1024);
+    assert_eq!(pool("client requests")["refused"], 0);
+    assert_eq!(pool("internode requests")["limit"], 4096);
+    assert_eq!(pool("repair (ranges)")["active"], 0);
+    let text = assert_ok(&n1.cli(&["tpstats"]));
+    assert!(text.starts_with("Pool"), "{text}");
+    assert!(text.contains("internode requests"), "{text}");
+
+    let storage = json_of(&n1.cli(&["--json", "compactionstats"]));
+    assert!(
+        storage["memtable_bytes"].as_u64().unwrap_or(0) > 0,
+        "{storage}"
+    );
+    assert!(
+        storage["disk_total_bytes"].as_u64().unwrap_or(0)
+            > storage["disk_free_bytes"].as_u64().unwrap_or(u64::MAX),
+        "{storage}"
+    );
+    assert!(assert_ok(&n1.cli(&["compactionstats"])).contains("pending compaction:"));
+
+    let info = json_of(&n1.cli(&["--json", "info"]));
+    assert_eq!(info["node_name"], "n1");
+    assert!(
+        info["rss_bytes"].as_u64().unwrap_or(0) > 1_000_000,
+        "{info}"
+    );
+    assert!(info["generation"].as_u64().unwrap_or(0) > 0, "{info}");
+    assert!(info["open_fds"].as_u64().unwrap_or(0) > 3, "{info}");
+    let text = assert_ok(&n1.cli(&["info"]));
+    for line in [
+        "generation:",
+        "load:",
+        "memory (RSS):",
+        "file descriptors:",
+        "repair:",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+
+    let described = json_of(&n1.cli(&["--json", "describecluster"]));
+    assert_eq!(described["replication_factor"], 3);
+    let versions = described["versions"].as_object().expect("versions");
+    assert_eq!(versions.len(), 1, "one version: {described}");
+    assert_eq!(
+        versions.values().next().cloned(),
+        Some(serde_json::json!(["n1", "n2", "n3"]))
+    );
+    let settings = described["settings"].as_object().expect("settings");
+    assert_eq!(settings.len(), 1, "{described}");
+    assert!(
+        settings.keys().all(|s| s.contains("replication_factor=3")),
+        "{described}"
+    );
+    assert_eq!(described["down"], serde_json::json!(["n3"]));
+    let text = assert_ok(&n1.cli(&["describecluster"]));
+    assert!(text.starts_with("Cluster Information:"), "{text}");
+    assert!(text.contains("Down: [n3]"), "{text}");
+    assert!(!text.contains("WARNING"), "{text}");
+}

@@ -85,6 +85,7 @@ pub fn permission_for(path: &str) -> Permission {
         | "ringkv.v1.Admin/Ring"
         | "ringkv.v1.Admin/GetEndpoints"
         | "ringkv.v1.Admin/Streams"
+        | "ringkv.v1.Admin/NodeStats"
         // Users change their own password; the handler checks whose.
         | "ringkv.v1.Admin/UserPassword" => Permission::Read,
         "ringkv.v1.KeyValue/Put" | "ringkv.v1.KeyValue/Delete" => Permission::Write,
@@ -101,6 +102,7 @@ mod tests {
         let table = [
             ("/ringkv.v1.KeyValue/Get", [true, true, true]),
             ("/ringkv.v1.Admin/Ring", [true, true, true]),
+            ("/ringkv.v1.Admin/NodeStats", [true, true, true]),
             ("/ringkv.v1.KeyValue/Put", [false, true, true]),
             ("/ringkv.v1.KeyValue/Delete", [false, true, true]),
             ("/ringkv.v1.Admin/Repair", [false, false, true]),

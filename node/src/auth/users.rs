@@ -162,6 +162,7 @@ impl UserStore {
             key: key.clone(),
             level,
             timeout: None,
+            trace: None,
         };
         let found = match self
             .coordinator
@@ -187,6 +188,7 @@ impl UserStore {
                 ttl_seconds: None,
                 timestamp: None,
                 timeout: None,
+                trace: None,
             })
             .await?;
         Ok(())

@@ -121,6 +121,15 @@ impl Config {
             .then(|| self.internode_tls_server_name.clone())
     }
 
+    /// The settings every node of a cluster should share, as gossiped
+    /// (`keys::SETTINGS`) and compared by `ringkv describecluster`.
+    pub fn shared_settings(&self) -> String {
+        format!(
+            "replication_factor={};gc_grace_seconds={};internode_tls={};authentication={}",
+            self.replication_factor, self.gc_grace_seconds, self.internode_tls, self.authentication
+        )
+    }
+
     /// Requests in flight on the client API and on the internode API.
     pub fn in_flight_limits(&self) -> (usize, usize) {
         let limit = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);

@@ -29,6 +29,7 @@ mod read;
 mod request;
 mod round;
 mod tally;
+pub mod trace;
 mod write;
 
 #[cfg(test)]
@@ -117,6 +118,19 @@ impl Coordinator {
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.rng = Mutex::new(StdRng::seed_from_u64(seed));
         self
+    }
+
+    /// This node's id.
+    pub fn local(&self) -> NodeId {
+        self.view.load().local()
+    }
+
+    /// The name of `node` as gossip tells it (its id while unknown).
+    pub fn name_of(&self, node: &NodeId) -> String {
+        self.view
+            .load()
+            .member(node)
+            .map_or_else(|| node.to_string(), |m| m.name.clone())
     }
 
     /// The wall clock the coordinator stamps writes and expiries with.

@@ -30,6 +30,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 use super::round::{ReadRound, Step, resolve};
+use super::trace::{Trace, millis, note};
 use super::{Coordinator, CoordinatorError, ReadRequest, ReadResult};
 use crate::identity::NodeId;
 use crate::membership::ClusterView;
@@ -40,9 +41,34 @@ use crate::storage::Cell;
 type Ask = BoxFuture<'static, (NodeId, bool, Result<ReadReply, ReplicaError>)>;
 
 impl Coordinator {
-    fn ask(&self, node: NodeId, token: Token, key: &Bytes, digest_only: bool) -> Ask {
+    fn ask(
+        &self,
+        node: NodeId,
+        (token, key): (Token, &Bytes),
+        digest_only: bool,
+        trace: &Option<Arc<Trace>>,
+    ) -> Ask {
+        let what = if digest_only { "a digest" } else { "data" };
+        note(trace, node, || format!("asked for {what}"));
         let request = self.transport.read(node, token, key.clone(), digest_only);
-        Box::pin(async move { (node, digest_only, request.await) })
+        let trace = trace.clone();
+        Box::pin(async move {
+            let sent = Instant::now();
+            let answer = request.await;
+            note(&trace, node, || {
+                let took = millis(sent.elapsed());
+                match &answer {
+                    Ok(ReadReply::Digest(_)) => format!("answered with a digest in {took}"),
+                    Ok(ReadReply::Data(Some(cell))) => format!(
+                        "answered with data (timestamp {}) in {took}",
+                        cell.timestamp
+                    ),
+                    Ok(ReadReply::Data(None)) => format!("answered: no data, in {took}"),
+                    Err(error) => format!("failed after {took}: {error}"),
+                }
+            });
+            (node, digest_only, answer)
+        })
     }
 
     /// True with probability `chance`, from the coordinator's RNG.
@@ -69,7 +95,11 @@ impl Coordinator {
         request.validate()?;
         let view = self.view.load_full();
         let token = Token::of(&request.key);
-        let plan = self.plan(&view, token, request.level, false)?;
+        let trace = request.trace;
+        let local = view.local();
+        let plan = self
+            .plan(&view, token, request.level, false)
+            .inspect_err(|error| note(&trace, local, || format!("not sent: {error}")))?;
         let required = plan.required;
         let timeout = request.timeout.map_or(self.settings.read_timeout, |t| {
             t.min(self.settings.read_timeout)
@@ -77,6 +107,14 @@ impl Coordinator {
         let deadline = Instant::now() + timeout;
         let timeout_error = |received| CoordinatorError::Timeout { required, received };
         let key = request.key;
+        note(&trace, local, || {
+            format!(
+                "reading at {} (token {}): {} live replicas, {required} required",
+                request.level,
+                token.0,
+                plan.alive.len()
+            )
+        });
 
         // Decide up front whether this read also repairs the replicas it
         // does not ask, so the common read copies nothing for it.
@@ -87,10 +125,11 @@ impl Coordinator {
         let (mut round, asks) = ReadRound::start(required, order);
         let mut pending: FuturesUnordered<Ask> = asks
             .into_iter()
-            .map(|(node, digest_only)| self.ask(node, token, &key, digest_only))
+            .map(|(node, digest_only)| self.ask(node, (token, &key), digest_only, &trace))
             .collect();
         let (data, full_from) = loop {
             let Ok(next) = tokio::time::timeout_at(deadline, pending.next()).await else {
+                note(&trace, local, || "timed out waiting for replicas".into());
                 return Err(round.timed_out().into());
             };
             let Some((node, digest_only, answer)) = next else {
@@ -103,14 +142,25 @@ impl Coordinator {
             match round.answer(node, digest_only, answer) {
                 Step::Wait => {}
                 Step::Ask { node, digest_only } => {
-                    pending.push(self.ask(node, token, &key, digest_only));
+                    note(&trace, local, || "trying a spare replica".into());
+                    pending.push(self.ask(node, (token, &key), digest_only, &trace));
                 }
-                Step::Unmet(unmet) => return Err(unmet.into()),
+                Step::Unmet(unmet) => {
+                    note(&trace, local, || "too few replicas answered".into());
+                    return Err(unmet.into());
+                }
                 Step::Agreed {
                     data_node,
                     cell,
                     digest_nodes,
                 } => {
+                    note(&trace, local, || {
+                        if digest_nodes.is_empty() {
+                            "one replica required: its data is the answer".into()
+                        } else {
+                            "digests match the data: no repair needed".into()
+                        }
+                    });
                     if let Some(alive) = background_repair {
                         let asked: Vec<NodeId> =
                             std::iter::once(data_node).chain(digest_nodes).collect();
@@ -124,6 +174,9 @@ impl Coordinator {
                             others,
                             self.settings.read_timeout,
                         ));
+                        note(&trace, local, || {
+                            "background read repair of the replicas not asked started".into()
+                        });
                     }
                     return Ok(live(cell, self.clock.wall().seconds()));
                 }
@@ -133,10 +186,13 @@ impl Coordinator {
         drop(pending);
 
         // Digests disagree: get everyone's data, resolve, repair.
+        note(&trace, local, || {
+            "digest mismatch: reading data from the replicas that sent digests".into()
+        });
         let mut cells: Vec<(NodeId, Option<Cell>)> = vec![data];
         let mut full: FuturesUnordered<Ask> = full_from
             .iter()
-            .map(|node| self.ask(*node, token, &key, false))
+            .map(|node| self.ask(*node, (token, &key), false, &trace))
             .collect();
         while let Some(answer) = tokio::time::timeout_at(deadline, full.next())
             .await
@@ -151,11 +207,34 @@ impl Coordinator {
         }
         let resolved = resolve(&cells);
         if let Some((winner, stale)) = &resolved {
+            note(&trace, local, || {
+                format!(
+                    "resolved to timestamp {}; read repair writes it to {} stale replicas",
+                    winner.timestamp,
+                    stale.len()
+                )
+            });
             let repairs: FuturesUnordered<_> = stale
                 .iter()
                 .map(|node| {
-                    self.transport
-                        .write(*node, token, key.clone(), winner.clone())
+                    note(&trace, *node, || {
+                        "read repair: writing the newest cell".into()
+                    });
+                    let write = self
+                        .transport
+                        .write(*node, token, key.clone(), winner.clone());
+                    let (node, trace) = (*node, trace.clone());
+                    async move {
+                        let sent = Instant::now();
+                        let outcome = write.await;
+                        note(&trace, node, || match &outcome {
+                            Ok(()) => {
+                                format!("read repair acknowledged in {}", millis(sent.elapsed()))
+                            }
+                            Err(error) => format!("read repair failed: {error}"),
+                        });
+                        outcome
+                    }
                 })
                 .collect();
             metrics::counter!(crate::metrics::READ_REPAIRS, "kind" => "blocking")

@@ -3,12 +3,14 @@
 //! Every limit is checked before anything is written, and each error says
 //! which limit was broken, so a bad request never touches stored data.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::consistency::ConsistencyLevel;
 use super::error::CoordinatorError;
+use super::trace::Trace;
 use crate::clock::{SkewLimit, Timestamp};
 
 /// Longest TTL accepted: 20 years, as Cassandra.
@@ -21,6 +23,8 @@ pub struct ReadRequest {
     pub level: ConsistencyLevel,
     /// `None`: the node's read timeout.
     pub timeout: Option<Duration>,
+    /// Records what the coordinator does, when the client asked.
+    pub trace: Option<Arc<Trace>>,
 }
 
 /// A put (`value: Some`) or delete (`value: None`) of one key.
@@ -35,6 +39,8 @@ pub struct WriteRequest {
     pub timestamp: Option<Timestamp>,
     /// `None`: the node's write timeout.
     pub timeout: Option<Duration>,
+    /// Records what the coordinator does, when the client asked.
+    pub trace: Option<Arc<Trace>>,
 }
 
 /// What a successful read found.
@@ -136,6 +142,7 @@ mod tests {
             ttl_seconds: None,
             timestamp: None,
             timeout: None,
+            trace: None,
         }
     }
 
@@ -195,6 +202,7 @@ mod tests {
             key: Bytes::from_static(b"k"),
             level: ConsistencyLevel::Any,
             timeout: None,
+            trace: None,
         };
         assert!(
             read.validate()

@@ -74,6 +74,7 @@ fn put(key: &str, value: &str, level: ConsistencyLevel) -> WriteRequest {
         ttl_seconds: None,
         timestamp: None,
         timeout: None,
+        trace: None,
     }
 }
 
@@ -82,6 +83,7 @@ fn get(key: &str, level: ConsistencyLevel) -> ReadRequest {
         key: Bytes::from(key.to_owned()),
         level,
         timeout: None,
+        trace: None,
     }
 }
 

@@ -22,6 +22,7 @@
 //! longer than the node's own is capped by it: it bounds the background
 //! replica sends too.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -30,6 +31,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::tally::{Verdict, WriteTally};
+use super::trace::{Trace, millis, note};
 use super::{ConsistencyLevel, Coordinator, CoordinatorError, ReplicaPlan, WriteRequest};
 use crate::clock::Timestamp;
 use crate::identity::NodeId;
@@ -43,7 +45,11 @@ impl Coordinator {
         request.validate(&self.settings.limits, self.clock.wall().micros())?;
         let view = self.view.load_full();
         let token = Token::of(&request.key);
-        let plan = self.plan(&view, token, request.level, true)?;
+        let trace = request.trace;
+        let local = view.local();
+        let plan = self
+            .plan(&view, token, request.level, true)
+            .inspect_err(|error| note(&trace, local, || format!("not sent: {error}")))?;
         let timestamp = match request.timestamp {
             Some(timestamp) => {
                 self.clock.observe(timestamp);
@@ -66,7 +72,28 @@ impl Coordinator {
             t.min(self.settings.write_timeout)
         });
         let any = request.level == ConsistencyLevel::Any;
+        note(&trace, local, || {
+            format!(
+                "writing at {} (token {}, timestamp {timestamp}): {} live replicas, {} down, {} required",
+                request.level,
+                token.0,
+                plan.alive.len(),
+                plan.down.len(),
+                plan.required
+            )
+        });
         let mut hinted = self.hint_all(&plan.down, &request.key, &cell);
+        for node in &plan.down {
+            note(&trace, *node, || "down: not sent".into());
+        }
+        if !plan.down.is_empty() {
+            note(&trace, local, || {
+                format!(
+                    "hints stored for {hinted} of {} down replicas",
+                    plan.down.len()
+                )
+            });
+        }
         if any && hinted > 0 {
             // At ANY a hint may be the only copy: as durable as a write.
             if let Some(hints) = &self.hints
@@ -85,9 +112,15 @@ impl Coordinator {
             });
         }
         let hint_acks = if any { hinted } else { 0 };
-        self.replicate(token, request.key, cell, &plan, timeout, hint_acks, any)
-            .await?;
-        Ok(timestamp)
+        let acks = (hint_acks, any);
+        let outcome = self
+            .replicate((token, request.key, cell), &plan, timeout, acks, &trace)
+            .await;
+        note(&trace, local, || match &outcome {
+            Ok(()) => format!("{} acknowledgements: the write is done", plan.required),
+            Err(error) => format!("the write failed: {error}"),
+        });
+        outcome.map(|()| timestamp)
     }
 
     /// Stores hints for replicas that are down; returns how many were kept.
@@ -110,16 +143,13 @@ impl Coordinator {
     /// Sends `cell` to every live replica of `plan`; returns once
     /// `plan.required` acknowledged, counting `hint_acks` already, and (with
     /// `hints_ack`, at ANY) a hint stored for a replica that failed.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn replicate(
         &self,
-        token: Token,
-        key: Bytes,
-        cell: Cell,
+        (token, key, cell): (Token, Bytes, Cell),
         plan: &ReplicaPlan,
         timeout: Duration,
-        hint_acks: usize,
-        hints_ack: bool,
+        (hint_acks, hints_ack): (usize, bool),
+        trace: &Option<Arc<Trace>>,
     ) -> Result<(), CoordinatorError> {
         let deadline = Instant::now() + timeout;
         let local = self.view.load().local();
@@ -128,17 +158,26 @@ impl Coordinator {
         type Outcome = (NodeId, Result<(), ReplicaError>, bool);
         let (done, mut acks_rx) = mpsc::channel::<Outcome>(plan.alive.len().max(1));
         for &node in &plan.alive {
+            note(trace, node, || "sent the write".into());
             let send = self.transport.write(node, token, key.clone(), cell.clone());
+            let trace = trace.clone();
             let done = done.clone();
             let hints = self.hints.clone().filter(|_| node != local);
             let (key, cell) = (key.clone(), cell.clone());
             // A task per replica: it outlives this call when the answer goes
             // out early, so slower replicas still get the write (or a hint).
             self.tasks.spawn(async move {
+                let sent = Instant::now();
                 let result = match tokio::time::timeout(timeout, send).await {
                     Ok(result) => result,
                     Err(_) => Err(ReplicaError::Timeout),
                 };
+                note(&trace, node, || match &result {
+                    Ok(()) => format!("acknowledged in {}", millis(sent.elapsed())),
+                    Err(error) => {
+                        format!("not acknowledged after {}: {error}", millis(sent.elapsed()))
+                    }
+                });
                 let mut hinted = false;
                 if let Err(error) = &result {
                     tracing::debug!(%node, %error, "replica write not acknowledged");
@@ -147,6 +186,14 @@ impl Coordinator {
                             Ok(kept) => hinted = kept,
                             Err(error) => tracing::warn!(%error, %node, "cannot store hint"),
                         }
+                        note(&trace, node, || {
+                            if hinted {
+                                "a hint is stored for it"
+                            } else {
+                                "no hint could be stored"
+                            }
+                            .into()
+                        });
                         // Only at ANY does the hint acknowledge, and then
                         // it must be as durable as a write.
                         if hinted && hints_ack && hints.make_durable().await.is_err() {

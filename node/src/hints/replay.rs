@@ -30,7 +30,7 @@ use super::store::{DropReason, Hint, HintStore, count_dropped};
 use crate::clock::Timestamp;
 use crate::identity::NodeId;
 use crate::membership::{NodeStatus, ViewHandle};
-use crate::metrics::HINTS_REPLAYED;
+use crate::metrics::{HINTS_REPLAYED, peer_label};
 use crate::peer::RepairTransport;
 use crate::storage::BatchLimit;
 
@@ -129,7 +129,7 @@ async fn replay_to(
             .into_iter()
             .partition(|h| expired(h, settings.window, hints.wall().micros()));
         if !old.is_empty() {
-            count_dropped(DropReason::Expired, old.len() as u64);
+            count_dropped(target, DropReason::Expired, old.len() as u64);
             hints.remove(target, &old).map_err(|e| e.to_string())?;
         }
         if !alive {
@@ -152,7 +152,8 @@ async fn replay_to(
             .await
             .map_err(|e| e.to_string())?;
         hints.remove(target, &fresh).map_err(|e| e.to_string())?;
-        metrics::counter!(HINTS_REPLAYED).increment(fresh.len() as u64);
+        metrics::counter!(HINTS_REPLAYED, "target" => peer_label(&target))
+            .increment(fresh.len() as u64);
         replayed += fresh.len() as u64;
         let pause = Duration::from_secs_f64(
             bytes as f64 / settings.throttle_bytes_per_second.max(1) as f64,

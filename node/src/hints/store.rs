@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use crate::clock::{Timestamp, WallClock};
 use crate::identity::NodeId;
-use crate::metrics::{HINTS_DROPPED, HINTS_STORED};
+use crate::metrics::{HINTS_DROPPED, HINTS_STORED, peer_label};
 use crate::storage::{BatchLimit, Cell, CellView, LocalStore, Storage, StorageError};
 
 const KEY_LEN: usize = 16 + 8 + 8;
@@ -100,9 +100,10 @@ impl DropReason {
     }
 }
 
-/// Counts dropped hints.
-pub fn count_dropped(reason: DropReason, n: u64) {
-    metrics::counter!(HINTS_DROPPED, "reason" => reason.label()).increment(n);
+/// Counts dropped hints of `target`.
+pub fn count_dropped(target: NodeId, reason: DropReason, n: u64) {
+    metrics::counter!(HINTS_DROPPED, "target" => peer_label(&target), "reason" => reason.label())
+        .increment(n);
 }
 
 /// Hints held on this node.
@@ -185,7 +186,7 @@ impl HintStore {
             let held = sizes.entry(target).or_insert(0);
             if held.saturating_add(size) > self.max_bytes_per_target {
                 drop(sizes);
-                count_dropped(DropReason::Full, 1);
+                count_dropped(target, DropReason::Full, 1);
                 self.log_full(target);
                 return Ok(false);
             }
@@ -199,7 +200,7 @@ impl HintStore {
             self.forget(target, size);
             return Err(error);
         }
-        metrics::counter!(HINTS_STORED).increment(1);
+        metrics::counter!(HINTS_STORED, "target" => peer_label(&target)).increment(1);
         Ok(true)
     }
 
@@ -261,7 +262,7 @@ impl HintStore {
             }
         }
         if !corrupt.is_empty() {
-            count_dropped(DropReason::Corrupt, corrupt.len() as u64);
+            count_dropped(target, DropReason::Corrupt, corrupt.len() as u64);
             let ids: Vec<Vec<u8>> = corrupt.iter().map(|(id, _)| id.clone()).collect();
             self.storage.hint_delete(&ids)?;
             self.forget(
@@ -309,7 +310,7 @@ impl HintStore {
             self.remove(target, &batch)?;
         }
         if dropped > 0 {
-            count_dropped(reason, dropped);
+            count_dropped(target, reason, dropped);
             tracing::info!(node = %target, dropped, reason = reason.label(), "dropped hints");
         }
         // Counts were lowered hint by hint: a hint stored meanwhile keeps

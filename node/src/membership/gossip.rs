@@ -85,6 +85,8 @@ pub struct Membership {
     /// Watches for another running node with this node's id.
     twins: Mutex<TwinWatch>,
     twin: tokio::sync::watch::Sender<Option<Twin>>,
+    /// This run's gossip generation (its start time, Unix microseconds).
+    generation: u64,
 }
 
 impl Membership {
@@ -140,9 +142,16 @@ impl Membership {
                 twin_settle,
             )),
             twin: tokio::sync::watch::Sender::new(None),
+            generation,
         });
         membership.refresh().await;
         Ok(membership)
+    }
+
+    /// This run's gossip generation: its start time (Unix microseconds);
+    /// a restart raises it.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The current view.

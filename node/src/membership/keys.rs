@@ -25,6 +25,11 @@ pub const RACK: &str = "rack";
 pub const REPLICATION_FACTOR: &str = "replication_factor";
 /// The node's display name.
 pub const NAME: &str = "name";
+/// The node's ringkv version.
+pub const VERSION: &str = "version";
+/// The settings every node of a cluster should share, as
+/// `name=value;...` (see `describecluster`).
+pub const SETTINGS: &str = "settings";
 /// Bytes of data the node stores (approximate).
 pub const LOAD: &str = "load";
 /// When the node last completed an anti-entropy repair (Unix seconds).

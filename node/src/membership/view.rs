@@ -81,6 +81,12 @@ pub struct Member {
     /// Up according to the failure detector.
     #[serde(skip)]
     pub alive: bool,
+    /// The node's ringkv version (empty until gossiped).
+    #[serde(skip)]
+    pub version: String,
+    /// The settings every node should share (`keys::SETTINGS`).
+    #[serde(skip)]
+    pub settings: String,
     #[serde(skip)]
     pub generation: u64,
 }
@@ -123,6 +129,8 @@ impl Member {
             topology: get(keys::TOPOLOGY).and_then(|t| u64::from_str_radix(t, 16).ok()),
             alive: entry.alive,
             generation: entry.generation,
+            version: get(keys::VERSION).unwrap_or_default().to_owned(),
+            settings: get(keys::SETTINGS).unwrap_or_default().to_owned(),
         })
     }
 
@@ -167,6 +175,8 @@ impl Member {
             topology: None,
             alive: true,
             generation: 1,
+            version: String::new(),
+            settings: String::new(),
         }
     }
 }

@@ -105,6 +105,8 @@ pub struct Repairer {
     completed: watch::Sender<i64>,
     /// Ranges the last run could not sync (empty after a clean run).
     failed: watch::Sender<Vec<TokenRange>>,
+    /// Progress of the running run, or of the last one.
+    latest: watch::Sender<Progress>,
     /// Tells when a run completed.
     wall: WallClock,
 }
@@ -127,6 +129,7 @@ impl Repairer {
             running: Mutex::new(()),
             completed: watch::Sender::new(last_completed),
             failed: watch::Sender::new(Vec::new()),
+            latest: watch::Sender::new(Progress::default()),
             wall: WallClock::system(),
         }
     }
@@ -140,6 +143,17 @@ impl Repairer {
     /// Unix seconds of the last complete run (0: never).
     pub fn last_completed(&self) -> i64 {
         *self.completed.borrow()
+    }
+
+    /// Whether a run is going on.
+    pub fn is_running(&self) -> bool {
+        self.running.try_lock().is_err()
+    }
+
+    /// Progress of the running run, or of the last one (a run stopped
+    /// midway, e.g. by a client that went away, stays as it stopped).
+    pub fn latest(&self) -> Progress {
+        self.latest.borrow().clone()
     }
 
     /// Follows the ranges each run could not sync.
@@ -189,6 +203,7 @@ impl Repairer {
             ranges_total: plan.len() as u32,
             ..Progress::default()
         };
+        self.latest.send_replace(state.clone());
         // Peers that did not answer in this run (deadline, unreachable):
         // later ranges do not wait on them again.
         let mut silent: HashSet<NodeId> = HashSet::new();
@@ -245,6 +260,7 @@ impl Repairer {
             metrics::counter!(REPAIR_RANGES).increment(1);
             state.ranges_done += 1;
             state.elapsed = started.elapsed();
+            self.latest.send_replace(state.clone());
             if let Some(tx) = &progress {
                 tx.send_replace(state.clone());
             }
@@ -261,6 +277,7 @@ impl Repairer {
             *last = failed;
             changed
         });
+        self.latest.send_replace(state.clone());
         if let Some(tx) = &progress {
             tx.send_replace(state.clone());
         }

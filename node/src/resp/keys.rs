@@ -97,7 +97,7 @@ async fn read(
     key: Bytes,
 ) -> Result<Option<ReadResult>, Reply> {
     if crate::auth::is_reserved(&key) {
-        shared.metrics.get.rejected();
+        shared.metrics.get.rejected(Some(level));
         return Err(reserved());
     }
     let started = Instant::now();
@@ -105,9 +105,10 @@ async fn read(
         key,
         level,
         timeout: None,
+        trace: None,
     };
     let result = shared.coordinator.read(request).await;
-    shared.metrics.get.record(started, &result);
+    shared.metrics.get.record(level, started, &result);
     result.map_err(|error| error_reply(&error))
 }
 
@@ -129,7 +130,7 @@ async fn write(
         &shared.metrics.delete
     };
     if crate::auth::is_reserved(&key) {
-        metrics.rejected();
+        metrics.rejected(Some(level));
         return Err(reserved());
     }
     let started = Instant::now();
@@ -140,9 +141,10 @@ async fn write(
         ttl_seconds,
         timestamp: None,
         timeout: None,
+        trace: None,
     };
     let result = shared.coordinator.write(request).await;
-    metrics.record(started, &result);
+    metrics.record(level, started, &result);
     result.map(|_| ()).map_err(|error| error_reply(&error))
 }
 

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::stats::StatsSource;
 use super::{status, users};
 use crate::auth::UserStore;
 use crate::coordinator::validate_key;
@@ -48,6 +49,8 @@ pub struct AdminService {
     node_stop: CancellationToken,
     /// Users, when authentication is on.
     users: Option<UserStore>,
+    /// What `NodeStats` answers; `None` in tests without it.
+    stats: Option<StatsSource>,
 }
 
 impl AdminService {
@@ -62,6 +65,25 @@ impl AdminService {
             topology: None,
             node_stop: CancellationToken::new(),
             users: None,
+            stats: None,
+        }
+    }
+
+    /// Answers `NodeStats` with snapshots from `stats`.
+    pub fn with_stats(mut self, stats: StatsSource) -> Self {
+        self.stats = Some(stats);
+        self
+    }
+
+    fn identity(&self) -> pb::NodeInfoResponse {
+        pb::NodeInfoResponse {
+            node_id: self.node.id.to_string(),
+            node_name: self.node.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            replication_factor: self.node.replication_factor,
+            rack: self.node.rack.clone(),
+            cluster_name: self.node.cluster_name.clone(),
         }
     }
 
@@ -188,6 +210,9 @@ fn member(m: &Member, owns: &BTreeMap<NodeId, f64>) -> pb::Member {
                 error: String::new(),
             })
             .collect(),
+        version: m.version.clone(),
+        settings: m.settings.clone(),
+        generation: m.generation,
     }
 }
 
@@ -339,15 +364,25 @@ impl Admin for AdminService {
         &self,
         _request: Request<pb::NodeInfoRequest>,
     ) -> Result<Response<pb::NodeInfoResponse>, Status> {
-        Ok(Response::new(pb::NodeInfoResponse {
-            node_id: self.node.id.to_string(),
-            node_name: self.node.name.clone(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            uptime_seconds: self.started.elapsed().as_secs(),
-            replication_factor: self.node.replication_factor,
-            rack: self.node.rack.clone(),
-            cluster_name: self.node.cluster_name.clone(),
-        }))
+        Ok(Response::new(self.identity()))
+    }
+
+    async fn node_stats(
+        &self,
+        _request: Request<pb::NodeStatsRequest>,
+    ) -> Result<Response<pb::NodeStatsResponse>, Status> {
+        let source = self
+            .stats
+            .clone()
+            .ok_or_else(|| Status::unimplemented("this node keeps no statistics"))?;
+        // Reads RocksDB properties and /proc: not for a runtime thread.
+        let stats = tokio::task::spawn_blocking(move || source())
+            .await
+            .map_err(|e| Status::internal(format!("gathering statistics failed: {e}")))?;
+        Ok(Response::new(super::stats::to_proto(
+            stats,
+            self.identity(),
+        )))
     }
 
     async fn cluster_status(

@@ -6,11 +6,14 @@ use tokio::time::Instant;
 
 use ringkv_proto::v1 as pb;
 use ringkv_proto::v1::key_value_server::KeyValue;
+use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use super::{convert, status};
+use crate::coordinator::trace::Trace;
 use crate::coordinator::{
-    Coordinator, CoordinatorError, OpMetrics, ReadRequest, RequestMetrics, WriteRequest,
+    ConsistencyLevel, Coordinator, CoordinatorError, OpMetrics, ReadRequest, RequestMetrics,
+    WriteRequest,
 };
 
 /// Serves `KeyValue` over a coordinator.
@@ -22,19 +25,20 @@ pub struct KeyValueService {
 /// Records the request and turns a coordinator error into a status.
 fn finish<T>(
     op: &OpMetrics,
+    level: ConsistencyLevel,
     started: Instant,
     result: Result<T, CoordinatorError>,
 ) -> Result<T, Status> {
-    op.record(started, &result);
+    op.record(level, started, &result);
     result.map_err(status::from_coordinator)
 }
 
-/// Counts a request rejected before it reached the coordinator.
-fn rejected(op: &OpMetrics) -> impl Fn(Status) -> Status + '_ {
-    move |status| {
-        op.rejected();
-        status
-    }
+/// The request's level and key, checked; a request that fails the check is
+/// counted as rejected before it reached the coordinator.
+fn admit(op: &OpMetrics, raw_level: i32, key: &[u8]) -> Result<ConsistencyLevel, Status> {
+    let level = convert::consistency(raw_level).inspect_err(|_| op.rejected(None))?;
+    convert::client_key(key).inspect_err(|_| op.rejected(Some(level)))?;
+    Ok(level)
 }
 
 impl KeyValueService {
@@ -46,6 +50,54 @@ impl KeyValueService {
             metrics: RequestMetrics::new(),
         }
     }
+
+    /// Attaches `trace`, when the request was traced, to the answer or the
+    /// error status as the `ringkv-trace-bin` metadata entry.
+    fn traced<T>(
+        &self,
+        trace: Option<Arc<Trace>>,
+        answer: Result<Response<T>, Status>,
+    ) -> Result<Response<T>, Status> {
+        let Some(trace) = trace else {
+            return answer;
+        };
+        let coordinator = &self.coordinator;
+        let local = coordinator.local();
+        trace.record(local, "answered the client");
+        let message = pb::Trace {
+            coordinator: coordinator.name_of(&local),
+            total_micros: trace.elapsed().as_micros() as u64,
+            events: trace
+                .events()
+                .into_iter()
+                .map(|event| pb::TraceEvent {
+                    elapsed_micros: event.elapsed.as_micros() as u64,
+                    node: coordinator.name_of(&event.node),
+                    activity: event.activity,
+                })
+                .collect(),
+        };
+        let value = MetadataValue::from_bytes(&prost::Message::encode_to_vec(&message));
+        match answer {
+            Ok(mut response) => {
+                response
+                    .metadata_mut()
+                    .insert_bin(ringkv_proto::TRACE_METADATA_KEY, value);
+                Ok(response)
+            }
+            Err(mut status) => {
+                status
+                    .metadata_mut()
+                    .insert_bin(ringkv_proto::TRACE_METADATA_KEY, value);
+                Err(status)
+            }
+        }
+    }
+}
+
+/// A trace for the request, when the client asked for one.
+fn start_trace(wanted: bool) -> Option<Arc<Trace>> {
+    wanted.then(Trace::start)
 }
 
 #[tonic::async_trait]
@@ -56,27 +108,32 @@ impl KeyValue for KeyValueService {
     ) -> Result<Response<pb::GetResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
-        convert::client_key(&request.key).map_err(rejected(&self.metrics.get))?;
+        let level = admit(&self.metrics.get, request.consistency, &request.key)?;
+        let trace = start_trace(request.trace);
         let read = ReadRequest {
-            level: convert::consistency(request.consistency)
-                .map_err(rejected(&self.metrics.get))?,
+            level,
             timeout: convert::timeout(request.timeout_ms),
             key: request.key,
+            trace: trace.clone(),
         };
         let found = finish(
             &self.metrics.get,
+            level,
             started,
             self.coordinator.read(read).await,
-        )?;
-        Ok(Response::new(match found {
-            Some(result) => pb::GetResponse {
-                found: true,
-                value: result.value,
-                timestamp_micros: result.timestamp,
-                expires_at_seconds: result.expires_at,
-            },
-            None => pb::GetResponse::default(),
-        }))
+        );
+        let answer = found.map(|found| {
+            Response::new(match found {
+                Some(result) => pb::GetResponse {
+                    found: true,
+                    value: result.value,
+                    timestamp_micros: result.timestamp,
+                    expires_at_seconds: result.expires_at,
+                },
+                None => pb::GetResponse::default(),
+            })
+        });
+        self.traced(trace, answer)
     }
 
     async fn put(
@@ -85,24 +142,26 @@ impl KeyValue for KeyValueService {
     ) -> Result<Response<pb::PutResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
-        convert::client_key(&request.key).map_err(rejected(&self.metrics.put))?;
+        let level = admit(&self.metrics.put, request.consistency, &request.key)?;
+        let trace = start_trace(request.trace);
         let write = WriteRequest {
-            level: convert::consistency(request.consistency)
-                .map_err(rejected(&self.metrics.put))?,
+            level,
             timeout: convert::timeout(request.timeout_ms),
             ttl_seconds: Some(request.ttl_seconds),
             timestamp: request.timestamp_micros,
             key: request.key,
             value: Some(request.value),
+            trace: trace.clone(),
         };
         let timestamp = finish(
             &self.metrics.put,
+            level,
             started,
             self.coordinator.write(write).await,
-        )?;
-        Ok(Response::new(pb::PutResponse {
-            timestamp_micros: timestamp,
-        }))
+        );
+        let answer =
+            timestamp.map(|timestamp_micros| Response::new(pb::PutResponse { timestamp_micros }));
+        self.traced(trace, answer)
     }
 
     async fn delete(
@@ -111,23 +170,25 @@ impl KeyValue for KeyValueService {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
-        convert::client_key(&request.key).map_err(rejected(&self.metrics.delete))?;
+        let level = admit(&self.metrics.delete, request.consistency, &request.key)?;
+        let trace = start_trace(request.trace);
         let write = WriteRequest {
-            level: convert::consistency(request.consistency)
-                .map_err(rejected(&self.metrics.delete))?,
+            level,
             timeout: convert::timeout(request.timeout_ms),
             ttl_seconds: None,
             timestamp: request.timestamp_micros,
             key: request.key,
             value: None,
+            trace: trace.clone(),
         };
         let timestamp = finish(
             &self.metrics.delete,
+            level,
             started,
             self.coordinator.write(write).await,
-        )?;
-        Ok(Response::new(pb::DeleteResponse {
-            timestamp_micros: timestamp,
-        }))
+        );
+        let answer = timestamp
+            .map(|timestamp_micros| Response::new(pb::DeleteResponse { timestamp_micros }));
+        self.traced(trace, answer)
     }
 }

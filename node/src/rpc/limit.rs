@@ -36,6 +36,8 @@ pub struct InFlightLimit {
     /// Which API, for the error and the metric (`client`, `internode`).
     api: &'static str,
     refused: metrics::Counter,
+    /// Refusals since the node started, for `NodeStats`.
+    refusals: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl InFlightLimit {
@@ -47,6 +49,7 @@ impl InFlightLimit {
             limit,
             api,
             refused: metrics::counter!(REQUESTS_REFUSED, "api" => api, "reason" => "overloaded"),
+            refusals: Arc::default(),
         }
     }
 
@@ -75,6 +78,17 @@ impl InFlightLimit {
         self.limit
     }
 
+    fn count_refusal(&self) {
+        self.refused.increment(1);
+        self.refusals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Requests refused since the node started.
+    pub fn refused(&self) -> u64 {
+        self.refusals.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Requests being worked on now.
     pub fn in_flight(&self) -> usize {
         self.limit - self.permits.available_permits()
@@ -90,7 +104,7 @@ impl InFlightLimit {
     /// multi-key command), or why there are none.
     pub fn try_acquire_many(&self, n: usize) -> Result<tokio::sync::OwnedSemaphorePermit, String> {
         if n > self.limit {
-            self.refused.increment(1);
+            self.count_refusal();
             return Err(format!(
                 "one command of {n} keys is more than this node's {} {} requests at once (max_requests_in_flight); send fewer keys per command",
                 self.limit, self.api
@@ -105,7 +119,7 @@ impl InFlightLimit {
 
     /// Counts a refusal and says why.
     pub fn refusal(&self) -> String {
-        self.refused.increment(1);
+        self.count_refusal();
         format!(
             "this node is working on {} {} requests, its limit (max_{}requests_in_flight); retry later or elsewhere",
             self.limit,

@@ -24,12 +24,14 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use ringkv_proto::internal::v1 as pbi;
 use ringkv_proto::internal::v1::peer_client::PeerClient;
+use tokio::time::Instant;
 use tonic::Code;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::convert;
 use super::framed::{ClientSettings, FramedClient, frame};
 use super::net::Dial;
+use super::replica_metrics::{PeerCalls, ReplicaMetrics};
 use crate::identity::NodeId;
 use crate::membership::ViewHandle;
 use crate::peer::{
@@ -60,10 +62,17 @@ pub struct NodeTransport {
     /// How framed calls are made; `None`: gRPC only.
     framed: Option<ClientSettings>,
     framed_clients: Mutex<HashMap<SocketAddr, Arc<FramedClient>>>,
+    /// Latency and errors of replica writes and reads, by peer.
+    metrics: ReplicaMetrics,
 }
 
-/// How one call reaches a peer.
-enum Route {
+/// How one call reaches a peer, and where it is counted.
+struct Route {
+    via: Via,
+    metrics: Option<Arc<PeerCalls>>,
+}
+
+enum Via {
     Framed(Arc<FramedClient>),
     Grpc(PeerClient<Channel>),
 }
@@ -81,6 +90,7 @@ impl NodeTransport {
             tls: None,
             framed: None,
             framed_clients: Mutex::new(HashMap::new()),
+            metrics: ReplicaMetrics::default(),
         }
     }
 
@@ -118,7 +128,8 @@ impl NodeTransport {
             .and_then(|m| m.peer_addr)
             .ok_or_else(|| no_address(node))?;
         let framed = member.is_some_and(|m| m.peer_framed.contains(&frame::VERSION));
-        match &self.framed {
+        let metrics = member.and_then(|m| self.metrics.of(node, &m.name));
+        let via = match &self.framed {
             Some(settings) if framed => {
                 let mut clients = self
                     .framed_clients
@@ -127,10 +138,11 @@ impl NodeTransport {
                 let client = clients
                     .entry(addr)
                     .or_insert_with(|| Arc::new(FramedClient::new(addr, settings.clone())));
-                Ok(Route::Framed(client.clone()))
+                Via::Framed(client.clone())
             }
-            _ => self.grpc_client(addr).map(Route::Grpc),
-        }
+            _ => Via::Grpc(self.grpc_client(addr)?),
+        };
+        Ok(Route { via, metrics })
     }
 
     /// The gRPC client of a peer, created on first use.
@@ -221,14 +233,20 @@ impl ReplicaTransport for NodeTransport {
                 key,
                 cell: Some(convert::cell_to_proto(&cell)),
             };
-            match route? {
-                Route::Framed(client) => client.write(request).await,
-                Route::Grpc(mut client) => client
+            let route = route?;
+            let started = Instant::now();
+            let result = match route.via {
+                Via::Framed(client) => client.write(request).await,
+                Via::Grpc(mut client) => client
                     .write(request)
                     .await
                     .map(drop)
                     .map_err(|status| replica_error(&status)),
+            };
+            if let Some(metrics) = route.metrics {
+                metrics.write.record(started, &result);
             }
+            result
         })
     }
 
@@ -250,14 +268,20 @@ impl ReplicaTransport for NodeTransport {
         let route = self.route(to);
         Box::pin(async move {
             let request = pbi::ReplicaReadRequest { key, digest_only };
-            let response = match route? {
-                Route::Framed(client) => client.read(request).await?,
-                Route::Grpc(mut client) => client
+            let route = route?;
+            let started = Instant::now();
+            let result = match route.via {
+                Via::Framed(client) => client.read(request).await,
+                Via::Grpc(mut client) => client
                     .read(request)
                     .await
-                    .map_err(|status| replica_error(&status))?
-                    .into_inner(),
+                    .map(tonic::Response::into_inner)
+                    .map_err(|status| replica_error(&status)),
             };
+            if let Some(metrics) = route.metrics {
+                metrics.read.record(started, &result);
+            }
+            let response = result?;
             Ok(if digest_only {
                 ReadReply::Digest(response.digest)
             } else {

@@ -12,6 +12,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::gauges::Gauges;
 use crate::storage::DiskHealth;
 
 /// Whether the node serves clients yet, and can write.
@@ -53,10 +54,17 @@ impl Health {
     }
 }
 
+/// What `/metrics` renders: the recorder, and the gauges to refresh first.
+#[derive(Clone)]
+pub struct Exporter {
+    pub handle: PrometheusHandle,
+    pub gauges: Arc<Gauges>,
+}
+
 /// Serves the endpoints until `stop`.
 pub async fn serve(
     listener: TcpListener,
-    metrics: Option<PrometheusHandle>,
+    metrics: Option<Exporter>,
     health: Arc<Health>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
@@ -67,7 +75,22 @@ pub async fn serve(
                 let metrics = metrics.clone();
                 async move {
                     match metrics {
-                        Some(handle) => (StatusCode::OK, handle.render()),
+                        Some(exporter) => {
+                            // Reads RocksDB properties and /proc: quick, but
+                            // not for a runtime thread.
+                            let rendered = tokio::task::spawn_blocking(move || {
+                                exporter.gauges.refresh();
+                                exporter.handle.render()
+                            })
+                            .await;
+                            match rendered {
+                                Ok(text) => (StatusCode::OK, text),
+                                Err(error) => (
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    format!("rendering metrics failed: {error}\n"),
+                                ),
+                            }
+                        }
                         None => (
                             StatusCode::NOT_FOUND,
                             "metrics recorder not installed\n".to_owned(),

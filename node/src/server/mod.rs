@@ -35,6 +35,7 @@
 
 mod addresses;
 mod announce;
+mod gauges;
 mod http;
 mod lifecycle;
 mod node;

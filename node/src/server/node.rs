@@ -17,6 +17,7 @@ use tonic::transport::ServerTlsConfig;
 
 use super::addresses::{self, Advertised, advertised};
 use super::announce::{announce_disk, announce_repair_failures, announce_repairs, stop_for_twin};
+use super::gauges::{self, Gauges};
 use super::lifecycle::Lifecycle;
 use super::{Listeners, http};
 use crate::auth::{Authenticator, RequireAuth, Role, UserStore};
@@ -109,6 +110,8 @@ pub struct Node {
     clock: Arc<HybridClock>,
     tls: NodeTls,
     life: Lifecycle,
+    /// The gauges of `/metrics`.
+    gauges: Arc<Gauges>,
 }
 
 /// A node that has joined its cluster and is ready to serve clients.
@@ -129,6 +132,7 @@ pub struct Joined {
     resp_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     grace: Duration,
     banner: Banner,
+    gauges: Arc<Gauges>,
 }
 
 impl Node {
@@ -177,6 +181,11 @@ impl Node {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_rng(&mut rand::rng()),
         };
+        let gauges = Arc::new(Gauges::new(
+            config.gc_grace_seconds,
+            engine.clone(),
+            disk.clone(),
+        ));
         Ok(Node {
             config: config.clone(),
             name,
@@ -193,6 +202,7 @@ impl Node {
             clock,
             tls,
             life,
+            gauges,
         })
     }
 
@@ -240,7 +250,14 @@ impl Node {
         // Metrics first: the services below register their counters.
         let health = Arc::new(http::Health::with_disk(Some(self.disk.clone())));
         if let Some(listener) = http {
-            start_http(listener, self.metrics, health.clone(), workers, worker_stop);
+            let gauges = self.gauges.clone();
+            start_http(
+                listener,
+                self.metrics,
+                (health.clone(), gauges),
+                workers,
+                worker_stop,
+            );
         }
 
         let late_view: LateView = Arc::default();
@@ -258,6 +275,7 @@ impl Node {
         );
         // Both protocols of the peer port share the in-flight limit.
         let limit = InFlightLimit::new("internode", peer_limit);
+        let internode_limit = limit.clone();
         let grpc = limit.wrap(BodyLimit::new(
             PeerServer::from_arc(service.clone())
                 .max_decoding_message_size(max_message)
@@ -474,7 +492,7 @@ impl Node {
                 transport.clone() as Arc<dyn ReplicaTransport>,
                 self.clock.clone(),
                 config.coordinator_settings(),
-                hints,
+                hints.clone(),
             )
             .with_tasks(self.life.requests.clone())
             .with_seed(rand::Rng::random(&mut self.rng)),
@@ -518,6 +536,14 @@ impl Node {
             engine.clone(),
             worker_stop.clone(),
         ));
+        self.gauges.joined(gauges::Joined {
+            view: membership.view_handle(),
+            generation: membership.generation(),
+            hints,
+            repairer: repairer.clone(),
+            internode: internode_limit,
+            background: self.life.requests.clone(),
+        });
         let users = config
             .authentication
             .then(|| UserStore::new(coordinator.clone()));
@@ -540,7 +566,11 @@ impl Node {
         )
         .with_tasks(workers.clone(), worker_stop.clone())
         .with_topology(topology, stop.clone())
-        .with_users(users);
+        .with_users(users)
+        .with_stats({
+            let gauges = self.gauges.clone();
+            Arc::new(move || gauges.snapshot())
+        });
         Ok(Some(Joined {
             coordinator,
             admin,
@@ -561,6 +591,7 @@ impl Node {
                 data_dir: config.data_dir.display().to_string(),
                 commitlog_sync: config.commitlog_sync,
             },
+            gauges: self.gauges.clone(),
         }))
     }
 }
@@ -584,6 +615,7 @@ impl Joined {
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
         let limit = InFlightLimit::new("client", self.client_limit);
+        self.gauges.serving(limit.clone());
         let resp = resp.map(|listener| {
             let server = RespServer::new(
                 self.coordinator.clone(),
@@ -688,7 +720,7 @@ fn server_builder(
 fn start_http(
     listener: TcpListener,
     metrics: bool,
-    health: Arc<http::Health>,
+    (health, gauges): (Arc<http::Health>, Arc<Gauges>),
     workers: &TaskTracker,
     stop: &CancellationToken,
 ) {
@@ -698,18 +730,24 @@ fn start_http(
         None
     };
     if let Some(handle) = metrics.clone() {
+        gauges.describe();
         let upkeep_stop = stop.clone();
+        let gauges = gauges.clone();
         workers.spawn(async move {
             let mut tick = tokio::time::interval(crate::metrics::UPKEEP_INTERVAL);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => handle.run_upkeep(),
+                    _ = tick.tick() => {
+                        gauges.refresh();
+                        handle.run_upkeep();
+                    }
                     _ = upkeep_stop.cancelled() => break,
                 }
             }
         });
     }
-    workers.spawn(http::serve(listener, metrics, health, stop.clone()));
+    let exporter = metrics.map(|handle| http::Exporter { handle, gauges });
+    workers.spawn(http::serve(listener, exporter, health, stop.clone()));
 }
 
 /// Opens RocksDB in the configured data directory.
@@ -877,6 +915,8 @@ fn initial_gossip(
             tokens.map(keys::encode_tokens).unwrap_or_default(),
         ),
         (keys::NAME, name.to_owned()),
+        (keys::VERSION, env!("CARGO_PKG_VERSION").to_owned()),
+        (keys::SETTINGS, config.shared_settings()),
         (keys::RACK, config.rack.clone()),
         (
             keys::REPLICATION_FACTOR,

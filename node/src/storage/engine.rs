@@ -30,6 +30,28 @@ pub struct Deleted {
     pub bytes: u64,
 }
 
+/// What a storage engine holds and is doing, for metrics and `ringkv`'s
+/// `compactionstats` (see [`Storage::engine_stats`]). Zero where an engine
+/// has no such thing.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Estimated bytes of live data (what compaction would keep).
+    pub live_data_bytes: u64,
+    /// SST files, every level.
+    pub sst_files: u64,
+    /// Bytes compaction must rewrite to bring every level under its
+    /// target size.
+    pub pending_compaction_bytes: u64,
+    pub running_compactions: u64,
+    /// Memory of the memtables.
+    pub memtable_bytes: u64,
+    /// Memory the block cache holds.
+    pub block_cache_bytes: u64,
+    /// Free and total space of the data directory's file system.
+    pub disk_free_bytes: u64,
+    pub disk_total_bytes: u64,
+}
+
 /// A node's local key-value store.
 pub trait Storage: Send + Sync + 'static {
     /// Merges `cell` into what is stored for `key` by last-write-wins. When it
@@ -89,6 +111,11 @@ pub trait Storage: Send + Sync + 'static {
     /// Approximate bytes of data stored (on disk and in memory), for the
     /// load that `status` shows.
     fn approximate_size(&self) -> Result<u64>;
+
+    /// What the engine holds and is doing; see [`EngineStats`].
+    fn engine_stats(&self) -> Result<EngineStats> {
+        Ok(EngineStats::default())
+    }
 
     /// After writes failed with an I/O error: tries to make the engine
     /// accept writes again (a full disk that has space again); `Ok` once it

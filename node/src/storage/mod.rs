@@ -33,7 +33,7 @@ pub use cell::{Cell, CellDecodeError, CellOf, CellView};
 pub use digest::digest;
 pub use dirty::DirtyMap;
 pub use durability::{GroupSync, SyncMode, run_periodic_sync, sync_blocking};
-pub use engine::{Deleted, ScanPage, ScanVisitor, Storage};
+pub use engine::{Deleted, EngineStats, ScanPage, ScanVisitor, Storage};
 pub use error::{Result, StorageError};
 pub use health::{DiskFailurePolicy, DiskHealth, run_disk_recovery};
 pub use local::LocalStore;

@@ -34,7 +34,7 @@ use rocksdb::{
 
 use super::batch::BatchLimit;
 use super::cell::{Cell, CellView};
-use super::engine::{Deleted, ScanPage, ScanVisitor, Storage};
+use super::engine::{Deleted, EngineStats, ScanPage, ScanVisitor, Storage};
 use super::error::{Result, StorageError};
 use super::health::DiskHealth;
 use super::{gc, key, lww};
@@ -216,6 +216,12 @@ fn probe(db: &DB) -> Result<(), WriteFailure> {
 
 /// Bytes free for unprivileged writers on the file system of `path`.
 fn free_bytes(path: &Path) -> Result<u64> {
+    disk_space(path).map(|(free, _)| free)
+}
+
+/// Bytes free for unprivileged writers, and the size, of the file system of
+/// `path`.
+fn disk_space(path: &Path) -> Result<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|e| StorageError::Task(format!("bad data path: {e}")))?;
@@ -231,7 +237,12 @@ fn free_bytes(path: &Path) -> Result<u64> {
         )));
     }
     #[allow(clippy::unnecessary_cast)] // the field types differ by platform
-    Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+    let (free, blocks, size) = (
+        stat.f_bavail as u64,
+        stat.f_blocks as u64,
+        stat.f_frsize as u64,
+    );
+    Ok((free.saturating_mul(size), blocks.saturating_mul(size)))
 }
 
 /// Bytes of write-ahead logs in `path`.
@@ -595,6 +606,39 @@ impl Storage for RocksStorage {
                 total += db.property_int_value_cf(data, property)?.unwrap_or(0);
             }
             Ok(total)
+        })
+    }
+
+    fn engine_stats(&self) -> Result<EngineStats> {
+        let (disk_free_bytes, disk_total_bytes) = disk_space(&self.path)?;
+        self.reading(|db| {
+            let mut stats = EngineStats {
+                disk_free_bytes,
+                disk_total_bytes,
+                ..EngineStats::default()
+            };
+            for name in [CF_DATA, CF_HINTS, CF_META] {
+                let family = cf(db, name)?;
+                let property = |name: &str| -> Result<u64> {
+                    Ok(db.property_int_value_cf(family, name)?.unwrap_or(0))
+                };
+                stats.live_data_bytes += property("rocksdb.estimate-live-data-size")?;
+                stats.pending_compaction_bytes +=
+                    property("rocksdb.estimate-pending-compaction-bytes")?;
+                stats.memtable_bytes += property("rocksdb.cur-size-all-mem-tables")?;
+                for level in 0..7 {
+                    stats.sst_files += property(&format!("rocksdb.num-files-at-level{level}"))?;
+                }
+            }
+            // Database-wide: the families share one cache and one pool.
+            let data = cf(db, CF_DATA)?;
+            stats.running_compactions = db
+                .property_int_value_cf(data, "rocksdb.num-running-compactions")?
+                .unwrap_or(0);
+            stats.block_cache_bytes = db
+                .property_int_value_cf(data, "rocksdb.block-cache-usage")?
+                .unwrap_or(0);
+            Ok(stats)
         })
     }
 

@@ -27,8 +27,20 @@ pub enum Command {
         /// The key.
         key: String,
     },
-    /// Show the connected node's id, name and version.
+    /// Show the connected node's id, name and version, uptime, load,
+    /// generation, memory, file descriptors and repair state.
     Info,
+    /// Work in flight and waiting on the connected node, by kind, with
+    /// bounds and refusals (like nodetool tpstats).
+    Tpstats,
+    /// Hints the connected node holds, by the node they are for.
+    Hints,
+    /// The connected node's storage engine: pending and running
+    /// compactions, SST files, live data, memtables, block cache, disk.
+    Compactionstats,
+    /// The cluster's name, partitioner and replication factor, and the
+    /// versions and shared settings of its nodes, grouped.
+    Describecluster,
     /// Every node the connected node knows: address, rack, up/down, state,
     /// load and the share of the data it holds.
     Status,
@@ -91,14 +103,18 @@ pub enum UserCommand {
 }
 
 /// Commands handled by the interactive prompt itself.
-pub const SHELL_COMMANDS: [&str; 4] = ["CONSISTENCY", "HELP", "EXIT", "QUIT"];
+pub const SHELL_COMMANDS: [&str; 5] = ["CONSISTENCY", "TRACING", "HELP", "EXIT", "QUIT"];
 
 /// Request commands, as the prompt lists them.
-pub const REQUEST_COMMANDS: [&str; 13] = [
+pub const REQUEST_COMMANDS: [&str; 17] = [
     "GET",
     "PUT",
     "DEL",
     "INFO",
+    "TPSTATS",
+    "HINTS",
+    "COMPACTIONSTATS",
+    "DESCRIBECLUSTER",
     "STATUS",
     "RING",
     "GETENDPOINTS",

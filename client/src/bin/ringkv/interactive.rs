@@ -34,6 +34,8 @@ pub enum Action {
     Request(Command),
     ShowConsistency,
     SetConsistency(Consistency),
+    ShowTracing,
+    SetTracing(bool),
     Help,
     Exit,
     Nothing,
@@ -49,6 +51,14 @@ pub fn parse_line(line: &str) -> Result<Action, String> {
     match first.as_str() {
         "help" | "?" => return Ok(Action::Help),
         "exit" | "quit" => return Ok(Action::Exit),
+        "tracing" => {
+            return match words.get(1).map(|w| w.to_lowercase()).as_deref() {
+                None => Ok(Action::ShowTracing),
+                Some("on") => Ok(Action::SetTracing(true)),
+                Some("off") => Ok(Action::SetTracing(false)),
+                Some(other) => Err(format!("TRACING takes ON or OFF, not {other}")),
+            };
+        }
         "consistency" => {
             return match words.get(1) {
                 None => Ok(Action::ShowConsistency),
@@ -70,7 +80,11 @@ Commands (case-insensitive):
   GET <key>                     read a key
   PUT <key> <value> [--ttl S]   write a value, optionally expiring after S seconds
   DEL <key>                     delete a key
-  INFO                          the connected node's id, name and version
+  INFO                          the connected node: id, name, version, uptime, load, memory
+  TPSTATS                       work in flight and waiting on the node, by kind
+  HINTS                         hints the node holds, by target
+  COMPACTIONSTATS               the node's storage engine: compactions, SST files, memory
+  DESCRIBECLUSTER               name, partitioner, replication factor, versions, settings
   STATUS                        every node: address, rack, up/down, state, load, owns
   RING                          every token and its owner
   GETENDPOINTS <key>            the replicas of a key
@@ -80,6 +94,7 @@ Commands (case-insensitive):
   CLEANUP                       delete local data of ranges the node no longer holds
   STREAMS                       range streams of topology changes on the node
   CONSISTENCY [<level>]         show or set the level: ONE TWO THREE QUORUM ALL ANY
+  TRACING [ON|OFF]              show, or turn on or off, tracing of GET, PUT and DEL
   HELP                          this text
   EXIT | QUIT                   leave (or Ctrl-D)
 Quote keys and values that contain spaces: PUT \"my key\" \"some value\"";
@@ -174,10 +189,32 @@ pub async fn run(mut session: Session) -> anyhow::Result<()> {
                 session.consistency = level;
                 say(format_args!("Consistency level set to {level}."))?;
             }
-            Ok(Action::Request(command)) => match session.run(&command).await {
-                Ok(outcome) => say(session.render(&outcome))?,
-                Err(error) => say(format_args!("error: {error}"))?,
-            },
+            Ok(Action::ShowTracing) => say(if session.tracing {
+                "Tracing is on."
+            } else {
+                "Tracing is off."
+            })?,
+            Ok(Action::SetTracing(on)) => {
+                session.tracing = on;
+                say(if on {
+                    "Now tracing requests."
+                } else {
+                    "Disabled tracing."
+                })?;
+            }
+            Ok(Action::Request(command)) => {
+                let outcome = session.run(&command).await;
+                let trace = session.trace.take();
+                match outcome {
+                    Ok(outcome) => say(session.render(&outcome, trace.as_ref()))?,
+                    Err(error) => {
+                        say(format_args!("error: {error}"))?;
+                        if let Some(trace) = &trace {
+                            say(session.render_trace(trace))?;
+                        }
+                    }
+                }
+            }
             Err(message) => say(message)?,
         }
     }
@@ -216,6 +253,10 @@ mod tests {
             Ok(Action::SetConsistency(Consistency::All))
         );
         assert_eq!(parse_line("CONSISTENCY"), Ok(Action::ShowConsistency));
+        assert_eq!(parse_line("TRACING ON"), Ok(Action::SetTracing(true)));
+        assert_eq!(parse_line("tracing off"), Ok(Action::SetTracing(false)));
+        assert_eq!(parse_line("Tracing"), Ok(Action::ShowTracing));
+        assert!(parse_line("tracing maybe").is_err());
         assert!(parse_line("consistency most").is_err());
         assert_eq!(parse_line("  "), Ok(Action::Nothing));
         assert_eq!(parse_line("quit"), Ok(Action::Exit));

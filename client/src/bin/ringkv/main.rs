@@ -9,8 +9,10 @@
 
 mod command;
 mod interactive;
+mod nodetool;
 mod render;
 mod session;
+mod trace;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -51,6 +53,11 @@ struct Cli {
     /// Request timeout in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     timeout_ms: u64,
+
+    /// Trace the request (get, put, del): print what the coordinator did,
+    /// replica by replica, after the result.
+    #[arg(long)]
+    trace: bool,
 
     #[command(flatten)]
     tls: TlsArgs,
@@ -118,11 +125,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         consistency: cli.consistency,
         json: cli.json,
         timeout,
+        tracing: cli.trace,
+        trace: Default::default(),
     };
     match cli.command {
         Some(command) => {
-            let outcome = session.run(&command).await?;
-            say(session.render(&outcome))?;
+            let outcome = session.run(&command).await;
+            let trace = session.trace.take();
+            match outcome {
+                Ok(outcome) => say(session.render(&outcome, trace.as_ref()))?,
+                Err(error) => {
+                    if let Some(trace) = &trace {
+                        say(session.render_trace(trace))?;
+                    }
+                    return Err(error.into());
+                }
+            }
             Ok(())
         }
         None => interactive::run(session).await,

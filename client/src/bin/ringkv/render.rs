@@ -1,10 +1,12 @@
 //! How results look: text for people, JSON for scripts.
 
 use ringkv_client::{
-    ChangeSummary, CleanupSummary, ClusterStatus, Endpoints, MemberInfo, NodeInfo, RepairProgress,
-    RingInfo, Streams, Value,
+    ChangeSummary, CleanupSummary, ClusterStatus, Endpoints, MemberInfo, NodeInfo, NodeStats,
+    RepairProgress, RingInfo, Streams, Value,
 };
 use serde_json::json;
+
+use crate::nodetool::StatsView;
 
 /// What a command produced.
 #[derive(Debug)]
@@ -21,7 +23,15 @@ pub enum Outcome {
         key: String,
         timestamp_micros: i64,
     },
-    Info(NodeInfo),
+    Info {
+        info: NodeInfo,
+        /// `None` from a node that keeps no statistics.
+        stats: Option<NodeStats>,
+    },
+    /// `tpstats`, `hints`, `compactionstats`.
+    Stats(StatsView, NodeStats),
+    /// `describecluster`.
+    Described(ClusterStatus),
     Status(ClusterStatus),
     Ring(RingInfo),
     Endpoints {
@@ -83,7 +93,7 @@ pub fn human_bytes(bytes: u64) -> String {
 }
 
 /// Rows as columns padded to their widest cell.
-fn table(rows: &[Vec<String>]) -> String {
+pub fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -228,16 +238,29 @@ pub fn text(outcome: &Outcome) -> String {
         } => bytes_for_display(&value.value),
         Outcome::Read { found: None, .. } => "(not found)".to_owned(),
         Outcome::Written { .. } | Outcome::Deleted { .. } => "OK".to_owned(),
-        Outcome::Info(info) => format!(
-            "node id:            {}\nnode name:          {}\ncluster:            {}\nrack:               {}\nversion:            {}\nuptime:             {}s\nreplication factor: {}",
-            info.id,
-            info.name,
-            info.cluster_name,
-            info.rack,
-            info.version,
-            info.uptime_seconds,
-            info.replication_factor
-        ),
+        Outcome::Info { info, stats } => {
+            let mut text = format!(
+                "node id:            {}\nnode name:          {}\ncluster:            {}\nrack:               {}\nversion:            {}\nuptime:             {}s\nreplication factor: {}",
+                info.id,
+                info.name,
+                info.cluster_name,
+                info.rack,
+                info.version,
+                info.uptime_seconds,
+                info.replication_factor
+            );
+            if let Some(stats) = stats {
+                // The uptime line is already there.
+                let more = crate::nodetool::text(StatsView::Info, stats);
+                for line in more.lines().filter(|l| !l.starts_with("uptime:")) {
+                    text.push('\n');
+                    text.push_str(line);
+                }
+            }
+            text
+        }
+        Outcome::Stats(view, stats) => crate::nodetool::text(*view, stats),
+        Outcome::Described(status) => crate::nodetool::describe_text(status),
         Outcome::Status(status) => status_text(status),
         Outcome::Ring(ring) => ring_text(ring),
         Outcome::Endpoints { endpoints, .. } => {
@@ -373,15 +396,26 @@ pub fn json(outcome: &Outcome) -> serde_json::Value {
         } => {
             json!({ "key": key, "deleted": true, "timestamp_micros": timestamp_micros })
         }
-        Outcome::Info(info) => json!({
-            "node_id": info.id,
-            "node_name": info.name,
-            "cluster_name": info.cluster_name,
-            "rack": info.rack,
-            "version": info.version,
-            "uptime_seconds": info.uptime_seconds,
-            "replication_factor": info.replication_factor,
-        }),
+        Outcome::Info { info, stats } => {
+            let mut object = json!({
+                "node_id": info.id,
+                "node_name": info.name,
+                "cluster_name": info.cluster_name,
+                "rack": info.rack,
+                "version": info.version,
+                "uptime_seconds": info.uptime_seconds,
+                "replication_factor": info.replication_factor,
+            });
+            if let (Some(stats), Some(fields)) = (stats, object.as_object_mut())
+                && let serde_json::Value::Object(more) =
+                    crate::nodetool::json(StatsView::Info, stats)
+            {
+                fields.extend(more);
+            }
+            object
+        }
+        Outcome::Stats(view, stats) => crate::nodetool::json(*view, stats),
+        Outcome::Described(status) => crate::nodetool::describe_json(status),
         Outcome::Changed { what, summary } => json!({
             "done": what,
             "keys_streamed": summary.keys_streamed,

@@ -2,9 +2,12 @@
 
 use std::time::Duration;
 
-use ringkv_client::{Client, Consistency, Error, ReadOptions, WriteOptions};
+use ringkv_client::{
+    Client, Consistency, Error, ReadOptions, RequestTrace, TraceCollector, WriteOptions,
+};
 
 use crate::command::{Command, UserCommand};
+use crate::nodetool::StatsView;
 use crate::render::Outcome;
 
 /// A connected shell.
@@ -13,19 +16,33 @@ pub struct Session {
     pub consistency: Consistency,
     pub json: bool,
     pub timeout: Duration,
+    /// Trace reads and writes (`--trace`, `TRACING ON`).
+    pub tracing: bool,
+    /// The trace of the last traced request.
+    pub trace: TraceCollector,
 }
 
 impl Session {
     fn read_options(&self) -> ReadOptions {
-        ReadOptions::default()
+        let options = ReadOptions::default()
             .consistency(self.consistency)
-            .timeout(self.timeout)
+            .timeout(self.timeout);
+        if self.tracing {
+            options.traced(&self.trace)
+        } else {
+            options
+        }
     }
 
     fn write_options(&self) -> WriteOptions {
-        WriteOptions::default()
+        let options = WriteOptions::default()
             .consistency(self.consistency)
-            .timeout(self.timeout)
+            .timeout(self.timeout);
+        if self.tracing {
+            options.traced(&self.trace)
+        } else {
+            options
+        }
     }
 
     /// Sends one command.
@@ -58,7 +75,17 @@ impl Session {
                     .await?,
                 key: key.clone(),
             },
-            Command::Info => Outcome::Info(self.client.node_info().await?),
+            Command::Info => Outcome::Info {
+                info: self.client.node_info().await?,
+                // Nodes of an older version do not answer NodeStats.
+                stats: self.client.node_stats().await.ok(),
+            },
+            Command::Tpstats => Outcome::Stats(StatsView::Tpstats, self.client.node_stats().await?),
+            Command::Hints => Outcome::Stats(StatsView::Hints, self.client.node_stats().await?),
+            Command::Compactionstats => {
+                Outcome::Stats(StatsView::Compaction, self.client.node_stats().await?)
+            }
+            Command::Describecluster => Outcome::Described(self.client.cluster_status().await?),
             Command::Status => Outcome::Status(self.client.cluster_status().await?),
             Command::Ring => Outcome::Ring(self.client.ring_info().await?),
             Command::Repair { primary_only } => {
@@ -119,12 +146,30 @@ impl Session {
         }
     }
 
-    /// The outcome as the session prints it.
-    pub fn render(&self, outcome: &Outcome) -> String {
+    /// The outcome as the session prints it, with the request's trace
+    /// (after it in text, as a `trace` field in JSON).
+    pub fn render(&self, outcome: &Outcome, trace: Option<&RequestTrace>) -> String {
         if self.json {
-            crate::render::json(outcome).to_string()
+            let mut shown = crate::render::json(outcome);
+            if let (Some(trace), Some(fields)) = (trace, shown.as_object_mut()) {
+                fields.insert("trace".into(), crate::trace::json(trace));
+            }
+            shown.to_string()
         } else {
-            crate::render::text(outcome)
+            let shown = crate::render::text(outcome);
+            match trace {
+                Some(trace) => format!("{shown}\n\n{}", crate::trace::text(trace)),
+                None => shown,
+            }
+        }
+    }
+
+    /// A trace on its own (of a request that failed).
+    pub fn render_trace(&self, trace: &RequestTrace) -> String {
+        if self.json {
+            serde_json::json!({ "trace": crate::trace::json(trace) }).to_string()
+        } else {
+            crate::trace::text(trace)
         }
     }
 }
