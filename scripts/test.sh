@@ -26,9 +26,9 @@ else
 fi
 
 # The RESP tests drive the nodes with Redis's own tools; the monitoring
-# tests run a real Prometheus and a headless Chromium.
+# tests run a real Prometheus, the console tests a headless Chromium.
 ensure_tools redis-cli:redis-tools redis-benchmark:redis-tools \
-    prometheus:prometheus promtool:prometheus
+    prometheus:prometheus promtool:prometheus chromium:chromium
 
 echo "== Kubernetes manifests (schema validation)"
 deploy/k8s/validate.sh

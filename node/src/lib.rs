@@ -14,6 +14,8 @@
 //! - [`repair`]: Merkle-tree anti-entropy;
 //! - [`streaming`]: range streaming for topology changes (join, replace,
 //!   decommission, removenode) and cleanup;
+//! - [`console`]: what the web console charts: samples each node keeps of
+//!   itself, copies of its peers', and the SVG charts drawn from them;
 //! - [`auth`]: users, roles and the credential check of the client APIs;
 //! - [`rpc`]: gRPC adapters and the network they run over;
 //! - [`resp`]: the Redis-protocol front door (over the coordinator, like
@@ -26,6 +28,7 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod coordinator;
 pub mod hints;
 pub mod identity;

@@ -3,6 +3,7 @@
 //! below) so the workspace links once.
 
 mod cluster;
+mod console;
 mod convergence;
 mod framed;
 mod hardening;

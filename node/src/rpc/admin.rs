@@ -216,8 +216,8 @@ fn member(m: &Member, owns: &BTreeMap<NodeId, f64>) -> pb::Member {
     }
 }
 
-/// Every change in progress, in words; empty when none.
-fn change_in_progress(view: &ClusterView) -> String {
+/// Every topology change in progress, in words; empty when none.
+pub fn change_in_progress(view: &ClusterView) -> String {
     view.transition()
         .map(|t| {
             t.changes

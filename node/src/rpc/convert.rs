@@ -7,6 +7,7 @@ use ringkv_proto::internal::v1 as pbi;
 use ringkv_proto::v1 as pb;
 use tonic::Status;
 
+use crate::console::sample::{OpSample, Sample};
 use crate::coordinator::ConsistencyLevel;
 use crate::storage::{Cell, CellOf};
 
@@ -64,6 +65,61 @@ pub fn cell_from_proto(cell: pbi::Cell) -> Cell {
         },
     }
 }
+
+/// A console sample on the wire.
+pub fn sample_to_proto(sample: &Sample) -> pbi::Sample {
+    pbi::Sample {
+        at_ms: sample.at_ms,
+        ops: sample
+            .ops
+            .iter()
+            .map(|op| pbi::OpSample {
+                op: op.op.clone(),
+                per_second: op.per_second,
+                p50_ms: op.p50_ms,
+                p99_ms: op.p99_ms,
+            })
+            .collect(),
+        errors: sample.errors.clone().into_iter().collect(),
+        read_repairs_per_second: sample.read_repairs_per_second,
+        hints_pending: sample.hints_pending.clone().into_iter().collect(),
+    }
+}
+
+/// A console sample from the wire: at most the operations and error kinds
+/// the console charts, and a bounded number of hint targets.
+pub fn sample_from_proto(sample: pbi::Sample) -> Sample {
+    use crate::console::sample::{ERROR_KINDS, OPS};
+    Sample {
+        at_ms: sample.at_ms,
+        ops: sample
+            .ops
+            .into_iter()
+            .filter(|op| OPS.contains(&op.op.as_str()))
+            .take(OPS.len())
+            .map(|op| OpSample {
+                op: op.op,
+                per_second: op.per_second,
+                p50_ms: op.p50_ms,
+                p99_ms: op.p99_ms,
+            })
+            .collect(),
+        errors: sample
+            .errors
+            .into_iter()
+            .filter(|(kind, _)| ERROR_KINDS.contains(&kind.as_str()))
+            .collect(),
+        read_repairs_per_second: sample.read_repairs_per_second,
+        hints_pending: sample
+            .hints_pending
+            .into_iter()
+            .take(MAX_HINT_TARGETS)
+            .collect(),
+    }
+}
+
+/// Most hint targets one sample from a peer may carry.
+const MAX_HINT_TARGETS: usize = 1024;
 
 #[cfg(test)]
 mod tests {

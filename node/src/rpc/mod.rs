@@ -18,7 +18,7 @@ mod status;
 pub mod tls;
 mod users;
 
-pub use admin::{AdminService, NodeDescription};
+pub use admin::{AdminService, NodeDescription, change_in_progress};
 pub use kv::KeyValueService;
 pub use peer::{LateView, PeerService, Served};
 pub use replicas::NodeTransport;

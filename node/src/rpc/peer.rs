@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use super::bounds::{self, PeerBounds, range};
 use super::{convert, status};
 use crate::clock::HybridClock;
+use crate::console::history::History;
 use crate::coordinator::validate_key;
 use crate::membership::{ClusterView, ViewHandle};
 use crate::peer::ReadReply;
@@ -34,6 +35,8 @@ pub struct PeerService {
     peer_name: Option<String>,
     /// Writes and reads served over gRPC.
     served: Served,
+    /// The node's samples, for other nodes' consoles; `None`: none kept.
+    history: Option<Arc<History>>,
 }
 
 /// Replica writes and reads served over one protocol
@@ -69,7 +72,14 @@ impl PeerService {
             view,
             peer_name: None,
             served: Served::over("grpc"),
+            history: None,
         }
+    }
+
+    /// Answers `Samples` from `history`.
+    pub fn with_history(mut self, history: Option<Arc<History>>) -> Self {
+        self.history = history;
+        self
     }
 
     /// Admits only callers whose TLS certificate carries `name` (a node
@@ -266,6 +276,21 @@ impl Peer for PeerService {
                 })
                 .collect(),
             more,
+        }))
+    }
+
+    async fn samples(
+        &self,
+        request: Request<pbi::SamplesRequest>,
+    ) -> Result<Response<pbi::SamplesResponse>, Status> {
+        self.admit(&request)?;
+        let after = request.into_inner().after_ms;
+        let samples = match &self.history {
+            Some(history) => history.own_after(after),
+            None => Vec::new(),
+        };
+        Ok(Response::new(pbi::SamplesResponse {
+            samples: samples.iter().map(convert::sample_to_proto).collect(),
         }))
     }
 

@@ -32,6 +32,8 @@ use super::convert;
 use super::framed::{ClientSettings, FramedClient, frame};
 use super::net::Dial;
 use super::replica_metrics::{PeerCalls, ReplicaMetrics};
+use crate::console::history::{CAPACITY, SampleSource};
+use crate::console::sample::Sample;
 use crate::identity::NodeId;
 use crate::membership::ViewHandle;
 use crate::peer::{
@@ -287,6 +289,30 @@ impl ReplicaTransport for NodeTransport {
             } else {
                 ReadReply::Data(response.cell.map(convert::cell_from_proto))
             })
+        })
+    }
+}
+
+impl SampleSource for NodeTransport {
+    fn samples(
+        &self,
+        node: NodeId,
+        after_ms: i64,
+    ) -> BoxFuture<'static, Result<Vec<Sample>, String>> {
+        let client = self.client(node);
+        Box::pin(async move {
+            let answer = client
+                .map_err(|e| e.to_string())?
+                .samples(pbi::SamplesRequest { after_ms })
+                .await
+                .map_err(|status| status.message().to_owned())?;
+            Ok(answer
+                .into_inner()
+                .samples
+                .into_iter()
+                .take(CAPACITY)
+                .map(convert::sample_from_proto)
+                .collect())
         })
     }
 }

@@ -1,6 +1,7 @@
-//! The HTTP endpoints: `/metrics` (Prometheus text format) and `/health`
+//! The HTTP endpoints: `/metrics` (Prometheus text format), `/health`
 //! (200 once the node serves clients; 503 before, and while its disk
-//! refuses writes, with the reason).
+//! refuses writes, with the reason), and the web console (`/`, see
+//! `server::console`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +67,7 @@ pub async fn serve(
     listener: TcpListener,
     metrics: Option<Exporter>,
     health: Arc<Health>,
+    console: Router,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let router = Router::new()
@@ -105,7 +107,8 @@ pub async fn serve(
                 let health = health.clone();
                 async move { health.answer() }
             }),
-        );
+        )
+        .merge(console);
     axum::serve(listener, router)
         .with_graceful_shutdown(stop.cancelled_owned())
         .await

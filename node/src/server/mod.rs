@@ -35,6 +35,7 @@
 
 mod addresses;
 mod announce;
+mod console;
 mod gauges;
 mod http;
 mod lifecycle;

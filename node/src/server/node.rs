@@ -17,12 +17,14 @@ use tonic::transport::ServerTlsConfig;
 
 use super::addresses::{self, Advertised, advertised};
 use super::announce::{announce_disk, announce_repair_failures, announce_repairs, stop_for_twin};
+use super::console::{self, Console};
 use super::gauges::{self, Gauges};
 use super::lifecycle::Lifecycle;
 use super::{Listeners, http};
 use crate::auth::{Authenticator, RequireAuth, Role, UserStore};
 use crate::clock::{HybridClock, WallClock};
 use crate::config::{Config, InternodeProtocol};
+use crate::console::history::{History, SampleSource};
 use crate::coordinator::Coordinator;
 use crate::hints::{HintStore, run_replay};
 use crate::identity::{self, NodeId};
@@ -112,6 +114,10 @@ pub struct Node {
     life: Lifecycle,
     /// The gauges of `/metrics`.
     gauges: Arc<Gauges>,
+    /// The samples the web console charts.
+    history: Arc<History>,
+    /// The web console on the HTTP port.
+    console: Arc<Console>,
 }
 
 /// A node that has joined its cluster and is ready to serve clients.
@@ -186,6 +192,8 @@ impl Node {
             engine.clone(),
             disk.clone(),
         ));
+        let history = History::new(env.wall.clone());
+        let console = Console::new(history.clone(), gauges.clone());
         Ok(Node {
             config: config.clone(),
             name,
@@ -203,6 +211,8 @@ impl Node {
             tls,
             life,
             gauges,
+            history,
+            console,
         })
     }
 
@@ -250,14 +260,13 @@ impl Node {
         // Metrics first: the services below register their counters.
         let health = Arc::new(http::Health::with_disk(Some(self.disk.clone())));
         if let Some(listener) = http {
-            let gauges = self.gauges.clone();
-            start_http(
-                listener,
-                self.metrics,
-                (health.clone(), gauges),
-                workers,
-                worker_stop,
-            );
+            let parts = HttpParts {
+                health: health.clone(),
+                gauges: self.gauges.clone(),
+                history: self.history.clone(),
+                console: self.console.clone(),
+            };
+            start_http(listener, self.metrics, parts, workers, worker_stop);
         }
 
         let late_view: LateView = Arc::default();
@@ -271,7 +280,8 @@ impl Node {
                 config.peer_bounds(),
                 late_view.clone(),
             )
-            .with_peer_name(config.internode_peer_name()),
+            .with_peer_name(config.internode_peer_name())
+            .with_history(Some(self.history.clone())),
         );
         // Both protocols of the peer port share the in-flight limit.
         let limit = InFlightLimit::new("internode", peer_limit);
@@ -506,7 +516,7 @@ impl Node {
                     cache: self.trees.clone(),
                     store: self.store.clone(),
                 },
-                transport as Arc<dyn RepairTransport>,
+                transport.clone() as Arc<dyn RepairTransport>,
                 last_repair,
             )
             .with_clock(self.wall.clone()),
@@ -536,6 +546,13 @@ impl Node {
             engine.clone(),
             worker_stop.clone(),
         ));
+        self.console.joined(console::Joined {
+            view: membership.view_handle(),
+            cluster_name: config.cluster_name.clone(),
+            replication_factor: config.replication_factor,
+            peers: transport.clone() as Arc<dyn SampleSource>,
+            topology: topology.clone(),
+        });
         self.gauges.joined(gauges::Joined {
             view: membership.view_handle(),
             generation: membership.generation(),
@@ -715,15 +732,30 @@ fn server_builder(
     }
 }
 
-/// Serves `/metrics` (installing the Prometheus recorder when `metrics`)
-/// and `/health` on `listener`, as a worker.
+/// What the HTTP port serves.
+struct HttpParts {
+    health: Arc<http::Health>,
+    gauges: Arc<Gauges>,
+    history: Arc<History>,
+    console: Arc<Console>,
+}
+
+/// Serves `/metrics` (installing the Prometheus recorder when `metrics`),
+/// `/health` and the web console on `listener`, and samples the node for
+/// the console, as workers.
 fn start_http(
     listener: TcpListener,
     metrics: bool,
-    (health, gauges): (Arc<http::Health>, Arc<Gauges>),
+    parts: HttpParts,
     workers: &TaskTracker,
     stop: &CancellationToken,
 ) {
+    let HttpParts {
+        health,
+        gauges,
+        history,
+        console,
+    } = parts;
     let metrics = if metrics {
         crate::metrics::install()
     } else {
@@ -746,8 +778,23 @@ fn start_http(
             }
         });
     }
+    if let Some(handle) = metrics.clone() {
+        let gauges = gauges.clone();
+        let render = move || {
+            gauges.refresh();
+            handle.render()
+        };
+        workers.spawn(history.run_sampler(render, stop.clone()));
+    }
     let exporter = metrics.map(|handle| http::Exporter { handle, gauges });
-    workers.spawn(http::serve(listener, exporter, health, stop.clone()));
+    let console = super::console::routes(console);
+    workers.spawn(http::serve(
+        listener,
+        exporter,
+        health,
+        console,
+        stop.clone(),
+    ));
 }
 
 /// Opens RocksDB in the configured data directory.
