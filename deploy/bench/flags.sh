@@ -12,6 +12,11 @@
 #   NODES=1 RECORDS=1000000 WORKLOADS="c b a" \
 #       CONFIGS="default|--memtable-bloom|--block-hash-index" deploy/bench/flags.sh
 #
+#   CONFIGS="bin=/tmp/ringkv-node-old|default" deploy/bench/flags.sh
+#                                            # two binaries: an earlier build vs this one
+#
+# A configuration that starts with bin=PATH runs the ringkv-node at PATH
+# (the rest of it are its flags).
 # Ports 17900-17949. Prints one markdown row per configuration and workload.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -32,8 +37,16 @@ read -r -a workloads <<<"$WORKLOADS"
 # run CONFIG_INDEX ROUND: fresh nodes, a load, then one measured run per
 # workload; appends "index workload ops ops/s cpu_ticks p50 p99" to rows.
 run() {
-    local index="$1" round="$2" flags=() node_pids=() targets=()
-    [ "${configs[$index]}" != default ] && read -r -a flags <<<"${configs[$index]}"
+    local index="$1" round="$2" flags=() node_pids=() targets=() config="${configs[$index]}"
+    node_bin="$bin/ringkv-node"
+    if [[ "$config" == bin=* ]]; then
+        config="${config#bin=}"
+        node_bin="${config%% *}"
+        config="${config#"$node_bin"}"
+        config="${config# }"
+        [ -z "$config" ] && config=default
+    fi
+    [ "$config" != default ] && read -r -a flags <<<"$config"
     for i in $(seq 1 "$NODES"); do
         local base=$((17900 + 10 * i)) seed=""
         [ "$i" -gt 1 ] && seed=17912

@@ -52,11 +52,11 @@ json_field() { # FILE FIELD
 
 # Starts a ringkv node on ports BASE..BASE+4 (client, peer, gossip, HTTP,
 # RESP); its pid is appended to pids and left in $node_pid.
-start_node() { # NAME BASE_PORT SEED_GOSSIP_PORT|"" [NODE FLAGS...]
+start_node() { # NAME BASE_PORT SEED_GOSSIP_PORT|"" [NODE FLAGS...]; $node_bin picks the binary
     local name="$1" base="$2" seed="$3" seeds=()
     shift 3
     [ -n "$seed" ] && seeds=(--seeds "127.0.0.1:$seed")
-    "$bin/ringkv-node" --node-name "$name" --data-dir "$work/$name" \
+    "${node_bin:-$bin/ringkv-node}" --node-name "$name" --data-dir "$work/$name" \
         --listen-client "127.0.0.1:$base" --listen-peer "127.0.0.1:$((base + 1))" \
         --listen-gossip "127.0.0.1:$((base + 2))" --listen-http "127.0.0.1:$((base + 3))" \
         --listen-resp "127.0.0.1:$((base + 4))" --ring-delay-ms 200 "${seeds[@]}" "$@" \

@@ -246,6 +246,26 @@ async fn prometheus_scrapes_a_three_node_cluster_with_the_shipped_config() {
     for (query, value) in expected {
         prometheus.expect(query, value).await;
     }
+    // The shipped alert rules are loaded and, once evaluated, healthy.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = ringkv_tests::http_get(prometheus.addr, "/api/v1/rules")
+            .await
+            .expect("rules");
+        let rules: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let health: Vec<String> = rules["data"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+            .map(|r| r["health"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if health.len() == 6 && health.iter().all(|h| h == "ok") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "alert rules: {body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // A node killed: the others' failure detectors, and so Prometheus, see
     // it down.

@@ -118,9 +118,17 @@ pub fn series(chart: Chart, samples: &[Sample], now_ms: i64) -> Vec<Series> {
 /// the worst node's, by sampling period.
 pub fn cluster(nodes: &[Vec<Sample>]) -> Vec<Sample> {
     let period = super::sample::SAMPLE_INTERVAL.as_millis() as i64;
+    // Each node's samples by the period they are nearest to, one per
+    // period (the later wins): a node whose ticks sit near a period's edge
+    // is counted once, not twice in one period and not at all in the next.
+    let slot_of = |at_ms: i64| (at_ms + period / 2).div_euclid(period) * period;
+    let per_node: Vec<BTreeMap<i64, &Sample>> = nodes
+        .iter()
+        .map(|samples| samples.iter().map(|s| (slot_of(s.at_ms), s)).collect())
+        .collect();
     let mut by_period: BTreeMap<i64, Sample> = BTreeMap::new();
-    for sample in nodes.iter().flatten() {
-        let slot = sample.at_ms.div_euclid(period) * period;
+    for (slot, sample) in per_node.iter().flatten() {
+        let slot = *slot;
         let merged = by_period.entry(slot).or_insert_with(|| Sample {
             at_ms: slot,
             ops: OPS
@@ -244,6 +252,22 @@ mod tests {
         assert_eq!((get.per_second, get.p99_ms), (40.0, 9.0));
         assert_eq!(merged[0].hints_pending["n3"], 200.0);
         assert_eq!(merged[1].op("get").map(|g| g.per_second), Some(1.0));
+        // A node ticking near a period's edge: 3.99 s and 4.01 s are both
+        // nearest 4 s (the later counts, once), 5.99 s is nearest 6 s.
+        let edge = cluster(&[vec![
+            sample(3_990, 10.0, 1.0),
+            sample(4_010, 20.0, 1.0),
+            sample(5_990, 30.0, 1.0),
+        ]]);
+        let rates: Vec<f64> = edge
+            .iter()
+            .filter_map(|s| s.op("get").map(|g| g.per_second))
+            .collect();
+        assert_eq!(
+            rates,
+            vec![20.0, 30.0],
+            "one sample per period, never summed"
+        );
     }
 
     #[test]
@@ -266,7 +290,20 @@ mod tests {
             assert!(drawn.contains(chart.title()), "{drawn}");
         }
         let drawn = svg(Chart::Requests, &series(Chart::Requests, &samples, 2_000)).expect("svg");
-        assert!(drawn.contains("<polyline"), "a line is drawn");
+        // The get line rises from 1/s to 5/s (SVG y grows downwards);
+        // legend swatches are flat.
+        let rising = drawn.split("<polyline").skip(1).any(|line| {
+            let ys: Vec<f64> = line
+                .split("points=\"")
+                .nth(1)
+                .and_then(|p| p.split('"').next())
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|pair| pair.split(',').nth(1)?.parse().ok())
+                .collect();
+            ys.len() == 2 && ys[0] > ys[1] + 10.0
+        });
+        assert!(rising, "no rising line:\n{drawn}");
         assert!(
             drawn.contains(">\nget\n<") || drawn.contains(">get<"),
             "a legend"

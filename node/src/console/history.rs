@@ -68,6 +68,9 @@ pub trait SampleSource: Send + Sync + 'static {
 pub struct History {
     own: Mutex<Samples>,
     peers: Mutex<BTreeMap<NodeId, Samples>>,
+    /// When each peer was last asked: however many consoles poll, a peer is
+    /// asked at most once per sampling period.
+    asked: Mutex<BTreeMap<NodeId, tokio::time::Instant>>,
     wall: WallClock,
 }
 
@@ -76,6 +79,7 @@ impl History {
         Arc::new(History {
             own: Mutex::new(Samples::default()),
             peers: Mutex::new(BTreeMap::new()),
+            asked: Mutex::new(BTreeMap::new()),
             wall,
         })
     }
@@ -87,11 +91,13 @@ impl History {
 
     /// Samples every `SAMPLE_INTERVAL` from `render` (the `/metrics` text),
     /// until `stop`.
+    /// `render` runs on a blocking thread: it may read the disk.
     pub async fn run_sampler(
         self: Arc<Self>,
         render: impl Fn() -> String + Send + Sync + 'static,
         stop: CancellationToken,
     ) {
+        let render = Arc::new(render);
         let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last: Option<Reading> = None;
@@ -100,7 +106,11 @@ impl History {
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => return,
             }
-            let reading = Reading::parse(&render(), self.wall.micros() / 1000);
+            let render = render.clone();
+            let Ok(text) = tokio::task::spawn_blocking(move || render()).await else {
+                continue;
+            };
+            let reading = Reading::parse(&text, self.wall.micros() / 1000);
             if let Some(before) = &last
                 && let Ok(mut own) = self.own.lock()
             {
@@ -111,14 +121,32 @@ impl History {
     }
 
     /// Copies the samples `peers` took since the last copy; each peer is
-    /// asked at most for `timeout`. Returns the peers that did not answer.
+    /// waited for at most `timeout`, and not asked again within a sampling
+    /// period. Returns the peers that did not answer.
     pub async fn refresh_peers(
         &self,
         source: &dyn SampleSource,
         peers: &[NodeId],
         timeout: Duration,
     ) -> Vec<NodeId> {
-        let asks = peers.iter().map(|peer| {
+        let now = tokio::time::Instant::now();
+        let due: Vec<NodeId> = match self.asked.lock() {
+            Ok(mut asked) => peers
+                .iter()
+                .copied()
+                .filter(|peer| {
+                    let fresh = asked
+                        .get(peer)
+                        .is_some_and(|at| now.duration_since(*at) < SAMPLE_INTERVAL);
+                    if !fresh {
+                        asked.insert(*peer, now);
+                    }
+                    !fresh
+                })
+                .collect(),
+            Err(_) => peers.to_vec(),
+        };
+        let asks = due.iter().map(|peer| {
             let after = self
                 .peers
                 .lock()
@@ -164,6 +192,9 @@ impl History {
     pub fn retain_peers(&self, members: &[NodeId]) {
         if let Ok(mut peers) = self.peers.lock() {
             peers.retain(|id, _| members.contains(id));
+        }
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.retain(|id, _| members.contains(id));
         }
     }
 }
@@ -222,6 +253,12 @@ mod tests {
             .await;
         assert_eq!(silent, vec![two]);
         assert_eq!(history.of(one, false).len(), 3);
+        // Asked again within a sampling period: not asked.
+        history
+            .refresh_peers(&Peers, &[one], Duration::from_secs(1))
+            .await;
+        assert_eq!(history.of(one, false).len(), 3);
+        tokio::time::advance(SAMPLE_INTERVAL).await;
         history
             .refresh_peers(&Peers, &[one], Duration::from_secs(1))
             .await;

@@ -1,6 +1,6 @@
 //! Samples of what a node served, for the console's charts: every
 //! [`SAMPLE_INTERVAL`] the node reads its own counters (the text `/metrics`
-//! renders, so the charts and Prometheus agree) and keeps the difference
+//! renders, so the charts count what Prometheus counts) and keeps the difference
 //! from the last reading as one [`Sample`]: requests/s, p50 and p99
 //! latency and errors/s by operation, read repairs/s, hints pending by
 //! target.
@@ -75,7 +75,8 @@ pub struct OpSample {
     pub per_second: f64,
     /// Latency quantiles of the interval's requests, in milliseconds
     /// (0 without requests): the upper bound of the bucket that holds
-    /// them.
+    /// them (Prometheus's `histogram_quantile` interpolates within the
+    /// bucket, so it reads lower).
     pub p50_ms: f64,
     pub p99_ms: f64,
 }
@@ -136,7 +137,9 @@ impl Reading {
                     .or_default() += value;
             } else if name == READ_REPAIRS {
                 reading.read_repairs += value;
-            } else if name == HINTS_PENDING_BYTES {
+            } else if name == HINTS_PENDING_BYTES && value > 0.0 {
+                // Targets with nothing held are left out: every sample
+                // would otherwise carry every peer.
                 *reading.hints_pending.entry(label("target")).or_default() += value;
             }
         }

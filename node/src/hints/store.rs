@@ -90,7 +90,15 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    fn label(self) -> &'static str {
+    pub const ALL: [DropReason; 4] = [
+        DropReason::Full,
+        DropReason::Expired,
+        DropReason::Left,
+        DropReason::Corrupt,
+    ];
+
+    /// The `reason` label of [`HINTS_DROPPED`].
+    pub fn label(self) -> &'static str {
         match self {
             DropReason::Full => "full",
             DropReason::Expired => "expired",

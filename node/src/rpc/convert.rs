@@ -90,6 +90,8 @@ pub fn sample_to_proto(sample: &Sample) -> pbi::Sample {
 /// the console charts, and a bounded number of hint targets.
 pub fn sample_from_proto(sample: pbi::Sample) -> Sample {
     use crate::console::sample::{ERROR_KINDS, OPS};
+    // A rate, latency or size: finite and not negative, or 0.
+    let figure = |v: f64| if v.is_finite() && v > 0.0 { v } else { 0.0 };
     Sample {
         at_ms: sample.at_ms,
         ops: sample
@@ -99,21 +101,23 @@ pub fn sample_from_proto(sample: pbi::Sample) -> Sample {
             .take(OPS.len())
             .map(|op| OpSample {
                 op: op.op,
-                per_second: op.per_second,
-                p50_ms: op.p50_ms,
-                p99_ms: op.p99_ms,
+                per_second: figure(op.per_second),
+                p50_ms: figure(op.p50_ms),
+                p99_ms: figure(op.p99_ms),
             })
             .collect(),
         errors: sample
             .errors
             .into_iter()
             .filter(|(kind, _)| ERROR_KINDS.contains(&kind.as_str()))
+            .map(|(kind, rate)| (kind, figure(rate)))
             .collect(),
-        read_repairs_per_second: sample.read_repairs_per_second,
+        read_repairs_per_second: figure(sample.read_repairs_per_second),
         hints_pending: sample
             .hints_pending
             .into_iter()
             .take(MAX_HINT_TARGETS)
+            .map(|(target, bytes)| (target, figure(bytes)))
             .collect(),
     }
 }

@@ -67,15 +67,11 @@ impl KeyValueService {
         let message = pb::Trace {
             coordinator: coordinator.name_of(&local),
             total_micros: trace.elapsed().as_micros() as u64,
-            events: trace
-                .events()
-                .into_iter()
-                .map(|event| pb::TraceEvent {
-                    elapsed_micros: event.elapsed.as_micros() as u64,
-                    node: coordinator.name_of(&event.node),
-                    activity: event.activity,
-                })
-                .collect(),
+            events: bounded_events(trace.events().into_iter().map(|event| pb::TraceEvent {
+                elapsed_micros: event.elapsed.as_micros() as u64,
+                node: coordinator.name_of(&event.node),
+                activity: event.activity,
+            })),
         };
         let value = MetadataValue::from_bytes(&prost::Message::encode_to_vec(&message));
         match answer {
@@ -93,6 +89,41 @@ impl KeyValueService {
             }
         }
     }
+}
+
+/// Most bytes of trace events sent back: the entry travels base64-encoded
+/// in a header, and clients refuse header blocks past 16 KiB by default.
+const MAX_TRACE_BYTES: usize = 6 * 1024;
+
+/// The events that fit in [`MAX_TRACE_BYTES`], in order; an event in
+/// place of those left out says how many.
+fn bounded_events(events: impl ExactSizeIterator<Item = pb::TraceEvent>) -> Vec<pb::TraceEvent> {
+    let total = events.len();
+    let mut kept: Vec<pb::TraceEvent> = Vec::new();
+    let mut bytes = 0;
+    for mut event in events {
+        if event.activity.len() > 300 {
+            let mut end = 300;
+            while !event.activity.is_char_boundary(end) {
+                end -= 1;
+            }
+            event.activity.truncate(end);
+            event.activity.push('…');
+        }
+        let size = prost::Message::encoded_len(&event) + 2;
+        if bytes + size > MAX_TRACE_BYTES {
+            let last = kept.last().map_or(0, |e| e.elapsed_micros);
+            kept.push(pb::TraceEvent {
+                elapsed_micros: last,
+                node: String::new(),
+                activity: format!("({} more events left out)", total - kept.len()),
+            });
+            break;
+        }
+        bytes += size;
+        kept.push(event);
+    }
+    kept
 }
 
 /// A trace for the request, when the client asked for one.
@@ -190,5 +221,34 @@ impl KeyValue for KeyValueService {
         let answer = timestamp
             .map(|timestamp_micros| Response::new(pb::DeleteResponse { timestamp_micros }));
         self.traced(trace, answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_trace_is_cut_to_fit_a_header_and_says_so() {
+        let event = |i: u64| pb::TraceEvent {
+            elapsed_micros: i,
+            node: "n1".into(),
+            activity: "é".repeat(400),
+        };
+        let kept = bounded_events((0..128u32).map(|i| event(u64::from(i))));
+        let bytes: usize = kept.iter().map(prost::Message::encoded_len).sum();
+        assert!(bytes <= MAX_TRACE_BYTES + 64, "{bytes}");
+        let last = kept.last().expect("events");
+        assert!(
+            last.activity.ends_with("more events left out)"),
+            "{}",
+            last.activity
+        );
+        assert!(kept[0].activity.ends_with('…'));
+        let short = bounded_events((0..3u32).map(|i| pb::TraceEvent {
+            activity: "asked".into(),
+            ..event(u64::from(i))
+        }));
+        assert_eq!(short.len(), 3, "a short trace is kept whole");
     }
 }

@@ -24,7 +24,6 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use ringkv_proto::internal::v1 as pbi;
 use ringkv_proto::internal::v1::peer_client::PeerClient;
-use tokio::time::Instant;
 use tonic::Code;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
@@ -236,7 +235,7 @@ impl ReplicaTransport for NodeTransport {
                 cell: Some(convert::cell_to_proto(&cell)),
             };
             let route = route?;
-            let started = Instant::now();
+            let timer = route.metrics.as_ref().map(|m| m.write.start());
             let result = match route.via {
                 Via::Framed(client) => client.write(request).await,
                 Via::Grpc(mut client) => client
@@ -245,8 +244,8 @@ impl ReplicaTransport for NodeTransport {
                     .map(drop)
                     .map_err(|status| replica_error(&status)),
             };
-            if let Some(metrics) = route.metrics {
-                metrics.write.record(started, &result);
+            if let Some(timer) = timer {
+                timer.finish(&result);
             }
             result
         })
@@ -271,7 +270,7 @@ impl ReplicaTransport for NodeTransport {
         Box::pin(async move {
             let request = pbi::ReplicaReadRequest { key, digest_only };
             let route = route?;
-            let started = Instant::now();
+            let timer = route.metrics.as_ref().map(|m| m.read.start());
             let result = match route.via {
                 Via::Framed(client) => client.read(request).await,
                 Via::Grpc(mut client) => client
@@ -280,8 +279,8 @@ impl ReplicaTransport for NodeTransport {
                     .map(tonic::Response::into_inner)
                     .map_err(|status| replica_error(&status)),
             };
-            if let Some(metrics) = route.metrics {
-                metrics.read.record(started, &result);
+            if let Some(timer) = timer {
+                timer.finish(&result);
             }
             let response = result?;
             Ok(if digest_only {

@@ -36,7 +36,7 @@ const SCRIPT: &str = include_str!("../console/assets/app.js");
 const STYLE: &str = include_str!("../console/assets/style.css");
 
 /// How long the console waits for a peer's samples.
-const PEER_TIMEOUT: Duration = Duration::from_secs(1);
+const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the console needs once the node has joined.
 pub struct Joined {

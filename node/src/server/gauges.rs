@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio_util::task::TaskTracker;
 
-use crate::hints::HintStore;
+use crate::hints::{DropReason, HintStore};
 use crate::membership::{NodeStatus, ViewHandle};
 use crate::metrics::*;
 use crate::repair::Repairer;
@@ -99,6 +99,14 @@ impl Gauges {
             }
             let peer = peer_label(&member.id);
             metrics::gauge!(PEER_UP, "peer" => peer.clone()).set(if alive { 1.0 } else { 0.0 });
+            // The hint counters exist from 0, so the first hints stored or
+            // dropped for a peer show as an increase (alerts use increase()).
+            for reason in DropReason::ALL {
+                metrics::counter!(HINTS_DROPPED, "target" => peer.clone(), "reason" => reason.label())
+                    .increment(0);
+            }
+            metrics::counter!(HINTS_STORED, "target" => peer.clone()).increment(0);
+            metrics::counter!(HINTS_REPLAYED, "target" => peer.clone()).increment(0);
             if let Some(hints) = &joined.hints {
                 metrics::gauge!(HINTS_PENDING_BYTES, "target" => peer)
                     .set(hints.pending_bytes(member.id) as f64);

@@ -770,8 +770,15 @@ fn start_http(
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
-                        gauges.refresh();
-                        handle.run_upkeep();
+                        // RocksDB properties, statvfs and /proc: a store
+                        // reopening after a full disk holds its lock for
+                        // seconds, so never on a runtime thread.
+                        let (gauges, handle) = (gauges.clone(), handle.clone());
+                        let _ = tokio::task::spawn_blocking(move || {
+                            gauges.refresh();
+                            handle.run_upkeep();
+                        })
+                        .await;
                     }
                     _ = upkeep_stop.cancelled() => break,
                 }
