@@ -119,25 +119,18 @@ async fn one_shot_bad_input_fails_with_one_line() {
     assert_fails_with(&ringkv_cli(&[&dead], &["get", "k"]), "cannot connect");
 }
 
-#[tokio::test]
-async fn interactive_prompt_reads_commands_from_stdin() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let n = TestNode::start(dir.path(), NodeOptions::new("n1"))
-        .await
-        .expect("node");
-    let history = dir.path().join("history");
+/// Runs the interactive shell against `node`, typing `script`; its output,
+/// once it exited successfully.
+fn at_the_prompt(node: &TestNode, history: &std::path::Path, script: &str) -> String {
     let mut child = std::process::Command::new(binary("ringkv"))
         .arg("--host")
-        .arg(n.client_addr.to_string())
-        .env("RINGKV_HISTORY", &history)
+        .arg(node.client_addr.to_string())
+        .env("RINGKV_HISTORY", history)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn shell");
-    let script = "PUT fruit apple\nget fruit\nCONSISTENCY\nconsistency all\n\
-                  PUT \"two words\" 'a b c'\nGET \"two words\"\nCONSISTENCY any\nGET fruit\n\
-                  bogus\nDEL fruit\nconsistency one\nGET fruit\nHELP\nEXIT\n";
     child
         .stdin
         .take()
@@ -146,7 +139,20 @@ async fn interactive_prompt_reads_commands_from_stdin() {
         .expect("write script");
     let output = child.wait_with_output().expect("shell exits");
     assert!(output.status.success(), "{}", stderr(&output));
-    let out = stdout(&output);
+    stdout(&output)
+}
+
+#[tokio::test]
+async fn interactive_prompt_reads_commands_from_stdin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = TestNode::start(dir.path(), NodeOptions::new("n1"))
+        .await
+        .expect("node");
+    let history = dir.path().join("history");
+    let script = "PUT fruit apple\nget fruit\nCONSISTENCY\nconsistency all\n\
+                  PUT \"two words\" 'a b c'\nGET \"two words\"\nCONSISTENCY any\nGET fruit\n\
+                  bogus\nDEL fruit\nconsistency one\nGET fruit\nHELP\nEXIT\n";
+    let out = at_the_prompt(&n, &history, script);
     for expected in [
         "Consistency QUORUM",
         "apple",
@@ -326,25 +332,8 @@ async fn tracing_on_at_the_prompt_traces_each_request_until_off() {
     let n = TestNode::start(dir.path(), NodeOptions::new("n1"))
         .await
         .expect("node");
-    let mut child = std::process::Command::new(binary("ringkv"))
-        .arg("--host")
-        .arg(n.client_addr.to_string())
-        .env("RINGKV_HISTORY", dir.path().join("history"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn shell");
     let script = "TRACING\nTRACING ON\nPUT a 1\nGET a\nTRACING OFF\nGET a\nEXIT\n";
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(script.as_bytes())
-        .expect("write script");
-    let output = child.wait_with_output().expect("shell exits");
-    assert!(output.status.success(), "{}", stderr(&output));
-    let out = stdout(&output);
+    let out = at_the_prompt(&n, &dir.path().join("history"), script);
     assert!(out.contains("Tracing is off."), "{out}");
     assert!(out.contains("Now tracing requests."), "{out}");
     assert!(out.contains("Disabled tracing."), "{out}");
