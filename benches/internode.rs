@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringkv_node::clock::{HybridClock, SkewLimit, WallClock};
+use ringkv_node::config::Config;
 use ringkv_node::peer::TreeCache;
+use ringkv_node::rpc::accept::Admission;
 use ringkv_node::rpc::bounds::PeerBounds;
 use ringkv_node::rpc::framed::{self, ClientSettings, FramedClient, FramedServer};
 use ringkv_node::rpc::limit::InFlightLimit;
@@ -90,7 +92,17 @@ async fn peer_port(stop: CancellationToken) -> std::net::SocketAddr {
         .add_service(PeerServer::from_arc(service));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(framed::serve(router, framed, Listener::Tcp(listener), stop));
+    let port = framed::PeerPort {
+        admission: Admission::new("internode", Config::default().port_limits().peer),
+        grpc_tls: None,
+    };
+    tokio::spawn(framed::serve(
+        router,
+        framed,
+        Listener::Tcp(listener),
+        port,
+        stop,
+    ));
     addr
 }
 

@@ -75,6 +75,9 @@ pub const INTERNODE_REQUESTS: &str = "ringkv_internode_requests_total";
 /// Requests refused before any work, by `api` (client, internode) and
 /// `reason` (overloaded).
 pub const REQUESTS_REFUSED: &str = "ringkv_requests_refused_total";
+/// Connections closed at once because their port was at its cap, by
+/// `port` (client, internode, http).
+pub const CONNECTIONS_REFUSED: &str = "ringkv_connections_refused_total";
 /// Requests being served, by `api` (client, internode).
 pub const REQUESTS_IN_FLIGHT: &str = "ringkv_requests_in_flight";
 /// Gossip datagrams dropped, by `reason` (mac: no or a wrong MAC;
@@ -258,6 +261,12 @@ pub const CATALOGUE: &[(&str, Kind, Unit, &str)] = &[
         Kind::Counter,
         Unit::Count,
         "Requests refused before any work (overload), by api and reason",
+    ),
+    (
+        CONNECTIONS_REFUSED,
+        Kind::Counter,
+        Unit::Count,
+        "Connections closed at once because their port was at its connection cap, by port",
     ),
     (
         REQUESTS_IN_FLIGHT,

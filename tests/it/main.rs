@@ -13,4 +13,5 @@ mod resp;
 mod security;
 mod shell;
 mod single_node;
+mod stranger;
 mod topology;

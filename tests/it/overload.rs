@@ -1,6 +1,14 @@
-//! A node under ten times the load it can serve: it refuses the excess at
-//! once, keeps answering `/health`, stays within its memory budget,
-//! finishes what it accepted, and serves normally once the load stops.
+//! A node under ten times the load it can serve: it keeps answering
+//! `/health`, stays within its memory budget, finishes what it accepted,
+//! and serves normally once the load stops.
+//!
+//! Whether it also refuses requests depends on where the excess waits. A
+//! request takes its in-flight permit only once its body is in (a
+//! stranger's bodiless streams must hold none), and a put at ONE on one
+//! node holds it for microseconds, so here the excess waits as HTTP/2
+//! streams of the load generator's connection (`max_requests_per_connection`)
+//! rather than holding permits; `rpc::limit`'s tests show the refusal
+//! itself.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -56,7 +64,7 @@ fn count(report: &serde_json::Value, path: &[&str]) -> u64 {
 }
 
 #[tokio::test]
-async fn at_ten_times_its_capacity_a_node_refuses_the_excess_and_stays_healthy() {
+async fn at_ten_times_its_capacity_a_node_stays_healthy_and_serves() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = TestNode::start(
         dir.path(),
@@ -168,7 +176,6 @@ async fn at_ten_times_its_capacity_a_node_refuses_the_excess_and_stays_healthy()
         "RSS {max_rss} MiB over the {budget} MiB budget"
     );
     assert!(ok > 0, "the node served through the overload: {report}");
-    assert!(refused > 0.0, "the node refused the excess: {report}");
     assert_eq!(failed, 0.0, "every request the node accepted succeeded");
     assert_eq!(timeouts, 0, "no request waited out its deadline: {report}");
     assert_eq!(other, 0, "no other errors (no connection closed): {report}");

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, NodeArgs, load};
+pub use settings::{ApiLimits, Ports};
 
 use crate::storage::gc::DEFAULT_GC_GRACE_SECONDS;
 pub use crate::storage::{DiskFailurePolicy, SyncMode};
@@ -241,6 +242,49 @@ define_config! {
     /// failed and stores a hint).
     max_peer_requests_in_flight: u64 = 4096, "RINGKV_MAX_PEER_REQUESTS_IN_FLIGHT";
 
+    /// Requests one connection to the client API (or the internode API's
+    /// gRPC side) may have open at once (its HTTP/2 streams): one
+    /// connection's share of the node (a quarter of the default
+    /// `max_requests_in_flight`). A client with more waits for a stream of
+    /// its own connection.
+    max_requests_per_connection: u64 = 256, "RINGKV_MAX_REQUESTS_PER_CONNECTION";
+
+    /// How long a request's body may take to arrive after its headers
+    /// (milliseconds). A request takes its `max_requests_in_flight` permit
+    /// only once its body is in; one whose body does not arrive in time is
+    /// answered DEADLINE_EXCEEDED and its stream closed.
+    request_body_timeout_ms: u64 = 10_000, "RINGKV_REQUEST_BODY_TIMEOUT_MS";
+
+    /// Bytes of client request bodies the node holds at once (MiB), from
+    /// their arrival until they are answered; a request past it is refused
+    /// with RESOURCE_EXHAUSTED ("overloaded").
+    max_bytes_in_flight_mb: u64 = 256, "RINGKV_MAX_BYTES_IN_FLIGHT_MB";
+
+    /// The same for internode requests, both protocols (MiB).
+    max_peer_bytes_in_flight_mb: u64 = 256, "RINGKV_MAX_PEER_BYTES_IN_FLIGHT_MB";
+
+    /// Connections the client API (gRPC) keeps open at once; past it a new
+    /// connection is closed at once (counted in
+    /// `ringkv_connections_refused_total{port="client"}`).
+    max_client_connections: u64 = 1024, "RINGKV_MAX_CLIENT_CONNECTIONS";
+
+    /// Connections the internode port keeps open at once (both protocols).
+    max_peer_connections: u64 = 1024, "RINGKV_MAX_PEER_CONNECTIONS";
+
+    /// Connections the HTTP port (console, `/metrics`, `/health`) keeps
+    /// open at once.
+    max_http_connections: u64 = 64, "RINGKV_MAX_HTTP_CONNECTIONS";
+
+    /// A client, internode or HTTP connection on which nothing arrives for
+    /// this long is closed (milliseconds). The gRPC ports ping their
+    /// clients every third of it, so only a dead or stalled peer falls
+    /// silent; an idle HTTP/1 connection is closed after it.
+    connection_idle_timeout_ms: u64 = 60_000, "RINGKV_CONNECTION_IDLE_TIMEOUT_MS";
+
+    /// Longest TLS handshake on the client, internode and RESP ports
+    /// (milliseconds); a connection still handshaking after it is closed.
+    tls_handshake_timeout_ms: u64 = 10_000, "RINGKV_TLS_HANDSHAKE_TIMEOUT_MS";
+
     /// Seconds a tombstone (or an expired value) is kept before compaction
     /// may drop it. Every replica must be repaired within this window or a
     /// delete may come back. Default 10 days.
@@ -412,6 +456,30 @@ impl Config {
                 "max_requests_in_flight/max_peer_requests_in_flight",
                 "must be greater than 0".into(),
             );
+        }
+        for (field, value) in [
+            (
+                "max_requests_per_connection",
+                self.max_requests_per_connection,
+            ),
+            ("request_body_timeout_ms", self.request_body_timeout_ms),
+            ("max_bytes_in_flight_mb", self.max_bytes_in_flight_mb),
+            (
+                "max_peer_bytes_in_flight_mb",
+                self.max_peer_bytes_in_flight_mb,
+            ),
+            ("max_client_connections", self.max_client_connections),
+            ("max_peer_connections", self.max_peer_connections),
+            ("max_http_connections", self.max_http_connections),
+            (
+                "connection_idle_timeout_ms",
+                self.connection_idle_timeout_ms,
+            ),
+            ("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms),
+        ] {
+            if value == 0 {
+                return invalid(field, "must be greater than 0".into());
+            }
         }
         if self.memtable_mb < 4 {
             return invalid("memtable_mb", "must be at least 4".into());

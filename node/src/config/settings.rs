@@ -10,6 +10,7 @@ use crate::coordinator::{CoordinatorSettings, Limits};
 use crate::hints::ReplaySettings;
 use crate::membership::join::JoinSettings;
 use crate::resp::{ParseLimits, RespSettings};
+use crate::rpc::accept::PortLimits;
 use crate::rpc::bounds::PeerBounds;
 use crate::rpc::gossip_mac::GossipKey;
 use crate::storage::batch::MAX_BATCH_BYTES;
@@ -52,6 +53,30 @@ fn secret_setting(
     }
 }
 
+/// One value per TCP port that has connection bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports<T> {
+    pub client: T,
+    pub peer: T,
+    pub http: T,
+}
+
+/// What one API (client or internode) admits at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// Requests worked on at once (`max_requests_in_flight`).
+    pub requests: usize,
+    /// Bytes of request bodies held at once.
+    pub bytes: usize,
+    /// Longest wait for a request's body.
+    pub body_timeout: Duration,
+    /// Requests (HTTP/2 streams) of one gRPC connection. Not capped by
+    /// `requests`: a connection that asks for more than the node's permits
+    /// gets the excess refused at once, rather than queued in its own
+    /// connection.
+    pub per_connection: usize,
+}
+
 impl Config {
     /// Largest value accepted, in bytes.
     pub fn max_value_bytes(&self) -> usize {
@@ -86,6 +111,7 @@ impl Config {
             node_name: node_name.to_owned(),
             cluster_name: self.cluster_name.clone(),
             replication_factor: self.replication_factor,
+            handshake_timeout: millis(self.tls_handshake_timeout_ms),
         }
     }
 
@@ -130,13 +156,48 @@ impl Config {
         )
     }
 
-    /// Requests in flight on the client API and on the internode API.
-    pub fn in_flight_limits(&self) -> (usize, usize) {
-        let limit = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-        (
-            limit(self.max_requests_in_flight),
-            limit(self.max_peer_requests_in_flight),
+    /// What the client API admits at once.
+    pub fn client_api_limits(&self) -> ApiLimits {
+        self.api_limits(self.max_requests_in_flight, self.max_bytes_in_flight_mb)
+    }
+
+    /// What the internode API admits at once.
+    pub fn peer_api_limits(&self) -> ApiLimits {
+        self.api_limits(
+            self.max_peer_requests_in_flight,
+            self.max_peer_bytes_in_flight_mb,
         )
+    }
+
+    /// The connection bounds of the client API, internode and HTTP ports.
+    pub fn port_limits(&self) -> Ports<PortLimits> {
+        let port = |max: u64| PortLimits {
+            max_connections: usize::try_from(max).unwrap_or(usize::MAX),
+            silence: millis(self.connection_idle_timeout_ms),
+            handshake: millis(self.tls_handshake_timeout_ms),
+        };
+        Ports {
+            client: port(self.max_client_connections),
+            peer: port(self.max_peer_connections),
+            http: port(self.max_http_connections),
+        }
+    }
+
+    /// How often a gRPC server pings a connection: three times per
+    /// `connection_idle_timeout_ms`, so that a live client never falls
+    /// silent.
+    pub fn server_ping_interval(&self) -> Duration {
+        millis(self.connection_idle_timeout_ms / 3).max(Duration::from_millis(1))
+    }
+
+    fn api_limits(&self, requests: u64, mb: u64) -> ApiLimits {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        ApiLimits {
+            requests: size(requests),
+            bytes: size(mb.saturating_mul(1 << 20)),
+            body_timeout: millis(self.request_body_timeout_ms),
+            per_connection: size(self.max_requests_per_connection),
+        }
     }
 
     /// Hint replay. The window never exceeds gc_grace: a hint replayed
@@ -377,7 +438,23 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(off.peer_bounds().max_clock_skew, SkewLimit::off());
-        assert_eq!(config.in_flight_limits(), (1024, 4096));
+        let (client, peer) = (config.client_api_limits(), config.peer_api_limits());
+        assert_eq!((client.requests, peer.requests), (1024, 4096));
+        assert_eq!((client.bytes, peer.bytes), (256 << 20, 256 << 20));
+        assert_eq!(client.body_timeout, Duration::from_secs(10));
+        assert_eq!((client.per_connection, peer.per_connection), (256, 256));
+        let ports = config.port_limits();
+        assert_eq!(
+            (
+                ports.client.max_connections,
+                ports.peer.max_connections,
+                ports.http.max_connections
+            ),
+            (1024, 1024, 64)
+        );
+        assert_eq!(ports.http.silence, Duration::from_secs(60));
+        assert_eq!(ports.client.handshake, Duration::from_secs(10));
+        assert_eq!(config.server_ping_interval(), Duration::from_secs(20));
         assert_eq!(config.replay_settings().throttle_bytes_per_second, 2048);
         assert_eq!(config.hint_capacity_bytes(), 3 << 20);
         assert_eq!(config.anti_entropy_interval(), None);

@@ -49,8 +49,6 @@ use crate::membership::ViewHandle;
 use crate::rpc::limit::InFlightLimit;
 pub use parse::ParseLimits;
 
-/// Longest a client may take over its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed accept (out of file descriptors, say).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -64,6 +62,8 @@ pub struct RespSettings {
     pub node_name: String,
     pub cluster_name: String,
     pub replication_factor: u32,
+    /// Longest a client may take over its TLS handshake.
+    pub handshake_timeout: Duration,
 }
 
 /// Counters `INFO` shows.
@@ -159,13 +159,14 @@ impl RespServer {
             let shared = self.shared.clone();
             let tls = self.tls.clone();
             let stop = stop.clone();
+            let handshake_timeout = self.shared.settings.handshake_timeout;
             connections.spawn(async move {
                 let _counted = Connected::new(&shared);
                 match tls {
                     None => connection::serve(shared.clone(), socket, peer, local, stop).await,
                     Some(tls) => {
                         let handshake = tokio::select! {
-                            done = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(socket)) => Some(done),
+                            done = tokio::time::timeout(handshake_timeout, tls.accept(socket)) => Some(done),
                             _ = stop.cancelled() => None,
                         };
                         match handshake {

@@ -2,6 +2,7 @@
 //! framed internode protocol, and the internode client. Protobuf types and `tonic::Status` do not leave
 //! this module.
 
+pub mod accept;
 mod admin;
 pub mod bounds;
 mod convert;

@@ -9,15 +9,18 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chitchat::transport::{Transport, UdpTransport};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tonic::transport::server::TcpConnectInfo;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{Instant, Sleep};
 
 /// A byte stream a connection runs over.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -30,9 +33,33 @@ pub struct Connection {
     /// Bytes already read from `io` that reads return first (what the
     /// peer port looked at to tell the protocols apart).
     unread: Bytes,
-    /// Its addresses, when it is TCP. tonic looks for this type to find a
-    /// TLS caller's certificates (`Request::peer_certs`).
-    addresses: TcpConnectInfo,
+    /// Who is at the other end; every request of the connection carries
+    /// it (as a request extension, from tonic).
+    info: ConnectionInfo,
+    /// The connection's place under its port's connection cap, given back
+    /// when it is dropped.
+    _slot: Option<OwnedSemaphorePermit>,
+    /// Closes the connection once nothing arrived on it for a while.
+    silence: Option<Silence>,
+}
+
+/// Who is at the other end of a connection.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionInfo {
+    /// Its address, when it is TCP.
+    pub remote: Option<SocketAddr>,
+    /// The certificates it presented in its TLS handshake, if any.
+    pub certs: Option<Arc<[CertificateDer<'static>]>>,
+}
+
+/// A read that waited longer than `limit` for a byte fails with
+/// `TimedOut`, which closes the connection. The timer is reset lazily:
+/// reads only note when they last got bytes, and the timer, when it
+/// fires early, is pushed to that moment plus `limit`.
+struct Silence {
+    limit: Duration,
+    last: Instant,
+    timer: Pin<Box<Sleep>>,
 }
 
 impl Connection {
@@ -40,23 +67,18 @@ impl Connection {
         Self {
             io: Box::new(io),
             unread: Bytes::new(),
-            addresses: TcpConnectInfo {
-                local_addr: None,
-                remote_addr: None,
-            },
+            info: ConnectionInfo::default(),
+            _slot: None,
+            silence: None,
         }
     }
 
     /// An accepted or dialled TCP stream.
     pub fn tcp(stream: TcpStream) -> Self {
-        let addresses = TcpConnectInfo {
-            local_addr: stream.local_addr().ok(),
-            remote_addr: stream.peer_addr().ok(),
-        };
-        Self {
-            addresses,
-            ..Self::new(stream)
-        }
+        let remote = stream.peer_addr().ok();
+        let mut connection = Self::new(stream);
+        connection.info.remote = remote;
+        connection
     }
 
     /// This connection, with `bytes` given back: the next reads return
@@ -64,6 +86,39 @@ impl Connection {
     pub fn unread(mut self, bytes: Bytes) -> Self {
         self.unread = bytes;
         self
+    }
+
+    /// Who is at the other end.
+    pub fn info(&self) -> &ConnectionInfo {
+        &self.info
+    }
+
+    /// This connection holding `slot` of its port's cap until it is
+    /// dropped, and closed once nothing arrived for `silence`.
+    pub fn admitted(mut self, slot: OwnedSemaphorePermit, silence: Duration) -> Self {
+        self._slot = Some(slot);
+        self.silence = Some(Silence {
+            limit: silence,
+            last: Instant::now(),
+            timer: Box::pin(tokio::time::sleep(silence)),
+        });
+        self
+    }
+
+    /// A TLS session over an admitted connection from `remote`, whose
+    /// peer presented `certs`. The connection inside keeps its slot and
+    /// its silence limit.
+    pub fn tls(
+        session: impl Io,
+        remote: Option<SocketAddr>,
+        certs: Option<Vec<CertificateDer<'static>>>,
+    ) -> Self {
+        let mut connection = Self::new(session);
+        connection.info = ConnectionInfo {
+            remote,
+            certs: certs.map(Arc::from),
+        };
+        connection
     }
 }
 
@@ -79,7 +134,30 @@ impl AsyncRead for Connection {
             buf.put_slice(&given);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut *self.io).poll_read(cx, buf)
+        let this = &mut *self;
+        match Pin::new(&mut *this.io).poll_read(cx, buf) {
+            Poll::Pending => {}
+            ready => {
+                if let Some(silence) = &mut this.silence {
+                    silence.last = Instant::now();
+                }
+                return ready;
+            }
+        }
+        let Some(silence) = &mut this.silence else {
+            return Poll::Pending;
+        };
+        while silence.timer.as_mut().poll(cx).is_ready() {
+            let until = silence.last + silence.limit;
+            if Instant::now() >= until {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("nothing arrived for {:?}", silence.limit),
+                )));
+            }
+            silence.timer.as_mut().reset(until);
+        }
+        Poll::Pending
     }
 }
 
@@ -114,10 +192,10 @@ impl AsyncWrite for Connection {
 }
 
 impl tonic::transport::server::Connected for Connection {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ConnectionInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.addresses.clone()
+        self.info.clone()
     }
 }
 
@@ -177,20 +255,12 @@ impl Network {
     }
 }
 
-/// Serves `router` on `listener` until `signal` completes. Accepted TCP
-/// connections have Nagle's algorithm off: small gRPC frames must not wait
-/// for the peer's delayed ACK (a 40 ms stall per exchange).
+/// Serves `router` on the connections of `incoming` (see
+/// `rpc::accept::incoming`) until `signal` completes.
 pub async fn serve(
     router: tonic::transport::server::Router,
-    listener: Listener,
+    incoming: Incoming,
     signal: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    match listener {
-        Listener::Tcp(tcp) => {
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(tcp).with_nodelay(Some(true));
-            router.serve_with_incoming_shutdown(incoming, signal).await
-        }
-        Listener::Custom(incoming) => router.serve_with_incoming_shutdown(incoming, signal).await,
-    }
+    router.serve_with_incoming_shutdown(incoming, signal).await
 }

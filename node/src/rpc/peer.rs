@@ -93,8 +93,11 @@ impl PeerService {
     /// already checked that its certificate chains to the cluster CA; a
     /// client certificate of the same CA must not open the internode API.
     fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let certs = request.peer_certs();
-        self.admit_certificates(certs.as_ref().map(|certs| certs.as_slice()))
+        let certs = request
+            .extensions()
+            .get::<crate::rpc::net::ConnectionInfo>()
+            .and_then(|info| info.certs.as_deref());
+        self.admit_certificates(certs)
     }
 
     /// [`admit`](Self::admit) for a caller that presented `certs` (the

@@ -1,5 +1,6 @@
-//! TLS for the node's ports (rustls: through tonic for the gRPC services,
-//! directly for the RESP port and the framed internode protocol).
+//! TLS for the node's ports: rustls configurations the node's own accept
+//! loops handshake with (`rpc::accept`, with a time limit), and tonic's
+//! client configuration for calling peers over gRPC.
 //!
 //! - **Internode** (`internode_tls`): mutual TLS. Each node presents its
 //!   certificate (`tls_cert_file`, `tls_key_file`) both when it serves the
@@ -24,17 +25,17 @@ use std::sync::Arc;
 
 use tokio_rustls::rustls;
 
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::config::{Config, ConfigError};
 
 /// The TLS settings of a node's ports; `None` where TLS is off.
 #[derive(Debug, Clone, Default)]
 pub struct NodeTls {
-    /// Serving the internode API, and calling peers.
-    pub internode: Option<(ServerTlsConfig, ClientTlsConfig)>,
-    /// Serving the client API.
-    pub client: Option<ServerTlsConfig>,
+    /// Serving the internode API over gRPC (ALPN `h2`), and calling peers.
+    pub internode: Option<(Arc<rustls::ServerConfig>, ClientTlsConfig)>,
+    /// Serving the client API (ALPN `h2`).
+    pub client: Option<Arc<rustls::ServerConfig>>,
     /// Serving the RESP port (the client API's settings, for rustls
     /// directly: the RESP port is not a tonic service).
     pub resp: Option<Arc<rustls::ServerConfig>>,
@@ -135,6 +136,13 @@ fn rustls_server(
     Ok(Arc::new(config))
 }
 
+/// `config` for gRPC: HTTP/2 negotiated by ALPN, as gRPC clients ask.
+fn for_grpc(config: &Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfig> {
+    let mut config = rustls::ServerConfig::clone(config);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
+}
+
 /// The framed internode protocol's TLS: mutual, against the cluster CA.
 fn framed_tls(
     cert_pem: &[u8],
@@ -201,12 +209,13 @@ impl NodeTls {
             None
         };
         let ca = ca_pem.as_ref().map(Certificate::from_pem);
-        let resp = if config.client_tls && config.resp_enabled {
+        let client_server = if config.client_tls {
             let client_ca = ca_pem.as_deref().filter(|_| config.client_tls_require_cert);
             Some(rustls_server(&cert_pem, &key_pem, client_ca, "client_tls")?)
         } else {
             None
         };
+        let resp = client_server.clone().filter(|_| config.resp_enabled);
         let framed = match (&ca_pem, config.internode_tls) {
             (Some(ca_pem), true) => Some(framed_tls(
                 &cert_pem,
@@ -216,25 +225,17 @@ impl NodeTls {
             )?),
             _ => None,
         };
-        let internode = match (&ca, config.internode_tls) {
-            (Some(ca), true) => Some((
-                ServerTlsConfig::new()
-                    .identity(identity.clone())
-                    .client_ca_root(ca.clone()),
+        let internode = match (&ca, &framed) {
+            (Some(ca), Some(framed)) => Some((
+                for_grpc(&framed.server),
                 ClientTlsConfig::new()
-                    .identity(identity.clone())
+                    .identity(identity)
                     .ca_certificate(ca.clone())
                     .domain_name(config.internode_tls_server_name.clone()),
             )),
             _ => None,
         };
-        let client = config.client_tls.then(|| {
-            let server = ServerTlsConfig::new().identity(identity);
-            match (&ca, config.client_tls_require_cert) {
-                (Some(ca), true) => server.client_ca_root(ca.clone()),
-                _ => server,
-            }
-        });
+        let client = client_server.as_ref().map(for_grpc);
         Ok(NodeTls {
             internode,
             client,

@@ -106,8 +106,7 @@ async fn cluster(State(console): State<Arc<Console>>) -> Response {
         Ok(joined) => joined,
         Err(refused) => return *refused,
     };
-    let gauges = console.gauges.clone();
-    let Ok(stats) = tokio::task::spawn_blocking(move || gauges.snapshot()).await else {
+    let Some(stats) = console.gauges.off_runtime(Gauges::snapshot).await else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
             "gathering statistics failed\n",

@@ -39,6 +39,8 @@ pub struct Gauges {
     process: metrics_process::Collector,
     joined: OnceLock<Joined>,
     client: OnceLock<InFlightLimit>,
+    /// One reading on a blocking thread at a time (see `off_runtime`).
+    blocking: tokio::sync::Semaphore,
 }
 
 impl Gauges {
@@ -50,7 +52,25 @@ impl Gauges {
             process: metrics_process::Collector::default(),
             joined: OnceLock::new(),
             client: OnceLock::new(),
+            blocking: tokio::sync::Semaphore::new(1),
         }
+    }
+
+    /// Runs `work` (which reads RocksDB properties, statvfs and /proc:
+    /// quick, but not for a runtime thread, and seconds while a store
+    /// reopens after a full disk) on a blocking thread, one at a time:
+    /// HTTP requests that ask meanwhile wait their turn (at most one per
+    /// HTTP connection) instead of each taking a thread. `None` if the
+    /// work panicked.
+    pub async fn off_runtime<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Gauges) -> T + Send + 'static,
+    ) -> Option<T> {
+        let _turn = self.blocking.acquire().await.ok()?;
+        let gauges = self.clone();
+        tokio::task::spawn_blocking(move || work(&gauges))
+            .await
+            .ok()
     }
 
     /// Gives the process series their HELP; call once the recorder is

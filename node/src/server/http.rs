@@ -14,6 +14,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::gauges::Gauges;
+use crate::rpc::accept::Admission;
+use crate::rpc::net::Connection;
 use crate::storage::DiskHealth;
 
 /// Whether the node serves clients yet, and can write.
@@ -62,9 +64,51 @@ pub struct Exporter {
     pub gauges: Arc<Gauges>,
 }
 
+/// The HTTP port's listener: accepted connections admitted under the
+/// port's cap and silence limit (`rpc::accept`); those over the cap are
+/// closed at once.
+pub struct Admitted {
+    listener: TcpListener,
+    admission: Admission,
+}
+
+impl Admitted {
+    pub fn new(listener: TcpListener, admission: Admission) -> Self {
+        Self {
+            listener,
+            admission,
+        }
+    }
+}
+
+impl axum::serve::Listener for Admitted {
+    type Io = Connection;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Connection, std::net::SocketAddr) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, addr)) => {
+                    if let Some(connection) = self.admission.admit(Connection::tcp(stream)) {
+                        return (connection, addr);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot accept an HTTP connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
 /// Serves the endpoints until `stop`.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Admitted,
     metrics: Option<Exporter>,
     health: Arc<Health>,
     console: Router,
@@ -78,18 +122,19 @@ pub async fn serve(
                 async move {
                     match metrics {
                         Some(exporter) => {
-                            // Reads RocksDB properties and /proc: quick, but
-                            // not for a runtime thread.
-                            let rendered = tokio::task::spawn_blocking(move || {
-                                exporter.gauges.refresh();
-                                exporter.handle.render()
-                            })
-                            .await;
+                            let handle = exporter.handle;
+                            let rendered = exporter
+                                .gauges
+                                .off_runtime(move |gauges| {
+                                    gauges.refresh();
+                                    handle.render()
+                                })
+                                .await;
                             match rendered {
-                                Ok(text) => (StatusCode::OK, text),
-                                Err(error) => (
+                                Some(text) => (StatusCode::OK, text),
+                                None => (
                                     StatusCode::INTERNAL_SERVER_ERROR,
-                                    format!("rendering metrics failed: {error}\n"),
+                                    "rendering metrics failed\n".to_owned(),
                                 ),
                             }
                         }

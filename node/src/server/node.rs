@@ -13,7 +13,6 @@ use ringkv_proto::v1::key_value_server::KeyValueServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::ServerTlsConfig;
 
 use super::addresses::{self, Advertised, advertised};
 use super::announce::{announce_disk, announce_repair_failures, announce_repairs, stop_for_twin};
@@ -23,7 +22,7 @@ use super::lifecycle::Lifecycle;
 use super::{Listeners, http};
 use crate::auth::{Authenticator, RequireAuth, Role, UserStore};
 use crate::clock::{HybridClock, WallClock};
-use crate::config::{Config, InternodeProtocol};
+use crate::config::{ApiLimits, Config, InternodeProtocol};
 use crate::console::history::{History, SampleSource};
 use crate::coordinator::Coordinator;
 use crate::hints::{HintStore, run_replay};
@@ -34,6 +33,7 @@ use crate::membership::{GossipSettings, Membership, ViewHandle, persist};
 use crate::peer::{RepairTransport, ReplicaTransport, TreeCache};
 use crate::repair::{LEAVES_PER_RANGE, LocalReplica, Repairer, load_last_completed, run_scheduler};
 use crate::resp::{RespServer, RespSettings};
+use crate::rpc::accept::{self, Admission, PortLimits};
 use crate::rpc::framed::{self, ClientSettings, FramedServer};
 use crate::rpc::limit::{BodyLimit, InFlightLimit, peer_body_limit};
 use crate::rpc::net::{self, Listener, Network};
@@ -57,11 +57,6 @@ const MAX_CLOCK_WAIT: Duration = Duration::from_secs(2);
 const MAX_WITHDRAWALS: u32 = 5;
 /// Largest admin request (they carry a few ids and flags).
 const ADMIN_MESSAGE_BYTES: usize = 64 * 1024;
-/// Requests one client connection may have open at once. Independent of
-/// the node's `max_requests_in_flight`: one busy client reaching that limit
-/// gets RESOURCE_EXHAUSTED for the excess at once, rather than waiting in
-/// its connection's queue.
-const CLIENT_STREAMS_PER_CONNECTION: usize = 1024;
 /// Largest HTTP/2 header block a server accepts.
 const MAX_HEADER_BYTES: u32 = 64 * 1024;
 /// Streams a client may open and reset before the server has seen them.
@@ -126,9 +121,13 @@ pub struct Joined {
     admin: AdminService,
     health: Arc<http::Health>,
     max_message: usize,
-    /// Client requests in flight at most.
-    client_limit: usize,
-    client_tls: Option<ServerTlsConfig>,
+    /// What the client API admits at once.
+    client_limits: ApiLimits,
+    client_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// The client port's connection bounds.
+    client_port: PortLimits,
+    /// How often the client API pings its connections.
+    ping: Duration,
     /// Checks credentials; `None`: authentication off.
     auth: Option<Arc<Authenticator>>,
     /// Longest a read or write may hold its permit.
@@ -266,11 +265,12 @@ impl Node {
                 history: self.history.clone(),
                 console: self.console.clone(),
             };
-            start_http(listener, self.metrics, parts, workers, worker_stop);
+            let port = config.port_limits().http;
+            start_http(listener, port, self.metrics, parts, workers, worker_stop);
         }
 
         let late_view: LateView = Arc::default();
-        let (_, peer_limit) = config.in_flight_limits();
+        let peer_limits = config.peer_api_limits();
         let internode_timeout = Duration::from_millis(config.internode_timeout_ms);
         let service = Arc::new(
             PeerService::new(
@@ -284,14 +284,17 @@ impl Node {
             .with_history(Some(self.history.clone())),
         );
         // Both protocols of the peer port share the in-flight limit.
-        let limit = InFlightLimit::new("internode", peer_limit);
+        let limit = InFlightLimit::for_api("internode", &peer_limits);
         let internode_limit = limit.clone();
-        let grpc = limit.wrap(BodyLimit::new(
-            PeerServer::from_arc(service.clone())
-                .max_decoding_message_size(max_message)
-                .max_encoding_message_size(max_message),
-            peer_body_limit,
-        ));
+        let grpc = limit.wrap(
+            BodyLimit::new(
+                PeerServer::from_arc(service.clone())
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(max_message),
+                peer_body_limit,
+            ),
+            max_message,
+        );
         let framed_tls = self.tls.framed.clone();
         let framed = Arc::new(
             FramedServer::new(service, limit, internode_timeout, max_message)
@@ -299,10 +302,16 @@ impl Node {
         );
         let peer_stop = self.life.peer_stop.clone();
         let (peer_tls, dial_tls) = self.tls.internode.clone().unzip();
-        let mut server = server_builder(peer_limit, peer_tls)?.timeout(internode_timeout);
+        let mut server = server_builder(peer_limits.per_connection, config.server_ping_interval())
+            .timeout(internode_timeout);
+        let admission = Admission::new("internode", config.port_limits().peer);
         self.life.peer.spawn(async move {
             let router = server.add_service(grpc);
-            if let Err(error) = framed::serve(router, framed, peer, peer_stop).await {
+            let port = framed::PeerPort {
+                admission,
+                grpc_tls: peer_tls,
+            };
+            if let Err(error) = framed::serve(router, framed, peer, port, peer_stop).await {
                 tracing::error!(%error, "internode API server failed");
             }
         });
@@ -593,8 +602,10 @@ impl Node {
             admin,
             health,
             max_message,
-            client_limit: config.in_flight_limits().0,
+            client_limits: config.client_api_limits(),
             client_tls: self.tls.client.clone(),
+            client_port: config.port_limits().client,
+            ping: config.server_ping_interval(),
             auth,
             request_deadline: config.client_request_deadline(),
             view: membership.view_handle(),
@@ -631,7 +642,7 @@ impl Joined {
         resp: Option<TcpListener>,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let limit = InFlightLimit::new("client", self.client_limit);
+        let limit = InFlightLimit::for_api("client", &self.client_limits);
         self.gauges.serving(limit.clone());
         let resp = resp.map(|listener| {
             let server = RespServer::new(
@@ -651,14 +662,18 @@ impl Joined {
                     .max_encoding_message_size(self.max_message),
                 self.auth.clone(),
             ),
+            self.max_message,
             self.request_deadline,
         );
-        let admin = limit.wrap(RequireAuth::new(
-            AdminServer::new(self.admin)
-                .max_decoding_message_size(ADMIN_MESSAGE_BYTES)
-                .max_encoding_message_size(self.max_message),
-            self.auth.clone(),
-        ));
+        let admin = limit.wrap(
+            RequireAuth::new(
+                AdminServer::new(self.admin)
+                    .max_decoding_message_size(ADMIN_MESSAGE_BYTES)
+                    .max_encoding_message_size(self.max_message),
+                self.auth.clone(),
+            ),
+            ADMIN_MESSAGE_BYTES,
+        );
         let banner = &self.banner;
         tracing::info!(
             node_id = %banner.node_id,
@@ -672,10 +687,12 @@ impl Joined {
         );
         self.health.set_serving(true);
 
-        let router = server_builder(CLIENT_STREAMS_PER_CONNECTION, self.client_tls)?
+        let router = server_builder(self.client_limits.per_connection, self.ping)
             .add_service(kv)
             .add_service(admin);
-        let server = net::serve(router, client, stop.clone().cancelled_owned());
+        let admission = Admission::new("client", self.client_port);
+        let incoming = accept::incoming(client, admission, self.client_tls, stop.clone());
+        let server = net::serve(router, incoming, stop.clone().cancelled_owned());
         let grace = self.grace;
         let drain_deadline = async {
             stop.cancelled().await;
@@ -712,24 +729,17 @@ impl Joined {
 
 /// A gRPC server with bounded HTTP/2: at most `streams` requests per
 /// connection (the per-node limit is [`InFlightLimit`]), bounded headers,
-/// and a cap on streams a client may open and reset at once (the HTTP/2
-/// "rapid reset" flood).
-/// With `tls`, connections are TLS (see `rpc::tls`).
-fn server_builder(
-    streams: usize,
-    tls: Option<ServerTlsConfig>,
-) -> anyhow::Result<tonic::transport::Server> {
-    let builder = tonic::transport::Server::builder()
+/// a cap on streams a client may open and reset at once (the HTTP/2
+/// "rapid reset" flood), and a PING every `ping` that must be answered
+/// within as long. TLS is the accept loop's (`rpc::accept`).
+fn server_builder(streams: usize, ping: Duration) -> tonic::transport::Server {
+    tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .max_concurrent_streams(u32::try_from(streams).unwrap_or(u32::MAX))
         .http2_max_header_list_size(MAX_HEADER_BYTES)
-        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS));
-    match tls {
-        None => Ok(builder),
-        Some(tls) => builder
-            .tls_config(tls)
-            .context("cannot use the TLS certificate and key (tls_cert_file, tls_key_file)"),
-    }
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS))
+        .http2_keepalive_interval(Some(ping))
+        .http2_keepalive_timeout(Some(ping))
 }
 
 /// What the HTTP port serves.
@@ -745,6 +755,7 @@ struct HttpParts {
 /// the console, as workers.
 fn start_http(
     listener: TcpListener,
+    port: PortLimits,
     metrics: bool,
     parts: HttpParts,
     workers: &TaskTracker,
@@ -795,8 +806,10 @@ fn start_http(
     }
     let exporter = metrics.map(|handle| http::Exporter { handle, gauges });
     let console = super::console::routes(console);
+    // After the recorder is installed, so that its counter counts.
+    let admission = Admission::new("http", port);
     workers.spawn(http::serve(
-        listener,
+        http::Admitted::new(listener, admission),
         exporter,
         health,
         console,

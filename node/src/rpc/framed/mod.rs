@@ -41,4 +41,4 @@ mod tests;
 mod writer;
 
 pub use client::{ClientSettings, FramedClient, KEEPALIVE_INTERVAL};
-pub use server::{FramedServer, serve};
+pub use server::{FramedServer, PeerPort, serve};

@@ -13,7 +13,9 @@
 //!    request;
 //! 3. each request takes a permit of the node's internode in-flight limit
 //!    (`max_peer_requests_in_flight`, shared with the gRPC service, held
-//!    until it is answered) and one of its connection's own bound of as
+//!    until it is answered) and its body's bytes of the byte budget
+//!    (`max_peer_bytes_in_flight_mb`, the same), and one of its
+//!    connection's own bound of as
 //!    many (held until its answer is written), then runs as its own task
 //!    with the internode deadline; with either exhausted it is answered
 //!    `overloaded` at once, so the reader never stops reading (and
@@ -35,7 +37,7 @@ use futures::StreamExt;
 use prost::Message;
 use ringkv_proto::internal::v1 as pbi;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -43,6 +45,7 @@ use tonic::Status;
 
 use super::frame::{self, Frame, Kind, MAGIC, VERSION};
 use super::writer::{Body, Outgoing, QUEUE_FRAMES, write_frames};
+use crate::rpc::accept::Admission;
 use crate::rpc::limit::{InFlightLimit, KEYS_ONLY_BODY_BYTES};
 use crate::rpc::net::{Connection, Listener};
 use crate::rpc::{PeerService, Served};
@@ -61,6 +64,14 @@ const GRPC_BACKLOG: usize = 128;
 /// its caller is gone (callers ping an idle connection every few seconds,
 /// see the client's `KEEPALIVE_INTERVAL`).
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// What the peer port admits, besides the framed server's own bounds.
+pub struct PeerPort {
+    /// The connection cap and silence limit (`max_peer_connections`).
+    pub admission: Admission,
+    /// Internode TLS of the gRPC side (ALPN `h2`); `None`: plaintext.
+    pub grpc_tls: Option<Arc<rustls::ServerConfig>>,
+}
 
 /// Serves the framed protocol over a [`PeerService`].
 pub struct FramedServer {
@@ -190,7 +201,10 @@ impl FramedServer {
                     continue;
                 }
                 let admitted = match unanswered.clone().try_acquire_owned() {
-                    Ok(own) => self.limit.try_acquire().map(|node| (own, node)),
+                    Ok(own) => self.limit.try_acquire().and_then(|node| {
+                        let bytes = self.limit.try_acquire_bytes(frame.body.len())?;
+                        Ok((own, (node, bytes)))
+                    }),
                     Err(_) => Err(self.limit.refusal()),
                 };
                 match admitted {
@@ -233,14 +247,14 @@ impl FramedServer {
     }
 
     /// Step 3: runs one request as its own task, holding its permits:
-    /// the node's until it is answered, its connection's until the answer
-    /// is written.
+    /// the node's (a request, and its body's bytes) until it is answered,
+    /// its connection's until the answer is written.
     fn dispatch(
         self: Arc<Self>,
         frame: Frame,
         queue: mpsc::Sender<Outgoing>,
-        unanswered: tokio::sync::OwnedSemaphorePermit,
-        in_flight: tokio::sync::OwnedSemaphorePermit,
+        unanswered: OwnedSemaphorePermit,
+        in_flight: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
     ) {
         tokio::spawn(async move {
             let answer = tokio::time::timeout(self.deadline, self.answer(frame.kind, frame.body));
@@ -311,8 +325,10 @@ pub async fn serve(
     router: tonic::transport::server::Router,
     framed: Arc<FramedServer>,
     mut listener: Listener,
+    port: PeerPort,
     stop: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    let port = Arc::new(port);
     let (to_grpc, grpc) = mpsc::channel::<io::Result<Connection>>(GRPC_BACKLOG);
     let connections = TaskTracker::new();
     let accepting = {
@@ -326,9 +342,13 @@ pub async fn serve(
                 match accepted {
                     None => break,
                     Some(Ok(connection)) => {
+                        let Some(connection) = port.admission.admit(connection) else {
+                            continue;
+                        };
                         let (framed, to_grpc, stop) =
                             (framed.clone(), to_grpc.clone(), stop.clone());
-                        connections.spawn(sniff(connection, framed, to_grpc, stop));
+                        let port = port.clone();
+                        connections.spawn(sniff(connection, framed, port, to_grpc, stop));
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, "cannot accept an internode connection");
@@ -353,6 +373,7 @@ pub async fn serve(
 async fn sniff(
     mut connection: Connection,
     framed: Arc<FramedServer>,
+    port: Arc<PeerPort>,
     to_grpc: mpsc::Sender<io::Result<Connection>>,
     stop: CancellationToken,
 ) {
@@ -365,6 +386,19 @@ async fn sniff(
         Ok(Ok(_)) if &first == MAGIC => framed.serve_connection(connection, stop).await,
         Ok(Ok(_)) => {
             let connection = connection.unread(Bytes::copy_from_slice(&first));
+            let connection = match &port.grpc_tls {
+                None => connection,
+                Some(tls) => {
+                    let session = tokio::select! {
+                        session = port.admission.handshake(connection, tls.clone()) => session,
+                        () = stop.cancelled() => return,
+                    };
+                    match session {
+                        Some(session) => session,
+                        None => return,
+                    }
+                }
+            };
             let _ = to_grpc.send(Ok(connection)).await;
         }
         // Closed, or silent: nothing to serve.

@@ -20,6 +20,7 @@ use super::frame::{self, Frame, Kind, MAGIC, VERSION};
 use super::*;
 use crate::clock::{HybridClock, SkewLimit, WallClock};
 use crate::peer::{ReplicaError, TreeCache};
+use crate::rpc::accept::{Admission, PortLimits};
 use crate::rpc::bounds::PeerBounds;
 use crate::rpc::limit::InFlightLimit;
 use crate::rpc::net::Listener;
@@ -67,7 +68,24 @@ async fn port() -> Port {
     let addr = tcp.local_addr().expect("addr");
     let router = tonic::transport::Server::builder().add_service(PeerServer::from_arc(service));
     let stop = CancellationToken::new();
-    tokio::spawn(serve(router, framed, Listener::Tcp(tcp), stop.clone()));
+    let port = PeerPort {
+        admission: Admission::new(
+            "internode",
+            PortLimits {
+                max_connections: 64,
+                silence: Duration::from_secs(60),
+                handshake: Duration::from_secs(10),
+            },
+        ),
+        grpc_tls: None,
+    };
+    tokio::spawn(serve(
+        router,
+        framed,
+        Listener::Tcp(tcp),
+        port,
+        stop.clone(),
+    ));
     Port { addr, limit, stop }
 }
 

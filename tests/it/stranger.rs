@@ -1,0 +1,338 @@
+//! A stranger on the network must not stop a node: regressions of the
+//! second hardening issue, each an attack from a raw socket beside an
+//! honest client that must keep being served.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringkv_client::{Consistency, WriteOptions};
+use ringkv_tests::{NodeOptions, TestCluster, TestNode, eventually};
+
+/// How long the tests' nodes wait for a request's body.
+const BODY_TIMEOUT_MS: &str = "3000";
+
+/// A stranger's HTTP/2 connection that opens streams with HEADERS and
+/// never sends their bodies.
+struct IdleStreams {
+    /// Streams the server let it open.
+    responses: Vec<h2::client::ResponseFuture>,
+    /// The request bodies, kept open (never written, never ended).
+    _bodies: Vec<h2::SendStream<Bytes>>,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl IdleStreams {
+    /// Opens up to `n` streams to `path` on `addr` and keeps those the
+    /// server admits (it resets those past its stream limit).
+    async fn open(addr: SocketAddr, path: &str, n: usize) -> IdleStreams {
+        use futures::FutureExt;
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (mut send, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+        let connection = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let (mut responses, mut bodies) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            send = match tokio::time::timeout(Duration::from_secs(1), send.ready()).await {
+                Ok(Ok(ready)) => ready,
+                _ => break,
+            };
+            let request = http::Request::post(format!("http://{addr}{path}"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(())
+                .expect("request");
+            match send.send_request(request, false) {
+                Ok((response, body)) => {
+                    responses.push(response);
+                    bodies.push(body);
+                }
+                Err(_) => break,
+            }
+        }
+        // Streams the server refused are answered at once.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut admitted = Vec::new();
+        let mut kept = Vec::new();
+        for (mut response, body) in responses.into_iter().zip(bodies) {
+            if (&mut response).now_or_never().is_none() {
+                admitted.push(response);
+                kept.push(body);
+            }
+        }
+        IdleStreams {
+            responses: admitted,
+            _bodies: kept,
+            connection,
+        }
+    }
+
+    /// Streams opened.
+    fn opened(&self) -> usize {
+        self.responses.len()
+    }
+
+    /// Waits until every stream was answered or reset by the node; false
+    /// if some are still open after `limit`.
+    async fn all_ended_within(&mut self, limit: Duration) -> bool {
+        let responses = std::mem::take(&mut self.responses);
+        tokio::time::timeout(limit, futures::future::join_all(responses))
+            .await
+            .is_ok()
+    }
+}
+
+impl Drop for IdleStreams {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+/// Issue item 1, client port: a stranger's connection holding 1024 idle
+/// streams took every `max_requests_in_flight` permit, so `put` answered
+/// "overloaded" and RESP `-OVERLOADED` for as long as it stayed open.
+#[tokio::test]
+async fn idle_streams_on_the_client_port_stop_no_client() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(
+        dir.path(),
+        NodeOptions::new("n1").arg("--request-body-timeout-ms", BODY_TIMEOUT_MS),
+    )
+    .await
+    .expect("node");
+    let mut attack = IdleStreams::open(node.client_addr, "/ringkv.v1.KeyValue/Put", 1024).await;
+    let mut more = IdleStreams::open(node.client_addr, "/ringkv.v1.KeyValue/Get", 1024).await;
+    assert!(
+        attack.opened() > 0 && more.opened() > 0,
+        "the stranger got in"
+    );
+    // One connection holds at most its share of the node's requests.
+    assert!(
+        attack.opened() <= 256,
+        "one connection opened {} streams",
+        attack.opened()
+    );
+
+    // Streams waiting for their bodies hold none of the node's permits.
+    let in_flight = node
+        .metric("ringkv_requests_in_flight{api=\"client\"}")
+        .await
+        .expect("metrics");
+    assert_eq!(in_flight, 0.0, "idle streams hold permits");
+
+    let honest = node.direct_client().await;
+    let one = WriteOptions::default().consistency(Consistency::One);
+    for i in 0..20 {
+        honest
+            .put_with(format!("honest-{i}"), "v", &one)
+            .await
+            .expect("an honest put is served beside the stranger");
+    }
+    let resp = redis::Client::open(format!("redis://{}/", node.ports.resp)).expect("url");
+    let mut resp = resp
+        .get_multiplexed_async_connection()
+        .await
+        .expect("RESP connection");
+    redis::cmd("RINGKV.CONSISTENCY")
+        .arg("ONE")
+        .query_async::<()>(&mut resp)
+        .await
+        .expect("level");
+    redis::cmd("SET")
+        .arg("resp-honest")
+        .arg("v")
+        .query_async::<()>(&mut resp)
+        .await
+        .expect("an honest RESP SET is served beside the stranger");
+
+    // The stalled requests are dropped after the body timeout.
+    assert!(
+        attack.all_ended_within(Duration::from_secs(30)).await,
+        "streams without a body are still open"
+    );
+    assert!(more.all_ended_within(Duration::from_secs(30)).await);
+}
+
+/// Issue item 1, peer port without internode TLS: 4096 idle streams took
+/// every `max_peer_requests_in_flight` permit, so the node refused the
+/// replica writes of its coordinators.
+#[tokio::test]
+async fn idle_streams_on_the_peer_port_stop_no_replica_write() {
+    let cluster = TestCluster::start_with(2, 2, &[("--request-body-timeout-ms", BODY_TIMEOUT_MS)])
+        .await
+        .expect("cluster");
+    let target = cluster.node(1);
+    let mut attacks = Vec::new();
+    for _ in 0..4 {
+        attacks.push(
+            IdleStreams::open(target.ports.peer, "/ringkv.internal.v1.Peer/Write", 4096).await,
+        );
+    }
+    assert!(
+        attacks.iter().all(|a| a.opened() > 0),
+        "the stranger got in"
+    );
+    let in_flight = target
+        .metric("ringkv_requests_in_flight{api=\"internode\"}")
+        .await
+        .expect("metrics");
+    assert_eq!(in_flight, 0.0, "idle streams hold permits");
+
+    // Writes at ALL through the other node need n2's replica write.
+    let honest = cluster.node(0).direct_client().await;
+    let all = WriteOptions::default().consistency(Consistency::All);
+    for i in 0..20 {
+        honest
+            .put_with(format!("honest-{i}"), "v", &all)
+            .await
+            .expect("a write at ALL is served beside the stranger");
+    }
+    for attack in &mut attacks {
+        assert!(attack.all_ended_within(Duration::from_secs(30)).await);
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            target
+                .metric("ringkv_requests_in_flight{api=\"internode\"}")
+                .await
+                .is_ok_and(|n| n == 0.0)
+        })
+        .await
+    );
+}
+
+/// Opens `n` TCP connections to `addr` and keeps them silent.
+async fn silent_connections(addr: SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        if let Ok(stream) = tokio::net::TcpStream::connect(addr).await {
+            held.push(stream);
+        }
+    }
+    held
+}
+
+/// How many of `held` the node closed (end of stream or reset) within
+/// `limit`.
+async fn closed_within(held: &mut [tokio::net::TcpStream], limit: Duration) -> usize {
+    use tokio::io::AsyncReadExt;
+    let reads = held.iter_mut().map(|stream| async move {
+        let mut buf = [0u8; 256];
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue, // a server preface or ping: not closed
+                Err(_) => return false,
+            }
+        }
+    });
+    futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .filter(|closed| *closed)
+        .count()
+}
+
+/// Issue item 7: the gRPC, HTTP and peer ports kept every connection,
+/// idle or not, forever. Now connections past each port's cap are closed
+/// at once, silent ones after `connection_idle_timeout_ms`, and a writer
+/// whose connection was open before keeps writing throughout.
+#[tokio::test]
+async fn connections_past_the_caps_are_closed_and_a_writer_keeps_writing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(
+        dir.path(),
+        NodeOptions::new("n1")
+            .arg("--max-client-connections", "16")
+            .arg("--max-peer-connections", "16")
+            .arg("--max-http-connections", "8")
+            .arg("--connection-idle-timeout-ms", "3000"),
+    )
+    .await
+    .expect("node");
+    let writer = node.direct_client().await;
+    let one = WriteOptions::default().consistency(Consistency::One);
+    writer.put_with("before", "v", &one).await.expect("write");
+
+    let ports = [node.ports.client, node.ports.peer, node.ports.http];
+    let mut held = Vec::new();
+    for port in ports {
+        held.push(silent_connections(port, 100).await);
+    }
+    for i in 0..50 {
+        writer
+            .put_with(format!("during-{i}"), "v", &one)
+            .await
+            .expect("the writer keeps writing while the caps are held");
+    }
+    // Past each cap, connections are closed at once.
+    for (stream, cap) in held.iter_mut().zip([16, 16, 8]) {
+        let closed = closed_within(stream, Duration::from_millis(1500)).await;
+        assert!(
+            closed >= 100 - cap,
+            "only {closed} of 100 connections closed at a cap of {cap}"
+        );
+    }
+    // The rest fall silent and are closed after the idle timeout.
+    for stream in &mut held {
+        let n = stream.len();
+        assert_eq!(closed_within(stream, Duration::from_secs(20)).await, n);
+    }
+    // The writer's own connection answered the node's pings: still open.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    writer
+        .put_with("after", "v", &one)
+        .await
+        .expect("a connection that answers pings is not silent");
+    for port in ["client", "internode", "http"] {
+        let refused = node
+            .metric(&format!(
+                "ringkv_connections_refused_total{{port=\"{port}\"}}"
+            ))
+            .await
+            .expect("metrics");
+        assert!(refused > 0.0, "{port}: {refused}");
+    }
+}
+
+/// Issue item 7: a TLS handshake that never finished held its connection
+/// forever. Now it is closed after `tls_handshake_timeout_ms`.
+#[tokio::test]
+async fn a_tls_handshake_that_never_finishes_is_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    ringkv_tests::make_certs(&certs).expect("certificates");
+    let node = TestNode::start(
+        dir.path(),
+        NodeOptions::new("n1")
+            .tls(&certs)
+            .arg("--tls-handshake-timeout-ms", "2000")
+            .arg("--connection-idle-timeout-ms", "600000"),
+    )
+    .await
+    .expect("node");
+    for port in [node.ports.client, node.ports.peer] {
+        let mut held = silent_connections(port, 4).await;
+        use tokio::io::AsyncWriteExt;
+        for stream in &mut held {
+            // The first bytes of a ClientHello, then nothing.
+            stream
+                .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+                .await
+                .expect("write");
+        }
+        assert_eq!(
+            closed_within(&mut held, Duration::from_secs(15)).await,
+            4,
+            "{port}"
+        );
+    }
+    // The node still serves TLS clients.
+    let client = node.client().await;
+    client
+        .put("after", "v")
+        .await
+        .expect("a TLS client is served");
+}
