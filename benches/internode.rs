@@ -54,6 +54,7 @@ fn request(i: u64, value: &Bytes) -> (pbi::ReplicaWriteRequest, pbi::ReplicaRead
             local_deletion_time: None,
             value: value.clone(),
         }),
+        report_newer: false,
     };
     (
         write,

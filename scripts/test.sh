@@ -26,9 +26,10 @@ else
 fi
 
 # The RESP tests drive the nodes with Redis's own tools; the monitoring
-# tests run a real Prometheus, the console tests a headless Chromium.
+# tests run a real Prometheus, the console tests a headless Chromium, the
+# clock tests run a node under libfaketime.
 ensure_tools redis-cli:redis-tools redis-benchmark:redis-tools \
-    prometheus:prometheus promtool:prometheus chromium:chromium
+    prometheus:prometheus promtool:prometheus chromium:chromium faketime:faketime
 
 echo "== Kubernetes manifests (schema validation)"
 deploy/k8s/validate.sh

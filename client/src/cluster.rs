@@ -37,6 +37,10 @@ pub struct MemberInfo {
     /// The node's gossip generation: when its current run started (Unix
     /// microseconds).
     pub generation: u64,
+    /// The node's wall clock minus the answering node's, as that node last
+    /// measured it (microseconds; 0 for itself); `None` when not measured
+    /// lately.
+    pub clock_offset_micros: Option<i64>,
 }
 
 impl From<pb::Member> for MemberInfo {
@@ -61,6 +65,7 @@ impl From<pb::Member> for MemberInfo {
             version: m.version,
             settings: m.settings,
             generation: m.generation,
+            clock_offset_micros: m.clock_offset_micros,
         }
     }
 }

@@ -75,6 +75,11 @@ pub const INTERNODE_REQUESTS: &str = "ringkv_internode_requests_total";
 /// Requests refused before any work, by `api` (client, internode) and
 /// `reason` (overloaded).
 pub const REQUESTS_REFUSED: &str = "ringkv_requests_refused_total";
+/// A peer's clock minus this node's, as last measured (seconds).
+pub const CLOCK_OFFSET: &str = "ringkv_clock_offset_seconds";
+/// 1 while this node's clock is further than `max_clock_offset_ms` from
+/// the majority of its peers' and it refuses to coordinate writes.
+pub const CLOCK_OFFSET_EXCEEDED: &str = "ringkv_clock_offset_exceeded";
 /// Connections closed at once because their port was at its cap, by
 /// `port` (client, internode, http).
 pub const CONNECTIONS_REFUSED: &str = "ringkv_connections_refused_total";
@@ -261,6 +266,18 @@ pub const CATALOGUE: &[(&str, Kind, Unit, &str)] = &[
         Kind::Counter,
         Unit::Count,
         "Requests refused before any work (overload), by api and reason",
+    ),
+    (
+        CLOCK_OFFSET,
+        Kind::Gauge,
+        Unit::Seconds,
+        "A peer's wall clock minus this node's, as last measured, by peer",
+    ),
+    (
+        CLOCK_OFFSET_EXCEEDED,
+        Kind::Gauge,
+        Unit::Count,
+        "1 while this node's clock is further than max_clock_offset_ms from the majority of its peers' and it refuses to coordinate writes",
     ),
     (
         CONNECTIONS_REFUSED,

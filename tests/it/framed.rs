@@ -106,6 +106,7 @@ async fn hostile_frames_get_clear_errors_and_the_node_keeps_serving() {
             local_deletion_time: None,
             value: Bytes::from_static(b"mine forever"),
         }),
+        report_newer: false,
     };
     stream
         .write_all(&encoded(3, Kind::Write, &forever))

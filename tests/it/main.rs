@@ -2,6 +2,7 @@
 //! through ringkv-client and the `ringkv` binary. One test binary (modules
 //! below) so the workspace links once.
 
+mod clock;
 mod cluster;
 mod console;
 mod convergence;

@@ -37,7 +37,7 @@ fn the_shipped_prometheus_config_and_alert_rules_pass_promtool() {
     let config = promtool(&["check", "config", "prometheus.yml"]);
     assert!(config.contains("SUCCESS: 1 rule files found"), "{config}");
     let rules = promtool(&["check", "rules", "ringkv-alerts.yml"]);
-    assert!(rules.contains("SUCCESS: 6 rules found"), "{rules}");
+    assert!(rules.contains("SUCCESS: 7 rules found"), "{rules}");
     // The rules' own unit tests: each alert fires when it should and not
     // before.
     let tests = promtool(&["test", "rules", "ringkv-alerts.test.yml"]);
@@ -260,7 +260,7 @@ async fn prometheus_scrapes_a_three_node_cluster_with_the_shipped_config() {
             .flat_map(|g| g["rules"].as_array().into_iter().flatten())
             .map(|r| r["health"].as_str().unwrap_or_default().to_owned())
             .collect();
-        if health.len() == 6 && health.iter().all(|h| h == "ok") {
+        if health.len() == 7 && health.iter().all(|h| h == "ok") {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "alert rules: {body}");

@@ -143,6 +143,7 @@ async fn abusive_internode_requests_get_clear_errors_and_the_node_keeps_serving(
         .write(pbi::ReplicaWriteRequest {
             key: Bytes::from_static(b"before"),
             cell: Some(forever.clone()),
+            report_newer: false,
         })
         .await;
     refused(poisoned, Code::InvalidArgument, "max_clock_skew_ms = 60000");
@@ -164,6 +165,7 @@ async fn abusive_internode_requests_get_clear_errors_and_the_node_keeps_serving(
                 local_deletion_time: Some(i64::MAX),
                 value: Bytes::new(),
             }),
+            report_newer: false,
         })
         .await;
     refused(undying, Code::InvalidArgument, "deletion time");

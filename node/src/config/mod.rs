@@ -233,6 +233,15 @@ define_config! {
     /// the check off.
     max_clock_skew_ms: u64 = 60_000, "RINGKV_MAX_CLOCK_SKEW_MS";
 
+    /// How far this node's clock may be from the majority of its peers'
+    /// (milliseconds). Each node reads its live peers' clocks every 2 s;
+    /// one further than this from more than half of the clocks it measured
+    /// (its own included) refuses to coordinate writes (UNAVAILABLE,
+    /// "clock offset: ..."), since the writes it stamped would undo or be
+    /// undone by others'. 0 turns the refusal off (offsets are still
+    /// exported in `ringkv_clock_offset_seconds`).
+    max_clock_offset_ms: u64 = 500, "RINGKV_MAX_CLOCK_OFFSET_MS";
+
     /// Client API requests (gRPC) this node works on at once; more are
     /// refused at once with RESOURCE_EXHAUSTED ("overloaded"), never queued.
     max_requests_in_flight: u64 = 1024, "RINGKV_MAX_REQUESTS_IN_FLIGHT";

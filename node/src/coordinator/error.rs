@@ -30,6 +30,11 @@ pub enum CoordinatorError {
     /// written anywhere, so the client may retry safely.
     #[error("no replica is up and no hint could be stored ({reason}); nothing was written")]
     NotStored { reason: String },
+    /// This node's clock is further from the majority of its peers' than
+    /// `max_clock_offset_ms`: it coordinates no writes (another node can).
+    /// Nothing was written.
+    #[error("{0}")]
+    ClockOffset(String),
     /// The local store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),

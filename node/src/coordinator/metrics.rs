@@ -20,7 +20,11 @@ fn outcome<T>(result: &Result<T, CoordinatorError>) -> usize {
     match result {
         Ok(_) => 0,
         Err(CoordinatorError::InvalidArgument(_)) => INVALID,
-        Err(CoordinatorError::Unavailable { .. } | CoordinatorError::NotStored { .. }) => 2,
+        Err(
+            CoordinatorError::Unavailable { .. }
+            | CoordinatorError::NotStored { .. }
+            | CoordinatorError::ClockOffset(_),
+        ) => 2,
         Err(CoordinatorError::Timeout { .. }) => 3,
         Err(CoordinatorError::Failed { .. }) => 4,
         Err(CoordinatorError::Storage(_)) => 5,

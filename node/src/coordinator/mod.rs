@@ -49,7 +49,7 @@ pub use request::{
     Limits, MAX_KEY_SIZE, MAX_TTL_SECONDS, ReadRequest, ReadResult, WriteRequest, validate_key,
 };
 
-use crate::clock::HybridClock;
+use crate::clock::{ClockOffsets, HybridClock};
 use crate::hints::HintStore;
 use crate::identity::NodeId;
 use crate::membership::{ClusterView, ViewHandle};
@@ -93,6 +93,9 @@ pub struct Coordinator {
     /// Picks read replicas and background read repairs; seeded by the
     /// simulation so a run replays exactly.
     rng: Mutex<StdRng>,
+    /// Peers' clock offsets; a node whose clock is far from the majority's
+    /// coordinates no writes. `None`: not checked.
+    offsets: Option<Arc<ClockOffsets>>,
 }
 
 impl Coordinator {
@@ -111,7 +114,15 @@ impl Coordinator {
             hints,
             tasks: TaskTracker::new(),
             rng: Mutex::new(StdRng::from_rng(&mut rand::rng())),
+            offsets: None,
         }
+    }
+
+    /// Refuses writes while `offsets` says this node's clock is far from
+    /// the majority's.
+    pub fn with_clock_offsets(mut self, offsets: Arc<ClockOffsets>) -> Self {
+        self.offsets = Some(offsets);
+        self
     }
 
     /// Draws the coordinator's random choices from `seed`.

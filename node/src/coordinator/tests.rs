@@ -533,3 +533,41 @@ async fn background_replica_sends_are_owned_and_bounded_by_the_node_timeout() {
         "slow replica got it"
     );
 }
+
+/// Regression (hardening II, item 2): a coordinator whose clock ran
+/// ahead wrote v1; a later write through a coordinator with a correct
+/// clock was stamped below it and silently lost. Now the replica that
+/// holds v1 says so, and the write is stamped again above it.
+#[tokio::test]
+async fn a_server_stamped_write_is_pushed_above_a_newer_cell_a_replica_holds() {
+    let sim = FakeCluster::balanced(5);
+    let key = key_elsewhere(&sim);
+    let ahead = HybridClock::default().now() + 30_000_000;
+    let v1 = Cell::live(ahead, Bytes::from_static(b"v1"), None);
+    // v1 was acknowledged by a quorum of the key's replicas.
+    let replicas = sim.replicas(key.as_bytes());
+    for node in &replicas[..2] {
+        sim.plant(*node, key.as_bytes(), &v1);
+    }
+    let c = coordinator(&sim, sim.nodes[0], &[]);
+    let written = c
+        .write(put(&key, "v2", ConsistencyLevel::Quorum))
+        .await
+        .expect("write");
+    assert!(written > ahead, "stamped {written}, below v1's {ahead}");
+    let found = c
+        .read(get(&key, ConsistencyLevel::Quorum))
+        .await
+        .expect("read");
+    assert_eq!(found.map(|r| r.value), Some(Bytes::from("v2")));
+
+    // A client's own timestamp is kept, whatever it loses to.
+    let mut old = put(&key, "v3", ConsistencyLevel::Quorum);
+    old.timestamp = Some(written - 1);
+    assert_eq!(c.write(old).await.expect("write"), written - 1);
+    let found = c
+        .read(get(&key, ConsistencyLevel::All))
+        .await
+        .expect("read");
+    assert_eq!(found.map(|r| r.value), Some(Bytes::from("v2")));
+}

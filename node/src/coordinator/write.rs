@@ -9,6 +9,14 @@
 //! 4. If the deadline passes first, answer `Timeout` with how many acked:
 //!    the write may still land. If so many replicas *refused* that the level
 //!    cannot be met any more, answer `Failed` at once.
+//! 5. A write the coordinator stamped asks each replica whether it already
+//!    held a cell the write loses to (a read before the write, on the
+//!    replica). If one of the acknowledging replicas did, the coordinator
+//!    writes again, stamped above that cell, at most [`MAX_PUSHES`] times
+//!    (CockroachDB's "write too old" push). So a write acknowledged before
+//!    another began is ordered before it when R + W > N, even when the
+//!    first coordinator's clock ran ahead of the second's: a replica in
+//!    both quorums held the first when the second arrived.
 //!
 //! Replicas known to be down get a hint at once; replicas that fail or time
 //! out get one when their attempt ends. At ANY a stored hint acknowledges,
@@ -35,44 +43,97 @@ use super::trace::{Trace, millis, note};
 use super::{ConsistencyLevel, Coordinator, CoordinatorError, ReplicaPlan, WriteRequest};
 use crate::clock::Timestamp;
 use crate::identity::NodeId;
-use crate::peer::ReplicaError;
+use crate::peer::{ReplicaError, WriteAck};
 use crate::ring::Token;
 use crate::storage::Cell;
+
+/// Times a coordinator-stamped write is written again above a newer cell a
+/// replica reported (step 5), at most.
+const MAX_PUSHES: usize = 2;
 
 impl Coordinator {
     /// Writes a value or tombstone; returns its timestamp.
     pub async fn write(&self, request: WriteRequest) -> Result<Timestamp, CoordinatorError> {
         request.validate(&self.settings.limits, self.clock.wall().micros())?;
+        if let Some(why) = self.offsets.as_ref().and_then(|o| o.refusal()) {
+            return Err(CoordinatorError::ClockOffset(why));
+        }
         let view = self.view.load_full();
         let token = Token::of(&request.key);
-        let trace = request.trace;
+        let trace = request.trace.clone();
         let local = view.local();
         let plan = self
             .plan(&view, token, request.level, true)
             .inspect_err(|error| note(&trace, local, || format!("not sent: {error}")))?;
-        let timestamp = match request.timestamp {
+        // A write the coordinator stamps asks the replicas whether they
+        // hold a cell it loses to; one the client stamped keeps its
+        // timestamp, whatever it loses to.
+        let server_stamped = request.timestamp.is_none();
+        let mut timestamp = match request.timestamp {
             Some(timestamp) => {
                 self.clock.observe(timestamp);
                 timestamp
             }
             None => self.clock.now(),
         };
+        let timeout = request.timeout.map_or(self.settings.write_timeout, |t| {
+            t.min(self.settings.write_timeout)
+        });
+        let mut pushes = 0;
+        loop {
+            let outcome = self
+                .write_at(&request, (token, timestamp), &plan, timeout, server_stamped)
+                .await;
+            note(&trace, local, || match &outcome {
+                Ok(None) => format!("{} acknowledgements: the write is done", plan.required),
+                Ok(Some(newer)) => format!(
+                    "{} acknowledgements; a replica holds a newer cell (timestamp {newer})",
+                    plan.required
+                ),
+                Err(error) => format!("the write failed: {error}"),
+            });
+            match outcome {
+                Ok(Some(newer)) if server_stamped && pushes < MAX_PUSHES => {
+                    // Step 5: write again above it.
+                    pushes += 1;
+                    self.clock.observe(newer);
+                    timestamp = self.clock.now().max(newer.saturating_add(1));
+                    note(&trace, local, || {
+                        format!("writing again above it, at timestamp {timestamp}")
+                    });
+                }
+                Ok(_) => return Ok(timestamp),
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// One attempt of a write at `timestamp`: hints for the down replicas,
+    /// then the live ones. `Some(newer)`: with `report_newer`, a replica
+    /// that acknowledged held a cell the write loses to, the newest such.
+    async fn write_at(
+        &self,
+        request: &WriteRequest,
+        (token, timestamp): (Token, Timestamp),
+        plan: &ReplicaPlan,
+        timeout: Duration,
+        report_newer: bool,
+    ) -> Result<Option<Timestamp>, CoordinatorError> {
+        let trace = &request.trace;
+        let local = self.view.load().local();
         let now = self.clock.wall().seconds();
-        let cell = match request.value {
+        let cell = match &request.value {
             Some(value) => {
                 let expires_at = request
                     .ttl_seconds
                     .filter(|&ttl| ttl > 0)
                     .map(|ttl| now + i64::from(ttl));
-                Cell::live(timestamp, value, expires_at)
+                Cell::live(timestamp, value.clone(), expires_at)
             }
             None => Cell::tombstone(timestamp, now),
         };
-        let timeout = request.timeout.map_or(self.settings.write_timeout, |t| {
-            t.min(self.settings.write_timeout)
-        });
         let any = request.level == ConsistencyLevel::Any;
-        note(&trace, local, || {
+        note(trace, local, || {
             format!(
                 "writing at {} (token {}, timestamp {timestamp}): {} live replicas, {} down, {} required",
                 request.level,
@@ -84,10 +145,10 @@ impl Coordinator {
         });
         let mut hinted = self.hint_all(&plan.down, &request.key, &cell);
         for node in &plan.down {
-            note(&trace, *node, || "down: not sent".into());
+            note(trace, *node, || "down: not sent".into());
         }
         if !plan.down.is_empty() {
-            note(&trace, local, || {
+            note(trace, local, || {
                 format!(
                     "hints stored for {hinted} of {} down replicas",
                     plan.down.len()
@@ -113,14 +174,9 @@ impl Coordinator {
         }
         let hint_acks = if any { hinted } else { 0 };
         let acks = (hint_acks, any);
-        let outcome = self
-            .replicate((token, request.key, cell), &plan, timeout, acks, &trace)
-            .await;
-        note(&trace, local, || match &outcome {
-            Ok(()) => format!("{} acknowledgements: the write is done", plan.required),
-            Err(error) => format!("the write failed: {error}"),
-        });
-        outcome.map(|()| timestamp)
+        let cell = (token, request.key.clone(), cell);
+        self.replicate(cell, plan, timeout, acks, report_newer, trace)
+            .await
     }
 
     /// Stores hints for replicas that are down; returns how many were kept.
@@ -149,17 +205,24 @@ impl Coordinator {
         plan: &ReplicaPlan,
         timeout: Duration,
         (hint_acks, hints_ack): (usize, bool),
+        report_newer: bool,
         trace: &Option<Arc<Trace>>,
-    ) -> Result<(), CoordinatorError> {
+    ) -> Result<Option<Timestamp>, CoordinatorError> {
         let deadline = Instant::now() + timeout;
         let local = self.view.load().local();
         // Each replica's attempt reports its outcome, and whether a hint was
         // stored for it when it failed.
-        type Outcome = (NodeId, Result<(), ReplicaError>, bool);
+        type Outcome = (NodeId, Result<WriteAck, ReplicaError>, bool);
         let (done, mut acks_rx) = mpsc::channel::<Outcome>(plan.alive.len().max(1));
         for &node in &plan.alive {
             note(trace, node, || "sent the write".into());
-            let send = self.transport.write(node, token, key.clone(), cell.clone());
+            let send = self.transport.write_reporting(
+                node,
+                token,
+                key.clone(),
+                cell.clone(),
+                report_newer,
+            );
             let trace = trace.clone();
             let done = done.clone();
             let hints = self.hints.clone().filter(|_| node != local);
@@ -173,7 +236,13 @@ impl Coordinator {
                     Err(_) => Err(ReplicaError::Timeout),
                 };
                 note(&trace, node, || match &result {
-                    Ok(()) => format!("acknowledged in {}", millis(sent.elapsed())),
+                    Ok(WriteAck { newer: None }) => {
+                        format!("acknowledged in {}", millis(sent.elapsed()))
+                    }
+                    Ok(WriteAck { newer: Some(newer) }) => format!(
+                        "acknowledged in {}, holding a newer cell (timestamp {newer})",
+                        millis(sent.elapsed())
+                    ),
                     Err(error) => {
                         format!("not acknowledged after {}: {error}", millis(sent.elapsed()))
                     }
@@ -209,16 +278,25 @@ impl Coordinator {
         // The arithmetic is plain data (`tally`); this loop only waits.
         let mut tally = WriteTally::new(plan.required, plan.alive.len(), hint_acks, hints_ack);
         let mut verdict = tally.verdict();
+        // The newest cell an acknowledging replica held that the write
+        // loses to. With R + W > N, a write acknowledged before this one
+        // began is on some replica among the first W to acknowledge.
+        let mut newer: Option<Timestamp> = None;
         loop {
             match verdict {
-                Verdict::Met => return Ok(()),
+                Verdict::Met => return Ok(newer),
                 Verdict::Unmet(unmet) => return Err(unmet.into()),
                 Verdict::Pending => {}
             }
             verdict = match tokio::time::timeout_at(deadline, acks_rx.recv()).await {
                 Err(_) => return Err(tally.timed_out().into()),
                 Ok(None) => Verdict::Unmet(tally.unmet()),
-                Ok(Some((node, answer, hinted))) => tally.record(node, answer, hinted),
+                Ok(Some((node, answer, hinted))) => {
+                    if let Ok(WriteAck { newer: Some(held) }) = answer {
+                        newer = newer.max(Some(held));
+                    }
+                    tally.record(node, answer.map(drop), hinted)
+                }
             };
         }
     }

@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use super::tree::LEAVES_PER_RANGE;
 use super::{
     BatchRead, Hash, LocalReplica, ReadReply, RepairTransport, ReplicaError, ReplicaTransport,
-    StreamPage, TreeCache, serve,
+    StreamPage, TreeCache, WriteAck, serve,
 };
 use crate::identity::NodeId;
 use crate::membership::{ClusterView, Member, ViewHandle};
@@ -208,21 +208,23 @@ fn failed(e: impl std::fmt::Display) -> ReplicaError {
 }
 
 impl ReplicaTransport for Arc<FakeCluster> {
-    fn write(
+    fn write_reporting(
         &self,
         to: NodeId,
         token: Token,
         key: Bytes,
         cell: Cell,
-    ) -> BoxFuture<'static, Result<(), ReplicaError>> {
+        report_newer: bool,
+    ) -> BoxFuture<'static, Result<WriteAck, ReplicaError>> {
         let gate = self.gate(to);
         Box::pin(async move {
             let replica = gate.await?;
-            replica
+            let newer = replica
                 .store
-                .apply(token, &key, &cell)
+                .apply_reporting(token, &key, &cell, report_newer)
                 .await
-                .map_err(failed)
+                .map_err(failed)?;
+            Ok(WriteAck { newer })
         })
     }
 

@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
+use crate::clock::Timestamp;
 use crate::identity::NodeId;
 use crate::ring::Token;
 use crate::storage::Cell;
@@ -50,9 +51,28 @@ pub enum ReplicaError {
     Failed(String),
 }
 
+/// A replica's acknowledgement of a write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteAck {
+    /// When asked (`report_newer`): the timestamp of a cell the replica
+    /// already held for the key that the write does not supersede.
+    pub newer: Option<Timestamp>,
+}
+
 /// Requests to replicas. Futures are `'static` so that writes can finish in
 /// the background after the coordinator has answered.
 pub trait ReplicaTransport: Send + Sync + 'static {
+    /// Merges `cell` into `to`'s store; with `report_newer`, the replica
+    /// also says whether it held a cell the write loses to.
+    fn write_reporting(
+        &self,
+        to: NodeId,
+        token: Token,
+        key: Bytes,
+        cell: Cell,
+        report_newer: bool,
+    ) -> BoxFuture<'static, Result<WriteAck, ReplicaError>>;
+
     /// Merges `cell` into `to`'s store.
     fn write(
         &self,
@@ -60,7 +80,10 @@ pub trait ReplicaTransport: Send + Sync + 'static {
         token: Token,
         key: Bytes,
         cell: Cell,
-    ) -> BoxFuture<'static, Result<(), ReplicaError>>;
+    ) -> BoxFuture<'static, Result<(), ReplicaError>> {
+        let ack = self.write_reporting(to, token, key, cell, false);
+        Box::pin(async move { ack.await.map(drop) })
+    }
 
     /// Reads `key` from `to`, the cell or only its digest.
     fn read(

@@ -83,6 +83,7 @@ pub fn error_reply(error: &CoordinatorError) -> Reply {
                 "UNAVAILABLE no replica is up and no hint could be stored ({reason}); nothing was written"
             )
         }
+        CoordinatorError::ClockOffset(why) => format!("UNAVAILABLE {why}"),
         CoordinatorError::Storage(error) => format!("ERR local storage failed: {error}"),
     })
 }

@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use super::stats::StatsSource;
 use super::{status, users};
 use crate::auth::UserStore;
+use crate::clock::ClockOffsets;
 use crate::coordinator::validate_key;
 use crate::identity::NodeId;
 use crate::membership::{ClusterView, Member, ViewHandle};
@@ -51,6 +52,8 @@ pub struct AdminService {
     users: Option<UserStore>,
     /// What `NodeStats` answers; `None` in tests without it.
     stats: Option<StatsSource>,
+    /// Peers' clock offsets, for `ClusterStatus`.
+    offsets: Option<Arc<ClockOffsets>>,
 }
 
 impl AdminService {
@@ -66,7 +69,14 @@ impl AdminService {
             node_stop: CancellationToken::new(),
             users: None,
             stats: None,
+            offsets: None,
         }
+    }
+
+    /// Answers `ClusterStatus` with the clock offsets in `offsets`.
+    pub fn with_clock_offsets(mut self, offsets: Arc<ClockOffsets>) -> Self {
+        self.offsets = Some(offsets);
+        self
     }
 
     /// Answers `NodeStats` with snapshots from `stats`.
@@ -213,6 +223,7 @@ fn member(m: &Member, owns: &BTreeMap<NodeId, f64>) -> pb::Member {
         version: m.version.clone(),
         settings: m.settings.clone(),
         generation: m.generation,
+        clock_offset_micros: None,
     }
 }
 
@@ -390,11 +401,26 @@ impl Admin for AdminService {
         _request: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
         let view = self.view.load_full();
+        let mut members = members(&view).0;
+        if let Some(offsets) = &self.offsets {
+            let measured = offsets.offsets();
+            let local = self.node.id.to_string();
+            for member in &mut members {
+                member.clock_offset_micros = if member.node_id == local {
+                    Some(0)
+                } else {
+                    measured
+                        .iter()
+                        .find(|o| o.peer.to_string() == member.node_id)
+                        .map(|o| o.offset_micros)
+                };
+            }
+        }
         Ok(Response::new(pb::ClusterStatusResponse {
             cluster_name: self.node.cluster_name.clone(),
             replication_factor: self.node.replication_factor,
             local_node_id: self.node.id.to_string(),
-            members: members(&view).0,
+            members,
             change_in_progress: change_in_progress(&view),
         }))
     }

@@ -527,9 +527,10 @@ pub const KEYS_ONLY_BODY_BYTES: usize = 2 << 20;
 /// limit (requests that carry values).
 pub fn peer_body_limit(path: &str) -> Option<usize> {
     match path.rsplit('/').next() {
-        Some("Read" | "ReadBatch" | "MerkleNodes" | "LeafDigests" | "StreamRange") => {
-            Some(KEYS_ONLY_BODY_BYTES)
-        }
+        Some(
+            "Read" | "ReadBatch" | "MerkleNodes" | "LeafDigests" | "StreamRange" | "Clock"
+            | "Samples",
+        ) => Some(KEYS_ONLY_BODY_BYTES),
         _ => None,
     }
 }

@@ -123,7 +123,10 @@ impl PeerService {
 
     /// Merges a replica write into the store: the Write call of both
     /// transports, after admission.
-    pub async fn serve_write(&self, request: pbi::ReplicaWriteRequest) -> Result<(), Status> {
+    pub async fn serve_write(
+        &self,
+        request: pbi::ReplicaWriteRequest,
+    ) -> Result<pbi::ReplicaWriteResponse, Status> {
         validate_key(&request.key).map_err(status::from_coordinator)?;
         let cell = request
             .cell
@@ -132,10 +135,17 @@ impl PeerService {
         self.bounds.cell(&cell, self.now())?;
         // Keep this node's clock ahead of every timestamp it has stored.
         self.clock.observe(cell.timestamp);
-        self.store
-            .apply(Token::of(&request.key), &request.key, &cell)
+        let newer_micros = self
+            .store
+            .apply_reporting(
+                Token::of(&request.key),
+                &request.key,
+                &cell,
+                request.report_newer,
+            )
             .await
-            .map_err(status::from_storage)
+            .map_err(status::from_storage)?;
+        Ok(pbi::ReplicaWriteResponse { newer_micros })
     }
 
     /// Answers a replica read: the Read call of both transports, after
@@ -178,8 +188,7 @@ impl Peer for PeerService {
     ) -> Result<Response<pbi::ReplicaWriteResponse>, Status> {
         self.admit(&request)?;
         self.served.write.increment(1);
-        self.serve_write(request.into_inner()).await?;
-        Ok(Response::new(pbi::ReplicaWriteResponse {}))
+        Ok(Response::new(self.serve_write(request.into_inner()).await?))
     }
 
     async fn read(
@@ -294,6 +303,16 @@ impl Peer for PeerService {
         };
         Ok(Response::new(pbi::SamplesResponse {
             samples: samples.iter().map(convert::sample_to_proto).collect(),
+        }))
+    }
+
+    async fn clock(
+        &self,
+        request: Request<pbi::ClockRequest>,
+    ) -> Result<Response<pbi::ClockResponse>, Status> {
+        self.admit(&request)?;
+        Ok(Response::new(pbi::ClockResponse {
+            wall_micros: self.clock.wall().micros(),
         }))
     }
 

@@ -37,6 +37,7 @@ use crate::identity::NodeId;
 use crate::membership::ViewHandle;
 use crate::peer::{
     BatchRead, Hash, ReadReply, RepairTransport, ReplicaError, ReplicaTransport, StreamPage,
+    WriteAck,
 };
 use crate::ring::{Token, TokenRange};
 use crate::storage::{Cell, LocalStore};
@@ -212,19 +213,21 @@ pub(super) fn replica_error(status: &tonic::Status) -> ReplicaError {
 }
 
 impl ReplicaTransport for NodeTransport {
-    fn write(
+    fn write_reporting(
         &self,
         to: NodeId,
         token: Token,
         key: Bytes,
         cell: Cell,
-    ) -> BoxFuture<'static, Result<(), ReplicaError>> {
+        report_newer: bool,
+    ) -> BoxFuture<'static, Result<WriteAck, ReplicaError>> {
         if to == self.local {
             let store = self.store.clone();
             return Box::pin(async move {
                 store
-                    .apply(token, &key, &cell)
+                    .apply_reporting(token, &key, &cell, report_newer)
                     .await
+                    .map(|newer| WriteAck { newer })
                     .map_err(|e| ReplicaError::Failed(e.to_string()))
             });
         }
@@ -233,6 +236,7 @@ impl ReplicaTransport for NodeTransport {
             let request = pbi::ReplicaWriteRequest {
                 key,
                 cell: Some(convert::cell_to_proto(&cell)),
+                report_newer,
             };
             let route = route?;
             let timer = route.metrics.as_ref().map(|m| m.write.start());
@@ -241,13 +245,15 @@ impl ReplicaTransport for NodeTransport {
                 Via::Grpc(mut client) => client
                     .write(request)
                     .await
-                    .map(drop)
+                    .map(tonic::Response::into_inner)
                     .map_err(|status| replica_error(&status)),
             };
             if let Some(timer) = timer {
                 timer.finish(&result);
             }
-            result
+            result.map(|answer| WriteAck {
+                newer: answer.newer_micros,
+            })
         })
     }
 
@@ -288,6 +294,22 @@ impl ReplicaTransport for NodeTransport {
             } else {
                 ReadReply::Data(response.cell.map(convert::cell_from_proto))
             })
+        })
+    }
+}
+
+impl NodeTransport {
+    /// `node`'s wall clock (microseconds since the Unix epoch), read over
+    /// gRPC within the internode deadline.
+    pub fn clock_of(&self, node: NodeId) -> BoxFuture<'static, Result<i64, String>> {
+        let client = self.client(node);
+        Box::pin(async move {
+            let answer = client
+                .map_err(|e| e.to_string())?
+                .clock(pbi::ClockRequest {})
+                .await
+                .map_err(|status| status.message().to_owned())?;
+            Ok(answer.into_inner().wall_micros)
         })
     }
 }

@@ -51,6 +51,8 @@ pub fn from_coordinator(error: CoordinatorError) -> Status {
             message,
             error_detail::Kind::Unavailable(count(1, 0)),
         ),
+        // Without a detail: the client library moves to another node.
+        CoordinatorError::ClockOffset(_) => Status::unavailable(message),
         CoordinatorError::Storage(error) => from_storage(error),
     }
 }

@@ -23,6 +23,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::gauges::Gauges;
+use crate::clock::ClockOffsets;
 use crate::console::chart::{self, Chart};
 use crate::console::history::{History, SampleSource};
 use crate::coordinator::validate_key;
@@ -45,6 +46,8 @@ pub struct Joined {
     pub replication_factor: u32,
     pub peers: Arc<dyn SampleSource>,
     pub topology: Arc<Topology>,
+    /// Peers' clock offsets.
+    pub offsets: Arc<ClockOffsets>,
 }
 
 /// The console's state.
@@ -119,6 +122,16 @@ async fn cluster(State(console): State<Arc<Console>>) -> Response {
             .map_or_else(|| id.to_string(), |m| m.name.clone())
     };
     let owns = view.ring().effective_ownership();
+    let offsets = joined.offsets.offsets();
+    let clock_offset_ms = |id: &NodeId| {
+        if *id == view.local() {
+            return Some(0.0);
+        }
+        offsets
+            .iter()
+            .find(|o| o.peer == *id)
+            .map(|o| o.offset_micros as f64 / 1e3)
+    };
     let nodes: Vec<_> = view
         .members()
         .filter(|m| m.status != NodeStatus::Left)
@@ -134,6 +147,7 @@ async fn cluster(State(console): State<Arc<Console>>) -> Response {
                 "owns": owns.get(&m.id).copied().unwrap_or(0.0),
                 "tokens": m.tokens.len(),
                 "last_repair": m.last_repair.filter(|t| *t > 0),
+                "clock_offset_ms": clock_offset_ms(&m.id),
                 "version": m.version,
             })
         })

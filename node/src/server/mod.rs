@@ -35,6 +35,7 @@
 
 mod addresses;
 mod announce;
+mod clocks;
 mod console;
 mod gauges;
 mod http;

@@ -21,7 +21,7 @@ use super::gauges::{self, Gauges};
 use super::lifecycle::Lifecycle;
 use super::{Listeners, http};
 use crate::auth::{Authenticator, RequireAuth, Role, UserStore};
-use crate::clock::{HybridClock, WallClock};
+use crate::clock::{ClockOffsets, HybridClock, WallClock};
 use crate::config::{ApiLimits, Config, InternodeProtocol};
 use crate::console::history::{History, SampleSource};
 use crate::coordinator::Coordinator;
@@ -505,6 +505,14 @@ impl Node {
         } else {
             None
         };
+        let offsets = Arc::new(ClockOffsets::new(config.max_clock_offset_ms));
+        workers.spawn(super::clocks::probe_clocks(
+            transport.clone(),
+            offsets.clone(),
+            membership.view_handle(),
+            self.wall.clone(),
+            worker_stop.clone(),
+        ));
         let coordinator = Arc::new(
             Coordinator::new(
                 membership.view_handle(),
@@ -514,7 +522,8 @@ impl Node {
                 hints.clone(),
             )
             .with_tasks(self.life.requests.clone())
-            .with_seed(rand::Rng::random(&mut self.rng)),
+            .with_seed(rand::Rng::random(&mut self.rng))
+            .with_clock_offsets(offsets.clone()),
         );
 
         let repairer = Arc::new(
@@ -561,6 +570,7 @@ impl Node {
             replication_factor: config.replication_factor,
             peers: transport.clone() as Arc<dyn SampleSource>,
             topology: topology.clone(),
+            offsets: offsets.clone(),
         });
         self.gauges.joined(gauges::Joined {
             view: membership.view_handle(),
@@ -593,6 +603,7 @@ impl Node {
         .with_tasks(workers.clone(), worker_stop.clone())
         .with_topology(topology, stop.clone())
         .with_users(users)
+        .with_clock_offsets(offsets.clone())
         .with_stats({
             let gauges = self.gauges.clone();
             Arc::new(move || gauges.snapshot())

@@ -125,6 +125,30 @@ impl LocalStore {
     pub fn read(&self, token: Token, key: &[u8]) -> Result<Option<Cell>> {
         self.engine.read(token, key)
     }
+
+    /// Applies `cell` as [`apply`](Self::apply) does; with `report_newer`,
+    /// first reads what the store holds for `key` and returns the
+    /// timestamp of a held cell that `cell` does not supersede (the write
+    /// loses to it). A coordinator that stamped the write itself then
+    /// writes again above it, so that a write is never stamped below one
+    /// a replica already held when it arrived, whatever the clocks say.
+    pub async fn apply_reporting(
+        &self,
+        token: Token,
+        key: &[u8],
+        cell: &Cell,
+        report_newer: bool,
+    ) -> Result<Option<crate::clock::Timestamp>> {
+        let newer = if report_newer {
+            self.read(token, key)?
+                .filter(|held| held != cell && !crate::storage::lww::supersedes(cell, held))
+                .map(|held| held.timestamp)
+        } else {
+            None
+        };
+        self.apply(token, key, cell).await?;
+        Ok(newer)
+    }
 }
 
 #[cfg(test)]

@@ -133,9 +133,21 @@ fn member_json(m: &MemberInfo) -> serde_json::Value {
         "owns": m.owns,
         "tokens": m.tokens,
         "last_repair": m.last_repair,
+        "clock_offset_micros": m.clock_offset_micros,
         "disk_problem": m.disk_problem,
         "last_repair_failed_ranges": m.last_repair_failed_ranges.iter().map(|f| json!([f.start_token, f.end_token])).collect::<Vec<_>>(),
     })
+}
+
+/// A peer's clock offset as `status` shows it: `+0.3ms`, `-30.0s`, `?`
+/// when not measured.
+fn clock_offset(micros: Option<i64>) -> String {
+    match micros {
+        None => "?".into(),
+        Some(0) => "0".into(),
+        Some(m) if m.abs() >= 1_000_000 => format!("{:+.1}s", m as f64 / 1e6),
+        Some(m) => format!("{:+.1}ms", m as f64 / 1e3),
+    }
 }
 
 fn status_text(status: &ClusterStatus) -> String {
@@ -156,6 +168,7 @@ fn status_text(status: &ClusterStatus) -> String {
         "Owns".into(),
         "Tokens".into(),
         "Last repair".into(),
+        "Clock".into(),
         "Node id".into(),
     ]];
     for m in members {
@@ -172,6 +185,7 @@ fn status_text(status: &ClusterStatus) -> String {
             format!("{:.1}%", m.owns * 100.0),
             m.tokens.to_string(),
             ago(m.last_repair),
+            clock_offset(m.clock_offset_micros),
             m.id.clone(),
         ]);
     }

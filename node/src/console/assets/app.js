@@ -47,13 +47,23 @@ function banner(text) {
   b.textContent = text || "";
 }
 
+// A clock offset from the serving node, in ms: "+0.3 ms", "-30.0 s", "?".
+function clockOffset(ms) {
+  if (ms === null || ms === undefined) return "?";
+  if (ms === 0) return "0";
+  const sign = ms > 0 ? "+" : "-";
+  return Math.abs(ms) >= 1000 ? sign + (Math.abs(ms) / 1000).toFixed(1) + " s"
+                              : sign + Math.abs(ms).toFixed(1) + " ms";
+}
+
 function drawNodes(cluster) {
   const body = $("nodes").tBodies[0];
   body.replaceChildren();
   for (const n of cluster.nodes) {
     const row = el("tr", { "data-node": n.name, "data-status": n.up ? "UP" : "DOWN" });
     const cells = [n.up ? "UP" : "DOWN", n.state, n.name, n.address, n.rack, bytes(n.load_bytes),
-                   (n.owns * 100).toFixed(1) + "%", n.tokens, ago(n.last_repair), n.version];
+                   (n.owns * 100).toFixed(1) + "%", n.tokens, ago(n.last_repair),
+                   clockOffset(n.clock_offset_ms), n.version];
     cells.forEach((text, i) => {
       const cell = el("td", i === 0 ? { class: n.up ? "up" : "down" } : {}, String(text));
       if (i === 2) cell.style.borderLeft = "4px solid " + colorOf[n.name];

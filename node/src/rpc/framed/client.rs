@@ -85,11 +85,17 @@ impl FramedClient {
         }
     }
 
-    /// Merges a cell into the peer's store.
-    pub async fn write(&self, request: pbi::ReplicaWriteRequest) -> Result<(), ReplicaError> {
-        self.call(Body::WriteRequest(request), Kind::WriteAnswer)
-            .await
-            .map(drop)
+    /// Merges a cell into the peer's store. (A peer of an older release
+    /// answers with an empty body: no newer cell reported.)
+    pub async fn write(
+        &self,
+        request: pbi::ReplicaWriteRequest,
+    ) -> Result<pbi::ReplicaWriteResponse, ReplicaError> {
+        let body = self
+            .call(Body::WriteRequest(request), Kind::WriteAnswer)
+            .await?;
+        pbi::ReplicaWriteResponse::decode(body)
+            .map_err(|error| ReplicaError::Failed(format!("malformed write answer: {error}")))
     }
 
     /// Reads a key's cell (or digest) from the peer.

@@ -159,7 +159,7 @@ mod tests {
             &mut wire,
             8,
             Kind::WriteAnswer,
-            &pbi::ReplicaWriteResponse {},
+            &pbi::ReplicaWriteResponse::default(),
         );
         let first = decode(&mut wire, 1024).expect("valid").expect("complete");
         assert_eq!((first.id, Kind::of(first.kind)), (7, Some(Kind::Read)));

@@ -285,8 +285,7 @@ impl FramedServer {
             Some(Kind::Write) => {
                 let request = pbi::ReplicaWriteRequest::decode(body).map_err(malformed)?;
                 self.served.write.increment(1);
-                self.service.serve_write(request).await?;
-                Ok(Body::WriteAnswer)
+                Ok(Body::WriteAnswer(self.service.serve_write(request).await?))
             }
             Some(Kind::Read) => {
                 // As the gRPC service: a request that carries only a key

@@ -116,6 +116,7 @@ fn write(key: &'static str, value: &'static str) -> pbi::ReplicaWriteRequest {
     pbi::ReplicaWriteRequest {
         key: Bytes::from_static(key.as_bytes()),
         cell: Some(cell(value, now_micros())),
+        report_newer: false,
     }
 }
 
@@ -177,6 +178,7 @@ async fn concurrent_calls_on_one_connection_get_their_own_answers() {
                 let request = pbi::ReplicaWriteRequest {
                     key: Bytes::from_static(key.as_bytes()),
                     cell: Some(cell(key, now_micros())),
+                    report_newer: false,
                 };
                 client.write(request).await.expect("write");
                 let answer = client.read(read(key, false)).await.expect("read");
@@ -203,6 +205,7 @@ async fn bad_requests_get_clear_errors_and_the_connection_keeps_serving() {
             pbi::ReplicaWriteRequest {
                 key: Bytes::from_static(b"k"),
                 cell: None,
+                report_newer: false,
             },
             "without a cell",
         ),
@@ -210,6 +213,7 @@ async fn bad_requests_get_clear_errors_and_the_connection_keeps_serving() {
             pbi::ReplicaWriteRequest {
                 key: Bytes::from_static(b"k"),
                 cell: Some(cell("v", i64::MAX)),
+                report_newer: false,
             },
             "max_clock_skew_ms",
         ),
@@ -220,6 +224,7 @@ async fn bad_requests_get_clear_errors_and_the_connection_keeps_serving() {
                     value: Bytes::from(vec![0; 65 << 10]),
                     ..cell("", now_micros())
                 }),
+                report_newer: false,
             },
             "value",
         ),
@@ -227,6 +232,7 @@ async fn bad_requests_get_clear_errors_and_the_connection_keeps_serving() {
             pbi::ReplicaWriteRequest {
                 key: Bytes::new(),
                 cell: Some(cell("v", now_micros())),
+                report_newer: false,
             },
             "key",
         ),
@@ -469,7 +475,7 @@ async fn an_idle_link_whose_peer_went_silent_is_found_by_a_ping_and_replaced() {
                     &mut answer,
                     first.id,
                     Kind::WriteAnswer,
-                    &pbi::ReplicaWriteResponse {},
+                    &pbi::ReplicaWriteResponse::default(),
                 );
                 stream.write_all(&answer).await.expect("answer");
                 let mut pings = 0;
@@ -540,6 +546,7 @@ async fn a_request_over_the_message_limit_fails_alone_before_it_is_sent() {
             value: Bytes::from(vec![0; 2048]),
             ..cell("", now_micros())
         }),
+        report_newer: false,
     };
     match client.write(big).await {
         Err(ReplicaError::Failed(why)) => assert!(why.contains("over the limit"), "{why}"),

@@ -52,7 +52,7 @@ pub enum Body {
     WriteRequest(pbi::ReplicaWriteRequest),
     ReadRequest(pbi::ReplicaReadRequest),
     Ping,
-    WriteAnswer,
+    WriteAnswer(pbi::ReplicaWriteResponse),
     ReadAnswer(pbi::ReplicaReadResponse),
     Pong,
     Error(pbi::FrameError),
@@ -65,8 +65,9 @@ impl Body {
             Body::WriteRequest(request) => request.encoded_len(),
             Body::ReadRequest(request) => request.encoded_len(),
             Body::ReadAnswer(answer) => answer.encoded_len(),
+            Body::WriteAnswer(answer) => answer.encoded_len(),
             Body::Error(error) => error.encoded_len(),
-            Body::Ping | Body::WriteAnswer | Body::Pong => 0,
+            Body::Ping | Body::Pong => 0,
         }
     }
 
@@ -85,9 +86,7 @@ impl Outgoing {
         match &self.body {
             Body::WriteRequest(request) => frame::encode(out, id, Kind::Write, request),
             Body::ReadRequest(request) => frame::encode(out, id, Kind::Read, request),
-            Body::WriteAnswer => {
-                frame::encode(out, id, Kind::WriteAnswer, &pbi::ReplicaWriteResponse {})
-            }
+            Body::WriteAnswer(answer) => frame::encode(out, id, Kind::WriteAnswer, answer),
             Body::Ping => frame::encode(out, id, Kind::Ping, &()),
             Body::ReadAnswer(answer) => frame::encode(out, id, Kind::ReadAnswer, answer),
             Body::Pong => frame::encode(out, id, Kind::Pong, &()),
