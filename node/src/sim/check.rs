@@ -8,8 +8,9 @@
 //!   acknowledged write's;
 //! - every acknowledged delete stays deleted on every replica (gc_grace is
 //!   far longer than a run, so no tombstone may be purged);
-//! - what the clients saw: read-your-writes across coordinators, and the
-//!   read-back after healing.
+//! - what the clients saw: read-your-writes across coordinators, sequential
+//!   updates through two coordinators (the second wins, whatever their
+//!   clocks; in runs without crashes), and the read-back after healing.
 
 use bytes::Bytes;
 
@@ -129,6 +130,11 @@ pub fn quorum_held(history: &History, nodes: &[SimNode]) -> Vec<String> {
 /// Broken invariants, each a sentence.
 pub fn check(history: &History, nodes: &[SimNode]) -> Vec<String> {
     let mut violations = history.violations.clone();
+    // A crash loses acknowledged writes on the crashed replica, and with
+    // them what orders a sequential update's second write after its first.
+    if !history.crashed {
+        violations.extend(history.sequential_stale.iter().cloned());
+    }
     let Some(ring) = ring(nodes) else {
         violations.push("not every node chose tokens".into());
         return violations;

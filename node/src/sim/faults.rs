@@ -272,6 +272,7 @@ impl<'a> Driver<'a> {
                 }
                 self.crashed.push(node);
                 self.crashed_ever = true;
+                history.crashed = true;
             }
             Fault::ClockJump(node, micros) => {
                 self.nodes[node]

@@ -9,6 +9,11 @@
 //!   survive;
 //! - hot registers: a few keys overwritten by every client;
 //! - read-your-writes: write through one node, read through another;
+//! - sequential updates: write v1 through one node and, once it is
+//!   acknowledged, v2 through another; a read through a third, and the
+//!   read-back after healing, must give v2 whatever the two coordinators'
+//!   clocks say (checked in runs without crashes, which lose acknowledged
+//!   writes on a replica and with them what orders v2 after v1);
 //! - deletes: write a key, then delete it; it must stay deleted.
 
 use std::cell::RefCell;
@@ -68,6 +73,15 @@ pub struct History {
     pub hot_acked: BTreeMap<Bytes, i64>,
     /// Keys whose write and (newer) delete were both acknowledged.
     pub deleted: Vec<Bytes>,
+    /// Sequential updates whose second write was acknowledged, and its
+    /// value.
+    pub sequential: Vec<(Bytes, Bytes)>,
+    /// What reads saw of sequential updates right after them, when it was
+    /// not the second write.
+    pub sequential_stale: Vec<String>,
+    /// Set by the fault driver when a node crashed (losing unsynced
+    /// writes).
+    pub crashed: bool,
     /// Invariants the clients saw broken.
     pub violations: Vec<String>,
 }
@@ -367,7 +381,9 @@ async fn client(api: Rc<Api>, seed: u64, me: usize, nodes: usize, until: Duratio
         n += 1;
         let node = rng.random_range(0..nodes);
         let roll = rng.random_range(0..100);
-        if roll < 40 {
+        if roll < 10 {
+            sequential(&api, &mut rng, (me, n), node, nodes).await;
+        } else if roll < 40 {
             let key = Bytes::from(format!("u-{me}-{n}"));
             let value = Bytes::from(format!("v-{me}-{n}"));
             if api.put(me, node, &key, &value).await.is_some() {
@@ -438,6 +454,36 @@ async fn client(api: Rc<Api>, seed: u64, me: usize, nodes: usize, until: Duratio
     }
 }
 
+/// One sequential update: v1 through `node`, then, once acknowledged, v2
+/// through another node, then a read through any.
+async fn sequential(api: &Api, rng: &mut StdRng, (me, n): (usize, u64), node: usize, nodes: usize) {
+    let key = Bytes::from(format!("s-{me}-{n}"));
+    let (first, second) = (
+        Bytes::from(format!("v1-{me}-{n}")),
+        Bytes::from(format!("v2-{me}-{n}")),
+    );
+    let other = (node + rng.random_range(1..nodes)) % nodes;
+    if api.put(me, node, &key, &first).await.is_none()
+        || api.put(me, other, &key, &second).await.is_none()
+    {
+        return;
+    }
+    api.history
+        .borrow_mut()
+        .sequential
+        .push((key.clone(), second.clone()));
+    let reader = rng.random_range(0..nodes);
+    if let Some(read) = api.get(me, reader, &key).await
+        && read.as_ref().map(|(v, _)| v) != Some(&second)
+    {
+        let what = format!(
+            "sequential updates: {} written v1 via n{node}, then v2 via n{other}, both acknowledged at QUORUM; read via n{reader} at QUORUM gave {read:?}",
+            String::from_utf8_lossy(&key)
+        );
+        api.history.borrow_mut().sequential_stale.push(what);
+    }
+}
+
 /// After healing: waits for every node to see every other, repairs
 /// through every node, and reads back what was acknowledged.
 async fn converge_and_read_back(api: &Api, nodes: &[usize]) {
@@ -463,9 +509,13 @@ async fn converge_and_read_back(api: &Api, nodes: &[usize]) {
             ));
         }
     }
-    let (unique, deleted) = {
+    let (unique, deleted, sequential) = {
         let history = api.history.borrow();
-        (history.unique.clone(), history.deleted.clone())
+        (
+            history.unique.clone(),
+            history.deleted.clone(),
+            history.sequential.clone(),
+        )
     };
     for (i, (key, value)) in unique.iter().enumerate() {
         let node = nodes[i % nodes.len()];
@@ -473,6 +523,16 @@ async fn converge_and_read_back(api: &Api, nodes: &[usize]) {
             Some(Some((read, _))) if read == value => {}
             read => api.history.borrow_mut().violations.push(format!(
                 "lost write: {} acknowledged at QUORUM, read back via n{node} after healing: {read:?}",
+                String::from_utf8_lossy(key)
+            )),
+        }
+    }
+    for (i, (key, value)) in sequential.iter().enumerate() {
+        let node = nodes[i % nodes.len()];
+        match api.get(0, node, key).await {
+            Some(Some((read, _))) if read == value => {}
+            read => api.history.borrow_mut().sequential_stale.push(format!(
+                "sequential updates: {} ended at v1, its second write undone: read back via n{node} after healing: {read:?}",
                 String::from_utf8_lossy(key)
             )),
         }
