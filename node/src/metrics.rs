@@ -75,6 +75,9 @@ pub const INTERNODE_REQUESTS: &str = "ringkv_internode_requests_total";
 /// Requests refused before any work, by `api` (client, internode) and
 /// `reason` (overloaded).
 pub const REQUESTS_REFUSED: &str = "ringkv_requests_refused_total";
+/// Failed credential checks, by `reason` (wrong: a wrong user name or
+/// password; throttled: refused unchecked, too many failures).
+pub const AUTH_FAILURES: &str = "ringkv_auth_failures_total";
 /// A peer's clock minus this node's, as last measured (seconds).
 pub const CLOCK_OFFSET: &str = "ringkv_clock_offset_seconds";
 /// 1 while this node's clock is further than `max_clock_offset_ms` from
@@ -266,6 +269,12 @@ pub const CATALOGUE: &[(&str, Kind, Unit, &str)] = &[
         Kind::Counter,
         Unit::Count,
         "Requests refused before any work (overload), by api and reason",
+    ),
+    (
+        AUTH_FAILURES,
+        Kind::Counter,
+        Unit::Count,
+        "Failed credential checks, by reason (wrong, throttled)",
     ),
     (
         CLOCK_OFFSET,

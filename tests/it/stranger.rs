@@ -336,3 +336,88 @@ async fn a_tls_handshake_that_never_finishes_is_closed() {
         .await
         .expect("a TLS client is served");
 }
+
+/// Issue item 5: 500 connections guessing passwords in a loop made an
+/// honest admin's requests wait 4 s behind their Argon2 verifications.
+/// Now failed logins are throttled per source address and per user (10,
+/// then one a second), so the verifications a guesser gets are bounded,
+/// and a password the node verified before re-verifies without waiting
+/// behind guesses.
+#[tokio::test]
+async fn password_guessing_is_throttled_and_the_honest_admin_keeps_working() {
+    use std::time::Instant;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    ringkv_tests::make_certs(&certs).expect("certificates");
+    let node = TestNode::start(
+        dir.path(),
+        NodeOptions::new("n1")
+            .tls(&certs)
+            .authentication("the admin password")
+            .arg("--auth-cache-ms", "500"),
+    )
+    .await
+    .expect("node");
+    let admin = node.client().await;
+    admin.put("k", "v").await.expect("the admin logs in");
+
+    let guessing = Duration::from_secs(8);
+    let started = Instant::now();
+    let guessers = (0..32).map(|g| {
+        let mut config = node.client_config();
+        config.credentials = Some(ringkv_client::Credentials {
+            user: if g % 2 == 0 {
+                "admin".into()
+            } else {
+                format!("guess-{g}")
+            },
+            password: format!("guess {g}"),
+        });
+        config.max_retries = 0;
+        async move {
+            let client = ringkv_client::Client::connect(config)
+                .await
+                .expect("connects");
+            let (mut throttled, mut wrong) = (0u32, 0u32);
+            while started.elapsed() < guessing {
+                match client.get("k").await {
+                    Err(error) if error.to_string().contains("too many failed logins") => {
+                        throttled += 1
+                    }
+                    Err(_) => wrong += 1,
+                    Ok(_) => panic!("a guess got in"),
+                }
+            }
+            (throttled, wrong)
+        }
+    });
+    let honest = async {
+        let mut slowest = Duration::ZERO;
+        for i in 0..20 {
+            let asked = Instant::now();
+            admin
+                .put(format!("honest-{i}"), "v")
+                .await
+                .expect("the admin is served during the guessing");
+            slowest = slowest.max(asked.elapsed());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        slowest
+    };
+    let (outcomes, slowest) = tokio::join!(futures::future::join_all(guessers), honest);
+    let throttled: u32 = outcomes.iter().map(|(t, _)| t).sum();
+    let attempts: u32 = outcomes.iter().map(|(t, w)| t + w).sum();
+    let verified = node
+        .metric("ringkv_auth_failures_total{reason=\"wrong\"}")
+        .await
+        .expect("metrics");
+    println!(
+        "{attempts} guesses in {guessing:?}: {throttled} refused unchecked, {verified} verified; the admin's slowest put took {slowest:?}"
+    );
+    assert!(throttled > 0, "guesses were refused unchecked");
+    // 10 at once, then one a second, from the one address.
+    assert!(
+        verified <= 10.0 + guessing.as_secs_f64() + 2.0,
+        "{verified} wrong passwords were verified"
+    );
+}

@@ -10,6 +10,11 @@
 //! once as there are cores, so guessing passwords cannot take every
 //! thread.
 //!
+//! Failed checks are rate-limited per source address and per user
+//! ([`Throttle`]); a password this node verified before skips the
+//! throttle and re-verifies on its own queue, so guessers cannot make an
+//! honest user wait behind them.
+//!
 //! No credentials, an unknown user or a wrong password: `UNAUTHENTICATED`
 //! (the same message and the same Argon2 work for both, so names cannot be
 //! probed). A role that does not allow the method: `PERMISSION_DENIED`.
@@ -20,6 +25,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -33,8 +39,10 @@ use tonic::Status;
 use tonic::body::Body;
 use tonic::server::NamedService;
 
+use super::throttle::Throttle;
 use super::users::{MAX_NAME_LEN, MAX_PASSWORD_LEN, UserError, UserStore, verify_password};
 use super::{Permission, Role, permission_for};
+use crate::metrics::AUTH_FAILURES;
 
 /// Users remembered at most; past it the cache starts over.
 const MAX_CACHED: usize = 4096;
@@ -67,11 +75,23 @@ pub struct Authenticator {
     validity: Duration,
     salt: [u8; 16],
     cache: Mutex<HashMap<String, Remembered>>,
+    /// Verifications of passwords not known to be right.
     verifying: Semaphore,
+    /// Re-verifications of passwords this node verified before (their
+    /// remembered digest matches): they never queue behind guesses.
+    reverifying: Semaphore,
+    throttle: Throttle,
+    failures: metrics::Counter,
+    throttled: metrics::Counter,
 }
 
 impl Authenticator {
+    /// With the default bound on failed logins (see [`Throttle`]).
     pub fn new(users: UserStore, validity: Duration) -> Self {
+        Self::with_throttle(users, validity, Throttle::new(10, Duration::from_secs(1)))
+    }
+
+    pub fn with_throttle(users: UserStore, validity: Duration, throttle: Throttle) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             users,
@@ -79,6 +99,10 @@ impl Authenticator {
             salt: rand::random(),
             cache: Mutex::new(HashMap::new()),
             verifying: Semaphore::new(cores),
+            reverifying: Semaphore::new(1),
+            throttle,
+            failures: metrics::counter!(AUTH_FAILURES, "reason" => "wrong"),
+            throttled: metrics::counter!(AUTH_FAILURES, "reason" => "throttled"),
         }
     }
 
@@ -89,27 +113,48 @@ impl Authenticator {
         hasher.finalize().into()
     }
 
-    /// The role of `user` if `password` is theirs.
-    pub async fn authenticate(&self, user: &str, password: &str) -> Result<Role, Refusal> {
+    /// The role of `user` if `password` is theirs; `source`: the address
+    /// the attempt came from, for the failure throttle.
+    pub async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Role, Refusal> {
         let wrong = || Refusal::Unauthenticated("wrong user name or password".into());
         if user.is_empty() || user.len() > MAX_NAME_LEN || password.len() > MAX_PASSWORD_LEN {
+            self.failures.increment(1);
             return Err(wrong());
         }
         let digest = self.digest(password);
+        // A password this node verified before: fresh, it passes; stale,
+        // it is verified again (a role or password may have changed) but
+        // without a throttle token and ahead of guesses.
+        let mut known = false;
         if let Ok(cache) = self.cache.lock()
-            && let Some(known) = cache.get(user)
-            && known.digest == digest
-            && known.at.elapsed() < self.validity
+            && let Some(remembered) = cache.get(user)
+            && remembered.digest == digest
         {
-            return Ok(known.role);
+            if remembered.at.elapsed() < self.validity {
+                return Ok(remembered.role);
+            }
+            known = true;
+        }
+        if !known && let Err(why) = self.throttle.take(source, user, Instant::now()) {
+            self.throttled.increment(1);
+            return Err(Refusal::Unauthenticated(why));
         }
         let record = match self.users.get(user).await {
             Ok(found) => found,
             Err(UserError::Invalid(_)) => None,
             Err(error) => return Err(Refusal::Unavailable(error.to_string())),
         };
-        let _turn = self
-            .verifying
+        let queue = if known {
+            &self.reverifying
+        } else {
+            &self.verifying
+        };
+        let _turn = queue
             .acquire()
             .await
             .map_err(|_| Refusal::Unavailable("shutting down".into()))?;
@@ -125,8 +170,14 @@ impl Authenticator {
             .map_err(|error| Refusal::Unavailable(error.to_string()))?;
         let record = match record {
             Some(record) if matches => record,
-            _ => return Err(wrong()),
+            _ => {
+                self.failures.increment(1);
+                return Err(wrong());
+            }
         };
+        if !known {
+            self.throttle.give_back(source, user, Instant::now());
+        }
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= MAX_CACHED {
                 cache.clear();
@@ -260,7 +311,12 @@ where
                 );
                 return Ok(refuse(request, status).await);
             };
-            let role = match auth.authenticate(&user, &password).await {
+            let source = request
+                .extensions()
+                .get::<crate::rpc::net::ConnectionInfo>()
+                .and_then(|info| info.remote)
+                .map(|addr| addr.ip());
+            let role = match auth.authenticate(&user, &password, source).await {
                 Ok(role) => role,
                 Err(Refusal::Unauthenticated(why)) => {
                     return Ok(refuse(request, Status::unauthenticated(why)).await);

@@ -11,6 +11,7 @@
 
 pub mod check;
 pub mod role;
+pub mod throttle;
 pub mod users;
 
 pub use check::{Authenticator, Caller, Refusal, RequireAuth, basic_credentials, basic_header};

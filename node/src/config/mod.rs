@@ -162,6 +162,16 @@ define_config! {
     /// password or role takes effect on every node within this long.
     auth_cache_ms: u64 = 5_000, "RINGKV_AUTH_CACHE_MS";
 
+    /// Failed logins allowed at once per source address and per user name
+    /// before further attempts are refused unchecked ("too many failed
+    /// logins ..."); then one more per `auth_failure_refill_ms`. A login
+    /// that succeeds costs nothing.
+    auth_max_failures: u32 = 10, "RINGKV_AUTH_MAX_FAILURES";
+
+    /// How long a source address or user name waits for one more failed
+    /// login once it used its `auth_max_failures` (milliseconds).
+    auth_failure_refill_ms: u64 = 1_000, "RINGKV_AUTH_FAILURE_REFILL_MS";
+
     /// Rack of this node. Replicas of a key go to different racks first.
     rack: String = "rack1".to_owned(), "RINGKV_RACK";
 

@@ -616,11 +616,12 @@ fn run(
         Err(why) => return Action::Reply(Reply::error(format!("OVERLOADED {why}"))),
     };
     let check = shared.auth.clone().zip(session.credentials.clone());
+    let source = Some(session.peer.ip());
     Action::Run(Box::pin(async move {
         let _permit = permit;
         if let Some((auth, credentials)) = check {
             let (user, password) = &*credentials;
-            match auth.authenticate(user, password).await {
+            match auth.authenticate(user, password, source).await {
                 Ok(role) if role.allows(needed) => {}
                 Ok(role) => {
                     return Reply::error(format!(

@@ -345,7 +345,7 @@ pub async fn serve<Io>(
                     password,
                     hello,
                 } => {
-                    let check = authenticate(&shared, user.clone(), password.clone());
+                    let check = authenticate(&shared, user.clone(), password.clone(), peer);
                     line.authenticating = true;
                     line.push(Slot {
                         protocol,
@@ -449,11 +449,12 @@ fn authenticate(
     shared: &Shared,
     user: String,
     password: String,
+    peer: SocketAddr,
 ) -> BoxFuture<'static, Result<Role, Refusal>> {
     let auth = shared.auth.clone();
     Box::pin(async move {
         match auth {
-            Some(auth) => auth.authenticate(&user, &password).await,
+            Some(auth) => auth.authenticate(&user, &password, Some(peer.ip())).await,
             None => Err(Refusal::Unavailable("authentication is off".into())),
         }
     })

@@ -20,6 +20,7 @@ use super::console::{self, Console};
 use super::gauges::{self, Gauges};
 use super::lifecycle::Lifecycle;
 use super::{Listeners, http};
+use crate::auth::throttle::Throttle;
 use crate::auth::{Authenticator, RequireAuth, Role, UserStore};
 use crate::clock::{ClockOffsets, HybridClock, WallClock};
 use crate::config::{ApiLimits, Config, InternodeProtocol};
@@ -586,9 +587,17 @@ impl Node {
         if let (Some(users), Some(password)) = (&users, config.admin_password()?) {
             workers.spawn(ensure_admin(users.clone(), password, worker_stop.clone()));
         }
-        let auth = users
-            .clone()
-            .map(|users| Arc::new(Authenticator::new(users, config.auth_cache())));
+        let auth = users.clone().map(|users| {
+            let throttle = Throttle::new(
+                config.auth_max_failures,
+                Duration::from_millis(config.auth_failure_refill_ms),
+            );
+            Arc::new(Authenticator::with_throttle(
+                users,
+                config.auth_cache(),
+                throttle,
+            ))
+        });
         let admin = AdminService::new(
             NodeDescription {
                 id: node_id,
