@@ -9,6 +9,38 @@ use bytes::Bytes;
 use ringkv_client::{Consistency, WriteOptions};
 use ringkv_tests::{NodeOptions, TestCluster, TestNode, eventually};
 
+/// What an honest client saw beside an attack: each request's latency.
+/// `scripts/attack-check.sh` prints the lines these reports print.
+#[derive(Default)]
+struct Seen(Vec<Duration>);
+
+impl Seen {
+    /// Times `request`, which must succeed.
+    async fn time<T, E: std::fmt::Display>(
+        &mut self,
+        what: &str,
+        request: impl std::future::Future<Output = Result<T, E>>,
+    ) -> T {
+        let asked = std::time::Instant::now();
+        let answer = request
+            .await
+            .unwrap_or_else(|error| panic!("{what}: {error}"));
+        self.0.push(asked.elapsed());
+        answer
+    }
+
+    fn report(&mut self, attack: &str) {
+        self.0.sort();
+        let at = |q: f64| self.0[((self.0.len() - 1) as f64 * q) as usize];
+        println!(
+            "attack-check: {attack}: the honest client made {} requests, 0 errors, latency p50 {:.1} ms, max {:.1} ms",
+            self.0.len(),
+            at(0.5).as_secs_f64() * 1e3,
+            at(1.0).as_secs_f64() * 1e3,
+        );
+    }
+}
+
 /// How long the tests' nodes wait for a request's body.
 const BODY_TIMEOUT_MS: &str = "3000";
 
@@ -123,11 +155,10 @@ async fn idle_streams_on_the_client_port_stop_no_client() {
 
     let honest = node.direct_client().await;
     let one = WriteOptions::default().consistency(Consistency::One);
+    let mut seen = Seen::default();
     for i in 0..20 {
-        honest
-            .put_with(format!("honest-{i}"), "v", &one)
-            .await
-            .expect("an honest put is served beside the stranger");
+        let put = honest.put_with(format!("honest-{i}"), "v", &one);
+        seen.time("an honest put beside the stranger", put).await;
     }
     let resp = redis::Client::open(format!("redis://{}/", node.ports.resp)).expect("url");
     let mut resp = resp
@@ -139,12 +170,14 @@ async fn idle_streams_on_the_client_port_stop_no_client() {
         .query_async::<()>(&mut resp)
         .await
         .expect("level");
-    redis::cmd("SET")
-        .arg("resp-honest")
-        .arg("v")
-        .query_async::<()>(&mut resp)
-        .await
-        .expect("an honest RESP SET is served beside the stranger");
+    for i in 0..20 {
+        let mut set = redis::cmd("SET");
+        set.arg(format!("resp-honest-{i}")).arg("v");
+        let set = set.query_async::<()>(&mut resp);
+        seen.time("an honest RESP SET beside the stranger", set)
+            .await;
+    }
+    seen.report("2 connections opening 1,024 bodiless HTTP/2 streams each on the client port (gRPC puts and RESP SETs)");
 
     // The stalled requests are dropped after the body timeout.
     assert!(
@@ -182,12 +215,12 @@ async fn idle_streams_on_the_peer_port_stop_no_replica_write() {
     // Writes at ALL through the other node need n2's replica write.
     let honest = cluster.node(0).direct_client().await;
     let all = WriteOptions::default().consistency(Consistency::All);
+    let mut seen = Seen::default();
     for i in 0..20 {
-        honest
-            .put_with(format!("honest-{i}"), "v", &all)
-            .await
-            .expect("a write at ALL is served beside the stranger");
+        let put = honest.put_with(format!("honest-{i}"), "v", &all);
+        seen.time("a write at ALL beside the stranger", put).await;
     }
+    seen.report("4 connections opening 4,096 bodiless HTTP/2 streams each on a replica's peer port (puts at ALL)");
     for attack in &mut attacks {
         assert!(attack.all_ended_within(Duration::from_secs(30)).await);
     }
@@ -261,12 +294,12 @@ async fn connections_past_the_caps_are_closed_and_a_writer_keeps_writing() {
     for port in ports {
         held.push(silent_connections(port, 100).await);
     }
+    let mut seen = Seen::default();
     for i in 0..50 {
-        writer
-            .put_with(format!("during-{i}"), "v", &one)
-            .await
-            .expect("the writer keeps writing while the caps are held");
+        let put = writer.put_with(format!("during-{i}"), "v", &one);
+        seen.time("the writer while the caps are held", put).await;
     }
+    seen.report("100 silent connections to each of the client, peer and HTTP ports (puts)");
     // Past each cap, connections are closed at once.
     for (stream, cap) in held.iter_mut().zip([16, 16, 8]) {
         let closed = closed_within(stream, Duration::from_millis(1500)).await;
@@ -331,10 +364,12 @@ async fn a_tls_handshake_that_never_finishes_is_closed() {
     }
     // The node still serves TLS clients.
     let client = node.client().await;
-    client
-        .put("after", "v")
-        .await
-        .expect("a TLS client is served");
+    let mut seen = Seen::default();
+    for i in 0..20 {
+        let put = client.put(format!("after-{i}"), "v");
+        seen.time("a TLS client", put).await;
+    }
+    seen.report("TLS handshakes that never finish (puts over TLS after them)");
 }
 
 /// Issue item 5: 500 connections guessing passwords in a loop made an
@@ -392,16 +427,14 @@ async fn password_guessing_is_throttled_and_the_honest_admin_keeps_working() {
         }
     });
     let honest = async {
-        let mut slowest = Duration::ZERO;
+        let mut seen = Seen::default();
         for i in 0..20 {
-            let asked = Instant::now();
-            admin
-                .put(format!("honest-{i}"), "v")
-                .await
-                .expect("the admin is served during the guessing");
-            slowest = slowest.max(asked.elapsed());
+            let put = admin.put(format!("honest-{i}"), "v");
+            seen.time("the admin during the guessing", put).await;
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+        let slowest = seen.0.iter().max().copied().unwrap_or_default();
+        seen.report("32 clients guessing passwords (the admin's puts)");
         slowest
     };
     let (outcomes, slowest) = tokio::join!(futures::future::join_all(guessers), honest);

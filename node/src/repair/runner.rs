@@ -100,7 +100,11 @@ pub struct Repairer {
     view: ViewHandle,
     replica: LocalReplica,
     transport: Arc<dyn RepairTransport>,
-    running: Mutex<()>,
+    pub(super) running: Mutex<()>,
+    /// Set while a run waits for the running one: at most one waits, and
+    /// a run asked for meanwhile is refused ([`SyncError::Busy`]), so
+    /// asking and cancelling in a loop queues nothing.
+    pub(super) waiting: std::sync::atomic::AtomicBool,
     /// Unix seconds of the last run that reached every replica (0: none).
     completed: watch::Sender<i64>,
     /// Ranges the last run could not sync (empty after a clean run).
@@ -127,6 +131,7 @@ impl Repairer {
             replica,
             transport,
             running: Mutex::new(()),
+            waiting: std::sync::atomic::AtomicBool::new(false),
             completed: watch::Sender::new(last_completed),
             failed: watch::Sender::new(Vec::new()),
             latest: watch::Sender::new(Progress::default()),
@@ -196,7 +201,25 @@ impl Repairer {
         scope: Scope,
         progress: Option<watch::Sender<Progress>>,
     ) -> Result<Progress, SyncError> {
-        let _one_at_a_time = self.running.lock().await;
+        let _one_at_a_time = match self.running.try_lock() {
+            Ok(running) => running,
+            Err(_) => {
+                use std::sync::atomic::Ordering;
+                if self.waiting.swap(true, Ordering::AcqRel) {
+                    return Err(SyncError::Busy);
+                }
+                // Clears the flag however the wait ends (the caller may
+                // drop this future).
+                struct Waiting<'a>(&'a std::sync::atomic::AtomicBool);
+                impl Drop for Waiting<'_> {
+                    fn drop(&mut self) {
+                        self.0.store(false, std::sync::atomic::Ordering::Release);
+                    }
+                }
+                let _waiting = Waiting(&self.waiting);
+                self.running.lock().await
+            }
+        };
         let started = Instant::now();
         let plan = self.plan(scope);
         let mut state = Progress {

@@ -51,6 +51,11 @@ pub enum SyncError {
     Peer { node: NodeId, error: ReplicaError },
     #[error("local store: {0}")]
     Storage(#[from] StorageError),
+    /// A repair runs on this node and another waits for it.
+    #[error(
+        "a repair is running on this node and another is waiting for it; try again once they are done (`ringkv status` shows the last repair)"
+    )]
+    Busy,
 }
 
 fn bytes_of(key: &[u8], cell: &Cell) -> u64 {

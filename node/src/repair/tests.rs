@@ -216,3 +216,44 @@ async fn a_run_nobody_watches_finishes_and_the_next_one_runs() {
     assert!(second.done && second.failed.is_empty());
     assert!(repairer.last_completed() > 0);
 }
+
+/// Regression (hardening II, item 8): every Admin/Repair call queued a
+/// full run behind the running one, so calling and cancelling in a loop
+/// queued unbounded work. Now one run waits, and the rest are refused.
+#[tokio::test]
+async fn while_a_run_goes_and_another_waits_more_runs_are_refused() {
+    let (me, b, c) = (replica(), replica(), replica());
+    let peers = FakeCluster::of([(node(2), b), (node(3), c)]);
+    let repairer = Arc::new(repairer(&me, peers));
+    let held = repairer.running.lock().await;
+    let waiting = tokio::spawn({
+        let repairer = repairer.clone();
+        async move { repairer.run(super::Scope::All, None).await }
+    });
+    while !repairer.waiting.load(std::sync::atomic::Ordering::Acquire) {
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..100 {
+        let refused = repairer.run(super::Scope::All, None).await;
+        assert!(
+            matches!(refused, Err(super::SyncError::Busy)),
+            "{refused:?}"
+        );
+    }
+    drop(held);
+    let ran = waiting.await.expect("task").expect("the waiting run runs");
+    assert!(ran.done);
+    // A dropped waiter leaves no flag behind.
+    let held = repairer.running.lock().await;
+    let dropped = tokio::time::timeout(
+        std::time::Duration::from_millis(50),
+        repairer.run(super::Scope::All, None),
+    )
+    .await;
+    assert!(dropped.is_err(), "it waited");
+    drop(held);
+    repairer
+        .run(super::Scope::All, None)
+        .await
+        .expect("runs again");
+}
