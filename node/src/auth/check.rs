@@ -99,7 +99,7 @@ impl Authenticator {
             salt: rand::random(),
             cache: Mutex::new(HashMap::new()),
             verifying: Semaphore::new(cores),
-            reverifying: Semaphore::new(1),
+            reverifying: Semaphore::new(cores),
             throttle,
             failures: metrics::counter!(AUTH_FAILURES, "reason" => "wrong"),
             throttled: metrics::counter!(AUTH_FAILURES, "reason" => "throttled"),
@@ -111,6 +111,19 @@ impl Authenticator {
         hasher.update(self.salt);
         hasher.update(password.as_bytes());
         hasher.finalize().into()
+    }
+
+    /// What the cache says of `user` with a password of `digest`: its role
+    /// while fresh, `Err(())` when remembered but stale, `None` when not
+    /// remembered with that password.
+    fn remembered(&self, user: &str, digest: &[u8; 32]) -> Option<Result<Role, ()>> {
+        let cache = self.cache.lock().ok()?;
+        let remembered = cache.get(user).filter(|r| r.digest == *digest)?;
+        Some(if remembered.at.elapsed() < self.validity {
+            Ok(remembered.role)
+        } else {
+            Err(())
+        })
     }
 
     /// The role of `user` if `password` is theirs; `source`: the address
@@ -129,17 +142,12 @@ impl Authenticator {
         let digest = self.digest(password);
         // A password this node verified before: fresh, it passes; stale,
         // it is verified again (a role or password may have changed) but
-        // without a throttle token and ahead of guesses.
-        let mut known = false;
-        if let Ok(cache) = self.cache.lock()
-            && let Some(remembered) = cache.get(user)
-            && remembered.digest == digest
-        {
-            if remembered.at.elapsed() < self.validity {
-                return Ok(remembered.role);
-            }
-            known = true;
-        }
+        // without a throttle token and apart from guesses.
+        let known = match self.remembered(user, &digest) {
+            Some(Ok(role)) => return Ok(role),
+            Some(Err(())) => true,
+            None => false,
+        };
         if !known && let Err(why) = self.throttle.take(source, user, Instant::now()) {
             self.throttled.increment(1);
             return Err(Refusal::Unauthenticated(why));
@@ -147,7 +155,12 @@ impl Authenticator {
         let record = match self.users.get(user).await {
             Ok(found) => found,
             Err(UserError::Invalid(_)) => None,
-            Err(error) => return Err(Refusal::Unavailable(error.to_string())),
+            Err(error) => {
+                if !known {
+                    self.throttle.give_back(source, user, Instant::now());
+                }
+                return Err(Refusal::Unavailable(error.to_string()));
+            }
         };
         let queue = if known {
             &self.reverifying
@@ -158,6 +171,10 @@ impl Authenticator {
             .acquire()
             .await
             .map_err(|_| Refusal::Unavailable("shutting down".into()))?;
+        // Another request of the same user may have verified it meanwhile.
+        if known && let Some(Ok(role)) = self.remembered(user, &digest) {
+            return Ok(role);
+        }
         // An unknown user costs the same Argon2 verification as a wrong
         // password, so timing does not tell which names exist.
         let hash = match &record {
@@ -172,6 +189,13 @@ impl Authenticator {
             Some(record) if matches => record,
             _ => {
                 self.failures.increment(1);
+                if known {
+                    // No longer right (changed, or the user deleted): from
+                    // now on it is a guess like any other.
+                    if let Ok(mut cache) = self.cache.lock() {
+                        cache.remove(user);
+                    }
+                }
                 return Err(wrong());
             }
         };

@@ -14,14 +14,17 @@
 //!    / 2`, uncertain by half the round trip ([`ClockOffsets::record`]);
 //! 2. a peer's offset is the sample with the shortest round trip among its
 //!    last [`WINDOW`] samples younger than [`STALE_AFTER`];
-//! 3. a peer is *far* when its offset is beyond `max_clock_offset_ms` even
-//!    allowing for that uncertainty; when more than half of the clocks this
-//!    node measured (its own included) are far from it, this node is the
-//!    odd one out: it refuses to coordinate writes, saying why
-//!    ([`ClockOffsets::refusal`]), until its clock comes back.
+//! 3. the median of the clocks this node measured, its own included, is
+//!    the cluster's time as the majority keeps it; when this node is
+//!    further than `max_clock_offset_ms` from it (each offset shrunk by
+//!    its uncertainty), this node is the odd one out: it refuses to stamp
+//!    writes, saying why ([`ClockOffsets::refusal`]), until its clock
+//!    comes back. Clocks spread wider than the limit stop only the nodes
+//!    beyond it from the median, never all of them.
 //!
-//! CAVEATS: with two nodes neither can tell which clock is wrong, so
-//! neither refuses (the offset is still exported). The probe measures wall
+//! CAVEATS: with fewer than three clocks measured a node cannot tell
+//! whose clock is wrong, so it never refuses (offsets are still
+//! exported). The probe measures wall
 //! clocks, not HLCs: a node whose HLC was pulled ahead by a timestamp it
 //! observed is not reported. Offsets are measured, not corrected: ringkv
 //! never adjusts a clock.
@@ -146,25 +149,35 @@ impl ClockOffsets {
 
 /// Step 3 over `offsets`, as plain data.
 fn verdict(offsets: &[PeerOffset], max_offset_micros: i64) -> Option<String> {
-    if max_offset_micros == 0 {
+    if max_offset_micros == 0 || offsets.len() < 2 {
         return None;
     }
-    let far: Vec<&PeerOffset> = offsets
+    // Each offset as small as its uncertainty allows; this node's own is 0.
+    let shrunk = |o: &PeerOffset| {
+        let magnitude = o
+            .offset_micros
+            .abs()
+            .saturating_sub(o.uncertainty_micros)
+            .max(0);
+        magnitude * o.offset_micros.signum()
+    };
+    let mut clocks: Vec<i64> = offsets.iter().map(shrunk).chain([0]).collect();
+    clocks.sort_unstable();
+    // The lower median with an even count: the one nearer this node's
+    // clock is the one that must be beyond the limit.
+    let (low, high) = (clocks[(clocks.len() - 1) / 2], clocks[clocks.len() / 2]);
+    let median = if low.abs() <= high.abs() { low } else { high };
+    if median.abs() <= max_offset_micros {
+        return None;
+    }
+    let far = offsets
         .iter()
-        .filter(|o| o.offset_micros.abs().saturating_sub(o.uncertainty_micros) > max_offset_micros)
-        .collect();
-    // More than half of the clocks measured, this node's own included.
-    if 2 * far.len() <= offsets.len() + 1 {
-        return None;
-    }
-    let mut seen: Vec<i64> = far.iter().map(|o| o.offset_micros).collect();
-    seen.sort_unstable();
-    let median = seen[seen.len() / 2];
+        .filter(|o| shrunk(o).abs() > max_offset_micros)
+        .count();
     let direction = if median < 0 { "ahead of" } else { "behind" };
     Some(format!(
-        "clock offset: this node's clock is {:.3} s {direction} {} of its {} peers' (more than max_clock_offset_ms = {}); it coordinates no writes until its clock is corrected (check its time synchronisation)",
+        "clock offset: this node's clock is {:.3} s {direction} the median of its {} peers' (more than max_clock_offset_ms = {}; {far} of them are that far); it coordinates no writes until its clock is corrected (check its time synchronisation)",
         median.unsigned_abs() as f64 / 1e6,
-        far.len(),
         offsets.len(),
         max_offset_micros / 1_000,
     ))
@@ -207,6 +220,17 @@ mod tests {
             (&[(-700, 100), (-700, 100)], true),
             // Within the limit.
             (&[(-400, 1), (-400, 1)], false),
+            // Clocks at -0.6 s, 0 and +0.6 s: the middle node keeps
+            // coordinating (the others, beyond it, stop).
+            (&[(-600, 1), (600, 1)], false),
+            (&[(600, 1), (1_200, 1)], true),
+            // 4 nodes, two of them 30 s fast: a tie, which nobody can
+            // settle; nobody stops.
+            (&[(0, 1), (30_000, 1), (30_000, 1)], false),
+            (&[(0, 1), (-30_000, 1), (-30_000, 1)], false),
+            // 5 nodes, two 30 s fast: the fast ones stop.
+            (&[(0, 1), (-30_000, 1), (-30_000, 1), (-30_000, 1)], true),
+            (&[(0, 1), (0, 1), (30_000, 1), (30_000, 1)], false),
         ];
         for (peers, refuses) in cases {
             let offsets: Vec<PeerOffset> = peers
@@ -222,7 +246,10 @@ mod tests {
             );
         }
         let why = verdict(&[offset(1, -30_000, 1), offset(2, -30_000, 1)], max).expect("refuses");
-        assert!(why.contains("30.000 s ahead of 2 of its 2 peers"), "{why}");
+        assert!(
+            why.contains("29.999 s ahead of the median of its 2 peers'"),
+            "{why}"
+        );
         assert!(why.contains("max_clock_offset_ms = 500"), "{why}");
         let off = [offset(1, -30_000, 1), offset(2, -30_000, 1)];
         assert_eq!(verdict(&off, 0), None, "0 turns the refusal off");

@@ -13,10 +13,11 @@
 //!    held a cell the write loses to (a read before the write, on the
 //!    replica). If one of the acknowledging replicas did, the coordinator
 //!    writes again, stamped above that cell, at most [`MAX_PUSHES`] times
-//!    (CockroachDB's "write too old" push). So a write acknowledged before
-//!    another began is ordered before it when R + W > N, even when the
+//!    within the one write timeout (CockroachDB's "write too old" push).
+//!    So a write acknowledged before another began is ordered before it
+//!    when the two writes' levels overlap (W1 + W2 > N), even when the
 //!    first coordinator's clock ran ahead of the second's: a replica in
-//!    both quorums held the first when the second arrived.
+//!    both write sets held the first when the second arrived.
 //!
 //! Replicas known to be down get a hint at once; replicas that fail or time
 //! out get one when their attempt ends. At ANY a stored hint acknowledges,
@@ -55,7 +56,11 @@ impl Coordinator {
     /// Writes a value or tombstone; returns its timestamp.
     pub async fn write(&self, request: WriteRequest) -> Result<Timestamp, CoordinatorError> {
         request.validate(&self.settings.limits, self.clock.wall().micros())?;
-        if let Some(why) = self.offsets.as_ref().and_then(|o| o.refusal()) {
+        // A clock far from the majority's must not stamp writes; a write
+        // the client stamped does not use it.
+        if request.timestamp.is_none()
+            && let Some(why) = self.offsets.as_ref().and_then(|o| o.refusal())
+        {
             return Err(CoordinatorError::ClockOffset(why));
         }
         let view = self.view.load_full();
@@ -79,10 +84,13 @@ impl Coordinator {
         let timeout = request.timeout.map_or(self.settings.write_timeout, |t| {
             t.min(self.settings.write_timeout)
         });
+        // Every attempt of the write shares its one timeout.
+        let deadline = Instant::now() + timeout;
         let mut pushes = 0;
         loop {
+            let left = deadline.saturating_duration_since(Instant::now());
             let outcome = self
-                .write_at(&request, (token, timestamp), &plan, timeout, server_stamped)
+                .write_at(&request, (token, timestamp), &plan, left, server_stamped)
                 .await;
             note(&trace, local, || match &outcome {
                 Ok(None) => format!("{} acknowledgements: the write is done", plan.required),

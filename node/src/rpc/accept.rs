@@ -246,6 +246,24 @@ mod tests {
         drop(client);
     }
 
+    /// A peer that sends nothing and takes nothing (an HTTP/1 client that
+    /// pipelined requests and never reads the answers) is closed too: the
+    /// blocked write fails.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_no_one_takes_fails_after_the_limit() {
+        let admission = Admission::new("http", limits(4));
+        let (server, _client) = tokio::io::duplex(16);
+        let mut connection = admission.admit(Connection::new(server)).expect("admitted");
+        let started = tokio::time::Instant::now();
+        let error = loop {
+            if let Err(error) = connection.write_all(&[0u8; 64]).await {
+                break error;
+            }
+        };
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_secs(5));
+    }
+
     /// Regression (hardening II, item 7): a TLS handshake that never
     /// finished was never timed out.
     #[tokio::test(start_paused = true)]

@@ -52,14 +52,46 @@ pub struct ConnectionInfo {
     pub certs: Option<Arc<[CertificateDer<'static>]>>,
 }
 
-/// A read that waited longer than `limit` for a byte fails with
-/// `TimedOut`, which closes the connection. The timer is reset lazily:
-/// reads only note when they last got bytes, and the timer, when it
-/// fires early, is pushed to that moment plus `limit`.
+/// A read or write that waited longer than `limit` with no byte moving
+/// either way fails with `TimedOut`, which closes the connection (a peer
+/// that neither sends nor takes what it is sent). The timer is reset
+/// lazily: reads and writes only note when bytes last moved, and the
+/// timer, when it fires early, is pushed to that moment plus `limit`.
 struct Silence {
     limit: Duration,
     last: Instant,
     timer: Pin<Box<Sleep>>,
+}
+
+impl Silence {
+    /// For a read or write that is pending: whether the connection has
+    /// been silent for the limit (arming the timer to wake this task
+    /// when it might be).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let until = self.last + self.limit;
+            if Instant::now() >= until {
+                return true;
+            }
+            self.timer.as_mut().reset(until);
+        }
+        false
+    }
+
+    /// What a pending read or write of a connection with `silence`
+    /// answers: still pending, or the error once the limit passed.
+    fn pending<T>(silence: &mut Option<Silence>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let Some(silence) = silence else {
+            return Poll::Pending;
+        };
+        if !silence.expired(cx) {
+            return Poll::Pending;
+        }
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("nothing moved on the connection for {:?}", silence.limit),
+        )))
+    }
 }
 
 impl Connection {
@@ -144,20 +176,7 @@ impl AsyncRead for Connection {
                 return ready;
             }
         }
-        let Some(silence) = &mut this.silence else {
-            return Poll::Pending;
-        };
-        while silence.timer.as_mut().poll(cx).is_ready() {
-            let until = silence.last + silence.limit;
-            if Instant::now() >= until {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("nothing arrived for {:?}", silence.limit),
-                )));
-            }
-            silence.timer.as_mut().reset(until);
-        }
-        Poll::Pending
+        Silence::pending(&mut this.silence, cx)
     }
 }
 
@@ -167,7 +186,16 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.io).poll_write(cx, buf)
+        let this = &mut *self;
+        match Pin::new(&mut *this.io).poll_write(cx, buf) {
+            Poll::Pending => Silence::pending(&mut this.silence, cx),
+            ready => {
+                if let Some(silence) = &mut this.silence {
+                    silence.last = Instant::now();
+                }
+                ready
+            }
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -183,7 +211,16 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.io).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        match Pin::new(&mut *this.io).poll_write_vectored(cx, bufs) {
+            Poll::Pending => Silence::pending(&mut this.silence, cx),
+            ready => {
+                if let Some(silence) = &mut this.silence {
+                    silence.last = Instant::now();
+                }
+                ready
+            }
+        }
     }
 
     fn is_write_vectored(&self) -> bool {

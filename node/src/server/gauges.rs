@@ -40,7 +40,7 @@ pub struct Gauges {
     joined: OnceLock<Joined>,
     client: OnceLock<InFlightLimit>,
     /// One reading on a blocking thread at a time (see `off_runtime`).
-    blocking: tokio::sync::Semaphore,
+    blocking: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gauges {
@@ -52,7 +52,7 @@ impl Gauges {
             process: metrics_process::Collector::default(),
             joined: OnceLock::new(),
             client: OnceLock::new(),
-            blocking: tokio::sync::Semaphore::new(1),
+            blocking: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
@@ -66,11 +66,16 @@ impl Gauges {
         self: &Arc<Self>,
         work: impl FnOnce(&Gauges) -> T + Send + 'static,
     ) -> Option<T> {
-        let _turn = self.blocking.acquire().await.ok()?;
+        // The turn goes with the blocking work: a caller that gives up
+        // (a client gone) does not free it while the work still runs.
+        let turn = self.blocking.clone().acquire_owned().await.ok()?;
         let gauges = self.clone();
-        tokio::task::spawn_blocking(move || work(&gauges))
-            .await
-            .ok()
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            work(&gauges)
+        })
+        .await
+        .ok()
     }
 
     /// Gives the process series their HELP; call once the recorder is

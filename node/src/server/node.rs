@@ -299,7 +299,8 @@ impl Node {
         let framed_tls = self.tls.framed.clone();
         let framed = Arc::new(
             FramedServer::new(service, limit, internode_timeout, max_message)
-                .with_tls(framed_tls.as_ref().map(|tls| tls.server.clone())),
+                .with_tls(framed_tls.as_ref().map(|tls| tls.server.clone()))
+                .with_handshake_timeout(config.port_limits().peer.handshake),
         );
         let peer_stop = self.life.peer_stop.clone();
         let (peer_tls, dial_tls) = self.tls.internode.clone().unzip();

@@ -105,6 +105,13 @@ pub fn encode(out: &mut BytesMut, id: u64, kind: Kind, body: &impl Message) {
     let _ = body.encode(out);
 }
 
+/// The bytes of the frame `buffer` starts with, as its length prefix
+/// announces them (prefix included); `None` before the prefix arrived.
+pub fn announced(buffer: &[u8]) -> Option<usize> {
+    let prefix = buffer.get(..4)?;
+    Some(4 + u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize)
+}
+
 /// Takes the first complete frame off `buffer`; `Ok(None)` when more
 /// bytes are needed. A body larger than `max_body` is an error before any
 /// of it is buffered, so a peer cannot make this side allocate more than

@@ -14,8 +14,10 @@
 //! 3. each request takes a permit of the node's internode in-flight limit
 //!    (`max_peer_requests_in_flight`, shared with the gRPC service, held
 //!    until it is answered) and its body's bytes of the byte budget
-//!    (`max_peer_bytes_in_flight_mb`, the same), and one of its
-//!    connection's own bound of as
+//!    (`max_peer_bytes_in_flight_mb`, the same; a frame larger than a read
+//!    chunk takes them as soon as its length prefix arrives, and a
+//!    connection whose next frame does not fit the budget is closed), and
+//!    one of its connection's own bound of as
 //!    many (held until its answer is written), then runs as its own task
 //!    with the internode deadline; with either exhausted it is answered
 //!    `overloaded` at once, so the reader never stops reading (and
@@ -83,6 +85,8 @@ pub struct FramedServer {
     max_message: usize,
     /// Internode TLS (client certificates required); `None`: plaintext.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// Longest wait for a new connection's version byte and TLS handshake.
+    handshake: Duration,
     /// Writes and reads served.
     served: Served,
 }
@@ -100,6 +104,7 @@ impl FramedServer {
             deadline,
             max_message,
             tls: None,
+            handshake: HANDSHAKE_TIMEOUT,
             served: Served::over("framed"),
         }
     }
@@ -109,11 +114,18 @@ impl FramedServer {
         self
     }
 
+    /// Waits at most `handshake` for a new connection's version byte and
+    /// TLS handshake (`tls_handshake_timeout_ms`; 10 s otherwise).
+    pub fn with_handshake_timeout(mut self, handshake: Duration) -> Self {
+        self.handshake = handshake;
+        self
+    }
+
     /// Step 1: the rest of the handshake of a connection whose magic was
     /// read, then the connection's requests until it ends or `stop`.
     async fn serve_connection(self: Arc<Self>, mut io: Connection, stop: CancellationToken) {
         let version = tokio::select! {
-            version = tokio::time::timeout(HANDSHAKE_TIMEOUT, io.read_u8()) => version,
+            version = tokio::time::timeout(self.handshake, io.read_u8()) => version,
             () = stop.cancelled() => return,
         };
         match version {
@@ -131,7 +143,7 @@ impl FramedServer {
             Some(config) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
                 let accepted = tokio::select! {
-                    accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)) => accepted,
+                    accepted = tokio::time::timeout(self.handshake, acceptor.accept(io)) => accepted,
                     () = stop.cancelled() => return,
                 };
                 let stream = match accepted {
@@ -171,6 +183,9 @@ impl FramedServer {
         // can use all of it, and no more.
         let unanswered = Arc::new(Semaphore::new(self.limit.limit()));
         let mut buffer = BytesMut::with_capacity(READ_CHUNK);
+        // The byte budget of the large frame being received, taken when
+        // its length prefix arrives and handed to its request.
+        let mut reserved: Option<OwnedSemaphorePermit> = None;
         // Queues a frame unless the node stops or the connection broke.
         let send = |outgoing: Outgoing| {
             let queue = &queue;
@@ -187,7 +202,26 @@ impl FramedServer {
             loop {
                 let frame = match frame::decode(&mut buffer, self.max_message) {
                     Ok(Some(frame)) => frame,
-                    Ok(None) => break,
+                    Ok(None) => {
+                        // A large frame takes its bytes of the budget
+                        // before the rest of it is read, so connections
+                        // holding partly sent frames cannot grow memory
+                        // past the budget; without them, the connection
+                        // closes.
+                        let large = frame::announced(&buffer).filter(|&n| n > READ_CHUNK);
+                        if let (Some(bytes), None) = (large, &reserved) {
+                            match self.limit.try_acquire_bytes(bytes) {
+                                Ok(permit) => reserved = permit,
+                                Err(why) => {
+                                    let status =
+                                        Status::resource_exhausted(format!("overloaded: {why}"));
+                                    send(Outgoing::new(0, Body::error(&status))).await;
+                                    break 'connection;
+                                }
+                            }
+                        }
+                        break;
+                    }
                     Err(error) => {
                         let status = Status::invalid_argument(error.to_string());
                         send(Outgoing::new(0, Body::error(&status))).await;
@@ -200,9 +234,13 @@ impl FramedServer {
                     }
                     continue;
                 }
+                let held = reserved.take();
                 let admitted = match unanswered.clone().try_acquire_owned() {
                     Ok(own) => self.limit.try_acquire().and_then(|node| {
-                        let bytes = self.limit.try_acquire_bytes(frame.body.len())?;
+                        let bytes = match held {
+                            Some(held) => Some(held),
+                            None => self.limit.try_acquire_bytes(frame.body.len())?,
+                        };
                         Ok((own, (node, bytes)))
                     }),
                     Err(_) => Err(self.limit.refusal()),
