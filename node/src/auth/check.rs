@@ -202,6 +202,12 @@ impl Authenticator {
         if !known {
             self.throttle.give_back(source, user, Instant::now());
         }
+        if !record.confirmed {
+            // Cut off from a quorum of the user's replicas: this node's
+            // copy may miss a `user del` or a demotion, so it grants reads
+            // only, and is not remembered.
+            return Ok(Role::ReadOnly);
+        }
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= MAX_CACHED {
                 cache.clear();

@@ -54,6 +54,10 @@ pub struct UserRecord {
     pub role: Role,
     /// Argon2id hash of the password, PHC string.
     pub hash: String,
+    /// Read at QUORUM. `false`: no quorum of the user's replicas answered
+    /// and this is what one replica (this node's own, first) holds, which
+    /// may miss a later `user del` or role change.
+    pub confirmed: bool,
 }
 
 /// Why a user operation failed.
@@ -157,26 +161,29 @@ impl UserStore {
     }
 
     /// Reads a key at QUORUM, or at ONE when a quorum is not up.
-    async fn read(&self, key: Bytes) -> Result<Option<Bytes>, UserError> {
+    /// `key`'s value at QUORUM, or, with no quorum up, at ONE; the flag
+    /// says whether a quorum answered.
+    async fn read(&self, key: Bytes) -> Result<(Option<Bytes>, bool), UserError> {
         let request = |level| ReadRequest {
             key: key.clone(),
             level,
             timeout: None,
             trace: None,
         };
-        let found = match self
+        let (found, confirmed) = match self
             .coordinator
             .read(request(ConsistencyLevel::Quorum))
             .await
         {
-            Err(CoordinatorError::Unavailable { .. }) => {
+            Err(CoordinatorError::Unavailable { .. }) => (
                 self.coordinator
                     .read(request(ConsistencyLevel::One))
-                    .await?
-            }
-            other => other?,
+                    .await?,
+                false,
+            ),
+            other => (other?, true),
         };
-        Ok(found.map(|r| r.value))
+        Ok((found.map(|r| r.value), confirmed))
     }
 
     async fn write(&self, key: Bytes, value: Option<Bytes>) -> Result<(), UserError> {
@@ -198,11 +205,12 @@ impl UserStore {
     pub async fn get(&self, name: &str) -> Result<Option<UserRecord>, UserError> {
         validate_name(name)?;
         let corrupt = |_| UserError::Corrupt(name.to_owned());
-        let Some(role) = self.read(user_key(name)).await? else {
+        let (Some(role), role_confirmed) = self.read(user_key(name)).await? else {
             return Ok(None);
         };
         let role: StoredRole = serde_json::from_slice(&role).map_err(corrupt)?;
-        let hash = match self.read(password_key(name)).await? {
+        let (hash, hash_confirmed) = self.read(password_key(name)).await?;
+        let hash = match hash {
             Some(bytes) => {
                 serde_json::from_slice::<StoredHash>(&bytes)
                     .map_err(corrupt)?
@@ -215,6 +223,7 @@ impl UserStore {
         Ok(Some(UserRecord {
             role: role.role,
             hash,
+            confirmed: role_confirmed && hash_confirmed,
         }))
     }
 
@@ -229,7 +238,7 @@ impl UserStore {
     }
 
     async fn names(&self) -> Result<BTreeSet<String>, UserError> {
-        Ok(match self.read(Bytes::from_static(USER_INDEX)).await? {
+        Ok(match self.read(Bytes::from_static(USER_INDEX)).await?.0 {
             None => BTreeSet::new(),
             Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
         })
@@ -317,5 +326,64 @@ mod tests {
         assert!(is_reserved(b"\0ringkv/user/alice"));
         assert!(!is_reserved(b"ringkv/user/alice"));
         assert!(!is_reserved(b"\0other"));
+    }
+
+    /// A user store coordinated by node `local` of `sim`, with `down`
+    /// nodes down for it.
+    fn store_on(
+        sim: &Arc<crate::peer::fake::FakeCluster>,
+        local: crate::identity::NodeId,
+        down: &[crate::identity::NodeId],
+    ) -> UserStore {
+        let settings = crate::config::Config::default().coordinator_settings();
+        let down = down.iter().copied().collect();
+        UserStore::new(Arc::new(Coordinator::new(
+            sim.view(local, &down),
+            Arc::new(sim.clone()),
+            Arc::new(crate::clock::HybridClock::default()),
+            settings,
+            None,
+        )))
+    }
+
+    /// Regression (hardening II, item 6): a node cut off from a quorum
+    /// fell back to its own copy of a user and granted the role it held
+    /// there, so a user deleted or demoted elsewhere kept writing on the
+    /// minority side. Now such a copy grants reads only.
+    #[tokio::test]
+    async fn cut_off_from_a_quorum_a_user_may_only_read() {
+        use crate::auth::{Authenticator, Permission};
+        let sim = crate::peer::fake::FakeCluster::balanced(3);
+        let [a, b, c] = [sim.nodes[0], sim.nodes[1], sim.nodes[2]];
+        store_on(&sim, a, &[])
+            .put("writer", "writer password", Role::ReadWrite)
+            .await
+            .expect("added with every node up");
+        let cut_off = store_on(&sim, a, &[b, c]);
+        let record = cut_off.get("writer").await.expect("read").expect("found");
+        assert!(!record.confirmed);
+        let auth = Authenticator::new(cut_off, std::time::Duration::from_secs(60));
+        let role = auth
+            .authenticate("writer", "writer password", None)
+            .await
+            .expect("the password is right");
+        assert!(role.allows(Permission::Read));
+        assert!(!role.allows(Permission::Write), "{role:?}");
+
+        let whole = store_on(&sim, a, &[]);
+        assert!(
+            whole
+                .get("writer")
+                .await
+                .expect("read")
+                .expect("found")
+                .confirmed
+        );
+        let auth = Authenticator::new(whole, std::time::Duration::from_secs(60));
+        let role = auth
+            .authenticate("writer", "writer password", None)
+            .await
+            .expect("right");
+        assert!(role.allows(Permission::Write));
     }
 }
