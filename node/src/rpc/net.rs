@@ -78,12 +78,22 @@ impl Silence {
         false
     }
 
-    /// What a pending read or write of a connection with `silence`
-    /// answers: still pending, or the error once the limit passed.
-    fn pending<T>(silence: &mut Option<Silence>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+    /// What a read or write of a connection with `silence` answers, given
+    /// what the socket answered (`polled`): a result notes that bytes
+    /// moved; a pending one stays pending until the limit passed, then
+    /// fails.
+    fn watch<T>(
+        silence: &mut Option<Silence>,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         let Some(silence) = silence else {
-            return Poll::Pending;
+            return polled;
         };
+        if polled.is_ready() {
+            silence.last = Instant::now();
+            return polled;
+        }
         if !silence.expired(cx) {
             return Poll::Pending;
         }
@@ -167,16 +177,8 @@ impl AsyncRead for Connection {
             return Poll::Ready(Ok(()));
         }
         let this = &mut *self;
-        match Pin::new(&mut *this.io).poll_read(cx, buf) {
-            Poll::Pending => {}
-            ready => {
-                if let Some(silence) = &mut this.silence {
-                    silence.last = Instant::now();
-                }
-                return ready;
-            }
-        }
-        Silence::pending(&mut this.silence, cx)
+        let polled = Pin::new(&mut *this.io).poll_read(cx, buf);
+        Silence::watch(&mut this.silence, cx, polled)
     }
 }
 
@@ -187,15 +189,8 @@ impl AsyncWrite for Connection {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut *this.io).poll_write(cx, buf) {
-            Poll::Pending => Silence::pending(&mut this.silence, cx),
-            ready => {
-                if let Some(silence) = &mut this.silence {
-                    silence.last = Instant::now();
-                }
-                ready
-            }
-        }
+        let polled = Pin::new(&mut *this.io).poll_write(cx, buf);
+        Silence::watch(&mut this.silence, cx, polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -212,15 +207,8 @@ impl AsyncWrite for Connection {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut *this.io).poll_write_vectored(cx, bufs) {
-            Poll::Pending => Silence::pending(&mut this.silence, cx),
-            ready => {
-                if let Some(silence) = &mut this.silence {
-                    silence.last = Instant::now();
-                }
-                ready
-            }
-        }
+        let polled = Pin::new(&mut *this.io).poll_write_vectored(cx, bufs);
+        Silence::watch(&mut this.silence, cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
