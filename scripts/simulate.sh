@@ -5,7 +5,8 @@
 #       sweeps N seeds (default first seed 100000; MIX one of partition,
 #       crash, pause, clock, lossy, mixed; default: each in turn; C a
 #       topology change made during the faults: join, decommission,
-#       removenode or replace; default none) and lists every failing seed
+#       removenode, replace, or churn (all of them in a row, with restarts);
+#       default none) and lists every failing seed
 #       with the command that replays it;
 #   scripts/simulate.sh --replay SEED --mix MIX [--change C]
 #       runs one seed again and prints its history, event by event;

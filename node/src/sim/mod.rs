@@ -160,6 +160,8 @@ struct Start {
     formed: Rc<std::cell::Cell<Option<Duration>>>,
     /// Hinted handoff on.
     hints: bool,
+    /// Its first start waits until the client releases it (churn).
+    gate: Option<Rc<RefCell<workload::History>>>,
 }
 
 /// Registers node `index` as a turmoil host; restarts run it again on the
@@ -175,6 +177,7 @@ fn add_node(
         late,
         formed,
         hints,
+        gate,
     } = start_as;
     let post = post.clone();
     let store = node.store.clone();
@@ -183,6 +186,7 @@ fn add_node(
     sim.host(node.name.as_str(), move || {
         let (store, offset, post) = (store.clone(), offset.clone(), post.clone());
         let formed = formed.clone();
+        let gate = gate.clone();
         let start = {
             let mut starts = starts.borrow_mut();
             *starts += 1;
@@ -206,6 +210,13 @@ fn add_node(
                     tokio::time::sleep((formed_at + at).saturating_sub(now)).await;
                 }
                 config.replace = replaces.map(|id| id.to_string()).unwrap_or_default();
+            }
+            if let Some(gate) = gate
+                && start == 1
+            {
+                while !gate.borrow().released.contains(&index) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
             let wall = WallClock::from_fn(move || {
                 simulated_micros().saturating_add(offset.load(Ordering::Relaxed))
@@ -285,6 +296,7 @@ fn run_here(seed: u64, mix: Mix, layout: scenario::Layout, scenario: Scenario) -
     // the change's own protocol (pending writes, strict sources) keeps a
     // quorum of the new replicas holding every acknowledged write.
     let hints = scenario == Scenario::Steady || seed.is_multiple_of(2);
+    let history = Rc::new(RefCell::new(workload::History::default()));
     for (index, node) in cluster.iter().enumerate() {
         let late = layout
             .late
@@ -294,10 +306,10 @@ fn run_here(seed: u64, mix: Mix, layout: scenario::Layout, scenario: Scenario) -
             late,
             formed: formed.clone(),
             hints,
+            gate: layout.gated.contains(&index).then(|| history.clone()),
         };
         add_node(&mut sim, seed, (node, index), &post, start);
     }
-    let history = Rc::new(RefCell::new(workload::History::default()));
     let ids = cluster.iter().map(|n| n.id.to_string()).collect();
     sim.client(
         "client",
@@ -339,6 +351,20 @@ fn run_here(seed: u64, mix: Mix, layout: scenario::Layout, scenario: Scenario) -
                 .borrow_mut()
                 .record(now, format!("n{node} killed for good"));
             killed = true;
+        }
+        // Restarts and kills the client asked for (churn).
+        let (restarts, kills) = {
+            let mut history = history.borrow_mut();
+            (
+                std::mem::take(&mut history.restart),
+                std::mem::take(&mut history.kill),
+            )
+        };
+        for node in restarts {
+            sim.bounce(cluster[node].name.as_str());
+        }
+        for node in kills {
+            sim.crash(cluster[node].name.as_str());
         }
         let over = history.borrow().faults_over;
         driver.advance(&mut sim, now, over, &mut history.borrow_mut());

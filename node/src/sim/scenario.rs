@@ -1,5 +1,6 @@
 //! Topology changes a run makes while its faults happen: a node joins, one
-//! decommissions, a dead one is removed, or a dead one is replaced.
+//! decommissions, a dead one is removed, a dead one is replaced, or all of
+//! these in a row with restarts between them (churn).
 //!
 //! The node a change is about, and a node that starts late (a joiner, a
 //! replacer), take no faults and coordinate no client requests: the faults
@@ -27,6 +28,10 @@ pub enum Scenario {
     RemoveNode,
     /// One of four nodes dies and a new node replaces it.
     Replace,
+    /// Three nodes, then in a row: n3 joins and restarts three times, n4
+    /// joins, n3 decommissions, n4 restarts twice, n5 joins, n4 dies and
+    /// is removed.
+    Churn,
 }
 
 /// What each node of a run does.
@@ -41,16 +46,19 @@ pub struct Layout {
     pub late: Option<(usize, Duration, Option<usize>)>,
     /// A node killed for good this long after the cluster formed.
     pub killed: Option<(usize, Duration)>,
+    /// Nodes that start only when the client says so (churn).
+    pub gated: Vec<usize>,
     /// The nodes of the cluster at the end.
     pub final_nodes: Vec<usize>,
 }
 
 impl Scenario {
-    pub const CHANGES: [Scenario; 4] = [
+    pub const CHANGES: [Scenario; 5] = [
         Scenario::Join,
         Scenario::Decommission,
         Scenario::RemoveNode,
         Scenario::Replace,
+        Scenario::Churn,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +68,7 @@ impl Scenario {
             Scenario::Decommission => "decommission",
             Scenario::RemoveNode => "removenode",
             Scenario::Replace => "replace",
+            Scenario::Churn => "churn",
         }
     }
 
@@ -79,6 +88,7 @@ impl Scenario {
                 stable: nodes,
                 late: None,
                 killed: None,
+                gated: Vec::new(),
                 final_nodes: (0..nodes).collect(),
             },
             Scenario::Join => Layout {
@@ -86,6 +96,7 @@ impl Scenario {
                 stable: 3,
                 late: Some((3, CHANGE_AT, None)),
                 killed: None,
+                gated: Vec::new(),
                 final_nodes: vec![0, 1, 2, 3],
             },
             Scenario::Decommission | Scenario::RemoveNode => Layout {
@@ -93,6 +104,7 @@ impl Scenario {
                 stable: 3,
                 late: None,
                 killed: (self == Scenario::RemoveNode).then_some((3, CHANGE_AT)),
+                gated: Vec::new(),
                 final_nodes: vec![0, 1, 2],
             },
             Scenario::Replace => Layout {
@@ -100,7 +112,16 @@ impl Scenario {
                 stable: 3,
                 late: Some((4, CHANGE_AT + AFTER_DEATH, Some(3))),
                 killed: Some((3, CHANGE_AT)),
+                gated: Vec::new(),
                 final_nodes: vec![0, 1, 2, 4],
+            },
+            Scenario::Churn => Layout {
+                hosts: 6,
+                stable: 3,
+                late: None,
+                killed: None,
+                gated: vec![3, 4, 5],
+                final_nodes: vec![0, 1, 2, 5],
             },
         }
     }

@@ -65,6 +65,11 @@ fn seeds_with_a_replace() {
     ci_change(Scenario::Replace);
 }
 
+#[test]
+fn seeds_with_churn() {
+    ci_change(Scenario::Churn);
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }

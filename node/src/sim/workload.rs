@@ -15,8 +15,11 @@
 //!   clocks say (checked in runs without crashes, which lose acknowledged
 //!   writes on a replica and with them what orders v2 after v1);
 //! - deletes: write a key, then delete it; it must stay deleted.
+//!
+//! In runs with a topology change, cleanups run through the stable nodes
+//! at random moments beside it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -84,6 +87,12 @@ pub struct History {
     pub crashed: bool,
     /// Invariants the clients saw broken.
     pub violations: Vec<String>,
+    /// Gated nodes the client let start (churn).
+    pub released: BTreeSet<usize>,
+    /// Nodes the client asks to restart, or to kill for good (churn);
+    /// the simulation's loop takes them.
+    pub restart: Vec<usize>,
+    pub kill: Vec<usize>,
 }
 
 impl History {
@@ -254,6 +263,20 @@ impl Api {
         done
     }
 
+    /// A cleanup through `node` (deleting the ranges it does not
+    /// replicate), with what it answered recorded.
+    async fn cleanup(&self, node: usize) {
+        let mut admin = self.admin[node].clone();
+        let shown = match call(admin.cleanup(pb::CleanupRequest {})).await {
+            Answer::Ok(done) => format!(
+                "ok, {} ranges, {} keys deleted",
+                done.ranges, done.keys_deleted
+            ),
+            Answer::Failed(why) => why,
+        };
+        self.record(format!("cleanup via n{node}: {shown}"));
+    }
+
     /// Polls every `poll` until each of the `nodes` sees all of them up
     /// and NORMAL; false if that has not happened within `limit`.
     async fn ring_formed(&self, nodes: &[usize], limit: Duration, poll: Duration) -> bool {
@@ -345,6 +368,58 @@ impl Api {
     }
 }
 
+/// How long churn waits for a step's ring to form.
+const CHURN_STEP: Duration = Duration::from_secs(60);
+/// Restarts of a node during churn are this far apart.
+const CHURN_RESTART_GAP: Duration = Duration::from_millis(1_500);
+
+/// The churn scenario's steps, from the client side (see `scenario`);
+/// true once every step is done.
+async fn churn(api: &Api, ids: &[String], formed: Duration) -> bool {
+    let limit = Duration::from_secs(150);
+    let poll = Duration::from_millis(500);
+    let step = |what: &str| api.record(format!("churn: {what}"));
+    let start = |node: usize| {
+        api.history.borrow_mut().released.insert(node);
+        step(&format!("n{node} starts"));
+    };
+    let restart = |node: usize| {
+        api.history.borrow_mut().restart.push(node);
+        step(&format!("n{node} restarts"));
+    };
+    tokio::time::sleep((formed + CHANGE_AT).saturating_sub(now())).await;
+    start(3);
+    if !api.ring_formed(&[0, 1, 2, 3], CHURN_STEP, poll).await {
+        return false;
+    }
+    for _ in 0..3 {
+        restart(3);
+        tokio::time::sleep(CHURN_RESTART_GAP).await;
+    }
+    if !api.ring_formed(&[0, 1, 2, 3], CHURN_STEP, poll).await {
+        return false;
+    }
+    start(4);
+    if !api.ring_formed(&[0, 1, 2, 3, 4], CHURN_STEP, poll).await
+        || !api.change("decommission", 3, 3, limit).await
+    {
+        return false;
+    }
+    for _ in 0..2 {
+        restart(4);
+        tokio::time::sleep(CHURN_RESTART_GAP).await;
+    }
+    start(5);
+    if !api.ring_formed(&[0, 1, 2, 4, 5], CHURN_STEP, poll).await {
+        return false;
+    }
+    api.history.borrow_mut().kill.push(4);
+    step("n4 killed for good");
+    tokio::time::sleep(AFTER_DEATH).await;
+    api.change(&format!("removenode {}", ids[4]), 0, 4, limit)
+        .await
+}
+
 /// The topology change of the run (see `scenario`), from the client
 /// side; true once it is done.
 async fn change(
@@ -369,15 +444,35 @@ async fn change(
             api.change(&format!("removenode {}", ids[dead]), 0, dead, limit)
                 .await
         }
+        Scenario::Churn => churn(api, ids, formed).await,
+    }
+}
+
+/// Cleanups through every stable node at random moments while the fault
+/// phase lasts and the topology change runs (until `done`): a cleanup
+/// must never delete what the change streams in or what is written
+/// meanwhile.
+async fn cleanups(api: &Api, seed: u64, layout: &Layout, until: Duration, done: &Cell<bool>) {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xc1ea_4eed);
+    while now() < until || !done.get() {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
+        let all = (0..layout.stable).map(|node| api.cleanup(node));
+        futures::future::join_all(all).await;
     }
 }
 
 /// One client's operations during the fault phase (until `until`),
 /// through nodes `0..nodes`.
-async fn client(api: Rc<Api>, seed: u64, me: usize, nodes: usize, until: Duration) {
+async fn client(
+    api: Rc<Api>,
+    seed: u64,
+    me: usize,
+    nodes: usize,
+    (until, done): (Duration, Option<&Cell<bool>>),
+) {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(me as u64));
     let mut n = 0u64;
-    while now() < until {
+    while now() < until || done.is_some_and(|done| !done.get()) {
         n += 1;
         let node = rng.random_range(0..nodes);
         let roll = rng.random_range(0..100);
@@ -579,6 +674,7 @@ pub async fn run(
     // The cluster forms: wait until every node serves and sees the others.
     let initial: Vec<usize> = (0..layout.hosts)
         .filter(|i| layout.late.is_none_or(|(late, _, _)| late != *i))
+        .filter(|i| !layout.gated.contains(i))
         .collect();
     if !api
         .ring_formed(
@@ -596,16 +692,32 @@ pub async fn run(
     let formed = now();
     history.borrow_mut().formed_at = Some(formed);
     api.record("cluster formed".into());
-    let clients =
-        (0..CLIENTS).map(|me| client(api.clone(), seed, me, layout.stable, formed + FAULTS_UNTIL));
+    let done = Cell::new(false);
+    // Churn keeps the clients going until its last step; the fault
+    // schedule still ends with the fault phase.
+    let churning = (scenario == Scenario::Churn).then_some(&done);
+    let clients = (0..CLIENTS).map(|me| {
+        let until = (formed + FAULTS_UNTIL, churning);
+        client(api.clone(), seed, me, layout.stable, until)
+    });
     // The fault phase ends with the clients; a change may go on past it.
     let clients = async {
         futures::future::join_all(clients).await;
         history.borrow_mut().faults_over = true;
         api.record("faults over".into());
     };
-    let changing = change(&api, scenario, &layout, &ids, formed);
-    let ((), changed) = futures::join!(clients, changing);
+    let changing = async {
+        let changed = change(&api, scenario, &layout, &ids, formed).await;
+        done.set(true);
+        changed
+    };
+    // Topology runs clean up beside the change.
+    let cleaning = async {
+        if scenario != Scenario::Steady {
+            cleanups(&api, seed, &layout, formed + FAULTS_UNTIL, &done).await;
+        }
+    };
+    let ((), changed, ()) = futures::join!(clients, changing, cleaning);
     while !history.borrow().healed {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -78,10 +78,28 @@ pub trait Storage: Send + Sync + 'static {
         limit: BatchLimit,
     ) -> Result<ScanPage>;
 
-    /// Deletes every stored key whose token is in `range` (range deletes,
-    /// then a compaction of the range so the space comes back), returning
-    /// what went. Blocking.
-    fn delete_range(&self, range: TokenRange) -> Result<Deleted>;
+    /// Deletes every stored key whose token is in `range` if `decide`,
+    /// called once, says so (range deletes, then a compaction of the range
+    /// so the space comes back), returning what went; `None` (nothing
+    /// deleted) when `decide` said no. Blocking.
+    ///
+    /// `decide` and the delete are one step as far as writes are
+    /// concerned: every write either returned before `decide` was called
+    /// (and is deleted) or is stored after the delete (and kept). A caller
+    /// that checks in `decide` that the range is still not its own can
+    /// therefore never delete a row written after it decided, however long
+    /// the delete takes (cleanup beside a topology change that streams the
+    /// range back).
+    fn delete_range_if(
+        &self,
+        range: TokenRange,
+        decide: &dyn Fn() -> bool,
+    ) -> Result<Option<Deleted>>;
+
+    /// [`delete_range_if`](Self::delete_range_if) without a condition.
+    fn delete_range(&self, range: TokenRange) -> Result<Deleted> {
+        Ok(self.delete_range_if(range, &|| true)?.unwrap_or_default())
+    }
 
     /// Stores a hint (`hints` column family).
     fn hint_put(&self, key: &[u8], value: &[u8]) -> Result<()>;

@@ -189,8 +189,17 @@ impl Storage for MemoryStorage {
         Ok(page)
     }
 
-    fn delete_range(&self, range: TokenRange) -> Result<Deleted> {
+    fn delete_range_if(
+        &self,
+        range: TokenRange,
+        decide: &dyn Fn() -> bool,
+    ) -> Result<Option<Deleted>> {
+        // Writes take this lock too: none lands between the decision and
+        // the delete.
         let mut data = self.data.lock().map_err(poisoned)?;
+        if !decide() {
+            return Ok(None);
+        }
         let mut doomed = Vec::new();
         for (first, last) in super::rocks::pieces(range) {
             for stored in data
@@ -211,7 +220,7 @@ impl Storage for MemoryStorage {
                     (stored.len() - key::TOKEN_PREFIX_LEN + cell.encode().len()) as u64;
             }
         }
-        Ok(deleted)
+        Ok(Some(deleted))
     }
 
     fn hint_put(&self, key: &[u8], value: &[u8]) -> Result<()> {

@@ -29,7 +29,7 @@ use rocksdb::compaction_filter::Decision;
 use rocksdb::{
     BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamily, ColumnFamilyDescriptor,
     CompactOptions, DB, DBCompressionType, DataBlockIndexType, Direction, IteratorMode,
-    MergeOperands, Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions,
+    MergeOperands, Options, ReadOptions, Snapshot, WriteBatch, WriteBufferManager, WriteOptions,
 };
 
 use super::batch::BatchLimit;
@@ -93,6 +93,10 @@ impl Default for RocksConfig {
 /// takes the lock shared: one uncontended atomic.
 pub struct RocksStorage {
     db: RwLock<Opened>,
+    /// Data writes hold it shared; [`Storage::delete_range_if`] holds it
+    /// alone while it decides and writes its range deletes, so no write
+    /// lands between the two.
+    fence: RwLock<()>,
     path: PathBuf,
     config: RocksConfig,
     health: Arc<DiskHealth>,
@@ -126,6 +130,7 @@ impl RocksStorage {
         let db = open_db(path, config, false)?;
         Ok(Self {
             db: RwLock::new(Opened::Writable(db)),
+            fence: RwLock::new(()),
             path: path.to_path_buf(),
             config: config.clone(),
             health: Arc::new(DiskHealth::default()),
@@ -374,12 +379,48 @@ pub(super) fn pieces(range: TokenRange) -> Vec<(Token, Token)> {
     }
 }
 
+fn fence_poisoned() -> StorageError {
+    StorageError::Task("rocksdb write fence poisoned".into())
+}
+
+/// Visits every stored key of `range` in token order, as `snapshot` (or,
+/// without one, the latest state) shows it.
+fn scan_data(
+    db: &DB,
+    range: TokenRange,
+    snapshot: Option<&Snapshot<'_>>,
+    visit: &mut ScanVisitor<'_>,
+) -> Result<()> {
+    let data = cf(db, CF_DATA)?;
+    for (first, last) in pieces(range) {
+        let from = first.to_ordered_bytes();
+        let mut opts = ReadOptions::default();
+        if let Some(snapshot) = snapshot {
+            opts.set_snapshot(snapshot);
+        }
+        // Stop at the first key past the piece (exclusive bound).
+        if last < Token::MAX {
+            opts.set_iterate_upper_bound(Token(last.0 + 1).to_ordered_bytes().to_vec());
+        }
+        let iter = db.iterator_cf_opt(data, opts, IteratorMode::From(&from, Direction::Forward));
+        for entry in iter {
+            let (stored_key, value) = entry?;
+            let Some((token, key)) = key::decode_data_key(&stored_key) else {
+                continue;
+            };
+            visit(token, key, &value);
+        }
+    }
+    Ok(())
+}
+
 impl Storage for RocksStorage {
     fn write(&self, token: Token, key: &[u8], cell: &Cell, sync: bool) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
         let stored_key = key::data_key(token, key);
         self.writing(|db| {
+            let _fence = self.fence.read().map_err(|_| fence_poisoned())?;
             Ok(db.merge_cf_opt(cf(db, CF_DATA)?, stored_key, cell.encode(), &opts)?)
         })
     }
@@ -393,27 +434,7 @@ impl Storage for RocksStorage {
     }
 
     fn scan(&self, range: TokenRange, visit: &mut ScanVisitor<'_>) -> Result<()> {
-        self.reading(|db| {
-            let data = cf(db, CF_DATA)?;
-            for (first, last) in pieces(range) {
-                let from = first.to_ordered_bytes();
-                let mut opts = ReadOptions::default();
-                // Stop at the first key past the piece (exclusive bound).
-                if last < Token::MAX {
-                    opts.set_iterate_upper_bound(Token(last.0 + 1).to_ordered_bytes().to_vec());
-                }
-                let iter =
-                    db.iterator_cf_opt(data, opts, IteratorMode::From(&from, Direction::Forward));
-                for entry in iter {
-                    let (stored_key, value) = entry?;
-                    let Some((token, key)) = key::decode_data_key(&stored_key) else {
-                        continue;
-                    };
-                    visit(token, key, &value);
-                }
-            }
-            Ok(())
-        })
+        self.reading(|db| scan_data(db, range, None, visit))
     }
 
     fn scan_page(
@@ -453,39 +474,57 @@ impl Storage for RocksStorage {
         })
     }
 
-    fn delete_range(&self, range: TokenRange) -> Result<Deleted> {
-        let mut deleted = Deleted::default();
-        self.scan(range, &mut |_, key, cell| {
-            deleted.keys += 1;
-            deleted.bytes += (key.len() + cell.len()) as u64;
-        })?;
+    fn delete_range_if(
+        &self,
+        range: TokenRange,
+        decide: &dyn Fn() -> bool,
+    ) -> Result<Option<Deleted>> {
         self.writing(|db| {
             let data = cf(db, CF_DATA)?;
-            let mut batch = WriteBatch::default();
             let mut bounds = Vec::new();
-            for (first, last) in pieces(range) {
-                let from = first.to_ordered_bytes();
-                if last < Token::MAX {
-                    let to = Token(last.0 + 1).to_ordered_bytes();
-                    batch.delete_range_cf(data, from, to);
-                    bounds.push((from, Some(to)));
-                } else {
-                    // No bound lies past the largest token: delete up to
-                    // it, then that token's keys one by one.
-                    let top = Token::MAX.to_ordered_bytes();
-                    batch.delete_range_cf(data, from, top);
-                    for entry in db.iterator_cf(data, IteratorMode::From(&top, Direction::Forward))
-                    {
-                        batch.delete_cf(data, entry?.0);
-                    }
-                    bounds.push((from, None));
+            let before = {
+                let _fence = self.fence.write().map_err(|_| fence_poisoned())?;
+                if !decide() {
+                    return Ok(None);
                 }
-            }
-            db.write(batch)?;
+                // No write runs while the fence is held: the snapshot
+                // holds exactly what the range deletes below remove.
+                let before = db.snapshot();
+                let mut batch = WriteBatch::default();
+                for (first, last) in pieces(range) {
+                    let from = first.to_ordered_bytes();
+                    if last < Token::MAX {
+                        let to = Token(last.0 + 1).to_ordered_bytes();
+                        batch.delete_range_cf(data, from, to);
+                        bounds.push((from, Some(to)));
+                    } else {
+                        // No bound lies past the largest token: delete up
+                        // to it, then that token's keys one by one.
+                        let top = Token::MAX.to_ordered_bytes();
+                        batch.delete_range_cf(data, from, top);
+                        for entry in
+                            db.iterator_cf(data, IteratorMode::From(&top, Direction::Forward))
+                        {
+                            batch.delete_cf(data, entry?.0);
+                        }
+                        bounds.push((from, None));
+                    }
+                }
+                db.write(batch)?;
+                before
+            };
+            // Counted after the fence is released, from the snapshot: what
+            // went, without holding writes up for a scan.
+            let mut deleted = Deleted::default();
+            scan_data(db, range, Some(&before), &mut |_, key, cell| {
+                deleted.keys += 1;
+                deleted.bytes += (key.len() + cell.len()) as u64;
+            })?;
+            drop(before);
             for (from, to) in bounds {
                 db.compact_range_cf(data, Some(from), to);
             }
-            Ok(deleted)
+            Ok(Some(deleted))
         })
     }
 

@@ -247,6 +247,60 @@ fn paging_and_range_delete_suite(s: &dyn Storage) {
     }
 }
 
+/// A conditional range delete deletes nothing when its condition says no,
+/// and never a write that arrives once the condition has been asked, even
+/// while the delete is still deciding.
+///
+/// Regression: cleanup decided a range was not this node's, then scanned
+/// it and wrote its range deletes; a row that a topology change started
+/// meanwhile streamed in between was deleted with the rest.
+fn conditional_delete_suite(s: std::sync::Arc<dyn Storage>) {
+    use crate::ring::TokenRange;
+    use std::sync::mpsc;
+    let doomed = TokenRange::new(
+        Token(6_000_000_000_000_000_000),
+        Token(-6_000_000_000_000_000_000),
+    );
+    let inside = |prefix: &str| {
+        (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .find(|k| doomed.contains(Token::of(k.as_bytes())))
+            .expect("a key in the range")
+    };
+    let (old, late) = (inside("old"), inside("late"));
+    put(s.as_ref(), &old, &live(1, "old"));
+
+    assert_eq!(s.delete_range_if(doomed, &|| false).expect("delete"), None);
+    assert!(get(s.as_ref(), &old).is_some(), "refused: nothing deleted");
+
+    let (asked, wait) = mpsc::channel();
+    let writer = {
+        let s = s.clone();
+        let late = late.clone();
+        std::thread::spawn(move || {
+            wait.recv().expect("asked");
+            put(s.as_ref(), &late, &live(2, "late"));
+        })
+    };
+    let deleted = s
+        .delete_range_if(doomed, &|| {
+            asked.send(()).expect("writer waits");
+            // The writer runs now; the delete still has to be written.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            true
+        })
+        .expect("delete")
+        .expect("decided to delete");
+    writer.join().expect("writer");
+    assert_eq!(deleted.keys, 1, "only what was there when it decided");
+    assert_eq!(get(s.as_ref(), &old), None);
+    assert_eq!(
+        get(s.as_ref(), &late),
+        Some(live(2, "late")),
+        "a write that arrived after the decision survives the delete"
+    );
+}
+
 fn rocks(dir: &tempfile::TempDir, gc_grace_seconds: u64) -> RocksStorage {
     let config = RocksConfig {
         gc_grace_seconds,
@@ -262,6 +316,7 @@ fn memory_engine_behaves() {
     paging_and_range_delete_suite(&MemoryStorage::default());
     compaction_suite(&MemoryStorage::new(0));
     compaction_keeps_recent_tombstones(&MemoryStorage::new(3600));
+    conditional_delete_suite(std::sync::Arc::new(MemoryStorage::default()));
 }
 
 #[test]
@@ -276,6 +331,8 @@ fn rocksdb_engine_behaves() {
     compaction_suite(&rocks(&dir, 0));
     let dir = tempfile::tempdir().expect("tempdir");
     compaction_keeps_recent_tombstones(&rocks(&dir, 3600));
+    let dir = tempfile::tempdir().expect("tempdir");
+    conditional_delete_suite(std::sync::Arc::new(rocks(&dir, 3600)));
 }
 
 #[test]

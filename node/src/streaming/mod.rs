@@ -45,6 +45,14 @@
 //! `join_timeout_ms`). The rule is checked against gossip, not agreed by
 //! consensus (CAVEATS).
 //!
+//! Cleanup deletes the ranges this node does not replicate, range by
+//! range. For each, the decision (no change in progress in this node's
+//! view, the ring it started from unchanged) and the range delete are one
+//! step for the store (`Storage::delete_range_if`): a row written after the
+//! decision is never deleted. A change started meanwhile cannot stream into
+//! this node before this node has seen it (step 3 waits for every live
+//! node), and once it has, the next decision refuses.
+//!
 //! CAVEATS:
 //! - The one-at-a-time rule rests on gossip and the failure detector, not
 //!   on consensus: a node partitioned away (seen down) during another's
@@ -61,6 +69,11 @@
 //! - Removenode relays every range through the node that runs it.
 //! - A restarted node routes by the view it remembers (phases included)
 //!   until gossip reaches it, which takes about a round.
+//! - A node that a change's driver sees down takes no part in the
+//!   change's agreement; should it run cleanup in the moment between
+//!   coming back and hearing of the change, it may delete rows the change
+//!   wrote or streamed to it before that (another replica still holds
+//!   them; repair brings them back).
 //! - Removed node ids are gossiped as a list of at most
 //!   `keys::MAX_REMOVED`; past that many removals a node started afresh may
 //!   not learn of the oldest.
@@ -761,16 +774,27 @@ impl Topology {
             ..CleanupReport::default()
         };
         for range in unowned {
-            // A change that started meanwhile may stream into these ranges.
-            let now = self.membership.view();
-            if now.transition().is_some() || !Arc::ptr_eq(now.ring(), ring) {
+            // A change that started meanwhile may stream into these ranges
+            // or send this node writes for them: decide range by range, in
+            // the same step as the delete as far as writes are concerned
+            // (`delete_range_if`), so that nothing written after the
+            // decision is deleted.
+            let engine = self.store.engine().clone();
+            let (membership, ring) = (self.membership.clone(), ring.clone());
+            let deleted = crate::storage::blocking(move || {
+                engine.delete_range_if(range, &|| {
+                    let now = membership.view();
+                    now.transition().is_none() && Arc::ptr_eq(now.ring(), &ring)
+                })
+            })
+            .await??;
+            let Some(deleted) = deleted else {
+                let now = self.membership.view();
                 return Err(TopologyError::InProgress(
                     change_in_progress(&now, self.local)
                         .unwrap_or_else(|| "the ring changed during cleanup".into()),
                 ));
-            }
-            let engine = self.store.engine().clone();
-            let deleted = crate::storage::blocking(move || engine.delete_range(range)).await??;
+            };
             report.deleted.keys += deleted.keys;
             report.deleted.bytes += deleted.bytes;
         }
