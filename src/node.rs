@@ -82,6 +82,9 @@ pub struct NodeOptions {
     /// The certificates of a node with TLS on ([`NodeOptions::tls`]): the
     /// harness reaches its internode API with the node certificate.
     pub certs: Option<PathBuf>,
+    /// The process's open-file limit (soft, hard), set with `prlimit`;
+    /// `None` inherits the harness's.
+    pub open_files: Option<(u64, u64)>,
 }
 
 impl NodeOptions {
@@ -95,7 +98,14 @@ impl NodeOptions {
             client_tls: None,
             credentials: None,
             certs: None,
+            open_files: None,
         }
+    }
+
+    /// Starts the node with this open-file limit (soft, hard).
+    pub fn open_files(mut self, soft: u64, hard: u64) -> Self {
+        self.open_files = Some((soft, hard));
+        self
     }
 
     /// Authentication on, with the first admin `admin` and `password`; the
@@ -208,7 +218,16 @@ impl TestNode {
 
     /// The command line of this node.
     fn command(&self) -> Command {
-        let mut command = Command::new(binary("ringkv-node"));
+        let mut command = match self.options.open_files {
+            Some((soft, hard)) => {
+                let mut command = Command::new("prlimit");
+                command
+                    .arg(format!("--nofile={soft}:{hard}"))
+                    .arg(binary("ringkv-node"));
+                command
+            }
+            None => Command::new(binary("ringkv-node")),
+        };
         command
             .arg("--node-name")
             .arg(&self.options.name)

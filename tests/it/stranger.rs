@@ -323,6 +323,67 @@ async fn connections_past_the_caps_are_closed_and_a_writer_keeps_writing() {
     }
 }
 
+/// Issue item 7: the node never raised its open-file limit, so under a
+/// soft limit of 1024 (a login shell's) the client and RESP ports' caps
+/// let sockets take every descriptor, and the store could not open its
+/// next WAL or table file: the disk turned unwritable. Now the node raises
+/// the soft limit to the hard one and caps the store's open files below
+/// what the connection caps leave; a writer keeps writing, through
+/// memtable flushes, while both ports hold connections past their caps.
+#[tokio::test]
+async fn connections_at_their_caps_leave_the_store_its_files() {
+    // This process holds the connections: it needs the descriptors too.
+    let (_, hard) = rlimit::Resource::NOFILE.get().expect("getrlimit");
+    rlimit::Resource::NOFILE
+        .set(hard, hard)
+        .expect("raise this process's open-file limit");
+    let hard = hard.min(65_536);
+    assert!(
+        hard >= 4_096,
+        "the test needs a hard open-file limit of 4096"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(
+        dir.path(),
+        NodeOptions::new("n1")
+            .open_files(1024, hard)
+            .arg("--memtable-mb", "4"),
+    )
+    .await
+    .expect("node");
+    let pid = node.pid().expect("running");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    assert_eq!(
+        open_files.split_whitespace().nth(3),
+        Some(hard.to_string().as_str()),
+        "soft limit raised to the hard one: {open_files}"
+    );
+
+    let writer = node.direct_client().await;
+    let one = WriteOptions::default().consistency(Consistency::One);
+    writer.put_with("before", "v", &one).await.expect("write");
+    let mut held = silent_connections(node.ports.client, 1_100).await;
+    held.extend(silent_connections(node.ports.resp, 1_100).await);
+    // 24 MiB through a 4 MiB memtable: several flushes and new WALs, each
+    // a file to open while the sockets are held.
+    let value = Bytes::from(vec![b'x'; 64 << 10]);
+    let mut seen = Seen::default();
+    for i in 0..384 {
+        let put = writer.put_with(format!("during-{i}"), value.clone(), &one);
+        seen.time("the writer while both ports hold their caps", put)
+            .await;
+    }
+    seen.report("1,100 connections to each of the client and RESP ports under a soft limit of 1024 (64 KiB puts)");
+    let writable = node.metric("ringkv_disk_writable").await.expect("metrics");
+    assert_eq!(writable, 1.0, "the store still accepts writes");
+    drop(held);
+    writer.put_with("after", "v", &one).await.expect("write");
+}
+
 /// Issue item 7: a TLS handshake that never finished held its connection
 /// forever. Now it is closed after `tls_handshake_timeout_ms`.
 #[tokio::test]

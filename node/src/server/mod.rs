@@ -37,6 +37,7 @@ mod addresses;
 mod announce;
 mod clocks;
 mod console;
+mod files;
 mod gauges;
 mod http;
 mod lifecycle;

@@ -843,6 +843,15 @@ fn open_rocksdb(config: &Config) -> anyhow::Result<(Arc<dyn Storage>, Arc<DiskHe
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let db_path = config.data_dir.join("db");
+    let connections = [
+        config.max_client_connections,
+        config.max_peer_connections,
+        config.max_http_connections,
+        config.resp_max_clients,
+    ]
+    .into_iter()
+    .fold(0u64, u64::saturating_add);
+    let files = super::files::budget(connections);
     let rocks_config = RocksConfig {
         gc_grace_seconds: config.gc_grace_seconds,
         block_cache_bytes: config.block_cache_bytes(),
@@ -850,6 +859,7 @@ fn open_rocksdb(config: &Config) -> anyhow::Result<(Arc<dyn Storage>, Arc<DiskHe
         background_jobs: config.storage_background_jobs as usize,
         memtable_bloom: config.memtable_bloom,
         block_hash_index: config.block_hash_index,
+        max_open_files: files.max_open_files(),
     };
     let rocks = RocksStorage::open(&db_path, &rocks_config)
         .with_context(|| format!("cannot open the store in {}", db_path.display()))?;

@@ -70,6 +70,8 @@ pub struct RocksConfig {
     pub memtable_bloom: bool,
     /// A hash index in each data block beside the binary one.
     pub block_hash_index: bool,
+    /// Most files RocksDB keeps open (its table files); -1: no bound.
+    pub max_open_files: i32,
 }
 
 impl Default for RocksConfig {
@@ -81,6 +83,7 @@ impl Default for RocksConfig {
             background_jobs: 0,
             memtable_bloom: false,
             block_hash_index: false,
+            max_open_files: -1,
         }
     }
 }
@@ -276,6 +279,7 @@ fn open_db(path: &Path, config: &RocksConfig, read_only: bool) -> Result<DB> {
         jobs => jobs,
     };
     db_opts.set_max_background_jobs(i32::try_from(jobs).unwrap_or(2));
+    db_opts.set_max_open_files(config.max_open_files);
     db_opts.set_keep_log_file_num(4);
     db_opts.set_max_log_file_size(16 << 20);
     db_opts.set_bytes_per_sync(1 << 20);
