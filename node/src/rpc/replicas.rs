@@ -15,8 +15,9 @@
 //! instead of holding them (and whatever waits on them: hint replay, a
 //! repair holding its lock) forever.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ use super::replica_metrics::{PeerCalls, ReplicaMetrics};
 use crate::console::history::{CAPACITY, SampleSource};
 use crate::console::sample::Sample;
 use crate::identity::NodeId;
-use crate::membership::ViewHandle;
+use crate::membership::{ClusterView, NodeStatus, ViewHandle};
 use crate::peer::{
     BatchRead, Hash, ReadReply, RepairTransport, ReplicaError, ReplicaTransport, StreamPage,
     WriteAck,
@@ -65,7 +66,10 @@ pub struct NodeTransport {
     framed: Option<ClientSettings>,
     framed_clients: Mutex<HashMap<SocketAddr, Arc<FramedClient>>>,
     /// Latency and errors of replica writes and reads, by peer.
-    metrics: ReplicaMetrics,
+    metrics: Arc<ReplicaMetrics>,
+    /// The topology (`ClusterView::topology`) the tables above were last
+    /// pruned for.
+    pruned_for: AtomicU64,
 }
 
 /// How one call reaches a peer, and where it is counted.
@@ -92,8 +96,53 @@ impl NodeTransport {
             tls: None,
             framed: None,
             framed_clients: Mutex::new(HashMap::new()),
-            metrics: ReplicaMetrics::default(),
+            metrics: Arc::new(ReplicaMetrics::default()),
+            pruned_for: AtomicU64::new(0),
         }
+    }
+
+    /// The latency and error series of replica calls, by peer.
+    pub fn replica_metrics(&self) -> Arc<ReplicaMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Drops the clients and metric handles of peers that are no longer
+    /// members (left, removed), and the clients of addresses no member
+    /// has any more (a peer that moved), whenever the topology changes: a
+    /// cluster with churn would otherwise keep a connection and series for
+    /// every node that ever was. (Keyed by the topology's hash, not the
+    /// view's address, so that the simulation replays.)
+    fn forget_departed(&self, view: &ClusterView) {
+        let topology = view.topology();
+        if self.pruned_for.swap(topology, Ordering::Relaxed) == topology {
+            return;
+        }
+        let member = |id: &NodeId| {
+            view.member(id)
+                .is_some_and(|m| m.status != NodeStatus::Left)
+        };
+        let addrs: HashSet<SocketAddr> = view
+            .members()
+            .filter(|m| member(&m.id))
+            .filter_map(|m| m.peer_addr)
+            .collect();
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.retain(|addr, _| addrs.contains(addr));
+        }
+        if let Ok(mut clients) = self.framed_clients.lock() {
+            clients.retain(|addr, _| addrs.contains(addr));
+        }
+        self.metrics.retain(member);
+    }
+
+    /// How many peer clients are held (gRPC, framed).
+    #[cfg(test)]
+    fn clients_held(&self) -> (usize, usize) {
+        let count = |n: Option<usize>| n.unwrap_or(0);
+        (
+            count(self.clients.lock().ok().map(|c| c.len())),
+            count(self.framed_clients.lock().ok().map(|c| c.len())),
+        )
     }
 
     /// Makes replica writes and reads over the framed protocol with
@@ -125,6 +174,7 @@ impl NodeTransport {
     /// How a replica write or read reaches `node`.
     fn route(&self, node: NodeId) -> Result<Route, ReplicaError> {
         let view = self.view.load();
+        self.forget_departed(&view);
         let member = view.member(&node);
         let addr = member
             .and_then(|m| m.peer_addr)
@@ -149,9 +199,9 @@ impl NodeTransport {
 
     /// The gRPC client of a peer, created on first use.
     fn client(&self, node: NodeId) -> Result<PeerClient<Channel>, ReplicaError> {
-        let addr = self
-            .view
-            .load()
+        let view = self.view.load();
+        self.forget_departed(&view);
+        let addr = view
             .member(&node)
             .and_then(|m| m.peer_addr)
             .ok_or_else(|| no_address(node))?;
@@ -496,5 +546,68 @@ impl RepairTransport for NodeTransport {
                 .map_err(|status| replica_error(&status))?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::Member;
+    use crate::ring::Token;
+    use crate::storage::{MemoryStorage, SyncMode};
+
+    fn member(n: u128, port: u16, status: NodeStatus) -> Member {
+        Member {
+            peer_addr: Some(SocketAddr::from(([127, 0, 0, 1], port))),
+            status,
+            ..Member::normal(NodeId(uuid::Uuid::from_u128(n)), vec![Token(n as i64)])
+        }
+    }
+
+    /// Issue 24 item 8: peer clients (keyed by address) and metric handles
+    /// were kept for every peer that ever was, and a peer's series kept
+    /// the label it had first.
+    #[tokio::test]
+    async fn clients_and_series_of_departed_peers_are_dropped() {
+        let local = NodeId(uuid::Uuid::from_u128(1));
+        let view = |members: Vec<Member>| Arc::new(ClusterView::build(local, 3, members, None));
+        let handle: ViewHandle = Arc::new(arc_swap::ArcSwap::new(view(vec![
+            member(1, 7001, NodeStatus::Normal),
+            member(2, 7002, NodeStatus::Normal),
+            member(3, 7003, NodeStatus::Normal),
+        ])));
+        let store = LocalStore::new(Arc::new(MemoryStorage::default()), SyncMode::Periodic, None);
+        let transport = NodeTransport::new(local, store, handle.clone(), Duration::from_secs(1));
+        for n in [2, 3] {
+            transport
+                .route(NodeId(uuid::Uuid::from_u128(n)))
+                .map(|_| ())
+                .expect("route");
+        }
+        assert_eq!(transport.clients_held(), (2, 0));
+        assert_eq!(transport.metrics.labels().len(), 2);
+
+        // n3 left; n2 moved to another port and was renamed.
+        handle.store(view(vec![
+            member(1, 7001, NodeStatus::Normal),
+            Member {
+                name: "renamed".into(),
+                ..member(2, 7102, NodeStatus::Normal)
+            },
+            member(3, 7003, NodeStatus::Left),
+        ]));
+        transport
+            .route(NodeId(uuid::Uuid::from_u128(2)))
+            .map(|_| ())
+            .expect("route");
+        assert_eq!(
+            transport.clients_held(),
+            (1, 0),
+            "one client, at the new address"
+        );
+        assert_eq!(
+            transport.metrics.labels(),
+            vec![(NodeId(uuid::Uuid::from_u128(2)), "renamed".to_owned())]
+        );
     }
 }

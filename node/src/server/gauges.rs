@@ -16,6 +16,7 @@ use crate::membership::{NodeStatus, ViewHandle};
 use crate::metrics::*;
 use crate::repair::Repairer;
 use crate::rpc::limit::InFlightLimit;
+use crate::rpc::replica_metrics::ReplicaMetrics;
 use crate::rpc::stats::{HintsPending, NodeStats, WorkPool};
 use crate::storage::{DiskHealth, Storage};
 
@@ -29,6 +30,8 @@ pub struct Joined {
     /// Work that outlives requests: replica writes after an early answer,
     /// background read repairs.
     pub background: TaskTracker,
+    /// The replica call series of current peers, kept alive here.
+    pub replicas: Arc<ReplicaMetrics>,
 }
 
 /// Reads the gauges' sources and sets the gauges.
@@ -111,6 +114,7 @@ impl Gauges {
             .set(joined.internode.in_flight() as f64);
         let view = joined.view.load_full();
         name_peers(view.members().map(|m| (&m.id, m.name.as_str())));
+        joined.replicas.keep_alive();
         let (mut up, mut down) = (0u32, 0u32);
         for member in view.members().filter(|m| m.status != NodeStatus::Left) {
             let alive = view.is_alive(&member.id);

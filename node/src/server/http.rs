@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -60,7 +59,7 @@ impl Health {
 /// What `/metrics` renders: the recorder, and the gauges to refresh first.
 #[derive(Clone)]
 pub struct Exporter {
-    pub handle: PrometheusHandle,
+    pub handle: crate::metrics::MetricsHandle,
     pub gauges: Arc<Gauges>,
 }
 

@@ -581,6 +581,7 @@ impl Node {
             repairer: repairer.clone(),
             internode: internode_limit,
             background: self.life.requests.clone(),
+            replicas: transport.replica_metrics(),
         });
         let users = config
             .authentication
