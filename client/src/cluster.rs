@@ -34,8 +34,8 @@ pub struct MemberInfo {
     pub version: String,
     /// The settings every node should share, `name=value;...`.
     pub settings: String,
-    /// The node's gossip generation: when its current run started (Unix
-    /// microseconds).
+    /// The node's gossip generation: its first start at its gossip address
+    /// (Unix microseconds; a restart there keeps it).
     pub generation: u64,
     /// The node's wall clock minus the answering node's, as that node last
     /// measured it (microseconds; 0 for itself); `None` when not measured

@@ -19,7 +19,8 @@ pub struct NodeStats {
     pub version: String,
     /// Seconds since the node started.
     pub uptime_seconds: u64,
-    /// The gossip generation: when this run started (Unix microseconds).
+    /// The gossip generation: the node's first start at its gossip address
+    /// (Unix microseconds); a restart there keeps it.
     pub generation: u64,
     /// Approximate bytes of data stored.
     pub load_bytes: u64,

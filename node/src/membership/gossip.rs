@@ -13,9 +13,19 @@
 //! rebuilds the view whenever the set of live nodes or any node's state
 //! changes, and at every gossip interval.
 //!
-//! A chitchat identity is (node id, generation, gossip address); the
-//! generation is the start time, so a restarted node supersedes its
-//! previous incarnation.
+//! A chitchat identity is (node id, generation, gossip address), and
+//! chitchat keeps the state of a dead identity for [`DEAD_NODE_GRACE`],
+//! gossiping it all along: a new identity per start would leave one dead
+//! entry per restart in every SYN until the digest no longer fits a
+//! datagram and gossip stops (about 850 restarts). So a node restarting at
+//! the same gossip address keeps its identity ([`persist::Incarnation`]):
+//! the generation is that of its first start there, and its gossip state
+//! begins above everything the previous start gossiped (the heartbeat and
+//! every key's version start at the start's wall-clock microseconds, kept
+//! rising across starts), so peers take it as the same node's newer state
+//! at once. Every key is gossiped from the start (empty when unused), so
+//! no value of the previous start lingers. A start at a new address is a
+//! new identity: the old one is dead and stays in gossip for the grace.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -30,7 +40,7 @@ use chitchat::{
 use tokio_util::sync::CancellationToken;
 
 use super::keys;
-use super::persist;
+use super::persist::{self, Incarnation};
 use super::twins::{Twin, TwinWatch};
 use super::view::{ClusterView, GossipEntry, Member};
 use crate::clock::WallClock;
@@ -45,8 +55,9 @@ pub type ViewHandle = Arc<ArcSwap<ClusterView>>;
 /// dead node keeps its place in the ring until it leaves). Nodes that were
 /// running keep a forgotten member anyway (`ClusterView::next`).
 ///
-/// CAVEATS: each restart of a node leaves its previous generation in gossip
-/// as a dead entry for this long; the view keeps only the newest.
+/// CAVEATS: a node that restarts at a new gossip address leaves its
+/// previous identity in gossip as a dead entry for this long (the view
+/// keeps only the newest).
 const DEAD_NODE_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Gossip rounds between load reports.
 const LOAD_REPORT_ROUNDS: u32 = 20;
@@ -100,7 +111,13 @@ impl Membership {
     ) -> anyhow::Result<Arc<Membership>> {
         let remembered = persist::load_members(storage.as_ref())?;
         let removed = persist::load_removed(storage.as_ref())?;
-        let generation = u64::try_from(settings.wall.micros()).unwrap_or(0);
+        let now = u64::try_from(settings.wall.micros()).unwrap_or(0);
+        let incarnation = persist::load_incarnation(storage.as_ref())?.map_or_else(
+            || Incarnation::first(settings.advertise, now),
+            |last| last.next(settings.advertise, now),
+        );
+        persist::save_incarnation(storage.as_ref(), &incarnation)?;
+        let generation = incarnation.generation;
         let chitchat_id =
             ChitchatId::new(settings.node_id.to_string(), generation, settings.advertise);
         let config = ChitchatConfig {
@@ -121,9 +138,22 @@ impl Membership {
             extra_liveness_predicate: None,
             protocol_version: ProtocolVersion::V0,
         };
-        let handle = spawn_chitchat(config, initial, transport)
+        let handle = spawn_chitchat(config, Vec::new(), transport)
             .await
             .map_err(|e| anyhow::anyhow!("cannot start gossip on {}: {e:#}", settings.listen))?;
+        let base = incarnation.base;
+        handle
+            .with_chitchat(move |chitchat| {
+                let state = chitchat.self_node_state();
+                state.set_max_version(state.max_version().max(base));
+                if let Some(beat) = heartbeat(base) {
+                    state.try_set_heartbeat(beat);
+                }
+                for (key, value) in keys::every_key(&initial) {
+                    state.set(key, value);
+                }
+            })
+            .await;
         let local = settings.node_id;
         let settings_advertise = settings.advertise;
         let twin_settle = settings.interval * TWIN_SETTLE_ROUNDS;
@@ -148,10 +178,25 @@ impl Membership {
         Ok(membership)
     }
 
-    /// This run's gossip generation: its start time (Unix microseconds);
-    /// a restart raises it.
+    /// This node's gossip generation: its first start at its gossip
+    /// address (Unix microseconds); a restart at the same address keeps
+    /// it.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Stops gossiping and waits until chitchat has let its socket go.
+    pub async fn stop(&self) {
+        if let Err(error) = self.handle.initiate_shutdown() {
+            tracing::debug!(%error, "gossip already stopped");
+        }
+        let _ = self.handle.termination_watcher().await;
+    }
+
+    /// Every identity chitchat holds a state of, live or dead (this
+    /// node's included).
+    pub async fn gossip_entries(&self) -> Vec<GossipEntry> {
+        self.handle.with_chitchat(read_entries).await
     }
 
     /// The current view.
@@ -165,12 +210,12 @@ impl Membership {
     }
 
     /// Gossips new values for keys of this node, and refreshes the view.
-    pub async fn announce(&self, pairs: Vec<(&'static str, String)>) {
+    pub async fn announce<K: AsRef<str>>(&self, pairs: Vec<(K, String)>) {
         self.handle
             .with_chitchat(|chitchat| {
                 let state = chitchat.self_node_state();
                 for (key, value) in &pairs {
-                    state.set(*key, value);
+                    state.set(key.as_ref(), value);
                 }
             })
             .await;
@@ -203,12 +248,15 @@ impl Membership {
         // a change can tell when every live node has seen it.
         let topology = format!("{:x}", view.topology());
         let removed = keys::encode_removed(view.removed());
+        let view_removed_empty = view.removed().is_empty();
         self.handle
             .with_chitchat(|chitchat| {
                 let state = chitchat.self_node_state();
                 state.set(keys::TOPOLOGY, &topology);
-                if !removed.is_empty() {
-                    state.set(keys::REMOVED, &removed);
+                if !view_removed_empty {
+                    for (key, value) in &removed {
+                        state.set(key, value);
+                    }
                 }
             })
             .await;
@@ -336,6 +384,12 @@ impl Membership {
     }
 }
 
+/// A chitchat heartbeat of `value` (chitchat makes them only by counting
+/// or deserializing).
+fn heartbeat(value: u64) -> Option<chitchat::Heartbeat> {
+    serde_json::from_value(serde_json::Value::from(value)).ok()
+}
+
 /// Every node's state as chitchat holds it.
 fn read_entries(chitchat: &mut chitchat::Chitchat) -> Vec<GossipEntry> {
     let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
@@ -354,4 +408,123 @@ fn read_entries(chitchat: &mut chitchat::Chitchat) -> Vec<GossipEntry> {
                 .collect(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use chitchat::transport::ChannelTransport;
+
+    use super::*;
+    use crate::storage::MemoryStorage;
+
+    /// The largest UDP payload: what a real socket refuses past.
+    const DATAGRAM: usize = 65_507;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn settings(node: u128, port: u16, seeds: &[u16], wall: WallClock) -> GossipSettings {
+        GossipSettings {
+            node_id: NodeId(uuid::Uuid::from_u128(node)),
+            cluster_name: "restarts".into(),
+            listen: addr(port),
+            advertise: addr(port),
+            seeds: seeds.iter().map(|p| addr(*p).to_string()).collect(),
+            interval: Duration::from_millis(50),
+            phi_convict_threshold: 8.0,
+            replication_factor: 1,
+            wall,
+        }
+    }
+
+    fn state(name: &str, load: u64) -> Vec<(String, String)> {
+        [
+            (keys::STATUS, "NORMAL".to_owned()),
+            (keys::NAME, name.to_owned()),
+            (keys::TOKENS, "1".to_owned()),
+            (keys::LOAD, load.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Issue 24 item 4: every restart made a new chitchat identity whose
+    /// dead state every SYN then carried for a year; past about 850
+    /// restarts the digest no longer fit a datagram and gossip stopped.
+    /// Now a node restarting at its address keeps its identity: after a
+    /// thousand restarts its peer holds one state of it, and still hears
+    /// what every start gossips.
+    #[tokio::test(start_paused = true)]
+    async fn a_thousand_restarts_leave_one_identity_and_gossip_goes_on() {
+        let transport = ChannelTransport::with_mtu(DATAGRAM);
+        // Ten seconds pass between any two readings of the clock.
+        let now = Arc::new(AtomicI64::new(1_800_000_000_000_000));
+        let wall = WallClock::from_fn(move || now.fetch_add(10_000_000, Ordering::Relaxed));
+        let peer = Membership::start(
+            settings(1, 1, &[], wall.clone()),
+            Arc::new(MemoryStorage::default()),
+            state("a", 0),
+            &transport,
+        )
+        .await
+        .expect("peer");
+        let restarting = NodeId(uuid::Uuid::from_u128(2));
+        let store: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+        for start in 1..=1_000u64 {
+            let node = Membership::start(
+                settings(2, 2, &[1], wall.clone()),
+                store.clone(),
+                state("b", start),
+                &transport,
+            )
+            .await
+            .expect("restart");
+            let mut rounds = 0;
+            loop {
+                peer.refresh().await;
+                let heard = peer.view().member(&restarting).and_then(|m| m.load_bytes);
+                if heard == Some(start) {
+                    break;
+                }
+                rounds += 1;
+                assert!(
+                    rounds < 200,
+                    "start {start}: the peer no longer hears the node (it last heard {heard:?}); gossip stopped"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            node.stop().await;
+        }
+        let states = peer
+            .gossip_entries()
+            .await
+            .into_iter()
+            .filter(|e| e.node_id == restarting.to_string())
+            .count();
+        assert_eq!(states, 1, "one identity however often the node restarted");
+    }
+
+    #[test]
+    fn a_restart_keeps_its_identity_at_its_address_and_rises_above_it() {
+        let first = Incarnation::first(addr(1), 100);
+        let again = first.next(addr(1), 50);
+        assert_eq!(again.generation, 100);
+        assert!(
+            again.base > first.base,
+            "above the last start, the clock set back"
+        );
+        let later = again.next(addr(1), u64::MAX / 2);
+        assert_eq!(
+            (later.generation, later.base),
+            (100, u64::MAX / 2),
+            "the clock when it is ahead"
+        );
+        let moved = later.next(addr(2), 200);
+        assert_eq!(moved.gossip_addr, addr(2));
+        assert!(moved.generation > 100, "a new identity at a new address");
+    }
 }

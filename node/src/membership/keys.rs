@@ -50,14 +50,54 @@ pub const REPLACES: &str = "replaces";
 /// A removal this node drives: `NODE_ID:phase` (see [`Phase`]).
 pub const REMOVING: &str = "removing";
 /// Ids of nodes removed from the cluster (removenode, or replaced), as this
-/// node knows them: comma-separated, at most [`MAX_REMOVED`].
+/// node knows them: comma-separated, at most [`MAX_REMOVED`] per key, in as
+/// many keys as they need: `removed`, `removed.1`, `removed.2`, ... (see
+/// [`encode_removed`]).
 pub const REMOVED: &str = "removed";
-/// Most removed ids one node gossips (the oldest are dropped past it).
+/// Most removed ids one key holds (about 9.5 KB).
 pub const MAX_REMOVED: usize = 256;
+/// Most keys the removed ids are spread over: 16,384 removals.
+pub const MAX_REMOVED_SHARDS: usize = 64;
 /// A hash of this node's view of the topology (members' states, tokens,
 /// phases, removals), hexadecimal: when every live node gossips the same
 /// one, all have seen a topology change.
 pub const TOPOLOGY: &str = "topology";
+
+/// Every key a node gossips about itself. A start gossips each (empty
+/// when it has no value), so that none keeps the value a previous start
+/// of the same gossip identity gave it.
+pub const ALL: [&str; 19] = [
+    STATUS,
+    TOKENS,
+    CLIENT_ADDR,
+    PEER_ADDR,
+    PEER_FRAMED,
+    RACK,
+    REPLICATION_FACTOR,
+    NAME,
+    VERSION,
+    SETTINGS,
+    LOAD,
+    LAST_REPAIR,
+    REPAIR_FAILED,
+    DISK,
+    PHASE,
+    REPLACES,
+    REMOVING,
+    REMOVED,
+    TOPOLOGY,
+];
+
+/// `initial` with every other key of [`ALL`] added, empty.
+pub fn every_key(initial: &[(String, String)]) -> Vec<(String, String)> {
+    let mut all = initial.to_vec();
+    for key in ALL {
+        if !initial.iter().any(|(k, _)| k == key) {
+            all.push((key.to_owned(), String::new()));
+        }
+    }
+    all
+}
 
 /// Decodes [`PEER_FRAMED`]; unreadable entries are skipped.
 pub fn decode_versions(text: &str) -> Vec<u8> {
@@ -136,11 +176,41 @@ pub fn decode_removing(text: &str) -> Option<(crate::identity::NodeId, Phase)> {
     Some((node.parse().ok()?, phase.parse().ok()?))
 }
 
-/// Encodes removed node ids (the last [`MAX_REMOVED`]).
-pub fn encode_removed<'a>(ids: impl IntoIterator<Item = &'a crate::identity::NodeId>) -> String {
+/// The key of shard `i` of the removed ids.
+fn removed_key(i: usize) -> String {
+    if i == 0 {
+        REMOVED.to_owned()
+    } else {
+        format!("{REMOVED}.{i}")
+    }
+}
+
+/// Encodes removed node ids as key-values: [`MAX_REMOVED`] per key, over
+/// at most [`MAX_REMOVED_SHARDS`] keys (the first is the key releases
+/// before the shards read). Past that many removals the rest are left out.
+pub fn encode_removed<'a>(
+    ids: impl IntoIterator<Item = &'a crate::identity::NodeId>,
+) -> Vec<(String, String)> {
     let ids: Vec<String> = ids.into_iter().map(ToString::to_string).collect();
-    let skip = ids.len().saturating_sub(MAX_REMOVED);
-    ids[skip..].join(",")
+    if ids.is_empty() {
+        return vec![(REMOVED.to_owned(), String::new())];
+    }
+    ids.chunks(MAX_REMOVED)
+        .take(MAX_REMOVED_SHARDS)
+        .enumerate()
+        .map(|(i, chunk)| (removed_key(i), chunk.join(",")))
+        .collect()
+}
+
+/// The removed node ids a node gossips, from all its shards (`get` reads
+/// one of its keys).
+pub fn decode_removed_shards<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> Vec<crate::identity::NodeId> {
+    (0..MAX_REMOVED_SHARDS)
+        .map_while(|i| get(&removed_key(i)))
+        .flat_map(decode_removed)
+        .collect()
 }
 
 /// Decodes removed node ids; unreadable entries are skipped.
@@ -256,12 +326,41 @@ mod tests {
         assert_eq!(decode_removing(""), None);
         assert_eq!(decode_removing("x:read_old"), None);
         let other = crate::identity::NodeId(uuid::Uuid::from_u128(10));
+        let shards: std::collections::HashMap<String, String> =
+            encode_removed([&id, &other]).into_iter().collect();
         assert_eq!(
-            decode_removed(&encode_removed([&id, &other])),
+            decode_removed_shards(|k| shards.get(k).map(String::as_str)),
             vec![id, other]
         );
         assert_eq!(decode_removed(""), vec![]);
         assert_eq!(decode_removed("junk"), vec![]);
+        assert_eq!(
+            encode_removed([]),
+            vec![(REMOVED.to_owned(), String::new())]
+        );
+    }
+
+    /// Issue 24 item 4: removed ids were gossiped in one value of at most
+    /// 256, so past 256 removals a node started afresh never heard of the
+    /// oldest and could not agree on the ring. Now they spread over keys.
+    #[test]
+    fn a_thousand_removals_all_reach_a_new_node() {
+        let ids: Vec<crate::identity::NodeId> = (0..1_000u128)
+            .map(|n| crate::identity::NodeId(uuid::Uuid::from_u128(n + 1)))
+            .collect();
+        let shards: std::collections::HashMap<String, String> =
+            encode_removed(&ids).into_iter().collect();
+        assert_eq!(shards.len(), 4);
+        assert!(
+            shards.values().all(|v| v.len() < 10_000),
+            "each fits a datagram"
+        );
+        assert_eq!(
+            decode_removed_shards(|k| shards.get(k).map(String::as_str)),
+            ids
+        );
+        // Releases before the shards read the first key alone.
+        assert_eq!(decode_removed(&shards[REMOVED]).len(), MAX_REMOVED);
     }
 
     #[test]

@@ -18,6 +18,81 @@ use super::view::Member;
 const PEERS_KEY: &str = "ring.members";
 const TOKENS_KEY: &str = "ring.local_tokens";
 const REMOVED_KEY: &str = "ring.removed";
+const INCARNATION_KEY: &str = "gossip.incarnation";
+
+/// This node's gossip identity, kept across restarts (see
+/// `gossip::Membership::start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Incarnation {
+    /// chitchat's generation: the first start at this gossip address.
+    pub generation: u64,
+    /// The gossip address it was used at.
+    pub gossip_addr: std::net::SocketAddr,
+    /// The heartbeat and version the last start began its gossip state
+    /// at: the next start begins above it.
+    pub base: u64,
+}
+
+/// Heartbeats and versions one start may count past its base (only the
+/// base is stored, at start): 2^40, a thousand years of gossip rounds. A
+/// start whose clock has moved on by more than this since the last one
+/// begins at the clock; otherwise above the last base by this much.
+const INCARNATION_MARGIN: u64 = 1 << 40;
+
+impl Incarnation {
+    /// The identity of a node's first start at `gossip_addr`, at `now`
+    /// (Unix microseconds).
+    pub fn first(gossip_addr: std::net::SocketAddr, now: u64) -> Incarnation {
+        Incarnation {
+            generation: now,
+            gossip_addr,
+            base: now,
+        }
+    }
+
+    /// The identity of the start after this one: the same at the same
+    /// address, its state based above this start's (at `now` if the clock
+    /// has moved on further, as it has unless it was set back); a new
+    /// identity at another address.
+    pub fn next(&self, gossip_addr: std::net::SocketAddr, now: u64) -> Incarnation {
+        if gossip_addr != self.gossip_addr {
+            return Incarnation::first(gossip_addr, now.max(self.generation.saturating_add(1)));
+        }
+        Incarnation {
+            generation: self.generation,
+            gossip_addr,
+            base: now.max(self.base.saturating_add(INCARNATION_MARGIN)),
+        }
+    }
+}
+
+/// The gossip identity the last start used, if any.
+pub fn load_incarnation(storage: &dyn Storage) -> Result<Option<Incarnation>, PersistError> {
+    match storage.meta_get(INCARNATION_KEY)? {
+        None => Ok(None),
+        Some(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| PersistError::Corrupt {
+                    what: "gossip incarnation",
+                    reason: e.to_string(),
+                })
+        }
+    }
+}
+
+/// Remembers the gossip identity of this start.
+pub fn save_incarnation(
+    storage: &dyn Storage,
+    incarnation: &Incarnation,
+) -> Result<(), PersistError> {
+    let bytes = serde_json::to_vec(incarnation).map_err(|e| PersistError::Corrupt {
+        what: "gossip incarnation",
+        reason: e.to_string(),
+    })?;
+    storage.meta_put(INCARNATION_KEY, &bytes)?;
+    Ok(())
+}
 
 /// Why remembered state could not be used.
 #[derive(Debug, thiserror::Error)]

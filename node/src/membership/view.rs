@@ -123,9 +123,7 @@ impl Member {
             phase: get(keys::PHASE).and_then(|p| p.parse().ok()),
             replaces: get(keys::REPLACES).and_then(|id| id.parse().ok()),
             removing: get(keys::REMOVING).and_then(keys::decode_removing),
-            removed: get(keys::REMOVED)
-                .map(keys::decode_removed)
-                .unwrap_or_default(),
+            removed: keys::decode_removed_shards(get),
             topology: get(keys::TOPOLOGY).and_then(|t| u64::from_str_radix(t, 16).ok()),
             alive: entry.alive,
             generation: entry.generation,
@@ -571,6 +569,19 @@ mod tests {
             heartbeat: 1,
             values,
         }
+    }
+
+    /// Issue 24 item 4: a node started afresh learned at most 256 removed
+    /// ids, from one gossip value; the others' states (kept in gossip)
+    /// put removed nodes back into its ring.
+    #[test]
+    fn a_new_node_learns_every_removal_however_many() {
+        let removed: Vec<NodeId> = (1_000..1_600).map(id).collect();
+        let mut seed = entry(2, 1, true, "NORMAL", "200");
+        seed.values.extend(keys::encode_removed(&removed));
+        let fresh = view(&[entry(1, 1, true, "NORMAL", "100"), seed]);
+        assert_eq!(fresh.removed().len(), removed.len());
+        assert!(removed.iter().all(|r| fresh.removed().contains(r)));
     }
 
     fn view(entries: &[GossipEntry]) -> ClusterView {

@@ -74,9 +74,9 @@
 //!   coming back and hearing of the change, it may delete rows the change
 //!   wrote or streamed to it before that (another replica still holds
 //!   them; repair brings them back).
-//! - Removed node ids are gossiped as a list of at most
-//!   `keys::MAX_REMOVED`; past that many removals a node started afresh may
-//!   not learn of the oldest.
+//! - Removed node ids are gossiped over at most `keys::MAX_REMOVED_SHARDS`
+//!   keys of `keys::MAX_REMOVED` each (16,384); past that many removals a
+//!   node started afresh may not learn of the rest.
 
 mod checkpoint;
 pub mod plan;
@@ -413,7 +413,7 @@ impl Topology {
         }
     }
 
-    async fn announce(&self, pairs: Vec<(&'static str, String)>) {
+    async fn announce<K: AsRef<str>>(&self, pairs: Vec<(K, String)>) {
         self.membership.announce(pairs).await;
     }
 
@@ -504,8 +504,8 @@ impl Topology {
             .await;
         self.agree().await?;
         let mut done = vec![
-            (keys::PHASE, String::new()),
-            (keys::STATUS, NodeStatus::Normal.to_string()),
+            (keys::PHASE.to_owned(), String::new()),
+            (keys::STATUS.to_owned(), NodeStatus::Normal.to_string()),
         ];
         if let Some(dead) = replaces {
             // Remembered before the checkpoint goes: a restart in between
@@ -518,7 +518,7 @@ impl Topology {
                     .map_err(|e| StorageError::Task(e.to_string()))
             })
             .await??;
-            done.push((keys::REMOVED, keys::encode_removed(&removed)));
+            done.extend(keys::encode_removed(&removed));
         }
         // Streamed and agreed: from here a restart comes back NORMAL.
         Checkpoint::clear(&engine, operation).await?;
@@ -728,11 +728,9 @@ impl Topology {
         Checkpoint::clear(&engine, operation).await?;
         let mut removed = view.removed().clone();
         removed.insert(node);
-        self.announce(vec![
-            (keys::REMOVED, keys::encode_removed(&removed)),
-            (keys::REMOVING, String::new()),
-        ])
-        .await;
+        let mut done = keys::encode_removed(&removed);
+        done.push((keys::REMOVING.to_owned(), String::new()));
+        self.announce(done).await;
         if let Err(error) = self.agree().await {
             tracing::warn!(%error, "not every node saw the removal yet; gossip will tell them");
         }
