@@ -578,6 +578,37 @@ mod tests {
         );
     }
 
+    /// Review finding: a peer's latency histogram deleted from the registry
+    /// while the peer had no calls kept recording into a bucket nobody
+    /// read. The refresher's keep-alive registers the handles again.
+    #[test]
+    fn a_peer_histogram_deleted_while_idle_records_again_after_keep_alive() {
+        use crate::rpc::replica_metrics::ReplicaMetrics;
+        let split = Split::new(Duration::from_millis(200)).expect("recorder");
+        let handle = split.handle();
+        let peer = NodeId(uuid::Uuid::from_u128(0x5eed_0002));
+        let replicas = ReplicaMetrics::default();
+        metrics::with_local_recorder(&split, || {
+            replicas.of(peer, "quiet").expect("handles");
+        });
+        // The registry notes when it first saw each series.
+        assert!(handle.render().contains("quiet"), "registered");
+        std::thread::sleep(Duration::from_millis(400));
+        handle.run_upkeep();
+        assert!(!handle.render().contains("quiet"), "deleted while idle");
+        metrics::with_local_recorder(&split, || replicas.keep_alive());
+        let calls = replicas.of(peer, "quiet").expect("handles");
+        calls.write.start().finish::<()>(&Ok(()));
+        handle.run_upkeep();
+        let shown = handle.render();
+        assert!(
+            shown.contains(
+                "ringkv_replica_request_duration_seconds_count{peer=\"quiet\",call=\"write\"} 1"
+            ),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn an_unnamed_member_keeps_its_id_as_label_until_named() {
         let id = NodeId(uuid::Uuid::from_u128(0x5eed_0001));

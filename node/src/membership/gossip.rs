@@ -57,7 +57,11 @@ pub type ViewHandle = Arc<ArcSwap<ClusterView>>;
 ///
 /// CAVEATS: a node that restarts at a new gossip address leaves its
 /// previous identity in gossip as a dead entry for this long (the view
-/// keeps only the newest).
+/// keeps only the newest). A data directory restored from an older copy
+/// at the same address may begin its gossip state below what peers hold
+/// of that identity (when its starts came less than `2^40` µs, about 13
+/// days, apart): peers then ignore it until it passes that; a restore must
+/// start the node as a new identity (forget `gossip.incarnation`).
 const DEAD_NODE_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Gossip rounds between load reports.
 const LOAD_REPORT_ROUNDS: u32 = 20;

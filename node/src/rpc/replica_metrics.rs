@@ -143,12 +143,18 @@ impl ReplicaMetrics {
         }
     }
 
-    /// Keeps the series of the peers held alive in the registry.
+    /// Keeps the series of the peers held alive in the registry, where a
+    /// series idle for `metrics::PEER_SERIES_IDLE` is deleted: counters
+    /// are marked updated, and every handle is registered again, so that
+    /// a histogram deleted while its peer had no calls is made anew
+    /// instead of recording into a bucket nobody reads.
     pub fn keep_alive(&self) {
-        if let Ok(peers) = self.peers.read() {
-            for calls in peers.values() {
-                calls.write.keep_alive();
-                calls.read.keep_alive();
+        if let Ok(mut peers) = self.peers.write() {
+            for calls in peers.values_mut() {
+                let fresh = calls_labelled(calls.label.clone());
+                fresh.write.keep_alive();
+                fresh.read.keep_alive();
+                *calls = fresh;
             }
         }
     }
@@ -168,7 +174,10 @@ impl ReplicaMetrics {
 }
 
 fn new_calls(peer: NodeId, name: &str) -> Arc<PeerCalls> {
-    let label = label(peer, name);
+    calls_labelled(label(peer, name))
+}
+
+fn calls_labelled(label: String) -> Arc<PeerCalls> {
     Arc::new(PeerCalls {
         write: Arc::new(CallMetrics::new(&label, "write")),
         read: Arc::new(CallMetrics::new(&label, "read")),
@@ -179,6 +188,40 @@ fn new_calls(peer: NodeId, name: &str) -> Arc<PeerCalls> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_dropped_unfinished_counts_as_a_timeout() {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let calls = CallMetrics::new("n2", "write");
+            let calls = Arc::new(calls);
+            calls.start().finish::<()>(&Ok(()));
+            drop(calls.start());
+            calls
+                .start()
+                .finish::<()>(&Err(ReplicaError::Unreachable("refused".into())));
+        });
+        let counted: HashMap<String, u64> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| match value {
+                metrics_util::debugging::DebugValue::Counter(n) => {
+                    let error = key
+                        .key()
+                        .labels()
+                        .find(|l| l.key() == "error")
+                        .map(|l| l.value().to_owned())?;
+                    Some((error, n))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(counted.get("timeout"), Some(&1), "{counted:?}");
+        assert_eq!(counted.get("unreachable"), Some(&1), "{counted:?}");
+        assert_eq!(counted.get("failed"), Some(&0), "{counted:?}");
+    }
 
     /// Issue 24 item 8: a peer's handles were made once with the name
     /// known then (empty if gossip told its status before its name) and

@@ -114,7 +114,9 @@ impl NodeTransport {
     /// view's address, so that the simulation replays.)
     fn forget_departed(&self, view: &ClusterView) {
         let topology = view.topology();
-        if self.pruned_for.swap(topology, Ordering::Relaxed) == topology {
+        if self.pruned_for.load(Ordering::Relaxed) == topology
+            || self.pruned_for.swap(topology, Ordering::Relaxed) == topology
+        {
             return;
         }
         let member = |id: &NodeId| {

@@ -112,6 +112,7 @@ mod tests {
         assert_eq!(FileBudget::new(u64::MAX, 0).max_open_files(), i32::MAX);
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn raising_the_limit_reaches_the_hard_limit() {
         let limit = raise_limit().expect("getrlimit");

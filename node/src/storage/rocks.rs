@@ -383,10 +383,6 @@ pub(super) fn pieces(range: TokenRange) -> Vec<(Token, Token)> {
     }
 }
 
-fn fence_poisoned() -> StorageError {
-    StorageError::Task("rocksdb write fence poisoned".into())
-}
-
 /// Visits every stored key of `range` in token order, as `snapshot` (or,
 /// without one, the latest state) shows it.
 fn scan_data(
@@ -424,7 +420,10 @@ impl Storage for RocksStorage {
         opts.set_sync(sync);
         let stored_key = key::data_key(token, key);
         self.writing(|db| {
-            let _fence = self.fence.read().map_err(|_| fence_poisoned())?;
+            let _fence = self
+                .fence
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             Ok(db.merge_cf_opt(cf(db, CF_DATA)?, stored_key, cell.encode(), &opts)?)
         })
     }
@@ -487,7 +486,13 @@ impl Storage for RocksStorage {
             let data = cf(db, CF_DATA)?;
             let mut bounds = Vec::new();
             let before = {
-                let _fence = self.fence.write().map_err(|_| fence_poisoned())?;
+                // The fence guards no data: a panic elsewhere while it was
+                // held leaves nothing to repair, so a poisoned one still
+                // fences.
+                let _fence = self
+                    .fence
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if !decide() {
                     return Ok(None);
                 }
