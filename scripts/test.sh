@@ -31,6 +31,13 @@ fi
 ensure_tools redis-cli:redis-tools redis-benchmark:redis-tools \
     prometheus:prometheus promtool:prometheus chromium:chromium faketime:faketime
 
+# scripts/simulate.sh --planted applies these to a scratch tree; a patch
+# the code has moved away from would silently test nothing.
+echo "== planted bugs still apply"
+for patch in scripts/planted-bugs/*.patch; do
+    git apply --check "$patch"
+done
+
 echo "== Kubernetes manifests (schema validation)"
 deploy/k8s/validate.sh
 
