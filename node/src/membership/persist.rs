@@ -70,14 +70,7 @@ impl Incarnation {
 pub fn load_incarnation(storage: &dyn Storage) -> Result<Option<Incarnation>, PersistError> {
     match storage.meta_get(INCARNATION_KEY)? {
         None => Ok(None),
-        Some(bytes) => {
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| PersistError::Corrupt {
-                    what: "gossip incarnation",
-                    reason: e.to_string(),
-                })
-        }
+        Some(bytes) => decode(&bytes, "gossip incarnation").map(Some),
     }
 }
 
@@ -86,11 +79,7 @@ pub fn save_incarnation(
     storage: &dyn Storage,
     incarnation: &Incarnation,
 ) -> Result<(), PersistError> {
-    let bytes = serde_json::to_vec(incarnation).map_err(|e| PersistError::Corrupt {
-        what: "gossip incarnation",
-        reason: e.to_string(),
-    })?;
-    storage.meta_put(INCARNATION_KEY, &bytes)?;
+    storage.meta_put(INCARNATION_KEY, &encode(incarnation, "gossip incarnation")?)?;
     Ok(())
 }
 
@@ -103,24 +92,39 @@ pub enum PersistError {
     Corrupt { what: &'static str, reason: String },
 }
 
+/// Reads what [`encode`] stored as `what`.
+fn decode<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, PersistError> {
+    serde_json::from_slice(bytes).map_err(|e| PersistError::Corrupt {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// The bytes that remember `value` (JSON).
+fn encode<T: serde::Serialize + ?Sized>(
+    value: &T,
+    what: &'static str,
+) -> Result<Vec<u8>, PersistError> {
+    serde_json::to_vec(value).map_err(|e| PersistError::Corrupt {
+        what,
+        reason: e.to_string(),
+    })
+}
+
 /// The members remembered from the last run (all marked down).
 pub fn load_members(storage: &dyn Storage) -> Result<Vec<Member>, PersistError> {
     match storage.meta_get(PEERS_KEY)? {
         None => Ok(Vec::new()),
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| PersistError::Corrupt {
-            what: "ring members",
-            reason: e.to_string(),
-        }),
+        Some(bytes) => decode(&bytes, "ring members"),
     }
 }
 
 /// Remembers the ring's members.
 pub fn save_members(storage: &dyn Storage, members: &[Member]) -> Result<(), PersistError> {
-    let bytes = serde_json::to_vec(members).map_err(|e| PersistError::Corrupt {
-        what: "ring members",
-        reason: e.to_string(),
-    })?;
-    storage.meta_put(PEERS_KEY, &bytes)?;
+    storage.meta_put(PEERS_KEY, &encode(members, "ring members")?)?;
     Ok(())
 }
 
@@ -130,11 +134,7 @@ pub fn load_tokens(storage: &dyn Storage) -> Result<Option<Vec<Token>>, PersistE
         None => Ok(None),
         Some(bytes) if bytes.is_empty() => Ok(None),
         Some(bytes) => {
-            let raw: Vec<i64> =
-                serde_json::from_slice(&bytes).map_err(|e| PersistError::Corrupt {
-                    what: "local tokens",
-                    reason: e.to_string(),
-                })?;
+            let raw: Vec<i64> = decode(&bytes, "local tokens")?;
             Ok(Some(raw.into_iter().map(Token).collect()))
         }
     }
@@ -143,11 +143,7 @@ pub fn load_tokens(storage: &dyn Storage) -> Result<Option<Vec<Token>>, PersistE
 /// Remembers this node's tokens.
 pub fn save_tokens(storage: &dyn Storage, tokens: &[Token]) -> Result<(), PersistError> {
     let raw: Vec<i64> = tokens.iter().map(|t| t.0).collect();
-    let bytes = serde_json::to_vec(&raw).map_err(|e| PersistError::Corrupt {
-        what: "local tokens",
-        reason: e.to_string(),
-    })?;
-    storage.meta_put(TOKENS_KEY, &bytes)?;
+    storage.meta_put(TOKENS_KEY, &encode(&raw, "local tokens")?)?;
     Ok(())
 }
 
@@ -161,20 +157,13 @@ pub fn clear_tokens(storage: &dyn Storage) -> Result<(), PersistError> {
 pub fn load_removed(storage: &dyn Storage) -> Result<BTreeSet<NodeId>, PersistError> {
     match storage.meta_get(REMOVED_KEY)? {
         None => Ok(BTreeSet::new()),
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| PersistError::Corrupt {
-            what: "removed nodes",
-            reason: e.to_string(),
-        }),
+        Some(bytes) => decode(&bytes, "removed nodes"),
     }
 }
 
 /// Remembers the removed nodes.
 pub fn save_removed(storage: &dyn Storage, removed: &BTreeSet<NodeId>) -> Result<(), PersistError> {
-    let bytes = serde_json::to_vec(removed).map_err(|e| PersistError::Corrupt {
-        what: "removed nodes",
-        reason: e.to_string(),
-    })?;
-    storage.meta_put(REMOVED_KEY, &bytes)?;
+    storage.meta_put(REMOVED_KEY, &encode(removed, "removed nodes")?)?;
     Ok(())
 }
 
