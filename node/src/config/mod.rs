@@ -30,6 +30,8 @@ pub const DEFAULT_RESP_PORT: u16 = 7479;
 /// Default HTTP port (`/metrics`, `/health`).
 pub const DEFAULT_HTTP_PORT: u16 = 7480;
 pub use crate::coordinator::MAX_KEY_SIZE;
+/// The longest `gossip_dead_node_grace_ms`: a year.
+pub const MAX_DEAD_NODE_GRACE_MS: u64 = 365 * 24 * 3_600_000;
 /// Ceiling for `max_value_size`: gRPC messages beyond this are unwieldy.
 pub const MAX_VALUE_SIZE_CEILING: u64 = 512 << 20;
 
@@ -188,6 +190,12 @@ define_config! {
     /// Suspicion level (phi) above which the failure detector marks a node
     /// down. Lower detects faster and errs more often.
     phi_convict_threshold: f64 = 8.0, "RINGKV_PHI_CONVICT_THRESHOLD";
+
+    /// How long gossip keeps the state of a node it has marked down
+    /// (milliseconds); for the second half of it the state is no longer
+    /// sent to others. The ring does not depend on it: live nodes remember
+    /// a dead member and gossip it on for nodes that never heard of it.
+    gossip_dead_node_grace_ms: u64 = 3_600_000, "RINGKV_GOSSIP_DEAD_NODE_GRACE_MS";
 
     /// On its first start, how long a seed waits to hear from other nodes
     /// before it starts a cluster alone (milliseconds).
@@ -410,6 +418,15 @@ impl Config {
                 format!(
                     "must be between 10 and 10000, got {}",
                     self.gossip_interval_ms
+                ),
+            );
+        }
+        if !(1_000..=MAX_DEAD_NODE_GRACE_MS).contains(&self.gossip_dead_node_grace_ms) {
+            return invalid(
+                "gossip_dead_node_grace_ms",
+                format!(
+                    "must be between 1000 and {MAX_DEAD_NODE_GRACE_MS} (a year), got {}",
+                    self.gossip_dead_node_grace_ms
                 ),
             );
         }

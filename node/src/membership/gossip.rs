@@ -14,19 +14,36 @@
 //! changes, and at every gossip interval.
 //!
 //! A chitchat identity is (node id, generation, gossip address), and
-//! chitchat keeps the state of a dead identity for [`DEAD_NODE_GRACE`],
-//! gossiping it all along: a new identity per start would leave one dead
-//! entry per restart in every SYN until the digest no longer fits a
-//! datagram and gossip stops (about 850 restarts). So a node restarting at
-//! the same gossip address keeps its identity ([`persist::Incarnation`]):
-//! the generation is that of its first start there, and its gossip state
-//! begins above everything the previous start gossiped (the heartbeat and
-//! every key's version start at the start's wall-clock microseconds, kept
-//! rising across starts), so peers take it as the same node's newer state
-//! at once. Every key is gossiped from the start (empty when unused), so
-//! no value of the previous start lingers. A start at a new address is a
-//! new identity: the old one is dead and stays in gossip for the grace.
+//! chitchat keeps the state of a dead identity for the grace period
+//! (`gossip_dead_node_grace_ms`, an hour), sending it to others for the
+//! first half: a new identity per start would leave one dead entry per
+//! restart in every SYN, and past about 850 the digest no longer fits a
+//! datagram and gossip stops. So a node restarting at the same gossip
+//! address keeps its identity ([`persist::Incarnation`]): the generation is
+//! that of its first start there, and its gossip state begins above
+//! everything the previous start gossiped (the heartbeat and every key's
+//! version start at the start's wall-clock microseconds, kept rising across
+//! starts), so peers take it as the same node's newer state at once. Every
+//! key is gossiped from the start (empty when unused), so no value of the
+//! previous start lingers. A start at a new address is a new identity; the
+//! old one is dead and leaves gossip with the grace, so gossip carries at
+//! most the identities that died within half of it.
+//!
+//! The ring does not depend on chitchat's memory: a view keeps every member
+//! it knew (`ClusterView::next`), a node remembers them on disk, and each
+//! node gossips the members chitchat no longer describes to it
+//! ([`keys::CARRIED`]) so that a node that starts afterwards still learns
+//! them. Nodes that left are gossiped as removed.
+//!
+//! CAVEATS: a data directory restored from an older copy at the same
+//! address may begin its gossip state below what peers hold of that
+//! identity (when its starts came less than `2^40` µs, about 13 days,
+//! apart): peers then ignore it until it passes that; a restore must start
+//! the node as a new identity (forget `gossip.incarnation`). A node that
+//! starts while more than [`keys::MAX_CARRIED`] members have been down for
+//! more than half the grace learns only that many of them.
 
+use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,7 +59,7 @@ use tokio_util::sync::CancellationToken;
 use super::keys;
 use super::persist::{self, Incarnation};
 use super::twins::{Twin, TwinWatch};
-use super::view::{ClusterView, GossipEntry, Member};
+use super::view::{ClusterView, GossipEntry, Member, decode_carried, encode_carried};
 use crate::clock::WallClock;
 use crate::identity::NodeId;
 use crate::storage::Storage;
@@ -50,19 +67,6 @@ use crate::storage::Storage;
 /// The current view, shared with the request paths.
 pub type ViewHandle = Arc<ArcSwap<ClusterView>>;
 
-/// How long chitchat keeps the state of a dead node: a year, so that even a
-/// node that starts while another has been dead for months hears of it (a
-/// dead node keeps its place in the ring until it leaves). Nodes that were
-/// running keep a forgotten member anyway (`ClusterView::next`).
-///
-/// CAVEATS: a node that restarts at a new gossip address leaves its
-/// previous identity in gossip as a dead entry for this long (the view
-/// keeps only the newest). A data directory restored from an older copy
-/// at the same address may begin its gossip state below what peers hold
-/// of that identity (when its starts came less than `2^40` µs, about 13
-/// days, apart): peers then ignore it until it passes that; a restore must
-/// start the node as a new identity (forget `gossip.incarnation`).
-const DEAD_NODE_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Gossip rounds between load reports.
 const LOAD_REPORT_ROUNDS: u32 = 20;
 /// Gossip rounds a stale incarnation's heartbeat may still rise for (see
@@ -82,6 +86,9 @@ pub struct GossipSettings {
     pub seeds: Vec<String>,
     pub interval: Duration,
     pub phi_convict_threshold: f64,
+    /// How long chitchat keeps a dead identity's state (sent to others
+    /// for the first half).
+    pub dead_node_grace: Duration,
     pub replication_factor: usize,
     /// Gives the generation (the start time).
     pub wall: WallClock,
@@ -96,7 +103,7 @@ pub struct Membership {
     /// The members last written to disk, serialized.
     saved: Mutex<Vec<u8>>,
     /// The removed nodes last written to disk.
-    saved_removed: Mutex<std::collections::BTreeSet<NodeId>>,
+    saved_removed: Mutex<BTreeSet<NodeId>>,
     /// Watches for another running node with this node's id.
     twins: Mutex<TwinWatch>,
     twin: tokio::sync::watch::Sender<Option<Twin>>,
@@ -135,7 +142,7 @@ impl Membership {
                 sampling_window_size: 1_000,
                 max_interval: Duration::from_secs(10),
                 initial_interval: settings.interval,
-                dead_node_grace_period: DEAD_NODE_GRACE,
+                dead_node_grace_period: settings.dead_node_grace,
             },
             marked_for_deletion_grace_period: Duration::from_secs(3600),
             catchup_callback: None,
@@ -232,7 +239,12 @@ impl Membership {
         let entries = self.handle.with_chitchat(read_entries).await;
         self.watch_for_twins(&entries);
         let previous = self.view.load_full();
-        let view = previous.next(entries.iter().filter_map(Member::from_entry));
+        let gossiped: Vec<Member> = entries.iter().filter_map(Member::from_entry).collect();
+        let heard: BTreeSet<NodeId> = gossiped.iter().map(|m| m.id).collect();
+        let unheard: Vec<Member> = previous
+            .unheard(entries.iter().flat_map(decode_carried), &heard)
+            .collect();
+        let view = previous.next(unheard.into_iter().chain(gossiped));
         for member in view.members() {
             let was = previous.member(&member.id).map(|m| m.alive);
             if was.is_some_and(|a| a != member.alive)
@@ -253,6 +265,7 @@ impl Membership {
         let topology = format!("{:x}", view.topology());
         let removed = keys::encode_removed(view.removed());
         let view_removed_empty = view.removed().is_empty();
+        let carried = encode_carried(&view.forgotten(&heard));
         self.handle
             .with_chitchat(|chitchat| {
                 let state = chitchat.self_node_state();
@@ -261,6 +274,9 @@ impl Membership {
                     for (key, value) in &removed {
                         state.set(key, value);
                     }
+                }
+                for (key, value) in &carried {
+                    state.set(key, value);
                 }
             })
             .await;
@@ -394,12 +410,16 @@ fn heartbeat(value: u64) -> Option<chitchat::Heartbeat> {
     serde_json::from_value(serde_json::Value::from(value)).ok()
 }
 
-/// Every node's state as chitchat holds it.
+/// Every node's state as chitchat holds it, but those of identities dead
+/// for more than half the grace: chitchat no longer sends them to others,
+/// so they count as forgotten (and are carried, see `keys::CARRIED`).
 fn read_entries(chitchat: &mut chitchat::Chitchat) -> Vec<GossipEntry> {
-    let live: std::collections::HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+    let live: HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+    let leaving: HashSet<&ChitchatId> = chitchat.scheduled_for_deletion_nodes().collect();
     chitchat
         .node_states()
         .iter()
+        .filter(|(id, _)| !leaving.contains(id))
         .map(|(id, state)| GossipEntry {
             node_id: id.node_id.to_string(),
             generation: id.generation_id,
@@ -421,6 +441,7 @@ mod tests {
     use chitchat::transport::ChannelTransport;
 
     use super::*;
+    use crate::ring::Token;
     use crate::storage::MemoryStorage;
 
     /// The largest UDP payload: what a real socket refuses past.
@@ -439,6 +460,7 @@ mod tests {
             seeds: seeds.iter().map(|p| addr(*p).to_string()).collect(),
             interval: Duration::from_millis(50),
             phi_convict_threshold: 8.0,
+            dead_node_grace: Duration::from_secs(10),
             replication_factor: 1,
             wall,
         }
@@ -510,6 +532,138 @@ mod tests {
             .filter(|e| e.node_id == restarting.to_string())
             .count();
         assert_eq!(states, 1, "one identity however often the node restarted");
+    }
+
+    /// Issue 24 item 4, the rest: a node that came back at a new address
+    /// (a pod recreated with a new IP) was a new identity, and the old
+    /// one's dead state went out in every SYN for half a year: past about
+    /// 850 such restarts gossip stopped. Now a dead identity leaves gossip
+    /// with the grace (here 10 s): a thousand restarts, each at a new
+    /// address, and the peer holds only the identities of the last few
+    /// seconds and hears every start.
+    #[tokio::test(start_paused = true)]
+    async fn a_thousand_restarts_at_new_addresses_keep_gossip_going() {
+        let transport = ChannelTransport::with_mtu(DATAGRAM);
+        let now = Arc::new(AtomicI64::new(1_800_000_000_000_000));
+        let wall = WallClock::from_fn(move || now.fetch_add(10_000_000, Ordering::Relaxed));
+        let peer = Membership::start(
+            settings(1, 1, &[], wall.clone()),
+            Arc::new(MemoryStorage::default()),
+            state("a", 0),
+            &transport,
+        )
+        .await
+        .expect("peer");
+        let restarting = NodeId(uuid::Uuid::from_u128(2));
+        let store: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+        let mut most = 0;
+        for start in 1..=1_000u16 {
+            let node = Membership::start(
+                settings(2, 1_000 + start, &[1], wall.clone()),
+                store.clone(),
+                state("b", start.into()),
+                &transport,
+            )
+            .await
+            .expect("restart");
+            let mut rounds = 0;
+            loop {
+                peer.refresh().await;
+                let heard = peer.view().member(&restarting).and_then(|m| m.load_bytes);
+                if heard == Some(start.into()) {
+                    break;
+                }
+                rounds += 1;
+                assert!(
+                    rounds < 200,
+                    "start {start}: the peer no longer hears the node (it last heard {heard:?}); gossip stopped"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let gossiped = peer
+                .gossip_entries()
+                .await
+                .into_iter()
+                .filter(|e| e.node_id == restarting.to_string())
+                .count();
+            most = most.max(gossiped);
+            node.stop().await;
+        }
+        assert!(
+            most < 300,
+            "dead identities leave gossip with the grace; the peer gossiped {most} of one node"
+        );
+    }
+
+    /// Issue 24 item 4: gossip now forgets a dead node after the grace;
+    /// a node that starts afterwards must still learn that the dead node
+    /// owns its tokens, from what the live nodes carry.
+    #[tokio::test(start_paused = true)]
+    async fn a_node_that_starts_after_gossip_forgot_a_dead_member_still_learns_it() {
+        let transport = ChannelTransport::with_mtu(DATAGRAM);
+        let wall = WallClock::from_fn(|| 1_800_000_000_000_000);
+        let with_tokens = |name: &str, tokens: &str| {
+            let mut state = state(name, 0);
+            state.retain(|(k, _)| k != keys::TOKENS);
+            state.push((keys::TOKENS.to_owned(), tokens.to_owned()));
+            state
+        };
+        let start = |node: u128, port: u16, seeds: &'static [u16], tokens: &'static str| {
+            let (transport, wall) = (&transport, wall.clone());
+            let initial = with_tokens(&format!("n{node}"), tokens);
+            async move {
+                Membership::start(
+                    settings(node, port, seeds, wall),
+                    Arc::new(MemoryStorage::default()),
+                    initial,
+                    transport,
+                )
+                .await
+                .expect("start")
+            }
+        };
+        let dead = NodeId(uuid::Uuid::from_u128(3));
+        let a = start(1, 1, &[], "100").await;
+        let d = start(3, 3, &[1], "300").await;
+        wait(&a, |v| v.is_alive(&dead)).await;
+        d.stop().await;
+        // Until gossip no longer describes the dead node.
+        let mut rounds = 0;
+        while a
+            .gossip_entries()
+            .await
+            .iter()
+            .any(|e| e.node_id == dead.to_string())
+        {
+            rounds += 1;
+            assert!(rounds < 1_000, "gossip never forgot the dead node");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        a.refresh().await;
+        assert!(a.view().member(&dead).is_some(), "the view keeps it");
+
+        let fresh = start(4, 4, &[1], "400").await;
+        wait(&fresh, |v| {
+            v.member(&dead)
+                .is_some_and(|m| m.tokens == vec![Token(300)] && !m.alive)
+        })
+        .await;
+        assert_eq!(fresh.view().ring().nodes().len(), 3);
+    }
+
+    /// Refreshes `membership` until its view satisfies `done`.
+    async fn wait(membership: &Membership, done: impl Fn(&ClusterView) -> bool) {
+        for _ in 0..400 {
+            membership.refresh().await;
+            if done(&membership.view()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "the view never got there: {:?}",
+            membership.view().members().collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -62,6 +62,19 @@ pub const MAX_REMOVED_SHARDS: usize = 64;
 /// phases, removals), hexadecimal: when every live node gossips the same
 /// one, all have seen a topology change.
 pub const TOPOLOGY: &str = "topology";
+/// Ring members this node remembers and gossip has forgotten (down for
+/// more than half of `gossip_dead_node_grace_ms`), so that a node that
+/// never heard of them learns them: one per key, `carried.0` to
+/// `carried.63` (see [`carried_key`]), each the member as it is remembered
+/// on disk (JSON), or empty.
+pub const CARRIED: &str = "carried";
+/// Most members one node carries.
+pub const MAX_CARRIED: usize = 64;
+
+/// The key of carried member slot `i`.
+pub fn carried_key(i: usize) -> String {
+    format!("{CARRIED}.{i}")
+}
 
 /// Every key a node gossips about itself. A start gossips each (empty
 /// when it has no value), so that none keeps the value a previous start
@@ -88,12 +101,14 @@ pub const ALL: [&str; 19] = [
     TOPOLOGY,
 ];
 
-/// `initial` with every other key of [`ALL`] added, empty.
+/// `initial` with every other key of [`ALL`] and every [`CARRIED`] slot
+/// added, empty.
 pub fn every_key(initial: &[(String, String)]) -> Vec<(String, String)> {
     let mut all = initial.to_vec();
-    for key in ALL {
-        if !initial.iter().any(|(k, _)| k == key) {
-            all.push((key.to_owned(), String::new()));
+    let slots = (0..MAX_CARRIED).map(carried_key);
+    for key in ALL.into_iter().map(str::to_owned).chain(slots) {
+        if !initial.iter().any(|(k, _)| *k == key) {
+            all.push((key, String::new()));
         }
     }
     all

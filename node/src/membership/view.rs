@@ -11,7 +11,9 @@
 //! (which hints and repair make up for), not a reason to move data. Only a
 //! node that has LEFT gives its tokens up. Chitchat forgets a dead node's
 //! state after its grace period; [`ClusterView::next`] keeps every member
-//! the previous view knew, so forgetting in gossip never changes the ring.
+//! the previous view knew, so forgetting in gossip never changes the ring,
+//! and live nodes gossip the members chitchat forgot ([`carried`]) for nodes
+//! that never heard of them. A node that left is remembered as removed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -278,6 +280,13 @@ impl ClusterView {
         }
         for member in by_id.values() {
             removed.extend(member.removed.iter().copied());
+            // A node that left never comes back under its id (its data
+            // directory refuses to rejoin), so it is remembered and gossiped
+            // as removed: a node away while it left hears of it even after
+            // gossip has forgotten the node's own LEFT.
+            if member.status == NodeStatus::Left {
+                removed.insert(member.id);
+            }
         }
         for id in &removed {
             if let Some(member) = by_id.get_mut(id) {
@@ -452,6 +461,35 @@ impl ClusterView {
         })
     }
 
+    /// The members this node carries for others (see [`keys::CARRIED`]):
+    /// those that affect the ring and that no gossip state this node
+    /// holds describes (`heard`), at most [`keys::MAX_CARRIED`].
+    pub fn forgotten(&self, heard: &BTreeSet<NodeId>) -> Vec<Member> {
+        self.members
+            .values()
+            .filter(|m| m.status != NodeStatus::Left && !m.tokens.is_empty())
+            .filter(|m| m.id != self.local && !heard.contains(&m.id))
+            .take(keys::MAX_CARRIED)
+            .cloned()
+            .collect()
+    }
+
+    /// Of the members others carry, those this view has never heard of
+    /// (and that gossip does not describe, `heard`): a carried member only
+    /// fills in what a node does not know.
+    pub fn unheard<'a>(
+        &'a self,
+        carried: impl IntoIterator<Item = Member> + 'a,
+        heard: &'a BTreeSet<NodeId>,
+    ) -> impl Iterator<Item = Member> + 'a {
+        carried.into_iter().filter(move |m| {
+            m.id != self.local
+                && !heard.contains(&m.id)
+                && !self.members.contains_key(&m.id)
+                && !self.removed.contains(&m.id)
+        })
+    }
+
     /// The members that affect the ring, for remembering across restarts.
     pub fn remembered(&self) -> Vec<Member> {
         self.members
@@ -460,6 +498,32 @@ impl ClusterView {
             .cloned()
             .collect()
     }
+}
+
+/// The [`keys::CARRIED`] key-values that gossip `members` (the first
+/// [`keys::MAX_CARRIED`] of them): every slot, the unused ones empty.
+pub fn encode_carried(members: &[Member]) -> Vec<(String, String)> {
+    (0..keys::MAX_CARRIED)
+        .map(|i| {
+            let value = members
+                .get(i)
+                .and_then(|m| serde_json::to_string(m).ok())
+                .unwrap_or_default();
+            (keys::carried_key(i), value)
+        })
+        .collect()
+}
+
+/// The members `entry` carries, down (unreadable slots are skipped).
+pub fn decode_carried(entry: &GossipEntry) -> impl Iterator<Item = Member> + '_ {
+    (0..keys::MAX_CARRIED)
+        .filter_map(|i| entry.values.get(&keys::carried_key(i)))
+        .filter(|value| !value.is_empty())
+        .filter_map(|value| serde_json::from_str::<Member>(value).ok())
+        .map(|mut member| {
+            member.alive = false;
+            member
+        })
 }
 
 /// The members of a ring, as `Ring::new` was given them (sorted by id).
@@ -724,6 +788,96 @@ mod tests {
                 .filter_map(Member::from_entry),
         );
         assert_eq!(left.ring().nodes().len(), 2);
+    }
+
+    /// Issue 24 item 4: gossip now forgets a dead node within the hour, so
+    /// a node away while another left would come back to find the LEFT
+    /// forgotten and put the node back in its ring from what it
+    /// remembered. A node that left is gossiped as removed instead.
+    #[test]
+    fn a_node_that_left_is_remembered_and_gossiped_as_removed() {
+        let seen = view(&[
+            entry(1, 1, true, "NORMAL", "10"),
+            entry(2, 1, true, "LEFT", "20"),
+        ]);
+        assert!(seen.removed().contains(&id(2)));
+        // Node 3 was down meanwhile: it remembers node 2 as NORMAL, and
+        // hears only node 1, which no longer holds node 2's state.
+        let away = ClusterView::at_start(
+            id(3),
+            3,
+            vec![
+                Member::normal(id(1), vec![Token(10)]),
+                Member::normal(id(2), vec![Token(20)]),
+                Member::normal(id(3), vec![Token(30)]),
+            ],
+            BTreeSet::new(),
+        );
+        assert_eq!(away.ring().nodes().len(), 3);
+        let mut peer = entry(1, 1, true, "NORMAL", "10");
+        peer.values.extend(keys::encode_removed(seen.removed()));
+        let back = away.next([peer].iter().filter_map(Member::from_entry));
+        assert_eq!(
+            back.member(&id(2)).map(|m| m.status),
+            Some(NodeStatus::Left)
+        );
+        assert_eq!(back.ring().nodes().len(), 2, "node 2 owns nothing");
+        assert!(back.remembered().iter().all(|m| m.id != id(2)));
+    }
+
+    /// Issue 24 item 4: what a node carries for others is what gossip
+    /// forgot of the ring, and a carried member only fills in a member a
+    /// node has never heard of.
+    #[test]
+    fn forgotten_members_are_carried_and_fill_in_only_the_unknown() {
+        let all = view(&[
+            entry(1, 1, true, "NORMAL", "10"),
+            entry(2, 1, false, "NORMAL", "20"),
+            entry(3, 1, true, "JOINING", ""),
+            entry(4, 1, false, "LEFT", "40"),
+        ]);
+        let heard: BTreeSet<NodeId> = [id(1), id(3)].into();
+        let forgotten = all.forgotten(&heard);
+        assert_eq!(
+            forgotten.iter().map(|m| m.id).collect::<Vec<_>>(),
+            vec![id(2)],
+            "a member with tokens that gossip no longer describes; not one that left"
+        );
+        let mut carrier = entry(1, 1, true, "NORMAL", "10");
+        carrier.values.extend(encode_carried(&forgotten));
+        assert_eq!(
+            carrier
+                .values
+                .keys()
+                .filter(|k| k.starts_with(keys::CARRIED))
+                .count(),
+            keys::MAX_CARRIED,
+            "every slot is written"
+        );
+        let carried: Vec<Member> = decode_carried(&carrier).collect();
+        assert_eq!(carried.len(), 1);
+        assert_eq!(carried[0].tokens, vec![Token(20)]);
+        assert!(!carried[0].alive);
+
+        let fresh = view(&[entry(5, 1, true, "NORMAL", "50")]);
+        let none = BTreeSet::new();
+        let filled = fresh.next(
+            fresh
+                .unheard(carried.clone(), &none)
+                .chain([carrier.clone()].iter().filter_map(Member::from_entry)),
+        );
+        let member = filled
+            .member(&id(2))
+            .expect("learned from what node 1 carries");
+        assert!(!member.alive);
+        assert_eq!(filled.ring().nodes().len(), 3, "nodes 1, 2 and 5");
+        assert_eq!(
+            all.unheard(carried.clone(), &none).count(),
+            0,
+            "a node that knows the member keeps its own knowledge"
+        );
+        let hearing: BTreeSet<NodeId> = [id(2)].into();
+        assert_eq!(fresh.unheard(carried, &hearing).count(), 0, "gossip wins");
     }
 
     #[test]

@@ -340,6 +340,7 @@ impl Node {
             seeds: config.seeds.clone(),
             interval: Duration::from_millis(config.gossip_interval_ms),
             phi_convict_threshold: config.phi_convict_threshold,
+            dead_node_grace: Duration::from_millis(config.gossip_dead_node_grace_ms),
             replication_factor: config.replication_factor as usize,
             wall: self.wall.clone(),
         };

@@ -133,6 +133,9 @@ fn node_config(index: usize, ip: IpAddr, seed_ip: IpAddr) -> Config {
         replication_factor: REPLICATION_FACTOR as u32,
         num_tokens: 8,
         gossip_interval_ms: 100,
+        // Short, so that gossip forgets every node a run kills or removes
+        // and the ring must come from what nodes remember and carry.
+        gossip_dead_node_grace_ms: 4_000,
         ring_delay_ms: 1_000,
         join_timeout_ms: 30_000,
         write_timeout_ms: 1_000,
