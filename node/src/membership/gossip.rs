@@ -426,6 +426,7 @@ fn read_entries(chitchat: &mut chitchat::Chitchat) -> Vec<GossipEntry> {
             gossip_addr: id.gossip_advertise_addr,
             alive: live.contains(id),
             heartbeat: state.heartbeat().into(),
+            max_version: state.max_version(),
             values: state
                 .key_values()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -188,7 +188,10 @@ mod tests {
         assert_eq!(loaded.len(), 1);
         assert_eq!(loaded[0].tokens, member.tokens);
         assert!(!loaded[0].alive, "remembered members start down");
-        assert_eq!(loaded[0].generation, 0, "gossip always supersedes memory");
+        assert_eq!(
+            loaded[0].generation, 9,
+            "remembered with its generation, to tell older gossip from newer"
+        );
         save_tokens(&storage, &[Token(3)]).expect("save");
         assert_eq!(load_tokens(&storage).expect("load"), Some(vec![Token(3)]));
         storage.meta_put(TOKENS_KEY, b"garbage").expect("put");

@@ -109,6 +109,7 @@ mod tests {
             gossip_addr: SocketAddr::from(([127, 0, 0, 1], port)),
             alive,
             heartbeat,
+            max_version: heartbeat,
             values: Default::default(),
         }
     }

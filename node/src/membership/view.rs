@@ -33,6 +33,9 @@ pub struct GossipEntry {
     pub alive: bool,
     /// The node's heartbeat counter: grows while the node runs.
     pub heartbeat: u64,
+    /// The version of the newest key-value of this state: orders two
+    /// copies of one identity's state.
+    pub max_version: u64,
     pub values: BTreeMap<String, String>,
 }
 
@@ -89,8 +92,14 @@ pub struct Member {
     /// The settings every node should share (`keys::SETTINGS`).
     #[serde(skip)]
     pub settings: String,
-    #[serde(skip)]
+    /// The gossip identity's generation (see `GossipEntry`); with
+    /// `state_version`, orders two copies of a member that gossip no
+    /// longer describes (remembered, carried).
+    #[serde(default)]
     pub generation: u64,
+    /// `GossipEntry::max_version` of the state this member was read from.
+    #[serde(default)]
+    pub state_version: u64,
 }
 
 impl Member {
@@ -129,9 +138,16 @@ impl Member {
             topology: get(keys::TOPOLOGY).and_then(|t| u64::from_str_radix(t, 16).ok()),
             alive: entry.alive,
             generation: entry.generation,
+            state_version: entry.max_version,
             version: get(keys::VERSION).unwrap_or_default().to_owned(),
             settings: get(keys::SETTINGS).unwrap_or_default().to_owned(),
         })
+    }
+
+    /// What orders two copies of a member: a live one first, then the
+    /// newest generation, then the newest state.
+    fn recency(&self) -> (bool, u64, u64) {
+        (self.alive, self.generation, self.state_version)
     }
 
     fn ring_member(&self) -> RingMember {
@@ -175,6 +191,7 @@ impl Member {
             topology: None,
             alive: true,
             generation: 1,
+            state_version: 0,
             version: String::new(),
             settings: String::new(),
         }
@@ -266,10 +283,10 @@ impl ClusterView {
         for member in members {
             // A live incarnation beats a dead one: when two nodes ran with
             // one id (see `twins`) and the newer one stopped, the older one
-            // is the node again. Otherwise the newest generation wins.
+            // is the node again. Otherwise the newest generation wins,
+            // and of one generation the newest state.
             match by_id.get(&member.id) {
-                Some(known)
-                    if (known.alive, known.generation) > (member.alive, member.generation) => {}
+                Some(known) if known.recency() > member.recency() => {}
                 _ => {
                     by_id.insert(member.id, member);
                 }
@@ -474,9 +491,10 @@ impl ClusterView {
             .collect()
     }
 
-    /// Of the members others carry, those this view has never heard of
-    /// (and that gossip does not describe, `heard`): a carried member only
-    /// fills in what a node does not know.
+    /// Of the members others carry, those that gossip does not describe
+    /// to this node (`heard`) and that are newer than what this view
+    /// knows of them (a member it never heard of, or an older state of
+    /// it: a node away while a dead member last changed).
     pub fn unheard<'a>(
         &'a self,
         carried: impl IntoIterator<Item = Member> + 'a,
@@ -485,8 +503,10 @@ impl ClusterView {
         carried.into_iter().filter(move |m| {
             m.id != self.local
                 && !heard.contains(&m.id)
-                && !self.members.contains_key(&m.id)
                 && !self.removed.contains(&m.id)
+                && self.members.get(&m.id).is_none_or(|known| {
+                    (known.generation, known.state_version) < (m.generation, m.state_version)
+                })
         })
     }
 
@@ -631,6 +651,7 @@ mod tests {
             gossip_addr: "127.0.0.1:7402".parse().expect("addr"),
             alive,
             heartbeat: 1,
+            max_version: 1,
             values,
         }
     }
@@ -880,6 +901,57 @@ mod tests {
         assert_eq!(fresh.unheard(carried, &hearing).count(), 0, "gossip wins");
     }
 
+    /// Issue 24 item 4, found in review: a node away while a dead member
+    /// last changed remembered an older state of it, and carried members
+    /// only filled in unknown ones, so its topology never agreed with the
+    /// others' again. Of two states of one generation the newer wins.
+    #[test]
+    fn a_newer_carried_state_replaces_an_older_remembered_one() {
+        let mut old = Member::normal(id(2), vec![Token(20)]);
+        (old.alive, old.generation, old.state_version) = (false, 5, 10);
+        let mut newer = old.clone();
+        (newer.status, newer.state_version) = (NodeStatus::Leaving, 12);
+        let away = ClusterView::at_start(
+            id(3),
+            3,
+            vec![
+                Member::normal(id(1), vec![Token(10)]),
+                old.clone(),
+                Member::normal(id(3), vec![Token(30)]),
+            ],
+            BTreeSet::new(),
+        );
+        let none = BTreeSet::new();
+        let carried: Vec<Member> = away.unheard([newer], &none).collect();
+        let caught_up = away.next(carried);
+        assert_eq!(
+            caught_up.member(&id(2)).map(|m| m.status),
+            Some(NodeStatus::Leaving)
+        );
+        assert_eq!(caught_up.topology(), {
+            let mut leaving = old.clone();
+            leaving.status = NodeStatus::Leaving;
+            ClusterView::at_start(
+                id(1),
+                3,
+                vec![
+                    Member::normal(id(1), vec![Token(10)]),
+                    leaving,
+                    Member::normal(id(3), vec![Token(30)]),
+                ],
+                BTreeSet::new(),
+            )
+            .topology()
+        });
+        let mut stale = old;
+        (stale.status, stale.state_version) = (NodeStatus::Joining, 9);
+        assert_eq!(
+            caught_up.unheard([stale], &none).count(),
+            0,
+            "an older copy changes nothing"
+        );
+    }
+
     #[test]
     fn replication_factor_conflicts_are_found() {
         let mut other = entry(2, 1, true, "NORMAL", "20");
@@ -1111,6 +1183,7 @@ mod tests {
                     gossip_addr: "127.0.0.1:7402".parse().expect("addr"),
                     alive: true,
                     heartbeat: 1,
+                    max_version: 1,
                     values: values.clone(),
                 };
                 if let Some(member) = Member::from_entry(&entry) {

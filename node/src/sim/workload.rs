@@ -354,6 +354,14 @@ impl Api {
             if matches!(answer, Ok(Ok(_))) {
                 return true;
             }
+            // A removal whose answer was lost, repeated on a node that has
+            // restarted since: it no longer lists the node, but says it
+            // has left.
+            if matches!(&answer, Ok(Err(status)) if status.message().contains("has already left the cluster"))
+            {
+                self.record(format!("{what}: n{target} has left"));
+                return true;
+            }
             // An answer lost on the way (a paused link) leaves the change
             // running: done once the node shows LEFT.
             if self.left(target).await {

@@ -666,6 +666,13 @@ impl Topology {
     pub async fn remove(&self, node: NodeId) -> Result<(), TopologyError> {
         let _busy = self.busy()?;
         let view = self.membership.view();
+        // A node that left may be forgotten by now but is remembered as
+        // removed: a repeated removenode says so rather than "unknown".
+        if view.removed().contains(&node) && view.member(&node).is_none() {
+            return Err(TopologyError::Refused(format!(
+                "node {node} has already left the cluster"
+            )));
+        }
         let member = view
             .member(&node)
             .ok_or_else(|| TopologyError::UnknownNode(node.to_string()))?;
