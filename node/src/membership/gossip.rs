@@ -253,7 +253,7 @@ impl Membership {
             .filter_map(|e| e.node_id.parse().ok())
             .collect();
         let unheard: Vec<Member> = previous
-            .unheard(entries.iter().flat_map(decode_carried), &heard)
+            .unheard(entries.iter().flat_map(decode_carried))
             .collect();
         let view = previous.next(unheard.into_iter().chain(gossiped));
         for member in view.members() {
@@ -370,14 +370,26 @@ impl Membership {
     }
 
     fn remember(&self, view: &ClusterView) {
-        let Ok(bytes) = serde_json::to_vec(&view.remembered()) else {
+        let remembered = view.remembered();
+        // Written when the ring's content changes, not at every new
+        // version of a member's state (its load, say): the version kept is
+        // the one current at the change, enough to order copies by.
+        let content: Vec<Member> = remembered
+            .iter()
+            .cloned()
+            .map(|mut m| {
+                m.state_version = 0;
+                m
+            })
+            .collect();
+        let Ok(bytes) = serde_json::to_vec(&content) else {
             return;
         };
         let Ok(mut saved) = self.saved.lock() else {
             return;
         };
         if *saved != bytes {
-            match persist::save_members(self.storage.as_ref(), &view.remembered()) {
+            match persist::save_members(self.storage.as_ref(), &remembered) {
                 Ok(()) => *saved = bytes,
                 Err(error) => tracing::warn!(%error, "cannot remember ring members"),
             }
@@ -690,6 +702,49 @@ mod tests {
             .find(|e| e.node_id == alone.settings.node_id.to_string())
             .expect("own state");
         assert_eq!(decode_carried(own).count(), 0);
+    }
+
+    /// Found in review: with state versions remembered, every new version
+    /// of a member's state (its load every ten seconds) rewrote the ring
+    /// to disk, synced. It is written when the ring's content changes.
+    #[tokio::test(start_paused = true)]
+    async fn a_new_load_does_not_rewrite_the_remembered_ring() {
+        let transport = ChannelTransport::with_mtu(DATAGRAM);
+        let wall = WallClock::from_fn(|| 1_800_000_000_000_000);
+        let store: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+        let a = Membership::start(
+            settings(1, 1, &[], wall.clone()),
+            store.clone(),
+            state("a", 0),
+            &transport,
+        )
+        .await
+        .expect("a");
+        let b = Membership::start(
+            settings(2, 2, &[1], wall),
+            Arc::new(MemoryStorage::default()),
+            state("b", 0),
+            &transport,
+        )
+        .await
+        .expect("b");
+        let b_id = NodeId(uuid::Uuid::from_u128(2));
+        wait(&[&b], &a, |v| v.member(&b_id).is_some_and(|m| m.alive)).await;
+        let remembered = |store: &Arc<dyn Storage>| {
+            persist::load_members(store.as_ref())
+                .expect("load")
+                .into_iter()
+                .find(|m| m.id == b_id)
+                .map(|m| m.state_version)
+        };
+        let before = remembered(&store);
+        assert!(before.is_some());
+        b.announce(vec![(keys::LOAD, "12345".to_owned())]).await;
+        wait(&[&b], &a, |v| {
+            v.member(&b_id).and_then(|m| m.load_bytes) == Some(12_345)
+        })
+        .await;
+        assert_eq!(remembered(&store), before, "not written again");
     }
 
     /// Refreshes `membership` (and `others`, as their workers would)

@@ -491,23 +491,19 @@ impl ClusterView {
             .collect()
     }
 
-    /// Of the members others carry, those that gossip does not describe
-    /// to this node (`heard`) and that are newer than what this view
-    /// knows of them (a member it never heard of, or an older state of
-    /// it: a node away while a dead member last changed).
+    /// Of the members others carry, those that may tell this view
+    /// something: not this node, not a removed one. They compete with
+    /// what the view knows and what gossip says by recency (a live state
+    /// first, then generation, then state version), so a carried copy only
+    /// wins where it is newer: a member this node never heard of, or an
+    /// older state of it (a node away while a dead member last changed).
     pub fn unheard<'a>(
         &'a self,
         carried: impl IntoIterator<Item = Member> + 'a,
-        heard: &'a BTreeSet<NodeId>,
     ) -> impl Iterator<Item = Member> + 'a {
-        carried.into_iter().filter(move |m| {
-            m.id != self.local
-                && !heard.contains(&m.id)
-                && !self.removed.contains(&m.id)
-                && self.members.get(&m.id).is_none_or(|known| {
-                    (known.generation, known.state_version) < (m.generation, m.state_version)
-                })
-        })
+        carried
+            .into_iter()
+            .filter(move |m| m.id != self.local && !self.removed.contains(&m.id))
     }
 
     /// The members that affect the ring, for remembering across restarts.
@@ -881,10 +877,9 @@ mod tests {
         assert!(!carried[0].alive);
 
         let fresh = view(&[entry(5, 1, true, "NORMAL", "50")]);
-        let none = BTreeSet::new();
         let filled = fresh.next(
             fresh
-                .unheard(carried.clone(), &none)
+                .unheard(carried.clone())
                 .chain([carrier.clone()].iter().filter_map(Member::from_entry)),
         );
         let member = filled
@@ -892,13 +887,23 @@ mod tests {
             .expect("learned from what node 1 carries");
         assert!(!member.alive);
         assert_eq!(filled.ring().nodes().len(), 3, "nodes 1, 2 and 5");
+
+        let mut stale = carried[0].clone();
+        (stale.status, stale.state_version) = (NodeStatus::Joining, 0);
+        let kept = all.next(all.unheard([stale]).collect::<Vec<_>>());
         assert_eq!(
-            all.unheard(carried.clone(), &none).count(),
-            0,
-            "a node that knows the member keeps its own knowledge"
+            kept.member(&id(2)).map(|m| m.status),
+            Some(NodeStatus::Normal),
+            "an older carried copy changes nothing"
         );
-        let hearing: BTreeSet<NodeId> = [id(2)].into();
-        assert_eq!(fresh.unheard(carried, &hearing).count(), 0, "gossip wins");
+        let live = fresh.next(
+            fresh.unheard(carried).chain(
+                [entry(2, 1, true, "NORMAL", "20")]
+                    .iter()
+                    .filter_map(Member::from_entry),
+            ),
+        );
+        assert!(live.is_alive(&id(2)), "live gossip wins");
     }
 
     /// Issue 24 item 4, found in review: a node away while a dead member
@@ -921,8 +926,7 @@ mod tests {
             ],
             BTreeSet::new(),
         );
-        let none = BTreeSet::new();
-        let carried: Vec<Member> = away.unheard([newer], &none).collect();
+        let carried: Vec<Member> = away.unheard([newer]).collect();
         let caught_up = away.next(carried);
         assert_eq!(
             caught_up.member(&id(2)).map(|m| m.status),
@@ -945,9 +949,10 @@ mod tests {
         });
         let mut stale = old;
         (stale.status, stale.state_version) = (NodeStatus::Joining, 9);
+        let kept = caught_up.next(caught_up.unheard([stale]).collect::<Vec<_>>());
         assert_eq!(
-            caught_up.unheard([stale], &none).count(),
-            0,
+            kept.member(&id(2)).map(|m| m.status),
+            Some(NodeStatus::Leaving),
             "an older copy changes nothing"
         );
     }
