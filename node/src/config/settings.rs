@@ -243,6 +243,8 @@ impl Config {
             allow_inconsistent_source: self.allow_inconsistent_source,
             agreement_timeout: millis(self.join_timeout_ms),
             drain: millis(self.write_timeout_ms),
+            cleanup_settle: millis(self.write_timeout_ms.max(self.read_timeout_ms))
+                + millis(self.gossip_interval_ms) * 2,
             replication_factor: self.replication_factor as usize,
         }
     }

@@ -115,6 +115,9 @@ pub struct Membership {
     twin: tokio::sync::watch::Sender<Option<Twin>>,
     /// This run's gossip generation (its start time, Unix microseconds).
     generation: u64,
+    /// The topology hash the ring has been settled on (no change in
+    /// progress, every live node gossiping it), and since when.
+    settled: Mutex<Option<(u64, tokio::time::Instant)>>,
 }
 
 impl Membership {
@@ -190,6 +193,7 @@ impl Membership {
             )),
             twin: tokio::sync::watch::Sender::new(None),
             generation,
+            settled: Mutex::new(None),
         });
         membership.refresh().await;
         Ok(membership)
@@ -296,7 +300,32 @@ impl Membership {
                 }
             })
             .await;
+        self.note_settled(&view);
         self.view.store(Arc::new(view));
+    }
+
+    fn note_settled(&self, view: &ClusterView) {
+        let settled = view.transition().is_none() && view.topology_laggards().is_empty();
+        let topology = view.topology();
+        if let Ok(mut since) = self.settled.lock() {
+            *since = match *since {
+                _ if !settled => None,
+                Some((t, at)) if t == topology => Some((t, at)),
+                _ => Some((topology, tokio::time::Instant::now())),
+            };
+        }
+    }
+
+    /// How long the current ring has been settled: no change in progress
+    /// and every live node gossiping this node's topology; `None` while
+    /// it is not.
+    pub fn settled_for(&self) -> Option<Duration> {
+        let topology = self.view().topology();
+        let since = *self.settled.lock().ok()?;
+        match since {
+            Some((t, at)) if t == topology => Some(at.elapsed()),
+            _ => None,
+        }
     }
 
     /// Another running node with this node's id, once seen (see

@@ -70,6 +70,39 @@ fn seeds_with_churn() {
     ci_change(Scenario::Churn);
 }
 
+/// Seeds of a sweep that once found a defect, and what it was: each
+/// must stay clean.
+const REGRESSIONS: [(u64, Mix, Scenario, &str); 2] = [
+    (
+        400_011,
+        Mix::Clock,
+        Scenario::Churn,
+        "a QUORUM read routed by the ring before a join, answered after cleanup freed the range",
+    ),
+    (
+        500_004,
+        Mix::Partition,
+        Scenario::Churn,
+        "the same, under a one-way partition",
+    ),
+];
+
+#[test]
+fn seeds_that_once_failed() {
+    let mut failures = Vec::new();
+    for (seed, mix, scenario, what) in REGRESSIONS {
+        let outcome = run(seed, mix, 4, scenario);
+        if !outcome.violations.is_empty() {
+            failures.push(format!(
+                "seed {seed} ({what}): {}\n  replay: {}",
+                outcome.violations.join("; "),
+                outcome.replay_command()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }

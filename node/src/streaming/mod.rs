@@ -123,6 +123,12 @@ pub struct StreamSettings {
     /// Wait after agreement for writes started under the old ring (the
     /// write timeout).
     pub drain: Duration,
+    /// How long the ring must have been settled (no change in progress,
+    /// every live node on this topology) before cleanup deletes: a request
+    /// a node routed by the old ring can still ask this node for the
+    /// ranges it gave up until then (the longer of the read and write
+    /// timeouts, and two gossip rounds for the news to travel).
+    pub cleanup_settle: Duration,
     pub replication_factor: usize,
 }
 
@@ -226,6 +232,19 @@ pub fn describe(view: &ClusterView, change: &Change) -> String {
     }
 }
 
+/// The live nodes that do not gossip `view`'s topology yet, in words.
+fn laggards(view: &ClusterView) -> String {
+    let names: Vec<String> = view
+        .topology_laggards()
+        .iter()
+        .map(|m| m.name.clone())
+        .collect();
+    format!(
+        "node(s) {} have not seen the current ring yet",
+        names.join(", ")
+    )
+}
+
 /// Whether `view` shows a change in progress that `local` does not drive.
 pub fn change_in_progress(view: &ClusterView, local: NodeId) -> Option<String> {
     change_in_progress_besides(view, &[local])
@@ -279,6 +298,38 @@ impl Topology {
                 "this node is already running a topology change or cleanup".into(),
             )
         })
+    }
+
+    /// Waits until the ring has been settled for `cleanup_settle` (see
+    /// there), and returns the view then; refuses when it does not settle
+    /// within the agreement timeout.
+    async fn await_settled(
+        &self,
+        mut view: Arc<ClusterView>,
+    ) -> Result<Arc<ClusterView>, TopologyError> {
+        let deadline = tokio::time::Instant::now() + self.settings.agreement_timeout;
+        loop {
+            let settled = self.membership.settled_for();
+            if settled.is_some_and(|d| d >= self.settings.cleanup_settle) {
+                return Ok(view);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let why = match view.transition() {
+                    Some(t) => t
+                        .changes
+                        .first()
+                        .map(|(change, _)| describe(&view, change))
+                        .unwrap_or_default(),
+                    None => laggards(&view),
+                };
+                return Err(TopologyError::InProgress(why));
+            }
+            let rest = settled.map_or(self.settings.cleanup_settle, |d| {
+                self.settings.cleanup_settle.saturating_sub(d)
+            });
+            tokio::time::sleep(rest.min(self.membership.interval())).await;
+            view = self.membership.view();
+        }
     }
 
     fn idle(&self, view: &ClusterView) -> Result<(), TopologyError> {
@@ -757,12 +808,13 @@ impl Topology {
                 .unwrap_or_default();
             return Err(TopologyError::InProgress(what));
         }
-        let ring = view.ring();
-        if !ring.nodes().contains(&self.local) {
+        if !view.ring().nodes().contains(&self.local) {
             return Err(TopologyError::Refused(
                 "this node owns no tokens in the ring; cleanup would delete everything".into(),
             ));
         }
+        let view = self.await_settled(view).await?;
+        let ring = view.ring();
         // Ranges this node does not replicate, neighbours merged.
         let mut unowned: Vec<TokenRange> = Vec::new();
         for (range, replicas) in ring.ranges() {
@@ -789,7 +841,9 @@ impl Topology {
             let deleted = crate::storage::blocking(move || {
                 engine.delete_range_if(range, &|| {
                     let now = membership.view();
-                    now.transition().is_none() && Arc::ptr_eq(now.ring(), &ring)
+                    now.transition().is_none()
+                        && Arc::ptr_eq(now.ring(), &ring)
+                        && membership.settled_for().is_some()
                 })
             })
             .await??;
