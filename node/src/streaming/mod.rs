@@ -313,14 +313,23 @@ impl Topology {
             if settled.is_some_and(|d| d >= self.settings.cleanup_settle) {
                 return Ok(view);
             }
+            // A change that starts meanwhile refuses cleanup at once.
+            if let Some(t) = view.transition() {
+                let what = t
+                    .changes
+                    .first()
+                    .map(|(change, _)| describe(&view, change))
+                    .unwrap_or_default();
+                return Err(TopologyError::InProgress(what));
+            }
             if tokio::time::Instant::now() >= deadline {
-                let why = match view.transition() {
-                    Some(t) => t
-                        .changes
-                        .first()
-                        .map(|(change, _)| describe(&view, change))
-                        .unwrap_or_default(),
-                    None => laggards(&view),
+                let why = if view.topology_laggards().is_empty() {
+                    format!(
+                        "the ring did not stay settled for {:?} within {:?}",
+                        self.settings.cleanup_settle, self.settings.agreement_timeout
+                    )
+                } else {
+                    laggards(&view)
                 };
                 return Err(TopologyError::InProgress(why));
             }
@@ -838,12 +847,13 @@ impl Topology {
             // decision is deleted.
             let engine = self.store.engine().clone();
             let (membership, ring) = (self.membership.clone(), ring.clone());
+            let settle = self.settings.cleanup_settle;
             let deleted = crate::storage::blocking(move || {
                 engine.delete_range_if(range, &|| {
                     let now = membership.view();
                     now.transition().is_none()
                         && Arc::ptr_eq(now.ring(), &ring)
-                        && membership.settled_for().is_some()
+                        && membership.settled_for().is_some_and(|d| d >= settle)
                 })
             })
             .await??;
