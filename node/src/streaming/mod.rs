@@ -232,6 +232,17 @@ pub fn describe(view: &ClusterView, change: &Change) -> String {
     }
 }
 
+/// The first change in progress `view` shows, in words.
+fn first_change(view: &ClusterView) -> Option<String> {
+    let t = view.transition()?;
+    Some(
+        t.changes
+            .first()
+            .map(|(change, _)| describe(view, change))
+            .unwrap_or_default(),
+    )
+}
+
 /// The live nodes that do not gossip `view`'s topology yet, in words.
 fn laggards(view: &ClusterView) -> String {
     let names: Vec<String> = view
@@ -314,12 +325,7 @@ impl Topology {
                 return Ok(view);
             }
             // A change that starts meanwhile refuses cleanup at once.
-            if let Some(t) = view.transition() {
-                let what = t
-                    .changes
-                    .first()
-                    .map(|(change, _)| describe(&view, change))
-                    .unwrap_or_default();
+            if let Some(what) = first_change(&view) {
                 return Err(TopologyError::InProgress(what));
             }
             if tokio::time::Instant::now() >= deadline {
@@ -809,12 +815,7 @@ impl Topology {
     pub async fn cleanup(&self) -> Result<CleanupReport, TopologyError> {
         let _busy = self.busy()?;
         let view = self.membership.view();
-        if let Some(t) = view.transition() {
-            let what = t
-                .changes
-                .first()
-                .map(|(change, _)| describe(&view, change))
-                .unwrap_or_default();
+        if let Some(what) = first_change(&view) {
             return Err(TopologyError::InProgress(what));
         }
         if !view.ring().nodes().contains(&self.local) {
