@@ -36,7 +36,8 @@ pub struct NodeInfo {
 
 impl Client {
     pub(crate) fn admin(&self) -> Result<AdminClient<Channel>> {
-        Ok(AdminClient::new(self.channel(&self.inner.home)?).max_decoding_message_size(usize::MAX))
+        Ok(AdminClient::new(self.channel(self.inner.router.home())?)
+            .max_decoding_message_size(usize::MAX))
     }
 
     /// Identity and version of the node first connected to.

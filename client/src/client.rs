@@ -18,24 +18,25 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ringkv_proto::v1 as pb;
+use ringkv_proto::v1::admin_client::AdminClient;
 use ringkv_proto::v1::key_value_client::KeyValueClient;
-use tokio::sync::Notify;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use crate::Consistency;
+use crate::cluster::RingInfo;
 use crate::connection::{endpoint, is_transport_failure, kv_client, open_channel};
 use crate::error::{Error, Result};
 use crate::options::{ReadOptions, WriteOptions};
 use crate::retry::Backoff;
-use crate::routing::{Routes, keep_ring_fresh};
+use crate::routing::Router;
 use crate::tls::TlsOptions;
 use crate::trace::capture;
 
@@ -157,15 +158,10 @@ pub struct Client {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
-    /// The host first connected to; admin calls go there.
-    pub(crate) home: String,
     pub(crate) channels: Mutex<HashMap<String, Channel>>,
-    pub(crate) routes: RwLock<Arc<Routes>>,
-    pub(crate) refresh: Arc<Notify>,
-    pub(crate) last_refresh: Mutex<Option<Instant>>,
-    pub(crate) down_until: Mutex<HashMap<String, Instant>>,
+    /// Where requests go; its home host is where admin calls go.
+    pub(crate) router: Arc<Router>,
     pub(crate) last_timestamp: AtomicI64,
-    pub(crate) rotation: AtomicUsize,
     /// The `authorization` header of every request, if any.
     pub(crate) authorization: Option<MetadataValue<Ascii>>,
 }
@@ -202,18 +198,12 @@ impl Client {
                 reason: reasons.join("; "),
             });
         };
-        let refresh = Arc::new(Notify::new());
-        let routes = Routes::new(None, &home, &config.hosts);
+        let router = Arc::new(Router::new(&home, &config.hosts));
         let client = Client {
             inner: Arc::new(Inner {
-                channels: Mutex::new(HashMap::from([(home.clone(), channel)])),
-                home,
-                routes: RwLock::new(Arc::new(routes)),
-                refresh: refresh.clone(),
-                last_refresh: Mutex::new(None),
-                down_until: Mutex::new(HashMap::new()),
+                channels: Mutex::new(HashMap::from([(home, channel)])),
+                router: router.clone(),
                 last_timestamp: AtomicI64::new(0),
-                rotation: AtomicUsize::new(0),
                 authorization,
                 config,
             }),
@@ -221,14 +211,50 @@ impl Client {
         if client.inner.config.token_aware {
             // A node too old to describe its ring still serves requests.
             let _ = client.refresh_ring().await;
-            tokio::spawn(keep_ring_fresh(Arc::downgrade(&client.inner), refresh));
+            tokio::spawn(keep_ring_fresh(Arc::downgrade(&client.inner), router));
         }
         Ok(client)
     }
 
     /// The host this client first connected to.
     pub fn host(&self) -> &str {
-        &self.inner.home
+        self.inner.router.home()
+    }
+
+    /// The ring as last fetched, if any.
+    pub fn ring(&self) -> Option<Arc<RingInfo>> {
+        self.inner.router.ring()
+    }
+
+    /// Fetches the ring from the first host that answers.
+    pub(crate) async fn refresh_ring(&self) -> Result<()> {
+        let router = &self.inner.router;
+        router.refreshing();
+        let mut last_error = None;
+        for host in router.candidates(None) {
+            let channel = self.channel(&host)?;
+            let request = self.request(pb::RingRequest {}, self.inner.config.connect_timeout);
+            match AdminClient::new(channel)
+                .max_decoding_message_size(usize::MAX)
+                .ring(request)
+                .await
+            {
+                Ok(response) => {
+                    router.install(response.into_inner().into());
+                    return Ok(());
+                }
+                Err(status) => {
+                    if is_transport_failure(&status) {
+                        router.mark_down(&host);
+                    }
+                    last_error = Some(Error::from(status));
+                }
+            }
+        }
+        Err(last_error.unwrap_or(Error::Connect {
+            hosts: self.inner.config.hosts.join(", "),
+            reason: "no host to ask for the ring".into(),
+        }))
     }
 
     /// The client's settings.
@@ -261,7 +287,7 @@ impl Client {
         F: Fn(KeyValueClient<Channel>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        let hosts = self.candidates(key);
+        let hosts = self.inner.router.candidates(key);
         let config = &self.inner.config;
         let mut attempt = 0u32;
         loop {
@@ -275,7 +301,7 @@ impl Client {
                 Err(status) => status,
             };
             if is_transport_failure(&status) {
-                self.mark_down(host);
+                self.inner.router.mark_down(host);
             }
             let error = Error::from(status);
             if !idempotent || !error.is_retryable() || attempt >= config.max_retries {
@@ -465,6 +491,24 @@ impl Client {
             })
             .await?;
         Ok(response.into_inner().timestamp_micros)
+    }
+}
+
+/// Refreshes the ring periodically and when a host stops answering, until
+/// every clone of the client is gone.
+async fn keep_ring_fresh(inner: Weak<Inner>, router: Arc<Router>) {
+    loop {
+        let Some(period) = inner.upgrade().map(|i| i.config.topology_refresh) else {
+            return;
+        };
+        router.next_refresh(period).await;
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let client = Client { inner: strong };
+        if let Err(error) = client.refresh_ring().await {
+            tracing::debug!(%error, "ring refresh failed");
+        }
     }
 }
 

@@ -1,4 +1,6 @@
-//! Choosing hosts for a request, and keeping the ring fresh.
+//! Choosing hosts for a request: the [`Router`] holds the ring as last
+//! fetched, which hosts failed lately, and the rotation among replicas
+//! (the client fetches the ring and keeps it fresh).
 //!
 //! The client fetches the ring (`Admin.Ring`), computes each key's token
 //! (the partitioner the nodes use) and sends the request to one of the key's
@@ -8,19 +10,14 @@
 //! transport level goes last for a moment. The ring is refreshed every few
 //! seconds and at once when a node stops answering.
 
-use std::sync::Arc;
-use std::sync::Weak;
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use ringkv_proto::v1 as pb;
-use ringkv_proto::v1::admin_client::AdminClient;
 use tokio::sync::Notify;
 
-use crate::client::{Client, Inner};
 use crate::cluster::RingInfo;
-use crate::connection::is_transport_failure;
-use crate::error::{Error, Result};
 
 /// How long a host that failed at the transport level is passed over.
 const DOWN_FOR: Duration = Duration::from_secs(2);
@@ -30,7 +27,7 @@ const MIN_REFRESH_GAP: Duration = Duration::from_millis(500);
 /// The ring as the client routes with it, computed once per refresh so
 /// that choosing hosts for a request copies no strings.
 #[derive(Debug, Default)]
-pub(crate) struct Routes {
+struct Routes {
     ring: Option<Arc<RingInfo>>,
     /// For each range of `ring`, the addresses of its live replicas.
     replicas: Vec<Vec<Arc<str>>>,
@@ -40,7 +37,7 @@ pub(crate) struct Routes {
 }
 
 impl Routes {
-    pub(crate) fn new(ring: Option<Arc<RingInfo>>, home: &str, hosts: &[String]) -> Routes {
+    fn new(ring: Option<Arc<RingInfo>>, home: &str, hosts: &[String]) -> Routes {
         let mut fallbacks: Vec<Arc<str>> = Vec::new();
         let mut add = |host: &str| {
             if !host.is_empty() && !fallbacks.iter().any(|h| &**h == host) {
@@ -76,25 +73,65 @@ impl Routes {
     }
 }
 
-impl Client {
+/// Where a client sends its requests: the ring's routes, the hosts that
+/// failed lately, and the turn among a key's replicas.
+#[derive(Debug)]
+pub(crate) struct Router {
+    /// The host first connected to, a fallback of last resort.
+    home: String,
+    /// The configured hosts, fallbacks too.
+    hosts: Vec<String>,
+    routes: RwLock<Arc<Routes>>,
+    down_until: Mutex<HashMap<String, Instant>>,
+    rotation: AtomicUsize,
+    /// Wakes the ring refresher early (a host stopped answering).
+    refresh: Arc<Notify>,
+    last_refresh: Mutex<Option<Instant>>,
+}
+
+impl Router {
+    /// Routes with no ring yet: the home host, then the configured ones.
+    pub(crate) fn new(home: &str, hosts: &[String]) -> Router {
+        Router {
+            home: home.to_owned(),
+            hosts: hosts.to_vec(),
+            routes: RwLock::new(Arc::new(Routes::new(None, home, hosts))),
+            down_until: Mutex::new(HashMap::new()),
+            rotation: AtomicUsize::new(0),
+            refresh: Arc::new(Notify::new()),
+            last_refresh: Mutex::new(None),
+        }
+    }
+
+    /// The host first connected to.
+    pub(crate) fn home(&self) -> &str {
+        &self.home
+    }
+
     /// The ring as last fetched, if any.
-    pub fn ring(&self) -> Option<Arc<RingInfo>> {
+    pub(crate) fn ring(&self) -> Option<Arc<RingInfo>> {
         self.routes().ring.clone()
     }
 
-    pub(crate) fn routes(&self) -> Arc<Routes> {
-        self.inner
-            .routes
-            .read()
-            .map(|r| r.clone())
-            .unwrap_or_default()
+    fn routes(&self) -> Arc<Routes> {
+        self.routes.read().map(|r| r.clone()).unwrap_or_default()
     }
 
+    /// Routes by `ring` from now on.
+    pub(crate) fn install(&self, ring: RingInfo) {
+        let routes = Routes::new(Some(Arc::new(ring)), &self.home, &self.hosts);
+        if let Ok(mut slot) = self.routes.write() {
+            *slot = Arc::new(routes);
+        }
+    }
+
+    /// `host` failed at the transport level: it goes last for a moment, and
+    /// the ring is refreshed soon.
     pub(crate) fn mark_down(&self, host: &str) {
-        if let Ok(mut down) = self.inner.down_until.lock() {
+        if let Ok(mut down) = self.down_until.lock() {
             down.insert(host.to_owned(), Instant::now() + DOWN_FOR);
         }
-        self.inner.refresh.notify_one();
+        self.refresh.notify_one();
     }
 
     /// Hosts to try for a request on `key`, best first: its live replicas
@@ -108,7 +145,7 @@ impl Client {
             && let Some(replicas) = routes.replicas.get(range)
             && !replicas.is_empty()
         {
-            let turn = self.inner.rotation.fetch_add(1, Ordering::Relaxed);
+            let turn = self.rotation.fetch_add(1, Ordering::Relaxed);
             for i in 0..replicas.len() {
                 hosts.push(replicas[(turn + i) % replicas.len()].clone());
             }
@@ -118,7 +155,7 @@ impl Client {
                 hosts.push(host.clone());
             }
         }
-        if let Ok(down) = self.inner.down_until.lock()
+        if let Ok(down) = self.down_until.lock()
             && !down.is_empty()
         {
             let now = Instant::now();
@@ -128,62 +165,22 @@ impl Client {
         hosts
     }
 
-    /// Fetches the ring from the first host that answers.
-    pub(crate) async fn refresh_ring(&self) -> Result<()> {
-        if let Ok(mut last) = self.inner.last_refresh.lock() {
+    /// Notes that a refresh starts now.
+    pub(crate) fn refreshing(&self) {
+        if let Ok(mut last) = self.last_refresh.lock() {
             *last = Some(Instant::now());
         }
-        let mut last_error = None;
-        for host in self.candidates(None) {
-            let channel = self.channel(&host)?;
-            let request = self.request(pb::RingRequest {}, self.inner.config.connect_timeout);
-            match AdminClient::new(channel)
-                .max_decoding_message_size(usize::MAX)
-                .ring(request)
-                .await
-            {
-                Ok(response) => {
-                    let ring: RingInfo = response.into_inner().into();
-                    let routes = Routes::new(
-                        Some(Arc::new(ring)),
-                        &self.inner.home,
-                        &self.inner.config.hosts,
-                    );
-                    if let Ok(mut slot) = self.inner.routes.write() {
-                        *slot = Arc::new(routes);
-                    }
-                    return Ok(());
-                }
-                Err(status) => {
-                    if is_transport_failure(&status) {
-                        self.mark_down(&host);
-                    }
-                    last_error = Some(Error::from(status));
-                }
-            }
-        }
-        Err(last_error.unwrap_or(Error::Connect {
-            hosts: self.inner.config.hosts.join(", "),
-            reason: "no host to ask for the ring".into(),
-        }))
     }
-}
 
-/// Refreshes the ring periodically and on demand, until every clone of the
-/// client is gone.
-pub(crate) async fn keep_ring_fresh(inner: Weak<Inner>, refresh: Arc<Notify>) {
-    loop {
-        let Some(period) = inner.upgrade().map(|i| i.config.topology_refresh) else {
-            return;
-        };
+    /// Waits until the next refresh is due: `period` after the last, or
+    /// sooner when a host was marked down, but never within
+    /// `MIN_REFRESH_GAP` of the last refresh.
+    pub(crate) async fn next_refresh(&self, period: Duration) {
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
-            _ = refresh.notified() => {}
+            _ = self.refresh.notified() => {}
         }
-        let Some(strong) = inner.upgrade() else {
-            return;
-        };
-        let recent = strong
+        let recent = self
             .last_refresh
             .lock()
             .ok()
@@ -191,10 +188,6 @@ pub(crate) async fn keep_ring_fresh(inner: Weak<Inner>, refresh: Arc<Notify>) {
             .is_some_and(|at| at.elapsed() < MIN_REFRESH_GAP);
         if recent {
             tokio::time::sleep(MIN_REFRESH_GAP).await;
-        }
-        let client = Client { inner: strong };
-        if let Err(error) = client.refresh_ring().await {
-            tracing::debug!(%error, "ring refresh failed");
         }
     }
 }

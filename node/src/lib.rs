@@ -1,10 +1,14 @@
 //! ringkv-node: a peer of a ringkv cluster.
 //!
-//! Layers, bottom-up:
+//! Layers, bottom-up (a module uses only its own layer and those before
+//! it; `layering`'s test checks this list against the code):
+//! - [`identity`], [`metrics`]: the node id and the metric names;
 //! - [`clock`]: the hybrid logical clock that timestamps writes;
 //! - [`ring`]: tokens, token ranges, replica placement and token allocation;
-//! - [`storage`]: cells, last-write-wins, RocksDB and the durability policy;
-//! - [`membership`]: gossip, failure detection and the cluster view;
+//! - [`storage`]: cells, last-write-wins, RocksDB and the durability policy
+//!   (and the node id kept on disk);
+//! - [`membership`]: gossip, failure detection and the cluster view (and
+//!   the view in words: a peer's name, the changes in progress);
 //! - [`peer`]: what one node asks of another (the replica transports and
 //!   their errors), the Merkle trees replicas compare, and the
 //!   replica-side handlers;
@@ -17,13 +21,14 @@
 //! - [`console`]: what the web console charts: samples each node keeps of
 //!   itself, copies of its peers', and the SVG charts drawn from them;
 //! - [`auth`]: users, roles and the credential check of the client APIs;
-//! - [`rpc`]: gRPC adapters and the network they run over;
+//! - [`rpc`]: gRPC adapters, the credential check around the client API's
+//!   services, and the network they run over;
 //! - [`resp`]: the Redis-protocol front door (over the coordinator, like
 //!   the gRPC client API);
-//! - [`server`]: wiring and shutdown;
-//! - `sim` (tests only): the deterministic simulation of a cluster;
-//! - [`config`], [`identity`], [`metrics`], [`telemetry`]: settings, node
-//!   id, metric names, logs.
+//! - [`config`]: the settings, and the settings each layer takes derived
+//!   from them;
+//! - [`server`], [`telemetry`]: wiring and shutdown; logs;
+//! - `sim` (tests only): the deterministic simulation of a cluster.
 
 pub mod auth;
 pub mod clock;
@@ -32,6 +37,8 @@ pub mod console;
 pub mod coordinator;
 pub mod hints;
 pub mod identity;
+#[cfg(test)]
+mod layering;
 pub mod membership;
 pub mod metrics;
 pub mod peer;

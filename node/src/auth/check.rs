@@ -1,5 +1,5 @@
-//! Checking a request's credentials and role, as a layer around the client
-//! API's gRPC services.
+//! Checking a request's credentials and role (`rpc::require_auth` runs
+//! the check around the client API's gRPC services).
 //!
 //! A client sends `authorization: Basic base64(user:password)` with every
 //! request (over TLS, or anyone on the path reads the password). Argon2 is
@@ -24,24 +24,18 @@
 //! few tens of milliseconds every `auth_cache_ms` under heavy load.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine;
-use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tonic::Status;
-use tonic::body::Body;
-use tonic::server::NamedService;
 
+use super::Role;
 use super::throttle::Throttle;
 use super::users::{MAX_NAME_LEN, MAX_PASSWORD_LEN, UserError, UserStore, verify_password};
-use super::{Permission, Role, permission_for};
 use crate::metrics::AUTH_FAILURES;
 
 /// Users remembered at most; past it the cache starts over.
@@ -257,120 +251,6 @@ pub fn basic_credentials(header: Option<&http::HeaderValue>) -> Option<(String, 
 pub fn basic_header(user: &str, password: &str) -> String {
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     format!("Basic {encoded}")
-}
-
-/// A gRPC service whose requests must carry the credentials of a user
-/// whose role allows the method; with no authenticator, every request
-/// passes (authentication off).
-#[derive(Clone)]
-pub struct RequireAuth<S> {
-    inner: S,
-    auth: Option<Arc<Authenticator>>,
-}
-
-impl<S> RequireAuth<S> {
-    pub fn new(inner: S, auth: Option<Arc<Authenticator>>) -> Self {
-        Self { inner, auth }
-    }
-}
-
-impl<S: NamedService> NamedService for RequireAuth<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-/// Answers `status` to a request that is refused, after reading its body.
-///
-/// The body is read (and dropped) rather than left unread: HTTP/2 counts
-/// the DATA frames of a stream answered before its body arrived as framing
-/// overhead it never gets back, and after enough such refusals (an
-/// overload, a client with a wrong password retrying) it closes the whole
-/// connection as abusive (`ENHANCE_YOUR_CALM`, "too_many_data_frames"),
-/// failing every request on it. The body is at most the service's message
-/// limit, as for a request that is served.
-///
-/// A client that never ends its body is answered after
-/// [`REFUSAL_BODY_WAIT`] all the same.
-pub async fn refuse(request: http::Request<Body>, status: Status) -> http::Response<Body> {
-    use http_body_util::BodyExt;
-    let mut body = request.into_body();
-    let drain = async {
-        while let Some(frame) = body.frame().await {
-            if frame.is_err() {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(REFUSAL_BODY_WAIT, drain).await;
-    status.into_http()
-}
-
-/// Longest wait for the body of a request that is refused.
-pub const REFUSAL_BODY_WAIT: Duration = Duration::from_secs(2);
-
-impl<S> tower::Service<http::Request<Body>> for RequireAuth<S>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let Some(auth) = self.auth.clone() else {
-            return Box::pin(self.inner.call(request));
-        };
-        // The clone takes the place of the service that was made ready.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let path = request.uri().path().to_owned();
-            let needed = permission_for(&path);
-            let Some((user, password)) =
-                basic_credentials(request.headers().get(http::header::AUTHORIZATION))
-            else {
-                let status = Status::unauthenticated(
-                    "authentication is required: give a user name and password",
-                );
-                return Ok(refuse(request, status).await);
-            };
-            let source = request
-                .extensions()
-                .get::<crate::rpc::net::ConnectionInfo>()
-                .and_then(|info| info.remote)
-                .map(|addr| addr.ip());
-            let role = match auth.authenticate(&user, &password, source).await {
-                Ok(role) => role,
-                Err(Refusal::Unauthenticated(why)) => {
-                    return Ok(refuse(request, Status::unauthenticated(why)).await);
-                }
-                Err(Refusal::Unavailable(why)) => {
-                    return Ok(refuse(request, Status::unavailable(why)).await);
-                }
-            };
-            if !role.allows(needed) {
-                let what = match needed {
-                    Permission::Read => "read",
-                    Permission::Write => "write",
-                    Permission::Admin => "run cluster commands or manage users",
-                };
-                let status = Status::permission_denied(format!(
-                    "user {user:?} has role {role}, which may not {what} ({})",
-                    path.trim_start_matches('/')
-                ));
-                return Ok(refuse(request, status).await);
-            }
-            request.extensions_mut().insert(Caller { name: user, role });
-            inner.call(request).await
-        })
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,6 @@ pub mod role;
 pub mod throttle;
 pub mod users;
 
-pub use check::{Authenticator, Caller, Refusal, RequireAuth, basic_credentials, basic_header};
+pub use check::{Authenticator, Caller, Refusal, basic_credentials, basic_header};
 pub use role::{Permission, Role, permission_for};
 pub use users::{UserError, UserRecord, UserStore, is_reserved};

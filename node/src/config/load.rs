@@ -34,6 +34,15 @@ pub enum ConfigError {
     Invalid { field: &'static str, reason: String },
 }
 
+impl From<crate::rpc::tls::TlsError> for ConfigError {
+    fn from(error: crate::rpc::tls::TlsError) -> Self {
+        ConfigError::Invalid {
+            field: error.field,
+            reason: error.reason,
+        }
+    }
+}
+
 /// The effective configuration for these arguments.
 pub fn load(args: &NodeArgs) -> Result<Config, ConfigError> {
     let mut config = match &args.config {

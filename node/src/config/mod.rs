@@ -13,8 +13,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::rpc::limit::ApiLimits;
 pub use load::{ConfigError, NodeArgs, load};
-pub use settings::{ApiLimits, Ports};
+pub use settings::Ports;
 
 use crate::storage::gc::DEFAULT_GC_GRACE_SECONDS;
 pub use crate::storage::{DiskFailurePolicy, SyncMode};
@@ -538,7 +539,7 @@ impl Config {
                     .into(),
             );
         }
-        crate::rpc::tls::NodeTls::load(self)?;
+        crate::rpc::tls::NodeTls::load(&self.tls_files())?;
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty".into());
         }

@@ -13,6 +13,8 @@ use crate::resp::{ParseLimits, RespSettings};
 use crate::rpc::accept::PortLimits;
 use crate::rpc::bounds::PeerBounds;
 use crate::rpc::gossip_mac::GossipKey;
+use crate::rpc::limit::ApiLimits;
+use crate::rpc::tls::TlsFiles;
 use crate::storage::batch::MAX_BATCH_BYTES;
 use crate::streaming::StreamSettings;
 
@@ -61,23 +63,21 @@ pub struct Ports<T> {
     pub http: T,
 }
 
-/// What one API (client or internode) admits at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ApiLimits {
-    /// Requests worked on at once (`max_requests_in_flight`).
-    pub requests: usize,
-    /// Bytes of request bodies held at once.
-    pub bytes: usize,
-    /// Longest wait for a request's body.
-    pub body_timeout: Duration,
-    /// Requests (HTTP/2 streams) of one gRPC connection. Not capped by
-    /// `requests`: a connection that asks for more than the node's permits
-    /// gets the excess refused at once, rather than queued in its own
-    /// connection.
-    pub per_connection: usize,
-}
-
 impl Config {
+    /// The files and switches the TLS of the node's ports is built from.
+    pub fn tls_files(&self) -> TlsFiles {
+        TlsFiles {
+            internode: self.internode_tls,
+            client: self.client_tls,
+            client_require_cert: self.client_tls_require_cert,
+            resp: self.resp_enabled,
+            cert: self.tls_cert_file.clone(),
+            key: self.tls_key_file.clone(),
+            ca: self.tls_ca_file.clone(),
+            server_name: self.internode_tls_server_name.clone(),
+        }
+    }
+
     /// Largest value accepted, in bytes.
     pub fn max_value_bytes(&self) -> usize {
         usize::try_from(self.max_value_size).unwrap_or(usize::MAX)

@@ -138,10 +138,7 @@ impl Coordinator {
 
     /// The name of `node` as gossip tells it (its id while unknown).
     pub fn name_of(&self, node: &NodeId) -> String {
-        self.view
-            .load()
-            .member(node)
-            .map_or_else(|| node.to_string(), |m| m.name.clone())
+        self.view.load().name_of(node)
     }
 
     /// The wall clock the coordinator stamps writes and expiries with.

@@ -100,7 +100,7 @@ pub async fn choose_tokens(
         };
         if settled {
             // One change at a time: wait for a change in progress.
-            if let Some(change) = crate::streaming::change_in_progress(&view, local) {
+            if let Some(change) = view.change_besides(&[local]) {
                 if started.elapsed() >= settings.timeout {
                     return Err(JoinError::ChangeInProgress(change));
                 }
@@ -197,7 +197,7 @@ pub async fn replacement_tokens(
                     member.name, member.status
                 )));
             }
-            if let Some(change) = crate::streaming::change_in_progress(&view, local) {
+            if let Some(change) = view.change_besides(&[local]) {
                 if started.elapsed() >= settings.timeout {
                     return Err(JoinError::ChangeInProgress(change));
                 }

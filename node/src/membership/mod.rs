@@ -6,7 +6,10 @@
 //! - [`join`]: a node's first start: choosing tokens.
 //! - [`persist`]: the ring remembered across restarts.
 //! - [`twins`]: another running node with this node's id.
+//! - `describe`: the view in words (a peer's name, the changes in
+//!   progress).
 
+mod describe;
 mod gossip;
 pub mod join;
 pub mod keys;

@@ -57,11 +57,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::commands::{Action, Hello, dispatch, lookup};
+use super::commands::{Action, dispatch};
 use super::info::hello_reply;
 use super::parse::{ParseLimits, Parser};
 use super::reply::{Protocol, Reply};
+use super::session::Hello;
 use super::session::Session;
+use super::table::lookup;
 use crate::auth::{Refusal, Role};
 
 /// Commands of one connection running at once.

@@ -6,9 +6,9 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::Shared;
-use super::commands::{COMMANDS, Spec, lookup};
-use super::reply::Reply;
+use super::reply::{Reply, wrong_arity};
 use super::session::Session;
+use super::table::{COMMANDS, Spec, lookup};
 
 /// The Redis version whose commands and replies the port follows; `INFO`
 /// reports it as `redis_version` for clients that check it.
@@ -204,7 +204,7 @@ pub fn config(shared: &Shared, args: &[Bytes]) -> Reply {
         ));
     }
     if args.len() < 2 {
-        return super::commands::wrong_arity("config|get");
+        return wrong_arity("config|get");
     }
     let max_clients = shared.settings.max_clients.to_string();
     let known: [(&str, String); 6] = [

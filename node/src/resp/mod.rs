@@ -31,6 +31,7 @@ mod keys;
 pub mod parse;
 pub mod reply;
 mod session;
+mod table;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -143,6 +143,13 @@ fn decimal(out: &mut BytesMut, n: i64) {
     out.put_slice(&digits[at..]);
 }
 
+/// The wrong-arity error, as Redis words it.
+pub fn wrong_arity(name: &str) -> Reply {
+    Reply::error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,9 +6,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::commands::Hello;
 use super::reply::Protocol;
 use crate::coordinator::ConsistencyLevel;
+
+/// What a `HELLO` changes once its credentials (if any) are accepted.
+#[derive(Debug, Clone, Default)]
+pub struct Hello {
+    pub protocol: Option<Protocol>,
+    pub name: Option<Bytes>,
+}
 
 /// Longest client name or library name/version kept (`CLIENT SETNAME`,
 /// `HELLO ... SETNAME`, `CLIENT SETINFO`).

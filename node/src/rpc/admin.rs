@@ -23,7 +23,7 @@ use crate::identity::NodeId;
 use crate::membership::{ClusterView, Member, ViewHandle};
 use crate::repair::{Progress, Repairer, Scope};
 use crate::ring::Token;
-use crate::streaming::{Topology, TopologyError, describe};
+use crate::streaming::{Topology, TopologyError};
 
 /// What the admin service reports about this node.
 #[derive(Debug, Clone)]
@@ -227,19 +227,6 @@ fn member(m: &Member, owns: &BTreeMap<NodeId, f64>) -> pb::Member {
     }
 }
 
-/// Every topology change in progress, in words; empty when none.
-pub fn change_in_progress(view: &ClusterView) -> String {
-    view.transition()
-        .map(|t| {
-            t.changes
-                .iter()
-                .map(|(change, phase)| format!("{} ({})", describe(view, change), phase.as_str()))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-        .unwrap_or_default()
-}
-
 fn members(view: &ClusterView) -> (Vec<pb::Member>, BTreeMap<NodeId, u32>) {
     let owns = view.ring().effective_ownership();
     let mut index = BTreeMap::new();
@@ -343,10 +330,7 @@ impl Admin for AdminService {
         _request: Request<pb::StreamsRequest>,
     ) -> Result<Response<pb::StreamsResponse>, Status> {
         let view = self.view.load_full();
-        let name = |id: &NodeId| {
-            view.member(id)
-                .map_or_else(|| id.to_string(), |m| m.name.clone())
-        };
+        let name = |id: &NodeId| view.name_of(id);
         let streams = match &self.topology {
             Some(topology) => topology.streams().snapshot(),
             None => Vec::new(),
@@ -367,7 +351,7 @@ impl Admin for AdminService {
                     elapsed_ms: s.elapsed().as_millis() as u64,
                 })
                 .collect(),
-            change_in_progress: change_in_progress(&view),
+            change_in_progress: view.changes_in_words(),
         }))
     }
 
@@ -421,7 +405,7 @@ impl Admin for AdminService {
             replication_factor: self.node.replication_factor,
             local_node_id: self.node.id.to_string(),
             members,
-            change_in_progress: change_in_progress(&view),
+            change_in_progress: view.changes_in_words(),
         }))
     }
 

@@ -46,6 +46,22 @@ use tonic::server::NamedService;
 
 use crate::metrics::REQUESTS_REFUSED;
 
+/// What one API (client or internode) admits at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// Requests worked on at once (`max_requests_in_flight`).
+    pub requests: usize,
+    /// Bytes of request bodies held at once.
+    pub bytes: usize,
+    /// Longest wait for a request's body.
+    pub body_timeout: Duration,
+    /// Requests (HTTP/2 streams) of one gRPC connection. Not capped by
+    /// `requests`: a connection that asks for more than the node's permits
+    /// gets the excess refused at once, rather than queued in its own
+    /// connection.
+    pub per_connection: usize,
+}
+
 /// The bytes of a gRPC message's framing (compression flag and length).
 const GRPC_FRAME_HEADER: usize = 5;
 
@@ -89,7 +105,7 @@ impl InFlightLimit {
     }
 
     /// The limit of `api` as the configuration sets it.
-    pub fn for_api(api: &'static str, limits: &crate::config::ApiLimits) -> Self {
+    pub fn for_api(api: &'static str, limits: &ApiLimits) -> Self {
         Self::new(api, limits.requests).with_bodies(limits.bytes, limits.body_timeout)
     }
 

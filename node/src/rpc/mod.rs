@@ -14,12 +14,13 @@ pub mod net;
 mod peer;
 pub mod replica_metrics;
 mod replicas;
+pub mod require_auth;
 pub mod stats;
 mod status;
 pub mod tls;
 mod users;
 
-pub use admin::{AdminService, NodeDescription, change_in_progress};
+pub use admin::{AdminService, NodeDescription};
 pub use kv::KeyValueService;
 pub use peer::{LateView, PeerService, Served};
 pub use replicas::NodeTransport;

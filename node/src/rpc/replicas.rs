@@ -25,13 +25,14 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use ringkv_proto::internal::v1 as pbi;
 use ringkv_proto::internal::v1::peer_client::PeerClient;
-use tonic::Code;
+
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::convert;
 use super::framed::{ClientSettings, FramedClient, frame};
 use super::net::Dial;
 use super::replica_metrics::{PeerCalls, ReplicaMetrics};
+use super::status::replica_error;
 use crate::console::history::{CAPACITY, SampleSource};
 use crate::console::sample::Sample;
 use crate::identity::NodeId;
@@ -253,15 +254,6 @@ impl NodeTransport {
 
 fn no_address(node: NodeId) -> ReplicaError {
     ReplicaError::Unreachable(format!("no peer address known for {node}"))
-}
-
-/// How a failed internode call counts for the coordinator.
-pub(super) fn replica_error(status: &tonic::Status) -> ReplicaError {
-    match status.code() {
-        Code::Unavailable => ReplicaError::Unreachable(status.message().to_owned()),
-        Code::DeadlineExceeded | Code::Cancelled => ReplicaError::Timeout,
-        _ => ReplicaError::Failed(status.message().to_owned()),
-    }
 }
 
 impl ReplicaTransport for NodeTransport {

@@ -9,6 +9,7 @@ use ringkv_proto::v1::{ErrorDetail, ReplicaCount, error_detail};
 use tonic::{Code, Status};
 
 use crate::coordinator::CoordinatorError;
+use crate::peer::ReplicaError;
 use crate::storage::StorageError;
 use crate::streaming::TopologyError;
 
@@ -70,6 +71,15 @@ pub fn from_topology(error: TopologyError) -> Status {
         | TopologyError::Source(_)
         | TopologyError::Stream { .. } => Status::unavailable(message),
         TopologyError::Storage(error) => from_storage(error),
+    }
+}
+
+/// How a failed internode call counts for the coordinator.
+pub(crate) fn replica_error(status: &tonic::Status) -> ReplicaError {
+    match status.code() {
+        Code::Unavailable => ReplicaError::Unreachable(status.message().to_owned()),
+        Code::DeadlineExceeded | Code::Cancelled => ReplicaError::Timeout,
+        _ => ReplicaError::Failed(status.message().to_owned()),
     }
 }
 

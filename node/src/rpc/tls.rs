@@ -20,14 +20,45 @@
 //! Files are PEM and read once at start; a missing or unreadable file
 //! stops the node with a message naming it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio_rustls::rustls;
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
-use crate::config::{Config, ConfigError};
+/// What the TLS of a node's ports is built from: which ports use it and
+/// the PEM files (built from the configuration by `config::settings`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `internode_tls`: mutual TLS between nodes.
+    pub internode: bool,
+    /// `client_tls`: TLS on the client API (and the RESP port).
+    pub client: bool,
+    /// `client_tls_require_cert`: clients must present a certificate of
+    /// the cluster CA.
+    pub client_require_cert: bool,
+    /// `resp_enabled`: the RESP port is served (with the client's TLS).
+    pub resp: bool,
+    /// `tls_cert_file`.
+    pub cert: PathBuf,
+    /// `tls_key_file`.
+    pub key: PathBuf,
+    /// `tls_ca_file`.
+    pub ca: PathBuf,
+    /// `internode_tls_server_name`.
+    pub server_name: String,
+}
+
+/// A TLS setting that cannot be used: the setting it is about and why.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {field}: {reason}")]
+pub struct TlsError {
+    /// The configuration field at fault (`tls_cert_file`, ...).
+    pub field: &'static str,
+    /// Why, in a few words.
+    pub reason: String,
+}
 
 /// The TLS settings of a node's ports; `None` where TLS is off.
 #[derive(Debug, Clone, Default)]
@@ -56,8 +87,8 @@ pub struct FramedTls {
     pub name: rustls_pki_types::ServerName<'static>,
 }
 
-fn invalid(field: &'static str, reason: String) -> ConfigError {
-    ConfigError::Invalid { field, reason }
+fn invalid(field: &'static str, reason: String) -> TlsError {
+    TlsError { field, reason }
 }
 
 type CertsAndKey = (
@@ -65,7 +96,7 @@ type CertsAndKey = (
     rustls_pki_types::PrivateKeyDer<'static>,
 );
 
-fn certs_and_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertsAndKey, ConfigError> {
+fn certs_and_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertsAndKey, TlsError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_slice_iter(cert_pem)
@@ -85,7 +116,7 @@ fn certs_and_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertsAndKey, ConfigE
     Ok((certs, key))
 }
 
-fn roots(ca_pem: &[u8]) -> Result<Arc<rustls::RootCertStore>, ConfigError> {
+fn roots(ca_pem: &[u8]) -> Result<Arc<rustls::RootCertStore>, TlsError> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -99,7 +130,7 @@ fn roots(ca_pem: &[u8]) -> Result<Arc<rustls::RootCertStore>, ConfigError> {
     Ok(Arc::new(roots))
 }
 
-fn key_mismatch(error: rustls::Error) -> ConfigError {
+fn key_mismatch(error: rustls::Error) -> TlsError {
     invalid(
         "tls_key_file",
         format!("does not fit the certificate: {error}"),
@@ -114,7 +145,7 @@ fn rustls_server(
     key_pem: &[u8],
     client_ca_pem: Option<&[u8]>,
     what: &'static str,
-) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let (certs, key) = certs_and_key(cert_pem, key_pem)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -149,7 +180,7 @@ fn framed_tls(
     key_pem: &[u8],
     ca_pem: &[u8],
     name: &str,
-) -> Result<FramedTls, ConfigError> {
+) -> Result<FramedTls, TlsError> {
     let server = rustls_server(cert_pem, key_pem, Some(ca_pem), "internode_tls")?;
     let (certs, key) = certs_and_key(cert_pem, key_pem)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -172,20 +203,20 @@ fn framed_tls(
     })
 }
 
-fn read(field: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+fn read(field: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     if path.as_os_str().is_empty() {
-        return Err(ConfigError::Invalid {
+        return Err(TlsError {
             field,
             reason: "must be set when TLS is on".into(),
         });
     }
-    let bytes = std::fs::read(path).map_err(|error| ConfigError::Invalid {
+    let bytes = std::fs::read(path).map_err(|error| TlsError {
         field,
         reason: format!("cannot read {}: {error}", path.display()),
     })?;
     if !bytes.starts_with(b"-----BEGIN") && !String::from_utf8_lossy(&bytes).contains("-----BEGIN")
     {
-        return Err(ConfigError::Invalid {
+        return Err(TlsError {
             field,
             reason: format!("{} is not a PEM file", path.display()),
         });
@@ -194,35 +225,32 @@ fn read(field: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
 }
 
 impl NodeTls {
-    /// Reads the certificate files the configuration names.
-    pub fn load(config: &Config) -> Result<NodeTls, ConfigError> {
-        if !config.internode_tls && !config.client_tls {
+    /// Reads the certificate files `files` names.
+    pub fn load(files: &TlsFiles) -> Result<NodeTls, TlsError> {
+        if !files.internode && !files.client {
             return Ok(NodeTls::default());
         }
-        let cert_pem = read("tls_cert_file", &config.tls_cert_file)?;
-        let key_pem = read("tls_key_file", &config.tls_key_file)?;
+        let cert_pem = read("tls_cert_file", &files.cert)?;
+        let key_pem = read("tls_key_file", &files.key)?;
         let identity = Identity::from_pem(&cert_pem, &key_pem);
-        let needs_ca = config.internode_tls || config.client_tls_require_cert;
-        let ca_pem = if needs_ca || !config.tls_ca_file.as_os_str().is_empty() {
-            Some(read("tls_ca_file", &config.tls_ca_file)?)
+        let needs_ca = files.internode || files.client_require_cert;
+        let ca_pem = if needs_ca || !files.ca.as_os_str().is_empty() {
+            Some(read("tls_ca_file", &files.ca)?)
         } else {
             None
         };
         let ca = ca_pem.as_ref().map(Certificate::from_pem);
-        let client_server = if config.client_tls {
-            let client_ca = ca_pem.as_deref().filter(|_| config.client_tls_require_cert);
+        let client_server = if files.client {
+            let client_ca = ca_pem.as_deref().filter(|_| files.client_require_cert);
             Some(rustls_server(&cert_pem, &key_pem, client_ca, "client_tls")?)
         } else {
             None
         };
-        let resp = client_server.clone().filter(|_| config.resp_enabled);
-        let framed = match (&ca_pem, config.internode_tls) {
-            (Some(ca_pem), true) => Some(framed_tls(
-                &cert_pem,
-                &key_pem,
-                ca_pem,
-                &config.internode_tls_server_name,
-            )?),
+        let resp = client_server.clone().filter(|_| files.resp);
+        let framed = match (&ca_pem, files.internode) {
+            (Some(ca_pem), true) => {
+                Some(framed_tls(&cert_pem, &key_pem, ca_pem, &files.server_name)?)
+            }
             _ => None,
         };
         let internode = match (&ca, &framed) {
@@ -231,7 +259,7 @@ impl NodeTls {
                 ClientTlsConfig::new()
                     .identity(identity)
                     .ca_certificate(ca.clone())
-                    .domain_name(config.internode_tls_server_name.clone()),
+                    .domain_name(files.server_name.clone()),
             )),
             _ => None,
         };

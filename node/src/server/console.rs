@@ -117,10 +117,7 @@ async fn cluster(State(console): State<Arc<Console>>) -> Response {
             .into_response();
     };
     let view = joined.view.load_full();
-    let name = |id: &NodeId| {
-        view.member(id)
-            .map_or_else(|| id.to_string(), |m| m.name.clone())
-    };
+    let name = |id: &NodeId| view.name_of(id);
     let owns = view.ring().effective_ownership();
     let offsets = joined.offsets.offsets();
     let clock_offset_ms = |id: &NodeId| {
@@ -205,7 +202,7 @@ async fn cluster(State(console): State<Arc<Console>>) -> Response {
             stream.bytes
         ));
     }
-    let change = crate::rpc::change_in_progress(&view);
+    let change = view.changes_in_words();
     if !change.is_empty() {
         work.push(format!("topology change: {change}"));
     }
@@ -323,10 +320,7 @@ async fn replicas(
     let replicas: Vec<String> = ring
         .replicas(token)
         .iter()
-        .map(|id| {
-            view.member(id)
-                .map_or_else(|| id.to_string(), |m| m.name.clone())
-        })
+        .map(|id| view.name_of(id))
         .collect();
     axum::Json(json!({
         "token": token.0.to_string(),

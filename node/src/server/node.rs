@@ -21,13 +21,13 @@ use super::gauges::{self, Gauges};
 use super::lifecycle::Lifecycle;
 use super::{Listeners, http};
 use crate::auth::throttle::Throttle;
-use crate::auth::{Authenticator, RequireAuth, Role, UserStore};
+use crate::auth::{Authenticator, Role, UserStore};
 use crate::clock::{ClockOffsets, HybridClock, WallClock};
 use crate::config::{ApiLimits, Config, InternodeProtocol};
 use crate::console::history::{History, SampleSource};
 use crate::coordinator::Coordinator;
 use crate::hints::{HintStore, run_replay};
-use crate::identity::{self, NodeId};
+use crate::identity::NodeId;
 use crate::membership::join;
 use crate::membership::keys::{self, NodeStatus};
 use crate::membership::{GossipSettings, Membership, ViewHandle, persist};
@@ -38,6 +38,7 @@ use crate::rpc::accept::{self, Admission, PortLimits};
 use crate::rpc::framed::{self, ClientSettings, FramedServer};
 use crate::rpc::limit::{BodyLimit, InFlightLimit, peer_body_limit};
 use crate::rpc::net::{self, Listener, Network};
+use crate::rpc::require_auth::RequireAuth;
 use crate::rpc::tls::NodeTls;
 use crate::rpc::{
     AdminService, KeyValueService, LateView, NodeDescription, NodeTransport, PeerService,
@@ -149,15 +150,15 @@ impl Node {
             Some(storage) => storage,
             None => open_rocksdb(config)?,
         };
-        let node_id =
-            identity::load_or_create(engine.as_ref()).context("cannot load the node id")?;
+        let node_id = crate::storage::node_id::load_or_create(engine.as_ref())
+            .context("cannot load the node id")?;
         let name = if config.node_name.is_empty() {
             format!("node-{}", node_id.short())
         } else {
             config.node_name.clone()
         };
         let advertised = advertised(config).await?;
-        let tls = NodeTls::load(config)?;
+        let tls = NodeTls::load(&config.tls_files())?;
         let life = Lifecycle::default();
         let (workers, worker_stop) = (&life.workers, &life.worker_stop);
         workers.spawn(run_disk_recovery(

@@ -51,7 +51,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::WallClock;
 use crate::config::{Config, SyncMode};
-use crate::identity::{self, NodeId};
+use crate::identity::NodeId;
 use crate::server::{Environment, Listeners, Node};
 use crate::storage::{DiskHealth, MemoryStorage, Storage};
 
@@ -284,7 +284,7 @@ fn run_here(seed: u64, mix: Mix, layout: scenario::Layout, scenario: Scenario) -
             let store = Arc::new(MemoryStorage::crash_safe(864_000));
             let id = node_id(seed, index);
             // Named before the first start, so ids replay too.
-            let _ = identity::assign(store.as_ref(), id);
+            let _ = crate::storage::node_id::assign(store.as_ref(), id);
             SimNode {
                 name: format!("n{index}"),
                 id,

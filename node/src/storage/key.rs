@@ -32,11 +32,29 @@ pub fn decode_data_key(stored: &[u8]) -> Option<(Token, &[u8])> {
     Some((Token::from_ordered_bytes(*prefix), key))
 }
 
+/// The non-wrapping pieces of a range: `(start, end]` with `start < end`,
+/// as (first token, last token) pairs.
+pub fn pieces(range: TokenRange) -> Vec<(Token, Token)> {
+    let after = |t: Token| Token(t.0.saturating_add(1));
+    if range.start < range.end {
+        vec![(after(range.start), range.end)]
+    } else {
+        // Wraps (or is the whole ring): past the start to the top, then
+        // from the bottom to the end. The minimum token holds no keys.
+        let mut out = Vec::with_capacity(2);
+        if range.start < Token::MAX {
+            out.push((after(range.start), Token::MAX));
+        }
+        out.push((Token(i64::MIN + 1), range.end));
+        out
+    }
+}
+
 /// Where each remaining piece of a paged scan of `range` starts, after
 /// the user key `after`: (first stored key to read, last token of the
 /// piece), in scan order. `None` when `after` is not in `range`.
 pub fn page_starts(range: TokenRange, after: Option<&[u8]>) -> Option<Vec<(Vec<u8>, Token)>> {
-    let pieces = super::rocks::pieces(range);
+    let pieces = pieces(range);
     let Some(after) = after else {
         return Some(
             pieces

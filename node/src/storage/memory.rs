@@ -142,7 +142,7 @@ impl Storage for MemoryStorage {
 
     fn scan(&self, range: TokenRange, visit: &mut ScanVisitor<'_>) -> Result<()> {
         let data = self.data.lock().map_err(poisoned)?;
-        for (first, last) in super::rocks::pieces(range) {
+        for (first, last) in super::key::pieces(range) {
             let from = first.to_ordered_bytes().to_vec();
             for (stored, cell) in data.range(from..) {
                 let Some((token, key)) = key::decode_data_key(stored) else {
@@ -201,7 +201,7 @@ impl Storage for MemoryStorage {
             return Ok(None);
         }
         let mut doomed = Vec::new();
-        for (first, last) in super::rocks::pieces(range) {
+        for (first, last) in super::key::pieces(range) {
             for stored in data
                 .range(first.to_ordered_bytes().to_vec()..)
                 .map(|(k, _)| k)

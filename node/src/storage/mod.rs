@@ -25,6 +25,7 @@ pub mod key;
 mod local;
 pub mod lww;
 mod memory;
+pub mod node_id;
 mod rocks;
 
 pub use batch::BatchLimit;

@@ -365,24 +365,6 @@ fn lww_merge(key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> O
     winner.map(|(_, bytes)| bytes.to_vec())
 }
 
-/// The non-wrapping pieces of a range: `(start, end]` with `start < end`,
-/// as (first token, last token) pairs.
-pub(super) fn pieces(range: TokenRange) -> Vec<(Token, Token)> {
-    let after = |t: Token| Token(t.0.saturating_add(1));
-    if range.start < range.end {
-        vec![(after(range.start), range.end)]
-    } else {
-        // Wraps (or is the whole ring): past the start to the top, then
-        // from the bottom to the end. The minimum token holds no keys.
-        let mut out = Vec::with_capacity(2);
-        if range.start < Token::MAX {
-            out.push((after(range.start), Token::MAX));
-        }
-        out.push((Token(i64::MIN + 1), range.end));
-        out
-    }
-}
-
 /// Visits every stored key of `range` in token order, as `snapshot` (or,
 /// without one, the latest state) shows it.
 fn scan_data(
@@ -392,7 +374,7 @@ fn scan_data(
     visit: &mut ScanVisitor<'_>,
 ) -> Result<()> {
     let data = cf(db, CF_DATA)?;
-    for (first, last) in pieces(range) {
+    for (first, last) in key::pieces(range) {
         let from = first.to_ordered_bytes();
         let mut opts = ReadOptions::default();
         if let Some(snapshot) = snapshot {
@@ -500,7 +482,7 @@ impl Storage for RocksStorage {
                 // holds exactly what the range deletes below remove.
                 let before = db.snapshot();
                 let mut batch = WriteBatch::default();
-                for (first, last) in pieces(range) {
+                for (first, last) in key::pieces(range) {
                     let from = first.to_ordered_bytes();
                     if last < Token::MAX {
                         let to = Token(last.0 + 1).to_ordered_bytes();

@@ -216,60 +216,6 @@ pub struct Topology {
     busy: tokio::sync::Mutex<()>,
 }
 
-/// A change in words, for errors and logs.
-pub fn describe(view: &ClusterView, change: &Change) -> String {
-    let name = |id: &NodeId| {
-        view.member(id)
-            .map_or_else(|| id.to_string(), |m| format!("{} ({id})", m.name))
-    };
-    match change {
-        Change::Join(node) => format!("node {} is joining", name(node)),
-        Change::Replace { node, replaces } => {
-            format!("node {} is replacing {}", name(node), name(replaces))
-        }
-        Change::Leave(node) => format!("node {} is leaving", name(node)),
-        Change::Remove { node, by } => format!("node {} is removing {}", name(by), name(node)),
-    }
-}
-
-/// The first change in progress `view` shows, in words.
-fn first_change(view: &ClusterView) -> Option<String> {
-    let t = view.transition()?;
-    Some(
-        t.changes
-            .first()
-            .map(|(change, _)| describe(view, change))
-            .unwrap_or_default(),
-    )
-}
-
-/// The live nodes that do not gossip `view`'s topology yet, in words.
-fn laggards(view: &ClusterView) -> String {
-    let names: Vec<String> = view
-        .topology_laggards()
-        .iter()
-        .map(|m| m.name.clone())
-        .collect();
-    format!(
-        "node(s) {} have not seen the current ring yet",
-        names.join(", ")
-    )
-}
-
-/// Whether `view` shows a change in progress that `local` does not drive.
-pub fn change_in_progress(view: &ClusterView, local: NodeId) -> Option<String> {
-    change_in_progress_besides(view, &[local])
-}
-
-/// A change in progress driven by none of `drivers`, in words.
-fn change_in_progress_besides(view: &ClusterView, drivers: &[NodeId]) -> Option<String> {
-    view.transition()?
-        .changes
-        .iter()
-        .find(|(change, _)| !drivers.contains(&change.driver()))
-        .map(|(change, _)| describe(view, change))
-}
-
 impl Topology {
     pub fn new(
         membership: Arc<Membership>,
@@ -325,7 +271,7 @@ impl Topology {
                 return Ok(view);
             }
             // A change that starts meanwhile refuses cleanup at once.
-            if let Some(what) = first_change(&view) {
+            if let Some(what) = view.first_change() {
                 return Err(TopologyError::InProgress(what));
             }
             if tokio::time::Instant::now() >= deadline {
@@ -335,7 +281,7 @@ impl Topology {
                         self.settings.cleanup_settle, self.settings.agreement_timeout
                     )
                 } else {
-                    laggards(&view)
+                    view.laggards_in_words()
                 };
                 return Err(TopologyError::InProgress(why));
             }
@@ -348,7 +294,7 @@ impl Topology {
     }
 
     fn idle(&self, view: &ClusterView) -> Result<(), TopologyError> {
-        match change_in_progress(view, self.local) {
+        match view.change_besides(&[self.local]) {
             Some(change) => Err(TopologyError::InProgress(change)),
             None => Ok(()),
         }
@@ -368,7 +314,7 @@ impl Topology {
                 change.driver() != self.local && !ignoring.contains(&change.driver())
             })
             .find(|(change, phase)| *phase != Phase::Pending || change.driver() < self.local)
-            .map(|(change, _)| describe(&view, change))
+            .map(|(change, _)| view.describe(change))
     }
 
     /// Waits until this node's change is the only one in progress (besides
@@ -380,7 +326,7 @@ impl Topology {
         drivers.push(self.local);
         loop {
             let view = self.membership.view();
-            let Some(other) = change_in_progress_besides(&view, &drivers) else {
+            let Some(other) = view.change_besides(&drivers) else {
                 return Ok(());
             };
             if tokio::time::Instant::now() >= deadline {
@@ -756,7 +702,7 @@ impl Topology {
         }
         // A dead node's own change (a join or decommission it died in) is
         // what removing it ends; any other change must finish first.
-        if let Some(change) = change_in_progress_besides(&view, &[self.local, node]) {
+        if let Some(change) = view.change_besides(&[self.local, node]) {
             return Err(TopologyError::InProgress(change));
         }
         let operation = "removenode";
@@ -815,7 +761,7 @@ impl Topology {
     pub async fn cleanup(&self) -> Result<CleanupReport, TopologyError> {
         let _busy = self.busy()?;
         let view = self.membership.view();
-        if let Some(what) = first_change(&view) {
+        if let Some(what) = view.first_change() {
             return Err(TopologyError::InProgress(what));
         }
         if !view.ring().nodes().contains(&self.local) {
@@ -861,7 +807,7 @@ impl Topology {
             let Some(deleted) = deleted else {
                 let now = self.membership.view();
                 return Err(TopologyError::InProgress(
-                    change_in_progress(&now, self.local)
+                    now.change_besides(&[self.local])
                         .unwrap_or_else(|| "the ring changed during cleanup".into()),
                 ));
             };

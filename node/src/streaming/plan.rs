@@ -89,8 +89,8 @@ pub fn movements(old: &Ring, new: &Ring) -> Vec<Movement> {
             && last.from == first.from
             && last.to == first.to
             && last.kept == first.kept
+            && let Some(last) = out.pop()
         {
-            let last = out.pop().expect("len > 1");
             out[0].range.start = last.range.start;
         }
     }

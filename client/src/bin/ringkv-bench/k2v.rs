@@ -30,7 +30,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::driver::{DriverError, ErrorKind};
+use crate::error::{DriverError, ErrorKind};
 
 /// The header K2V carries causality tokens in.
 const TOKEN: &str = "x-garage-causality-token";

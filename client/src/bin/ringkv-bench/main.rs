@@ -12,6 +12,7 @@
 //! details. Exit status 1 if the target cannot be reached, 2 on bad usage.
 
 mod driver;
+mod error;
 mod k2v;
 mod keys;
 mod runner;

@@ -25,7 +25,8 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::driver::{Driver, DriverError};
+use crate::driver::Driver;
+use crate::error::DriverError;
 use crate::keys::{KeyChooser, key};
 use crate::stats::{Errors, PerOp, Report};
 use crate::workload::{Mix, OpKind};
@@ -212,10 +213,10 @@ pub async fn run(driver: &Driver, spec: Spec) -> Result<Report, String> {
         },
         elapsed: measured,
         latencies,
-        unavailable: shared.errors.count(crate::driver::ErrorKind::Unavailable),
-        timeouts: shared.errors.count(crate::driver::ErrorKind::Timeout),
-        overloaded: shared.errors.count(crate::driver::ErrorKind::Overloaded),
-        other_errors: shared.errors.count(crate::driver::ErrorKind::Other),
+        unavailable: shared.errors.count(crate::error::ErrorKind::Unavailable),
+        timeouts: shared.errors.count(crate::error::ErrorKind::Timeout),
+        overloaded: shared.errors.count(crate::error::ErrorKind::Overloaded),
+        other_errors: shared.errors.count(crate::error::ErrorKind::Other),
         first_error: shared.errors.first(),
         first_of_each: shared.errors.first_of_each(),
         intervals,
@@ -273,7 +274,7 @@ async fn report_progress(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::driver::ErrorKind;
+    use crate::error::ErrorKind;
     use crate::keys::Distribution;
     use std::sync::atomic::AtomicU64;
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::json;
 
-use crate::driver::ErrorKind;
+use crate::error::ErrorKind;
 use crate::workload::OpKind;
 
 /// Highest latency tracked: one minute, in microseconds.

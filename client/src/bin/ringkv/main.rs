@@ -8,6 +8,7 @@
 //! quietly with status 0, as other Unix tools end.
 
 mod command;
+mod format;
 mod interactive;
 mod nodetool;
 mod render;

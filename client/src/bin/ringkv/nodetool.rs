@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use ringkv_client::{ClusterStatus, NodeStats};
 use serde_json::json;
 
-use crate::render::{ago, human_bytes, table};
+use crate::format::{ago, human_bytes, table};
 
 /// Which view of a node's statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

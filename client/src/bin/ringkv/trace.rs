@@ -4,7 +4,7 @@
 use ringkv_client::RequestTrace;
 use serde_json::json;
 
-use crate::render::table;
+use crate::format::table;
 
 fn millis(d: std::time::Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1000.0)

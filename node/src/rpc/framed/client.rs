@@ -488,7 +488,7 @@ async fn read_answers(
 /// The error an error frame carries, as the coordinator counts it.
 fn answer_error(body: &[u8]) -> ReplicaError {
     match pbi::FrameError::decode(body) {
-        Ok(error) => crate::rpc::replicas::replica_error(&tonic::Status::new(
+        Ok(error) => crate::rpc::status::replica_error(&tonic::Status::new(
             tonic::Code::from_i32(error.code),
             error.message,
         )),
