@@ -9,18 +9,24 @@
 //! text, [`Sample::between`] turns two readings into a sample.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use strum::IntoEnumIterator;
+
+use crate::coordinator::{Op, Outcome};
 use crate::metrics::{HINTS_PENDING_BYTES, READ_REPAIRS, REQUEST_SECONDS, REQUESTS};
 
 /// How often a node samples itself.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
 
-/// The operations charted, in chart order.
-pub const OPS: [&str; 3] = ["get", "put", "delete"];
+/// The operations charted, in chart order: every operation the front
+/// doors count.
+pub static OPS: LazyLock<Vec<&'static str>> = LazyLock::new(|| Op::iter().map(Op::label).collect());
 
 /// Outcomes that count as errors, in chart order.
-pub const ERROR_KINDS: [&str; 5] = ["invalid", "unavailable", "timeout", "failed", "error"];
+pub static ERROR_KINDS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| Outcome::errors().map(Outcome::label).collect());
 
 /// The counters of one reading of `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -4,7 +4,10 @@ use std::fmt;
 use std::str::FromStr;
 
 /// How many of a key's N replicas must acknowledge a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumCount, strum::EnumIter, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum ConsistencyLevel {
     One,
     Two,
@@ -37,6 +40,11 @@ impl ConsistencyLevel {
             Self::Quorum => n / 2 + 1,
             Self::All => n,
         }
+    }
+
+    /// The level as a metric label: its name in lower case.
+    pub fn label(self) -> &'static str {
+        self.into()
     }
 
     /// The level's name as clients write it.

@@ -2,67 +2,115 @@
 //! level and outcome, as every front door (the gRPC API, the RESP port)
 //! records them.
 
+use strum::{EnumCount, IntoEnumIterator};
 use tokio::time::Instant;
 
 use super::{ConsistencyLevel, CoordinatorError};
 use crate::metrics::{REQUEST_SECONDS, REQUESTS};
 
-/// Outcomes, in the order of [`outcome`]'s indices.
-const OUTCOMES: [&str; 6] = ["ok", "invalid", "unavailable", "timeout", "failed", "error"];
-const INVALID: usize = 1;
-/// Level labels: the levels in [`ConsistencyLevel::ALL_LEVELS`] order, then
-/// requests that named no level the node knows.
-const LEVELS: [&str; 7] = ["one", "two", "three", "quorum", "all", "any", "unknown"];
-const UNKNOWN_LEVEL: usize = 6;
+/// What became of a client request: the `outcome` label of [`REQUESTS`].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::EnumCount, strum::EnumIter, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    /// Refused as malformed, before or by the coordinator.
+    Invalid,
+    Unavailable,
+    Timeout,
+    Failed,
+    /// The local store failed.
+    Error,
+}
 
-/// The outcome label of a coordinator answer.
-fn outcome<T>(result: &Result<T, CoordinatorError>) -> usize {
-    match result {
-        Ok(_) => 0,
-        Err(CoordinatorError::InvalidArgument(_)) => INVALID,
-        Err(
-            CoordinatorError::Unavailable { .. }
-            | CoordinatorError::NotStored { .. }
-            | CoordinatorError::ClockOffset(_),
-        ) => 2,
-        Err(CoordinatorError::Timeout { .. }) => 3,
-        Err(CoordinatorError::Failed { .. }) => 4,
-        Err(CoordinatorError::Storage(_)) => 5,
+impl Outcome {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        self.into()
+    }
+
+    /// The outcome of a coordinator answer.
+    pub fn of<T>(result: &Result<T, CoordinatorError>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Ok,
+            Err(CoordinatorError::InvalidArgument(_)) => Outcome::Invalid,
+            Err(
+                CoordinatorError::Unavailable { .. }
+                | CoordinatorError::NotStored { .. }
+                | CoordinatorError::ClockOffset(_),
+            ) => Outcome::Unavailable,
+            Err(CoordinatorError::Timeout { .. }) => Outcome::Timeout,
+            Err(CoordinatorError::Failed { .. }) => Outcome::Failed,
+            Err(CoordinatorError::Storage(_)) => Outcome::Error,
+        }
+    }
+
+    /// The outcomes that count as errors, in chart order.
+    pub fn errors() -> impl Iterator<Item = Outcome> {
+        Outcome::iter().filter(|outcome| *outcome != Outcome::Ok)
     }
 }
 
+/// A client operation: the `op` label of [`REQUESTS`].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::EnumCount, strum::EnumIter, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "lowercase")]
+pub enum Op {
+    Get,
+    Put,
+    Delete,
+}
+
+impl Op {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// Level labels: one per [`ConsistencyLevel`], then `unknown` for requests
+/// that named no level the node knows.
+const LEVEL_LABELS: usize = ConsistencyLevel::COUNT + 1;
+
+/// The label of the level at `index` (a level's own index, or
+/// [`ConsistencyLevel::COUNT`] for `unknown`).
+fn level_label(index: usize) -> &'static str {
+    ConsistencyLevel::iter()
+        .nth(index)
+        .map_or("unknown", ConsistencyLevel::label)
+}
+
 fn level_index(level: Option<ConsistencyLevel>) -> usize {
-    level
-        .and_then(|level| {
-            ConsistencyLevel::ALL_LEVELS
-                .iter()
-                .position(|l| *l == level)
-        })
-        .unwrap_or(UNKNOWN_LEVEL)
+    level.map_or(ConsistencyLevel::COUNT, |level| level as usize)
 }
 
 /// Metric handles of one operation at one level.
 struct LevelMetrics {
-    outcomes: [metrics::Counter; 6],
+    outcomes: [metrics::Counter; Outcome::COUNT],
     latency: metrics::Histogram,
 }
 
 /// Metric handles of one operation, registered once: looking a labelled
 /// metric up on every request costs an allocation and a hash-map probe.
 pub struct OpMetrics {
-    levels: [LevelMetrics; 7],
+    levels: [LevelMetrics; LEVEL_LABELS],
 }
 
 impl OpMetrics {
-    fn new(op: &'static str) -> Self {
+    fn new(op: Op) -> Self {
+        let op = op.label();
         OpMetrics {
-            levels: LEVELS.map(|level| {
+            levels: std::array::from_fn(|level| {
+                let level = level_label(level);
                 LevelMetrics {
-                outcomes: OUTCOMES.map(|outcome| {
-                    metrics::counter!(REQUESTS, "op" => op, "level" => level, "outcome" => outcome)
-                }),
-                latency: metrics::histogram!(REQUEST_SECONDS, "op" => op, "level" => level),
-            }
+                    outcomes: std::array::from_fn(|outcome| {
+                        let outcome = Outcome::iter().nth(outcome).map_or("", Outcome::label);
+                        metrics::counter!(REQUESTS, "op" => op, "level" => level, "outcome" => outcome)
+                    }),
+                    latency: metrics::histogram!(REQUEST_SECONDS, "op" => op, "level" => level),
+                }
             }),
         }
     }
@@ -75,14 +123,14 @@ impl OpMetrics {
         result: &Result<T, CoordinatorError>,
     ) {
         let at = &self.levels[level_index(Some(level))];
-        at.outcomes[outcome(result)].increment(1);
+        at.outcomes[Outcome::of(result) as usize].increment(1);
         at.latency.record(started.elapsed().as_secs_f64());
     }
 
     /// Counts a request rejected before it reached the coordinator; `level`
     /// is `None` when the request named no level the node knows.
     pub fn rejected(&self, level: Option<ConsistencyLevel>) {
-        self.levels[level_index(level)].outcomes[INVALID].increment(1);
+        self.levels[level_index(level)].outcomes[Outcome::Invalid as usize].increment(1);
     }
 }
 
@@ -97,9 +145,9 @@ pub struct RequestMetrics {
 impl RequestMetrics {
     pub fn new() -> Self {
         Self {
-            get: OpMetrics::new("get"),
-            put: OpMetrics::new("put"),
-            delete: OpMetrics::new("delete"),
+            get: OpMetrics::new(Op::Get),
+            put: OpMetrics::new(Op::Put),
+            delete: OpMetrics::new(Op::Delete),
         }
     }
 }
@@ -115,11 +163,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_level_has_its_own_label() {
+    fn every_level_and_outcome_has_its_own_label() {
         for (i, level) in ConsistencyLevel::ALL_LEVELS.iter().enumerate() {
             assert_eq!(level_index(Some(*level)), i);
-            assert_eq!(LEVELS[i], level.name().to_lowercase());
+            assert_eq!(level_label(i), level.name().to_lowercase());
         }
-        assert_eq!(LEVELS[level_index(None)], "unknown");
+        assert_eq!(level_label(level_index(None)), "unknown");
+        let labels: Vec<&str> = Outcome::iter().map(Outcome::label).collect();
+        assert_eq!(
+            labels,
+            ["ok", "invalid", "unavailable", "timeout", "failed", "error"]
+        );
+        for (i, outcome) in Outcome::iter().enumerate() {
+            assert_eq!(outcome as usize, i);
+        }
+        let timeout: Result<(), _> = Err(CoordinatorError::Timeout {
+            required: 2,
+            received: 1,
+        });
+        assert_eq!(Outcome::of(&timeout), Outcome::Timeout);
+        assert!(!Outcome::errors().any(|outcome| outcome == Outcome::Ok));
     }
 }

@@ -44,7 +44,7 @@ use tokio_util::task::TaskTracker;
 
 pub use consistency::ConsistencyLevel;
 pub use error::CoordinatorError;
-pub use metrics::{OpMetrics, RequestMetrics};
+pub use metrics::{Op, OpMetrics, Outcome, RequestMetrics};
 pub use request::{
     Limits, MAX_KEY_SIZE, MAX_TTL_SECONDS, ReadRequest, ReadResult, WriteRequest, validate_key,
 };

@@ -25,7 +25,7 @@ pub mod tree;
 
 pub use cache::TreeCache;
 pub use ranges::{BatchRead, RepairTransport, StreamPage};
-pub use replica::{ReadReply, ReplicaError, ReplicaTransport, WriteAck};
+pub use replica::{ReadReply, ReplicaError, ReplicaErrorKind, ReplicaTransport, WriteAck};
 pub use tree::{Hash, MerkleTree};
 
 use std::sync::Arc;

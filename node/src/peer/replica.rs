@@ -51,6 +51,36 @@ pub enum ReplicaError {
     Failed(String),
 }
 
+/// The kind of a [`ReplicaError`], as the `error` label of the replica
+/// metrics.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::EnumCount, strum::EnumIter, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "lowercase")]
+pub enum ReplicaErrorKind {
+    Unreachable,
+    Timeout,
+    Failed,
+}
+
+impl ReplicaErrorKind {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl ReplicaError {
+    /// Its kind.
+    pub fn kind(&self) -> ReplicaErrorKind {
+        match self {
+            ReplicaError::Unreachable(_) => ReplicaErrorKind::Unreachable,
+            ReplicaError::Timeout => ReplicaErrorKind::Timeout,
+            ReplicaError::Failed(_) => ReplicaErrorKind::Failed,
+        }
+    }
+}
+
 /// A replica's acknowledgement of a write.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteAck {

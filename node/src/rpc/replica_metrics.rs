@@ -7,27 +7,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use strum::{EnumCount, IntoEnumIterator};
 use tokio::time::Instant;
 
 use crate::identity::NodeId;
 use crate::metrics::{REPLICA_ERRORS, REPLICA_SECONDS};
-use crate::peer::ReplicaError;
-
-/// Error labels, in the order of [`error_index`].
-const ERRORS: [&str; 3] = ["unreachable", "timeout", "failed"];
-
-fn error_index(error: &ReplicaError) -> usize {
-    match error {
-        ReplicaError::Unreachable(_) => 0,
-        ReplicaError::Timeout => 1,
-        ReplicaError::Failed(_) => 2,
-    }
-}
+use crate::peer::{ReplicaError, ReplicaErrorKind};
 
 /// The handles of one call to one peer.
 pub struct CallMetrics {
     latency: metrics::Histogram,
-    errors: [metrics::Counter; 3],
+    /// By [`ReplicaErrorKind`], in its order.
+    errors: [metrics::Counter; ReplicaErrorKind::COUNT],
 }
 
 impl CallMetrics {
@@ -35,7 +26,10 @@ impl CallMetrics {
         let peer = peer.to_owned();
         Self {
             latency: metrics::histogram!(REPLICA_SECONDS, "peer" => peer.clone(), "call" => call),
-            errors: ERRORS.map(|error| {
+            errors: std::array::from_fn(|kind| {
+                let error = ReplicaErrorKind::iter()
+                    .nth(kind)
+                    .map_or("", ReplicaErrorKind::label);
                 metrics::counter!(REPLICA_ERRORS, "peer" => peer.clone(), "call" => call, "error" => error)
             }),
         }
@@ -55,7 +49,7 @@ impl CallMetrics {
     fn record(&self, started: Instant, error: Option<&ReplicaError>) {
         self.latency.record(started.elapsed().as_secs_f64());
         if let Some(error) = error {
-            self.errors[error_index(error)].increment(1);
+            self.errors[error.kind() as usize].increment(1);
         }
     }
 }
