@@ -8,7 +8,7 @@
 //! (`_seconds`), sizes bytes (`_bytes`).
 //!
 //! Labels that name another node (`peer`, `target`) carry its name, as
-//! `ringkv status` shows it, once gossip has told it (see [`peer_label`]).
+//! `ringkv status` shows it, once gossip has told it (see [`PeerNames`]).
 //! The counters and histograms labelled so ([`PEER_SERIES`]) live in a
 //! registry of their own whose series are dropped once nothing has
 //! updated them for [`PEER_SERIES_IDLE`]: a peer that left, or a label
@@ -21,7 +21,7 @@
 //! and the rest of the standard set) come from `metrics-process`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use metrics::{
@@ -517,32 +517,34 @@ pub fn install() -> Option<MetricsHandle> {
     Some(handle)
 }
 
-/// Names of known nodes, for the labels that name another node.
-fn names() -> &'static RwLock<HashMap<NodeId, SharedString>> {
-    static NAMES: OnceLock<RwLock<HashMap<NodeId, SharedString>>> = OnceLock::new();
-    NAMES.get_or_init(RwLock::default)
-}
+/// The names of the nodes one node has heard of, for the labels that name
+/// another node. Each node keeps its own (the simulation runs several in
+/// one process) and hands it to what labels peers; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct PeerNames(Arc<RwLock<HashMap<NodeId, SharedString>>>);
 
-/// Tells the labels the names of `members`.
-pub fn name_peers<'a>(members: impl IntoIterator<Item = (&'a NodeId, &'a str)>) {
-    let Ok(mut names) = names().write() else {
-        return;
-    };
-    // A member whose name gossip has not told yet keeps its id as label.
-    for (id, name) in members.into_iter().filter(|(_, name)| !name.is_empty()) {
-        if names.get(id).is_none_or(|known| known.as_ref() != name) {
-            names.insert(*id, SharedString::from(Arc::<str>::from(name)));
+impl PeerNames {
+    /// Learns the names of `members`; a member whose name gossip has not
+    /// told yet keeps its id as label.
+    pub fn learn<'a>(&self, members: impl IntoIterator<Item = (&'a NodeId, &'a str)>) {
+        let Ok(mut names) = self.0.write() else {
+            return;
+        };
+        for (id, name) in members.into_iter().filter(|(_, name)| !name.is_empty()) {
+            if names.get(id).is_none_or(|known| known.as_ref() != name) {
+                names.insert(*id, SharedString::from(Arc::<str>::from(name)));
+            }
         }
     }
-}
 
-/// The label value naming `node`: its name once known, else its id.
-pub fn peer_label(node: &NodeId) -> SharedString {
-    names()
-        .read()
-        .ok()
-        .and_then(|names| names.get(node).cloned())
-        .unwrap_or_else(|| SharedString::from(node.to_string()))
+    /// The label value naming `node`: its name once known, else its id.
+    pub fn label(&self, node: &NodeId) -> SharedString {
+        self.0
+            .read()
+            .ok()
+            .and_then(|names| names.get(node).cloned())
+            .unwrap_or_else(|| SharedString::from(node.to_string()))
+    }
 }
 
 #[cfg(test)]
@@ -612,12 +614,13 @@ mod tests {
     #[test]
     fn an_unnamed_member_keeps_its_id_as_label_until_named() {
         let id = NodeId(uuid::Uuid::from_u128(0x5eed_0001));
-        name_peers([(&id, "")]);
-        assert_eq!(peer_label(&id).as_ref(), id.to_string());
-        name_peers([(&id, "n7")]);
-        assert_eq!(peer_label(&id).as_ref(), "n7");
-        name_peers([(&id, "n8")]);
-        assert_eq!(peer_label(&id).as_ref(), "n8", "a rename is followed");
+        let names = PeerNames::default();
+        names.learn([(&id, "")]);
+        assert_eq!(names.label(&id).as_ref(), id.to_string());
+        names.learn([(&id, "n7")]);
+        assert_eq!(names.label(&id).as_ref(), "n7");
+        names.learn([(&id, "n8")]);
+        assert_eq!(names.label(&id).as_ref(), "n8", "a rename is followed");
     }
 
     #[test]
@@ -695,8 +698,11 @@ mod tests {
     #[test]
     fn peers_are_labelled_by_name_once_known() {
         let id = NodeId(uuid::Uuid::from_u128(0x5eed));
-        assert_eq!(peer_label(&id).as_ref(), id.to_string());
-        name_peers([(&id, "n7")]);
-        assert_eq!(peer_label(&id).as_ref(), "n7");
+        let (names, other) = (PeerNames::default(), PeerNames::default());
+        assert_eq!(names.label(&id).as_ref(), id.to_string());
+        names.learn([(&id, "n7")]);
+        assert_eq!(names.label(&id).as_ref(), "n7");
+        // Nodes sharing a process (the simulation) keep their own names.
+        assert_eq!(other.label(&id).as_ref(), id.to_string());
     }
 }

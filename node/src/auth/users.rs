@@ -297,6 +297,37 @@ impl UserStore {
     }
 }
 
+impl UserStore {
+    /// Creates the user `admin` with `password` when no such user exists,
+    /// retrying until the users can be read and written (a quorum is up)
+    /// or `stop`.
+    pub async fn ensure_admin(self, password: String, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            let outcome = match self.get("admin").await {
+                Ok(Some(_)) => Ok(false),
+                Ok(None) => self
+                    .put("admin", &password, Role::Admin)
+                    .await
+                    .map(|()| true),
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Ok(created) => {
+                    if created {
+                        tracing::info!("created the user admin (auth_admin_password)");
+                    }
+                    return;
+                }
+                Err(error) => tracing::info!(%error, "cannot check the admin user yet; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

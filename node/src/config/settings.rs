@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use super::{Config, MAX_KEY_SIZE};
 use crate::clock::SkewLimit;
+use crate::clock::WallClock;
 use crate::coordinator::{CoordinatorSettings, Limits};
 use crate::hints::ReplaySettings;
+use crate::identity::NodeId;
+use crate::membership::GossipSettings;
 use crate::membership::join::JoinSettings;
 use crate::resp::{ParseLimits, RespSettings};
 use crate::rpc::accept::PortLimits;
@@ -64,6 +67,33 @@ pub struct Ports<T> {
 }
 
 impl Config {
+    /// How long a call to a peer may take (`internode_timeout_ms`).
+    pub fn internode_timeout(&self) -> Duration {
+        millis(self.internode_timeout_ms)
+    }
+
+    /// Gossip's settings for node `node_id`, reached at `advertise`, its
+    /// generation taken from `wall`.
+    pub fn gossip_settings(
+        &self,
+        node_id: NodeId,
+        advertise: std::net::SocketAddr,
+        wall: WallClock,
+    ) -> GossipSettings {
+        GossipSettings {
+            node_id,
+            cluster_name: self.cluster_name.clone(),
+            listen: self.listen_gossip,
+            advertise,
+            seeds: self.seeds.clone(),
+            interval: millis(self.gossip_interval_ms),
+            phi_convict_threshold: self.phi_convict_threshold,
+            dead_node_grace: millis(self.gossip_dead_node_grace_ms),
+            replication_factor: self.replication_factor as usize,
+            wall,
+        }
+    }
+
     /// The files and switches the TLS of the node's ports is built from.
     pub fn tls_files(&self) -> TlsFiles {
         TlsFiles {

@@ -26,11 +26,11 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{DropReason, Hint, HintStore, count_dropped};
+use super::store::{DropReason, Hint, HintStore};
 use crate::clock::Timestamp;
 use crate::identity::NodeId;
 use crate::membership::{NodeStatus, ViewHandle};
-use crate::metrics::{HINTS_REPLAYED, peer_label};
+use crate::metrics::HINTS_REPLAYED;
 use crate::peer::RepairTransport;
 use crate::storage::BatchLimit;
 
@@ -129,7 +129,7 @@ async fn replay_to(
             .into_iter()
             .partition(|h| expired(h, settings.window, hints.wall().micros()));
         if !old.is_empty() {
-            count_dropped(target, DropReason::Expired, old.len() as u64);
+            hints.count_dropped(target, DropReason::Expired, old.len() as u64);
             hints.remove(target, &old).map_err(|e| e.to_string())?;
         }
         if !alive {
@@ -152,7 +152,7 @@ async fn replay_to(
             .await
             .map_err(|e| e.to_string())?;
         hints.remove(target, &fresh).map_err(|e| e.to_string())?;
-        metrics::counter!(HINTS_REPLAYED, "target" => peer_label(&target))
+        metrics::counter!(HINTS_REPLAYED, "target" => hints.label(&target))
             .increment(fresh.len() as u64);
         replayed += fresh.len() as u64;
         let pause = Duration::from_secs_f64(

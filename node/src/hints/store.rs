@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use crate::clock::{Timestamp, WallClock};
 use crate::identity::NodeId;
-use crate::metrics::{HINTS_DROPPED, HINTS_STORED, peer_label};
+use crate::metrics::{HINTS_DROPPED, HINTS_STORED, PeerNames};
 use crate::storage::{BatchLimit, Cell, CellView, LocalStore, Storage, StorageError};
 
 const KEY_LEN: usize = 16 + 8 + 8;
@@ -108,12 +108,6 @@ impl DropReason {
     }
 }
 
-/// Counts dropped hints of `target`.
-pub fn count_dropped(target: NodeId, reason: DropReason, n: u64) {
-    metrics::counter!(HINTS_DROPPED, "target" => peer_label(&target), "reason" => reason.label())
-        .increment(n);
-}
-
 /// Hints held on this node.
 pub struct HintStore {
     storage: std::sync::Arc<dyn Storage>,
@@ -128,6 +122,8 @@ pub struct HintStore {
     last_drop_log: Mutex<HashMap<NodeId, Instant>>,
     /// Stamps each hint with when it was stored (the hint window).
     wall: WallClock,
+    /// Labels the metrics of a target with its name.
+    names: PeerNames,
 }
 
 impl HintStore {
@@ -159,7 +155,25 @@ impl HintStore {
             sequence: AtomicU64::new(0),
             last_drop_log: Mutex::new(HashMap::new()),
             wall: WallClock::system(),
+            names: PeerNames::default(),
         })
+    }
+
+    /// Labels the metrics of each target by the name in `names`.
+    pub fn with_names(mut self, names: PeerNames) -> Self {
+        self.names = names;
+        self
+    }
+
+    /// The label value naming `target` in the hint metrics.
+    pub fn label(&self, target: &NodeId) -> metrics::SharedString {
+        self.names.label(target)
+    }
+
+    /// Counts dropped hints of `target`.
+    pub fn count_dropped(&self, target: NodeId, reason: DropReason, n: u64) {
+        metrics::counter!(HINTS_DROPPED, "target" => self.label(&target), "reason" => reason.label())
+            .increment(n);
     }
 
     /// Stamps hints with `wall` instead of the system clock.
@@ -194,7 +208,7 @@ impl HintStore {
             let held = sizes.entry(target).or_insert(0);
             if held.saturating_add(size) > self.max_bytes_per_target {
                 drop(sizes);
-                count_dropped(target, DropReason::Full, 1);
+                self.count_dropped(target, DropReason::Full, 1);
                 self.log_full(target);
                 return Ok(false);
             }
@@ -208,7 +222,7 @@ impl HintStore {
             self.forget(target, size);
             return Err(error);
         }
-        metrics::counter!(HINTS_STORED, "target" => peer_label(&target)).increment(1);
+        metrics::counter!(HINTS_STORED, "target" => self.label(&target)).increment(1);
         Ok(true)
     }
 
@@ -270,7 +284,7 @@ impl HintStore {
             }
         }
         if !corrupt.is_empty() {
-            count_dropped(target, DropReason::Corrupt, corrupt.len() as u64);
+            self.count_dropped(target, DropReason::Corrupt, corrupt.len() as u64);
             let ids: Vec<Vec<u8>> = corrupt.iter().map(|(id, _)| id.clone()).collect();
             self.storage.hint_delete(&ids)?;
             self.forget(
@@ -318,7 +332,7 @@ impl HintStore {
             self.remove(target, &batch)?;
         }
         if dropped > 0 {
-            count_dropped(target, reason, dropped);
+            self.count_dropped(target, reason, dropped);
             tracing::info!(node = %target, dropped, reason = reason.label(), "dropped hints");
         }
         // Counts were lowered hint by hint: a hint stored meanwhile keeps

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::offsets::PROBE_INTERVAL;
 use crate::clock::{ClockOffsets, WallClock};
 use crate::membership::ViewHandle;
-use crate::metrics::{CLOCK_OFFSET, CLOCK_OFFSET_EXCEEDED, peer_label};
+use crate::metrics::{CLOCK_OFFSET, CLOCK_OFFSET_EXCEEDED, PeerNames};
 use crate::rpc::NodeTransport;
 
 /// Longest wait for one peer's clock: a slower answer would be too
@@ -24,7 +24,7 @@ pub(super) async fn probe_clocks(
     transport: Arc<NodeTransport>,
     offsets: Arc<ClockOffsets>,
     view: ViewHandle,
-    wall: WallClock,
+    (wall, names): (WallClock, PeerNames),
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(PROBE_INTERVAL);
@@ -61,7 +61,7 @@ pub(super) async fn probe_clocks(
         }
         offsets.retain(|peer| current.member(peer).is_some());
         for measured in offsets.offsets() {
-            metrics::gauge!(CLOCK_OFFSET, "peer" => peer_label(&measured.peer))
+            metrics::gauge!(CLOCK_OFFSET, "peer" => names.label(&measured.peer))
                 .set(measured.offset_micros as f64 / 1e6);
         }
         let refusal = offsets.refusal();

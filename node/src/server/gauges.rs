@@ -32,6 +32,8 @@ pub struct Joined {
     pub background: TaskTracker,
     /// The replica call series of current peers, kept alive here.
     pub replicas: Arc<ReplicaMetrics>,
+    /// The names peers are labelled with, learnt here from the view.
+    pub names: PeerNames,
 }
 
 /// Reads the gauges' sources and sets the gauges.
@@ -113,7 +115,9 @@ impl Gauges {
         metrics::gauge!(REQUESTS_IN_FLIGHT, "api" => "internode")
             .set(joined.internode.in_flight() as f64);
         let view = joined.view.load_full();
-        name_peers(view.members().map(|m| (&m.id, m.name.as_str())));
+        joined
+            .names
+            .learn(view.members().map(|m| (&m.id, m.name.as_str())));
         joined.replicas.keep_alive();
         let (mut up, mut down) = (0u32, 0u32);
         for member in view.members().filter(|m| m.status != NodeStatus::Left) {
@@ -126,7 +130,7 @@ impl Gauges {
             if member.id == view.local() {
                 continue;
             }
-            let peer = peer_label(&member.id);
+            let peer = joined.names.label(&member.id);
             metrics::gauge!(PEER_UP, "peer" => peer.clone()).set(if alive { 1.0 } else { 0.0 });
             // The hint counters exist from 0, so the first hints stored or
             // dropped for a peer show as an increase (alerts use increase()).
@@ -147,7 +151,7 @@ impl Gauges {
             // Hints for nodes the view no longer lists (they left).
             for target in hints.targets() {
                 if view.member(&target).is_none() {
-                    metrics::gauge!(HINTS_PENDING_BYTES, "target" => peer_label(&target))
+                    metrics::gauge!(HINTS_PENDING_BYTES, "target" => joined.names.label(&target))
                         .set(hints.pending_bytes(target) as f64);
                 }
             }

@@ -9,9 +9,11 @@
 //!    last run stored;
 //! 2. [`Node::join`], given the internode (and HTTP) listeners: start the
 //!    internode service and `/metrics` and `/health` (503 until step 3);
-//!    start gossip over the given transport; on a first start
-//!    choose tokens (`membership::join`), otherwise reuse the remembered
-//!    ones; announce NORMAL; start hint replay, the anti-entropy scheduler
+//!    decide what the start does from the data directory (`start`: a
+//!    fresh start, a restart, a resumed bootstrap or an abandoned
+//!    decommission); start gossip over the given transport; on a first
+//!    start choose tokens (`membership::join`), otherwise reuse the
+//!    remembered ones; announce NORMAL; start hint replay, the anti-entropy scheduler
 //!    and the announcers;
 //! 3. [`Joined::serve`], given the client listener: serve clients until
 //!    stopped.
@@ -40,15 +42,19 @@ mod console;
 mod files;
 mod gauges;
 mod http;
+mod join;
 mod lifecycle;
 mod node;
+mod serve;
 mod shutdown;
+mod start;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use addresses::{Advertised, advertised, resolve_host};
-pub use node::{Environment, Joined, Node};
+pub use node::{Environment, Node};
+pub use serve::Joined;
 pub use shutdown::cancel_on_signal;
 
 use crate::config::Config;
