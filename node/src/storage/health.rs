@@ -17,6 +17,7 @@
 //! Nothing acknowledged is lost: a write is acknowledged only after the
 //! engine took it, and a refused write is reported as failed.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::Storage;
+use super::error::{Result, StorageError};
 
 /// How often an unwritable engine is retried.
 pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
@@ -134,4 +136,48 @@ pub async fn run_disk_recovery(
             Err(error) => tracing::warn!(%error, "disk recovery task failed"),
         }
     }
+}
+/// Bytes free for unprivileged writers on the file system of `path`.
+pub(super) fn free_bytes(path: &Path) -> Result<u64> {
+    disk_space(path).map(|(free, _)| free)
+}
+
+/// Bytes free for unprivileged writers, and the size, of the file system of
+/// `path`.
+pub(super) fn disk_space(path: &Path) -> Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| StorageError::Task(format!("bad data path: {e}")))?;
+    // SAFETY: statvfs is plain old data; all-zero is a valid value.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is a NUL-terminated string and `stat` a writable
+    // statvfs, both alive for the call.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(StorageError::Task(format!(
+            "statvfs {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ by platform
+    let (free, blocks, size) = (
+        stat.f_bavail as u64,
+        stat.f_blocks as u64,
+        stat.f_frsize as u64,
+    );
+    Ok((free.saturating_mul(size), blocks.saturating_mul(size)))
+}
+
+/// Bytes of write-ahead logs in `path`.
+pub(super) fn wal_bytes(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }

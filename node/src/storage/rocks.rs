@@ -36,7 +36,7 @@ use super::batch::BatchLimit;
 use super::cell::{Cell, CellView};
 use super::engine::{Deleted, EngineStats, ScanPage, ScanVisitor, Storage};
 use super::error::{Result, StorageError};
-use super::health::DiskHealth;
+use super::health::{DiskHealth, disk_space, free_bytes, wal_bytes};
 use super::{gc, key, lww};
 use crate::clock::wall_clock_seconds;
 use crate::ring::{Token, TokenRange};
@@ -222,51 +222,6 @@ fn probe(db: &DB) -> Result<(), WriteFailure> {
     Ok(())
 }
 
-/// Bytes free for unprivileged writers on the file system of `path`.
-fn free_bytes(path: &Path) -> Result<u64> {
-    disk_space(path).map(|(free, _)| free)
-}
-
-/// Bytes free for unprivileged writers, and the size, of the file system of
-/// `path`.
-fn disk_space(path: &Path) -> Result<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| StorageError::Task(format!("bad data path: {e}")))?;
-    // SAFETY: statvfs is plain old data; all-zero is a valid value.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c_path` is a NUL-terminated string and `stat` a writable
-    // statvfs, both alive for the call.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Err(StorageError::Task(format!(
-            "statvfs {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        )));
-    }
-    #[allow(clippy::unnecessary_cast)] // the field types differ by platform
-    let (free, blocks, size) = (
-        stat.f_bavail as u64,
-        stat.f_blocks as u64,
-        stat.f_frsize as u64,
-    );
-    Ok((free.saturating_mul(size), blocks.saturating_mul(size)))
-}
-
-/// Bytes of write-ahead logs in `path`.
-fn wal_bytes(path: &Path) -> u64 {
-    std::fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 /// Opens the database at `path` with ringkv's options.
 fn open_db(path: &Path, config: &RocksConfig, read_only: bool) -> Result<DB> {
     let mut db_opts = Options::default();
@@ -365,6 +320,38 @@ fn lww_merge(key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> O
     winner.map(|(_, bytes)| bytes.to_vec())
 }
 
+/// The exclusive upper bound, as a stored key, of a piece whose last
+/// token is `last`; `None` for the largest token, past which no bound lies.
+fn piece_end(last: Token) -> Option<[u8; 8]> {
+    (last < Token::MAX).then(|| Token(last.0 + 1).to_ordered_bytes())
+}
+
+/// A stored key and its cell's bytes.
+type StoredEntry = (Box<[u8]>, Box<[u8]>);
+
+/// The stored entries of one piece of a range, from the stored key `from`
+/// through those of token `last`, in order, as `snapshot` (or, without
+/// one, the latest state) shows them: (stored key, cell bytes). Every
+/// range walk (scans, pages, what a range delete removed) reads through
+/// this.
+fn walk_piece<'a>(
+    db: &'a DB,
+    from: &[u8],
+    last: Token,
+    snapshot: Option<&Snapshot<'_>>,
+) -> Result<impl Iterator<Item = Result<StoredEntry>> + 'a> {
+    let data = cf(db, CF_DATA)?;
+    let mut opts = ReadOptions::default();
+    if let Some(snapshot) = snapshot {
+        opts.set_snapshot(snapshot);
+    }
+    if let Some(end) = piece_end(last) {
+        opts.set_iterate_upper_bound(end.to_vec());
+    }
+    let iter = db.iterator_cf_opt(data, opts, IteratorMode::From(from, Direction::Forward));
+    Ok(iter.map(|entry| entry.map_err(StorageError::from)))
+}
+
 /// Visits every stored key of `range` in token order, as `snapshot` (or,
 /// without one, the latest state) shows it.
 fn scan_data(
@@ -373,19 +360,8 @@ fn scan_data(
     snapshot: Option<&Snapshot<'_>>,
     visit: &mut ScanVisitor<'_>,
 ) -> Result<()> {
-    let data = cf(db, CF_DATA)?;
     for (first, last) in key::pieces(range) {
-        let from = first.to_ordered_bytes();
-        let mut opts = ReadOptions::default();
-        if let Some(snapshot) = snapshot {
-            opts.set_snapshot(snapshot);
-        }
-        // Stop at the first key past the piece (exclusive bound).
-        if last < Token::MAX {
-            opts.set_iterate_upper_bound(Token(last.0 + 1).to_ordered_bytes().to_vec());
-        }
-        let iter = db.iterator_cf_opt(data, opts, IteratorMode::From(&from, Direction::Forward));
-        for entry in iter {
+        for entry in walk_piece(db, &first.to_ordered_bytes(), last, snapshot)? {
             let (stored_key, value) = entry?;
             let Some((token, key)) = key::decode_data_key(&stored_key) else {
                 continue;
@@ -431,17 +407,10 @@ impl Storage for RocksStorage {
         let starts = key::page_starts(range, after)
             .ok_or_else(|| StorageError::Task("scan cursor outside its range".into()))?;
         self.reading(|db| {
-            let data = cf(db, CF_DATA)?;
             let mut page = ScanPage::default();
             let mut bytes = 0usize;
             for (from, last) in starts {
-                let mut opts = ReadOptions::default();
-                if last < Token::MAX {
-                    opts.set_iterate_upper_bound(Token(last.0 + 1).to_ordered_bytes().to_vec());
-                }
-                let iter =
-                    db.iterator_cf_opt(data, opts, IteratorMode::From(&from, Direction::Forward));
-                for entry in iter {
+                for entry in walk_piece(db, &from, last, None)? {
                     let (stored_key, value) = entry?;
                     let Some((_, key)) = key::decode_data_key(&stored_key) else {
                         continue;
@@ -452,7 +421,7 @@ impl Storage for RocksStorage {
                         return Ok(page);
                     }
                     bytes += len;
-                    page.entries.push((key.to_vec(), value.to_vec()));
+                    page.entries.push((key.to_vec(), value.into_vec()));
                 }
             }
             Ok(page)
@@ -484,8 +453,7 @@ impl Storage for RocksStorage {
                 let mut batch = WriteBatch::default();
                 for (first, last) in key::pieces(range) {
                     let from = first.to_ordered_bytes();
-                    if last < Token::MAX {
-                        let to = Token(last.0 + 1).to_ordered_bytes();
+                    if let Some(to) = piece_end(last) {
                         batch.delete_range_cf(data, from, to);
                         bounds.push((from, Some(to)));
                     } else {
