@@ -40,6 +40,33 @@ use crate::storage::Cell;
 
 type Ask = BoxFuture<'static, (NodeId, bool, Result<ReadReply, ReplicaError>)>;
 
+/// What every round of one read needs.
+struct Read {
+    token: Token,
+    key: Bytes,
+    trace: Option<Arc<Trace>>,
+    /// This node, for the trace's notes.
+    local: NodeId,
+    deadline: Instant,
+    /// Replicas the level requires.
+    required: usize,
+}
+
+/// How the first round ended.
+enum FirstRound {
+    /// The data and every digest agreed: `cell` is the answer.
+    Agreed {
+        data_node: NodeId,
+        cell: Option<Cell>,
+        digest_nodes: Vec<NodeId>,
+    },
+    /// A digest disagreed: read the data of `full_from` and resolve.
+    Mismatch {
+        data: (NodeId, Option<Cell>),
+        full_from: Vec<NodeId>,
+    },
+}
+
 impl Coordinator {
     fn ask(
         &self,
@@ -104,10 +131,15 @@ impl Coordinator {
         let timeout = request.timeout.map_or(self.settings.read_timeout, |t| {
             t.min(self.settings.read_timeout)
         });
-        let deadline = Instant::now() + timeout;
-        let timeout_error = |received| CoordinatorError::Timeout { required, received };
-        let key = request.key;
-        note(&trace, local, || {
+        let read = Read {
+            token,
+            key: request.key,
+            trace,
+            local,
+            deadline: Instant::now() + timeout,
+            required,
+        };
+        note(&read.trace, local, || {
             format!(
                 "reading at {} (token {}): {} live replicas, {required} required",
                 request.level,
@@ -122,14 +154,47 @@ impl Coordinator {
         let background_repair =
             (plan.alive.len() > required && self.chance(chance)).then(|| plan.alive.clone());
         let order = self.read_order(&view, plan.alive);
-        let (mut round, asks) = ReadRound::start(required, order);
+        let (data, full_from) = match self.digest_round(&read, order).await? {
+            FirstRound::Agreed {
+                data_node,
+                cell,
+                digest_nodes,
+            } => {
+                if let Some(alive) = background_repair {
+                    let asked: Vec<NodeId> =
+                        std::iter::once(data_node).chain(digest_nodes).collect();
+                    self.repair_the_others(&read, (asked, cell.clone()), alive);
+                }
+                return Ok(live(cell, self.clock.wall().seconds()));
+            }
+            FirstRound::Mismatch { data, full_from } => (data, full_from),
+        };
+        let cells = self.data_round(&read, data, &full_from).await?;
+        let resolved = resolve(&cells);
+        if let Some((winner, stale)) = &resolved {
+            self.repair_round(&read, winner, stale, cells.len()).await?;
+        }
+        let winner = resolved.map(|(winner, _)| winner);
+        Ok(live(winner, self.clock.wall().seconds()))
+    }
+
+    /// Steps 2 and 3: data from one replica and digests from the others
+    /// required, spares asked for replicas that fail, until they agree or
+    /// disagree.
+    async fn digest_round(
+        &self,
+        read: &Read,
+        order: Vec<NodeId>,
+    ) -> Result<FirstRound, CoordinatorError> {
+        let (token, key, trace, local) = (read.token, &read.key, &read.trace, read.local);
+        let (mut round, asks) = ReadRound::start(read.required, order);
         let mut pending: FuturesUnordered<Ask> = asks
             .into_iter()
-            .map(|(node, digest_only)| self.ask(node, (token, &key), digest_only, &trace))
+            .map(|(node, digest_only)| self.ask(node, (token, key), digest_only, trace))
             .collect();
-        let (data, full_from) = loop {
-            let Ok(next) = tokio::time::timeout_at(deadline, pending.next()).await else {
-                note(&trace, local, || "timed out waiting for replicas".into());
+        loop {
+            let Ok(next) = tokio::time::timeout_at(read.deadline, pending.next()).await else {
+                note(trace, local, || "timed out waiting for replicas".into());
                 return Err(round.timed_out().into());
             };
             let Some((node, digest_only, answer)) = next else {
@@ -142,11 +207,11 @@ impl Coordinator {
             match round.answer(node, digest_only, answer) {
                 Step::Wait => {}
                 Step::Ask { node, digest_only } => {
-                    note(&trace, local, || "trying a spare replica".into());
-                    pending.push(self.ask(node, (token, &key), digest_only, &trace));
+                    note(trace, local, || "trying a spare replica".into());
+                    pending.push(self.ask(node, (token, key), digest_only, trace));
                 }
                 Step::Unmet(unmet) => {
-                    note(&trace, local, || "too few replicas answered".into());
+                    note(trace, local, || "too few replicas answered".into());
                     return Err(unmet.into());
                 }
                 Step::Agreed {
@@ -154,47 +219,69 @@ impl Coordinator {
                     cell,
                     digest_nodes,
                 } => {
-                    note(&trace, local, || {
+                    note(trace, local, || {
                         if digest_nodes.is_empty() {
                             "one replica required: its data is the answer".into()
                         } else {
                             "digests match the data: no repair needed".into()
                         }
                     });
-                    if let Some(alive) = background_repair {
-                        let asked: Vec<NodeId> =
-                            std::iter::once(data_node).chain(digest_nodes).collect();
-                        let others: Vec<NodeId> =
-                            alive.into_iter().filter(|n| !asked.contains(n)).collect();
-                        self.tasks.spawn(repair_in_background(
-                            self.transport.clone(),
-                            token,
-                            key,
-                            (asked, cell.clone()),
-                            others,
-                            self.settings.read_timeout,
-                        ));
-                        note(&trace, local, || {
-                            "background read repair of the replicas not asked started".into()
-                        });
-                    }
-                    return Ok(live(cell, self.clock.wall().seconds()));
+                    return Ok(FirstRound::Agreed {
+                        data_node,
+                        cell,
+                        digest_nodes,
+                    });
                 }
-                Step::Resolve { data, full_from } => break (data, full_from),
+                Step::Resolve { data, full_from } => {
+                    return Ok(FirstRound::Mismatch { data, full_from });
+                }
             }
-        };
-        drop(pending);
+        }
+    }
 
-        // Digests disagree: get everyone's data, resolve, repair.
-        note(&trace, local, || {
+    /// Step 5: compares the live replicas not asked with what the asked
+    /// ones agreed on, in the background.
+    fn repair_the_others(
+        &self,
+        read: &Read,
+        (asked, cell): (Vec<NodeId>, Option<Cell>),
+        alive: Vec<NodeId>,
+    ) {
+        let others: Vec<NodeId> = alive.into_iter().filter(|n| !asked.contains(n)).collect();
+        self.tasks.spawn(repair_in_background(
+            self.transport.clone(),
+            read.token,
+            read.key.clone(),
+            (asked, cell),
+            others,
+            self.settings.read_timeout,
+        ));
+        note(&read.trace, read.local, || {
+            "background read repair of the replicas not asked started".into()
+        });
+    }
+
+    /// Step 4, first half: the digests disagree, so every replica that
+    /// sent one is asked for its data; the cells, `data`'s first.
+    async fn data_round(
+        &self,
+        read: &Read,
+        data: (NodeId, Option<Cell>),
+        full_from: &[NodeId],
+    ) -> Result<Vec<(NodeId, Option<Cell>)>, CoordinatorError> {
+        let timeout_error = |received| CoordinatorError::Timeout {
+            required: read.required,
+            received,
+        };
+        note(&read.trace, read.local, || {
             "digest mismatch: reading data from the replicas that sent digests".into()
         });
         let mut cells: Vec<(NodeId, Option<Cell>)> = vec![data];
         let mut full: FuturesUnordered<Ask> = full_from
             .iter()
-            .map(|node| self.ask(*node, (token, &key), false, &trace))
+            .map(|node| self.ask(*node, (read.token, &read.key), false, &read.trace))
             .collect();
-        while let Some(answer) = tokio::time::timeout_at(deadline, full.next())
+        while let Some(answer) = tokio::time::timeout_at(read.deadline, full.next())
             .await
             .map_err(|_| timeout_error(cells.len()))?
         {
@@ -205,49 +292,62 @@ impl Coordinator {
                 }
             }
         }
-        let resolved = resolve(&cells);
-        if let Some((winner, stale)) = &resolved {
-            note(&trace, local, || {
-                format!(
-                    "resolved to timestamp {}; read repair writes it to {} stale replicas",
-                    winner.timestamp,
-                    stale.len()
-                )
-            });
-            let repairs: FuturesUnordered<_> = stale
-                .iter()
-                .map(|node| {
-                    note(&trace, *node, || {
-                        "read repair: writing the newest cell".into()
+        Ok(cells)
+    }
+
+    /// Step 4, second half: writes the LWW `winner` to the `stale`
+    /// replicas and waits for them (blocking read repair); `received` is
+    /// how many replicas answered, for a timeout's error.
+    async fn repair_round(
+        &self,
+        read: &Read,
+        winner: &Cell,
+        stale: &[NodeId],
+        received: usize,
+    ) -> Result<(), CoordinatorError> {
+        let timeout_error = || CoordinatorError::Timeout {
+            required: read.required,
+            received,
+        };
+        note(&read.trace, read.local, || {
+            format!(
+                "resolved to timestamp {}; read repair writes it to {} stale replicas",
+                winner.timestamp,
+                stale.len()
+            )
+        });
+        let repairs: FuturesUnordered<_> = stale
+            .iter()
+            .map(|node| {
+                note(&read.trace, *node, || {
+                    "read repair: writing the newest cell".into()
+                });
+                let write =
+                    self.transport
+                        .write(*node, read.token, read.key.clone(), winner.clone());
+                let (node, trace) = (*node, read.trace.clone());
+                async move {
+                    let sent = Instant::now();
+                    let outcome = write.await;
+                    note(&trace, node, || match &outcome {
+                        Ok(()) => {
+                            format!("read repair acknowledged in {}", millis(sent.elapsed()))
+                        }
+                        Err(error) => format!("read repair failed: {error}"),
                     });
-                    let write = self
-                        .transport
-                        .write(*node, token, key.clone(), winner.clone());
-                    let (node, trace) = (*node, trace.clone());
-                    async move {
-                        let sent = Instant::now();
-                        let outcome = write.await;
-                        note(&trace, node, || match &outcome {
-                            Ok(()) => {
-                                format!("read repair acknowledged in {}", millis(sent.elapsed()))
-                            }
-                            Err(error) => format!("read repair failed: {error}"),
-                        });
-                        outcome
-                    }
-                })
-                .collect();
-            metrics::counter!(crate::metrics::READ_REPAIRS, "kind" => "blocking")
-                .increment(stale.len() as u64);
-            let outcomes: Vec<_> = tokio::time::timeout_at(deadline, repairs.collect())
-                .await
-                .map_err(|_| timeout_error(cells.len()))?;
-            if outcomes.iter().any(Result::is_err) {
-                return Err(timeout_error(cells.len()));
-            }
+                    outcome
+                }
+            })
+            .collect();
+        metrics::counter!(crate::metrics::READ_REPAIRS, "kind" => "blocking")
+            .increment(stale.len() as u64);
+        let outcomes: Vec<_> = tokio::time::timeout_at(read.deadline, repairs.collect())
+            .await
+            .map_err(|_| timeout_error())?;
+        if outcomes.iter().any(Result::is_err) {
+            return Err(timeout_error());
         }
-        let winner = resolved.map(|(winner, _)| winner);
-        Ok(live(winner, self.clock.wall().seconds()))
+        Ok(())
     }
 }
 

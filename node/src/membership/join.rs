@@ -14,6 +14,7 @@
 //! A node whose replication factor differs from any other member's refuses
 //! to join: replicas would disagree about who holds what.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -22,6 +23,7 @@ use rand::Rng;
 
 use super::gossip::Membership;
 use super::keys::NodeStatus;
+use super::view::ClusterView;
 use crate::ring::{Token, allocate_tokens};
 
 /// Settings of the join.
@@ -78,27 +80,61 @@ pub fn check_replication_factor(membership: &Membership, ours: u32) -> Result<()
     }
 }
 
+/// How long a joining node has been hearing the ring: since it started,
+/// and since it first heard a live peer.
+struct Heard {
+    started: Instant,
+    contact: Option<Instant>,
+}
+
+impl Heard {
+    fn new() -> Heard {
+        Heard {
+            started: Instant::now(),
+            contact: None,
+        }
+    }
+
+    /// Refreshes the view and notes the first contact with a live peer;
+    /// the view, or an error if the cluster's replication factor differs.
+    async fn listen(
+        &mut self,
+        membership: &Membership,
+        settings: &JoinSettings,
+    ) -> Result<Arc<ClusterView>, JoinError> {
+        membership.refresh().await;
+        check_replication_factor(membership, settings.replication_factor)?;
+        let view = membership.view();
+        let local = view.local();
+        if self.contact.is_none() && view.members().any(|m| m.id != local && m.alive) {
+            self.contact = Some(Instant::now());
+        }
+        Ok(view)
+    }
+
+    /// Whether the ring has had time to reach this node: `settle` since
+    /// its first contact, or (when `alone_ok`, a seed) `ring_delay` since
+    /// its start without any.
+    fn settled(&self, settings: &JoinSettings, alone_ok: bool) -> bool {
+        match self.contact {
+            Some(since) => since.elapsed() >= settings.settle,
+            None => alone_ok && self.started.elapsed() >= settings.ring_delay,
+        }
+    }
+}
+
 /// Waits for the ring to be known and picks this node's tokens.
 pub async fn choose_tokens(
     membership: &Membership,
     settings: &JoinSettings,
     rng: &mut impl Rng,
 ) -> Result<Vec<Token>, JoinError> {
-    let started = Instant::now();
-    let mut contact: Option<Instant> = None;
+    let mut heard = Heard::new();
+    let started = heard.started;
     loop {
-        membership.refresh().await;
-        check_replication_factor(membership, settings.replication_factor)?;
-        let view = membership.view();
+        let view = heard.listen(membership, settings).await?;
         let local = view.local();
-        if contact.is_none() && view.members().any(|m| m.id != local && m.alive) {
-            contact = Some(Instant::now());
-        }
-        let settled = match contact {
-            Some(since) => since.elapsed() >= settings.settle,
-            None => settings.is_seed && started.elapsed() >= settings.ring_delay,
-        };
-        if settled {
+        if heard.settled(settings, settings.is_seed) {
             // One change at a time: wait for a change in progress.
             if let Some(change) = view.change_besides(&[local]) {
                 if started.elapsed() >= settings.timeout {
@@ -159,23 +195,18 @@ pub async fn replacement_tokens(
     dead: crate::identity::NodeId,
     settings: &JoinSettings,
 ) -> Result<Vec<Token>, JoinError> {
-    let started = Instant::now();
-    let mut contact: Option<Instant> = None;
+    let mut heard = Heard::new();
+    let started = heard.started;
     let refuse = |reason: String| JoinError::Replace {
         node: dead.to_string(),
         reason,
     };
     loop {
-        membership.refresh().await;
-        check_replication_factor(membership, settings.replication_factor)?;
-        let view = membership.view();
+        let view = heard.listen(membership, settings).await?;
         let local = view.local();
-        if contact.is_none() && view.members().any(|m| m.id != local && m.alive) {
-            contact = Some(Instant::now());
-        }
         // Past the settle time liveness is known (a dead node never
         // heartbeats, so it is never seen up).
-        if contact.is_some_and(|since| since.elapsed() >= settings.settle) {
+        if heard.settled(settings, false) {
             let Some(member) = view.member(&dead) else {
                 return Err(refuse("no such node is known to the cluster".into()));
             };
