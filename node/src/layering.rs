@@ -28,41 +28,48 @@ struct Crate {
     modules: BTreeMap<ModPath, (PathBuf, String)>,
 }
 
+/// A comment, string or char literal at the start of `rest`: its length
+/// and what stands in for it in the code read (nothing for a comment, an
+/// empty literal for the others); `None` when `rest` starts with code.
+fn skipped(rest: &str) -> Option<(usize, &'static str)> {
+    if rest.starts_with("//") {
+        Some((rest.find('\n').unwrap_or(rest.len()), ""))
+    } else if rest.starts_with("/*") {
+        Some((rest.find("*/").map_or(rest.len(), |end| end + 2), ""))
+    } else if rest.starts_with("r#\"") || rest.starts_with("r\"") {
+        let hashes = rest[1..].chars().take_while(|c| *c == '#').count();
+        let close = format!("\"{}", "#".repeat(hashes));
+        let body = 2 + hashes;
+        let len = rest[body..]
+            .find(&close)
+            .map_or(rest.len(), |end| body + end + close.len());
+        Some((len, "\"\""))
+    } else if rest.starts_with('"') {
+        let mut j = 1;
+        while j < rest.len() {
+            match rest.as_bytes()[j] {
+                b'\\' => j += 2,
+                b'"' => break,
+                _ => j += 1,
+            }
+        }
+        Some(((j + 1).min(rest.len()), "\"\""))
+    } else {
+        char_literal(rest).map(|len| (len, "' '"))
+    }
+}
+
 /// `text` without comments, string and char literals, and without the
 /// items under `#[cfg(test)]` (the attribute's item up to its closing
 /// brace or semicolon).
 fn code_of(text: &str) -> String {
-    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
-    while i < bytes.len() {
+    while i < text.len() {
         let rest = &text[i..];
-        if rest.starts_with("//") {
-            i += rest.find('\n').unwrap_or(rest.len());
-        } else if rest.starts_with("/*") {
-            i += rest.find("*/").map_or(rest.len(), |end| end + 2);
-        } else if rest.starts_with("r#\"") || rest.starts_with("r\"") {
-            let hashes = rest[1..].chars().take_while(|c| *c == '#').count();
-            let close = format!("\"{}", "#".repeat(hashes));
-            let body = 2 + hashes;
-            i += rest[body..]
-                .find(&close)
-                .map_or(rest.len(), |end| body + end + close.len());
-            out.push_str("\"\"");
-        } else if rest.starts_with('"') {
-            let mut j = 1;
-            while j < rest.len() {
-                match rest.as_bytes()[j] {
-                    b'\\' => j += 2,
-                    b'"' => break,
-                    _ => j += 1,
-                }
-            }
-            i += (j + 1).min(rest.len());
-            out.push_str("\"\"");
-        } else if let Some(len) = char_literal(rest) {
+        if let Some((len, stand_in)) = skipped(rest) {
             i += len;
-            out.push_str("' '");
+            out.push_str(stand_in);
         } else if rest.starts_with("#[cfg(test)]") {
             i += "#[cfg(test)]".len() + test_item_len(&text[i + "#[cfg(test)]".len()..]);
         } else {
@@ -91,67 +98,32 @@ fn char_literal(rest: &str) -> Option<usize> {
 }
 
 /// The length of the item that follows a `#[cfg(test)]`: up to the `;`
-/// or the brace that closes its body, whichever comes first at depth 0.
+/// or the brace that closes its body, whichever comes first at depth 0
+/// (comments and literals skipped).
 fn test_item_len(rest: &str) -> usize {
-    let code = code_of_no_tests(rest);
     let mut depth = 0usize;
-    for (at, c) in code.char_indices() {
+    let mut i = 0;
+    while i < rest.len() {
+        if let Some((len, _)) = skipped(&rest[i..]) {
+            i += len;
+            continue;
+        }
+        let c = rest[i..].chars().next().unwrap_or(' ');
         match c {
             '{' | '(' | '[' => depth += 1,
             ')' | ']' => depth = depth.saturating_sub(1),
             '}' => {
                 depth = depth.saturating_sub(1);
                 if depth == 0 {
-                    return at + 1;
+                    return i + 1;
                 }
             }
-            ';' if depth == 0 => return at + 1,
+            ';' if depth == 0 => return i + 1,
             _ => {}
         }
+        i += c.len_utf8();
     }
     rest.len()
-}
-
-/// `rest` with comments and literals blanked to spaces of the same
-/// length, so that offsets still match (for finding an item's end).
-fn code_of_no_tests(rest: &str) -> String {
-    let mut out: Vec<u8> = rest.as_bytes().to_vec();
-    let bytes = rest.as_bytes();
-    let mut i = 0;
-    let blank = |out: &mut Vec<u8>, from: usize, to: usize| {
-        for b in &mut out[from..to.min(bytes.len())] {
-            if *b != b'\n' {
-                *b = b' ';
-            }
-        }
-    };
-    while i < bytes.len() {
-        let r = &rest[i..];
-        let len = if r.starts_with("//") {
-            r.find('\n').unwrap_or(r.len())
-        } else if r.starts_with("/*") {
-            r.find("*/").map_or(r.len(), |end| end + 2)
-        } else if r.starts_with('"') {
-            let mut j = 1;
-            while j < r.len() {
-                match r.as_bytes()[j] {
-                    b'\\' => j += 2,
-                    b'"' => break,
-                    _ => j += 1,
-                }
-            }
-            (j + 1).min(r.len())
-        } else {
-            char_literal(r).unwrap_or_default()
-        };
-        if len > 0 {
-            blank(&mut out, i, i + len);
-            i += len;
-        } else {
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Crate {
