@@ -28,6 +28,9 @@ use crate::storage::{LocalStore, StorageError};
 
 /// Marks a node that decommissioned: it must not rejoin with its old data.
 const DECOMMISSIONED_KEY: &str = "topology.decommissioned";
+/// The names of a bootstrap's checkpoint: a join's, a replacement's.
+const JOIN: &str = "bootstrap";
+const REPLACE: &str = "replace";
 
 /// A topology change this node drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +69,8 @@ impl Operation {
     /// Its name: of its checkpoint, its streams, its logs.
     pub fn name(self) -> &'static str {
         match self {
-            Operation::Bootstrap { replaces: None } => "bootstrap",
-            Operation::Bootstrap { replaces: Some(_) } => "replace",
+            Operation::Bootstrap { replaces: None } => JOIN,
+            Operation::Bootstrap { replaces: Some(_) } => REPLACE,
             Operation::Decommission => "decommission",
             Operation::RemoveNode(_) => "removenode",
         }
@@ -263,14 +266,8 @@ impl Topology {
     /// A bootstrap (or replacement) that was started and not finished:
     /// `Some(replaces)`.
     pub fn pending_bootstrap(store: &LocalStore) -> Result<Option<Option<NodeId>>, StorageError> {
-        let placeholder = NodeId(uuid::Uuid::nil());
-        for operation in [
-            Operation::Bootstrap { replaces: None },
-            Operation::Bootstrap {
-                replaces: Some(placeholder),
-            },
-        ] {
-            if let Some(checkpoint) = Checkpoint::load(store.engine().as_ref(), operation.name())? {
+        for name in [JOIN, REPLACE] {
+            if let Some(checkpoint) = Checkpoint::load(store.engine().as_ref(), name)? {
                 return Ok(Some(checkpoint.replaces));
             }
         }
