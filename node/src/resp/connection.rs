@@ -12,12 +12,18 @@
 //! give back their in-flight permits) while a slow client takes its
 //! replies.
 //!
+//! A [`Connection`] holds the connection's state (its session, what was
+//! read and not yet parsed, the commands in flight, the replies not yet
+//! written) and runs the loop: start every command that may start
+//! (`start_commands`), then wait for whichever comes first of a command
+//! done, a write, a read, a stalled client or the node stopping (`step`).
+//!
 //! Bounds, each making the loop stop taking in commands until it is back
 //! under it (the client's own socket buffer then pushes back):
-//! - [`MAX_PIPELINE`] commands running;
+//! - `MAX_PIPELINE` commands running;
 //! - `max_command` bytes of arguments held by running commands;
-//! - [`OUTPUT_HIGH`] bytes of replies not yet written (commands already
-//!   running still finish and add theirs: at most [`MAX_PIPELINE`] replies
+//! - `OUTPUT_HIGH` bytes of replies not yet written (commands already
+//!   running still finish and add theirs: at most `MAX_PIPELINE` replies
 //!   over it, each at most a value or an `MGET` of `max_command` bytes);
 //! - before `AUTH` (with authentication on), commands of at most
 //!   [`UNAUTHENTICATED`] size, as Redis limits unauthenticated clients;
@@ -39,37 +45,27 @@
 //! parsed; each reply is encoded in the protocol in force once its command
 //! was dispatched (so `HELLO 3` answers in RESP3).
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use futures::future::BoxFuture;
-use futures::stream::FuturesOrdered;
+use bytes::BytesMut;
 use futures::{FutureExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::commands::{Action, dispatch};
-use super::info::hello_reply;
+use super::command::{Action, Command};
+use super::dispatch::dispatch;
 use super::parse::{ParseLimits, Parser};
-use super::reply::{Protocol, Reply};
-use super::session::Hello;
+use super::pipeline::{Pipeline, Slot, Work, ready};
+use super::reply::Reply;
 use super::session::Session;
-use super::table::lookup;
-use crate::auth::{Refusal, Role};
+use super::session_commands::authenticate;
 
-/// Commands of one connection running at once.
-pub const MAX_PIPELINE: usize = 256;
-/// Replies encoded but not yet written, past which no more are taken in.
-pub const OUTPUT_HIGH: usize = 4 << 20;
 /// A client that takes none of its replies for this long is disconnected.
 pub const WRITE_STALL: Duration = Duration::from_secs(60);
 /// Commands of a connection that has not authenticated (authentication
@@ -82,168 +78,50 @@ pub const UNAUTHENTICATED: ParseLimits = ParseLimits {
 /// Free room kept in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// A command's place in the reply order.
-struct Slot {
-    protocol: Protocol,
-    /// Argument bytes the command holds while it runs.
-    held: usize,
-    /// Hashes of its keys, and whether it writes them.
-    keys: Vec<u64>,
-    writes: bool,
-    work: Work,
+/// One client connection and everything it holds.
+pub struct Connection<Io> {
+    shared: Arc<Shared>,
+    session: Session,
+    reader: ReadHalf<Io>,
+    writer: WriteHalf<Io>,
+    /// The port's bounds on a command (tighter before `AUTH`).
+    limits: ParseLimits,
+    parser: Parser,
+    /// Read and not yet parsed.
+    input: BytesMut,
+    /// The commands running, in reply order, and the replies not yet
+    /// written.
+    line: Pipeline,
+    /// Hashes keys for the conflict check (seeded per connection).
+    hasher: std::collections::hash_map::RandomState,
+    /// A command read but waiting for the running ones to finish.
+    waiting: Option<Command>,
+    /// Answer what started, then close.
+    closing: bool,
+    /// The client sent its last byte: answer what it sent, then close.
+    eof: bool,
+    /// Since when replies wait to be written.
+    stalled_since: Option<Instant>,
+    /// Replies written but maybe not yet flushed (TLS buffers records).
+    unflushed: bool,
+    stop: CancellationToken,
 }
 
-enum Work {
-    Ready(Option<Reply>),
-    Running(BoxFuture<'static, Reply>),
-    /// `AUTH` or `HELLO ... AUTH`: the check, and what to keep if it
-    /// passes.
-    Authenticating(
-        BoxFuture<'static, Result<Role, Refusal>>,
-        Option<(String, String, Option<Hello>)>,
-    ),
+/// The next thing the input holds.
+enum Next {
+    /// A command, or the reply that refuses it.
+    Command(Result<Command, Reply>),
+    /// No whole command yet.
+    Nothing,
+    /// Unparsable: answered, and the connection closes.
+    Malformed,
 }
 
-/// A command done: its slot's bookkeeping and what it came to.
-struct Finished {
-    protocol: Protocol,
-    held: usize,
-    keys: Vec<u64>,
-    writes: bool,
-    outcome: Outcome,
-}
-
-enum Outcome {
-    Reply(Reply),
-    Authenticated(Result<Role, Refusal>, (String, String, Option<Hello>)),
-}
-
-impl Future for Slot {
-    type Output = Finished;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Finished> {
-        let outcome = match &mut self.work {
-            Work::Ready(reply) => Outcome::Reply(reply.take().unwrap_or(Reply::Null)),
-            Work::Running(future) => match future.poll_unpin(cx) {
-                Poll::Ready(reply) => Outcome::Reply(reply),
-                Poll::Pending => return Poll::Pending,
-            },
-            Work::Authenticating(check, asked) => match check.poll_unpin(cx) {
-                Poll::Ready(result) => match asked.take() {
-                    Some(asked) => Outcome::Authenticated(result, asked),
-                    None => Outcome::Reply(Reply::error("ERR authentication already answered")),
-                },
-                Poll::Pending => return Poll::Pending,
-            },
-        };
-        Poll::Ready(Finished {
-            protocol: self.protocol,
-            held: self.held,
-            keys: std::mem::take(&mut self.keys),
-            writes: self.writes,
-            outcome,
-        })
-    }
-}
-
-fn ready(protocol: Protocol, reply: Reply) -> Slot {
-    Slot {
-        protocol,
-        held: 0,
-        keys: Vec::new(),
-        writes: false,
-        work: Work::Ready(Some(reply)),
-    }
-}
-
-/// How many running commands read and write each key (by hash: a
-/// collision only makes a command wait when it need not).
-#[derive(Default)]
-struct Touched {
-    running: HashMap<u64, (u32, u32)>,
-}
-
-impl Touched {
-    /// Whether a command on `keys` must wait for the running ones.
-    fn conflicts(&self, writes: bool, keys: &[u64]) -> bool {
-        keys.iter().any(|key| {
-            self.running
-                .get(key)
-                .is_some_and(|&(reads, writers)| writers > 0 || (writes && reads > 0))
-        })
-    }
-
-    fn add(&mut self, writes: bool, keys: &[u64]) {
-        for key in keys {
-            let entry = self.running.entry(*key).or_default();
-            if writes {
-                entry.1 += 1;
-            } else {
-                entry.0 += 1;
-            }
-        }
-    }
-
-    fn remove(&mut self, writes: bool, keys: &[u64]) {
-        for key in keys {
-            if let Some(entry) = self.running.get_mut(key) {
-                if writes {
-                    entry.1 = entry.1.saturating_sub(1);
-                } else {
-                    entry.0 = entry.0.saturating_sub(1);
-                }
-                if *entry == (0, 0) {
-                    self.running.remove(key);
-                }
-            }
-        }
-    }
-}
-
-/// The commands running, in reply order, and the replies encoded but not
-/// yet written.
-struct Pipeline {
-    pending: FuturesOrdered<Slot>,
-    held: usize,
-    touched: Touched,
-    /// An `AUTH` runs: nothing else starts until it is done.
-    authenticating: bool,
-    output: BytesMut,
-}
-
-impl Pipeline {
-    fn push(&mut self, slot: Slot) {
-        self.held += slot.held;
-        self.touched.add(slot.writes, &slot.keys);
-        self.pending.push_back(slot);
-    }
-
-    /// Whether more commands may start (or be read).
-    fn has_room(&self, limits: &ParseLimits) -> bool {
-        !self.authenticating
-            && self.pending.len() < MAX_PIPELINE
-            && self.held <= limits.max_command
-            && self.output.len() < OUTPUT_HIGH
-    }
-
-    /// Encodes a finished command's reply (applying an `AUTH`'s outcome to
-    /// the session first).
-    fn finish(&mut self, shared: &Shared, session: &mut Session, done: Finished) {
-        self.held -= done.held;
-        self.touched.remove(done.writes, &done.keys);
-        let (reply, protocol) = match done.outcome {
-            Outcome::Reply(reply) => (reply, done.protocol),
-            Outcome::Authenticated(result, (user, password, hello)) => {
-                self.authenticating = false;
-                let reply = authenticated(session, result, user, password, hello);
-                (reply, session.protocol)
-            }
-        };
-        if matches!(reply, Reply::Error(_)) {
-            shared.stats.error_replies.fetch_add(1, Ordering::Relaxed);
-        }
-        reply.encode(protocol, &mut self.output);
-    }
+/// What a turn of the loop came to.
+enum Turn {
+    Go,
+    /// The connection is done (closed, broken or stalled).
+    End,
 }
 
 /// Serves one connection until the client closes it, sends `QUIT` or
@@ -259,170 +137,234 @@ pub async fn serve<Io>(
 ) where
     Io: AsyncRead + AsyncWrite + Send + Unpin,
 {
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let mut session = Session::new(id, peer, local);
-    let (mut reader, mut writer) = tokio::io::split(io);
-    let limits = shared.settings.limits;
-    let hasher = std::collections::hash_map::RandomState::new();
-    let mut parser = Parser::new(limits);
-    let mut input = BytesMut::with_capacity(READ_CHUNK);
-    let mut line = Pipeline {
-        pending: FuturesOrdered::new(),
-        held: 0,
-        touched: Touched::default(),
-        authenticating: false,
-        output: BytesMut::with_capacity(READ_CHUNK),
-    };
-    // A command read but waiting for the running ones to finish.
-    let mut waiting: Option<Vec<Bytes>> = None;
-    let mut closing = false;
-    // The client sent its last byte: answer what it sent, then close.
-    let mut eof = false;
-    let mut stalled_since: Option<Instant> = None;
-    // Replies written but maybe not yet flushed (TLS buffers records).
-    let mut unflushed = false;
-    loop {
-        // Start every command that may start now.
-        let mut input_done = false;
-        while !closing && line.has_room(&limits) {
-            let args = match waiting.take() {
-                Some(args) => args,
-                None => {
-                    parser.limits = if shared.auth.is_some() && session.credentials.is_none() {
-                        UNAUTHENTICATED
-                    } else {
-                        limits
-                    };
-                    match parser.next(&mut input) {
-                        Ok(Some(args)) => {
-                            shared.stats.commands.fetch_add(1, Ordering::Relaxed);
-                            args
-                        }
-                        Ok(None) => {
-                            input_done = true;
-                            break;
-                        }
-                        Err(error) => {
-                            line.push(ready(
-                                session.protocol,
-                                Reply::error(format!("ERR {error}")),
-                            ));
-                            closing = true;
-                            break;
-                        }
+    Connection::new(shared, io, (peer, local), stop).run().await;
+}
+
+impl<Io: AsyncRead + AsyncWrite + Send + Unpin> Connection<Io> {
+    pub fn new(
+        shared: Arc<Shared>,
+        io: Io,
+        (peer, local): (SocketAddr, SocketAddr),
+        stop: CancellationToken,
+    ) -> Self {
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reader, writer) = tokio::io::split(io);
+        let limits = shared.settings.limits;
+        Connection {
+            session: Session::new(id, peer, local),
+            reader,
+            writer,
+            limits,
+            parser: Parser::new(limits),
+            input: BytesMut::with_capacity(READ_CHUNK),
+            line: Pipeline::new(READ_CHUNK),
+            hasher: std::collections::hash_map::RandomState::new(),
+            waiting: None,
+            closing: false,
+            eof: false,
+            stalled_since: None,
+            unflushed: false,
+            stop,
+            shared,
+        }
+    }
+
+    pub async fn run(mut self) {
+        loop {
+            let input_done = self.start_commands();
+            if self.eof && input_done && self.waiting.is_none() {
+                self.closing = true;
+            }
+            if self.closing && self.line.is_idle() {
+                let _ = tokio::time::timeout(WRITE_STALL, self.writer.shutdown()).await;
+                return;
+            }
+            if let Turn::End = self.step().await {
+                return;
+            }
+        }
+    }
+
+    /// Starts every command that may start now; `true` when the input
+    /// holds no whole command more.
+    fn start_commands(&mut self) -> bool {
+        while !self.closing && self.line.has_room(&self.limits) {
+            let command = match self.waiting.take() {
+                Some(command) => Ok(command),
+                None => match self.next_command() {
+                    Next::Command(command) => command,
+                    Next::Nothing => return true,
+                    Next::Malformed => return false,
+                },
+            };
+            match command {
+                Ok(command) => {
+                    if let Err(command) = self.start(command) {
+                        self.waiting = Some(command);
+                        return false;
                     }
                 }
-            };
-            let spec = lookup(&args[0]);
-            let writes = spec.is_some_and(|spec| spec.writes());
-            let keys: Vec<u64> = spec
-                .and_then(|spec| spec.keys(&args))
-                .map(|keys| keys.map(|key| hasher.hash_one(key)).collect())
-                .unwrap_or_default();
-            let must_wait = spec.is_some_and(|spec| spec.waits_for_quiet())
-                || line.touched.conflicts(writes, &keys);
-            if must_wait && !line.pending.is_empty() {
-                waiting = Some(args);
-                break;
+                Err(refusal) => self.line.push(ready(self.session.protocol, refusal)),
             }
-            let held: usize = args.iter().map(Bytes::len).sum();
-            let action = dispatch(&shared, &mut session, spec, args);
-            // After dispatch: `HELLO 3` answers in RESP3 already.
-            let protocol = session.protocol;
-            match action {
-                Action::Reply(reply) => line.push(ready(protocol, reply)),
-                Action::Run(future) => line.push(Slot {
+        }
+        false
+    }
+
+    /// Parses the next command of the input, under the bounds the
+    /// connection is held to now.
+    fn next_command(&mut self) -> Next {
+        let authenticated = self.shared.auth.is_none() || self.session.credentials.is_some();
+        self.parser.limits = if authenticated {
+            self.limits
+        } else {
+            UNAUTHENTICATED
+        };
+        match self.parser.next(&mut self.input) {
+            Ok(Some(args)) => {
+                self.shared.stats.commands.fetch_add(1, Ordering::Relaxed);
+                Next::Command(Command::parse(args))
+            }
+            Ok(None) => Next::Nothing,
+            Err(error) => {
+                let refusal = Reply::error(format!("ERR {error}"));
+                self.line.push(ready(self.session.protocol, refusal));
+                self.closing = true;
+                Next::Malformed
+            }
+        }
+    }
+
+    /// Starts `command`, or gives it back when it must wait for the
+    /// commands running (it touches their keys, or it is `AUTH`/`HELLO`).
+    fn start(&mut self, command: Command) -> Result<(), Command> {
+        let writes = command.writes();
+        let keys: Vec<u64> = command
+            .keys()
+            .map(|key| self.hasher.hash_one(key))
+            .collect();
+        let must_wait = command.spec().waits_for_quiet() || self.line.conflicts(writes, &keys);
+        if must_wait && !self.line.pending.is_empty() {
+            return Err(command);
+        }
+        let held = command.size();
+        let action = dispatch(&self.shared, &mut self.session, command);
+        // After dispatch: `HELLO 3` answers in RESP3 already.
+        let protocol = self.session.protocol;
+        match action {
+            Action::Reply(reply) => self.line.push(ready(protocol, reply)),
+            Action::Run(future) => self.line.push(Slot {
+                protocol,
+                held,
+                keys,
+                writes,
+                work: Work::Running(future),
+            }),
+            Action::Quit => {
+                self.line.push(ready(protocol, Reply::OK));
+                self.closing = true;
+            }
+            Action::Authenticate {
+                user,
+                password,
+                hello,
+            } => {
+                let check = authenticate(
+                    &self.shared,
+                    user.clone(),
+                    password.clone(),
+                    self.session.peer,
+                );
+                self.line.authenticating = true;
+                self.line.push(Slot {
                     protocol,
-                    held,
-                    keys,
-                    writes,
-                    work: Work::Running(future),
-                }),
-                Action::Quit => {
-                    line.push(ready(protocol, Reply::OK));
-                    closing = true;
-                }
-                Action::Authenticate {
-                    user,
-                    password,
-                    hello,
-                } => {
-                    let check = authenticate(&shared, user.clone(), password.clone(), peer);
-                    line.authenticating = true;
-                    line.push(Slot {
-                        protocol,
-                        held: 0,
-                        keys: Vec::new(),
-                        writes: false,
-                        work: Work::Authenticating(check, Some((user, password, hello))),
-                    });
-                }
+                    held: 0,
+                    keys: Vec::new(),
+                    writes: false,
+                    work: Work::Authenticating(check, Some((user, password, hello))),
+                });
             }
         }
-        if eof && input_done && waiting.is_none() {
-            closing = true;
-        }
-        if closing && line.pending.is_empty() && line.output.is_empty() {
-            let _ = tokio::time::timeout(WRITE_STALL, writer.shutdown()).await;
-            break;
-        }
-        let reading = !closing && !eof && waiting.is_none() && line.has_room(&limits);
+        Ok(())
+    }
+
+    /// Waits for the first of: the node stopping, a command done, some
+    /// replies written, some bytes read, the client stalled too long.
+    async fn step(&mut self) -> Turn {
+        let reading = !self.closing
+            && !self.eof
+            && self.waiting.is_none()
+            && self.line.has_room(&self.limits);
         if reading {
             // Room for the command in progress, grown with what arrives
             // rather than what its headers announce.
-            let floor = input.len() + READ_CHUNK;
-            let target = parser
+            let floor = self.input.len() + READ_CHUNK;
+            let target = self
+                .parser
                 .wanted()
-                .min(input.len().saturating_mul(2))
+                .min(self.input.len().saturating_mul(2))
                 .max(floor);
-            input.reserve(target - input.len());
+            self.input.reserve(target - self.input.len());
         }
-        let stall_deadline = stalled_since.map(|since| since + WRITE_STALL);
+        let stall_deadline = self.stalled_since.map(|since| since + WRITE_STALL);
+        let Connection {
+            shared,
+            session,
+            reader,
+            writer,
+            input,
+            line,
+            closing,
+            eof,
+            unflushed,
+            stop,
+            ..
+        } = self;
         let output_empty = line.output.is_empty();
-        let output = &mut line.output;
         let mut wrote = false;
         tokio::select! {
             // Stop first, so a busy connection notices it.
             biased;
-            _ = stop.cancelled(), if !closing => closing = true,
+            _ = stop.cancelled(), if !*closing => *closing = true,
             // Running commands are always driven to their end, so they give
             // their permits back however slowly the client reads.
             done = line.pending.next(), if !line.pending.is_empty() => {
                 if let Some(done) = done {
-                    line.finish(&shared, &mut session, done);
+                    line.finish(shared, session, done);
                     while let Some(Some(done)) = line.pending.next().now_or_never() {
-                        line.finish(&shared, &mut session, done);
+                        line.finish(shared, session, done);
                     }
                 }
             }
             // Write what is encoded; once it is all written, flush (TLS may
             // keep records it could not send yet). A branch of its own, so
             // running commands go on while the client is slow to read.
-            progress = write_or_flush(&mut writer, output), if !output_empty || unflushed => {
+            progress = write_or_flush(writer, &mut line.output), if !output_empty || *unflushed => {
                 match progress {
-                    Ok(Some(0)) | Err(_) => break,
-                    Ok(Some(_)) => unflushed = true,
-                    Ok(None) => unflushed = false,
+                    Ok(Some(0)) | Err(_) => return Turn::End,
+                    Ok(Some(_)) => *unflushed = true,
+                    Ok(None) => *unflushed = false,
                 }
                 wrote = true;
             }
-            read = reader.read_buf(&mut input), if reading => {
+            read = reader.read_buf(input), if reading => {
                 match read {
-                    Ok(0) => eof = true,
-                    Err(_) => break,
+                    Ok(0) => *eof = true,
+                    Err(_) => return Turn::End,
                     Ok(_) => {}
                 }
             }
             _ = sleep_until(stall_deadline), if stall_deadline.is_some() => {
+                let peer = session.peer;
                 tracing::debug!(%peer, ?WRITE_STALL, "RESP client took none of its replies; closing");
-                break;
+                return Turn::End;
             }
         }
-        if line.output.is_empty() && !unflushed {
-            stalled_since = None;
-        } else if wrote || stalled_since.is_none() {
-            stalled_since = Some(Instant::now());
+        if self.line.output.is_empty() && !self.unflushed {
+            self.stalled_since = None;
+        } else if wrote || self.stalled_since.is_none() {
+            self.stalled_since = Some(Instant::now());
         }
+        Turn::Go
     }
 }
 
@@ -443,70 +385,5 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The credential check of an `AUTH`.
-fn authenticate(
-    shared: &Shared,
-    user: String,
-    password: String,
-    peer: SocketAddr,
-) -> BoxFuture<'static, Result<Role, Refusal>> {
-    let auth = shared.auth.clone();
-    Box::pin(async move {
-        match auth {
-            Some(auth) => auth.authenticate(&user, &password, Some(peer.ip())).await,
-            None => Err(Refusal::Unavailable("authentication is off".into())),
-        }
-    })
-}
-
-/// An `AUTH`'s answer; on success the session keeps the credentials (and
-/// takes the `HELLO`'s changes).
-fn authenticated(
-    session: &mut Session,
-    result: Result<Role, Refusal>,
-    user: String,
-    password: String,
-    hello: Option<Hello>,
-) -> Reply {
-    match result {
-        Ok(_) => {
-            session.credentials = Some(Arc::new((user, password)));
-            match hello {
-                Some(hello) => {
-                    session.apply(hello);
-                    hello_reply(session)
-                }
-                None => Reply::OK,
-            }
-        }
-        Err(Refusal::Unauthenticated(_)) => {
-            Reply::error("WRONGPASS invalid username-password pair or user is disabled.")
-        }
-        Err(Refusal::Unavailable(why)) => {
-            Reply::error(format!("UNAVAILABLE cannot check the user: {why}"))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_key_waits_only_for_running_commands_that_conflict() {
-        let mut touched = Touched::default();
-        touched.add(false, &[1, 2]);
-        touched.add(true, &[3]);
-        assert!(!touched.conflicts(false, &[1, 2]), "reads share");
-        assert!(touched.conflicts(true, &[2]), "a write waits for a read");
-        assert!(touched.conflicts(false, &[3]), "a read waits for a write");
-        assert!(!touched.conflicts(true, &[4]), "other keys do not wait");
-        touched.remove(false, &[1, 2]);
-        touched.remove(true, &[3]);
-        assert!(!touched.conflicts(true, &[1, 2, 3]));
-        assert!(touched.running.is_empty(), "nothing left behind");
     }
 }

@@ -13,24 +13,34 @@
 //!
 //! - [`parse`]: commands off the wire, bounded before they are buffered;
 //! - [`reply`]: replies in RESP2 or RESP3;
-//! - [`commands`]: the command table and dispatch;
+//! - [`table`]: every command's name, arity, flags and key positions;
+//! - [`command`]: a command checked against the table (its name and
+//!   arity), and what the connection does with it;
+//! - [`dispatch`]: from a command to its work, under the connection's
+//!   credentials and the node's in-flight limit;
 //! - [`keys`]: the key commands over the coordinator;
-//! - [`info`]: `INFO`, `COMMAND`, `CONFIG GET`, `HELLO`;
+//! - [`session_commands`]: `HELLO`, `AUTH`, `CLIENT`,
+//!   `RINGKV.CONSISTENCY`;
+//! - [`info`]: `INFO`, `COMMAND`, `CONFIG GET`, `HELLO`'s answer;
 //! - [`session`]: what a connection remembers between commands;
-//! - [`connection`]: one connection's loop (pipelining, reply order).
+//! - [`pipeline`]: the commands of a connection in flight, in reply order;
+//! - [`connection`]: one connection and its loop.
 //!
 //! What differs from Redis (see the README): consistency levels; no
 //! command that needs an atomic read-modify-write until ringkv has
 //! compare-and-set; no cross-key atomicity; expiry in whole seconds; one
 //! database; strings only.
 
-mod commands;
+mod command;
 mod connection;
+mod dispatch;
 mod info;
 mod keys;
 pub mod parse;
+mod pipeline;
 pub mod reply;
 mod session;
+mod session_commands;
 mod table;
 
 use std::sync::Arc;

@@ -144,6 +144,14 @@ fn decimal(out: &mut BytesMut, n: i64) {
 }
 
 /// The wrong-arity error, as Redis words it.
+pub fn syntax_error() -> Reply {
+    Reply::error("ERR syntax error")
+}
+
+pub fn not_an_integer() -> Reply {
+    Reply::error("ERR value is not an integer or out of range")
+}
+
 pub fn wrong_arity(name: &str) -> Reply {
     Reply::error(format!(
         "ERR wrong number of arguments for '{name}' command"
