@@ -37,13 +37,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::future::BoxFuture;
 use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 use tonic::body::Body;
 use tonic::server::NamedService;
 
+use super::around::{Answer, Around, Grpc, Wrapped};
 use crate::metrics::REQUESTS_REFUSED;
 
 /// What one API (client or internode) admits at once.
@@ -122,12 +122,12 @@ impl InFlightLimit {
     /// Wraps a service in this limit; its request bodies may be at most
     /// `max_message` bytes (the service's decoding limit).
     pub fn wrap<S>(&self, inner: S, max_message: usize) -> InFlight<S> {
-        InFlight {
-            inner,
+        let check = Admit {
             limit: self.clone(),
             max_body: max_message.saturating_add(GRPC_FRAME_HEADER),
             deadline: None,
-        }
+        };
+        Wrapped::with_check(inner, check)
     }
 
     /// As [`InFlightLimit::wrap`]; a request not answered within
@@ -139,10 +139,12 @@ impl InFlightLimit {
         max_message: usize,
         deadline: Duration,
     ) -> InFlight<S> {
-        InFlight {
+        let check = Admit {
+            limit: self.clone(),
+            max_body: max_message.saturating_add(GRPC_FRAME_HEADER),
             deadline: Some(deadline),
-            ..self.wrap(inner, max_message)
-        }
+        };
+        Wrapped::with_check(inner, check)
     }
 
     /// Requests this limit admits at once.
@@ -297,39 +299,19 @@ impl InFlightLimit {
 
 /// A gRPC service whose requests are read whole and then take a permit of
 /// an [`InFlightLimit`].
+pub type InFlight<S> = Wrapped<S, Admit>;
+
+/// The check of [`InFlight`].
 #[derive(Clone)]
-pub struct InFlight<S> {
-    inner: S,
+pub struct Admit {
     limit: InFlightLimit,
     /// Largest body accepted: the service's message limit and framing.
     max_body: usize,
     deadline: Option<Duration>,
 }
 
-impl<S: NamedService> NamedService for InFlight<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S> tower::Service<http::Request<Body>> for InFlight<S>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        // The clone takes the place of the service that was made ready.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl Around for Admit {
+    fn around<S: Grpc>(&self, request: http::Request<Body>, mut inner: S) -> Answer {
         let (limit, max_body, deadline) = (self.limit.clone(), self.max_body, self.deadline);
         Box::pin(async move {
             let (parts, body) = request.into_parts();
@@ -362,6 +344,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::future::BoxFuture;
     use tower::{Service, ServiceExt};
 
     /// A service that answers once the test adds a permit.

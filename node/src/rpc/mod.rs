@@ -4,6 +4,7 @@
 
 pub mod accept;
 mod admin;
+pub mod around;
 pub mod bounds;
 mod convert;
 pub mod framed;

@@ -2,36 +2,32 @@
 //! layer that asks the [`Authenticator`] about each request's user and
 //! the [`Permission`] its method needs (the check itself is `auth`'s).
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use tonic::Status;
 use tonic::body::Body;
-use tonic::server::NamedService;
 
 use crate::auth::{Authenticator, Caller, Permission, Refusal, basic_credentials, permission_for};
+
+use super::around::{Answer, Around, Grpc, Wrapped};
 use crate::rpc::net::ConnectionInfo;
 
 /// A gRPC service whose requests must carry the credentials of a user
 /// whose role allows the method; with no authenticator, every request
 /// passes (authentication off).
+pub type RequireAuth<S> = Wrapped<S, Credentials>;
+
+/// The check of [`RequireAuth`].
 #[derive(Clone)]
-pub struct RequireAuth<S> {
-    inner: S,
+pub struct Credentials {
     auth: Option<Arc<Authenticator>>,
 }
 
 impl<S> RequireAuth<S> {
     pub fn new(inner: S, auth: Option<Arc<Authenticator>>) -> Self {
-        Self { inner, auth }
+        Wrapped::with_check(inner, Credentials { auth })
     }
-}
-
-impl<S: NamedService> NamedService for RequireAuth<S> {
-    const NAME: &'static str = S::NAME;
 }
 
 /// Answers `status` to a request that is refused, after reading its body.
@@ -63,29 +59,11 @@ pub async fn refuse(request: http::Request<Body>, status: Status) -> http::Respo
 /// Longest wait for the body of a request that is refused.
 pub const REFUSAL_BODY_WAIT: Duration = Duration::from_secs(2);
 
-impl<S> tower::Service<http::Request<Body>> for RequireAuth<S>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+impl Around for Credentials {
+    fn around<S: Grpc>(&self, mut request: http::Request<Body>, mut inner: S) -> Answer {
         let Some(auth) = self.auth.clone() else {
-            return Box::pin(self.inner.call(request));
+            return Box::pin(inner.call(request));
         };
-        // The clone takes the place of the service that was made ready.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let path = request.uri().path().to_owned();
             let needed = permission_for(&path);
