@@ -177,6 +177,7 @@ fn main() {
                 deadline: Duration::from_secs(30),
                 max_message: MAX_MESSAGE,
                 keepalive: framed::KEEPALIVE_INTERVAL,
+                tasks: ringkv_node::workers::Workers::new(),
             },
         ));
 

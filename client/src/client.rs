@@ -164,6 +164,17 @@ pub(crate) struct Inner {
     pub(crate) last_timestamp: AtomicI64,
     /// The `authorization` header of every request, if any.
     pub(crate) authorization: Option<MetadataValue<Ascii>>,
+    /// The task that keeps the ring fresh (token-aware clients): owned
+    /// here, stopped when the last handle of the client goes.
+    pub(crate) refresher: std::sync::OnceLock<tokio::task::AbortHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(refresher) = self.refresher.get() {
+            refresher.abort();
+        }
+    }
 }
 
 impl Client {
@@ -206,12 +217,14 @@ impl Client {
                 last_timestamp: AtomicI64::new(0),
                 authorization,
                 config,
+                refresher: std::sync::OnceLock::new(),
             }),
         };
         if client.inner.config.token_aware {
             // A node too old to describe its ring still serves requests.
             let _ = client.refresh_ring().await;
-            tokio::spawn(keep_ring_fresh(Arc::downgrade(&client.inner), router));
+            let refresher = tokio::spawn(keep_ring_fresh(Arc::downgrade(&client.inner), router));
+            let _ = client.inner.refresher.set(refresher.abort_handle());
         }
         Ok(client)
     }

@@ -53,7 +53,7 @@ pub use consistency::{Consistency, UnknownConsistency};
 pub use error::{Error, Result};
 pub use options::{ReadOptions, WriteOptions};
 pub use retry::Backoff;
-pub use stats::{HintsPending, NodeStats, RepairState, StorageStats, WorkPool};
+pub use stats::{HintsPending, NodeStats, RepairState, StorageStats, WorkPool, Worker};
 pub use tls::TlsOptions;
 pub use trace::{RequestTrace, TraceCollector, TraceEvent};
 

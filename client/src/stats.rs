@@ -40,6 +40,29 @@ pub struct NodeStats {
     pub storage: StorageStats,
     /// Anti-entropy repair.
     pub repair: RepairState,
+    /// The node's named tasks, sorted by name.
+    pub workers: Vec<Worker>,
+}
+
+/// The tasks of one name on a node (a background worker, the connections
+/// of a port, work left by requests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worker {
+    /// What the tasks do.
+    pub name: String,
+    /// In one word: `running`, `failed` (none runs and the last to end
+    /// failed), `done` or `idle` (none ran).
+    pub state: String,
+    /// Under way.
+    pub running: u64,
+    /// Ended normally since the node started.
+    pub done: u64,
+    /// Ended with an error or a panic since the node started.
+    pub failed: u64,
+    /// The last error, and when it happened (Unix seconds).
+    pub last_error: Option<(String, i64)>,
+    /// What the worker says it is doing.
+    pub status: Vec<String>,
 }
 
 /// One kind of work.
@@ -166,6 +189,20 @@ impl From<pb::NodeStatsResponse> for NodeStats {
                 bytes_streamed: repair.bytes_streamed,
                 last_completed: (repair.last_completed > 0).then_some(repair.last_completed),
             },
+            workers: s
+                .workers
+                .into_iter()
+                .map(|w| Worker {
+                    name: w.name,
+                    state: w.state,
+                    running: w.running,
+                    done: w.done,
+                    failed: w.failed,
+                    last_error: Some((w.last_error, w.last_error_at))
+                        .filter(|(message, _)| !message.is_empty()),
+                    status: w.status,
+                })
+                .collect(),
         }
     }
 }

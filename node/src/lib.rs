@@ -2,7 +2,8 @@
 //!
 //! Layers, bottom-up (a module uses only its own layer and those before
 //! it; `layering`'s test checks this list against the code):
-//! - [`identity`], [`metrics`]: the node id and the metric names;
+//! - [`identity`], [`metrics`], [`workers`]: the node id, the metric names
+//!   and the table of named tasks;
 //! - [`clock`]: the hybrid logical clock that timestamps writes;
 //! - [`ring`]: tokens, token ranges, replica placement and token allocation;
 //! - [`storage`]: cells, last-write-wins, RocksDB and the durability policy
@@ -52,3 +53,4 @@ mod sim;
 pub mod storage;
 pub mod streaming;
 pub mod telemetry;
+pub mod workers;

@@ -413,6 +413,50 @@ async fn nodetool_commands_show_hints_pools_storage_and_the_cluster() {
     let text = assert_ok(&n1.cli(&["tpstats"]));
     assert!(text.starts_with("Pool"), "{text}");
     assert!(text.contains("internode requests"), "{text}");
+    assert!(text.contains("\nWorker "), "{text}");
+
+    // The named workers: gossip runs; the hint replay worker of the node
+    // holding hints says for whom, and the console's running work shows
+    // the same line.
+    let tpstats = json_of(&holder.cli(&["--json", "tpstats"]));
+    let worker = |name: &str| {
+        tpstats["workers"]
+            .as_array()
+            .and_then(|w| w.iter().find(|w| w["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no worker {name}: {tpstats}"))
+    };
+    assert_eq!(worker("gossip")["state"], "running", "{tpstats}");
+    assert_eq!(worker("gossip")["running"], 1, "{tpstats}");
+    assert_eq!(worker("hint replay")["running"], 1, "{tpstats}");
+    let said: Vec<String> = worker("hint replay")["status"]
+        .as_array()
+        .map(|lines| {
+            lines
+                .iter()
+                .filter_map(|l| l.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        said.len() == 1
+            && said[0].starts_with("hints for n3: ")
+            && said[0].ends_with(" bytes (waiting: the node is down)"),
+        "{tpstats}"
+    );
+    let (code, cluster_json) = holder
+        .http_get("/console/api/cluster")
+        .await
+        .expect("console API");
+    assert_eq!(code, 200, "{cluster_json}");
+    let console: serde_json::Value = serde_json::from_str(&cluster_json).expect("JSON");
+    let work: Vec<&str> = console["work"]
+        .as_array()
+        .map(|w| w.iter().filter_map(|l| l.as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        work.iter().any(|line| line.starts_with("hints for n3: ")),
+        "{cluster_json}"
+    );
 
     let storage = json_of(&n1.cli(&["--json", "compactionstats"]));
     assert!(

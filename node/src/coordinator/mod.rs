@@ -40,7 +40,6 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio_util::task::TaskTracker;
 
 pub use consistency::ConsistencyLevel;
 pub use error::CoordinatorError;
@@ -55,6 +54,11 @@ use crate::identity::NodeId;
 use crate::membership::{ClusterView, ViewHandle};
 use crate::peer::ReplicaTransport;
 use crate::ring::Token;
+use crate::workers::{Worker, Workers};
+
+/// The names the work that outlives a request runs under.
+const REPLICA_SENDS: &str = "replica writes after the answer";
+const READ_REPAIRS: &str = "background read repair";
 
 /// Settings of the request paths.
 #[derive(Debug, Clone)]
@@ -87,9 +91,10 @@ pub struct Coordinator {
     settings: CoordinatorSettings,
     /// `None` when hinted handoff is off.
     hints: Option<Arc<HintStore>>,
-    /// Owns the work that outlives a request (replica sends after an early
+    /// Own the work that outlives a request (replica sends after an early
     /// answer, background read repair), so shutdown can wait for it.
-    tasks: TaskTracker,
+    replica_sends: Worker,
+    read_repairs: Worker,
     /// Picks read replicas and background read repairs; seeded by the
     /// simulation so a run replays exactly.
     rng: Mutex<StdRng>,
@@ -112,7 +117,8 @@ impl Coordinator {
             clock,
             settings,
             hints,
-            tasks: TaskTracker::new(),
+            replica_sends: Workers::new().worker(REPLICA_SENDS),
+            read_repairs: Workers::new().worker(READ_REPAIRS),
             rng: Mutex::new(StdRng::from_rng(&mut rand::rng())),
             offsets: None,
         }
@@ -148,8 +154,9 @@ impl Coordinator {
 
     /// Runs work that outlives requests on `tasks`; the node waits for it
     /// on shutdown before its final WAL sync.
-    pub fn with_tasks(mut self, tasks: TaskTracker) -> Self {
-        self.tasks = tasks;
+    pub fn with_tasks(mut self, tasks: &Workers) -> Self {
+        self.replica_sends = tasks.worker(REPLICA_SENDS);
+        self.read_repairs = tasks.worker(READ_REPAIRS);
         self
     }
 

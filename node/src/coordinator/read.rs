@@ -248,7 +248,7 @@ impl Coordinator {
         alive: Vec<NodeId>,
     ) {
         let others: Vec<NodeId> = alive.into_iter().filter(|n| !asked.contains(n)).collect();
-        self.tasks.spawn(repair_in_background(
+        self.read_repairs.spawn(repair_in_background(
             self.transport.clone(),
             read.token,
             read.key.clone(),

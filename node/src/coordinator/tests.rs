@@ -508,8 +508,8 @@ async fn a_client_timestamp_orders_later_server_stamped_writes() {
 #[tokio::test]
 async fn background_replica_sends_are_owned_and_bounded_by_the_node_timeout() {
     let sim = FakeCluster::balanced(3);
-    let tasks = tokio_util::task::TaskTracker::new();
-    let c = coordinator(&sim, sim.nodes[0], &[]).with_tasks(tasks.clone());
+    let tasks = crate::workers::Workers::new();
+    let c = coordinator(&sim, sim.nodes[0], &[]).with_tasks(&tasks);
     sim.set(sim.nodes[1], Behaviour::Slow(Duration::from_millis(150)));
     sim.set(sim.nodes[2], Behaviour::Silent);
     let mut request = put("k", "v", ConsistencyLevel::One);

@@ -237,7 +237,7 @@ impl Coordinator {
             let (key, cell) = (key.clone(), cell.clone());
             // A task per replica: it outlives this call when the answer goes
             // out early, so slower replicas still get the write (or a hint).
-            self.tasks.spawn(async move {
+            self.replica_sends.spawn(async move {
                 let sent = Instant::now();
                 let result = match tokio::time::timeout(timeout, send).await {
                     Ok(result) => result,

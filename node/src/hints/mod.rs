@@ -11,4 +11,7 @@ pub mod replay;
 pub mod store;
 
 pub use replay::{ReplaySettings, run_replay};
+
+/// The name the replay worker runs under (see `crate::workers`).
+pub const REPLAY_WORKER: &str = "hint replay";
 pub use store::{DropReason, Hint, HintStore};

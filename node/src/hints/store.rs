@@ -19,6 +19,7 @@ use bytes::Bytes;
 
 use crate::clock::{Timestamp, WallClock};
 use crate::identity::NodeId;
+use crate::membership::ClusterView;
 use crate::metrics::{HINTS_DROPPED, HINTS_STORED, PeerNames};
 use crate::storage::{BatchLimit, Cell, CellView, LocalStore, Storage, StorageError};
 
@@ -259,6 +260,26 @@ impl HintStore {
             .lock()
             .map(|s| s.iter().filter(|(_, b)| **b > 0).map(|(n, _)| *n).collect())
             .unwrap_or_default()
+    }
+
+    /// What is held for whom, as the replay worker's status: one line per
+    /// target, replaying while `view` sees it up.
+    pub fn in_words(&self, view: &ClusterView) -> Vec<String> {
+        self.targets()
+            .into_iter()
+            .map(|target| {
+                let state = if view.is_alive(&target) {
+                    "replaying"
+                } else {
+                    "waiting: the node is down"
+                };
+                format!(
+                    "hints for {}: {} bytes ({state})",
+                    view.name_of(&target),
+                    self.pending_bytes(target)
+                )
+            })
+            .collect()
     }
 
     /// Bytes of hints held for `target`.

@@ -19,3 +19,7 @@ pub use runner::{
     save_last_completed,
 };
 pub use session::{SyncError, SyncStats};
+
+/// The name repairs run under, scheduled or asked for (see
+/// `crate::workers`).
+pub const WORKER: &str = "repair";

@@ -161,6 +161,22 @@ impl Repairer {
         self.latest.borrow().clone()
     }
 
+    /// The running run, as the repair worker's status (nothing when none
+    /// runs).
+    pub fn in_words(&self) -> Vec<String> {
+        if !self.is_running() {
+            return Vec::new();
+        }
+        let run = self.latest();
+        vec![format!(
+            "repair: {} of {} ranges compared, {} keys ({} bytes) streamed",
+            run.ranges_done,
+            run.ranges_total,
+            run.keys_streamed(),
+            run.bytes_streamed()
+        )]
+    }
+
     /// Follows the ranges each run could not sync.
     pub fn subscribe_failures(&self) -> watch::Receiver<Vec<TokenRange>> {
         self.failed.subscribe()

@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::net::{Connection, Incoming, Listener};
 use crate::metrics::CONNECTIONS_REFUSED;
+use crate::workers::Workers;
 
 /// Pause after a failed accept (out of file descriptors, say), so the
 /// loop does not spin.
@@ -57,6 +58,7 @@ pub struct PortLimits {
 /// The connection cap and timeouts of one port.
 #[derive(Clone)]
 pub struct Admission {
+    port: &'static str,
     slots: Arc<Semaphore>,
     limits: PortLimits,
     refused: metrics::Counter,
@@ -68,10 +70,16 @@ impl Admission {
     pub fn new(port: &'static str, limits: PortLimits) -> Self {
         let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
         Self {
+            port,
             slots: Arc::new(Semaphore::new(max)),
             limits,
             refused: metrics::counter!(CONNECTIONS_REFUSED, "port" => port),
         }
+    }
+
+    /// The port admitted to (`client`, `internode`, `http`).
+    pub fn port(&self) -> &'static str {
+        self.port
     }
 
     /// Step 1 and 2: `connection` with a slot and its silence limit, or
@@ -127,15 +135,21 @@ impl Admission {
 }
 
 /// The connections of `listener`, admitted and (with `tls`) handshaken, as
-/// a gRPC server takes them, until `stop`.
+/// a gRPC server takes them, until `stop`. The accept loop and the
+/// handshakes run as `tasks` (named after the port's admission).
 pub fn incoming(
     mut listener: Listener,
     admission: Admission,
     tls: Option<Arc<rustls::ServerConfig>>,
-    stop: CancellationToken,
+    (tasks, stop): (&Workers, CancellationToken),
 ) -> Incoming {
     let (admitted, taken) = mpsc::channel::<io::Result<Connection>>(BACKLOG);
-    tokio::spawn(async move {
+    // With TLS, the handshakes run as tasks of their own name.
+    let tls = tls.map(|tls| {
+        let handshakes = tasks.worker(format!("{} TLS handshakes", admission.port()));
+        (tls, handshakes)
+    });
+    tasks.spawn(format!("{} accept loop", admission.port()), async move {
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
@@ -159,11 +173,11 @@ pub fn incoming(
                         break;
                     }
                 }
-                Some(tls) => {
+                Some((tls, handshakes)) => {
                     let (admission, tls, admitted) =
                         (admission.clone(), tls.clone(), admitted.clone());
                     let stop = stop.clone();
-                    tokio::spawn(async move {
+                    handshakes.spawn(async move {
                         let session = tokio::select! {
                             session = admission.handshake(connection, tls) => session,
                             () = stop.cancelled() => None,

@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use ringkv_proto::v1 as pb;
 use ringkv_proto::v1::admin_server::Admin;
@@ -21,9 +20,10 @@ use crate::clock::ClockOffsets;
 use crate::coordinator::validate_key;
 use crate::identity::NodeId;
 use crate::membership::{ClusterView, Member, ViewHandle};
-use crate::repair::{Progress, Repairer, Scope};
+use crate::repair::{self, Progress, Repairer, Scope};
 use crate::ring::Token;
-use crate::streaming::{Topology, TopologyError};
+use crate::streaming::{self, Topology, TopologyError};
+use crate::workers::Workers;
 
 /// What the admin service reports about this node.
 #[derive(Debug, Clone)]
@@ -41,8 +41,9 @@ pub struct AdminService {
     view: ViewHandle,
     repairer: Arc<Repairer>,
     started: Instant,
-    /// Owns the repairs `ringkv repair` starts, and stops them on shutdown.
-    tasks: TaskTracker,
+    /// Owns the repairs `ringkv repair` starts and the topology changes it
+    /// is asked for, and stops them on shutdown.
+    tasks: Workers,
     stop: CancellationToken,
     /// Topology changes and cleanup; `None` in tests without them.
     topology: Option<Arc<Topology>>,
@@ -63,7 +64,7 @@ impl AdminService {
             view,
             repairer,
             started: Instant::now(),
-            tasks: TaskTracker::new(),
+            tasks: Workers::new(),
             stop: CancellationToken::new(),
             topology: None,
             node_stop: CancellationToken::new(),
@@ -103,8 +104,9 @@ impl AdminService {
         self
     }
 
-    /// Runs repairs on `tasks`, stopped by `stop` (the node's workers).
-    pub fn with_tasks(mut self, tasks: TaskTracker, stop: CancellationToken) -> Self {
+    /// Runs repairs and topology changes on `tasks`, stopped by `stop`
+    /// (the node's workers).
+    pub fn with_tasks(mut self, tasks: Workers, stop: CancellationToken) -> Self {
         self.tasks = tasks;
         self.stop = stop;
         self
@@ -139,7 +141,7 @@ impl AdminService {
         let (done, outcome) = tokio::sync::oneshot::channel();
         let stop = self.stop.clone();
         let started = Instant::now();
-        self.tasks.spawn(async move {
+        self.tasks.spawn(streaming::WORKER, async move {
             let before = streamed(&topology);
             let result = tokio::select! {
                 result = change(topology.clone()) => result,
@@ -261,7 +263,7 @@ impl Admin for AdminService {
         // on `ringkv repair`): progress is a `watch`, which never blocks the
         // run, and forwarding simply stops when nobody reads.
         let stop = self.stop.clone();
-        self.tasks.spawn(async move {
+        self.tasks.spawn(repair::WORKER, async move {
             let (tx, mut rx) = watch::channel(Progress::default());
             let forward = async {
                 while rx.changed().await.is_ok() {

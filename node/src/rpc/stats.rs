@@ -9,6 +9,7 @@ use ringkv_proto::v1 as pb;
 use crate::identity::NodeId;
 use crate::repair::Progress;
 use crate::storage::EngineStats;
+use crate::workers::WorkerStatus;
 
 /// One kind of work: how much is under way, how much waits, its bound.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub struct NodeStats {
     pub repair: Progress,
     /// Unix seconds (0: never).
     pub repair_last_completed: i64,
+    /// The node's named tasks.
+    pub workers: Vec<WorkerStatus>,
 }
 
 /// Takes a snapshot of the node.
@@ -109,5 +112,29 @@ pub fn to_proto(stats: NodeStats, identity: pb::NodeInfoResponse) -> pb::NodeSta
             bytes_streamed: stats.repair.bytes_streamed(),
             last_completed: stats.repair_last_completed,
         }),
+        workers: stats.workers.into_iter().map(worker).collect(),
+    }
+}
+
+fn worker(worker: WorkerStatus) -> pb::Worker {
+    let (last_error, last_error_at) = match worker.last_error {
+        Some(failure) => {
+            let at = failure
+                .at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs() as i64);
+            (failure.message, at)
+        }
+        None => (String::new(), 0),
+    };
+    pb::Worker {
+        state: worker.state.to_string(),
+        name: worker.name,
+        running: worker.running,
+        done: worker.done,
+        failed: worker.failed,
+        last_error,
+        last_error_at,
+        status: worker.status,
     }
 }

@@ -3,8 +3,9 @@
 //! - `/console/api/cluster`: every node (up/down, state, rack, load,
 //!   ownership, tokens, last repair, version), the ring as arcs (fractions
 //!   of the circle, one per token range, by primary owner), what this node
-//!   sees down, and running work (repair, hint replay, range streams, a
-//!   topology change);
+//!   sees down, and running work: what the node's named workers say they
+//!   are doing (a repair run, hints held, range streams; see
+//!   `crate::workers`) and the topology change in progress;
 //! - `/console/api/charts?node=NAME|cluster`: the charts of the last 15
 //!   minutes as SVG, from the samples this node keeps and copies from its
 //!   peers (`console::History`);
@@ -30,7 +31,6 @@ use crate::coordinator::validate_key;
 use crate::identity::NodeId;
 use crate::membership::{NodeStatus, ViewHandle};
 use crate::ring::Token;
-use crate::streaming::Topology;
 
 const INDEX: &str = include_str!("../console/assets/index.html");
 const SCRIPT: &str = include_str!("../console/assets/app.js");
@@ -45,7 +45,6 @@ pub struct Joined {
     pub cluster_name: String,
     pub replication_factor: u32,
     pub peers: Arc<dyn SampleSource>,
-    pub topology: Arc<Topology>,
     /// Peers' clock offsets.
     pub offsets: Arc<ClockOffsets>,
 }
@@ -165,43 +164,13 @@ async fn cluster(State(console): State<Arc<Console>>) -> Response {
         .filter(|m| m.status != NodeStatus::Left && !view.is_alive(&m.id))
         .map(|m| m.name.clone())
         .collect();
-    let mut work = Vec::new();
-    if stats.repair_running {
-        work.push(format!(
-            "repair: {} of {} ranges compared, {} keys ({} bytes) streamed",
-            stats.repair.ranges_done,
-            stats.repair.ranges_total,
-            stats.repair.keys_streamed(),
-            stats.repair.bytes_streamed()
-        ));
-    }
-    for hints in &stats.hints {
-        let target = hints.name.clone().unwrap_or_else(|| hints.node.to_string());
-        let state = if hints.up {
-            "replaying"
-        } else {
-            "waiting: the node is down"
-        };
-        work.push(format!(
-            "hints for {target}: {} bytes ({state})",
-            hints.bytes
-        ));
-    }
-    for stream in joined.topology.streams().snapshot() {
-        if stream.done {
-            continue;
-        }
-        work.push(format!(
-            "{} stream {} → {}: {} of {} ranges, {} keys, {} bytes",
-            stream.operation,
-            name(&stream.source),
-            name(&stream.target),
-            stream.ranges_done,
-            stream.ranges_total,
-            stream.keys,
-            stream.bytes
-        ));
-    }
+    // What the node's workers say they are doing (see `crate::workers`):
+    // a repair run, hints held, range streams.
+    let mut work: Vec<String> = stats
+        .workers
+        .iter()
+        .flat_map(|worker| worker.status.iter().cloned())
+        .collect();
     let change = view.changes_in_words();
     if !change.is_empty() {
         work.push(format!("topology change: {change}"));

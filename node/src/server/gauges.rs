@@ -9,8 +9,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use tokio_util::task::TaskTracker;
-
 use crate::hints::{DropReason, HintStore};
 use crate::membership::{NodeStatus, ViewHandle};
 use crate::metrics::*;
@@ -19,6 +17,7 @@ use crate::rpc::limit::InFlightLimit;
 use crate::rpc::replica_metrics::ReplicaMetrics;
 use crate::rpc::stats::{HintsPending, NodeStats, WorkPool};
 use crate::storage::{DiskHealth, Storage};
+use crate::workers::Workers;
 
 /// Sources that exist once the node has joined.
 pub struct Joined {
@@ -29,7 +28,7 @@ pub struct Joined {
     pub internode: InFlightLimit,
     /// Work that outlives requests: replica writes after an early answer,
     /// background read repairs.
-    pub background: TaskTracker,
+    pub background: Workers,
     /// The replica call series of current peers, kept alive here.
     pub replicas: Arc<ReplicaMetrics>,
     /// The names peers are labelled with, learnt here from the view.
@@ -42,6 +41,8 @@ pub struct Gauges {
     engine: Arc<dyn Storage>,
     disk: Arc<DiskHealth>,
     process: metrics_process::Collector,
+    /// The node's table of named tasks.
+    workers: Workers,
     joined: OnceLock<Joined>,
     client: OnceLock<InFlightLimit>,
     /// One reading on a blocking thread at a time (see `off_runtime`).
@@ -49,12 +50,18 @@ pub struct Gauges {
 }
 
 impl Gauges {
-    pub fn new(gc_grace_seconds: u64, engine: Arc<dyn Storage>, disk: Arc<DiskHealth>) -> Self {
+    pub fn new(
+        gc_grace_seconds: u64,
+        engine: Arc<dyn Storage>,
+        disk: Arc<DiskHealth>,
+        workers: Workers,
+    ) -> Self {
         Self {
             gc_grace_seconds,
             engine,
             disk,
             process: metrics_process::Collector::default(),
+            workers,
             joined: OnceLock::new(),
             client: OnceLock::new(),
             blocking: Arc::new(tokio::sync::Semaphore::new(1)),
@@ -175,6 +182,7 @@ impl Gauges {
             max_fds: process.max_fds,
             storage: self.engine.engine_stats().unwrap_or_default(),
             disk_problem: self.disk.problem(),
+            workers: self.workers.snapshot(),
             ..NodeStats::default()
         };
         let pool = |name, limit: &InFlightLimit| WorkPool {

@@ -11,7 +11,7 @@
 //!    to hear the ring (a member), or choose tokens and bootstrap (a new
 //!    node), retrying a join that withdrew;
 //! 6. `start_workers`: hint replay, clock probes, the coordinator, repair
-//!    and its scheduler, the announcers;
+//!    and its scheduler, the announcers, each a named worker;
 //! 7. `build_services`: users, the admin service, and what step 3 serves.
 
 use std::sync::Arc;
@@ -36,14 +36,14 @@ use crate::clock::ClockOffsets;
 use crate::config::{Config, InternodeProtocol};
 use crate::console::history::SampleSource;
 use crate::coordinator::Coordinator;
-use crate::hints::{HintStore, run_replay};
+use crate::hints::{self, HintStore, run_replay};
 use crate::identity::NodeId;
 use crate::membership::join;
 use crate::membership::keys::{self, NodeStatus};
 use crate::membership::{Membership, persist};
 use crate::metrics::PeerNames;
 use crate::peer::{RepairTransport, ReplicaTransport};
-use crate::repair::{LocalReplica, Repairer, load_last_completed, run_scheduler};
+use crate::repair::{self, LocalReplica, Repairer, load_last_completed, run_scheduler};
 use crate::ring::Token;
 use crate::rpc::accept::Admission;
 use crate::rpc::framed::{self, ClientSettings, FramedServer};
@@ -51,7 +51,7 @@ use crate::rpc::limit::{BodyLimit, InFlightLimit, peer_body_limit};
 use crate::rpc::net::Listener;
 use crate::rpc::tls::FramedTls;
 use crate::rpc::{AdminService, LateView, NodeDescription, NodeTransport, PeerService};
-use crate::streaming::{Topology, TopologyError};
+use crate::streaming::{self, Topology, TopologyError};
 
 /// Times a join may withdraw (another change started with it) and retry.
 const MAX_WITHDRAWALS: u32 = 5;
@@ -172,22 +172,25 @@ impl Node {
         let framed = Arc::new(
             FramedServer::new(service, limit.clone(), internode_timeout, max_message)
                 .with_tls(framed_tls.as_ref().map(|tls| tls.server.clone()))
-                .with_handshake_timeout(config.port_limits().peer.handshake),
+                .with_handshake_timeout(config.port_limits().peer.handshake)
+                .with_workers(&self.life.peer),
         );
         let peer_stop = self.life.peer_stop.clone();
         let (peer_tls, dial_tls) = self.tls.internode.clone().unzip();
         let mut server = server_builder(peer_limits.per_connection, config.server_ping_interval())
             .timeout(internode_timeout);
         let admission = Admission::new("internode", config.port_limits().peer);
-        self.life.peer.spawn(async move {
+        self.life.peer.spawn("internode API", async move {
             let router = server.add_service(grpc);
             let port = framed::PeerPort {
                 admission,
                 grpc_tls: peer_tls,
             };
-            if let Err(error) = framed::serve(router, framed, peer, port, peer_stop).await {
+            let served = framed::serve(router, framed, peer, port, peer_stop).await;
+            if let Err(error) = &served {
                 tracing::error!(%error, "internode API server failed");
             }
+            served
         });
         PeerPort {
             late_view,
@@ -234,12 +237,15 @@ impl Node {
         // Set once: a second set (never) would leave the first in place.
         let _ = port.late_view.set(membership.view_handle());
         let (workers, worker_stop) = (&self.life.workers, &self.life.worker_stop);
-        workers.spawn(membership.clone().run(worker_stop.clone()));
-        workers.spawn(stop_for_twin(
-            membership.subscribe_twins(),
-            (stop.clone(), self.life.fatal.clone()),
-            worker_stop.clone(),
-        ));
+        workers.spawn("gossip", membership.clone().run(worker_stop.clone()));
+        workers.spawn(
+            "twin watch",
+            stop_for_twin(
+                membership.subscribe_twins(),
+                (stop.clone(), self.life.fatal.clone()),
+                worker_stop.clone(),
+            ),
+        );
         join::check_replication_factor(&membership, config.replication_factor)?;
         Ok((plan, membership, last_repair))
     }
@@ -260,6 +266,8 @@ impl Node {
                 deadline: internode_timeout,
                 max_message,
                 keepalive: framed::KEEPALIVE_INTERVAL,
+                // Listed with the node's workers; they end with their link.
+                tasks: self.life.workers.sibling(),
             });
         let transport = Arc::new(
             NodeTransport::new(
@@ -280,6 +288,9 @@ impl Node {
             self.clock.clone(),
             config.stream_settings(),
         ));
+        let streams = topology.clone();
+        let streaming = self.life.workers.worker(streaming::WORKER);
+        streaming.describe(move || streams.streams_in_words());
         (transport, topology)
     }
 
@@ -410,7 +421,10 @@ impl Node {
                     .with_clock(self.wall.clone())
                     .with_names(names.clone()),
             );
-            workers.spawn(run_replay(
+            let replay = workers.worker(hints::REPLAY_WORKER);
+            let (held, view) = (hints.clone(), membership.view_handle());
+            replay.describe(move || held.in_words(&view.load()));
+            replay.spawn(run_replay(
                 hints.clone(),
                 membership.view_handle(),
                 transport.clone(),
@@ -422,13 +436,16 @@ impl Node {
             None
         };
         let offsets = Arc::new(ClockOffsets::new(config.max_clock_offset_ms));
-        workers.spawn(super::clocks::probe_clocks(
-            transport.clone(),
-            offsets.clone(),
-            membership.view_handle(),
-            (self.wall.clone(), names.clone()),
-            worker_stop.clone(),
-        ));
+        workers.spawn(
+            "clock probes",
+            super::clocks::probe_clocks(
+                transport.clone(),
+                offsets.clone(),
+                membership.view_handle(),
+                (self.wall.clone(), names.clone()),
+                worker_stop.clone(),
+            ),
+        );
         let coordinator = Arc::new(
             Coordinator::new(
                 membership.view_handle(),
@@ -437,7 +454,7 @@ impl Node {
                 config.coordinator_settings(),
                 hints.clone(),
             )
-            .with_tasks(self.life.requests.clone())
+            .with_tasks(&self.life.requests)
             .with_seed(rand::Rng::random(&mut self.rng))
             .with_clock_offsets(offsets.clone()),
         );
@@ -454,31 +471,43 @@ impl Node {
             )
             .with_clock(self.wall.clone()),
         );
+        let repairs = workers.worker(repair::WORKER);
+        let running = repairer.clone();
+        repairs.describe(move || running.in_words());
         if let Some(interval) = config.anti_entropy_interval() {
-            workers.spawn(run_scheduler(
+            repairs.spawn(run_scheduler(
                 repairer.clone(),
                 interval,
                 worker_stop.clone(),
             ));
         }
-        workers.spawn(announce_disk(
-            self.disk.subscribe(),
-            membership.clone(),
-            config.disk_failure_policy,
-            (stop.clone(), self.life.fatal.clone()),
-            worker_stop.clone(),
-        ));
-        workers.spawn(announce_repair_failures(
-            repairer.subscribe_failures(),
-            membership.clone(),
-            worker_stop.clone(),
-        ));
-        workers.spawn(announce_repairs(
-            repairer.subscribe(),
-            membership.clone(),
-            self.engine.clone(),
-            worker_stop.clone(),
-        ));
+        workers.spawn(
+            "disk announcer",
+            announce_disk(
+                self.disk.subscribe(),
+                membership.clone(),
+                config.disk_failure_policy,
+                (stop.clone(), self.life.fatal.clone()),
+                worker_stop.clone(),
+            ),
+        );
+        workers.spawn(
+            "repair failure announcer",
+            announce_repair_failures(
+                repairer.subscribe_failures(),
+                membership.clone(),
+                worker_stop.clone(),
+            ),
+        );
+        workers.spawn(
+            "repair announcer",
+            announce_repairs(
+                repairer.subscribe(),
+                membership.clone(),
+                self.engine.clone(),
+                worker_stop.clone(),
+            ),
+        );
         Ok(Running {
             hints,
             offsets,
@@ -513,7 +542,6 @@ impl Node {
             cluster_name: config.cluster_name.clone(),
             replication_factor: config.replication_factor,
             peers: transport.clone() as Arc<dyn SampleSource>,
-            topology: topology.clone(),
             offsets: offsets.clone(),
         });
         self.gauges.joined(gauges::Joined {
@@ -530,7 +558,10 @@ impl Node {
             .authentication
             .then(|| UserStore::new(coordinator.clone()));
         if let (Some(users), Some(password)) = (&users, config.admin_password()?) {
-            workers.spawn(users.clone().ensure_admin(password, worker_stop.clone()));
+            workers.spawn(
+                "admin user",
+                users.clone().ensure_admin(password, worker_stop.clone()),
+            );
         }
         let auth = users.clone().map(|users| {
             let throttle = Throttle::new(
@@ -585,6 +616,8 @@ impl Node {
                 commitlog_sync: config.commitlog_sync,
             },
             gauges: self.gauges.clone(),
+            // They end on `stop`: listed, not waited for.
+            tasks: self.life.workers.sibling(),
         })
     }
 }

@@ -5,27 +5,42 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-/// Who owns the node's tasks, stopped in order (see the module docs).
-#[derive(Default)]
+use crate::workers::Workers;
+
+/// Who owns the node's tasks, stopped in order (see the module docs). The
+/// three sets share one table of names: `workers.snapshot()` lists them all.
 pub(super) struct Lifecycle {
     /// Work that outlives client requests.
-    pub(super) requests: TaskTracker,
+    pub(super) requests: Workers,
     /// The internode server, and its stop signal.
-    pub(super) peer: TaskTracker,
+    pub(super) peer: Workers,
     pub(super) peer_stop: CancellationToken,
     /// Every other background worker, and their stop signal.
-    pub(super) workers: TaskTracker,
+    pub(super) workers: Workers,
     pub(super) worker_stop: CancellationToken,
     /// Set when the node stopped itself (`disk_failure_policy = stop`, or
     /// another live node with its id): why, for the exit message.
     pub(super) fatal: Arc<std::sync::OnceLock<String>>,
 }
 
+impl Default for Lifecycle {
+    fn default() -> Self {
+        let workers = Workers::new();
+        Self {
+            requests: workers.sibling(),
+            peer: workers.sibling(),
+            peer_stop: CancellationToken::new(),
+            workers,
+            worker_stop: CancellationToken::new(),
+            fatal: Arc::default(),
+        }
+    }
+}
+
 impl Lifecycle {
     pub(super) async fn shut_down(&self, grace: Duration) {
-        async fn wait(tasks: &TaskTracker, grace: Duration, what: &str) {
+        async fn wait(tasks: &Workers, grace: Duration, what: &str) {
             tasks.close();
             if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
                 tracing::warn!(?grace, "{what} did not stop in time");
@@ -60,22 +75,37 @@ mod tests {
             }
         };
         let done = record("request work");
-        life.requests.spawn(async move {
+        life.requests.spawn("request work", async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
             done();
         });
         let (stop, done) = (life.peer_stop.clone(), record("peer API"));
-        life.peer.spawn(async move {
+        life.peer.spawn("peer API", async move {
             stop.cancelled().await;
             done();
         });
         let (stop, done) = (life.worker_stop.clone(), record("workers"));
-        life.workers.spawn(async move {
+        life.workers.spawn("workers", async move {
             stop.cancelled().await;
             done();
         });
         life.shut_down(Duration::from_secs(5)).await;
         let order = order.lock().map(|o| o.clone()).unwrap_or_default();
         assert_eq!(order, ["request work", "peer API", "workers"]);
+        // One table lists the three sets' tasks, all ended.
+        let listed: Vec<_> = life
+            .workers
+            .snapshot()
+            .into_iter()
+            .map(|w| (w.name, w.running, w.done))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("peer API".to_owned(), 0, 1),
+                ("request work".to_owned(), 0, 1),
+                ("workers".to_owned(), 0, 1),
+            ]
+        );
     }
 }

@@ -34,6 +34,10 @@
 //!    among them, and repairs started by `ringkv repair`) stop and are
 //!    awaited;
 //! 5. the WAL is fsynced and RocksDB is closed when the last handle drops.
+//!
+//! Every task runs under a name (`crate::workers`): the three sets that
+//! stop in steps 2 to 4 (`lifecycle::Lifecycle`) share one table, which
+//! `ringkv tpstats` and the console's "running work" read.
 
 mod addresses;
 mod announce;

@@ -9,7 +9,6 @@ use anyhow::Context;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::Listeners;
 use super::addresses::{Advertised, advertised};
@@ -28,6 +27,7 @@ use crate::storage::{
     DirtyMap, DiskHealth, GroupSync, LocalStore, RocksConfig, RocksStorage, Storage, SyncMode,
     run_disk_recovery, run_periodic_sync,
 };
+use crate::workers::Workers;
 
 /// Where the clock keeps its ceiling (see `clock`).
 const CLOCK_CEILING_KEY: &str = "clock.ceiling";
@@ -108,11 +108,10 @@ impl Node {
         let tls = NodeTls::load(&config.tls_files())?;
         let life = Lifecycle::default();
         let (workers, worker_stop) = (&life.workers, &life.worker_stop);
-        workers.spawn(run_disk_recovery(
-            engine.clone(),
-            disk.clone(),
-            worker_stop.clone(),
-        ));
+        workers.spawn(
+            "disk recovery",
+            run_disk_recovery(engine.clone(), disk.clone(), worker_stop.clone()),
+        );
         let dirty = Arc::new(DirtyMap::default());
         let store = start_durability(config, &engine, workers, worker_stop).tracking(dirty.clone());
         let trees = Arc::new(TreeCache::new(engine.clone(), dirty, LEAVES_PER_RANGE));
@@ -130,7 +129,10 @@ impl Node {
                 "the wall clock is behind timestamps this node issued before; timestamps run ahead of it until it catches up"
             );
         }
-        workers.spawn(renew_clock_ceiling(clock.clone(), worker_stop.clone()));
+        workers.spawn(
+            "clock ceiling",
+            renew_clock_ceiling(clock.clone(), worker_stop.clone()),
+        );
         let rng = match env.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_rng(&mut rand::rng()),
@@ -139,6 +141,7 @@ impl Node {
             config.gc_grace_seconds,
             engine.clone(),
             disk.clone(),
+            life.workers.clone(),
         ));
         let history = History::new(env.wall.clone());
         let console = Console::new(history.clone(), gauges.clone());
@@ -259,19 +262,25 @@ async fn renew_clock_ceiling(clock: Arc<HybridClock>, stop: CancellationToken) {
 fn start_durability(
     config: &Config,
     engine: &Arc<dyn Storage>,
-    workers: &TaskTracker,
+    workers: &Workers,
     stop: &CancellationToken,
 ) -> LocalStore {
     let group = match config.commitlog_sync {
         SyncMode::Group => {
             let group =
                 GroupSync::new(Duration::from_millis(config.commitlog_sync_group_window_ms));
-            workers.spawn(group.clone().run(engine.clone(), stop.clone()));
+            workers.spawn(
+                "commit log group sync",
+                group.clone().run(engine.clone(), stop.clone()),
+            );
             Some(group)
         }
         SyncMode::Periodic => {
             let period = Duration::from_millis(config.commitlog_sync_period_ms);
-            workers.spawn(run_periodic_sync(engine.clone(), period, stop.clone()));
+            workers.spawn(
+                "commit log periodic sync",
+                run_periodic_sync(engine.clone(), period, stop.clone()),
+            );
             None
         }
         SyncMode::Always => None,

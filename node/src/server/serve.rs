@@ -10,7 +10,6 @@ use ringkv_proto::v1::admin_server::AdminServer;
 use ringkv_proto::v1::key_value_server::KeyValueServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::addresses::Advertised;
 use super::console::Console;
@@ -29,6 +28,7 @@ use crate::rpc::net::{self, Listener};
 use crate::rpc::require_auth::RequireAuth;
 use crate::rpc::{AdminService, KeyValueService};
 use crate::storage::SyncMode;
+use crate::workers::Workers;
 
 /// Largest admin request (they carry a few ids and flags).
 const ADMIN_MESSAGE_BYTES: usize = 64 * 1024;
@@ -60,6 +60,8 @@ pub struct Joined {
     pub(super) grace: Duration,
     pub(super) banner: Banner,
     pub(super) gauges: Arc<Gauges>,
+    /// Where the client port's accept loop and handshakes run.
+    pub(super) tasks: Workers,
 }
 
 /// What `Joined::serve` logs when the node starts serving.
@@ -129,7 +131,12 @@ impl Joined {
             .add_service(kv)
             .add_service(admin);
         let admission = Admission::new("client", self.client_port);
-        let incoming = accept::incoming(client, admission, self.client_tls, stop.clone());
+        let incoming = accept::incoming(
+            client,
+            admission,
+            self.client_tls,
+            (&self.tasks, stop.clone()),
+        );
         let server = net::serve(router, incoming, stop.clone().cancelled_owned());
         let grace = self.grace;
         let drain_deadline = async {
@@ -196,7 +203,7 @@ pub(super) fn start_http(
     port: PortLimits,
     metrics: bool,
     parts: HttpParts,
-    workers: &TaskTracker,
+    workers: &Workers,
     stop: &CancellationToken,
 ) {
     let HttpParts {
@@ -214,7 +221,7 @@ pub(super) fn start_http(
         gauges.describe();
         let upkeep_stop = stop.clone();
         let gauges = gauges.clone();
-        workers.spawn(async move {
+        workers.spawn("metrics upkeep", async move {
             let mut tick = tokio::time::interval(crate::metrics::UPKEEP_INTERVAL);
             loop {
                 tokio::select! {
@@ -240,17 +247,20 @@ pub(super) fn start_http(
             gauges.refresh();
             handle.render()
         };
-        workers.spawn(history.run_sampler(render, stop.clone()));
+        workers.spawn("console sampler", history.run_sampler(render, stop.clone()));
     }
     let exporter = metrics.map(|handle| http::Exporter { handle, gauges });
     let console = super::console::routes(console);
     // After the recorder is installed, so that its counter counts.
     let admission = Admission::new("http", port);
-    workers.spawn(http::serve(
-        http::Admitted::new(listener, admission),
-        exporter,
-        health,
-        console,
-        stop.clone(),
-    ));
+    workers.spawn(
+        "http API",
+        http::serve(
+            http::Admitted::new(listener, admission),
+            exporter,
+            health,
+            console,
+            stop.clone(),
+        ),
+    );
 }

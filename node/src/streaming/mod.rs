@@ -102,6 +102,9 @@ pub use error::TopologyError;
 pub use plan::{Movement, SourceError};
 pub use progress::{StreamHandle, StreamStatus, Streams};
 
+/// The name topology changes run under (see `crate::workers`).
+pub const WORKER: &str = "topology change";
+
 use crate::clock::HybridClock;
 use crate::identity::NodeId;
 use crate::membership::keys::Phase;
@@ -167,6 +170,28 @@ impl Topology {
     /// The streams this node ran or runs.
     pub fn streams(&self) -> &Arc<Streams> {
         &self.streams
+    }
+
+    /// The streams under way, as the topology change worker's status.
+    pub fn streams_in_words(&self) -> Vec<String> {
+        let view = self.membership.view();
+        self.streams
+            .snapshot()
+            .into_iter()
+            .filter(|stream| !stream.done)
+            .map(|stream| {
+                format!(
+                    "{} stream {} → {}: {} of {} ranges, {} keys, {} bytes",
+                    stream.operation,
+                    view.name_of(&stream.source),
+                    view.name_of(&stream.target),
+                    stream.ranges_done,
+                    stream.ranges_total,
+                    stream.keys,
+                    stream.bytes
+                )
+            })
+            .collect()
     }
 
     fn busy(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, TopologyError> {

@@ -31,7 +31,8 @@ pub enum Command {
     /// generation, memory, file descriptors and repair state.
     Info,
     /// Work in flight and waiting on the connected node, by kind, with
-    /// bounds and refusals (like nodetool tpstats).
+    /// bounds and refusals (like nodetool tpstats), then its named workers:
+    /// how many run, ended and failed, the last error, what they are doing.
     Tpstats,
     /// Hints the connected node holds, by the node they are for.
     Hints,

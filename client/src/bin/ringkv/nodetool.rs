@@ -18,6 +18,37 @@ pub enum StatsView {
     Compaction,
 }
 
+/// The node's named tasks, then what the busy ones say they are doing.
+fn workers_text(stats: &NodeStats) -> String {
+    let mut rows = vec![
+        ["Worker", "State", "Running", "Done", "Failed", "Last error"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    rows.extend(stats.workers.iter().map(|w| {
+        vec![
+            w.name.clone(),
+            w.state.clone(),
+            w.running.to_string(),
+            w.done.to_string(),
+            w.failed.to_string(),
+            match &w.last_error {
+                Some((message, at)) => format!("{} ({message})", ago(Some(*at))),
+                None => "-".to_owned(),
+            },
+        ]
+    }));
+    let mut text = table(&rows);
+    let said: Vec<&String> = stats.workers.iter().flat_map(|w| &w.status).collect();
+    if !said.is_empty() {
+        text.push_str("\n\nRunning work:");
+        for line in said {
+            text.push_str(&format!("\n  {line}"));
+        }
+    }
+    text
+}
+
 /// A view for people.
 pub fn text(view: StatsView, stats: &NodeStats) -> String {
     match view {
@@ -41,7 +72,7 @@ pub fn text(view: StatsView, stats: &NodeStats) -> String {
                     p.refused.to_string(),
                 ]
             }));
-            table(&rows)
+            format!("{}\n\n{}", table(&rows), workers_text(stats))
         }
         StatsView::Hints => {
             if stats.hints.is_empty() {
@@ -155,6 +186,16 @@ pub fn json(view: StatsView, s: &NodeStats) -> serde_json::Value {
                 "pending": p.pending,
                 "limit": p.limit,
                 "refused": p.refused,
+            })).collect::<Vec<_>>(),
+            "workers": s.workers.iter().map(|w| json!({
+                "name": w.name,
+                "state": w.state,
+                "running": w.running,
+                "done": w.done,
+                "failed": w.failed,
+                "last_error": w.last_error.as_ref().map(|(message, _)| message),
+                "last_error_at": w.last_error.as_ref().map(|(_, at)| at),
+                "status": w.status,
             })).collect::<Vec<_>>(),
         }),
         StatsView::Hints => json!({

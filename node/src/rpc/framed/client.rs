@@ -38,6 +38,7 @@ use super::frame::{self, Frame, Kind, MAGIC, VERSION};
 use super::writer::{Body, Outgoing, QUEUE_FRAMES, write_frames};
 use crate::peer::ReplicaError;
 use crate::rpc::net::{Connection, Dial};
+use crate::workers::Workers;
 
 /// How long to wait for a TCP connection to a peer (and its handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -64,7 +65,15 @@ pub struct ClientSettings {
     pub max_message: usize,
     /// How often an idle link is pinged ([`KEEPALIVE_INTERVAL`]).
     pub keepalive: Duration,
+    /// Where each link's writer, reader and keepalive run, by name. They
+    /// end with their link, so the set need not be waited for.
+    pub tasks: Workers,
 }
+
+/// The names a link's tasks run under (see `crate::workers`).
+const LINK_WRITERS: &str = "internode link writers";
+const LINK_READERS: &str = "internode link readers";
+const LINK_KEEPALIVES: &str = "internode link keepalives";
 
 /// Calls one peer over the framed protocol.
 pub struct FramedClient {
@@ -290,7 +299,8 @@ impl Link {
         });
         let deadline = settings.deadline;
         let writing = Arc::downgrade(&link);
-        tokio::spawn(async move {
+        let tasks = &settings.tasks;
+        tasks.spawn(LINK_WRITERS, async move {
             if let Err(error) = write_frames(outgoing, writer, deadline).await
                 && let Some(link) = writing.upgrade()
             {
@@ -302,14 +312,20 @@ impl Link {
         // The tasks hold the link weakly: when no caller and no client
         // holds it any more, its queue closes, the writer ends, and
         // `stop` (cancelled on drop) ends the reader.
-        tokio::spawn(read_answers(
-            reader,
-            Arc::downgrade(&link),
-            link.stop.clone(),
-            settings.max_message,
-        ));
+        tasks.spawn(
+            LINK_READERS,
+            read_answers(
+                reader,
+                Arc::downgrade(&link),
+                link.stop.clone(),
+                settings.max_message,
+            ),
+        );
         let (interval, patience) = (settings.keepalive, deadline.min(settings.keepalive * 2));
-        tokio::spawn(keep_alive(Arc::downgrade(&link), addr, interval, patience));
+        tasks.spawn(
+            LINK_KEEPALIVES,
+            keep_alive(Arc::downgrade(&link), addr, interval, patience),
+        );
         link
     }
 

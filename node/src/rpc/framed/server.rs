@@ -42,7 +42,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tonic::Status;
 
 use super::frame::{self, Frame, Kind, MAGIC, VERSION};
@@ -51,6 +50,7 @@ use crate::rpc::accept::Admission;
 use crate::rpc::limit::{InFlightLimit, KEYS_ONLY_BODY_BYTES};
 use crate::rpc::net::{Connection, Listener};
 use crate::rpc::{PeerService, Served};
+use crate::workers::{Worker, Workers};
 
 /// How long a new connection may take to send its first bytes, and a
 /// framed one its version and TLS handshake.
@@ -89,7 +89,17 @@ pub struct FramedServer {
     handshake: Duration,
     /// Writes and reads served.
     served: Served,
+    /// Where its tasks run, by name: connections, their writers, requests.
+    tasks: Workers,
+    writers: Worker,
+    requests: Worker,
 }
+
+/// The names the framed server's tasks run under (see `crate::workers`).
+const CONNECTIONS: &str = "internode connections";
+const WRITERS: &str = "internode connection writers";
+const REQUESTS: &str = "internode requests (framed)";
+const ACCEPT: &str = "internode accept loop";
 
 impl FramedServer {
     pub fn new(
@@ -106,7 +116,18 @@ impl FramedServer {
             tls: None,
             handshake: HANDSHAKE_TIMEOUT,
             served: Served::over("framed"),
+            tasks: Workers::new(),
+            writers: Workers::new().worker(WRITERS),
+            requests: Workers::new().worker(REQUESTS),
         }
+    }
+
+    /// Runs its tasks as `tasks` (the node's internode API set).
+    pub fn with_workers(mut self, tasks: &Workers) -> Self {
+        self.writers = tasks.worker(WRITERS);
+        self.requests = tasks.worker(REQUESTS);
+        self.tasks = tasks.clone();
+        self
     }
 
     pub fn with_tls(mut self, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
@@ -169,7 +190,7 @@ impl FramedServer {
         let (mut reader, writer) = tokio::io::split(io);
         let (queue, waiting) = mpsc::channel(QUEUE_FRAMES);
         let broken = CancellationToken::new();
-        let writing = tokio::spawn({
+        let writing = self.writers.spawn({
             let (broken, stall) = (broken.clone(), self.deadline);
             async move {
                 if let Err(error) = write_frames(waiting, writer, stall).await {
@@ -294,7 +315,8 @@ impl FramedServer {
         unanswered: OwnedSemaphorePermit,
         in_flight: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
     ) {
-        tokio::spawn(async move {
+        let requests = self.requests.clone();
+        requests.spawn(async move {
             let answer = tokio::time::timeout(self.deadline, self.answer(frame.kind, frame.body));
             let body = match answer.await {
                 Ok(Ok(body)) => body,
@@ -367,10 +389,12 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let port = Arc::new(port);
     let (to_grpc, grpc) = mpsc::channel::<io::Result<Connection>>(GRPC_BACKLOG);
-    let connections = TaskTracker::new();
+    // Its own set, to wait for the connections before returning.
+    let tasks = framed.tasks.clone();
+    let connections = tasks.sibling();
     let accepting = {
         let (stop, connections) = (stop.clone(), connections.clone());
-        tokio::spawn(async move {
+        tasks.spawn(ACCEPT, async move {
             loop {
                 let accepted = tokio::select! {
                     accepted = listener.accept() => accepted,
@@ -385,7 +409,8 @@ pub async fn serve(
                         let (framed, to_grpc, stop) =
                             (framed.clone(), to_grpc.clone(), stop.clone());
                         let port = port.clone();
-                        connections.spawn(sniff(connection, framed, port, to_grpc, stop));
+                        connections
+                            .spawn(CONNECTIONS, sniff(connection, framed, port, to_grpc, stop));
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, "cannot accept an internode connection");

@@ -96,6 +96,7 @@ fn settings(deadline: Duration) -> ClientSettings {
         deadline,
         max_message: MAX_MESSAGE,
         keepalive: Duration::from_secs(3600),
+        tasks: crate::workers::Workers::new(),
     }
 }
 
