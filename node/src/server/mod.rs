@@ -50,6 +50,7 @@ mod join;
 mod lifecycle;
 mod node;
 mod serve;
+mod services;
 mod shutdown;
 mod start;
 
