@@ -1,6 +1,8 @@
-//! Named work: every task a node starts runs under a name, so an operator
-//! can see what runs, how much of it, what ended and why it failed
-//! (`ringkv tpstats`, and the web console's "running work").
+//! Named work: every task the node's own code starts runs under a name, so
+//! an operator can see what runs, how much of it, what ended and why it
+//! failed (`ringkv tpstats`, and the web console's "running work"). Tasks
+//! that libraries start inside (tonic's and axum's connections, gossip's)
+//! are theirs to run and are not listed.
 //!
 //! A [`Workers`] value is a set of tasks that stop together (it owns a
 //! tokio `TaskTracker`); [`Workers::sibling`] makes another set that shares
@@ -20,7 +22,10 @@
 //!    repair round that failed, a peer it could not reach) through its
 //!    [`Worker`] handle, and a name may carry a status: a closure the table
 //!    calls when it is read, so the worker pays nothing until someone
-//!    looks (Garage's `Worker::status` is the model).
+//!    looks (Garage's `Worker::status` is the model). The status holds
+//!    what it describes weakly: the table lives as long as the node's
+//!    tasks, and must not keep alive (in a cycle, for good) the parts of
+//!    the node it describes.
 //!
 //! CAVEATS: names are kept for the life of the process (there are a few
 //! dozen, fixed in the code), and a status closure runs on the reader's
@@ -279,9 +284,22 @@ impl Worker {
         self.counts.report(format!("{error:#}"));
     }
 
-    /// Sets what the table asks when it is read (see the module docs).
-    pub fn describe(&self, status: impl Fn() -> Vec<String> + Send + Sync + 'static) {
-        *lock(&self.counts.describe) = Some(Arc::new(status));
+    /// Sets what the table asks when it is read: `status` of `source`
+    /// while something else keeps `source` alive, nothing after (see the
+    /// module docs).
+    pub fn describe<T: Send + Sync + 'static>(
+        &self,
+        source: &Arc<T>,
+        status: impl Fn(&T) -> Vec<String> + Send + Sync + 'static,
+    ) {
+        let source = Arc::downgrade(source);
+        let describe = move || {
+            source
+                .upgrade()
+                .map(|source| status(&source))
+                .unwrap_or_default()
+        };
+        *lock(&self.counts.describe) = Some(Arc::new(describe));
     }
 
     pub fn status(&self) -> WorkerStatus {
@@ -423,8 +441,7 @@ mod tests {
         let workers = Workers::new();
         let repair = workers.worker("anti-entropy");
         let step = Arc::new(AtomicU64::new(0));
-        let seen = step.clone();
-        repair.describe(move || match seen.load(Ordering::Relaxed) {
+        repair.describe(&step, |step| match step.load(Ordering::Relaxed) {
             0 => Vec::new(),
             n => vec![format!("{n} of 4 ranges compared")],
         });
@@ -439,5 +456,10 @@ mod tests {
         );
         // Reported, not ended: nothing failed, nothing runs.
         assert_eq!((status.failed, status.state), (0, State::Idle));
+        // The table does not keep what it describes alive.
+        let source = Arc::downgrade(&step);
+        drop(step);
+        assert!(source.upgrade().is_none());
+        assert_eq!(repair.status().status, Vec::<String>::new());
     }
 }

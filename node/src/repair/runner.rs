@@ -37,6 +37,7 @@ use crate::peer::RepairTransport;
 use crate::peer::ReplicaError;
 use crate::ring::TokenRange;
 use crate::storage::{Storage, StorageError};
+use crate::workers::Worker;
 
 const LAST_COMPLETED_KEY: &str = "repair.last_completed";
 
@@ -336,7 +337,12 @@ impl Repairer {
 }
 
 /// Repairs this node's primary ranges every `interval` until `stop`.
-pub async fn run_scheduler(repairer: Arc<Repairer>, interval: Duration, stop: CancellationToken) {
+pub async fn run_scheduler(
+    repairer: Arc<Repairer>,
+    interval: Duration,
+    worker: Worker,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate: wait one interval
@@ -349,8 +355,23 @@ pub async fn run_scheduler(repairer: Arc<Repairer>, interval: Duration, stop: Ca
             outcome = repairer.run(Scope::Primary, None) => outcome,
             _ = stop.cancelled() => return,
         };
-        if let Err(error) = outcome {
-            tracing::warn!(%error, "background repair failed; retrying next interval");
+        match outcome {
+            Err(error) => {
+                tracing::warn!(%error, "background repair failed; retrying next interval");
+                worker.report(format!("a scheduled repair failed: {error}"));
+            }
+            // Each failed range was logged; the worker keeps the gist.
+            Ok(run) => {
+                if let Some(first) = run.failed.first() {
+                    worker.report(format!(
+                        "{} of {} ranges could not be repaired, the first {}: {}",
+                        run.failed.len(),
+                        run.ranges_total,
+                        first.range,
+                        first.error
+                    ));
+                }
+            }
         }
     }
 }

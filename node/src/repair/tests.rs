@@ -188,6 +188,46 @@ async fn a_failing_range_is_reported_and_skipped_and_the_run_goes_on() {
     );
 }
 
+/// The scheduler keeps what went wrong in a run as its worker's last
+/// error, for `ringkv tpstats`: a run whose ranges failed finishes, and
+/// without this only the log said so.
+#[tokio::test]
+async fn the_scheduler_keeps_failed_ranges_as_its_workers_last_error() {
+    let (me, b) = (replica(), replica());
+    // Node 3 is unreachable: every range shared with it fails.
+    let peers = FakeCluster::of([(node(2), b)]);
+    let repairer = Arc::new(repairer(&me, peers));
+    let workers = crate::workers::Workers::new();
+    let worker = workers.worker(super::WORKER);
+    let stop = tokio_util::sync::CancellationToken::new();
+    worker.spawn(super::run_scheduler(
+        repairer,
+        std::time::Duration::from_millis(10),
+        worker.clone(),
+        stop.clone(),
+    ));
+    let reported = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            if let Some(failure) = worker.status().last_error {
+                return failure.message;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the failed ranges are reported");
+    assert!(
+        reported.contains("ranges could not be repaired, the first"),
+        "{reported}"
+    );
+    // Reported, not ended: the scheduler goes on.
+    assert_eq!(worker.status().running, 1);
+    stop.cancel();
+    workers.close();
+    workers.wait().await;
+    assert_eq!((worker.status().done, worker.status().failed), (1, 0));
+}
+
 /// Regression: progress went through a bounded channel; a client that
 /// stopped reading (Ctrl-C) blocked the run on its 17th send while it held
 /// the one-at-a-time lock, so no repair ever ran again.

@@ -143,15 +143,17 @@ fn decimal(out: &mut BytesMut, n: i64) {
     out.put_slice(&digits[at..]);
 }
 
-/// The wrong-arity error, as Redis words it.
+/// Redis's error for options it cannot make sense of.
 pub fn syntax_error() -> Reply {
     Reply::error("ERR syntax error")
 }
 
+/// Redis's error for a word that should be an integer.
 pub fn not_an_integer() -> Reply {
     Reply::error("ERR value is not an integer or out of range")
 }
 
+/// The wrong-arity error, as Redis words it.
 pub fn wrong_arity(name: &str) -> Reply {
     Reply::error(format!(
         "ERR wrong number of arguments for '{name}' command"

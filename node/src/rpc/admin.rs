@@ -145,17 +145,22 @@ impl AdminService {
             let before = streamed(&topology);
             let result = tokio::select! {
                 result = change(topology.clone()) => result,
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => return Ok(()),
             };
-            let ok = result.is_ok();
+            // Kept as the worker's last error as well as answered.
+            let failure = result.as_ref().err().map(ToString::to_string);
             let after_totals = streamed(&topology);
             let _ =
                 done.send(result.map(|()| (after_totals.0 - before.0, after_totals.1 - before.1)));
-            if ok && let Some(node_stop) = after {
+            if let Some(failure) = failure {
+                return Err(failure);
+            }
+            if let Some(node_stop) = after {
                 // Let the answer reach the client, then stop the node.
                 tokio::time::sleep(std::time::Duration::from_millis(300)).await;
                 node_stop.cancel();
             }
+            Ok(())
         });
         match outcome.await {
             Ok(Ok((keys, bytes))) => Ok(Response::new(pb::TopologyChangeResponse {
@@ -276,13 +281,15 @@ impl Admin for AdminService {
             let run = async { tokio::join!(repairer.run(scope, Some(tx)), forward).0 };
             let outcome = tokio::select! {
                 outcome = run => outcome,
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => return Ok(()),
             };
             if let Err(error) = outcome {
-                let _ = out
-                    .send(Err(Status::aborted(format!("repair failed: {error}"))))
-                    .await;
+                let why = format!("repair failed: {error}");
+                let _ = out.send(Err(Status::aborted(why.clone()))).await;
+                // Kept as the worker's last error as well as answered.
+                return Err(why);
             }
+            Ok(())
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
     }

@@ -272,9 +272,8 @@ impl Node {
             self.clock.clone(),
             config.stream_settings(),
         ));
-        let streams = topology.clone();
         let streaming = self.life.workers.worker(streaming::WORKER);
-        streaming.describe(move || streams.streams_in_words());
+        streaming.describe(&topology, |topology| topology.streams_in_words());
         (transport, topology)
     }
 

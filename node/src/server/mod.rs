@@ -35,9 +35,12 @@
 //!    awaited;
 //! 5. the WAL is fsynced and RocksDB is closed when the last handle drops.
 //!
-//! Every task runs under a name (`crate::workers`): the three sets that
-//! stop in steps 2 to 4 (`lifecycle::Lifecycle`) share one table, which
-//! `ringkv tpstats` and the console's "running work" read.
+//! The node's own tasks run under names (`crate::workers`): the three
+//! sets that stop in steps 2 to 4 (`lifecycle::Lifecycle`) share one
+//! table, which `ringkv tpstats` and the console's "running work" read.
+//! (Tasks that libraries start inside, tonic's and axum's per-connection
+//! tasks, gossip's, and the RESP port's connections, which the port owns
+//! in a `JoinSet`, are not listed.)
 
 mod addresses;
 mod announce;
@@ -53,6 +56,8 @@ mod serve;
 mod services;
 mod shutdown;
 mod start;
+#[cfg(test)]
+mod tests;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

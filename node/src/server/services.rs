@@ -56,8 +56,8 @@ impl Node {
                     .with_names(names.clone()),
             );
             let replay = workers.worker(hints::REPLAY_WORKER);
-            let (held, view) = (hints.clone(), membership.view_handle());
-            replay.describe(move || held.in_words(&view.load()));
+            let view = membership.view_handle();
+            replay.describe(&hints, move |hints| hints.in_words(&view.load()));
             replay.spawn(run_replay(
                 hints.clone(),
                 membership.view_handle(),
@@ -106,12 +106,12 @@ impl Node {
             .with_clock(self.wall.clone()),
         );
         let repairs = workers.worker(repair::WORKER);
-        let running = repairer.clone();
-        repairs.describe(move || running.in_words());
+        repairs.describe(&repairer, |repairer| repairer.in_words());
         if let Some(interval) = config.anti_entropy_interval() {
             repairs.spawn(run_scheduler(
                 repairer.clone(),
                 interval,
+                repairs.clone(),
                 worker_stop.clone(),
             ));
         }
