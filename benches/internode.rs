@@ -27,9 +27,9 @@ use ringkv_node::rpc::limit::InFlightLimit;
 use ringkv_node::rpc::net::Listener;
 use ringkv_node::rpc::{LateView, PeerService};
 use ringkv_node::storage::{DirtyMap, LocalStore, MemoryStorage, SyncMode};
-use ringkv_proto::internal::v1 as pbi;
-use ringkv_proto::internal::v1::peer_client::PeerClient;
-use ringkv_proto::internal::v1::peer_server::PeerServer;
+use ringkv_proto::internal::v2 as pbi;
+use ringkv_proto::internal::v2::peer_client::PeerClient;
+use ringkv_proto::internal::v2::peer_server::PeerServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +45,9 @@ fn cpu_seconds() -> f64 {
 }
 
 fn request(i: u64, value: &Bytes) -> (pbi::ReplicaWriteRequest, pbi::ReplicaReadRequest) {
-    let key = Bytes::from(format!("user{:012}", i % KEYS));
+    let key = Bytes::from(ringkv_node::storage::key::plain_key(
+        format!("user{:012}", i % KEYS).as_bytes(),
+    ));
     let write = pbi::ReplicaWriteRequest {
         key: key.clone(),
         cell: Some(pbi::Cell {

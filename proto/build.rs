@@ -14,7 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[
                 "proto/ringkv/v1/kv.proto",
                 "proto/ringkv/v1/admin.proto",
-                "proto/ringkv/internal/v1/peer.proto",
+                "proto/ringkv/internal/v2/peer.proto",
             ],
             &["proto"],
         )?;

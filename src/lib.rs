@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use ringkv_proto::internal::v1::peer_client::PeerClient;
-use ringkv_proto::internal::v1::{MerkleNodesRequest, TokenRange};
+use ringkv_proto::internal::v2::peer_client::PeerClient;
+use ringkv_proto::internal::v2::{MerkleNodesRequest, TokenRange};
 
 pub use cluster::TestCluster;
 pub use disk::SmallDisk;

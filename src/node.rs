@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use ringkv_client::{Client, ClientConfig, ClusterStatus};
-use ringkv_proto::internal::v1::peer_client::PeerClient;
-use ringkv_proto::internal::v1::{ReadBatchRequest, ReplicaReadRequest};
+use ringkv_proto::internal::v2::peer_client::PeerClient;
+use ringkv_proto::internal::v2::{Cell, ReadBatchRequest, ReplicaReadRequest, ReplicaWriteRequest};
 
 use crate::{binary, eventually, free_port, free_udp_port, merkle_root, ringkv_cli};
 
@@ -405,13 +405,34 @@ impl TestNode {
         Ok(PeerClient::new(channel).max_decoding_message_size(usize::MAX))
     }
 
-    /// What this node's own store holds for `key` (through the internode
-    /// API, so no coordination or repair is involved).
+    /// What this node's own store holds for the plain key `key` (through
+    /// the internode API, so no coordination or repair is involved).
     pub async fn stored(&self, key: &[u8]) -> anyhow::Result<Option<StoredCell>> {
+        self.stored_row(&ringkv_node::storage::key::plain_key(key))
+            .await
+    }
+
+    /// Writes `cell` under the row key `row` into this node's own store
+    /// only (through the internode API: a replica that got a write the
+    /// others missed).
+    pub async fn plant(&self, row: &[u8], cell: Cell) -> anyhow::Result<()> {
+        let mut peer = self.peer().await?;
+        peer.write(ReplicaWriteRequest {
+            key: Bytes::copy_from_slice(row),
+            cell: Some(cell),
+            report_newer: false,
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// What this node's own store holds under the row key `row` (a
+    /// deletion covering a missing row reads as its tombstone).
+    pub async fn stored_row(&self, row: &[u8]) -> anyhow::Result<Option<StoredCell>> {
         let mut peer = self.peer().await?;
         let response = peer
             .read(ReplicaReadRequest {
-                key: Bytes::copy_from_slice(key),
+                key: Bytes::copy_from_slice(row),
                 digest_only: false,
             })
             .await?
@@ -432,7 +453,10 @@ impl TestNode {
             let chunk = &rest[..rest.len().min(500)];
             let response = peer
                 .read_batch(ReadBatchRequest {
-                    keys: chunk.to_vec(),
+                    keys: chunk
+                        .iter()
+                        .map(|key| Bytes::from(ringkv_node::storage::key::plain_key(key)))
+                        .collect(),
                 })
                 .await?
                 .into_inner();

@@ -295,7 +295,12 @@ impl Client {
     }
 
     /// Runs `call` against candidate hosts, retrying per the policy.
-    async fn execute<T, F, Fut>(&self, key: Option<&[u8]>, idempotent: bool, call: F) -> Result<T>
+    pub(crate) async fn execute<T, F, Fut>(
+        &self,
+        key: Option<&[u8]>,
+        idempotent: bool,
+        call: F,
+    ) -> Result<T>
     where
         F: Fn(KeyValueClient<Channel>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
@@ -346,7 +351,7 @@ impl Client {
         request
     }
 
-    fn timeout_ms(timeout: Duration) -> u32 {
+    pub(crate) fn timeout_ms(timeout: Duration) -> u32 {
         u32::try_from(timeout.as_millis())
             .unwrap_or(u32::MAX)
             .max(1)
@@ -387,10 +392,32 @@ impl Client {
         key: impl Into<Bytes>,
         options: &ReadOptions,
     ) -> Result<Option<Value>> {
+        self.get_row_with(key, Bytes::new(), options).await
+    }
+
+    /// Reads the row `sort_key` of the partition `key` at the default
+    /// level; `None` if it has no live value.
+    pub async fn get_row(
+        &self,
+        key: impl Into<Bytes>,
+        sort_key: impl Into<Bytes>,
+    ) -> Result<Option<Value>> {
+        self.get_row_with(key, sort_key, &ReadOptions::default())
+            .await
+    }
+
+    /// Reads the row `sort_key` of the partition `key` with options.
+    pub async fn get_row_with(
+        &self,
+        key: impl Into<Bytes>,
+        sort_key: impl Into<Bytes>,
+        options: &ReadOptions,
+    ) -> Result<Option<Value>> {
         let key = key.into();
         let timeout = options.timeout.unwrap_or(self.inner.config.request_timeout);
         let message = pb::GetRequest {
             key: key.clone(),
+            sort_key: sort_key.into(),
             consistency: options
                 .consistency
                 .unwrap_or(self.inner.config.consistency)
@@ -429,6 +456,30 @@ impl Client {
         value: impl Into<Bytes>,
         options: &WriteOptions,
     ) -> Result<i64> {
+        self.put_row_with(key, Bytes::new(), value, options).await
+    }
+
+    /// Writes the row `sort_key` of the partition `key` at the default
+    /// level; returns its write timestamp.
+    pub async fn put_row(
+        &self,
+        key: impl Into<Bytes>,
+        sort_key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+    ) -> Result<i64> {
+        self.put_row_with(key, sort_key, value, &WriteOptions::default())
+            .await
+    }
+
+    /// Writes the row `sort_key` of the partition `key` with options;
+    /// returns its write timestamp.
+    pub async fn put_row_with(
+        &self,
+        key: impl Into<Bytes>,
+        sort_key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+        options: &WriteOptions,
+    ) -> Result<i64> {
         let ttl_seconds = match options.ttl {
             None => 0,
             Some(ttl) if ttl.as_secs() == 0 => {
@@ -445,6 +496,7 @@ impl Client {
         let timestamp = self.write_timestamp(options);
         let message = pb::PutRequest {
             key: key.clone(),
+            sort_key: sort_key.into(),
             value: value.into(),
             consistency: options
                 .consistency
@@ -476,14 +528,79 @@ impl Client {
 
     /// Deletes a key with options (`ttl` is not allowed).
     pub async fn delete_with(&self, key: impl Into<Bytes>, options: &WriteOptions) -> Result<i64> {
+        self.delete_of(key.into(), Deletes::Row(Bytes::new()), options)
+            .await
+    }
+
+    /// Deletes the row `sort_key` of the partition `key` at the default
+    /// level; returns the tombstone's timestamp.
+    pub async fn delete_row(
+        &self,
+        key: impl Into<Bytes>,
+        sort_key: impl Into<Bytes>,
+    ) -> Result<i64> {
+        self.delete_row_with(key, sort_key, &WriteOptions::default())
+            .await
+    }
+
+    /// Deletes the row `sort_key` of the partition `key` with options.
+    pub async fn delete_row_with(
+        &self,
+        key: impl Into<Bytes>,
+        sort_key: impl Into<Bytes>,
+        options: &WriteOptions,
+    ) -> Result<i64> {
+        self.delete_of(key.into(), Deletes::Row(sort_key.into()), options)
+            .await
+    }
+
+    /// Deletes the rows of the partition `key` whose sort keys lie in
+    /// `[start, end)` (`end`: `None` for the end of the partition), with
+    /// options; returns the deletion's timestamp. Rows written later with
+    /// a newer timestamp are not affected.
+    pub async fn delete_rows_with(
+        &self,
+        key: impl Into<Bytes>,
+        start: impl Into<Bytes>,
+        end: Option<Bytes>,
+        options: &WriteOptions,
+    ) -> Result<i64> {
+        let rows = Deletes::Rows {
+            start: start.into(),
+            end,
+        };
+        self.delete_of(key.into(), rows, options).await
+    }
+
+    /// Deletes every row of the partition `key` (a partition deletion),
+    /// with options; returns the deletion's timestamp.
+    pub async fn delete_partition_with(
+        &self,
+        key: impl Into<Bytes>,
+        options: &WriteOptions,
+    ) -> Result<i64> {
+        self.delete_of(key.into(), Deletes::Partition, options)
+            .await
+    }
+
+    async fn delete_of(&self, key: Bytes, what: Deletes, options: &WriteOptions) -> Result<i64> {
         if options.ttl.is_some() {
             return Err(Error::InvalidArgument("a delete cannot carry a ttl".into()));
         }
-        let key = key.into();
         let timeout = options.timeout.unwrap_or(self.inner.config.request_timeout);
         let timestamp = self.write_timestamp(options);
+        let (sort_key, rows, partition) = match what {
+            Deletes::Row(sort_key) => (sort_key, None, false),
+            Deletes::Rows { start, end } => {
+                (Bytes::new(), Some(pb::RowRange { start, end }), false)
+            }
+            Deletes::Partition => (Bytes::new(), None, true),
+        };
         let message = pb::DeleteRequest {
             key: key.clone(),
+            sort_key,
+            rows,
+            partition,
             consistency: options
                 .consistency
                 .unwrap_or(self.inner.config.consistency)
@@ -505,6 +622,13 @@ impl Client {
             .await?;
         Ok(response.into_inner().timestamp_micros)
     }
+}
+
+/// What a delete removes from its partition.
+enum Deletes {
+    Row(Bytes),
+    Rows { start: Bytes, end: Option<Bytes> },
+    Partition,
 }
 
 /// Refreshes the ring periodically and when a host stops answering, until

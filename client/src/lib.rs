@@ -37,6 +37,7 @@ mod connection;
 mod consistency;
 mod error;
 mod options;
+mod query;
 mod retry;
 mod routing;
 mod stats;
@@ -52,6 +53,7 @@ pub use cluster::{
 pub use consistency::{Consistency, UnknownConsistency};
 pub use error::{Error, Result};
 pub use options::{ReadOptions, WriteOptions};
+pub use query::{Page, Query, Row, RowCount};
 pub use retry::Backoff;
 pub use stats::{HintsPending, NodeStats, RepairState, StorageStats, WorkPool, Worker};
 pub use tls::TlsOptions;

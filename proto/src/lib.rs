@@ -2,7 +2,7 @@
 //!
 //! - [`v1`]: the client API (`KeyValue`) and the operator API (`Admin`),
 //!   served on the client port (7400 by default).
-//! - [`internal::v1`]: the node-to-node API (`Peer`), served on the peer port
+//! - [`internal::v2`]: the node-to-node API (`Peer`), served on the peer port
 //!   (7401 by default).
 //!
 //! - [`partitioner`]: the key → token function that nodes and clients share.
@@ -23,8 +23,9 @@ pub mod v1 {
 
 /// Node-to-node messages; not a stable API.
 pub mod internal {
-    /// Package `ringkv.internal.v1`.
-    pub mod v1 {
-        tonic::include_proto!("ringkv.internal.v1");
+    /// Package `ringkv.internal.v2` (v1 was the releases of storage
+    /// format 1, whose keys were plain keys: the two refuse each other).
+    pub mod v2 {
+        tonic::include_proto!("ringkv.internal.v2");
     }
 }

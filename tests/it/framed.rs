@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use prost::Message;
 use ringkv_client::{Consistency, ReadOptions, WriteOptions};
 use ringkv_node::rpc::framed::frame::{self, Frame, Kind, MAGIC, VERSION};
-use ringkv_proto::internal::v1 as pbi;
+use ringkv_proto::internal::v2 as pbi;
 use ringkv_tests::{NodeOptions, TestNode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -99,7 +99,7 @@ async fn hostile_frames_get_clear_errors_and_the_node_keeps_serving() {
     // The replica-side checks of the gRPC service apply: a far-future
     // timestamp could never be overwritten.
     let forever = pbi::ReplicaWriteRequest {
-        key: Bytes::from_static(b"before"),
+        key: row(b"before"),
         cell: Some(pbi::Cell {
             timestamp_micros: i64::MAX,
             tombstone: false,
@@ -120,7 +120,7 @@ async fn hostile_frames_get_clear_errors_and_the_node_keeps_serving() {
 
     // A real read on the same connection.
     let read = pbi::ReplicaReadRequest {
-        key: Bytes::from_static(b"before"),
+        key: row(b"before"),
         digest_only: false,
     };
     stream
@@ -216,7 +216,7 @@ async fn framed_tls_read(
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     let read = pbi::ReplicaReadRequest {
-        key: Bytes::from_static(b"k"),
+        key: row(b"k"),
         digest_only: false,
     };
     tls.write_all(&encoded(1, Kind::Read, &read))
@@ -276,7 +276,7 @@ pub(crate) async fn check_mutual_tls(
     let mut plain = TcpStream::connect(peer).await.expect("connect");
     hello(&mut plain).await;
     let read = pbi::ReplicaReadRequest {
-        key: Bytes::from_static(b"k"),
+        key: row(b"k"),
         digest_only: false,
     };
     plain
@@ -361,4 +361,9 @@ async fn framed_and_grpc_callers_replicate_in_one_cluster() {
     );
     assert_eq!(metric(&n1, "framed").await, 0.0, "n3 calls n1 over gRPC");
     assert_eq!(metric(&n3, "grpc").await, 0.0, "n1 calls n3 over frames");
+}
+
+/// The row key replicas store the plain key `key` under.
+fn row(key: &[u8]) -> Bytes {
+    Bytes::from(ringkv_node::storage::key::plain_key(key))
 }

@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use ringkv_client::WriteOptions;
-use ringkv_proto::internal::v1 as pbi;
-use ringkv_proto::internal::v1::peer_client::PeerClient;
+use ringkv_proto::internal::v2 as pbi;
+use ringkv_proto::internal::v2::peer_client::PeerClient;
 use ringkv_tests::{NodeOptions, TestNode};
 use tonic::Code;
 
@@ -117,14 +117,14 @@ async fn abusive_internode_requests_get_clear_errors_and_the_node_keeps_serving(
     );
     let many = peer
         .read_batch(pbi::ReadBatchRequest {
-            keys: vec![Bytes::from_static(b"before"); 100_000],
+            keys: vec![row(b"before"); 100_000],
         })
         .await;
     refused(many, Code::InvalidArgument, "limit is 500");
     // Duplicates are looked up once; the answer covers the whole request.
     let repeated = peer
         .read_batch(pbi::ReadBatchRequest {
-            keys: vec![Bytes::from_static(b"before"); 300],
+            keys: vec![row(b"before"); 300],
         })
         .await
         .expect("duplicates are fine")
@@ -141,7 +141,7 @@ async fn abusive_internode_requests_get_clear_errors_and_the_node_keeps_serving(
     };
     let poisoned = peer
         .write(pbi::ReplicaWriteRequest {
-            key: Bytes::from_static(b"before"),
+            key: row(b"before"),
             cell: Some(forever.clone()),
             report_newer: false,
         })
@@ -150,7 +150,7 @@ async fn abusive_internode_requests_get_clear_errors_and_the_node_keeps_serving(
     let batch = peer
         .write_batch(pbi::WriteBatchRequest {
             entries: vec![pbi::KeyCell {
-                key: Bytes::from_static(b"before"),
+                key: row(b"before"),
                 cell: Some(forever),
             }],
         })
@@ -158,7 +158,7 @@ async fn abusive_internode_requests_get_clear_errors_and_the_node_keeps_serving(
     refused(batch, Code::InvalidArgument, "max_clock_skew_ms");
     let undying = peer
         .write(pbi::ReplicaWriteRequest {
-            key: Bytes::from_static(b"before"),
+            key: row(b"before"),
             cell: Some(pbi::Cell {
                 timestamp_micros: 1,
                 tombstone: true,
@@ -343,7 +343,7 @@ async fn peer_read(
     let channel = channel.map_err(|e| format!("connect: {e:?}"))?;
     PeerClient::new(channel)
         .read(pbi::ReplicaReadRequest {
-            key: Bytes::from_static(b"k"),
+            key: row(b"k"),
             digest_only: true,
         })
         .await
@@ -406,7 +406,7 @@ async fn mutual_tls_admits_only_nodes_and_clients_of_the_cluster_ca() {
         Err(error) => format!("{error:?}"),
         Ok(mut stranger) => stranger
             .read(pbi::ReplicaReadRequest {
-                key: Bytes::from_static(b"k"),
+                key: row(b"k"),
                 digest_only: true,
             })
             .await
@@ -733,4 +733,9 @@ async fn a_second_live_node_with_the_same_id_refuses_to_serve() {
     assert!(seen, "n1 sees n2 up again");
     let client = ringkv_tests::client_of(&[&n1, &n2]).await;
     client.put("k", "v").await.expect("put");
+}
+
+/// The row key replicas store the plain key `key` under.
+fn row(key: &[u8]) -> Bytes {
+    Bytes::from(ringkv_node::storage::key::plain_key(key))
 }

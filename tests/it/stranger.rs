@@ -191,7 +191,7 @@ async fn idle_streams_on_the_peer_port_stop_no_replica_write() {
     let mut attacks = Vec::new();
     for _ in 0..4 {
         attacks.push(
-            IdleStreams::open(target.ports.peer, "/ringkv.internal.v1.Peer/Write", 4096).await,
+            IdleStreams::open(target.ports.peer, "/ringkv.internal.v2.Peer/Write", 4096).await,
         );
     }
     assert!(

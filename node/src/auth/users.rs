@@ -30,7 +30,7 @@ use bytes::Bytes;
 
 use super::Role;
 use crate::coordinator::{
-    ConsistencyLevel, Coordinator, CoordinatorError, ReadRequest, WriteRequest,
+    ConsistencyLevel, Coordinator, CoordinatorError, ReadRequest, Target, WriteRequest,
 };
 
 /// Keys of the keyspace that clients may not use.
@@ -165,6 +165,7 @@ impl UserStore {
     /// says whether a quorum answered.
     async fn read(&self, key: Bytes) -> Result<(Option<Bytes>, bool), UserError> {
         let request = |level| ReadRequest {
+            sort_key: Bytes::new(),
             key: key.clone(),
             level,
             timeout: None,
@@ -189,6 +190,7 @@ impl UserStore {
     async fn write(&self, key: Bytes, value: Option<Bytes>) -> Result<(), UserError> {
         self.coordinator
             .write(WriteRequest {
+                target: Target::default(),
                 key,
                 value,
                 level: ConsistencyLevel::Quorum,

@@ -22,7 +22,7 @@ pub use crate::storage::{DiskFailurePolicy, SyncMode};
 
 /// Default client API port (gRPC `ringkv.v1`).
 pub const DEFAULT_CLIENT_PORT: u16 = 7400;
-/// Default internode API port (gRPC `ringkv.internal.v1`).
+/// Default internode API port (gRPC `ringkv.internal.v2`).
 pub const DEFAULT_PEER_PORT: u16 = 7401;
 /// Default gossip port (UDP).
 pub const DEFAULT_GOSSIP_PORT: u16 = 7402;
@@ -75,7 +75,7 @@ define_config! {
     /// `ringkv.v1.Admin`).
     listen_client: SocketAddr = localhost(DEFAULT_CLIENT_PORT), "RINGKV_LISTEN_CLIENT";
 
-    /// Address of the internode API (gRPC `ringkv.internal.v1.Peer`).
+    /// Address of the internode API (gRPC `ringkv.internal.v2.Peer`).
     listen_peer: SocketAddr = localhost(DEFAULT_PEER_PORT), "RINGKV_LISTEN_PEER";
 
     /// Address for gossip (UDP).

@@ -61,6 +61,8 @@ pub enum Op {
     Get,
     Put,
     Delete,
+    /// Queries and counts of a partition's rows.
+    Query,
 }
 
 impl Op {
@@ -140,6 +142,7 @@ pub struct RequestMetrics {
     pub get: OpMetrics,
     pub put: OpMetrics,
     pub delete: OpMetrics,
+    pub query: OpMetrics,
 }
 
 impl RequestMetrics {
@@ -148,6 +151,7 @@ impl RequestMetrics {
             get: OpMetrics::new(Op::Get),
             put: OpMetrics::new(Op::Put),
             delete: OpMetrics::new(Op::Delete),
+            query: OpMetrics::new(Op::Query),
         }
     }
 }

@@ -25,6 +25,7 @@
 mod consistency;
 mod error;
 mod metrics;
+mod query;
 mod read;
 mod request;
 mod round;
@@ -44,8 +45,13 @@ use rand::rngs::StdRng;
 pub use consistency::ConsistencyLevel;
 pub use error::CoordinatorError;
 pub use metrics::{Op, OpMetrics, Outcome, RequestMetrics};
+pub use query::{
+    DEFAULT_COUNT_LIMIT, DEFAULT_QUERY_BYTES, DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, QueryPage,
+    QueryRequest, Row, RowCount,
+};
 pub use request::{
-    Limits, MAX_KEY_SIZE, MAX_TTL_SECONDS, ReadRequest, ReadResult, WriteRequest, validate_key,
+    Limits, MAX_KEY_SIZE, MAX_SORT_KEY_SIZE, MAX_TTL_SECONDS, ReadRequest, ReadResult, Target,
+    WriteRequest, validate_key, validate_row_key, validate_sort_key,
 };
 
 use crate::clock::{ClockOffsets, HybridClock};

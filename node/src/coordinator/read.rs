@@ -107,7 +107,7 @@ impl Coordinator {
     }
 
     /// Live replicas in the order reads prefer them.
-    fn read_order(&self, view: &ClusterView, mut alive: Vec<NodeId>) -> Vec<NodeId> {
+    pub(super) fn read_order(&self, view: &ClusterView, mut alive: Vec<NodeId>) -> Vec<NodeId> {
         if let Ok(mut rng) = self.rng.lock() {
             alive.shuffle(&mut *rng);
         }
@@ -133,7 +133,10 @@ impl Coordinator {
         });
         let read = Read {
             token,
-            key: request.key,
+            key: Bytes::from(crate::storage::key::row_key(
+                &request.key,
+                &request.sort_key,
+            )),
             trace,
             local,
             deadline: Instant::now() + timeout,

@@ -12,14 +12,18 @@ use super::consistency::ConsistencyLevel;
 use super::error::CoordinatorError;
 use super::trace::Trace;
 use crate::clock::{SkewLimit, Timestamp};
+use crate::ring::Token;
 
 /// Longest TTL accepted: 20 years, as Cassandra.
 pub const MAX_TTL_SECONDS: u32 = 20 * 365 * 24 * 3600;
 
-/// A read of one key.
+/// A read of one row.
 #[derive(Debug, Clone)]
 pub struct ReadRequest {
+    /// The partition key.
     pub key: Bytes,
+    /// The row; empty: the plain key.
+    pub sort_key: Bytes,
     pub level: ConsistencyLevel,
     /// `None`: the node's read timeout.
     pub timeout: Option<Duration>,
@@ -27,10 +31,13 @@ pub struct ReadRequest {
     pub trace: Option<Arc<Trace>>,
 }
 
-/// A put (`value: Some`) or delete (`value: None`) of one key.
+/// A put (`value: Some`) or delete (`value: None`) of what `target` names
+/// in the partition `key`.
 #[derive(Debug, Clone)]
 pub struct WriteRequest {
+    /// The partition key.
     pub key: Bytes,
+    pub target: Target,
     pub value: Option<Bytes>,
     pub level: ConsistencyLevel,
     /// Seconds to live; `None` or 0 never expires.
@@ -41,6 +48,38 @@ pub struct WriteRequest {
     pub timeout: Option<Duration>,
     /// Records what the coordinator does, when the client asked.
     pub trace: Option<Arc<Trace>>,
+}
+
+/// What a write puts or deletes within its partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One row, by sort key (empty: the plain key).
+    Row(Bytes),
+    /// Deletes: the rows whose sort keys lie in `[start, end)` (`end`:
+    /// `None` for the end of the partition).
+    Rows { start: Bytes, end: Option<Bytes> },
+    /// Deletes: every row of the partition.
+    Partition,
+}
+
+impl Default for Target {
+    /// The plain key.
+    fn default() -> Self {
+        Target::Row(Bytes::new())
+    }
+}
+
+impl Target {
+    /// The row key the write goes to: the row's, or for a deletion of
+    /// many rows the partition's deletions entry (see `storage::deletions`).
+    pub fn row_key(&self, partition: &[u8]) -> Vec<u8> {
+        match self {
+            Target::Row(sort) => crate::storage::key::row_key(partition, sort),
+            Target::Rows { .. } | Target::Partition => {
+                crate::storage::key::deletions_key(partition)
+            }
+        }
+    }
 }
 
 /// What a successful read found.
@@ -80,10 +119,40 @@ pub fn validate_key(key: &[u8]) -> Result<(), CoordinatorError> {
     Ok(())
 }
 
+/// Largest sort key accepted, in bytes (64 KiB, as a partition key).
+pub const MAX_SORT_KEY_SIZE: usize = 64 * 1024;
+
+/// Checks a sort key: at most [`MAX_SORT_KEY_SIZE`] bytes.
+pub fn validate_sort_key(sort: &[u8]) -> Result<(), CoordinatorError> {
+    if sort.len() > MAX_SORT_KEY_SIZE {
+        return Err(invalid(format!(
+            "sort key is {} bytes; the limit is {MAX_SORT_KEY_SIZE} bytes (64 KiB)",
+            sort.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a row key from a peer (see `storage::key`): a partition key
+/// that [`validate_key`] accepts and a sort key of at most
+/// [`MAX_SORT_KEY_SIZE`] bytes; its partition's token.
+pub fn validate_row_key(row: &[u8]) -> Result<Token, CoordinatorError> {
+    let Some(split) = crate::storage::key::split_row_key(row) else {
+        return Err(invalid(format!(
+            "{} bytes that are not a row key (partition key length, partition key, kind, sort key)",
+            row.len()
+        )));
+    };
+    validate_key(split.partition)?;
+    validate_sort_key(split.sort)?;
+    Ok(Token::of(split.partition))
+}
+
 impl ReadRequest {
     /// Checks the request before any replica is asked.
     pub fn validate(&self) -> Result<(), CoordinatorError> {
         validate_key(&self.key)?;
+        validate_sort_key(&self.sort_key)?;
         if self.level == ConsistencyLevel::Any {
             return Err(invalid(
                 "consistency level ANY is for writes only; reads need at least ONE".into(),
@@ -99,6 +168,27 @@ impl WriteRequest {
     /// by at most `max_clock_skew`.
     pub fn validate(&self, limits: &Limits, now: Timestamp) -> Result<(), CoordinatorError> {
         validate_key(&self.key)?;
+        match &self.target {
+            Target::Row(sort) => validate_sort_key(sort)?,
+            Target::Rows { start, end } => {
+                validate_sort_key(start)?;
+                if let Some(end) = end {
+                    validate_sort_key(end)?;
+                    if end <= start {
+                        return Err(invalid(
+                            "a range of rows ends after it starts: [start, end) with end > start"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+            Target::Partition => {}
+        }
+        if self.value.is_some() && !matches!(self.target, Target::Row(_)) {
+            return Err(invalid(
+                "only a row can be put; ranges and partitions are deleted".into(),
+            ));
+        }
         if let Some(value) = &self.value
             && value.len() > limits.max_value_size
         {
@@ -136,6 +226,7 @@ mod tests {
 
     fn put(key: &[u8], value: usize) -> WriteRequest {
         WriteRequest {
+            target: Target::default(),
             key: Bytes::copy_from_slice(key),
             value: Some(Bytes::from(vec![0; value])),
             level: ConsistencyLevel::Quorum,
@@ -153,6 +244,29 @@ mod tests {
             max_value_size: 100,
             max_clock_skew: SkewLimit::from_millis(60_000),
         }
+    }
+
+    #[test]
+    fn row_key_limits() {
+        use crate::storage::key::{deletions_key, row_key};
+        assert_eq!(
+            validate_row_key(&row_key(b"p", b"s")).ok(),
+            Some(Token::of(b"p"))
+        );
+        assert!(validate_row_key(&deletions_key(b"p")).is_ok());
+        assert!(validate_row_key(&row_key(b"p", &vec![1; MAX_SORT_KEY_SIZE])).is_ok());
+        let err = validate_row_key(&row_key(b"p", &vec![1; MAX_SORT_KEY_SIZE + 1]))
+            .expect_err("sort key too long");
+        assert!(err.to_string().contains("sort key is 65537 bytes"), "{err}");
+        let err =
+            validate_row_key(&row_key(&vec![1; MAX_KEY_SIZE + 1], b"")).expect_err("too long");
+        assert!(err.to_string().contains("key is 65537 bytes"), "{err}");
+        assert!(
+            validate_row_key(&row_key(b"", b"s")).is_err(),
+            "empty partition key"
+        );
+        let err = validate_row_key(b"plain").expect_err("not a row key");
+        assert!(err.to_string().contains("not a row key"), "{err}");
     }
 
     #[test]
@@ -199,6 +313,7 @@ mod tests {
     #[test]
     fn any_is_for_writes_only() {
         let read = ReadRequest {
+            sort_key: Bytes::new(),
             key: Bytes::from_static(b"k"),
             level: ConsistencyLevel::Any,
             timeout: None,

@@ -68,6 +68,7 @@ fn key_elsewhere(sim: &FakeCluster) -> String {
 
 fn put(key: &str, value: &str, level: ConsistencyLevel) -> WriteRequest {
     WriteRequest {
+        target: Target::default(),
         key: Bytes::from(key.to_owned()),
         value: Some(Bytes::from(value.to_owned())),
         level,
@@ -80,6 +81,7 @@ fn put(key: &str, value: &str, level: ConsistencyLevel) -> WriteRequest {
 
 fn get(key: &str, level: ConsistencyLevel) -> ReadRequest {
     ReadRequest {
+        sort_key: Bytes::new(),
         key: Bytes::from(key.to_owned()),
         level,
         timeout: None,
@@ -358,7 +360,7 @@ async fn down_and_failing_replicas_get_hints_that_do_not_count() {
             .oldest(sim.nodes[2], crate::storage::BatchLimit::entries(10))
             .expect("hints")[0]
             .key,
-        Bytes::from("k")
+        Bytes::from(crate::storage::key::plain_key(b"k"))
     );
 }
 

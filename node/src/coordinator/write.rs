@@ -41,12 +41,13 @@ use tokio::sync::mpsc;
 
 use super::tally::{Verdict, WriteTally};
 use super::trace::{Trace, millis, note};
-use super::{ConsistencyLevel, Coordinator, CoordinatorError, ReplicaPlan, WriteRequest};
+use super::{ConsistencyLevel, Coordinator, CoordinatorError, ReplicaPlan, Target, WriteRequest};
 use crate::clock::Timestamp;
 use crate::identity::NodeId;
 use crate::peer::{ReplicaError, WriteAck};
 use crate::ring::Token;
 use crate::storage::Cell;
+use crate::storage::deletions::{Deletion, Deletions};
 
 /// Times a coordinator-stamped write is written again above a newer cell a
 /// replica reported (step 5), at most.
@@ -65,6 +66,7 @@ impl Coordinator {
         }
         let view = self.view.load_full();
         let token = Token::of(&request.key);
+        let row = Bytes::from(request.target.row_key(&request.key));
         let trace = request.trace.clone();
         let local = view.local();
         let plan = self
@@ -73,7 +75,9 @@ impl Coordinator {
         // A write the coordinator stamps asks the replicas whether they
         // hold a cell it loses to; one the client stamped keeps its
         // timestamp, whatever it loses to.
-        let server_stamped = request.timestamp.is_none();
+        // (Deletions merge by union, so nothing is newer than they are.)
+        let server_stamped =
+            request.timestamp.is_none() && matches!(request.target, Target::Row(_));
         let mut timestamp = match request.timestamp {
             Some(timestamp) => {
                 self.clock.observe(timestamp);
@@ -90,7 +94,13 @@ impl Coordinator {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let outcome = self
-                .write_at(&request, (token, timestamp), &plan, left, server_stamped)
+                .write_at(
+                    &request,
+                    (token, &row, timestamp),
+                    &plan,
+                    left,
+                    server_stamped,
+                )
                 .await;
             note(&trace, local, || match &outcome {
                 Ok(None) => format!("{} acknowledgements: the write is done", plan.required),
@@ -122,7 +132,7 @@ impl Coordinator {
     async fn write_at(
         &self,
         request: &WriteRequest,
-        (token, timestamp): (Token, Timestamp),
+        (token, row, timestamp): (Token, &Bytes, Timestamp),
         plan: &ReplicaPlan,
         timeout: Duration,
         report_newer: bool,
@@ -130,15 +140,23 @@ impl Coordinator {
         let trace = &request.trace;
         let local = self.view.load().local();
         let now = self.clock.wall().seconds();
-        let cell = match &request.value {
-            Some(value) => {
+        let deletion = Deletion {
+            timestamp,
+            deleted_at: now,
+        };
+        let cell = match (&request.target, &request.value) {
+            (Target::Row(_), Some(value)) => {
                 let expires_at = request
                     .ttl_seconds
                     .filter(|&ttl| ttl > 0)
                     .map(|ttl| now + i64::from(ttl));
                 Cell::live(timestamp, value.clone(), expires_at)
             }
-            None => Cell::tombstone(timestamp, now),
+            (Target::Row(_), None) => Cell::tombstone(timestamp, now),
+            (Target::Rows { start, end }, _) => {
+                deletion_cell(Deletions::of_range(start.clone(), end.clone(), deletion))?
+            }
+            (Target::Partition, _) => deletion_cell(Deletions::of_partition(deletion))?,
         };
         let any = request.level == ConsistencyLevel::Any;
         note(trace, local, || {
@@ -151,7 +169,7 @@ impl Coordinator {
                 plan.required
             )
         });
-        let mut hinted = self.hint_all(&plan.down, &request.key, &cell);
+        let mut hinted = self.hint_all(&plan.down, row, &cell);
         for node in &plan.down {
             note(trace, *node, || "down: not sent".into());
         }
@@ -182,7 +200,7 @@ impl Coordinator {
         }
         let hint_acks = if any { hinted } else { 0 };
         let acks = (hint_acks, any);
-        let cell = (token, request.key.clone(), cell);
+        let cell = (token, row.clone(), cell);
         self.replicate(cell, plan, timeout, acks, report_newer, trace)
             .await
     }
@@ -308,4 +326,11 @@ impl Coordinator {
             };
         }
     }
+}
+
+/// The cell of a partition's deletions entry that holds `deletions`.
+fn deletion_cell(deletions: Deletions) -> Result<Cell, CoordinatorError> {
+    deletions
+        .to_cell()
+        .ok_or_else(|| CoordinatorError::InvalidArgument("nothing to delete".into()))
 }

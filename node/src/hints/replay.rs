@@ -180,6 +180,11 @@ mod tests {
         NodeId(uuid::Uuid::from_u128(n))
     }
 
+    /// The row key of the plain key `key`, as hints hold it.
+    fn row(key: &str) -> Vec<u8> {
+        crate::storage::key::plain_key(key.as_bytes())
+    }
+
     fn member(n: u128, status: NodeStatus, alive: bool) -> Member {
         Member {
             status,
@@ -199,7 +204,7 @@ mod tests {
         let cell = Cell::live(1, Bytes::from_static(b"v"), None);
         for target in [2, 3, 4, 5] {
             hints
-                .store(node(target), format!("k{target}").as_bytes(), &cell)
+                .store(node(target), &row(&format!("k{target}")), &cell)
                 .expect("store");
         }
         // n2 up, n3 down, n4 left, n5 unknown to the cluster.
@@ -217,7 +222,7 @@ mod tests {
                 .expect("replay");
         }
         let written = transport.written();
-        assert_eq!(written, vec![(node(2), Bytes::from_static(b"k2"))]);
+        assert_eq!(written, vec![(node(2), Bytes::from(row("k2")))]);
         assert_eq!(
             hints.targets(),
             vec![node(3)],
@@ -229,7 +234,7 @@ mod tests {
     async fn hints_for_a_replaced_node_go_to_its_replacement() {
         let hints = HintStore::open(Arc::new(MemoryStorage::default()), 1 << 20).expect("hints");
         let cell = Cell::live(1, Bytes::from_static(b"v"), None);
-        hints.store(node(3), b"k3", &cell).expect("store");
+        hints.store(node(3), &row("k3"), &cell).expect("store");
         // n3 is dead; n4 replaces it (bootstrapping with n3's tokens).
         let replacer = Member {
             status: NodeStatus::Joining,
@@ -247,10 +252,7 @@ mod tests {
         replay_to(&hints, &view, &transport, SETTINGS, node(3))
             .await
             .expect("replay");
-        assert_eq!(
-            transport.written(),
-            vec![(node(4), Bytes::from_static(b"k3"))]
-        );
+        assert_eq!(transport.written(), vec![(node(4), Bytes::from(row("k3")))]);
         assert!(hints.targets().is_empty(), "delivered, so deleted");
     }
 
@@ -258,7 +260,7 @@ mod tests {
     async fn hints_past_the_window_are_dropped_not_replayed() {
         let hints = HintStore::open(Arc::new(MemoryStorage::default()), 1 << 20).expect("hints");
         let cell = Cell::live(1, Bytes::from_static(b"v"), None);
-        hints.store(node(2), b"old", &cell).expect("store");
+        hints.store(node(2), &row("old"), &cell).expect("store");
         let members = [
             member(1, NodeStatus::Normal, true),
             member(2, NodeStatus::Normal, false),
@@ -295,7 +297,7 @@ mod tests {
         let cell = Cell::live(1, Bytes::from(vec![7u8; 1 << 20]), None);
         for i in 0..100 {
             hints
-                .store(node(2), format!("big{i}").as_bytes(), &cell)
+                .store(node(2), &row(&format!("big{i}")), &cell)
                 .expect("store");
         }
         let view = view_of([
@@ -340,7 +342,7 @@ mod tests {
             SETTINGS,
             stop.clone(),
         ));
-        hints.store(node(2), b"stuck", &cell).expect("store");
+        hints.store(node(2), &row("stuck"), &cell).expect("store");
         let delivered = |n: usize| {
             let transport = transport.clone();
             async move {
@@ -360,9 +362,9 @@ mod tests {
         };
         // Hints for node 3 stored before and after replay to node 2 got
         // stuck both arrive.
-        hints.store(node(3), b"first", &cell).expect("store");
+        hints.store(node(3), &row("first"), &cell).expect("store");
         assert!(delivered(1).await, "first hint for node 3 delivered");
-        hints.store(node(3), b"second", &cell).expect("store");
+        hints.store(node(3), &row("second"), &cell).expect("store");
         assert!(delivered(2).await, "second hint for node 3 delivered");
         assert_eq!(hints.targets(), vec![node(2)]);
         stop.cancel();

@@ -3,7 +3,9 @@
 //! Hints live in the `hints` column family, keyed by target node then
 //! creation time (`node id (16) ++ created µs (8, big-endian) ++ sequence
 //! (8)`), so one node's hints are one contiguous range, oldest first. The
-//! value is the key and its cell. Per-target byte counts are kept in memory
+//! value is `2 ++ key length (4, big-endian) ++ row key ++ cell`; a value
+//! written by storage format 1 has no leading 2 (its length's first byte
+//! is 0) and a plain key, read as that key's row. Per-target byte counts are kept in memory
 //! (rebuilt by one scan at start) to enforce `max_hints_per_node_mb`: past
 //! it, new hints for that node are dropped — counted, and logged at most
 //! once a minute per node — and anti-entropy repairs what they would have.
@@ -40,7 +42,7 @@ pub struct Hint {
 impl Hint {
     /// Bytes it occupies (approximately).
     pub fn size(&self) -> u64 {
-        (KEY_LEN + 4 + self.key.len() + self.cell.encoded_len()) as u64
+        (KEY_LEN + 5 + self.key.len() + self.cell.encoded_len()) as u64
     }
 }
 
@@ -55,8 +57,12 @@ fn prefix_end(target: NodeId) -> Vec<u8> {
     end
 }
 
+/// The first byte of a hint's value holding a row key.
+const ROW_KEY_VALUE: u8 = 2;
+
 fn encode_value(key: &[u8], cell: &Cell) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + key.len() + cell.encoded_len());
+    let mut out = Vec::with_capacity(5 + key.len() + cell.encoded_len());
+    out.push(ROW_KEY_VALUE);
     out.extend_from_slice(&(key.len() as u32).to_be_bytes());
     out.extend_from_slice(key);
     cell.encode_into(&mut out);
@@ -65,14 +71,25 @@ fn encode_value(key: &[u8], cell: &Cell) -> Vec<u8> {
 
 fn decode(id: Vec<u8>, value: &[u8]) -> Option<Hint> {
     let created = i64::from_be_bytes(id.get(16..24)?.try_into().ok()?);
+    let (row, value) = match value.split_first()? {
+        (&ROW_KEY_VALUE, rest) => (true, rest),
+        // Storage format 1: the length's first byte, always 0.
+        (0, _) => (false, value),
+        _ => return None,
+    };
     let (len, rest) = value.split_first_chunk::<4>()?;
     let len = u32::from_be_bytes(*len) as usize;
     let key = rest.get(..len)?;
     let cell = CellView::decode(rest.get(len..)?).ok()?.to_owned_cell();
+    let key = if row {
+        Bytes::copy_from_slice(key)
+    } else {
+        Bytes::from(crate::storage::key::plain_key(key))
+    };
     Some(Hint {
         id,
         created,
-        key: Bytes::copy_from_slice(key),
+        key,
         cell,
     })
 }
@@ -374,6 +391,26 @@ mod tests {
 
     fn cell(ts: i64) -> Cell {
         Cell::live(ts, Bytes::from_static(b"value"), None)
+    }
+
+    /// A hint stored by storage format 1 (no leading 2, a plain key) is
+    /// delivered as that key's row; one that is neither is unreadable.
+    #[test]
+    fn a_hint_of_storage_format_1_reads_as_its_keys_row() {
+        let mut id = prefix(node(1)).to_vec();
+        id.extend_from_slice(&7i64.to_be_bytes());
+        id.extend_from_slice(&0u64.to_be_bytes());
+        let mut legacy = 4u32.to_be_bytes().to_vec();
+        legacy.extend_from_slice(b"user");
+        cell(3).encode_into(&mut legacy);
+        let hint = decode(id.clone(), &legacy).expect("decodes");
+        assert_eq!(hint.key, crate::storage::key::plain_key(b"user"));
+        assert_eq!((hint.created, hint.cell), (7, cell(3)));
+
+        let row = crate::storage::key::row_key(b"user", b"field");
+        let current = decode(id.clone(), &encode_value(&row, &cell(4))).expect("decodes");
+        assert_eq!(current.key, row);
+        assert_eq!(decode(id, &[9, 0, 0, 0, 0]), None);
     }
 
     #[test]

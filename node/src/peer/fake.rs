@@ -24,7 +24,9 @@ use super::{
 use crate::identity::NodeId;
 use crate::membership::{ClusterView, Member, ViewHandle};
 use crate::ring::{Ring, RingMember, Token, TokenRange, allocate_tokens};
-use crate::storage::{BatchLimit, Cell, DirtyMap, LocalStore, MemoryStorage, SyncMode};
+use crate::storage::{
+    BatchLimit, Cell, DirtyMap, LocalStore, MemoryStorage, RowsPage, RowsQuery, SyncMode,
+};
 
 /// How a fake node behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,20 +141,22 @@ impl FakeCluster {
             .unwrap_or(Behaviour::Unreachable)
     }
 
-    /// What `node` holds for `key`.
+    /// What `node` holds for the plain key `key`.
     pub fn stored(&self, node: NodeId, key: &[u8]) -> Option<Cell> {
+        let row = crate::storage::key::plain_key(key);
         self.replicas
             .get(&node)
-            .and_then(|r| r.store.read(Token::of(key), key).ok().flatten())
+            .and_then(|r| r.store.read(Token::of(key), &row).ok().flatten())
     }
 
-    /// Writes straight into one replica's store.
+    /// Writes the plain key `key` straight into one replica's store.
     pub fn plant(&self, node: NodeId, key: &[u8], cell: &Cell) {
         if let Some(replica) = self.replicas.get(&node) {
+            let row = crate::storage::key::plain_key(key);
             let _ = replica
                 .store
                 .engine()
-                .write(Token::of(key), key, cell, false);
+                .write(Token::of(key), &row, cell, false);
         }
     }
 
@@ -240,6 +244,16 @@ impl ReplicaTransport for Arc<FakeCluster> {
             let cell = gate.await?.store.read(token, &key).map_err(failed)?;
             Ok(ReadReply::answer(cell, digest_only))
         })
+    }
+
+    fn query(
+        &self,
+        to: NodeId,
+        token: Token,
+        query: RowsQuery,
+    ) -> BoxFuture<'static, Result<RowsPage, ReplicaError>> {
+        let gate = self.gate(to);
+        Box::pin(async move { gate.await?.store.query(token, query).await.map_err(failed) })
     }
 }
 

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use crate::clock::Timestamp;
 use crate::identity::NodeId;
 use crate::ring::Token;
-use crate::storage::Cell;
+use crate::storage::{Cell, RowsPage, RowsQuery};
 
 /// A 16-byte digest of a replica's cell (empty when it holds nothing).
 pub type Digest = Bytes;
@@ -123,4 +123,12 @@ pub trait ReplicaTransport: Send + Sync + 'static {
         key: Bytes,
         digest_only: bool,
     ) -> BoxFuture<'static, Result<ReadReply, ReplicaError>>;
+
+    /// A page of a partition's rows from `to` (see `Storage::query`).
+    fn query(
+        &self,
+        to: NodeId,
+        token: Token,
+        query: RowsQuery,
+    ) -> BoxFuture<'static, Result<RowsPage, ReplicaError>>;
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::cache::TreeCache;
 use super::tree::Hash;
-use crate::ring::{Token, TokenRange};
+use crate::ring::TokenRange;
 use crate::storage::{BatchLimit, Cell, CellView, LocalStore, StorageError, digest};
 
 /// Hashes of nodes of this node's tree for `range`; `leaves` must match
@@ -98,7 +98,10 @@ pub fn read_batch(
         if looked_up >= limit.entries {
             return Ok((out, looked_up));
         }
-        if let Some(cell) = store.read(Token::of(key), key)? {
+        let Some(token) = crate::storage::key::partition_token(key) else {
+            continue;
+        };
+        if let Some(cell) = store.read(token, key)? {
             let len = key.len() + cell.encoded_len();
             if !limit.admits(out.len(), bytes, len) {
                 return Ok((out, looked_up));

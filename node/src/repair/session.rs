@@ -21,8 +21,9 @@ use bytes::Bytes;
 use crate::identity::NodeId;
 use crate::peer::tree::{MerkleTree, descend_step};
 use crate::peer::{LocalReplica, RepairTransport, ReplicaError};
-use crate::ring::{Token, TokenRange};
-use crate::storage::{BatchLimit, Cell, StorageError, digest, lww};
+use crate::ring::TokenRange;
+use crate::storage::deletions::merge_entry;
+use crate::storage::{BatchLimit, Cell, StorageError, digest};
 
 /// What a sync moved.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -154,10 +155,18 @@ impl LocalReplica {
             }
         }
         for (key, cell) in &their_cells {
-            let current = ours.get(key);
-            if current.is_none_or(|c| lww::supersedes(cell, c)) {
-                self.store.apply(Token::of(key), key, cell).await?;
-                ours.insert(key.clone(), cell.clone());
+            // What our store holds once theirs reached it: the LWW winner
+            // of a row, the union of a partition's deletions.
+            let merged = match ours.get(key) {
+                Some(held) => merge_entry(key, held.clone(), cell.clone()),
+                None => cell.clone(),
+            };
+            if ours.get(key) != Some(&merged) {
+                let Some(token) = crate::storage::key::partition_token(key) else {
+                    continue;
+                };
+                self.store.apply(token, key, cell).await?;
+                ours.insert(key.clone(), merged);
             }
         }
 

@@ -16,9 +16,11 @@ fn node(n: u128) -> NodeId {
     NodeId(uuid::Uuid::from_u128(n))
 }
 
+/// Writes the plain key `key` (its row) into `r`.
 async fn put(r: &LocalReplica, key: &str, cell: Cell) {
+    let row = crate::storage::key::plain_key(key.as_bytes());
     r.store
-        .apply(Token::of(key.as_bytes()), key.as_bytes(), &cell)
+        .apply(Token::of(key.as_bytes()), &row, &cell)
         .await
         .expect("write");
 }
@@ -70,11 +72,18 @@ async fn three_replicas_converge_and_only_differences_move() {
     assert_eq!(contents(&b), expected);
     assert_eq!(contents(&c), expected);
     assert_eq!(
-        expected.get(b"k3".as_slice()).map(|c| c.tombstone),
+        expected
+            .get(&crate::storage::key::plain_key(b"k3"))
+            .map(|c| c.tombstone),
         Some(true),
         "the delete won"
     );
-    assert_eq!(expected.get(b"k2".as_slice()).map(|c| c.timestamp), Some(6));
+    assert_eq!(
+        expected
+            .get(&crate::storage::key::plain_key(b"k2"))
+            .map(|c| c.timestamp),
+        Some(6)
+    );
     assert!(
         moved <= 20,
         "{moved} cells moved for 5 differing keys out of 2,002"
@@ -99,6 +108,64 @@ async fn an_unreachable_peer_fails_the_sync() {
     let peers = FakeCluster::of([]);
     let whole = TokenRange::new(Token(0), Token(0));
     assert!(me.sync(&peers, node(9), whole).await.is_err());
+}
+
+/// Two replicas hold different deletions of one partition: repair leaves
+/// both with their union (not one side's entry), the rows either deletes
+/// gone from both, and the trees equal, so another round moves nothing.
+#[tokio::test]
+async fn a_partitions_deletions_converge_to_their_union() {
+    use crate::storage::deletions::{Deletion, Deletions};
+    use crate::storage::key;
+    let (me, b) = (replica(), replica());
+    let partition = b"events";
+    let token = Token::of(partition);
+    for r in [&me, &b] {
+        for sort in ["r1", "r2", "r3", "r4"] {
+            r.store
+                .apply(token, &key::row_key(partition, sort.as_bytes()), &value(1))
+                .await
+                .expect("row");
+        }
+    }
+    let range = |start: &'static str, end: &'static str, ts| {
+        Deletions::of_range(
+            Bytes::from_static(start.as_bytes()),
+            Some(Bytes::from_static(end.as_bytes())),
+            Deletion {
+                timestamp: ts,
+                deleted_at: 0,
+            },
+        )
+    };
+    let deletions = key::deletions_key(partition);
+    let mine = range("r1", "r2", 5).to_cell().expect("cell");
+    let theirs = range("r3", "r4", 6).to_cell().expect("cell");
+    me.store
+        .apply(token, &deletions, &mine)
+        .await
+        .expect("delete");
+    b.store
+        .apply(token, &deletions, &theirs)
+        .await
+        .expect("delete");
+
+    let peers = FakeCluster::of([(node(2), b.clone())]);
+    let whole = TokenRange::new(Token(0), Token(0));
+    me.sync(&peers, node(2), whole).await.expect("sync");
+    let expected = contents(&me);
+    assert_eq!(contents(&b), expected);
+    let held = Deletions::from_cell(expected.get(&deletions).expect("deletions")).expect("decodes");
+    assert_eq!(held.ranges.len(), 2, "{held:?}");
+    let rows: Vec<_> = expected
+        .keys()
+        .filter_map(|k| key::split_row_key(k))
+        .filter(|r| r.kind == key::KIND_ROW)
+        .map(|r| r.sort.to_vec())
+        .collect();
+    assert_eq!(rows, [b"r2".to_vec(), b"r4".to_vec()]);
+    let again = me.sync(&peers, node(2), whole).await.expect("sync");
+    assert_eq!(again.keys_sent + again.keys_received, 0, "{again:?}");
 }
 
 /// Regression: repair streamed up to 500 cells per batch whatever their

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use super::Shared;
 use super::reply::Reply;
 use crate::coordinator::{
-    ConsistencyLevel, CoordinatorError, ReadRequest, ReadResult, WriteRequest,
+    ConsistencyLevel, CoordinatorError, ReadRequest, ReadResult, Target, WriteRequest,
 };
 
 /// Requests one multi-key command has in flight at once.
@@ -103,6 +103,7 @@ async fn read(
     }
     let started = Instant::now();
     let request = ReadRequest {
+        sort_key: Bytes::new(),
         key,
         level,
         timeout: None,
@@ -136,6 +137,7 @@ async fn write(
     }
     let started = Instant::now();
     let request = WriteRequest {
+        target: Target::default(),
         key,
         value,
         level,

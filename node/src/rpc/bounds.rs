@@ -9,7 +9,7 @@
 //! 1. **Batches** (`WriteBatch`, `ReadBatch`): at most
 //!    [`MAX_BATCH_ENTRIES`] entries and [`MAX_BATCH_BYTES`] bytes (keys
 //!    and cells), except that one entry may go alone; every key is checked
-//!    as a client's key. A key named twice is looked up once, and a write
+//!    as a row key whose partition key is checked as a client's key. A key named twice is looked up once, and a write
 //!    batch keeps the last-write-wins winner of its cells.
 //! 2. **Cells** (`Write`, `WriteBatch`) are checked as a client's write:
 //!    a timestamp that is not negative and not more than
@@ -45,18 +45,20 @@
 use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
-use ringkv_proto::internal::v1 as pbi;
+use ringkv_proto::internal::v2 as pbi;
 use tonic::Status;
 
 use super::convert;
 use crate::clock::{SkewLimit, Timestamp};
-use crate::coordinator::{MAX_TTL_SECONDS, validate_key};
+use crate::coordinator::{MAX_TTL_SECONDS, validate_key, validate_row_key, validate_sort_key};
 use crate::membership::ClusterView;
 use crate::peer::MerkleTree;
 use crate::peer::tree::LEAVES_PER_RANGE;
 use crate::ring::{Ring, Token, TokenRange};
+use crate::storage::Cell;
 use crate::storage::batch::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
-use crate::storage::{Cell, lww};
+use crate::storage::deletions::merge_entry;
+use crate::storage::{BatchLimit, RowsQuery};
 
 /// The limits a peer's requests are held to.
 #[derive(Debug, Clone, Copy)]
@@ -89,8 +91,53 @@ fn batch_size(what: &str, count: usize, bytes: usize) -> Result<(), Status> {
     Ok(())
 }
 
+/// Most rows a replica query answers at once.
+pub const MAX_QUERY_ROWS: u32 = 10_000;
+/// Most bytes of rows a replica query answers at once (beyond one row).
+pub const MAX_QUERY_BYTES: u32 = 4 << 20;
+
+/// A replica query, checked: the partition key and bounds as a client's,
+/// the page no larger than [`MAX_QUERY_ROWS`] rows and
+/// [`MAX_QUERY_BYTES`] bytes; the partition's token.
+pub fn query(request: pbi::ReplicaQueryRequest) -> Result<(Token, RowsQuery), Status> {
+    let checked = |error: crate::coordinator::CoordinatorError| invalid(error.to_string());
+    validate_key(&request.key).map_err(checked)?;
+    validate_sort_key(&request.start).map_err(checked)?;
+    if let Some(end) = &request.end {
+        validate_sort_key(end).map_err(checked)?;
+    }
+    if request.limit == 0 || request.limit > MAX_QUERY_ROWS {
+        return Err(invalid(format!(
+            "a query asks for {} rows; between 1 and {MAX_QUERY_ROWS}",
+            request.limit
+        )));
+    }
+    if request.max_bytes > MAX_QUERY_BYTES {
+        return Err(invalid(format!(
+            "a query asks for {} bytes; the limit is {MAX_QUERY_BYTES}",
+            request.max_bytes
+        )));
+    }
+    let token = Token::of(&request.key);
+    Ok((
+        token,
+        RowsQuery {
+            partition: request.key,
+            start: request.start,
+            end: request.end,
+            reverse: request.reverse,
+            limit: BatchLimit {
+                entries: request.limit as usize,
+                bytes: request.max_bytes as usize,
+            },
+        },
+    ))
+}
+
 fn key(key: &[u8]) -> Result<(), Status> {
-    validate_key(key).map_err(|error| invalid(error.to_string()))
+    validate_row_key(key)
+        .map(|_| ())
+        .map_err(|error| invalid(error.to_string()))
 }
 
 impl PeerBounds {
@@ -159,12 +206,11 @@ impl PeerBounds {
                 .map(convert::cell_from_proto)
                 .ok_or_else(|| invalid("batch entry without a cell".into()))?;
             self.cell(&cell, now)?;
-            match winners.get(&entry.key) {
-                Some(seen) if !lww::supersedes(&cell, seen) => {}
-                _ => {
-                    winners.insert(entry.key, cell);
-                }
-            }
+            let merged = match winners.remove(&entry.key) {
+                Some(seen) => merge_entry(&entry.key, seen, cell),
+                None => cell,
+            };
+            winners.insert(entry.key, merged);
         }
         Ok(winners.into_iter().collect())
     }
@@ -307,9 +353,14 @@ mod tests {
         );
     }
 
+    /// The row key of the plain key `key`.
+    fn row(key: &str) -> Bytes {
+        Bytes::from(crate::storage::key::plain_key(key.as_bytes()))
+    }
+
     fn key_cell(key: &str, cell: &Cell) -> pbi::KeyCell {
         pbi::KeyCell {
-            key: Bytes::copy_from_slice(key.as_bytes()),
+            key: row(key),
             cell: Some(convert::cell_to_proto(cell)),
         }
     }
@@ -360,10 +411,7 @@ mod tests {
         let checked = b.write_batch(batch, NOW).expect("valid");
         assert_eq!(
             checked,
-            vec![
-                (Bytes::from_static(b"j"), old.clone()),
-                (Bytes::from_static(b"k"), new.clone())
-            ]
+            vec![(row("j"), old.clone()), (row("k"), new.clone())]
         );
         let many = (0..=MAX_BATCH_ENTRIES)
             .map(|i| key_cell(&format!("k{i}"), &old))
@@ -392,7 +440,7 @@ mod tests {
         refused(
             b.write_batch(
                 vec![pbi::KeyCell {
-                    key: Bytes::from_static(b"k"),
+                    key: row("k"),
                     cell: None,
                 }],
                 NOW,
@@ -403,7 +451,7 @@ mod tests {
 
     #[test]
     fn read_batches_are_bounded_and_each_key_is_looked_up_once() {
-        let k = |s: &'static str| Bytes::from_static(s.as_bytes());
+        let k = row;
         let (unique, first_at) =
             read_batch_keys(vec![k("a"), k("b"), k("a"), k("c"), k("b")]).expect("valid");
         assert_eq!(unique, vec![k("a"), k("b"), k("c")]);
@@ -413,7 +461,7 @@ mod tests {
         assert_eq!(answered_prefix(&first_at, 3, 5), 5);
         assert_eq!(answered_prefix(&first_at, 0, 5), 0);
 
-        let huge = Bytes::from(vec![b'x'; 64 * 1024]);
+        let huge = Bytes::from(crate::storage::key::plain_key(&[b'x'; 64 * 1024]));
         refused(read_batch_keys(vec![huge.clone(); 200]), "bytes");
         refused(
             read_batch_keys(vec![k("a"); MAX_BATCH_ENTRIES + 1]),
@@ -421,7 +469,9 @@ mod tests {
         );
         assert!(read_batch_keys(vec![huge]).is_ok(), "one key goes alone");
         refused(
-            read_batch_keys(vec![Bytes::from(vec![1; 70_000])]),
+            read_batch_keys(vec![Bytes::from(crate::storage::key::plain_key(
+                &[1; 70_000],
+            ))]),
             "64 KiB",
         );
     }

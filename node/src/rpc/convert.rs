@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use ringkv_proto::internal::v1 as pbi;
+use ringkv_proto::internal::v2 as pbi;
 use ringkv_proto::v1 as pb;
 use tonic::Status;
 
 use crate::console::sample::{OpSample, Sample};
 use crate::coordinator::ConsistencyLevel;
-use crate::storage::{Cell, CellOf};
+use crate::storage::deletions::Deletions;
+use crate::storage::{Cell, CellOf, RowsPage};
 
 /// The level a client asked for; unspecified means QUORUM.
 pub fn consistency(raw: i32) -> Result<ConsistencyLevel, Status> {
@@ -64,6 +65,50 @@ pub fn cell_from_proto(cell: pbi::Cell) -> Cell {
             cell.value
         },
     }
+}
+
+/// A replica query's page as its internode message.
+pub fn rows_page_to_proto(page: RowsPage) -> pbi::ReplicaQueryResponse {
+    pbi::ReplicaQueryResponse {
+        deletions: page
+            .deletions
+            .and_then(|d| d.to_cell())
+            .map(|cell| cell_to_proto(&cell)),
+        rows: page
+            .rows
+            .into_iter()
+            .map(|(key, cell)| pbi::KeyCell {
+                key,
+                cell: Some(cell_to_proto(&cell)),
+            })
+            .collect(),
+        more: page.more,
+    }
+}
+
+/// A replica query's page from its internode message; a row without a
+/// cell or deletions that do not decode are a bad answer.
+pub fn rows_page_from_proto(page: pbi::ReplicaQueryResponse) -> Result<RowsPage, String> {
+    let deletions = match page.deletions {
+        None => None,
+        Some(cell) => Some(
+            Deletions::from_cell(&cell_from_proto(cell))
+                .map_err(|e| format!("a replica's query answer: {e}"))?,
+        ),
+    };
+    let rows = page
+        .rows
+        .into_iter()
+        .map(|row| match row.cell {
+            Some(cell) => Ok((row.key, cell_from_proto(cell))),
+            None => Err("a replica's query answer holds a row without a cell".to_owned()),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(RowsPage {
+        deletions,
+        rows,
+        more: page.more,
+    })
 }
 
 /// A console sample on the wire.

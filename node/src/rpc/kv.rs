@@ -12,8 +12,8 @@ use tonic::{Request, Response, Status};
 use super::{convert, status};
 use crate::coordinator::trace::Trace;
 use crate::coordinator::{
-    ConsistencyLevel, Coordinator, CoordinatorError, OpMetrics, ReadRequest, RequestMetrics,
-    WriteRequest,
+    ConsistencyLevel, Coordinator, CoordinatorError, OpMetrics, QueryRequest, ReadRequest,
+    RequestMetrics, Target, WriteRequest,
 };
 
 /// Serves `KeyValue` over a coordinator.
@@ -126,6 +126,25 @@ fn bounded_events(events: impl ExactSizeIterator<Item = pb::TraceEvent>) -> Vec<
     kept
 }
 
+/// What a delete names: a row, a range of rows, or the partition.
+fn delete_target(request: &pb::DeleteRequest) -> Result<Target, Status> {
+    let one_of = |what: &str| {
+        Status::invalid_argument(format!(
+            "a delete names one thing: a row (sort_key), rows (a range) or the partition; this one names {what}"
+        ))
+    };
+    match (&request.rows, request.partition) {
+        (None, false) => Ok(Target::Row(request.sort_key.clone())),
+        (Some(_), true) => Err(one_of("both a range and the partition")),
+        (_, _) if !request.sort_key.is_empty() => Err(one_of("a sort key and more")),
+        (Some(rows), false) => Ok(Target::Rows {
+            start: rows.start.clone(),
+            end: rows.end.clone(),
+        }),
+        (None, true) => Ok(Target::Partition),
+    }
+}
+
 /// A trace for the request, when the client asked for one.
 fn start_trace(wanted: bool) -> Option<Arc<Trace>> {
     wanted.then(Trace::start)
@@ -145,6 +164,7 @@ impl KeyValue for KeyValueService {
             level,
             timeout: convert::timeout(request.timeout_ms),
             key: request.key,
+            sort_key: request.sort_key,
             trace: trace.clone(),
         };
         let found = finish(
@@ -181,6 +201,7 @@ impl KeyValue for KeyValueService {
             ttl_seconds: Some(request.ttl_seconds),
             timestamp: request.timestamp_micros,
             key: request.key,
+            target: Target::Row(request.sort_key),
             value: Some(request.value),
             trace: trace.clone(),
         };
@@ -195,6 +216,85 @@ impl KeyValue for KeyValueService {
         self.traced(trace, answer)
     }
 
+    async fn query(
+        &self,
+        request: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let level = admit(&self.metrics.query, request.consistency, &request.key)?;
+        let trace = start_trace(request.trace);
+        let query = QueryRequest {
+            key: request.key,
+            start: request.start,
+            end: request.end,
+            prefix: request.prefix,
+            limit: request.limit as usize,
+            max_bytes: request.max_bytes as usize,
+            reverse: request.reverse,
+            page_token: request.page_token,
+            level,
+            timeout: convert::timeout(request.timeout_ms),
+            trace: trace.clone(),
+        };
+        let page = finish(
+            &self.metrics.query,
+            level,
+            started,
+            self.coordinator.query(query).await,
+        );
+        let answer = page.map(|page| {
+            Response::new(pb::QueryResponse {
+                rows: page
+                    .rows
+                    .into_iter()
+                    .map(|row| pb::Row {
+                        sort_key: row.sort_key,
+                        value: row.value,
+                        timestamp_micros: row.timestamp,
+                        expires_at_seconds: row.expires_at,
+                    })
+                    .collect(),
+                page_token: page.page_token.unwrap_or_default(),
+            })
+        });
+        self.traced(trace, answer)
+    }
+
+    async fn count(
+        &self,
+        request: Request<pb::CountRequest>,
+    ) -> Result<Response<pb::CountResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let level = admit(&self.metrics.query, request.consistency, &request.key)?;
+        let query = QueryRequest {
+            key: request.key,
+            start: request.start,
+            end: request.end,
+            prefix: request.prefix,
+            limit: 0,
+            max_bytes: 0,
+            reverse: false,
+            page_token: bytes::Bytes::new(),
+            level,
+            timeout: convert::timeout(request.timeout_ms),
+            trace: None,
+        };
+        let counted = finish(
+            &self.metrics.query,
+            level,
+            started,
+            self.coordinator.count(query, request.limit).await,
+        );
+        counted.map(|counted| {
+            Response::new(pb::CountResponse {
+                count: counted.count,
+                truncated: counted.truncated,
+            })
+        })
+    }
+
     async fn delete(
         &self,
         request: Request<pb::DeleteRequest>,
@@ -202,8 +302,11 @@ impl KeyValue for KeyValueService {
         let started = Instant::now();
         let request = request.into_inner();
         let level = admit(&self.metrics.delete, request.consistency, &request.key)?;
+        let target =
+            delete_target(&request).inspect_err(|_| self.metrics.delete.rejected(Some(level)))?;
         let trace = start_trace(request.trace);
         let write = WriteRequest {
+            target,
             level,
             timeout: convert::timeout(request.timeout_ms),
             ttl_seconds: None,

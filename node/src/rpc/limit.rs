@@ -379,10 +379,11 @@ mod tests {
 
     #[test]
     fn only_requests_of_keys_and_ranges_are_held_to_the_small_body_limit() {
-        let p = |m: &str| peer_body_limit(&format!("/ringkv.internal.v1.Peer/{m}"));
+        let p = |m: &str| peer_body_limit(&format!("/ringkv.internal.v2.Peer/{m}"));
         for method in [
             "Read",
             "ReadBatch",
+            "Query",
             "MerkleNodes",
             "LeafDigests",
             "StreamRange",
@@ -516,7 +517,7 @@ mod tests {
 }
 
 /// Bodies of internode requests that carry only keys and ranges
-/// (`Read`, `ReadBatch`, `MerkleNodes`, `LeafDigests`, `StreamRange`):
+/// (`Read`, `ReadBatch`, `Query`, `MerkleNodes`, `LeafDigests`, `StreamRange`):
 /// a batch of 500 keys within 1 MiB, or one key of 64 KiB, and framing.
 /// Held to this before decoding, so a request that would decode into
 /// millions of small objects is cut off at the transport.
@@ -527,8 +528,8 @@ pub const KEYS_ONLY_BODY_BYTES: usize = 2 << 20;
 pub fn peer_body_limit(path: &str) -> Option<usize> {
     match path.rsplit('/').next() {
         Some(
-            "Read" | "ReadBatch" | "MerkleNodes" | "LeafDigests" | "StreamRange" | "Clock"
-            | "Samples",
+            "Read" | "ReadBatch" | "Query" | "MerkleNodes" | "LeafDigests" | "StreamRange"
+            | "Clock" | "Samples",
         ) => Some(KEYS_ONLY_BODY_BYTES),
         _ => None,
     }

@@ -1,11 +1,11 @@
-//! The internode API, `ringkv.internal.v1.Peer`: what a coordinator asks
+//! The internode API, `ringkv.internal.v2.Peer`: what a coordinator asks
 //! of a replica. Every request is checked against [`bounds`](super::bounds)
 //! first.
 
 use std::sync::{Arc, OnceLock};
 
-use ringkv_proto::internal::v1 as pbi;
-use ringkv_proto::internal::v1::peer_server::Peer;
+use ringkv_proto::internal::v2 as pbi;
+use ringkv_proto::internal::v2::peer_server::Peer;
 use rustls_pki_types::CertificateDer;
 use tonic::{Request, Response, Status};
 
@@ -13,11 +13,10 @@ use super::bounds::{self, PeerBounds, range};
 use super::{convert, status};
 use crate::clock::HybridClock;
 use crate::console::history::History;
-use crate::coordinator::validate_key;
+use crate::coordinator::validate_row_key;
 use crate::membership::{ClusterView, ViewHandle};
 use crate::peer::ReadReply;
 use crate::peer::{TreeCache, serve};
-use crate::ring::Token;
 use crate::storage::{BatchLimit, LocalStore};
 
 /// The cluster view, once gossip has started (the internode API serves
@@ -127,7 +126,7 @@ impl PeerService {
         &self,
         request: pbi::ReplicaWriteRequest,
     ) -> Result<pbi::ReplicaWriteResponse, Status> {
-        validate_key(&request.key).map_err(status::from_coordinator)?;
+        let token = validate_row_key(&request.key).map_err(status::from_coordinator)?;
         let cell = request
             .cell
             .map(convert::cell_from_proto)
@@ -137,12 +136,7 @@ impl PeerService {
         self.clock.observe(cell.timestamp);
         let newer_micros = self
             .store
-            .apply_reporting(
-                Token::of(&request.key),
-                &request.key,
-                &cell,
-                request.report_newer,
-            )
+            .apply_reporting(token, &request.key, &cell, request.report_newer)
             .await
             .map_err(status::from_storage)?;
         Ok(pbi::ReplicaWriteResponse { newer_micros })
@@ -154,10 +148,10 @@ impl PeerService {
         &self,
         request: pbi::ReplicaReadRequest,
     ) -> Result<pbi::ReplicaReadResponse, Status> {
-        validate_key(&request.key).map_err(status::from_coordinator)?;
+        let token = validate_row_key(&request.key).map_err(status::from_coordinator)?;
         let cell = self
             .store
-            .read(Token::of(&request.key), &request.key)
+            .read(token, &request.key)
             .map_err(status::from_storage)?;
         Ok(match ReadReply::answer(cell, request.digest_only) {
             ReadReply::Digest(digest) => pbi::ReplicaReadResponse { cell: None, digest },
@@ -198,6 +192,20 @@ impl Peer for PeerService {
         self.admit(&request)?;
         self.served.read.increment(1);
         self.serve_read(request.into_inner()).map(Response::new)
+    }
+
+    async fn query(
+        &self,
+        request: Request<pbi::ReplicaQueryRequest>,
+    ) -> Result<Response<pbi::ReplicaQueryResponse>, Status> {
+        self.admit(&request)?;
+        let (token, query) = bounds::query(request.into_inner())?;
+        let page = self
+            .store
+            .query(token, query)
+            .await
+            .map_err(status::from_storage)?;
+        Ok(Response::new(convert::rows_page_to_proto(page)))
     }
 
     async fn write_batch(
@@ -269,8 +277,8 @@ impl Peer for PeerService {
         let request = request.into_inner();
         let range = range(request.range)?;
         if let Some(after) = &request.after {
-            validate_key(after).map_err(status::from_coordinator)?;
-            if !range.contains(Token::of(after)) {
+            let token = validate_row_key(after).map_err(status::from_coordinator)?;
+            if !range.contains(token) {
                 return Err(Status::invalid_argument(
                     "stream cursor `after` is not a key of the range",
                 ));

@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use ringkv_proto::internal::v1 as pbi;
-use ringkv_proto::internal::v1::peer_client::PeerClient;
+use ringkv_proto::internal::v2 as pbi;
+use ringkv_proto::internal::v2::peer_client::PeerClient;
 
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
@@ -42,7 +42,7 @@ use crate::peer::{
     WriteAck,
 };
 use crate::ring::{Token, TokenRange};
-use crate::storage::{Cell, LocalStore};
+use crate::storage::{Cell, LocalStore, RowsPage, RowsQuery};
 
 /// How long to wait for a TCP connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -340,9 +340,51 @@ impl ReplicaTransport for NodeTransport {
             })
         })
     }
+
+    fn query(
+        &self,
+        to: NodeId,
+        token: Token,
+        query: RowsQuery,
+    ) -> BoxFuture<'static, Result<RowsPage, ReplicaError>> {
+        if to == self.local {
+            let store = self.store.clone();
+            return Box::pin(async move {
+                store
+                    .query(token, query)
+                    .await
+                    .map_err(|e| ReplicaError::Failed(e.to_string()))
+            });
+        }
+        self.query_remote(to, query)
+    }
 }
 
 impl NodeTransport {
+    /// A replica query over gRPC (pages are large: no frames).
+    fn query_remote(
+        &self,
+        to: NodeId,
+        query: RowsQuery,
+    ) -> BoxFuture<'static, Result<RowsPage, ReplicaError>> {
+        let client = self.client(to);
+        Box::pin(async move {
+            let request = pbi::ReplicaQueryRequest {
+                key: query.partition,
+                start: query.start,
+                end: query.end,
+                reverse: query.reverse,
+                limit: u32::try_from(query.limit.entries).unwrap_or(u32::MAX),
+                max_bytes: u32::try_from(query.limit.bytes).unwrap_or(u32::MAX),
+            };
+            let answer = client?
+                .query(request)
+                .await
+                .map_err(|status| replica_error(&status))?;
+            convert::rows_page_from_proto(answer.into_inner()).map_err(ReplicaError::Failed)
+        })
+    }
+
     /// `node`'s wall clock (microseconds since the Unix epoch), read over
     /// gRPC within the internode deadline.
     pub fn clock_of(&self, node: NodeId) -> BoxFuture<'static, Result<i64, String>> {

@@ -89,6 +89,7 @@ pub fn from_storage(error: StorageError) -> Status {
         StorageError::ShuttingDown => Status::unavailable(error.to_string()),
         // Logged once when the disk starts refusing writes, not per request.
         StorageError::Unwritable { .. } => Status::unavailable(error.to_string()),
+        StorageError::Refused(_) => Status::failed_precondition(error.to_string()),
         other => {
             tracing::error!(error = %other, "storage failure");
             Status::internal(format!("storage error: {other}"))

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringkv_proto::internal::v1::peer_server::PeerServer;
+use ringkv_proto::internal::v2::peer_server::PeerServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::ClientTlsConfig;

@@ -97,6 +97,21 @@ impl Node {
             Some(storage) => storage,
             None => open_rocksdb(config)?,
         };
+        let format =
+            crate::storage::format::check_and_upgrade(engine.as_ref()).with_context(|| {
+                format!(
+                    "cannot use the data directory {}",
+                    config.data_dir.display()
+                )
+            })?;
+        if format.moved > 0 {
+            tracing::info!(
+                from = format.found,
+                to = crate::storage::format::FORMAT_VERSION,
+                moved = format.moved,
+                "upgraded the data directory's storage format"
+            );
+        }
         let node_id = crate::storage::node_id::load_or_create(engine.as_ref())
             .context("cannot load the node id")?;
         let name = if config.node_name.is_empty() {

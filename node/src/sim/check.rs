@@ -46,14 +46,14 @@ fn holds(cell: &Cell, value: &Bytes) -> bool {
 
 /// Each replica of `key` and the cell it holds.
 fn replica_cells(ring: &Ring, nodes: &[SimNode], key: &Bytes) -> Vec<(String, Option<Cell>)> {
-    let token = Token::of(key);
+    let (token, row) = (Token::of(key), crate::storage::key::plain_key(key));
     ring.replicas(token)
         .iter()
         .filter_map(|id| nodes.iter().find(|n| n.id == *id))
         .map(|node| {
             (
                 node.name.clone(),
-                node.store.read(token, key).ok().flatten(),
+                node.store.read(token, &row).ok().flatten(),
             )
         })
         .collect()

@@ -5,8 +5,11 @@
 //! thread pool; callers move anything that may block longer (an fsync, a
 //! range scan) to `spawn_blocking` themselves.
 
+use bytes::Bytes;
+
 use super::batch::BatchLimit;
 use super::cell::Cell;
+use super::deletions::Deletions;
 use super::error::Result;
 use crate::ring::{Token, TokenRange};
 
@@ -19,6 +22,32 @@ pub struct ScanPage {
     /// (user key, encoded cell), in token order.
     pub entries: Vec<(Vec<u8>, Vec<u8>)>,
     /// The range holds more entries after the last one.
+    pub more: bool,
+}
+
+/// A query of one partition's rows (see [`Storage::query`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowsQuery {
+    pub partition: Bytes,
+    /// Included.
+    pub start: Bytes,
+    /// Excluded; `None`: to the last row.
+    pub end: Option<Bytes>,
+    /// Largest sort key first.
+    pub reverse: bool,
+    /// Rows (tombstones count) and bytes (sort keys and cells); the first
+    /// row always goes.
+    pub limit: BatchLimit,
+}
+
+/// One page of a partition's rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowsPage {
+    /// The partition's deletions that matter to the range.
+    pub deletions: Option<Deletions>,
+    /// (sort key, cell) in the query's order, tombstones included.
+    pub rows: Vec<(Bytes, Cell)>,
+    /// The range holds more rows after the last one.
     pub more: bool,
 }
 
@@ -62,6 +91,12 @@ pub trait Storage: Send + Sync + 'static {
     /// The winning cell stored for `key`, tombstones and expired values
     /// included (they matter to read repair); `None` if nothing is stored.
     fn read(&self, token: Token, key: &[u8]) -> Result<Option<Cell>>;
+
+    /// A page of the rows of `query.partition` (whose token is `token`) in
+    /// its range, with the partition's deletions that overlap it. Rows
+    /// stored are never shadowed by those deletions (see `deletions`); the
+    /// deletions still matter to a coordinator merging replicas' pages.
+    fn query(&self, token: Token, query: &RowsQuery) -> Result<RowsPage>;
 
     /// Visits every stored key whose token is in `range`, in token order,
     /// with its encoded cell (tombstones included).
@@ -140,6 +175,16 @@ pub trait Storage: Send + Sync + 'static {
     /// does. Blocking.
     fn recover(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Moves the cells an older storage format kept into this format's
+    /// layout (format 1 keyed them by plain key: each becomes the row with
+    /// the empty sort key), returning how many moved; 0 when there are
+    /// none. Crash-safe: each step moves a batch of cells atomically, so
+    /// a start interrupted in the middle finishes the move on the next.
+    /// Blocking; called before the node serves anything.
+    fn upgrade_format(&self) -> Result<u64> {
+        Ok(0)
     }
 
     /// Compacts all data now, applying the garbage-collection rule

@@ -23,6 +23,13 @@ pub enum StorageError {
     /// The node is stopping and no longer accepts writes.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// A stored or received deletions entry cannot be decoded.
+    #[error("corrupt deletions entry: {0}")]
+    CorruptDeletions(#[from] super::deletions::DeletionsDecodeError),
+    /// A write the store refuses because it breaks a bound; the message
+    /// names it.
+    #[error("{0}")]
+    Refused(String),
     /// A background storage task died.
     #[error("storage task failed: {0}")]
     Task(String),

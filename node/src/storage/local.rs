@@ -97,7 +97,12 @@ impl LocalStore {
     pub async fn apply_all<K: AsRef<[u8]>>(&self, entries: &[(K, Cell)]) -> Result<()> {
         for (key, cell) in entries {
             let key = key.as_ref();
-            let token = Token::of(key);
+            let Some(token) = super::key::partition_token(key) else {
+                return Err(super::StorageError::Task(format!(
+                    "{} bytes that are not a row key",
+                    key.len()
+                )));
+            };
             self.engine.write(token, key, cell, false)?;
             self.mark(token);
         }
@@ -121,6 +126,13 @@ impl LocalStore {
         }
     }
 
+    /// A page of a partition's rows (see [`Storage::query`]), read on the
+    /// blocking pool: a page may walk thousands of rows.
+    pub async fn query(&self, token: Token, query: super::RowsQuery) -> Result<super::RowsPage> {
+        let engine = self.engine.clone();
+        super::blocking(move || engine.query(token, &query)).await?
+    }
+
     /// The stored cell of a key (tombstones and expired values included).
     pub fn read(&self, token: Token, key: &[u8]) -> Result<Option<Cell>> {
         self.engine.read(token, key)
@@ -139,6 +151,8 @@ impl LocalStore {
         cell: &Cell,
         report_newer: bool,
     ) -> Result<Option<crate::clock::Timestamp>> {
+        // Deletions merge by union: nothing "newer" to report.
+        let report_newer = report_newer && !super::deletions::is_deletions_key(key);
         let newer = if report_newer {
             self.read(token, key)?
                 .filter(|held| held != cell && !crate::storage::lww::supersedes(cell, held))

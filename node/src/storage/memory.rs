@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::batch::BatchLimit;
 use super::cell::Cell;
-use super::engine::{Deleted, ScanPage, ScanVisitor, Storage};
+use super::deletions::{self, Deletion, Deletions, Plan};
+use super::engine::{Deleted, RowsPage, RowsQuery, ScanPage, ScanVisitor, Storage};
 use super::error::{Result, StorageError};
 use super::{gc, key, lww};
 use crate::clock::wall_clock_seconds;
@@ -116,6 +117,17 @@ impl MemoryStorage {
     }
 }
 
+/// The partition's stored deletions; an undecodable entry counts as none
+/// (this engine only holds what its own writes decoded).
+fn stored_deletions(
+    data: &BTreeMap<Vec<u8>, Cell>,
+    token: Token,
+    partition: &[u8],
+) -> Option<Deletions> {
+    let held = data.get(&key::data_key(token, &key::deletions_key(partition)))?;
+    Deletions::from_cell(held).ok()
+}
+
 fn poisoned<T>(_: T) -> StorageError {
     StorageError::Task("memory storage lock poisoned".into())
 }
@@ -125,11 +137,38 @@ impl Storage for MemoryStorage {
         injected("write", &self.faults.fail_writes)?;
         {
             let mut data = self.data.lock().map_err(poisoned)?;
-            let slot = data
-                .entry(key::data_key(token, key))
-                .or_insert_with(|| cell.clone());
-            if lww::supersedes(cell, slot) {
-                *slot = cell.clone();
+            let plan = deletions::plan(key, cell, |partition| {
+                Ok(stored_deletions(&data, token, partition))
+            })?;
+            let stored = key::data_key(token, key);
+            match plan {
+                Plan::Row { shadowed: true } => {}
+                Plan::Row { shadowed: false } | Plan::Opaque => {
+                    let merged = match data.remove(&stored) {
+                        Some(held) => lww::merge(held, cell.clone()),
+                        None => cell.clone(),
+                    };
+                    data.insert(stored, merged);
+                }
+                Plan::Deletions(incoming) => {
+                    let partition = key::split_row_key(key).map_or(&[][..], |r| r.partition);
+                    let mut doomed = Vec::new();
+                    for (from, to) in deletions::shadowed_spans(token, partition, &incoming) {
+                        for (row, held) in data.range(from..to) {
+                            if deletions::shadowed_row(&incoming, row, &held.encode())? {
+                                doomed.push(row.clone());
+                            }
+                        }
+                    }
+                    for row in doomed {
+                        data.remove(&row);
+                    }
+                    let merged = match data.remove(&stored) {
+                        Some(held) => deletions::merge_entry(key, held, cell.clone()),
+                        None => deletions::merge_entry(key, cell.clone(), cell.clone()),
+                    };
+                    data.insert(stored, merged);
+                }
             }
         }
         if sync { self.synced() } else { Ok(()) }
@@ -137,7 +176,52 @@ impl Storage for MemoryStorage {
 
     fn read(&self, token: Token, key: &[u8]) -> Result<Option<Cell>> {
         let data = self.data.lock().map_err(poisoned)?;
-        Ok(data.get(&key::data_key(token, key)).cloned())
+        if let Some(cell) = data.get(&key::data_key(token, key)) {
+            return Ok(Some(cell.clone()));
+        }
+        // As RocksStorage: a missing row a deletion removed reads as its
+        // tombstone.
+        Ok(match key::split_row_key(key) {
+            Some(row) if row.kind == key::KIND_ROW => stored_deletions(&data, token, row.partition)
+                .and_then(|d| d.covering(row.sort))
+                .map(Deletion::tombstone),
+            _ => None,
+        })
+    }
+
+    fn query(&self, token: Token, query: &RowsQuery) -> Result<RowsPage> {
+        let data = self.data.lock().map_err(poisoned)?;
+        let partition = &query.partition;
+        let deletions = stored_deletions(&data, token, partition)
+            .map(|d| d.overlapping(&query.start, query.end.as_deref()))
+            .filter(|d| !d.is_empty());
+        let (from, to) = key::row_bounds(token, partition, &query.start, query.end.as_deref());
+        let range = data.range(from..to);
+        let rows: Box<dyn Iterator<Item = (&Vec<u8>, &Cell)>> = if query.reverse {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        let mut page = RowsPage {
+            deletions,
+            ..RowsPage::default()
+        };
+        let mut bytes = 0;
+        for (stored, cell) in rows {
+            let Some(row) = key::decode_data_key(stored).and_then(|(_, k)| key::split_row_key(k))
+            else {
+                continue;
+            };
+            let len = row.sort.len() + cell.encoded_len();
+            if !query.limit.admits(page.rows.len(), bytes, len) {
+                page.more = true;
+                break;
+            }
+            bytes += len;
+            page.rows
+                .push((bytes::Bytes::copy_from_slice(row.sort), cell.clone()));
+        }
+        Ok(page)
     }
 
     fn scan(&self, range: TokenRange, visit: &mut ScanVisitor<'_>) -> Result<()> {

@@ -2,6 +2,7 @@
 //!
 //! - [`cell`](CellOf): a versioned value or tombstone and its encoding.
 //! - [`lww`]: the one conflict-resolution rule, with its laws.
+//! - [`deletions`]: a partition's partition and range deletions.
 //! - [`gc`]: when tombstones and expired values may be dropped.
 //! - [`Storage`]: the engine trait; [`RocksStorage`] for real,
 //!   [`MemoryStorage`] for tests.
@@ -10,15 +11,18 @@
 //! - [`health`]: whether the disk accepts writes, and recovery.
 //! - [`batch`]: count-and-bytes bounds of internode batches.
 //! - [`DirtyMap`]: which token buckets were written, for Merkle rehashing.
+//! - [`format`]: the on-disk format's version, checked at every start.
 
 pub mod batch;
 mod blocking;
 mod cell;
+pub mod deletions;
 mod digest;
 mod dirty;
 mod durability;
 mod engine;
 mod error;
+pub mod format;
 pub mod gc;
 pub mod health;
 pub mod key;
@@ -34,7 +38,7 @@ pub use cell::{Cell, CellDecodeError, CellOf, CellView};
 pub use digest::digest;
 pub use dirty::DirtyMap;
 pub use durability::{GroupSync, SyncMode, run_periodic_sync, sync_blocking};
-pub use engine::{Deleted, EngineStats, ScanPage, ScanVisitor, Storage};
+pub use engine::{Deleted, EngineStats, RowsPage, RowsQuery, ScanPage, ScanVisitor, Storage};
 pub use error::{Result, StorageError};
 pub use health::{DiskFailurePolicy, DiskHealth, run_disk_recovery};
 pub use local::LocalStore;

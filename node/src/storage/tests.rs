@@ -5,20 +5,22 @@ use bytes::Bytes;
 
 use super::*;
 use crate::clock::wall_clock_seconds;
-use crate::ring::Token;
+use crate::ring::{Token, TokenRange};
 
 fn live(ts: i64, v: &'static str) -> Cell {
     Cell::live(ts, Bytes::from_static(v.as_bytes()), None)
 }
 
+/// Writes the plain key `key` (the row with the empty sort key).
 fn put(s: &dyn Storage, key: &str, cell: &Cell) {
-    let key = key.as_bytes();
-    s.write(Token::of(key), key, cell, false).expect("write");
+    let row = key::plain_key(key.as_bytes());
+    s.write(Token::of(key.as_bytes()), &row, cell, false)
+        .expect("write");
 }
 
 fn get(s: &dyn Storage, key: &str) -> Option<Cell> {
-    let key = key.as_bytes();
-    s.read(Token::of(key), key).expect("read")
+    let row = key::plain_key(key.as_bytes());
+    s.read(Token::of(key.as_bytes()), &row).expect("read")
 }
 
 fn suite(s: &dyn Storage) {
@@ -111,7 +113,6 @@ fn compaction_keeps_recent_tombstones(s: &dyn Storage) {
 /// Scans return exactly the keys of a range, in token order, wrapping
 /// ranges included; hints round-trip.
 fn scan_and_hints_suite(s: &dyn Storage) {
-    use crate::ring::TokenRange;
     let keys: Vec<String> = (0..300).map(|i| format!("key{i}")).collect();
     for (i, key) in keys.iter().enumerate() {
         put(s, key, &live(i as i64, "v"));
@@ -132,13 +133,13 @@ fn scan_and_hints_suite(s: &dyn Storage) {
         let mut seen = Vec::new();
         s.scan(range, &mut |token, key, cell| {
             assert!(CellView::decode(cell).is_ok());
-            assert_eq!(token, Token::of(key));
+            assert_eq!(Some(token), key::partition_token(key));
             seen.push((token, key.to_vec()));
         })
         .expect("scan");
         let mut expected: Vec<(Token, Vec<u8>)> = keys
             .iter()
-            .map(|k| (Token::of(k.as_bytes()), k.as_bytes().to_vec()))
+            .map(|k| (Token::of(k.as_bytes()), key::plain_key(k.as_bytes())))
             .filter(|(t, _)| range.contains(*t))
             .collect();
         // A wrapping scan goes top piece first, then bottom piece.
@@ -187,7 +188,6 @@ fn scan_and_hints_suite(s: &dyn Storage) {
 /// order, in pages the limit bounds; a cursor outside the range is an
 /// error. Deleting a range removes its keys and only those.
 fn paging_and_range_delete_suite(s: &dyn Storage) {
-    use crate::ring::TokenRange;
     let keys: Vec<String> = (0..400).map(|i| format!("key{i}")).collect();
     for (i, key) in keys.iter().enumerate() {
         put(s, key, &live(i as i64, "value"));
@@ -229,8 +229,12 @@ fn paging_and_range_delete_suite(s: &dyn Storage) {
         .find(|k| !narrow.contains(Token::of(k.as_bytes())))
         .expect("a key outside");
     assert!(
-        s.scan_page(narrow, Some(outside.as_bytes()), BatchLimit::default())
-            .is_err()
+        s.scan_page(
+            narrow,
+            Some(&key::plain_key(outside.as_bytes())),
+            BatchLimit::default()
+        )
+        .is_err()
     );
 
     let doomed = probes[1];
@@ -255,7 +259,6 @@ fn paging_and_range_delete_suite(s: &dyn Storage) {
 /// it and wrote its range deletes; a row that a topology change started
 /// meanwhile streamed in between was deleted with the rest.
 fn conditional_delete_suite(s: std::sync::Arc<dyn Storage>) {
-    use crate::ring::TokenRange;
     use std::sync::mpsc;
     let doomed = TokenRange::new(
         Token(6_000_000_000_000_000_000),
@@ -301,6 +304,228 @@ fn conditional_delete_suite(s: std::sync::Arc<dyn Storage>) {
     );
 }
 
+/// Partition and range deletions (see `deletions`): a row they shadow
+/// reads as their tombstone and is gone from the store; an older row that
+/// arrives later is dropped, a newer one kept; the partition's deletions
+/// merge by union; other partitions are untouched.
+fn deletions_suite(s: &dyn Storage) {
+    use deletions::{Deletion, Deletions};
+    let partition = b"device-42";
+    let token = Token::of(partition);
+    let now = wall_clock_seconds();
+    let at = |timestamp| Deletion {
+        timestamp,
+        deleted_at: now,
+    };
+    let row = |sort: &str, cell: &Cell| {
+        s.write(
+            token,
+            &key::row_key(partition, sort.as_bytes()),
+            cell,
+            false,
+        )
+        .expect("write row");
+    };
+    let read = |sort: &str| {
+        s.read(token, &key::row_key(partition, sort.as_bytes()))
+            .expect("read")
+    };
+    let delete = |deletions: Deletions| {
+        let cell = deletions.to_cell().expect("a deletion");
+        s.write(token, &key::deletions_key(partition), &cell, false)
+            .expect("write deletions");
+    };
+    let stored_rows = || {
+        let mut sorts = Vec::new();
+        s.scan(
+            TokenRange::new(Token(token.0 - 1), token),
+            &mut |_, k, _| {
+                if let Some(row) = key::split_row_key(k)
+                    && row.partition == partition
+                    && row.kind == key::KIND_ROW
+                {
+                    sorts.push(String::from_utf8_lossy(row.sort).into_owned());
+                }
+            },
+        )
+        .expect("scan");
+        sorts
+    };
+    for (i, sort) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+        row(sort, &live(10 + i as i64, "v"));
+    }
+    put(s, "other", &live(1, "x"));
+
+    // [b, d) at 12: b (11) and c (12, a tie goes to the delete) go.
+    delete(Deletions::of_range(
+        Bytes::from_static(b"b"),
+        Some(Bytes::from_static(b"d")),
+        at(12),
+    ));
+    assert_eq!(read("a"), Some(live(10, "v")));
+    assert_eq!(read("b"), Some(at(12).tombstone()));
+    assert_eq!(read("c"), Some(at(12).tombstone()));
+    assert_eq!(read("d"), Some(live(13, "v")), "the end is exclusive");
+    assert_eq!(stored_rows(), ["a", "d", "e"]);
+
+    // Older rows arriving later are dropped; a newer one is kept.
+    row("b", &live(5, "late"));
+    row("c", &Cell::tombstone(3, now));
+    assert_eq!(read("b"), Some(at(12).tombstone()));
+    assert_eq!(stored_rows(), ["a", "d", "e"]);
+    row("b", &live(20, "new"));
+    assert_eq!(read("b"), Some(live(20, "new")));
+
+    // The partition at 15: every row up to 15 goes, b (20) stays.
+    delete(Deletions::of_partition(at(15)));
+    assert_eq!(read("a"), Some(at(15).tombstone()));
+    assert_eq!(read("e"), Some(at(15).tombstone()));
+    assert_eq!(read("never-written"), Some(at(15).tombstone()));
+    assert_eq!(read("b"), Some(live(20, "new")));
+    assert_eq!(stored_rows(), ["b"]);
+
+    // The entry holds the union of what reached it, in any order.
+    delete(Deletions::of_range(Bytes::from_static(b"x"), None, at(30)));
+    delete(Deletions::of_partition(at(14)));
+    let held = s
+        .read(token, &key::deletions_key(partition))
+        .expect("read")
+        .expect("stored");
+    let held = Deletions::from_cell(&held).expect("decodes");
+    assert_eq!(held.partition, Some(at(15)));
+    assert_eq!(held.covering(b"y"), Some(at(30)));
+    assert_eq!(
+        held.ranges.len(),
+        1,
+        "the range at 12 is under the partition's 15"
+    );
+    assert_eq!(get(s, "other"), Some(live(1, "x")));
+
+    // Deletions that delete nothing are refused.
+    let empty = Cell::live(1, Bytes::from(Deletions::default().encode()), Some(now));
+    assert!(
+        s.write(token, &key::deletions_key(partition), &empty, false)
+            .is_err()
+    );
+}
+
+/// Past gc_grace a partition's deletions are purged, and nothing they
+/// deleted comes back: the rows went when the deletions were applied.
+fn deletions_purge_suite(s: &dyn Storage) {
+    use deletions::{Deletion, Deletions};
+    let partition = b"p";
+    let token = Token::of(partition);
+    let long_ago = wall_clock_seconds() - 10;
+    s.write(token, &key::row_key(partition, b"r"), &live(1, "v"), false)
+        .expect("write");
+    let deletions = Deletions::of_partition(Deletion {
+        timestamp: 2,
+        deleted_at: long_ago,
+    });
+    s.write(
+        token,
+        &key::deletions_key(partition),
+        &deletions.to_cell().expect("cell"),
+        false,
+    )
+    .expect("delete");
+    s.compact().expect("compact");
+    assert_eq!(
+        s.read(token, &key::deletions_key(partition)).expect("read"),
+        None
+    );
+    assert_eq!(
+        s.read(token, &key::row_key(partition, b"r")).expect("read"),
+        None
+    );
+}
+
+/// A query reads one partition's rows in a range, in order or reversed,
+/// tombstones included, in pages the limit bounds, with the deletions
+/// that overlap the range; nothing of another partition.
+fn query_suite(s: &dyn Storage) {
+    use deletions::{Deletion, Deletions};
+    let partition = Bytes::from_static(b"events");
+    let token = Token::of(&partition);
+    let sorts: Vec<String> = (0..10).map(|i| format!("t{i:02}")).collect();
+    for (i, sort) in sorts.iter().enumerate() {
+        let row = key::row_key(&partition, sort.as_bytes());
+        s.write(token, &row, &live(10 + i as i64, "v"), false)
+            .expect("write");
+    }
+    let t03 = key::row_key(&partition, b"t03");
+    s.write(
+        token,
+        &t03,
+        &Cell::tombstone(100, wall_clock_seconds()),
+        false,
+    )
+    .expect("delete");
+    let range = Deletions::of_range(
+        Bytes::from_static(b"t07"),
+        Some(Bytes::from_static(b"t09")),
+        Deletion {
+            timestamp: 50,
+            deleted_at: wall_clock_seconds(),
+        },
+    );
+    s.write(
+        token,
+        &key::deletions_key(&partition),
+        &range.to_cell().expect("cell"),
+        false,
+    )
+    .expect("delete range");
+    // Another partition, and plain keys around.
+    put(s, "events", &live(1, "plain"));
+    s.write(
+        Token::of(b"other"),
+        &key::row_key(b"other", b"t05"),
+        &live(1, "x"),
+        false,
+    )
+    .expect("write");
+
+    let query = |start: &str, end: Option<&str>, reverse: bool, entries: usize| {
+        s.query(
+            token,
+            &RowsQuery {
+                partition: partition.clone(),
+                start: Bytes::copy_from_slice(start.as_bytes()),
+                end: end.map(|e| Bytes::copy_from_slice(e.as_bytes())),
+                reverse,
+                limit: BatchLimit::entries(entries),
+            },
+        )
+        .expect("query")
+    };
+    let sorts_of = |page: &RowsPage| -> Vec<String> {
+        page.rows
+            .iter()
+            .map(|(sort, _)| String::from_utf8_lossy(sort).into_owned())
+            .collect()
+    };
+    let all = query("", None, false, 100);
+    // The plain key `events` is the partition's row with the empty sort key.
+    assert_eq!(
+        sorts_of(&all),
+        ["", "t00", "t01", "t02", "t03", "t04", "t05", "t06", "t09"]
+    );
+    assert!(!all.more);
+    assert!(all.rows[4].1.tombstone, "tombstones come back");
+    assert_eq!(all.deletions, Some(range.clone()));
+    let reversed = query("t02", Some("t06"), true, 100);
+    assert_eq!(sorts_of(&reversed), ["t05", "t04", "t03", "t02"]);
+    assert_eq!(reversed.deletions, None, "the range deletion is elsewhere");
+    let first = query("t01", None, false, 3);
+    assert_eq!(sorts_of(&first), ["t01", "t02", "t03"]);
+    assert!(first.more);
+    let last = query("", None, true, 2);
+    assert_eq!(sorts_of(&last), ["t09", "t06"]);
+    assert!(last.more);
+    assert!(query("t10", None, false, 10).rows.is_empty());
+}
+
 fn rocks(dir: &tempfile::TempDir, gc_grace_seconds: u64) -> RocksStorage {
     let config = RocksConfig {
         gc_grace_seconds,
@@ -317,6 +542,9 @@ fn memory_engine_behaves() {
     compaction_suite(&MemoryStorage::new(0));
     compaction_keeps_recent_tombstones(&MemoryStorage::new(3600));
     conditional_delete_suite(std::sync::Arc::new(MemoryStorage::default()));
+    deletions_suite(&MemoryStorage::default());
+    deletions_purge_suite(&MemoryStorage::new(0));
+    query_suite(&MemoryStorage::default());
 }
 
 #[test]
@@ -333,6 +561,84 @@ fn rocksdb_engine_behaves() {
     compaction_keeps_recent_tombstones(&rocks(&dir, 3600));
     let dir = tempfile::tempdir().expect("tempdir");
     conditional_delete_suite(std::sync::Arc::new(rocks(&dir, 3600)));
+    let dir = tempfile::tempdir().expect("tempdir");
+    deletions_suite(&rocks(&dir, 3600));
+    let dir = tempfile::tempdir().expect("tempdir");
+    deletions_purge_suite(&rocks(&dir, 0));
+    let dir = tempfile::tempdir().expect("tempdir");
+    query_suite(&rocks(&dir, 3600));
+}
+
+/// A directory of storage format 1 (cells keyed by plain key in `data`)
+/// is moved to format 2 on `upgrade_format`, cell for cell, merge operands
+/// folded; a move interrupted half-way (some cells already in `rows`)
+/// finishes on the next; the old family is gone afterwards.
+#[test]
+fn rocksdb_upgrades_format_1_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys: Vec<String> = (0..25_000).map(|i| format!("user{i}")).collect();
+    {
+        // What the release of format 1 wrote: its `data` family, merges.
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let mut data = rocksdb::Options::default();
+        data.set_merge_operator_associative("ringkv.lww.v1", |_, existing, operands| {
+            let mut best: Option<Vec<u8>> = existing.map(<[u8]>::to_vec);
+            for op in operands {
+                let newer = best.as_deref().is_none_or(|b| {
+                    CellView::decode(op).ok().map(|c| c.timestamp)
+                        > CellView::decode(b).ok().map(|c| c.timestamp)
+                });
+                if newer {
+                    best = Some(op.to_vec());
+                }
+            }
+            best
+        });
+        let db = rocksdb::DB::open_cf_descriptors(
+            &opts,
+            dir.path(),
+            vec![
+                rocksdb::ColumnFamilyDescriptor::new("data", data),
+                rocksdb::ColumnFamilyDescriptor::new("rows", rocksdb::Options::default()),
+                rocksdb::ColumnFamilyDescriptor::new("meta", rocksdb::Options::default()),
+            ],
+        )
+        .expect("open as format 1");
+        let (data, rows) = (
+            db.cf_handle("data").expect("data"),
+            db.cf_handle("rows").expect("rows"),
+        );
+        for (i, k) in keys.iter().enumerate() {
+            let token = Token::of(k.as_bytes());
+            let old = key::data_key(token, k.as_bytes());
+            if i % 10 == 0 {
+                // Already moved by an interrupted upgrade.
+                let new = key::data_key(token, &key::plain_key(k.as_bytes()));
+                db.put_cf(rows, new, live(i as i64, "v").encode())
+                    .expect("put");
+            } else {
+                db.merge_cf(data, &old, live(1, "old").encode())
+                    .expect("merge");
+                db.merge_cf(data, &old, live(i as i64 + 2, "v").encode())
+                    .expect("merge");
+            }
+        }
+    }
+    let s = rocks(&dir, 3600);
+    let moved = s.upgrade_format().expect("upgrade");
+    assert_eq!(moved, 22_500);
+    for (i, k) in keys.iter().enumerate() {
+        let want = if i % 10 == 0 { i as i64 } else { i as i64 + 2 };
+        assert_eq!(get(&s, k).map(|c| c.timestamp), Some(want), "{k}");
+    }
+    assert_eq!(s.upgrade_format().expect("again"), 0);
+    drop(s);
+    let families = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).expect("list");
+    assert!(!families.iter().any(|f| f == "data"), "{families:?}");
+    let s = rocks(&dir, 3600);
+    assert_eq!(get(&s, "user7").map(|c| c.timestamp), Some(9));
 }
 
 #[test]

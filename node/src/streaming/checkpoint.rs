@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::identity::NodeId;
-use crate::ring::{Token, TokenRange};
+use crate::ring::TokenRange;
 use crate::storage::{Storage, StorageError};
 
 /// A range copied from a source to a target: (start, end, source, target).
@@ -25,6 +25,10 @@ pub struct Checkpoint {
     /// The range being copied, its source and target, and the last key
     /// copied.
     cursor: Option<(i64, i64, NodeId, NodeId, Vec<u8>)>,
+    /// The cursor's key is a row key (storage format 2); a checkpoint
+    /// saved by an older release holds a plain key, converted on load.
+    #[serde(default)]
+    row_keys: bool,
     /// The dead node a replacement replaces.
     #[serde(default)]
     pub replaces: Option<NodeId>,
@@ -52,6 +56,12 @@ impl Checkpoint {
             ))
         })?;
         checkpoint.name = operation.to_owned();
+        if !checkpoint.row_keys {
+            if let Some(cursor) = &mut checkpoint.cursor {
+                cursor.4 = crate::storage::key::plain_key(&cursor.4);
+            }
+            checkpoint.row_keys = true;
+        }
         Ok(Some(checkpoint))
     }
 
@@ -65,6 +75,7 @@ impl Checkpoint {
         let checkpoint = Checkpoint {
             name: operation.to_owned(),
             replaces,
+            row_keys: true,
             ..Checkpoint::default()
         };
         checkpoint.save(engine).await?;
@@ -100,7 +111,8 @@ impl Checkpoint {
         match &self.cursor {
             Some((start, end, from, to, key))
                 if (*start, *end, *from, *to) == (range.start.0, range.end.0, source, target)
-                    && range.contains(Token::of(key)) =>
+                    && crate::storage::key::partition_token(key)
+                        .is_some_and(|token| range.contains(token)) =>
             {
                 Some(Bytes::copy_from_slice(key))
             }
@@ -137,6 +149,7 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ring::Token;
     use crate::storage::MemoryStorage;
 
     #[tokio::test]
@@ -160,8 +173,8 @@ mod tests {
             .expect("begin");
         checkpoint.finish(&engine, a, target).await.expect("finish");
         let key = (0u32..)
-            .map(|i| Bytes::from(format!("k{i}")))
-            .find(|k| b.contains(Token::of(k)))
+            .map(|i| Bytes::from(crate::storage::key::plain_key(format!("k{i}").as_bytes())))
+            .find(|k| crate::storage::key::partition_token(k).is_some_and(|t| b.contains(t)))
             .expect("a key of b");
         checkpoint
             .advance(&engine, b, target, &key)
@@ -181,6 +194,34 @@ mod tests {
             Checkpoint::load(engine.as_ref(), "bootstrap")
                 .expect("load")
                 .is_none()
+        );
+    }
+
+    /// A checkpoint an older release saved holds a plain key: it resumes
+    /// after that key's row, not after whatever its bytes mean as a row key.
+    #[test]
+    fn a_checkpoint_of_storage_format_1_resumes_after_the_same_key() {
+        let engine = MemoryStorage::default();
+        let (source, target) = (
+            NodeId(uuid::Uuid::from_u128(1)),
+            NodeId(uuid::Uuid::from_u128(4)),
+        );
+        let plain = b"user:42";
+        let range = TokenRange::new(Token(Token::of(plain).0 - 1), Token(Token::of(plain).0 + 1));
+        // As format 1 saved it: no `row_keys`, the cursor's plain key.
+        let saved = serde_json::json!({
+            "done": [],
+            "cursor": [range.start.0, range.end.0, source, target, plain.to_vec()],
+        });
+        engine
+            .meta_put("stream.bootstrap", saved.to_string().as_bytes())
+            .expect("put");
+        let loaded = Checkpoint::load(&engine, "bootstrap")
+            .expect("load")
+            .expect("saved");
+        assert_eq!(
+            loaded.resume_after(range, (source, target)),
+            Some(Bytes::from(crate::storage::key::plain_key(plain)))
         );
     }
 }

@@ -6,26 +6,79 @@ use clap::Subcommand;
 /// A request the shell can send.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
-    /// Read a key; prints its value, or (not found).
+    /// Read a key (or one row of a partition); prints its value, or
+    /// (not found).
     Get {
-        /// The key.
+        /// The key (the partition key with --row).
         key: String,
+        /// The row of the partition KEY, by sort key.
+        #[arg(long)]
+        row: Option<String>,
     },
     /// Write a value.
     Put {
-        /// The key.
+        /// The key (the partition key with --row).
         key: String,
         /// The value, as text.
         value: String,
         /// Expire the value after this many seconds.
         #[arg(long)]
         ttl: Option<u64>,
+        /// The row of the partition KEY, by sort key.
+        #[arg(long)]
+        row: Option<String>,
     },
-    /// Delete a key.
+    /// Delete a key, one row of a partition (--row), or its rows in a
+    /// range (--from, --to: [from, to)).
     #[command(alias = "delete")]
     Del {
-        /// The key.
+        /// The key (the partition key with --row, --from or --to).
         key: String,
+        /// The row of the partition KEY, by sort key.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        row: Option<String>,
+        /// Delete the rows from this sort key (included; default: the
+        /// first row).
+        #[arg(long)]
+        from: Option<String>,
+        /// ...up to this sort key (excluded; default: the last row).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Delete a whole partition: every row written before it.
+    Delpartition {
+        /// The partition key.
+        key: String,
+    },
+    /// The rows of a partition in sort order, a page at a time: a table
+    /// (JSON lines with --json).
+    Query {
+        /// The partition key.
+        key: String,
+        #[command(flatten)]
+        range: RowRange,
+        /// Rows a page holds.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Largest sort key first.
+        #[arg(long)]
+        reverse: bool,
+        /// Every page, not only the first.
+        #[arg(long, conflicts_with = "page")]
+        all: bool,
+        /// Continue where a previous page stopped (the token it printed).
+        #[arg(long)]
+        page: Option<String>,
+    },
+    /// How many rows of a partition lie in a range.
+    Count {
+        /// The partition key.
+        key: String,
+        #[command(flatten)]
+        range: RowRange,
+        /// Stop counting here (default 1,000,000).
+        #[arg(long)]
+        limit: Option<u64>,
     },
     /// Show the connected node's id, name and version, uptime, load,
     /// generation, memory, file descriptors and repair state.
@@ -77,6 +130,20 @@ pub enum Command {
     User(UserCommand),
 }
 
+/// The rows of a partition a query or count covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct RowRange {
+    /// From this sort key (included).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Up to this sort key (excluded).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only sort keys that start with this.
+    #[arg(long)]
+    pub prefix: Option<String>,
+}
+
 /// `user ...`
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum UserCommand {
@@ -107,10 +174,13 @@ pub enum UserCommand {
 pub const SHELL_COMMANDS: [&str; 5] = ["CONSISTENCY", "TRACING", "HELP", "EXIT", "QUIT"];
 
 /// Request commands, as the prompt lists them.
-pub const REQUEST_COMMANDS: [&str; 17] = [
+pub const REQUEST_COMMANDS: [&str; 20] = [
     "GET",
     "PUT",
     "DEL",
+    "DELPARTITION",
+    "QUERY",
+    "COUNT",
     "INFO",
     "TPSTATS",
     "HINTS",

@@ -11,6 +11,7 @@ use rustyline::history::DefaultHistory;
 use rustyline::{Context, Editor, Helper, Highlighter, Hinter, Validator};
 
 use crate::command::{Command, REQUEST_COMMANDS, SHELL_COMMANDS};
+use crate::render::Outcome;
 use crate::say;
 use crate::session::Session;
 
@@ -77,9 +78,16 @@ pub fn parse_line(line: &str) -> Result<Action, String> {
 
 const HELP: &str = "\
 Commands (case-insensitive):
-  GET <key>                     read a key
-  PUT <key> <value> [--ttl S]   write a value, optionally expiring after S seconds
-  DEL <key>                     delete a key
+  GET <key> [--row R]           read a key, or the row R of the partition <key>
+  PUT <key> [--row R] <value> [--ttl S]
+                                write a value, optionally expiring after S seconds
+  DEL <key> [--row R | --from A --to B]
+                                delete a key, a row, or the rows in [A, B)
+  DELPARTITION <key>            delete every row of a partition
+  QUERY <key> [--from A] [--to B] [--prefix P] [--limit N] [--reverse] [--all]
+                                a partition's rows in order, a page at a time
+  COUNT <key> [--from A] [--to B] [--prefix P]
+                                how many rows of a partition lie in a range
   INFO                          the connected node: id, name, version, uptime, load, memory
   TPSTATS                       work in flight and waiting on the node, by kind
   HINTS                         hints the node holds, by target
@@ -138,6 +146,26 @@ impl Completer for ShellHelper {
             })
             .collect();
         Ok((start, matches))
+    }
+}
+
+/// The command that reads the page after `outcome`, when `command` was a
+/// query of one page and more rows follow.
+fn next_page(command: &Command, outcome: &Outcome) -> Option<Command> {
+    match (command, outcome) {
+        (
+            Command::Query { all: false, .. },
+            Outcome::Rows {
+                next: Some(token), ..
+            },
+        ) => {
+            let mut next = command.clone();
+            if let Command::Query { page, .. } = &mut next {
+                *page = Some(hex::encode(token));
+            }
+            Some(next)
+        }
+        _ => None,
     }
 }
 
@@ -202,19 +230,30 @@ pub async fn run(mut session: Session) -> anyhow::Result<()> {
                     "Disabled tracing."
                 })?;
             }
-            Ok(Action::Request(command)) => {
+            Ok(Action::Request(mut command)) => loop {
                 let outcome = session.run(&command).await;
                 let trace = session.trace.take();
                 match outcome {
-                    Ok(outcome) => say(session.render(&outcome, trace.as_ref()))?,
+                    Ok(outcome) => {
+                        say(session.render(&outcome, trace.as_ref()))?;
+                        // A page of a query with more after it: go on?
+                        let Some(next) = next_page(&command, &outcome) else {
+                            break;
+                        };
+                        match editor.readline("-- more: Enter for the next page, q to stop -- ") {
+                            Ok(answer) if answer.trim().is_empty() => command = next,
+                            _ => break,
+                        }
+                    }
                     Err(error) => {
                         say(format_args!("error: {error}"))?;
                         if let Some(trace) = &trace {
                             say(session.render_trace(trace))?;
                         }
+                        break;
                     }
                 }
-            }
+            },
             Err(message) => say(message)?,
         }
     }
@@ -234,19 +273,58 @@ mod tests {
     fn prompt_lines() {
         assert_eq!(
             parse_line("GET k"),
-            Ok(Action::Request(Command::Get { key: "k".into() }))
+            Ok(Action::Request(Command::Get {
+                key: "k".into(),
+                row: None
+            }))
+        );
+        assert_eq!(
+            parse_line("get device-42 --row 2026-12-07T10:00"),
+            Ok(Action::Request(Command::Get {
+                key: "device-42".into(),
+                row: Some("2026-12-07T10:00".into())
+            }))
         );
         assert_eq!(
             parse_line("put \"my key\" 'a value' --ttl 5"),
             Ok(Action::Request(Command::Put {
                 key: "my key".into(),
                 value: "a value".into(),
-                ttl: Some(5)
+                ttl: Some(5),
+                row: None
+            }))
+        );
+        assert_eq!(
+            parse_line("put h --row field v"),
+            Ok(Action::Request(Command::Put {
+                key: "h".into(),
+                value: "v".into(),
+                ttl: None,
+                row: Some("field".into())
             }))
         );
         assert_eq!(
             parse_line("Del k"),
-            Ok(Action::Request(Command::Del { key: "k".into() }))
+            Ok(Action::Request(Command::Del {
+                key: "k".into(),
+                row: None,
+                from: None,
+                to: None
+            }))
+        );
+        assert_eq!(
+            parse_line("del k --from a --to c"),
+            Ok(Action::Request(Command::Del {
+                key: "k".into(),
+                row: None,
+                from: Some("a".into()),
+                to: Some("c".into())
+            }))
+        );
+        assert!(parse_line("del k --row r --from a").is_err());
+        assert_eq!(
+            parse_line("delpartition k"),
+            Ok(Action::Request(Command::Delpartition { key: "k".into() }))
         );
         assert_eq!(
             parse_line("consistency all"),

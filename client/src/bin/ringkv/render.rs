@@ -1,27 +1,45 @@
 //! How results look: text for people, JSON for scripts.
 
+use bytes::Bytes;
 use ringkv_client::{
     ChangeSummary, CleanupSummary, ClusterStatus, Endpoints, MemberInfo, NodeInfo, NodeStats,
-    RepairProgress, RingInfo, Streams, Value,
+    RepairProgress, RingInfo, Row, RowCount, Streams, Value,
 };
 use serde_json::json;
 
 use crate::format::{ago, bytes_for_display, human_bytes, table};
 use crate::nodetool::StatsView;
 
+/// What a delete removed from its partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    /// A row (`None`: the plain key).
+    Row(Option<String>),
+    /// The rows in `[from, to)`.
+    Rows {
+        from: String,
+        to: Option<String>,
+    },
+    Partition,
+}
+
 /// What a command produced.
 #[derive(Debug)]
 pub enum Outcome {
     Read {
         key: String,
+        /// The row's sort key; `None`: the plain key.
+        row: Option<String>,
         found: Option<Value>,
     },
     Written {
         key: String,
+        row: Option<String>,
         timestamp_micros: i64,
     },
     Deleted {
         key: String,
+        what: Removed,
         timestamp_micros: i64,
     },
     Info {
@@ -48,6 +66,17 @@ pub enum Outcome {
     Streams(Streams),
     /// A command that only succeeded, with what it did.
     Done(String),
+    /// A page of a query (or all of them): the rows, and the token of the
+    /// next page when there is one.
+    Rows {
+        key: String,
+        rows: Vec<Row>,
+        next: Option<Bytes>,
+    },
+    Counted {
+        key: String,
+        count: RowCount,
+    },
     /// `user list`: names and roles.
     Users(Vec<(String, String)>),
 }
@@ -238,6 +267,35 @@ pub fn text(outcome: &Outcome) -> String {
         ),
         Outcome::Streams(streams) => streams_text(streams),
         Outcome::Done(what) => what.clone(),
+        Outcome::Rows { rows, next, .. } => {
+            let body: Vec<Vec<String>> = std::iter::once(vec!["ROW".into(), "VALUE".into()])
+                .chain(rows.iter().map(|row| {
+                    vec![
+                        bytes_for_display(&row.sort_key),
+                        bytes_for_display(&row.value),
+                    ]
+                }))
+                .collect();
+            let mut text = if rows.is_empty() {
+                "(no rows)".to_owned()
+            } else {
+                format!("{}\n({} rows)", table(&body), rows.len())
+            };
+            if let Some(next) = next {
+                text.push_str(&format!(
+                    "\nmore rows: add --page {} (or --all)",
+                    hex::encode(next)
+                ));
+            }
+            text
+        }
+        Outcome::Counted { count, .. } if count.truncated => {
+            format!(
+                "at least {} rows (counting stopped at the limit)",
+                count.count
+            )
+        }
+        Outcome::Counted { count, .. } => format!("{} rows", count.count),
         Outcome::Users(users) => {
             let mut rows = vec![vec!["User".to_owned(), "Role".to_owned()]];
             rows.extend(users.iter().map(|(n, r)| vec![n.clone(), r.clone()]));
@@ -316,17 +374,25 @@ fn streams_text(streams: &Streams) -> String {
 /// JSON form, one object.
 pub fn json(outcome: &Outcome) -> serde_json::Value {
     match outcome {
-        Outcome::Read { key, found: None } => json!({ "key": key, "found": false }),
         Outcome::Read {
             key,
+            row,
+            found: None,
+        } => with_row(json!({ "key": key, "found": false }), row),
+        Outcome::Read {
+            key,
+            row,
             found: Some(value),
         } => {
-            let mut object = json!({
-                "key": key,
-                "found": true,
-                "timestamp_micros": value.timestamp_micros,
-                "expires_at": value.expires_at,
-            });
+            let mut object = with_row(
+                json!({
+                    "key": key,
+                    "found": true,
+                    "timestamp_micros": value.timestamp_micros,
+                    "expires_at": value.expires_at,
+                }),
+                row,
+            );
             match std::str::from_utf8(&value.value) {
                 Ok(text) => object["value"] = json!(text),
                 Err(_) => object["value_hex"] = json!(hex::encode(&value.value)),
@@ -335,15 +401,32 @@ pub fn json(outcome: &Outcome) -> serde_json::Value {
         }
         Outcome::Written {
             key,
+            row,
             timestamp_micros,
-        } => {
-            json!({ "key": key, "written": true, "timestamp_micros": timestamp_micros })
-        }
+        } => with_row(
+            json!({ "key": key, "written": true, "timestamp_micros": timestamp_micros }),
+            row,
+        ),
         Outcome::Deleted {
             key,
+            what,
             timestamp_micros,
         } => {
-            json!({ "key": key, "deleted": true, "timestamp_micros": timestamp_micros })
+            let object =
+                json!({ "key": key, "deleted": true, "timestamp_micros": timestamp_micros });
+            match what {
+                Removed::Row(row) => with_row(object, row),
+                Removed::Rows { from, to } => {
+                    let mut object = object;
+                    object["rows"] = json!({ "from": from, "to": to });
+                    object
+                }
+                Removed::Partition => {
+                    let mut object = object;
+                    object["partition"] = json!(true);
+                    object
+                }
+            }
         }
         Outcome::Info { info, stats } => {
             let mut object = json!({
@@ -372,6 +455,31 @@ pub fn json(outcome: &Outcome) -> serde_json::Value {
             "elapsed_ms": summary.elapsed.as_millis() as u64,
         }),
         Outcome::Done(what) => json!({ "done": what }),
+        Outcome::Rows { key, rows, next } => {
+            // JSON lines: one object a row, then the next page's token.
+            let mut lines: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|row| {
+                    let mut object = json!({
+                        "key": key,
+                        "timestamp_micros": row.timestamp_micros,
+                        "expires_at": row.expires_at,
+                    });
+                    text_or_hex(&mut object, "row", &row.sort_key);
+                    text_or_hex(&mut object, "value", &row.value);
+                    object
+                })
+                .collect();
+            if let Some(next) = next {
+                lines.push(json!({ "next_page": hex::encode(next) }));
+            }
+            serde_json::Value::Array(lines)
+        }
+        Outcome::Counted { key, count } => json!({
+            "key": key,
+            "count": count.count,
+            "truncated": count.truncated,
+        }),
         Outcome::Users(users) => json!({
             "users": users.iter().map(|(n, r)| json!({ "name": n, "role": r })).collect::<Vec<_>>(),
         }),
@@ -433,6 +541,22 @@ pub fn json(outcome: &Outcome) -> serde_json::Value {
     }
 }
 
+/// Sets `field` to `bytes` as text, or `<field>_hex` when not UTF-8.
+fn text_or_hex(object: &mut serde_json::Value, field: &str, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => object[field] = json!(text),
+        Err(_) => object[format!("{field}_hex")] = json!(hex::encode(bytes)),
+    }
+}
+
+/// `object` with a `row` field when the command named a row.
+fn with_row(mut object: serde_json::Value, row: &Option<String>) -> serde_json::Value {
+    if let Some(row) = row {
+        object["row"] = json!(row);
+    }
+    object
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,6 +568,7 @@ mod tests {
         assert_eq!(bytes_for_display(&[0xff, 0x00, 0x10]), "0xff0010");
         let outcome = Outcome::Read {
             key: "k".into(),
+            row: None,
             found: Some(Value {
                 value: Bytes::from_static(&[0xff]),
                 timestamp_micros: 7,

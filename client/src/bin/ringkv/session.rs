@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use ringkv_client::{
-    Client, Consistency, Error, ReadOptions, RequestTrace, TraceCollector, WriteOptions,
+    Client, Consistency, Error, Query, ReadOptions, RequestTrace, TraceCollector, WriteOptions,
 };
 
-use crate::command::{Command, UserCommand};
+use crate::command::{Command, RowRange, UserCommand};
 use crate::nodetool::StatsView;
-use crate::render::Outcome;
+use crate::render::{Outcome, Removed};
 
 /// A connected shell.
 pub struct Session {
@@ -45,17 +47,42 @@ impl Session {
         }
     }
 
+    /// A query of `range` with the session's level, timeout and tracing.
+    fn query_of(&self, range: &RowRange) -> Query {
+        let mut query = Query::new().consistency(self.consistency);
+        query.timeout = Some(self.timeout);
+        if let Some(from) = &range.from {
+            query = query.from(from.clone());
+        }
+        if let Some(to) = &range.to {
+            query = query.to(to.clone());
+        }
+        if let Some(prefix) = &range.prefix {
+            query = query.prefix(prefix.clone());
+        }
+        if self.tracing {
+            query.trace = Some(self.trace.clone());
+        }
+        query
+    }
+
     /// Sends one command.
     pub async fn run(&self, command: &Command) -> Result<Outcome, Error> {
         Ok(match command {
-            Command::Get { key } => Outcome::Read {
+            Command::Get { key, row } => Outcome::Read {
                 found: self
                     .client
-                    .get_with(key.clone(), &self.read_options())
+                    .get_row_with(key.clone(), sort_key(row), &self.read_options())
                     .await?,
                 key: key.clone(),
+                row: row.clone(),
             },
-            Command::Put { key, value, ttl } => {
+            Command::Put {
+                key,
+                value,
+                ttl,
+                row,
+            } => {
                 let mut options = self.write_options();
                 if let Some(seconds) = ttl {
                     options = options.ttl(Duration::from_secs(*seconds));
@@ -63,17 +90,48 @@ impl Session {
                 Outcome::Written {
                     timestamp_micros: self
                         .client
-                        .put_with(key.clone(), value.clone(), &options)
+                        .put_row_with(key.clone(), sort_key(row), value.clone(), &options)
                         .await?,
                     key: key.clone(),
+                    row: row.clone(),
                 }
             }
-            Command::Del { key } => Outcome::Deleted {
+            Command::Del { key, row, from, to } => {
+                let options = self.write_options();
+                let (what, timestamp_micros) = if from.is_some() || to.is_some() {
+                    let from = from.clone().unwrap_or_default();
+                    let end = to.clone().map(Bytes::from);
+                    let ts = self
+                        .client
+                        .delete_rows_with(key.clone(), from.clone(), end, &options)
+                        .await?;
+                    (
+                        Removed::Rows {
+                            from,
+                            to: to.clone(),
+                        },
+                        ts,
+                    )
+                } else {
+                    let ts = self
+                        .client
+                        .delete_row_with(key.clone(), sort_key(row), &options)
+                        .await?;
+                    (Removed::Row(row.clone()), ts)
+                };
+                Outcome::Deleted {
+                    key: key.clone(),
+                    what,
+                    timestamp_micros,
+                }
+            }
+            Command::Delpartition { key } => Outcome::Deleted {
                 timestamp_micros: self
                     .client
-                    .delete_with(key.clone(), &self.write_options())
+                    .delete_partition_with(key.clone(), &self.write_options())
                     .await?,
                 key: key.clone(),
+                what: Removed::Partition,
             },
             Command::Info => Outcome::Info {
                 info: self.client.node_info().await?,
@@ -118,6 +176,45 @@ impl Session {
             Command::Cleanup => Outcome::Cleaned(self.client.cleanup().await?),
             Command::Streams => Outcome::Streams(self.client.streams().await?),
             Command::User(user) => self.user(user).await?,
+            Command::Query {
+                key,
+                range,
+                limit,
+                reverse,
+                all,
+                page,
+            } => {
+                let mut query = self.query_of(range);
+                query.limit = *limit;
+                query.reverse = *reverse;
+                let mut next = match page {
+                    None => None,
+                    Some(token) => Some(Bytes::from(hex::decode(token).map_err(|_| {
+                        Error::InvalidArgument(format!("--page {token:?} is not a page token"))
+                    })?)),
+                };
+                let mut rows = Vec::new();
+                loop {
+                    let page = self.client.query_page(key.clone(), &query, next).await?;
+                    rows.extend(page.rows);
+                    next = page.next;
+                    if !*all || next.is_none() {
+                        break;
+                    }
+                }
+                Outcome::Rows {
+                    key: key.clone(),
+                    rows,
+                    next,
+                }
+            }
+            Command::Count { key, range, limit } => Outcome::Counted {
+                count: self
+                    .client
+                    .count(key.clone(), &self.query_of(range), limit.unwrap_or(0))
+                    .await?,
+                key: key.clone(),
+            },
             Command::Getendpoints { key } => Outcome::Endpoints {
                 endpoints: self.client.endpoints(key.clone()).await?,
                 key: key.clone(),
@@ -151,6 +248,17 @@ impl Session {
     pub fn render(&self, outcome: &Outcome, trace: Option<&RequestTrace>) -> String {
         if self.json {
             let mut shown = crate::render::json(outcome);
+            if let serde_json::Value::Array(lines) = &mut shown {
+                // JSON lines (a query's rows); a trace is the last line.
+                if let Some(trace) = trace {
+                    lines.push(serde_json::json!({ "trace": crate::trace::json(trace) }));
+                }
+                return lines
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+            }
             if let (Some(trace), Some(fields)) = (trace, shown.as_object_mut()) {
                 fields.insert("trace".into(), crate::trace::json(trace));
             }
@@ -193,4 +301,10 @@ fn new_password(name: &str) -> Result<String, Error> {
         return Err(Error::InvalidArgument("the passwords differ".into()));
     }
     Ok(first)
+}
+
+/// The sort key a `--row` names; none: the plain key.
+fn sort_key(row: &Option<String>) -> Bytes {
+    row.as_ref()
+        .map_or_else(Bytes::new, |row| Bytes::from(row.clone()))
 }

@@ -21,7 +21,7 @@ use prost::Message;
 /// What a framed connection starts with.
 pub const MAGIC: &[u8; 4] = b"RKVF";
 /// The protocol version this node speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Bytes of a frame's header: length, request id and kind.
 pub const HEADER_BYTES: usize = 4 + 8 + 1;
 /// Bytes of the header counted by `length` (id and kind).
@@ -149,7 +149,7 @@ pub fn decode(buffer: &mut BytesMut, max_body: usize) -> Result<Option<Frame>, D
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use ringkv_proto::internal::v1 as pbi;
+    use ringkv_proto::internal::v2 as pbi;
 
     fn read_request(key: &'static [u8]) -> pbi::ReplicaReadRequest {
         pbi::ReplicaReadRequest {

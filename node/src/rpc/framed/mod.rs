@@ -13,7 +13,7 @@
 //!
 //! What stays as it was:
 //! - the schema: frame bodies are the `.proto` messages of
-//!   `ringkv.internal.v1` (`FrameError` for failures);
+//!   `ringkv.internal.v2` (`FrameError` for failures);
 //! - the port: the peer port tells framed connections from gRPC ones by
 //!   their first four bytes ([`frame::MAGIC`]), so one port serves both;
 //! - the checks: the same handlers, bounds, in-flight limit, deadline and

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use prost::Message;
-use ringkv_proto::internal::v1 as pbi;
-use ringkv_proto::internal::v1::peer_client::PeerClient;
-use ringkv_proto::internal::v1::peer_server::PeerServer;
+use ringkv_proto::internal::v2 as pbi;
+use ringkv_proto::internal::v2::peer_client::PeerClient;
+use ringkv_proto::internal::v2::peer_server::PeerServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -109,13 +109,18 @@ fn cell(value: &'static str, micros: i64) -> pbi::Cell {
     }
 }
 
+/// The row key replicas keep the plain key `key` under.
+fn row(key: &str) -> Bytes {
+    Bytes::from(crate::storage::key::plain_key(key.as_bytes()))
+}
+
 fn now_micros() -> i64 {
     WallClock::system().micros()
 }
 
 fn write(key: &'static str, value: &'static str) -> pbi::ReplicaWriteRequest {
     pbi::ReplicaWriteRequest {
-        key: Bytes::from_static(key.as_bytes()),
+        key: row(key),
         cell: Some(cell(value, now_micros())),
         report_newer: false,
     }
@@ -123,7 +128,7 @@ fn write(key: &'static str, value: &'static str) -> pbi::ReplicaWriteRequest {
 
 fn read(key: &'static str, digest_only: bool) -> pbi::ReplicaReadRequest {
     pbi::ReplicaReadRequest {
-        key: Bytes::from_static(key.as_bytes()),
+        key: row(key),
         digest_only,
     }
 }
@@ -177,7 +182,7 @@ async fn concurrent_calls_on_one_connection_get_their_own_answers() {
         tasks.push(tokio::spawn(async move {
             for _ in 0..50 {
                 let request = pbi::ReplicaWriteRequest {
-                    key: Bytes::from_static(key.as_bytes()),
+                    key: row(key),
                     cell: Some(cell(key, now_micros())),
                     report_newer: false,
                 };
@@ -204,7 +209,7 @@ async fn bad_requests_get_clear_errors_and_the_connection_keeps_serving() {
     for (request, naming) in [
         (
             pbi::ReplicaWriteRequest {
-                key: Bytes::from_static(b"k"),
+                key: row("k"),
                 cell: None,
                 report_newer: false,
             },
@@ -212,7 +217,7 @@ async fn bad_requests_get_clear_errors_and_the_connection_keeps_serving() {
         ),
         (
             pbi::ReplicaWriteRequest {
-                key: Bytes::from_static(b"k"),
+                key: row("k"),
                 cell: Some(cell("v", i64::MAX)),
                 report_newer: false,
             },
@@ -220,7 +225,7 @@ async fn bad_requests_get_clear_errors_and_the_connection_keeps_serving() {
         ),
         (
             pbi::ReplicaWriteRequest {
-                key: Bytes::from_static(b"k"),
+                key: row("k"),
                 cell: Some(pbi::Cell {
                     value: Bytes::from(vec![0; 65 << 10]),
                     ..cell("", now_micros())
@@ -542,7 +547,7 @@ async fn a_request_over_the_message_limit_fails_alone_before_it_is_sent() {
         },
     );
     let big = pbi::ReplicaWriteRequest {
-        key: Bytes::from_static(b"k"),
+        key: row("k"),
         cell: Some(pbi::Cell {
             value: Bytes::from(vec![0; 2048]),
             ..cell("", now_micros())

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use prost::Message;
-use ringkv_proto::internal::v1 as pbi;
+use ringkv_proto::internal::v2 as pbi;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 

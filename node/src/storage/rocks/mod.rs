@@ -1,7 +1,7 @@
 //! The RocksDB engine.
 //!
 //! Column families:
-//! - `data`: cells, keyed by token ++ user key (see `key`).
+//! - `rows`: cells, keyed by token ++ row key (see `key`).
 //! - `hints`: writes held for replicas that were down.
 //! - `meta`: node-local settings (node id, tokens).
 //!
@@ -23,7 +23,7 @@
 //! revisit every file at least daily.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use rocksdb::{
     BottommostLevelCompaction, ColumnFamily, CompactOptions, DB, Direction, IteratorMode,
@@ -32,7 +32,8 @@ use rocksdb::{
 
 use super::batch::BatchLimit;
 use super::cell::{Cell, CellView};
-use super::engine::{Deleted, EngineStats, ScanPage, ScanVisitor, Storage};
+use super::deletions::{self, Deletion, Deletions, Plan};
+use super::engine::{Deleted, EngineStats, RowsPage, RowsQuery, ScanPage, ScanVisitor, Storage};
 use super::error::{Result, StorageError};
 use super::health::{DiskHealth, disk_space, free_bytes, wal_bytes};
 use super::key;
@@ -41,7 +42,16 @@ use crate::ring::{Token, TokenRange};
 mod options;
 
 pub use options::RocksConfig;
-use options::{CF_DATA, CF_HINTS, CF_META, open_db};
+use options::{CF_DATA, CF_HINTS, CF_LEGACY_DATA, CF_META, open_db};
+
+/// Most cells, and bytes of them, one step of a format upgrade moves.
+const UPGRADE_BATCH: BatchLimit = BatchLimit {
+    entries: 10_000,
+    bytes: 8 << 20,
+};
+
+/// Stripe locks of partitions (see `RocksStorage::stripes`).
+const STRIPES: usize = 64;
 
 /// A `meta` key written to find out whether the disk accepts writes again.
 const PROBE_KEY: &str = "disk.probe";
@@ -58,6 +68,10 @@ pub struct RocksStorage {
     /// alone while it decides and writes its range deletes, so no write
     /// lands between the two.
     fence: RwLock<()>,
+    /// Row writes and deletions of partitions whose tokens share a stripe
+    /// take it in turn: a row checked against the partition's deletions
+    /// is written before new deletions are applied, or after them.
+    stripes: Box<[Mutex<()>]>,
     path: PathBuf,
     config: RocksConfig,
     health: Arc<DiskHealth>,
@@ -92,10 +106,20 @@ impl RocksStorage {
         Ok(Self {
             db: RwLock::new(Opened::Writable(db)),
             fence: RwLock::new(()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             path: path.to_path_buf(),
             config: config.clone(),
             health: Arc::new(DiskHealth::default()),
         })
+    }
+
+    /// The stripe lock of the partitions of `token`.
+    fn stripe(&self, token: Token) -> std::sync::MutexGuard<'_, ()> {
+        let stripe = &self.stripes[(token.0 as u64 % STRIPES as u64) as usize];
+        // It guards no data: a panic elsewhere leaves nothing to repair.
+        stripe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether the disk accepts this store's writes.
@@ -186,6 +210,15 @@ fn piece_end(last: Token) -> Option<[u8; 8]> {
     (last < Token::MAX).then(|| Token(last.0 + 1).to_ordered_bytes())
 }
 
+/// The partition's stored deletions, if any.
+fn read_deletions(db: &DB, token: Token, partition: &[u8]) -> Result<Option<Deletions>> {
+    let stored = key::data_key(token, &key::deletions_key(partition));
+    match db.get_pinned_cf(cf(db, CF_DATA)?, stored)? {
+        None => Ok(None),
+        Some(bytes) => deletions::decode_stored(&bytes).map(Some),
+    }
+}
+
 /// A stored key and its cell's bytes.
 type StoredEntry = (Box<[u8]>, Box<[u8]>);
 
@@ -242,20 +275,103 @@ impl Storage for RocksStorage {
                 .fence
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            Ok(db.merge_cf_opt(cf(db, CF_DATA)?, stored_key, cell.encode(), &opts)?)
+            let data = cf(db, CF_DATA)?;
+            // A row's check and write, or deletions and the removal of
+            // what they shadow, are one step for the partition.
+            let _partition = self.stripe(token);
+            match deletions::plan(key, cell, |partition| read_deletions(db, token, partition))? {
+                Plan::Row { shadowed: true } => Ok(()),
+                Plan::Row { shadowed: false } | Plan::Opaque => {
+                    Ok(db.merge_cf_opt(data, stored_key, cell.encode(), &opts)?)
+                }
+                Plan::Deletions(incoming) => {
+                    let mut batch = WriteBatch::default();
+                    batch.merge_cf(data, &stored_key, cell.encode());
+                    let partition = key::split_row_key(key).map_or(&[][..], |r| r.partition);
+                    for (from, to) in deletions::shadowed_spans(token, partition, &incoming) {
+                        let mut read = ReadOptions::default();
+                        read.set_iterate_upper_bound(to);
+                        let rows = db.iterator_cf_opt(
+                            data,
+                            read,
+                            IteratorMode::From(&from, Direction::Forward),
+                        );
+                        for entry in rows {
+                            let (stored, value) = entry?;
+                            if deletions::shadowed_row(&incoming, &stored, &value)? {
+                                batch.delete_cf(data, &stored);
+                            }
+                        }
+                    }
+                    Ok(db.write_opt(batch, &opts)?)
+                }
+            }
         })
     }
 
     fn read(&self, token: Token, key: &[u8]) -> Result<Option<Cell>> {
         let stored_key = key::data_key(token, key);
-        self.reading(|db| match db.get_pinned_cf(cf(db, CF_DATA)?, stored_key)? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(CellView::decode(&bytes)?.to_owned_cell())),
+        self.reading(|db| {
+            if let Some(bytes) = db.get_pinned_cf(cf(db, CF_DATA)?, stored_key)? {
+                return Ok(Some(CellView::decode(&bytes)?.to_owned_cell()));
+            }
+            // A missing row may be one a deletion removed: it reads as
+            // that deletion's tombstone, which must win over a replica
+            // that still holds the row.
+            match key::split_row_key(key) {
+                Some(row) if row.kind == key::KIND_ROW => {
+                    Ok(read_deletions(db, token, row.partition)?
+                        .and_then(|d| d.covering(row.sort))
+                        .map(Deletion::tombstone))
+                }
+                _ => Ok(None),
+            }
         })
     }
 
     fn scan(&self, range: TokenRange, visit: &mut ScanVisitor<'_>) -> Result<()> {
         self.reading(|db| scan_data(db, range, None, visit))
+    }
+
+    fn query(&self, token: Token, query: &RowsQuery) -> Result<RowsPage> {
+        self.reading(|db| {
+            let partition = &query.partition;
+            let deletions = read_deletions(db, token, partition)?
+                .map(|d| d.overlapping(&query.start, query.end.as_deref()))
+                .filter(|d| !d.is_empty());
+            let (from, to) = key::row_bounds(token, partition, &query.start, query.end.as_deref());
+            let mut opts = ReadOptions::default();
+            opts.set_iterate_lower_bound(from);
+            opts.set_iterate_upper_bound(to);
+            let mode = if query.reverse {
+                IteratorMode::End
+            } else {
+                IteratorMode::Start
+            };
+            let mut page = RowsPage {
+                deletions,
+                ..RowsPage::default()
+            };
+            let mut bytes = 0;
+            for entry in db.iterator_cf_opt(cf(db, CF_DATA)?, opts, mode) {
+                let (stored, value) = entry?;
+                let Some(row) =
+                    key::decode_data_key(&stored).and_then(|(_, k)| key::split_row_key(k))
+                else {
+                    continue;
+                };
+                let len = row.sort.len() + value.len();
+                if !query.limit.admits(page.rows.len(), bytes, len) {
+                    page.more = true;
+                    break;
+                }
+                bytes += len;
+                let cell = CellView::decode(&value)?.to_owned_cell();
+                page.rows
+                    .push((bytes::Bytes::copy_from_slice(row.sort), cell));
+            }
+            Ok(page)
+        })
     }
 
     fn scan_page(
@@ -498,6 +614,57 @@ impl Storage for RocksStorage {
                 .unwrap_or(0);
             Ok(stats)
         })
+    }
+
+    fn upgrade_format(&self) -> Result<u64> {
+        let mut opened = self
+            .db
+            .write()
+            .map_err(|_| StorageError::Task("rocksdb handle lock poisoned".into()))?;
+        let Opened::Writable(db) = &mut *opened else {
+            return Err(self.unwritable("the store is not open for writing"));
+        };
+        if db.cf_handle(CF_LEGACY_DATA).is_none() {
+            return Ok(0);
+        }
+        let mut moved = 0u64;
+        let mut from = Vec::new();
+        loop {
+            let (legacy, rows) = (cf(db, CF_LEGACY_DATA)?, cf(db, CF_DATA)?);
+            let mut batch = WriteBatch::default();
+            let (mut entries, mut bytes) = (0usize, 0usize);
+            let mut last = None;
+            for entry in db.iterator_cf(legacy, IteratorMode::From(&from, Direction::Forward)) {
+                let (stored, cell) = entry?;
+                let len = stored.len() + cell.len();
+                if !UPGRADE_BATCH.admits(entries, bytes, len) {
+                    break;
+                }
+                (entries, bytes) = (entries + 1, bytes + len);
+                // Format 1 keyed a cell by token ++ plain key, the token
+                // being the plain key's: the partition's now.
+                match key::decode_data_key(&stored) {
+                    Some((token, plain)) => {
+                        batch.put_cf(rows, key::data_key(token, &key::plain_key(plain)), &cell)
+                    }
+                    None => {
+                        tracing::warn!(key = ?stored, "dropping a format 1 key too short to hold a token")
+                    }
+                }
+                batch.delete_cf(legacy, &stored);
+                last = Some(stored);
+            }
+            let Some(last) = last else { break };
+            // The move of each cell and the delete of its old copy are
+            // one atomic write: interrupted, the next start goes on.
+            db.write(batch).map_err(|e| self.refused(e))?;
+            moved += entries as u64;
+            tracing::info!(moved, "moving cells to storage format 2");
+            from = last.into_vec();
+            from.push(0);
+        }
+        db.drop_cf(CF_LEGACY_DATA).map_err(|e| self.refused(e))?;
+        Ok(moved)
     }
 
     fn compact(&self) -> Result<()> {

@@ -12,10 +12,16 @@ use rocksdb::{
 
 use crate::clock::wall_clock_seconds;
 use crate::storage::cell::CellView;
+use crate::storage::deletions::{self, Deletions};
 use crate::storage::error::Result;
-use crate::storage::{gc, lww};
+use crate::storage::{gc, key, lww};
 
-pub(super) const CF_DATA: &str = "data";
+/// Cells, keyed by token ++ row key (storage format 2).
+pub(super) const CF_DATA: &str = "rows";
+/// Cells keyed by token ++ plain key, as storage format 1 kept them: only
+/// in a directory written by an older release, until
+/// [`RocksStorage::upgrade_format`](super::RocksStorage) has moved them.
+pub(super) const CF_LEGACY_DATA: &str = "data";
 pub(super) const CF_HINTS: &str = "hints";
 pub(super) const CF_META: &str = "meta";
 
@@ -92,8 +98,42 @@ pub(super) fn open_db(path: &Path, config: &RocksConfig, read_only: bool) -> Res
         table.set_data_block_hash_ratio(0.75);
     }
 
+    let data = data_options(config, &table, write_buffer);
+    let mut hints = Options::default();
+    hints.set_compression_type(DBCompressionType::Lz4);
+    hints.set_write_buffer_size(write_buffer);
+    let mut meta = Options::default();
+    meta.set_write_buffer_size(1 << 20);
+
+    // An older release's cells, still to be moved (see `upgrade_format`),
+    // open with options of their own built the same way: their merge
+    // operands fold by the same rule.
+    let legacy = DB::list_cf(&db_opts, path)
+        .unwrap_or_default()
+        .iter()
+        .any(|name| name == CF_LEGACY_DATA);
+    let mut families = Vec::with_capacity(4);
+    if legacy {
+        let legacy = data_options(config, &table, write_buffer);
+        families.push(ColumnFamilyDescriptor::new(CF_LEGACY_DATA, legacy));
+    }
+    families.extend([
+        ColumnFamilyDescriptor::new(CF_DATA, data),
+        ColumnFamilyDescriptor::new(CF_HINTS, hints),
+        ColumnFamilyDescriptor::new(CF_META, meta),
+    ]);
+    Ok(if read_only {
+        DB::open_cf_descriptors_read_only(&db_opts, path, families, false)?
+    } else {
+        DB::open_cf_descriptors(&db_opts, path, families)?
+    })
+}
+
+/// The options of a family of cells: the LWW merge operator, the gc
+/// compaction filter, and the shared table settings.
+fn data_options(config: &RocksConfig, table: &BlockBasedOptions, write_buffer: usize) -> Options {
     let mut data = Options::default();
-    data.set_block_based_table_factory(&table);
+    data.set_block_based_table_factory(table);
     data.set_compression_type(DBCompressionType::Lz4);
     data.set_write_buffer_size(write_buffer);
     data.set_merge_operator_associative("ringkv.lww.v1", lww_merge);
@@ -119,28 +159,17 @@ pub(super) fn open_db(path: &Path, config: &RocksConfig, read_only: bool) -> Res
         data.set_memtable_whole_key_filtering(true);
     }
 
-    let mut hints = Options::default();
-    hints.set_compression_type(DBCompressionType::Lz4);
-    hints.set_write_buffer_size(write_buffer);
-    let mut meta = Options::default();
-    meta.set_write_buffer_size(1 << 20);
-
-    let families = vec![
-        ColumnFamilyDescriptor::new(CF_DATA, data),
-        ColumnFamilyDescriptor::new(CF_HINTS, hints),
-        ColumnFamilyDescriptor::new(CF_META, meta),
-    ];
-    Ok(if read_only {
-        DB::open_cf_descriptors_read_only(&db_opts, path, families, false)?
-    } else {
-        DB::open_cf_descriptors(&db_opts, path, families)?
-    })
+    data
 }
 
-/// The merge operator: the LWW winner among the stored value and operands.
+/// The merge operator: for a partition's deletions entry their union, for
+/// anything else the LWW winner among the stored value and operands.
 /// Undecodable versions are skipped (they cannot win); if none decodes the
 /// merge fails and RocksDB reports corruption for the key.
 fn lww_merge(key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    if key::decode_data_key(key).is_some_and(|(_, row)| deletions::is_deletions_key(row)) {
+        return union_merge(key, existing, operands);
+    }
     let mut winner: Option<(CellView<'_>, &[u8])> = None;
     for bytes in existing.into_iter().chain(operands) {
         match CellView::decode(bytes) {
@@ -156,4 +185,18 @@ fn lww_merge(key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> O
         }
     }
     winner.map(|(_, bytes)| bytes.to_vec())
+}
+
+/// The union of a deletions entry's versions (see `deletions`).
+fn union_merge(key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let mut union: Option<Deletions> = None;
+    for bytes in existing.into_iter().chain(operands) {
+        match deletions::decode_stored(bytes) {
+            Ok(found) => union.get_or_insert_with(Deletions::default).merge(&found),
+            Err(error) => {
+                tracing::error!(key = ?key, %error, "skipping a corrupt deletions entry in merge")
+            }
+        }
+    }
+    Some(union?.to_cell()?.encode())
 }

@@ -1,0 +1,260 @@
+//! Partitions of sorted rows on three nodes: rows beside plain keys,
+//! queries in order and reversed with paging, counts, row, range and
+//! partition deletes, and queries that merge replicas which disagree
+//! (short reads, a deletion only one replica holds, read repair).
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use ringkv_client::{Consistency, Query, ReadOptions, Row, WriteOptions};
+use ringkv_node::storage::deletions::{Deletion, Deletions};
+use ringkv_node::storage::key::{deletions_key, row_key};
+use ringkv_proto::internal::v2 as pbi;
+use ringkv_tests::TestCluster;
+
+fn sorts(rows: &[Row]) -> Vec<String> {
+    rows.iter()
+        .map(|row| String::from_utf8_lossy(&row.sort_key).into_owned())
+        .collect()
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+#[tokio::test]
+async fn rows_queries_counts_and_deletes_on_three_nodes() {
+    let cluster = TestCluster::start(3, 3).await.expect("cluster");
+    let client = cluster.node(0).client().await;
+    let other = cluster.node(2).direct_client().await;
+
+    // Rows of a partition beside the plain key of the same name.
+    client.put("device-42", "plain").await.expect("put");
+    for i in 0..50 {
+        client
+            .put_row("device-42", format!("t{i:03}"), format!("reading {i}"))
+            .await
+            .expect("put row");
+    }
+    assert_eq!(
+        other.get("device-42").await.expect("get").map(|v| v.value),
+        Some(Bytes::from("plain"))
+    );
+    assert_eq!(
+        other
+            .get_row("device-42", "t007")
+            .await
+            .expect("get row")
+            .map(|v| v.value),
+        Some(Bytes::from("reading 7"))
+    );
+    assert_eq!(other.get_row("device-42", "t999").await.expect("get"), None);
+
+    // Every row, in order (the plain key is the row with the empty sort
+    // key), a page of 7 at a time.
+    let all: Vec<Row> = other
+        .query("device-42", Query::new().limit(7))
+        .try_collect()
+        .await
+        .expect("query");
+    assert_eq!(all.len(), 51);
+    assert_eq!(all[0].sort_key, Bytes::new());
+    assert_eq!(sorts(&all[1..3]), ["t000", "t001"]);
+    // The last 5, newest first: one page, and a token that leads nowhere.
+    let page = other
+        .query_page(
+            "device-42",
+            &Query::new().limit(5).reverse().from("t"),
+            None,
+        )
+        .await
+        .expect("page");
+    assert_eq!(sorts(&page.rows), ["t049", "t048", "t047", "t046", "t045"]);
+    let next = other
+        .query_page(
+            "device-42",
+            &Query::new().limit(5).reverse().from("t"),
+            page.next.clone(),
+        )
+        .await
+        .expect("next page");
+    assert_eq!(sorts(&next.rows), ["t044", "t043", "t042", "t041", "t040"]);
+    // A range and a prefix.
+    let range: Vec<Row> = other
+        .query("device-42", Query::new().from("t010").to("t013"))
+        .try_collect()
+        .await
+        .expect("range");
+    assert_eq!(sorts(&range), ["t010", "t011", "t012"]);
+    let prefixed: Vec<Row> = other
+        .query("device-42", Query::new().prefix("t02"))
+        .try_collect()
+        .await
+        .expect("prefix");
+    assert_eq!(prefixed.len(), 10);
+    let count = other
+        .count("device-42", &Query::new().prefix("t0"), 0)
+        .await
+        .expect("count");
+    assert_eq!((count.count, count.truncated), (50, false));
+    let capped = other
+        .count("device-42", &Query::new(), 20)
+        .await
+        .expect("count");
+    assert_eq!((capped.count, capped.truncated), (20, true));
+
+    // A row delete, a range delete, at QUORUM through one node; read
+    // through another.
+    client
+        .delete_row("device-42", "t000")
+        .await
+        .expect("delete row");
+    let quorum = WriteOptions::default().consistency(Consistency::Quorum);
+    client
+        .delete_rows_with("device-42", "t010", Some(Bytes::from("t040")), &quorum)
+        .await
+        .expect("delete range");
+    let left: Vec<Row> = other
+        .query("device-42", Query::new().from("t"))
+        .try_collect()
+        .await
+        .expect("query");
+    assert_eq!(left.len(), 49 - 30);
+    assert_eq!(sorts(&left[..2]), ["t001", "t002"]);
+    assert_eq!(sorts(&left[9..11]), ["t040", "t041"]);
+    assert_eq!(other.get_row("device-42", "t020").await.expect("get"), None);
+
+    // The whole partition: every row and the plain key go; a row written
+    // after it stays.
+    client
+        .delete_partition_with("device-42", &quorum)
+        .await
+        .expect("delete partition");
+    client
+        .put_row("device-42", "t500", "after")
+        .await
+        .expect("put after");
+    let after: Vec<Row> = other
+        .query("device-42", Query::new())
+        .try_collect()
+        .await
+        .expect("query");
+    assert_eq!(sorts(&after), ["t500"]);
+    assert_eq!(other.get("device-42").await.expect("get"), None);
+
+    // Bad queries are refused with the reason.
+    let error = other
+        .query_page("device-42", &Query::new().limit(20_000), None)
+        .await
+        .expect_err("too many rows");
+    assert!(error.to_string().contains("10000"), "{error}");
+    let error = other
+        .query_page("device-42", &Query::new(), Some(Bytes::from("garbage")))
+        .await
+        .expect_err("bad token");
+    assert!(error.to_string().contains("page token"), "{error}");
+}
+
+/// One replica holds newer tombstones for the first 250 of 300 rows and a
+/// range deletion the others lack. A query at ALL neither ends early nor
+/// returns a deleted row (short reads), and its read repair leaves the
+/// other replicas without the deleted rows.
+#[tokio::test]
+async fn a_query_sees_through_what_only_one_replica_deleted() {
+    let cluster = TestCluster::start(3, 3).await.expect("cluster");
+    let client = cluster.node(0).client().await;
+    let all = WriteOptions::default().consistency(Consistency::All);
+    for i in 0..300 {
+        client
+            .put_row_with("p", format!("r{i:03}"), "v", &all)
+            .await
+            .expect("put row");
+    }
+    let lone = cluster.node(1);
+    let later = now_micros() + 1_000;
+    for i in 0..250 {
+        lone.plant(
+            &row_key(b"p", format!("r{i:03}").as_bytes()),
+            pbi::Cell {
+                timestamp_micros: later,
+                tombstone: true,
+                local_deletion_time: Some(later / 1_000_000),
+                value: Bytes::new(),
+            },
+        )
+        .await
+        .expect("plant tombstone");
+    }
+    let range = Deletions::of_range(
+        Bytes::from("r260"),
+        Some(Bytes::from("r270")),
+        Deletion {
+            timestamp: later,
+            deleted_at: later / 1_000_000,
+        },
+    )
+    .to_cell()
+    .expect("cell");
+    lone.plant(
+        &deletions_key(b"p"),
+        pbi::Cell {
+            timestamp_micros: range.timestamp,
+            tombstone: false,
+            local_deletion_time: range.local_deletion_time,
+            value: range.value,
+        },
+    )
+    .await
+    .expect("plant deletion");
+
+    let at_all = Query::new().limit(15).consistency(Consistency::All);
+    let reader = cluster.node(2).direct_client().await;
+    let page = reader
+        .query_page("p", &at_all, None)
+        .await
+        .expect("query at ALL");
+    let want: Vec<String> = (250..260)
+        .chain(270..275)
+        .map(|i| format!("r{i:03}"))
+        .collect();
+    assert_eq!(sorts(&page.rows), want);
+    assert!(page.next.is_some());
+    let rest: Vec<Row> = reader
+        .query("p", at_all.clone())
+        .try_collect()
+        .await
+        .expect("every page");
+    assert_eq!(rest.len(), 40);
+
+    // Read repair wrote the tombstones and the deletion to the others: at
+    // ONE, any replica agrees now.
+    for node in &cluster.nodes {
+        let one = node.direct_client().await;
+        let rows: Vec<Row> = one
+            .query("p", Query::new().consistency(Consistency::One))
+            .try_collect()
+            .await
+            .expect("query at ONE");
+        assert_eq!(rows.len(), 40, "{}", node.name());
+        assert_eq!(
+            one.get_row_with(
+                "p",
+                "r265",
+                &ReadOptions::default().consistency(Consistency::One)
+            )
+            .await
+            .expect("get"),
+            None
+        );
+        let held = node
+            .stored_row(&row_key(b"p", b"r265"))
+            .await
+            .expect("stored");
+        assert!(
+            held.is_some_and(|cell| cell.tombstone),
+            "{} reads r265 as the deletion's tombstone",
+            node.name()
+        );
+    }
+}
