@@ -80,6 +80,8 @@ pub fn permission_for(path: &str) -> Permission {
     let method = path.trim_start_matches('/');
     match method {
         "ringkv.v1.KeyValue/Get"
+        | "ringkv.v1.KeyValue/Query"
+        | "ringkv.v1.KeyValue/Count"
         | "ringkv.v1.Admin/NodeInfo"
         | "ringkv.v1.Admin/ClusterStatus"
         | "ringkv.v1.Admin/Ring"
@@ -101,6 +103,8 @@ mod tests {
     fn roles_allow_what_the_table_says() {
         let table = [
             ("/ringkv.v1.KeyValue/Get", [true, true, true]),
+            ("/ringkv.v1.KeyValue/Query", [true, true, true]),
+            ("/ringkv.v1.KeyValue/Count", [true, true, true]),
             ("/ringkv.v1.Admin/Ring", [true, true, true]),
             ("/ringkv.v1.Admin/NodeStats", [true, true, true]),
             ("/ringkv.v1.KeyValue/Put", [false, true, true]),

@@ -276,7 +276,10 @@ impl Coordinator {
                 let mut hinted = false;
                 if let Err(error) = &result {
                     tracing::debug!(%node, %error, "replica write not acknowledged");
-                    if let Some(hints) = hints {
+                    // A replica that refused the write for good would
+                    // refuse its hint too.
+                    let refused = matches!(error, ReplicaError::Refused(_));
+                    if let Some(hints) = hints.filter(|_| !refused) {
                         match hints.store(node, &key, &cell) {
                             Ok(kept) => hinted = kept,
                             Err(error) => tracing::warn!(%error, %node, "cannot store hint"),

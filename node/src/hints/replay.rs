@@ -31,7 +31,7 @@ use crate::clock::Timestamp;
 use crate::identity::NodeId;
 use crate::membership::{NodeStatus, ViewHandle};
 use crate::metrics::HINTS_REPLAYED;
-use crate::peer::RepairTransport;
+use crate::peer::{RepairTransport, ReplicaError};
 use crate::storage::BatchLimit;
 
 /// How often the replayer looks for work.
@@ -147,10 +147,30 @@ async fn replay_to(
             .iter()
             .map(|h| (h.key.clone(), h.cell.clone()))
             .collect();
-        transport
-            .write_batch(receiver, entries)
-            .await
-            .map_err(|e| e.to_string())?;
+        match transport.write_batch(receiver, entries).await {
+            Ok(()) => {}
+            // Some hint breaks a bound the receiver will not lift: send
+            // them one at a time and drop the ones it refuses, rather than
+            // retry the batch (and hold up every later hint) forever.
+            Err(ReplicaError::Refused(_)) => {
+                for hint in &fresh {
+                    let one = vec![(hint.key.clone(), hint.cell.clone())];
+                    match transport.write_batch(receiver, one).await {
+                        Ok(()) => {}
+                        Err(ReplicaError::Refused(why)) => {
+                            tracing::warn!(node = %member.name, %why, "dropping a hint its target refuses");
+                            hints.count_dropped(target, DropReason::Refused, 1);
+                        }
+                        Err(error) => return Err(error.to_string()),
+                    }
+                    hints
+                        .remove(target, std::slice::from_ref(hint))
+                        .map_err(|e| e.to_string())?;
+                }
+                continue;
+            }
+            Err(error) => return Err(error.to_string()),
+        }
         hints.remove(target, &fresh).map_err(|e| e.to_string())?;
         metrics::counter!(HINTS_REPLAYED, "target" => hints.label(&target))
             .increment(fresh.len() as u64);
@@ -254,6 +274,37 @@ mod tests {
             .expect("replay");
         assert_eq!(transport.written(), vec![(node(4), Bytes::from(row("k3")))]);
         assert!(hints.targets().is_empty(), "delivered, so deleted");
+    }
+
+    /// Regression: a hint its target refuses for good (here a deletions
+    /// entry that deletes nothing) was retried with its batch forever,
+    /// holding up every later hint for that node.
+    #[tokio::test]
+    async fn a_hint_the_target_refuses_is_dropped_and_the_rest_delivered() {
+        let hints = HintStore::open(Arc::new(MemoryStorage::default()), 1 << 20).expect("hints");
+        let cell = Cell::live(1, Bytes::from_static(b"v"), None);
+        hints.store(node(2), &row("before"), &cell).expect("store");
+        let nothing = Cell::live(
+            1,
+            Bytes::from(crate::storage::deletions::Deletions::default().encode()),
+            Some(1),
+        );
+        hints
+            .store(node(2), &crate::storage::key::deletions_key(b"p"), &nothing)
+            .expect("store");
+        hints.store(node(2), &row("after"), &cell).expect("store");
+        let view = view_of([
+            member(1, NodeStatus::Normal, true),
+            member(2, NodeStatus::Normal, true),
+        ]);
+        let transport = FakeCluster::of([(node(2), replica()), (node(3), replica())]);
+        replay_to(&hints, &view, &transport, SETTINGS, node(2))
+            .await
+            .expect("replay");
+        assert!(hints.targets().is_empty(), "nothing left to retry");
+        for key in ["before", "after"] {
+            assert!(transport.stored(node(2), key.as_bytes()).is_some(), "{key}");
+        }
     }
 
     #[tokio::test]

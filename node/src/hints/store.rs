@@ -105,14 +105,18 @@ pub enum DropReason {
     Left,
     /// Unreadable.
     Corrupt,
+    /// Its target refused it for good (it breaks a bound the target will
+    /// not lift).
+    Refused,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 5] = [
         DropReason::Full,
         DropReason::Expired,
         DropReason::Left,
         DropReason::Corrupt,
+        DropReason::Refused,
     ];
 
     /// The `reason` label of [`HINTS_DROPPED`].
@@ -122,6 +126,7 @@ impl DropReason {
             DropReason::Expired => "expired",
             DropReason::Left => "left",
             DropReason::Corrupt => "corrupt",
+            DropReason::Refused => "refused",
         }
     }
 }

@@ -227,7 +227,7 @@ impl ReplicaTransport for Arc<FakeCluster> {
                 .store
                 .apply_reporting(token, &key, &cell, report_newer)
                 .await
-                .map_err(failed)?;
+                .map_err(ReplicaError::from)?;
             Ok(WriteAck { newer })
         })
     }
@@ -327,7 +327,7 @@ impl RepairTransport for Arc<FakeCluster> {
             cluster.record(&entries);
             serve::write_batch(&replica.store, &entries)
                 .await
-                .map_err(failed)?;
+                .map_err(ReplicaError::from)?;
             if let Ok(mut written) = cluster.written.lock() {
                 written.extend(entries.into_iter().map(|(k, _)| (to, k)));
             }

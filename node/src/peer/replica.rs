@@ -49,6 +49,21 @@ pub enum ReplicaError {
     /// Answered with an error (its disk is full, it is shutting down...).
     #[error("failed: {0}")]
     Failed(String),
+    /// Refused the request for good: it breaks a bound the replica will
+    /// not lift (an invalid request, a partition's deletions past their
+    /// bound). Neither hinted nor retried.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl From<crate::storage::StorageError> for ReplicaError {
+    /// A local store's failure as a replica's.
+    fn from(error: crate::storage::StorageError) -> Self {
+        match error {
+            crate::storage::StorageError::Refused(why) => ReplicaError::Refused(why),
+            other => ReplicaError::Failed(other.to_string()),
+        }
+    }
 }
 
 /// The kind of a [`ReplicaError`], as the `error` label of the replica
@@ -61,6 +76,7 @@ pub enum ReplicaErrorKind {
     Unreachable,
     Timeout,
     Failed,
+    Refused,
 }
 
 impl ReplicaErrorKind {
@@ -77,6 +93,7 @@ impl ReplicaError {
             ReplicaError::Unreachable(_) => ReplicaErrorKind::Unreachable,
             ReplicaError::Timeout => ReplicaErrorKind::Timeout,
             ReplicaError::Failed(_) => ReplicaErrorKind::Failed,
+            ReplicaError::Refused(_) => ReplicaErrorKind::Refused,
         }
     }
 }

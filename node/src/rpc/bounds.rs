@@ -50,7 +50,9 @@ use tonic::Status;
 
 use super::convert;
 use crate::clock::{SkewLimit, Timestamp};
-use crate::coordinator::{MAX_TTL_SECONDS, validate_key, validate_row_key, validate_sort_key};
+use crate::coordinator::{
+    MAX_SORT_KEY_SIZE, MAX_TTL_SECONDS, validate_key, validate_row_key, validate_sort_key,
+};
 use crate::membership::ClusterView;
 use crate::peer::MerkleTree;
 use crate::peer::tree::LEAVES_PER_RANGE;
@@ -102,7 +104,14 @@ pub const MAX_QUERY_BYTES: u32 = 4 << 20;
 pub fn query(request: pbi::ReplicaQueryRequest) -> Result<(Token, RowsQuery), Status> {
     let checked = |error: crate::coordinator::CoordinatorError| invalid(error.to_string());
     validate_key(&request.key).map_err(checked)?;
-    validate_sort_key(&request.start).map_err(checked)?;
+    // A page that goes on after a row starts just past its sort key: that
+    // key with a zero byte appended, one byte over the limit at most.
+    if request.start.len() > MAX_SORT_KEY_SIZE + 1 {
+        return Err(invalid(format!(
+            "a query starts at a sort key of {} bytes; the limit is {MAX_SORT_KEY_SIZE}",
+            request.start.len()
+        )));
+    }
     if let Some(end) = &request.end {
         validate_sort_key(end).map_err(checked)?;
     }
@@ -474,6 +483,28 @@ mod tests {
             ))]),
             "64 KiB",
         );
+    }
+
+    /// A query may start one byte past the longest sort key (a page that
+    /// goes on after a row of 64 KiB), no further; its page is bounded.
+    #[test]
+    fn queries_are_bounded() {
+        let request = |start: usize, limit: u32, max_bytes: u32| pbi::ReplicaQueryRequest {
+            key: Bytes::from_static(b"p"),
+            start: Bytes::from(vec![b's'; start]),
+            end: None,
+            reverse: false,
+            limit,
+            max_bytes,
+        };
+        assert!(query(request(MAX_SORT_KEY_SIZE + 1, 10, 1 << 20)).is_ok());
+        refused(
+            query(request(MAX_SORT_KEY_SIZE + 2, 10, 1 << 20)),
+            "sort key",
+        );
+        refused(query(request(0, 0, 1 << 20)), "rows");
+        refused(query(request(0, MAX_QUERY_ROWS + 1, 1 << 20)), "rows");
+        refused(query(request(0, 10, MAX_QUERY_BYTES + 1)), "bytes");
     }
 
     fn id() -> NodeId {

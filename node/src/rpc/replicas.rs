@@ -272,7 +272,7 @@ impl ReplicaTransport for NodeTransport {
                     .apply_reporting(token, &key, &cell, report_newer)
                     .await
                     .map(|newer| WriteAck { newer })
-                    .map_err(|e| ReplicaError::Failed(e.to_string()))
+                    .map_err(ReplicaError::from)
             });
         }
         let route = self.route(to);
@@ -568,7 +568,7 @@ impl RepairTransport for NodeTransport {
             return Box::pin(async move {
                 crate::peer::serve::write_batch(&store, &entries)
                     .await
-                    .map_err(|e| ReplicaError::Failed(e.to_string()))
+                    .map_err(ReplicaError::from)
             });
         }
         let client = self.client(to);

@@ -79,6 +79,9 @@ pub(crate) fn replica_error(status: &tonic::Status) -> ReplicaError {
     match status.code() {
         Code::Unavailable => ReplicaError::Unreachable(status.message().to_owned()),
         Code::DeadlineExceeded | Code::Cancelled => ReplicaError::Timeout,
+        Code::InvalidArgument | Code::FailedPrecondition => {
+            ReplicaError::Refused(status.message().to_owned())
+        }
         _ => ReplicaError::Failed(status.message().to_owned()),
     }
 }

@@ -15,6 +15,12 @@
 //!   clocks say (checked in runs without crashes, which lose acknowledged
 //!   writes on a replica and with them what orders v2 after v1);
 //! - deletes: write a key, then delete it; it must stay deleted.
+//! - rows: each client writes rows of its own partition (sort keys in
+//!   the order it writes them) and deletes ranges of them; right after an
+//!   acknowledged row write a query through another node must return it,
+//!   and after healing a paged query must return exactly the rows no
+//!   deletion reached, in order, and none an acknowledged newer deletion
+//!   covers.
 //!
 //! In runs with a topology change, cleanups run through the stable nodes
 //! at random moments beside it.
@@ -76,6 +82,11 @@ pub struct History {
     pub hot_acked: BTreeMap<Bytes, i64>,
     /// Keys whose write and (newer) delete were both acknowledged.
     pub deleted: Vec<Bytes>,
+    /// Acknowledged row writes: (partition, sort key, value, timestamp).
+    pub rows: Vec<(Bytes, Bytes, Bytes, i64)>,
+    /// Every range delete sent (acknowledged or not): (partition, start,
+    /// end, timestamp when acknowledged).
+    pub row_deletes: Vec<(Bytes, Bytes, Bytes, Option<i64>)>,
     /// Sequential updates whose second write was acknowledged, and its
     /// value.
     pub sequential: Vec<(Bytes, Bytes)>,
@@ -231,6 +242,130 @@ impl Api {
                 None
             }
         }
+    }
+
+    /// A row write at QUORUM; its timestamp when acknowledged.
+    async fn put_row(
+        &self,
+        client: usize,
+        node: usize,
+        row: (&Bytes, &Bytes),
+        value: &Bytes,
+    ) -> Option<i64> {
+        let mut kv = self.kv[node].clone();
+        let request = pb::PutRequest {
+            key: row.0.clone(),
+            sort_key: row.1.clone(),
+            value: value.clone(),
+            consistency: QUORUM,
+            ..Default::default()
+        };
+        let answer = call(kv.put(request)).await;
+        let name = format!(
+            "{}/{}",
+            String::from_utf8_lossy(row.0),
+            String::from_utf8_lossy(row.1)
+        );
+        match answer {
+            Answer::Ok(put) => {
+                self.record(format!(
+                    "c{client} put row {name} via n{node}: ok ts={}",
+                    put.timestamp_micros
+                ));
+                Some(put.timestamp_micros)
+            }
+            Answer::Failed(why) => {
+                self.record(format!("c{client} put row {name} via n{node}: {why}"));
+                None
+            }
+        }
+    }
+
+    /// A delete of the rows `[start, end)` of `partition` at QUORUM; its
+    /// timestamp when acknowledged.
+    async fn delete_rows(
+        &self,
+        client: usize,
+        node: usize,
+        partition: &Bytes,
+        (start, end): (&Bytes, &Bytes),
+    ) -> Option<i64> {
+        let mut kv = self.kv[node].clone();
+        let request = pb::DeleteRequest {
+            key: partition.clone(),
+            rows: Some(pb::RowRange {
+                start: start.clone(),
+                end: Some(end.clone()),
+            }),
+            consistency: QUORUM,
+            ..Default::default()
+        };
+        let answer = call(kv.delete(request)).await;
+        let name = format!(
+            "{} [{}, {})",
+            String::from_utf8_lossy(partition),
+            String::from_utf8_lossy(start),
+            String::from_utf8_lossy(end)
+        );
+        match answer {
+            Answer::Ok(deleted) => {
+                self.record(format!(
+                    "c{client} delete rows {name} via n{node}: ok ts={}",
+                    deleted.timestamp_micros
+                ));
+                Some(deleted.timestamp_micros)
+            }
+            Answer::Failed(why) => {
+                self.record(format!("c{client} delete rows {name} via n{node}: {why}"));
+                None
+            }
+        }
+    }
+
+    /// Every row of `partition` from `start` at QUORUM through `node`, a
+    /// page of `limit` at a time: (sort key, value, timestamp) in the
+    /// order the pages gave them; `None` when a page failed.
+    async fn query_all(
+        &self,
+        node: usize,
+        partition: &Bytes,
+        start: &Bytes,
+        limit: u32,
+    ) -> Option<Vec<(Bytes, Bytes, i64)>> {
+        let mut rows = Vec::new();
+        let mut page_token = Bytes::new();
+        for _ in 0..1_000 {
+            let mut kv = self.kv[node].clone();
+            let request = pb::QueryRequest {
+                key: partition.clone(),
+                start: start.clone(),
+                limit,
+                page_token: page_token.clone(),
+                consistency: QUORUM,
+                ..Default::default()
+            };
+            match call(kv.query(request)).await {
+                Answer::Ok(page) => {
+                    rows.extend(
+                        page.rows
+                            .into_iter()
+                            .map(|row| (row.sort_key, row.value, row.timestamp_micros)),
+                    );
+                    if page.page_token.is_empty() {
+                        return Some(rows);
+                    }
+                    page_token = page.page_token;
+                }
+                Answer::Failed(why) => {
+                    self.record(format!(
+                        "query {} via n{node}: {why}",
+                        String::from_utf8_lossy(partition)
+                    ));
+                    return None;
+                }
+            }
+        }
+        None
     }
 
     /// A full repair through `node`, to its end; true when it completed.
@@ -538,6 +673,8 @@ async fn client(
                     api.history.borrow_mut().violations.push(what);
                 }
             }
+        } else if roll >= 92 {
+            rows(&api, &mut rng, (me, n), node, nodes).await;
         } else {
             let key = Bytes::from(format!("d-{me}-{n}"));
             let value = Bytes::from(format!("v-{me}-{n}"));
@@ -554,6 +691,117 @@ async fn client(
             }
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(10..150))).await;
+    }
+}
+
+/// One rows operation on the client's own partition: mostly a row write
+/// and a query through another node that must see it; sometimes a delete
+/// of the range of the last few rows.
+async fn rows(api: &Api, rng: &mut StdRng, (me, n): (usize, u64), node: usize, nodes: usize) {
+    let partition = Bytes::from(format!("p-{me}"));
+    let sort = Bytes::from(format!("{n:08}"));
+    if rng.random_range(0..10) < 3 {
+        let start = Bytes::from(format!("{:08}", n.saturating_sub(rng.random_range(1..40))));
+        let index = api.history.borrow().row_deletes.len();
+        api.history.borrow_mut().row_deletes.push((
+            partition.clone(),
+            start.clone(),
+            sort.clone(),
+            None,
+        ));
+        let deleted = api.delete_rows(me, node, &partition, (&start, &sort)).await;
+        if let Some(entry) = api.history.borrow_mut().row_deletes.get_mut(index) {
+            entry.3 = deleted;
+        }
+        return;
+    }
+    let value = Bytes::from(format!("v-{me}-{n}"));
+    let Some(written) = api.put_row(me, node, (&partition, &sort), &value).await else {
+        return;
+    };
+    api.history
+        .borrow_mut()
+        .rows
+        .push((partition.clone(), sort.clone(), value.clone(), written));
+    // A QUORUM query after a QUORUM write sees it: only this client
+    // deletes this partition's rows, and none since.
+    let other = (node + rng.random_range(1..nodes)) % nodes;
+    if let Some(seen) = api.query_all(other, &partition, &sort, 1).await
+        && seen.first().map(|(s, v, _)| (s, v)) != Some((&sort, &value))
+    {
+        let what = format!(
+            "query-your-writes: row {}/{} written via n{node} at QUORUM, a query from it via n{other} at QUORUM gave {:?}",
+            String::from_utf8_lossy(&partition),
+            String::from_utf8_lossy(&sort),
+            seen.first()
+        );
+        api.history.borrow_mut().violations.push(what);
+    }
+}
+
+/// After healing: each client's partition read back in pages, against
+/// what was acknowledged (see the module docs).
+async fn read_back_rows(api: &Api, nodes: &[usize]) {
+    let (rows, deletes) = {
+        let history = api.history.borrow();
+        (history.rows.clone(), history.row_deletes.clone())
+    };
+    let partitions: BTreeSet<Bytes> = rows.iter().map(|(p, ..)| p.clone()).collect();
+    for (i, partition) in partitions.iter().enumerate() {
+        let node = nodes[i % nodes.len()];
+        let Some(seen) = api.query_all(node, partition, &Bytes::new(), 7).await else {
+            api.history.borrow_mut().violations.push(format!(
+                "rows: the query of {} via n{node} failed after healing",
+                String::from_utf8_lossy(partition)
+            ));
+            continue;
+        };
+        let name = |sort: &Bytes| {
+            format!(
+                "{}/{}",
+                String::from_utf8_lossy(partition),
+                String::from_utf8_lossy(sort)
+            )
+        };
+        let mut violations = Vec::new();
+        if !seen.windows(2).all(|w| w[0].0 < w[1].0) {
+            violations.push(format!(
+                "rows: a query of {} gave rows out of order or twice",
+                String::from_utf8_lossy(partition)
+            ));
+        }
+        let found: BTreeMap<&Bytes, &Bytes> = seen.iter().map(|(s, v, _)| (s, v)).collect();
+        let covering = |sort: &Bytes| -> Vec<Option<i64>> {
+            deletes
+                .iter()
+                .filter(|(p, start, end, _)| p == partition && start <= sort && sort < end)
+                .map(|(.., ts)| *ts)
+                .collect()
+        };
+        for (_, sort, value, written) in rows.iter().filter(|(p, ..)| p == partition) {
+            let deletes = covering(sort);
+            let deleted_after = deletes.iter().any(|ts| ts.is_some_and(|ts| ts > *written));
+            let ever_deleted = !deletes.is_empty();
+            match found.get(sort) {
+                Some(held) if deleted_after => violations.push(format!(
+                    "rows: resurrected: {} written at {written}, deleted by a newer acknowledged range delete, read back via n{node}: {:?}",
+                    name(sort),
+                    String::from_utf8_lossy(held)
+                )),
+                Some(held) if *held != value => violations.push(format!(
+                    "rows: {} read back via n{node} as {:?}, written {:?}",
+                    name(sort),
+                    String::from_utf8_lossy(held),
+                    String::from_utf8_lossy(value)
+                )),
+                None if !ever_deleted => violations.push(format!(
+                    "rows: lost row: {} acknowledged at QUORUM, no delete sent for it, missing from a query via n{node} after healing",
+                    name(sort)
+                )),
+                _ => {}
+            }
+        }
+        api.history.borrow_mut().violations.extend(violations);
     }
 }
 
@@ -650,6 +898,7 @@ async fn converge_and_read_back(api: &Api, nodes: &[usize]) {
             )),
         }
     }
+    read_back_rows(api, nodes).await;
 }
 
 /// The client host of a run: `layout` says which node does what, `ids`

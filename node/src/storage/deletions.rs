@@ -45,6 +45,11 @@ const FLAG_PARTITION: u8 = 0b01;
 /// Most range deletions a partition holds at once; a write past it is
 /// refused (delete the partition, or let gc_grace pass).
 pub const MAX_RANGE_DELETIONS: usize = 10_000;
+/// Most bytes a partition's deletions entry takes (its range bounds
+/// mostly); a write past it is refused the same way. Well under the
+/// internode message limit, so that repair and read repair can always
+/// send the entry.
+pub const MAX_DELETIONS_BYTES: usize = 1 << 20;
 
 /// When and what time a deletion was made; the greater one wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -175,11 +180,13 @@ impl Deletions {
     }
 
     /// For each distinct range its newest deletion; none that the
-    /// partition deletion covers.
+    /// partition deletion covers, and no empty range.
     fn normalize(&mut self) {
         let partition = self.partition;
-        self.ranges
-            .retain(|range| partition.is_none_or(|p| range.deletion > p));
+        self.ranges.retain(|range| {
+            partition.is_none_or(|p| range.deletion > p)
+                && range.end.as_ref().is_none_or(|end| range.start < *end)
+        });
         // Newest first within a range, so dedup keeps it.
         self.ranges.sort_by(|a, b| {
             (&a.start, &a.end)
@@ -220,6 +227,24 @@ impl Deletions {
     /// The deletions a stored entry holds.
     pub fn from_cell<V: AsRef<[u8]>>(cell: &CellOf<V>) -> Result<Self, DeletionsDecodeError> {
         Self::decode(cell.value.as_ref())
+    }
+
+    /// Bytes of [`encode`](Self::encode)'s output.
+    pub fn encoded_len(&self) -> usize {
+        let varint = |n: usize| prost::encoding::encoded_len_varint(n as u64);
+        2 + if self.partition.is_some() { 16 } else { 0 }
+            + varint(self.ranges.len())
+            + self
+                .ranges
+                .iter()
+                .map(|r| {
+                    varint(r.start.len())
+                        + r.start.len()
+                        + 1
+                        + r.end.as_ref().map_or(0, |e| varint(e.len()) + e.len())
+                        + 16
+                })
+                .sum::<usize>()
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -346,9 +371,9 @@ pub fn plan(
     }
     let mut union = current(row.partition)?.unwrap_or_default();
     union.merge(&incoming);
-    if union.ranges.len() > MAX_RANGE_DELETIONS {
+    if union.ranges.len() > MAX_RANGE_DELETIONS || union.encoded_len() > MAX_DELETIONS_BYTES {
         return Err(super::StorageError::Refused(format!(
-            "a partition holds at most {MAX_RANGE_DELETIONS} range deletions; delete the whole partition instead"
+            "a partition holds at most {MAX_RANGE_DELETIONS} range deletions and {MAX_DELETIONS_BYTES} bytes of them; delete the whole partition instead"
         )));
     }
     Ok(Plan::Deletions(incoming))
@@ -534,6 +559,7 @@ mod tests {
     proptest! {
         #[test]
         fn encode_decode_round_trip(a in any_deletions()) {
+            prop_assert_eq!(a.encoded_len(), a.encode().len());
             prop_assert_eq!(Deletions::decode(&a.encode()), Ok(a.clone()));
             if let Some(cell) = a.to_cell() {
                 prop_assert_eq!(Deletions::from_cell(&cell), Ok(a));

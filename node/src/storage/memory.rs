@@ -154,6 +154,9 @@ impl Storage for MemoryStorage {
                     let partition = key::split_row_key(key).map_or(&[][..], |r| r.partition);
                     let mut doomed = Vec::new();
                     for (from, to) in deletions::shadowed_spans(token, partition, &incoming) {
+                        if from >= to {
+                            continue;
+                        }
                         for (row, held) in data.range(from..to) {
                             if deletions::shadowed_row(&incoming, row, &held.encode())? {
                                 doomed.push(row.clone());
@@ -196,6 +199,8 @@ impl Storage for MemoryStorage {
             .map(|d| d.overlapping(&query.start, query.end.as_deref()))
             .filter(|d| !d.is_empty());
         let (from, to) = key::row_bounds(token, partition, &query.start, query.end.as_deref());
+        // An empty range (its end before its start) holds nothing.
+        let to = to.max(from.clone());
         let range = data.range(from..to);
         let rows: Box<dyn Iterator<Item = (&Vec<u8>, &Cell)>> = if query.reverse {
             Box::new(range.rev())

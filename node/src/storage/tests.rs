@@ -401,6 +401,22 @@ fn deletions_suite(s: &dyn Storage) {
     );
     assert_eq!(get(s, "other"), Some(live(1, "x")));
 
+    // Deletions past the entry's byte bound are refused, naming it.
+    let wide = Deletions::of_range(
+        Bytes::from(vec![b'a'; 600 << 10]),
+        Some(Bytes::from(vec![b'b'; 600 << 10])),
+        at(40),
+    );
+    let refused = s
+        .write(
+            token,
+            &key::deletions_key(partition),
+            &wide.to_cell().expect("cell"),
+            false,
+        )
+        .expect_err("over the bound");
+    assert!(refused.to_string().contains("bytes of them"), "{refused}");
+
     // Deletions that delete nothing are refused.
     let empty = Cell::live(1, Bytes::from(Deletions::default().encode()), Some(now));
     assert!(
@@ -625,10 +641,19 @@ fn rocksdb_upgrades_format_1_in_place() {
                     .expect("merge");
             }
         }
+        // A plain key whose bytes look like a format 2 deletions entry's
+        // (regression: the old family merged it as deletions, failed, and
+        // the upgrade stopped on "corruption").
+        let shaped = key::data_key(Token::of(b"\x03abc\x00"), b"\x03abc\x00");
+        for ts in [4, 5] {
+            db.merge_cf(data, &shaped, live(ts, "odd").encode())
+                .expect("merge");
+        }
     }
     let s = rocks(&dir, 3600);
     let moved = s.upgrade_format().expect("upgrade");
-    assert_eq!(moved, 22_500);
+    assert_eq!(moved, 22_501);
+    assert_eq!(get(&s, "\x03abc\x00"), Some(live(5, "odd")));
     for (i, k) in keys.iter().enumerate() {
         let want = if i % 10 == 0 { i as i64 } else { i as i64 + 2 };
         assert_eq!(get(&s, k).map(|c| c.timestamp), Some(want), "{k}");

@@ -244,7 +244,8 @@ async fn bad_requests_get_clear_errors_and_the_connection_keeps_serving() {
         ),
     ] {
         match client.write(request).await {
-            Err(ReplicaError::Failed(why)) => {
+            // An invalid request is refused for good: not to be hinted.
+            Err(ReplicaError::Refused(why)) => {
                 assert!(why.contains(naming), "{why:?} names {naming:?}")
             }
             other => panic!("expected a refusal naming {naming:?}, got {other:?}"),

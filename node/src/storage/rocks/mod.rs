@@ -5,10 +5,14 @@
 //! - `hints`: writes held for replicas that were down.
 //! - `meta`: node-local settings (node id, tokens).
 //!
-//! Writes are blind: a write is a RocksDB *merge* of the new cell, and the
-//! merge operator applies the LWW rule (`lww`) whenever RocksDB folds
-//! versions together (on reads, and in compactions). No write reads first,
-//! so the write path costs one WAL append and one memtable insert.
+//! A write is a RocksDB *merge* of the new cell, and the merge operator
+//! applies the LWW rule (`lww`) whenever RocksDB folds versions together
+//! (on reads, and in compactions); a partition's deletions entry merges by
+//! union instead (`deletions`). The only read before a row write is of
+//! its partition's deletions entry (a Bloom-filtered miss for most
+//! partitions), under the partition's stripe lock: a row a deletion
+//! shadows is never stored. A deletion reads and removes the rows it
+//! shadows in the same atomic write.
 //!
 //! A compaction filter drops cells that `gc::is_purgeable` says may go.
 //! RocksDB turns a dropped entry into a deletion marker while older levels
@@ -336,11 +340,21 @@ impl Storage for RocksStorage {
     fn query(&self, token: Token, query: &RowsQuery) -> Result<RowsPage> {
         self.reading(|db| {
             let partition = &query.partition;
-            let deletions = read_deletions(db, token, partition)?
-                .map(|d| d.overlapping(&query.start, query.end.as_deref()))
-                .filter(|d| !d.is_empty());
+            // The deletions and the rows as of one moment: a deletion
+            // applied between the two reads would otherwise leave rows it
+            // removed beside deletions without it.
+            let snapshot = db.snapshot();
+            let data = cf(db, CF_DATA)?;
+            let held = key::data_key(token, &key::deletions_key(partition));
+            let deletions = match snapshot.get_pinned_cf(data, held)? {
+                None => None,
+                Some(bytes) => Some(deletions::decode_stored(&bytes)?),
+            }
+            .map(|d| d.overlapping(&query.start, query.end.as_deref()))
+            .filter(|d| !d.is_empty());
             let (from, to) = key::row_bounds(token, partition, &query.start, query.end.as_deref());
             let mut opts = ReadOptions::default();
+            opts.set_snapshot(&snapshot);
             opts.set_iterate_lower_bound(from);
             opts.set_iterate_upper_bound(to);
             let mode = if query.reverse {
@@ -353,7 +367,7 @@ impl Storage for RocksStorage {
                 ..RowsPage::default()
             };
             let mut bytes = 0;
-            for entry in db.iterator_cf_opt(cf(db, CF_DATA)?, opts, mode) {
+            for entry in db.iterator_cf_opt(data, opts, mode) {
                 let (stored, value) = entry?;
                 let Some(row) =
                     key::decode_data_key(&stored).and_then(|(_, k)| key::split_row_key(k))
@@ -663,6 +677,9 @@ impl Storage for RocksStorage {
             from = last.into_vec();
             from.push(0);
         }
+        // The moved cells must be on disk before their old copies go: a
+        // power loss after the drop would otherwise lose the WAL's tail.
+        db.flush_wal(true).map_err(|e| self.refused(e))?;
         db.drop_cf(CF_LEGACY_DATA).map_err(|e| self.refused(e))?;
         Ok(moved)
     }

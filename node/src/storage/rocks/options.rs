@@ -98,7 +98,7 @@ pub(super) fn open_db(path: &Path, config: &RocksConfig, read_only: bool) -> Res
         table.set_data_block_hash_ratio(0.75);
     }
 
-    let data = data_options(config, &table, write_buffer);
+    let data = data_options(config, &table, write_buffer, lww_merge);
     let mut hints = Options::default();
     hints.set_compression_type(DBCompressionType::Lz4);
     hints.set_write_buffer_size(write_buffer);
@@ -114,7 +114,8 @@ pub(super) fn open_db(path: &Path, config: &RocksConfig, read_only: bool) -> Res
         .any(|name| name == CF_LEGACY_DATA);
     let mut families = Vec::with_capacity(4);
     if legacy {
-        let legacy = data_options(config, &table, write_buffer);
+        // Plain keys: no deletions entries to recognise.
+        let legacy = data_options(config, &table, write_buffer, plain_lww_merge);
         families.push(ColumnFamilyDescriptor::new(CF_LEGACY_DATA, legacy));
     }
     families.extend([
@@ -131,12 +132,17 @@ pub(super) fn open_db(path: &Path, config: &RocksConfig, read_only: bool) -> Res
 
 /// The options of a family of cells: the LWW merge operator, the gc
 /// compaction filter, and the shared table settings.
-fn data_options(config: &RocksConfig, table: &BlockBasedOptions, write_buffer: usize) -> Options {
+fn data_options(
+    config: &RocksConfig,
+    table: &BlockBasedOptions,
+    write_buffer: usize,
+    merge: MergeFn,
+) -> Options {
     let mut data = Options::default();
     data.set_block_based_table_factory(table);
     data.set_compression_type(DBCompressionType::Lz4);
     data.set_write_buffer_size(write_buffer);
-    data.set_merge_operator_associative("ringkv.lww.v1", lww_merge);
+    data.set_merge_operator_associative("ringkv.lww.v1", merge);
     // A key overwritten many times between flushes would otherwise make
     // every read fold all its operands; past this many, the write folds
     // them in the memtable instead.
@@ -170,6 +176,18 @@ fn lww_merge(key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> O
     if key::decode_data_key(key).is_some_and(|(_, row)| deletions::is_deletions_key(row)) {
         return union_merge(key, existing, operands);
     }
+    plain_lww_merge(key, existing, operands)
+}
+
+/// A merge operator.
+type MergeFn = fn(&[u8], Option<&[u8]>, &MergeOperands) -> Option<Vec<u8>>;
+
+/// The LWW winner among the stored value and operands (see [`lww_merge`]).
+fn plain_lww_merge(
+    key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &MergeOperands,
+) -> Option<Vec<u8>> {
     let mut winner: Option<(CellView<'_>, &[u8])> = None;
     for bytes in existing.into_iter().chain(operands) {
         match CellView::decode(bytes) {
