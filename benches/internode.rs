@@ -57,6 +57,7 @@ fn request(i: u64, value: &Bytes) -> (pbi::ReplicaWriteRequest, pbi::ReplicaRead
             value: value.clone(),
         }),
         report_newer: false,
+        more: Vec::new(),
     };
     (
         write,

@@ -30,6 +30,8 @@ fi
 # clock tests run a node under libfaketime.
 ensure_tools redis-cli:redis-tools redis-benchmark:redis-tools \
     prometheus:prometheus promtool:prometheus chromium:chromium faketime:faketime
+# ...and redis-py, the most used Redis library, against the hash commands.
+ensure_python_modules redis:redis==5.2.1
 
 # scripts/simulate.sh --planted applies these to a scratch tree; a patch
 # the code has moved away from would silently test nothing.

@@ -421,6 +421,7 @@ impl TestNode {
             key: Bytes::copy_from_slice(row),
             cell: Some(cell),
             report_newer: false,
+            more: Vec::new(),
         })
         .await?;
         Ok(())

@@ -372,7 +372,7 @@ impl Client {
         now.max(previous + 1)
     }
 
-    fn write_timestamp(&self, options: &WriteOptions) -> Option<i64> {
+    pub(crate) fn write_timestamp(&self, options: &WriteOptions) -> Option<i64> {
         options.timestamp_micros.or_else(|| {
             self.inner
                 .config
@@ -480,17 +480,7 @@ impl Client {
         value: impl Into<Bytes>,
         options: &WriteOptions,
     ) -> Result<i64> {
-        let ttl_seconds = match options.ttl {
-            None => 0,
-            Some(ttl) if ttl.as_secs() == 0 => {
-                return Err(Error::InvalidArgument(
-                    "ttl must be at least one second".into(),
-                ));
-            }
-            Some(ttl) => u32::try_from(ttl.as_secs()).map_err(|_| {
-                Error::InvalidArgument(format!("ttl of {}s is too long", ttl.as_secs()))
-            })?,
-        };
+        let ttl_seconds = ttl_seconds(options.ttl)?;
         let key = key.into();
         let timeout = options.timeout.unwrap_or(self.inner.config.request_timeout);
         let timestamp = self.write_timestamp(options);
@@ -621,6 +611,18 @@ impl Client {
             })
             .await?;
         Ok(response.into_inner().timestamp_micros)
+    }
+}
+
+/// A ttl as the API carries it: whole seconds, 0 for none.
+pub(crate) fn ttl_seconds(ttl: Option<Duration>) -> Result<u32> {
+    match ttl {
+        None => Ok(0),
+        Some(ttl) if ttl.as_secs() == 0 => Err(Error::InvalidArgument(
+            "ttl must be at least one second".into(),
+        )),
+        Some(ttl) => u32::try_from(ttl.as_secs())
+            .map_err(|_| Error::InvalidArgument(format!("ttl of {}s is too long", ttl.as_secs()))),
     }
 }
 

@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod batch;
 pub mod cli;
 mod client;
 mod cluster;
@@ -45,6 +46,7 @@ mod tls;
 mod trace;
 
 pub use admin::NodeInfo;
+pub use batch::{Batch, PartitionWrite};
 pub use client::{Client, ClientConfig, Credentials, Value};
 pub use cluster::{
     ChangeSummary, CleanupSummary, ClusterStatus, Endpoints, FailedRange, MemberInfo, RangeInfo,

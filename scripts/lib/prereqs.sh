@@ -42,6 +42,18 @@ ensure_tools() {
     fi
 }
 
+# ensure_python_modules MODULE:REQUIREMENT...: installs, with pip, each
+# Python module python3 cannot import (the tests' own Redis client).
+ensure_python_modules() {
+    local pair
+    for pair in "$@"; do
+        if ! python3 -c "import ${pair%%:*}" >/dev/null 2>&1; then
+            echo "Installing the Python package ${pair#*:}"
+            python3 -m pip install --quiet --disable-pip-version-check "${pair#*:}"
+        fi
+    done
+}
+
 apt_install() {
     local need=("$@")
     local sudo=""

@@ -107,6 +107,7 @@ async fn hostile_frames_get_clear_errors_and_the_node_keeps_serving() {
             value: Bytes::from_static(b"mine forever"),
         }),
         report_newer: false,
+        more: Vec::new(),
     };
     stream
         .write_all(&encoded(3, Kind::Write, &forever))

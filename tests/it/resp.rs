@@ -629,3 +629,95 @@ async fn with_tls_and_authentication_clients_auth_and_get_what_their_role_allows
         "a RESP3 map (RESP2 would be four lines)"
     );
 }
+
+/// Redis hashes on a three-node cluster through the `redis` crate's typed
+/// commands and redis-py unchanged: fields are rows of the hash's
+/// partition (the gRPC query lists them), `HSET` of many fields lands
+/// whole on every replica, `HSCAN` pages with the node's cursors, types
+/// answer `WRONGTYPE` on reads, and `DEL` removes a whole hash.
+#[tokio::test]
+async fn redis_hashes_work_through_the_redis_crate_and_redis_py() {
+    use futures::StreamExt;
+    use redis::AsyncCommands;
+    let cluster = TestCluster::start(3, 3).await.expect("cluster");
+    let mut a = connect(cluster.node(0)).await;
+    let mut c = connect(cluster.node(2)).await;
+
+    let fields: Vec<(String, String)> = (0..30)
+        .map(|i| (format!("f{i:02}"), format!("v{i}")))
+        .collect();
+    let _: () = a.hset_multiple("h", &fields).await.expect("HMSET");
+    let written: usize = a.hset("h", "extra", "x").await.expect("HSET");
+    assert_eq!(written, 1);
+    let all: std::collections::HashMap<String, String> = c.hgetall("h").await.expect("HGETALL");
+    assert_eq!(all.len(), 31);
+    assert_eq!(all.get("f07").map(String::as_str), Some("v7"));
+    let got: Option<String> = c.hget("h", "f29").await.expect("HGET");
+    assert_eq!(got.as_deref(), Some("v29"));
+    let len: usize = c.hlen("h").await.expect("HLEN");
+    assert_eq!(len, 31);
+    let keys: Vec<String> = c.hkeys("h").await.expect("HKEYS");
+    assert_eq!(
+        keys.first().map(String::as_str),
+        Some("extra"),
+        "field order"
+    );
+    let deleted: usize = a.hdel("h", &["f00", "f01", "nope"]).await.expect("HDEL");
+    assert_eq!(deleted, 3, "fields named (a blind write)");
+    let mut scanned = Vec::new();
+    {
+        let mut iter = c
+            .hscan_match::<_, _, (String, String)>("h", "f1*")
+            .await
+            .expect("HSCAN");
+        while let Some(item) = iter.next().await {
+            scanned.push(item.expect("an item").0);
+        }
+    }
+    let expected: Vec<String> = (10..20).map(|i| format!("f{i}")).collect();
+    assert_eq!(scanned, expected);
+    let kind: String = redis::cmd("TYPE")
+        .arg("h")
+        .query_async(&mut c)
+        .await
+        .expect("TYPE");
+    assert_eq!(kind, "hash");
+    assert_contains(&refused(&mut c, &[b"GET", b"h"]).await, "WRONGTYPE");
+    assert_contains(
+        &refused(&mut c, &[b"HINCRBY", b"h", b"f", b"1"]).await,
+        "compare-and-set",
+    );
+    assert_contains(
+        &refused(&mut c, &[b"HSCAN", b"h", b"12345"]).await,
+        "invalid cursor",
+    );
+
+    // The hash is a partition: the gRPC query lists its fields, in order,
+    // from any node.
+    let client = cluster.node(1).direct_client().await;
+    let page = client
+        .query_page("h", &ringkv_client::Query::new().limit(3), None)
+        .await
+        .expect("query");
+    let sorts: Vec<Bytes> = page.rows.iter().map(|row| row.sort_key.clone()).collect();
+    assert_eq!(sorts, ["extra", "f02", "f03"]);
+
+    let removed: usize = a.del("h").await.expect("DEL");
+    assert_eq!(removed, 1);
+    let all: std::collections::HashMap<String, String> = c.hgetall("h").await.expect("HGETALL");
+    assert!(all.is_empty(), "{all:?}");
+
+    // redis-py, the most used Redis library, unchanged.
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/redis_py/hashes.py");
+    let output = ringkv_tests::system_tool("python3", "python3")
+        .arg(script)
+        .arg(cluster.node(1).ports.resp.port().to_string())
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "redis-py (scripts/test.sh installs it): {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

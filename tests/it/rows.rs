@@ -258,3 +258,100 @@ async fn a_query_sees_through_what_only_one_replica_deleted() {
         );
     }
 }
+
+/// Partition batches on three nodes: a batch clears a partition and fills
+/// it again in one write; a batch of several partitions is one batch per
+/// partition, each with its own outcome; a replica that was down gets a
+/// whole batch from one hint, with no read or repair to help.
+#[tokio::test]
+async fn partition_batches_are_whole_on_every_replica_hints_included() {
+    let quiet = [
+        ("--anti-entropy-interval-ms", "0"),
+        ("--read-repair-chance", "0"),
+    ];
+    let mut cluster = TestCluster::start_with(3, 3, &quiet)
+        .await
+        .expect("cluster");
+    let client = cluster.node(0).client().await;
+    for fruit in ["apple", "fig", "pear"] {
+        client
+            .put_row("cart-7", fruit, "old")
+            .await
+            .expect("put row");
+    }
+
+    let mut batch = ringkv_client::Batch::new();
+    batch
+        .delete_partition("cart-7")
+        .put("cart-7", "pear", "2")
+        .put("cart-7", "plum", "5")
+        .put("cart-8", "kiwi", "1")
+        .put("cart-9", "a", "1")
+        .put("cart-9", "a", "2");
+    let written = client.batch(&batch).await.expect("batch");
+    let outcomes: Vec<(String, usize, bool)> = written
+        .iter()
+        .map(|p| {
+            (
+                String::from_utf8_lossy(&p.key).into_owned(),
+                p.operations,
+                p.result.is_ok(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("cart-7".to_owned(), 3, true),
+            ("cart-8".to_owned(), 1, true),
+            ("cart-9".to_owned(), 2, false),
+        ],
+        "each partition on its own; naming a row twice is refused"
+    );
+    let error = written[2].result.as_ref().expect_err("refused").to_string();
+    assert!(error.contains("twice"), "{error}");
+    let rows: Vec<Row> = client
+        .query("cart-7", Query::new())
+        .try_collect()
+        .await
+        .expect("query");
+    assert_eq!(sorts(&rows), ["pear", "plum"], "cleared, then filled");
+    assert_eq!(rows[0].value, Bytes::from("2"));
+    assert_eq!(
+        rows[0].timestamp_micros, rows[1].timestamp_micros,
+        "one timestamp"
+    );
+
+    // n3 down: the batch goes to n1 and n2 and into one hint for n3.
+    cluster.kill_and_wait(2).await.expect("n3 seen down");
+    let client = ringkv_tests::client_of(&[cluster.node(0), cluster.node(1)]).await;
+    let mut batch = ringkv_client::Batch::new();
+    batch.delete_rows("cart-7", "p", Some(Bytes::from("pz")));
+    for i in 0..40 {
+        batch.put("cart-7", format!("item-{i:02}"), format!("{i}"));
+    }
+    for p in client.batch(&batch).await.expect("batch") {
+        p.result.expect("written at QUORUM with n3 down");
+    }
+    cluster.node_mut(2).restart().await.expect("restart n3");
+    let n3 = cluster.node(2);
+    let row = |sort: &str| row_key(b"cart-7", sort.as_bytes());
+    let delivered = ringkv_tests::eventually(std::time::Duration::from_secs(60), || async {
+        // (A row never written reads as the partition deletion's
+        // tombstone: wait for the value.)
+        matches!(n3.stored_row(&row("item-39")).await, Ok(Some(c)) if !c.tombstone)
+    })
+    .await;
+    assert!(delivered, "the hint reached n3");
+    for i in 0..40 {
+        let held = n3
+            .stored_row(&row(&format!("item-{i:02}")))
+            .await
+            .expect("read");
+        assert!(held.is_some_and(|c| !c.tombstone), "item-{i:02} on n3");
+    }
+    for gone in ["pear", "plum"] {
+        let held = n3.stored_row(&row(gone)).await.expect("read");
+        assert!(held.is_none_or(|c| c.tombstone), "{gone} deleted on n3");
+    }
+}

@@ -144,6 +144,7 @@ async fn abusive_internode_requests_get_clear_errors_and_the_node_keeps_serving(
             key: row(b"before"),
             cell: Some(forever.clone()),
             report_newer: false,
+            more: Vec::new(),
         })
         .await;
     refused(poisoned, Code::InvalidArgument, "max_clock_skew_ms = 60000");
@@ -166,6 +167,7 @@ async fn abusive_internode_requests_get_clear_errors_and_the_node_keeps_serving(
                 value: Bytes::new(),
             }),
             report_newer: false,
+            more: Vec::new(),
         })
         .await;
     refused(undying, Code::InvalidArgument, "deletion time");

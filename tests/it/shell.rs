@@ -509,3 +509,92 @@ async fn nodetool_commands_show_hints_pools_storage_and_the_cluster() {
     assert!(text.contains("Down: [n3]"), "{text}");
     assert!(!text.contains("WARNING"), "{text}");
 }
+
+/// `batch` from a file and from stdin: one atomic batch per partition,
+/// each partition's outcome printed, exit status 1 when one failed, and a
+/// line that is not an operation refused before anything is sent.
+#[tokio::test]
+async fn batch_writes_each_partition_of_a_file_or_stdin_in_one_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = TestNode::start(dir.path(), NodeOptions::new("n1"))
+        .await
+        .expect("node");
+    assert_ok(&n.cli(&["put", "cart-7", "--row", "old", "x"]));
+    let file = dir.path().join("cart.txt");
+    std::fs::write(
+        &file,
+        "# a cart, cleared and filled again\n\
+         delpartition cart-7\n\
+         put cart-7 --row apple 2\n\
+         \n\
+         put cart-7 --row pear \"1 kg\"\n\
+         put cart-8 --row fig 3 --ttl 600\n\
+         del cart-8 --row kiwi\n",
+    )
+    .expect("write file");
+    let text = assert_ok(&n.cli(&["batch", file.to_str().expect("path")]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("partition cart-7: 3 operations written"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("partition cart-8: 2 operations written"),
+        "{text}"
+    );
+    let rows = assert_ok(&n.cli(&["--json", "query", "cart-7"]));
+    let sorts: Vec<String> = rows
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).expect("json line");
+            format!(
+                "{}={}",
+                row["row"].as_str().unwrap_or("?"),
+                row["value"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    assert_eq!(sorts, ["apple=2", "pear=1 kg"]);
+
+    // From stdin, with one partition refused: the others are written.
+    let mut child = std::process::Command::new(binary("ringkv"))
+        .args(["--host", &n.client_addr.to_string(), "--json", "batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shell");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"put a --row r 1\nput b --row r 1\nput b --row r 2\n")
+        .expect("write");
+    let output = child.wait_with_output().expect("exits");
+    assert_fails_with(&output, "1 of 2 partitions of the batch failed");
+    let outcomes: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json line"))
+        .collect();
+    assert_eq!(outcomes[0]["key"], "a");
+    assert!(outcomes[0]["timestamp_micros"].as_i64().is_some());
+    assert_eq!(outcomes[1]["key"], "b");
+    assert!(
+        outcomes[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("twice")),
+        "{outcomes:?}"
+    );
+    assert_eq!(assert_ok(&n.cli(&["get", "a", "--row", "r"])), "1");
+
+    // A line that is not an operation: nothing is sent.
+    std::fs::write(&file, "put c --row r 1\nstatus\n").expect("write file");
+    let output = n.cli(&["batch", file.to_str().expect("path")]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("line 2"), "{}", stderr(&output));
+    assert_eq!(
+        assert_ok(&n.cli(&["get", "c", "--row", "r"])),
+        "(not found)"
+    );
+}

@@ -90,7 +90,9 @@ pub fn permission_for(path: &str) -> Permission {
         | "ringkv.v1.Admin/NodeStats"
         // Users change their own password; the handler checks whose.
         | "ringkv.v1.Admin/UserPassword" => Permission::Read,
-        "ringkv.v1.KeyValue/Put" | "ringkv.v1.KeyValue/Delete" => Permission::Write,
+        "ringkv.v1.KeyValue/Put" | "ringkv.v1.KeyValue/Delete" | "ringkv.v1.KeyValue/Batch" => {
+            Permission::Write
+        }
         _ => Permission::Admin,
     }
 }
@@ -109,6 +111,7 @@ mod tests {
             ("/ringkv.v1.Admin/NodeStats", [true, true, true]),
             ("/ringkv.v1.KeyValue/Put", [false, true, true]),
             ("/ringkv.v1.KeyValue/Delete", [false, true, true]),
+            ("/ringkv.v1.KeyValue/Batch", [false, true, true]),
             ("/ringkv.v1.Admin/Repair", [false, false, true]),
             ("/ringkv.v1.Admin/Decommission", [false, false, true]),
             ("/ringkv.v1.Admin/UserAdd", [false, false, true]),

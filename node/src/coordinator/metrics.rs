@@ -61,6 +61,8 @@ pub enum Op {
     Get,
     Put,
     Delete,
+    /// Partition batches.
+    Batch,
     /// Queries and counts of a partition's rows.
     Query,
 }
@@ -142,6 +144,7 @@ pub struct RequestMetrics {
     pub get: OpMetrics,
     pub put: OpMetrics,
     pub delete: OpMetrics,
+    pub batch: OpMetrics,
     pub query: OpMetrics,
 }
 
@@ -151,6 +154,7 @@ impl RequestMetrics {
             get: OpMetrics::new(Op::Get),
             put: OpMetrics::new(Op::Put),
             delete: OpMetrics::new(Op::Delete),
+            batch: OpMetrics::new(Op::Batch),
             query: OpMetrics::new(Op::Query),
         }
     }

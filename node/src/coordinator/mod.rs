@@ -50,8 +50,9 @@ pub use query::{
     QueryRequest, Row, RowCount,
 };
 pub use request::{
-    Limits, MAX_KEY_SIZE, MAX_SORT_KEY_SIZE, MAX_TTL_SECONDS, ReadRequest, ReadResult, Target,
-    WriteRequest, validate_key, validate_row_key, validate_sort_key,
+    BatchOp, BatchRequest, Limits, MAX_BATCH_BYTES, MAX_BATCH_OPS, MAX_KEY_SIZE, MAX_SORT_KEY_SIZE,
+    MAX_TTL_SECONDS, ReadRequest, ReadResult, Target, WriteRequest, validate_key, validate_row_key,
+    validate_sort_key,
 };
 
 use crate::clock::{ClockOffsets, HybridClock};

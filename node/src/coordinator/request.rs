@@ -167,7 +167,43 @@ impl WriteRequest {
     /// node's wall clock (microseconds), which a client's timestamp may lead
     /// by at most `max_clock_skew`.
     pub fn validate(&self, limits: &Limits, now: Timestamp) -> Result<(), CoordinatorError> {
-        validate_key(&self.key)?;
+        BatchRequest::from(self.clone()).validate(limits, now)
+    }
+}
+
+/// Most operations in one partition batch.
+pub const MAX_BATCH_OPS: usize = 100;
+
+/// One operation of a [`BatchRequest`]: a put (`value: Some`) or delete
+/// (`value: None`) of what `target` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOp {
+    pub target: Target,
+    pub value: Option<Bytes>,
+    /// Seconds to live; `None` or 0 never expires.
+    pub ttl_seconds: Option<u32>,
+}
+
+impl BatchOp {
+    /// A put of the row `sort`.
+    pub fn put(sort: Bytes, value: Bytes, ttl_seconds: Option<u32>) -> Self {
+        Self {
+            target: Target::Row(sort),
+            value: Some(value),
+            ttl_seconds,
+        }
+    }
+
+    /// A delete of what `target` names.
+    pub fn delete(target: Target) -> Self {
+        Self {
+            target,
+            value: None,
+            ttl_seconds: None,
+        }
+    }
+
+    fn validate(&self, limits: &Limits) -> Result<(), CoordinatorError> {
         match &self.target {
             Target::Row(sort) => validate_sort_key(sort)?,
             Target::Rows { start, end } => {
@@ -208,15 +244,116 @@ impl WriteRequest {
         if self.value.is_none() && self.ttl_seconds.is_some_and(|t| t > 0) {
             return Err(invalid("a delete cannot carry a ttl".into()));
         }
-        if let Some(ts) = self.timestamp
-            && ts < 0
-        {
-            return Err(invalid(format!("timestamp {ts} is negative")));
+        Ok(())
+    }
+}
+
+/// A partition batch: puts and deletes of rows of the partition `key`,
+/// written with one timestamp and applied on each replica in one atomic
+/// write (Cassandra's single-partition batch). Its range and partition
+/// deletes apply before its puts: they are stamped one microsecond
+/// earlier, so a batch may clear a partition and refill it. A row is
+/// named at most once.
+#[derive(Debug, Clone)]
+pub struct BatchRequest {
+    /// The partition key.
+    pub key: Bytes,
+    pub ops: Vec<BatchOp>,
+    pub level: ConsistencyLevel,
+    /// Client-chosen timestamp; `None`: the coordinator's clock.
+    pub timestamp: Option<Timestamp>,
+    /// `None`: the node's write timeout.
+    pub timeout: Option<Duration>,
+    /// Records what the coordinator does, when the client asked.
+    pub trace: Option<Arc<Trace>>,
+}
+
+impl From<WriteRequest> for BatchRequest {
+    /// A single write as a batch of one operation.
+    fn from(write: WriteRequest) -> Self {
+        BatchRequest {
+            key: write.key,
+            ops: vec![BatchOp {
+                target: write.target,
+                value: write.value,
+                ttl_seconds: write.ttl_seconds,
+            }],
+            level: write.level,
+            timestamp: write.timestamp,
+            timeout: write.timeout,
+            trace: write.trace,
+        }
+    }
+}
+
+/// Bytes a batch of several operations may hold: its row keys (each
+/// carries the partition key) and values, as replicas bound a batch.
+pub const MAX_BATCH_BYTES: usize = crate::storage::batch::MAX_BATCH_BYTES;
+
+impl BatchRequest {
+    /// Checks the request before anything is written, as
+    /// [`WriteRequest::validate`] does, and the batch's own bounds: at
+    /// least one and at most [`MAX_BATCH_OPS`] operations, each row named
+    /// once, and (for more than one operation) at most
+    /// [`MAX_BATCH_BYTES`] of row keys and values.
+    pub fn validate(&self, limits: &Limits, now: Timestamp) -> Result<(), CoordinatorError> {
+        validate_key(&self.key)?;
+        if self.ops.is_empty() {
+            return Err(invalid("a batch needs at least one operation".into()));
+        }
+        if self.ops.len() > MAX_BATCH_OPS {
+            return Err(invalid(format!(
+                "a batch has {} operations; the limit is {MAX_BATCH_OPS}",
+                self.ops.len()
+            )));
+        }
+        let mut rows = std::collections::HashSet::new();
+        let mut bytes = 0usize;
+        for op in &self.ops {
+            op.validate(limits)?;
+            if let Target::Row(sort) = &op.target {
+                if !rows.insert(sort) {
+                    return Err(invalid(format!(
+                        "a batch names the row {:?} twice; name each row once",
+                        String::from_utf8_lossy(sort)
+                    )));
+                }
+                bytes = bytes
+                    .saturating_add(crate::storage::key::row_key_len(&self.key, sort))
+                    .saturating_add(op.value.as_ref().map_or(0, Bytes::len));
+            }
+        }
+        if self.ops.len() > 1 && bytes > MAX_BATCH_BYTES {
+            return Err(invalid(format!(
+                "a batch holds {bytes} bytes of row keys and values; the limit is {MAX_BATCH_BYTES} bytes (a single put may be larger)"
+            )));
         }
         if let Some(ts) = self.timestamp {
+            if ts < 0 {
+                return Err(invalid(format!("timestamp {ts} is negative")));
+            }
+            if ts == 0 && self.has_rows() && self.has_deletions() {
+                return Err(invalid(
+                    "a batch that deletes and puts is stamped above 0 (its deletes go at timestamp - 1)".into(),
+                ));
+            }
             limits.max_clock_skew.check(ts, now).map_err(invalid)?;
         }
         Ok(())
+    }
+
+    /// Whether it puts or deletes single rows.
+    pub fn has_rows(&self) -> bool {
+        self.ops
+            .iter()
+            .any(|op| matches!(op.target, Target::Row(_)))
+    }
+
+    /// Whether it deletes ranges or the partition.
+    pub fn has_deletions(&self) -> bool {
+        self.ops
+            .iter()
+            .any(|op| !matches!(op.target, Target::Row(_)))
     }
 }
 

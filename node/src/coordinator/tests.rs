@@ -359,9 +359,140 @@ async fn down_and_failing_replicas_get_hints_that_do_not_count() {
         hints
             .oldest(sim.nodes[2], crate::storage::BatchLimit::entries(10))
             .expect("hints")[0]
-            .key,
+            .entries[0]
+            .0,
         Bytes::from(crate::storage::key::plain_key(b"k"))
     );
+}
+
+fn batch(key: &str, ops: Vec<BatchOp>, level: ConsistencyLevel) -> BatchRequest {
+    BatchRequest {
+        key: Bytes::from(key.to_owned()),
+        ops,
+        level,
+        timestamp: None,
+        timeout: None,
+        trace: None,
+    }
+}
+
+fn row_put(sort: &str, value: &str) -> BatchOp {
+    BatchOp::put(
+        Bytes::from(sort.to_owned()),
+        Bytes::from(value.to_owned()),
+        None,
+    )
+}
+
+/// What `node` holds for the row `sort` of the partition `key`.
+fn stored_row(sim: &FakeCluster, node: NodeId, key: &str, sort: &str) -> Option<Cell> {
+    let row = crate::storage::key::row_key(key.as_bytes(), sort.as_bytes());
+    sim.replica_of(node)
+        .and_then(|r| r.store.read(Token::of(key.as_bytes()), &row).ok().flatten())
+}
+
+/// A partition batch reaches each live replica as one mutation, and a down
+/// replica's hint holds all of it; its range delete clears what was there
+/// before while its own puts stay.
+#[tokio::test]
+async fn a_partition_batch_is_one_mutation_on_every_replica_and_in_its_hint() {
+    let sim = FakeCluster::balanced(3);
+    let hints = hint_store();
+    let c = hinting(&sim, sim.nodes[0], &[], hints.clone());
+    let first = batch(
+        "cart",
+        vec![row_put("apple", "1"), row_put("pear", "2")],
+        ConsistencyLevel::All,
+    );
+    c.batch(first).await.expect("first batch");
+    let down = sim.nodes[2];
+    let c = hinting(&sim, sim.nodes[0], &[down], hints.clone());
+    let second = batch(
+        "cart",
+        vec![
+            BatchOp::delete(Target::Rows {
+                start: Bytes::new(),
+                end: None,
+            }),
+            row_put("pear", "3"),
+            row_put("plum", "4"),
+            BatchOp::delete(Target::Row(Bytes::from_static(b"fig"))),
+        ],
+        ConsistencyLevel::Quorum,
+    );
+    let ts = c.batch(second).await.expect("second batch");
+    settle().await;
+    for node in [sim.nodes[0], sim.nodes[1]] {
+        assert!(
+            stored_row(&sim, node, "cart", "apple").is_some_and(|c| c.tombstone),
+            "cleared on {node}"
+        );
+        assert_eq!(
+            stored_row(&sim, node, "cart", "pear").map(|c| (c.value, c.timestamp)),
+            Some((Bytes::from("3"), ts)),
+            "the batch's own row stays on {node}"
+        );
+        assert!(stored_row(&sim, node, "cart", "plum").is_some());
+    }
+    let held = hints
+        .oldest(down, crate::storage::BatchLimit::entries(10))
+        .expect("hints");
+    assert_eq!(held.len(), 1, "one hint for the whole batch");
+    assert_eq!(held[0].entries.len(), 4, "deletions, pear, plum, fig");
+    // Replayed, the hint leaves the down replica as the others.
+    crate::peer::serve::write_batch(
+        &sim.replica_of(down).expect("replica").store,
+        &held[0].entries,
+    )
+    .await
+    .expect("replay");
+    assert!(stored_row(&sim, down, "cart", "apple").is_some_and(|c| c.tombstone));
+    assert_eq!(
+        stored_row(&sim, down, "cart", "plum").map(|c| c.value),
+        Some(Bytes::from("4"))
+    );
+}
+
+#[tokio::test]
+async fn invalid_batches_are_refused_before_anything_is_sent() {
+    let sim = FakeCluster::balanced(3);
+    let c = coordinator(&sim, sim.nodes[0], &[]);
+    let cases = [
+        (Vec::new(), "at least one operation"),
+        (
+            vec![row_put("a", "1"), row_put("a", "2")],
+            "names the row \"a\" twice",
+        ),
+        (
+            (0..=MAX_BATCH_OPS)
+                .map(|i| row_put(&format!("r{i}"), "v"))
+                .collect(),
+            "the limit is 100",
+        ),
+        (
+            (0..3)
+                .map(|i| {
+                    BatchOp::put(
+                        Bytes::from(format!("r{i}")),
+                        Bytes::from(vec![0; 400 << 10]),
+                        None,
+                    )
+                })
+                .collect(),
+            "the limit is 1048576 bytes",
+        ),
+    ];
+    for (ops, expected) in cases {
+        let err = c
+            .batch(batch("p", ops, ConsistencyLevel::One))
+            .await
+            .expect_err("invalid");
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+    settle().await;
+    assert!(sim.replicas(b"p").iter().all(|n| {
+        stored_row(&sim, *n, "p", "a").is_none() && stored_row(&sim, *n, "p", "r0").is_none()
+    }));
 }
 
 #[tokio::test]

@@ -1,5 +1,10 @@
 //! The write path.
 //!
+//! A write is a mutation of one partition (`storage::Mutation`): a row
+//! put or delete, a range or partition delete, or a partition batch of
+//! several; each replica applies it in one atomic write, and hints carry
+//! it whole.
+//!
 //! 1. Find the key's replicas and which of them are up. If fewer are up
 //!    than the level requires, answer `Unavailable` and send nothing.
 //! 2. Timestamp the write (hybrid logical clock, or the client's).
@@ -41,13 +46,16 @@ use tokio::sync::mpsc;
 
 use super::tally::{Verdict, WriteTally};
 use super::trace::{Trace, millis, note};
-use super::{ConsistencyLevel, Coordinator, CoordinatorError, ReplicaPlan, Target, WriteRequest};
+use super::{
+    BatchRequest, ConsistencyLevel, Coordinator, CoordinatorError, ReplicaPlan, Target,
+    WriteRequest,
+};
 use crate::clock::Timestamp;
 use crate::identity::NodeId;
 use crate::peer::{ReplicaError, WriteAck};
 use crate::ring::Token;
-use crate::storage::Cell;
 use crate::storage::deletions::{Deletion, Deletions};
+use crate::storage::{Cell, Mutation};
 
 /// Times a coordinator-stamped write is written again above a newer cell a
 /// replica reported (step 5), at most.
@@ -56,6 +64,12 @@ const MAX_PUSHES: usize = 2;
 impl Coordinator {
     /// Writes a value or tombstone; returns its timestamp.
     pub async fn write(&self, request: WriteRequest) -> Result<Timestamp, CoordinatorError> {
+        self.batch(request.into()).await
+    }
+
+    /// Writes a partition batch (one mutation: see `storage::Mutation`);
+    /// returns its timestamp. A single write is a batch of one.
+    pub async fn batch(&self, request: BatchRequest) -> Result<Timestamp, CoordinatorError> {
         request.validate(&self.settings.limits, self.clock.wall().micros())?;
         // A clock far from the majority's must not stamp writes; a write
         // the client stamped does not use it.
@@ -66,24 +80,30 @@ impl Coordinator {
         }
         let view = self.view.load_full();
         let token = Token::of(&request.key);
-        let row = Bytes::from(request.target.row_key(&request.key));
         let trace = request.trace.clone();
         let local = view.local();
         let plan = self
             .plan(&view, token, request.level, true)
             .inspect_err(|error| note(&trace, local, || format!("not sent: {error}")))?;
         // A write the coordinator stamps asks the replicas whether they
-        // hold a cell it loses to; one the client stamped keeps its
+        // hold a row it loses to; one the client stamped keeps its
         // timestamp, whatever it loses to.
         // (Deletions merge by union, so nothing is newer than they are.)
-        let server_stamped =
-            request.timestamp.is_none() && matches!(request.target, Target::Row(_));
+        let server_stamped = request.timestamp.is_none() && request.has_rows();
         let mut timestamp = match request.timestamp {
             Some(timestamp) => {
                 self.clock.observe(timestamp);
                 timestamp
             }
-            None => self.clock.now(),
+            None => {
+                // A batch's deletes go one microsecond before its puts:
+                // draw that microsecond from the clock too, so that no
+                // other write of this node shares it.
+                if request.has_rows() && request.has_deletions() {
+                    self.clock.now();
+                }
+                self.clock.now()
+            }
         };
         let timeout = request.timeout.map_or(self.settings.write_timeout, |t| {
             t.min(self.settings.write_timeout)
@@ -94,13 +114,7 @@ impl Coordinator {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let outcome = self
-                .write_at(
-                    &request,
-                    (token, &row, timestamp),
-                    &plan,
-                    left,
-                    server_stamped,
-                )
+                .write_at(&request, (token, timestamp), &plan, left, server_stamped)
                 .await;
             note(&trace, local, || match &outcome {
                 Ok(None) => format!("{} acknowledgements: the write is done", plan.required),
@@ -131,37 +145,23 @@ impl Coordinator {
     /// that acknowledged held a cell the write loses to, the newest such.
     async fn write_at(
         &self,
-        request: &WriteRequest,
-        (token, row, timestamp): (Token, &Bytes, Timestamp),
+        request: &BatchRequest,
+        (token, timestamp): (Token, Timestamp),
         plan: &ReplicaPlan,
         timeout: Duration,
         report_newer: bool,
     ) -> Result<Option<Timestamp>, CoordinatorError> {
         let trace = &request.trace;
         let local = self.view.load().local();
-        let now = self.clock.wall().seconds();
-        let deletion = Deletion {
-            timestamp,
-            deleted_at: now,
-        };
-        let cell = match (&request.target, &request.value) {
-            (Target::Row(_), Some(value)) => {
-                let expires_at = request
-                    .ttl_seconds
-                    .filter(|&ttl| ttl > 0)
-                    .map(|ttl| now + i64::from(ttl));
-                Cell::live(timestamp, value.clone(), expires_at)
-            }
-            (Target::Row(_), None) => Cell::tombstone(timestamp, now),
-            (Target::Rows { start, end }, _) => {
-                deletion_cell(Deletions::of_range(start.clone(), end.clone(), deletion))?
-            }
-            (Target::Partition, _) => deletion_cell(Deletions::of_partition(deletion))?,
-        };
+        let mutation = mutation(request, token, timestamp, self.clock.wall().seconds())?;
         let any = request.level == ConsistencyLevel::Any;
         note(trace, local, || {
+            let cells = match mutation.entries().len() {
+                1 => String::new(),
+                n => format!(", {n} cells"),
+            };
             format!(
-                "writing at {} (token {}, timestamp {timestamp}): {} live replicas, {} down, {} required",
+                "writing at {} (token {}, timestamp {timestamp}{cells}): {} live replicas, {} down, {} required",
                 request.level,
                 token.0,
                 plan.alive.len(),
@@ -169,7 +169,7 @@ impl Coordinator {
                 plan.required
             )
         });
-        let mut hinted = self.hint_all(&plan.down, row, &cell);
+        let mut hinted = self.hint_all(&plan.down, &mutation);
         for node in &plan.down {
             note(trace, *node, || "down: not sent".into());
         }
@@ -200,19 +200,19 @@ impl Coordinator {
         }
         let hint_acks = if any { hinted } else { 0 };
         let acks = (hint_acks, any);
-        let cell = (token, row.clone(), cell);
-        self.replicate(cell, plan, timeout, acks, report_newer, trace)
+        self.replicate(mutation, plan, timeout, acks, report_newer, trace)
             .await
     }
 
     /// Stores hints for replicas that are down; returns how many were kept.
-    fn hint_all(&self, targets: &[NodeId], key: &[u8], cell: &Cell) -> usize {
+    fn hint_all(&self, targets: &[NodeId], mutation: &Mutation) -> usize {
         let Some(hints) = &self.hints else {
             return 0;
         };
+        let entries = mutation.borrowed();
         targets
             .iter()
-            .filter(|node| match hints.store(**node, key, cell) {
+            .filter(|node| match hints.store_entries(**node, &entries) {
                 Ok(kept) => kept,
                 Err(error) => {
                     tracing::warn!(%error, node = %node, "cannot store hint");
@@ -222,12 +222,12 @@ impl Coordinator {
             .count()
     }
 
-    /// Sends `cell` to every live replica of `plan`; returns once
+    /// Sends `mutation` to every live replica of `plan`; returns once
     /// `plan.required` acknowledged, counting `hint_acks` already, and (with
     /// `hints_ack`, at ANY) a hint stored for a replica that failed.
     pub(super) async fn replicate(
         &self,
-        (token, key, cell): (Token, Bytes, Cell),
+        mutation: Mutation,
         plan: &ReplicaPlan,
         timeout: Duration,
         (hint_acks, hints_ack): (usize, bool),
@@ -242,17 +242,13 @@ impl Coordinator {
         let (done, mut acks_rx) = mpsc::channel::<Outcome>(plan.alive.len().max(1));
         for &node in &plan.alive {
             note(trace, node, || "sent the write".into());
-            let send = self.transport.write_reporting(
-                node,
-                token,
-                key.clone(),
-                cell.clone(),
-                report_newer,
-            );
+            let send = self
+                .transport
+                .write_reporting(node, mutation.clone(), report_newer);
             let trace = trace.clone();
             let done = done.clone();
             let hints = self.hints.clone().filter(|_| node != local);
-            let (key, cell) = (key.clone(), cell.clone());
+            let mutation = mutation.clone();
             // A task per replica: it outlives this call when the answer goes
             // out early, so slower replicas still get the write (or a hint).
             self.replica_sends.spawn(async move {
@@ -280,7 +276,7 @@ impl Coordinator {
                     // refuse its hint too.
                     let refused = matches!(error, ReplicaError::Refused(_));
                     if let Some(hints) = hints.filter(|_| !refused) {
-                        match hints.store(node, &key, &cell) {
+                        match hints.store_entries(node, &mutation.borrowed()) {
                             Ok(kept) => hinted = kept,
                             Err(error) => tracing::warn!(%error, %node, "cannot store hint"),
                         }
@@ -331,9 +327,60 @@ impl Coordinator {
     }
 }
 
-/// The cell of a partition's deletions entry that holds `deletions`.
-fn deletion_cell(deletions: Deletions) -> Result<Cell, CoordinatorError> {
-    deletions
-        .to_cell()
-        .ok_or_else(|| CoordinatorError::InvalidArgument("nothing to delete".into()))
+/// The mutation `request` writes at `timestamp` to the partition whose
+/// token is `token`; `now` is the wall clock's Unix seconds (deletion
+/// times, expiries). Its range and partition deletes merge into one
+/// deletions entry, stamped one microsecond before its rows when it has
+/// any (see [`BatchRequest`]).
+fn mutation(
+    request: &BatchRequest,
+    token: Token,
+    timestamp: Timestamp,
+    now: i64,
+) -> Result<Mutation, CoordinatorError> {
+    let deletion = Deletion {
+        timestamp: if request.has_rows() {
+            timestamp.saturating_sub(1)
+        } else {
+            timestamp
+        },
+        deleted_at: now,
+    };
+    let mut deletions: Option<Deletions> = None;
+    let mut entries = Vec::with_capacity(request.ops.len() + 1);
+    for op in &request.ops {
+        let more = match (&op.target, &op.value) {
+            (Target::Row(sort), value) => {
+                let cell = match value {
+                    Some(value) => {
+                        let expires_at = op
+                            .ttl_seconds
+                            .filter(|&ttl| ttl > 0)
+                            .map(|ttl| now + i64::from(ttl));
+                        Cell::live(timestamp, value.clone(), expires_at)
+                    }
+                    None => Cell::tombstone(timestamp, now),
+                };
+                let row = crate::storage::key::row_key(&request.key, sort);
+                entries.push((Bytes::from(row), cell));
+                continue;
+            }
+            (Target::Rows { start, end }, _) => {
+                Deletions::of_range(start.clone(), end.clone(), deletion)
+            }
+            (Target::Partition, _) => Deletions::of_partition(deletion),
+        };
+        match &mut deletions {
+            Some(union) => union.merge(&more),
+            None => deletions = Some(more),
+        }
+    }
+    if let Some(deletions) = deletions {
+        let cell = deletions
+            .to_cell()
+            .ok_or_else(|| CoordinatorError::InvalidArgument("nothing to delete".into()))?;
+        let key = crate::storage::key::deletions_key(&request.key);
+        entries.insert(0, (Bytes::from(key), cell));
+    }
+    Ok(Mutation::new(token, entries))
 }

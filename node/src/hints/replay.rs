@@ -33,6 +33,7 @@ use crate::membership::{NodeStatus, ViewHandle};
 use crate::metrics::HINTS_REPLAYED;
 use crate::peer::{RepairTransport, ReplicaError};
 use crate::storage::BatchLimit;
+use crate::storage::batch::MAX_BATCH_ENTRIES;
 
 /// How often the replayer looks for work.
 const ROUND: Duration = Duration::from_secs(1);
@@ -125,7 +126,7 @@ async fn replay_to(
         if batch.is_empty() {
             break;
         }
-        let (old, fresh): (Vec<Hint>, Vec<Hint>) = batch
+        let (old, mut fresh): (Vec<Hint>, Vec<Hint>) = batch
             .into_iter()
             .partition(|h| expired(h, settings.window, hints.wall().micros()));
         if !old.is_empty() {
@@ -142,11 +143,21 @@ async fn replay_to(
         if fresh.is_empty() {
             continue;
         }
-        let bytes: u64 = fresh.iter().map(Hint::size).sum();
-        let entries = fresh
+        // A hint may hold a partition batch of many cells: keep the
+        // batch within the receiver's bound on cells (a hint goes whole,
+        // and the first goes in any case).
+        let mut cells = 0;
+        let fits = fresh
             .iter()
-            .map(|h| (h.key.clone(), h.cell.clone()))
-            .collect();
+            .take_while(|hint| {
+                let first = cells == 0;
+                cells += hint.entries.len();
+                first || cells <= MAX_BATCH_ENTRIES
+            })
+            .count();
+        fresh.truncate(fits);
+        let bytes: u64 = fresh.iter().map(Hint::size).sum();
+        let entries = fresh.iter().flat_map(|h| h.entries.clone()).collect();
         match transport.write_batch(receiver, entries).await {
             Ok(()) => {}
             // Some hint breaks a bound the receiver will not lift: send
@@ -154,7 +165,7 @@ async fn replay_to(
             // retry the batch (and hold up every later hint) forever.
             Err(ReplicaError::Refused(_)) => {
                 for hint in &fresh {
-                    let one = vec![(hint.key.clone(), hint.cell.clone())];
+                    let one = hint.entries.clone();
                     match transport.write_batch(receiver, one).await {
                         Ok(()) => {}
                         Err(ReplicaError::Refused(why)) => {

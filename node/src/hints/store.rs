@@ -2,10 +2,14 @@
 //!
 //! Hints live in the `hints` column family, keyed by target node then
 //! creation time (`node id (16) ++ created µs (8, big-endian) ++ sequence
-//! (8)`), so one node's hints are one contiguous range, oldest first. The
-//! value is `2 ++ key length (4, big-endian) ++ row key ++ cell`; a value
-//! written by storage format 1 has no leading 2 (its length's first byte
-//! is 0) and a plain key, read as that key's row. Per-target byte counts are kept in memory
+//! (8)`), so one node's hints are one contiguous range, oldest first. A
+//! hint holds a whole mutation (see `storage::Mutation`: a partition
+//! batch is replayed whole, in one atomic write). The value is
+//! `3 ++ cells (4) ++ [key length (4) ++ row key ++ cell length (4) ++
+//! cell]...` (lengths big-endian). Older values are read too: `2 ++ key
+//! length (4) ++ row key ++ cell` (one cell), and storage format 1's,
+//! which has no leading byte (its length's first byte is 0) and a plain
+//! key, read as that key's row. Per-target byte counts are kept in memory
 //! (rebuilt by one scan at start) to enforce `max_hints_per_node_mb`: past
 //! it, new hints for that node are dropped — counted, and logged at most
 //! once a minute per node — and anti-entropy repairs what they would have.
@@ -35,14 +39,19 @@ pub struct Hint {
     /// Key in the hints column family.
     pub id: Vec<u8>,
     pub created: Timestamp,
-    pub key: Bytes,
-    pub cell: Cell,
+    /// The mutation: (row key, cell) of one partition, applied together.
+    pub entries: Vec<(Bytes, Cell)>,
 }
 
 impl Hint {
     /// Bytes it occupies (approximately).
     pub fn size(&self) -> u64 {
-        (KEY_LEN + 5 + self.key.len() + self.cell.encoded_len()) as u64
+        let cells: usize = self
+            .entries
+            .iter()
+            .map(|(key, cell)| 8 + key.len() + cell.encoded_len())
+            .sum();
+        (KEY_LEN + 5 + cells) as u64
     }
 }
 
@@ -57,40 +66,68 @@ fn prefix_end(target: NodeId) -> Vec<u8> {
     end
 }
 
-/// The first byte of a hint's value holding a row key.
+/// The first byte of a hint's value holding one cell under a row key.
 const ROW_KEY_VALUE: u8 = 2;
+/// The first byte of a hint's value holding a mutation.
+const MUTATION_VALUE: u8 = 3;
 
-fn encode_value(key: &[u8], cell: &Cell) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + key.len() + cell.encoded_len());
-    out.push(ROW_KEY_VALUE);
-    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    out.extend_from_slice(key);
-    cell.encode_into(&mut out);
+fn encode_value(entries: &[(&[u8], &Cell)]) -> Vec<u8> {
+    let len: usize = entries
+        .iter()
+        .map(|(key, cell)| 8 + key.len() + cell.encoded_len())
+        .sum();
+    let mut out = Vec::with_capacity(5 + len);
+    out.push(MUTATION_VALUE);
+    out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    for (key, cell) in entries {
+        out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&(cell.encoded_len() as u32).to_be_bytes());
+        cell.encode_into(&mut out);
+    }
     out
+}
+
+/// A length-prefixed piece of `bytes` and what follows it.
+fn piece(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = bytes.split_first_chunk::<4>()?;
+    let len = u32::from_be_bytes(*len) as usize;
+    Some((rest.get(..len)?, rest.get(len..)?))
 }
 
 fn decode(id: Vec<u8>, value: &[u8]) -> Option<Hint> {
     let created = i64::from_be_bytes(id.get(16..24)?.try_into().ok()?);
-    let (row, value) = match value.split_first()? {
-        (&ROW_KEY_VALUE, rest) => (true, rest),
+    let cell = |bytes: &[u8]| Some(CellView::decode(bytes).ok()?.to_owned_cell());
+    let entries = match value.split_first()? {
+        (&MUTATION_VALUE, rest) => {
+            let (count, mut rest) = rest.split_first_chunk::<4>()?;
+            let count = u32::from_be_bytes(*count) as usize;
+            // Each cell takes at least its two lengths.
+            let mut entries = Vec::with_capacity(count.min(rest.len() / 8));
+            for _ in 0..count {
+                let (key, after) = piece(rest)?;
+                let (value, after) = piece(after)?;
+                entries.push((Bytes::copy_from_slice(key), cell(value)?));
+                rest = after;
+            }
+            (rest.is_empty() && !entries.is_empty()).then_some(entries)?
+        }
+        (&ROW_KEY_VALUE, rest) => {
+            let (key, value) = piece(rest)?;
+            vec![(Bytes::copy_from_slice(key), cell(value)?)]
+        }
         // Storage format 1: the length's first byte, always 0.
-        (0, _) => (false, value),
+        (0, _) => {
+            let (key, value) = piece(value)?;
+            let key = Bytes::from(crate::storage::key::plain_key(key));
+            vec![(key, cell(value)?)]
+        }
         _ => return None,
-    };
-    let (len, rest) = value.split_first_chunk::<4>()?;
-    let len = u32::from_be_bytes(*len) as usize;
-    let key = rest.get(..len)?;
-    let cell = CellView::decode(rest.get(len..)?).ok()?.to_owned_cell();
-    let key = if row {
-        Bytes::copy_from_slice(key)
-    } else {
-        Bytes::from(crate::storage::key::plain_key(key))
     };
     Some(Hint {
         id,
         created,
-        key,
-        cell,
+        entries,
     })
 }
 
@@ -219,7 +256,17 @@ impl HintStore {
     /// Stores a hint for `target` (in the WAL, fsynced on its schedule);
     /// false if its hints are full. See [`make_durable`](Self::make_durable).
     pub fn store(&self, target: NodeId, key: &[u8], cell: &Cell) -> Result<bool, StorageError> {
-        let value = encode_value(key, cell);
+        self.store_entries(target, &[(key, cell)])
+    }
+
+    /// Stores a hint of a mutation, the cells of one partition that are
+    /// replayed together, as [`store`](Self::store) does one cell.
+    pub fn store_entries(
+        &self,
+        target: NodeId,
+        entries: &[(&[u8], &Cell)],
+    ) -> Result<bool, StorageError> {
+        let value = encode_value(entries);
         let size = (KEY_LEN + value.len()) as u64;
         // Reserve the bytes first, so concurrent writers cannot overshoot
         // the cap; give them back if the hint is not stored after all.
@@ -398,10 +445,11 @@ mod tests {
         Cell::live(ts, Bytes::from_static(b"value"), None)
     }
 
-    /// A hint stored by storage format 1 (no leading 2, a plain key) is
-    /// delivered as that key's row; one that is neither is unreadable.
+    /// A hint stored by storage format 1 (no leading byte, a plain key) is
+    /// delivered as that key's row, one of a single row key as that row,
+    /// a mutation whole; anything else is unreadable.
     #[test]
-    fn a_hint_of_storage_format_1_reads_as_its_keys_row() {
+    fn hints_of_every_format_read_back() {
         let mut id = prefix(node(1)).to_vec();
         id.extend_from_slice(&7i64.to_be_bytes());
         id.extend_from_slice(&0u64.to_be_bytes());
@@ -409,12 +457,37 @@ mod tests {
         legacy.extend_from_slice(b"user");
         cell(3).encode_into(&mut legacy);
         let hint = decode(id.clone(), &legacy).expect("decodes");
-        assert_eq!(hint.key, crate::storage::key::plain_key(b"user"));
-        assert_eq!((hint.created, hint.cell), (7, cell(3)));
+        let plain = Bytes::from(crate::storage::key::plain_key(b"user"));
+        assert_eq!((hint.created, hint.entries), (7, vec![(plain, cell(3))]));
 
+        // One cell under a row key, as the release before mutations
+        // wrote it.
         let row = crate::storage::key::row_key(b"user", b"field");
-        let current = decode(id.clone(), &encode_value(&row, &cell(4))).expect("decodes");
-        assert_eq!(current.key, row);
+        let mut single = vec![ROW_KEY_VALUE];
+        single.extend_from_slice(&(row.len() as u32).to_be_bytes());
+        single.extend_from_slice(&row);
+        cell(4).encode_into(&mut single);
+        let hint = decode(id.clone(), &single).expect("decodes");
+        assert_eq!(hint.entries, vec![(Bytes::from(row.clone()), cell(4))]);
+
+        let other = crate::storage::key::row_key(b"user", b"other");
+        let both = [(&row[..], &cell(5)), (&other[..], &cell(5))];
+        let current = decode(id.clone(), &encode_value(&both)).expect("decodes");
+        assert_eq!(
+            current.entries,
+            vec![
+                (Bytes::from(row.clone()), cell(5)),
+                (Bytes::from(other.clone()), cell(5))
+            ]
+        );
+        // Truncated anywhere, or with bytes left over: unreadable.
+        let whole = encode_value(&both);
+        for cut in 1..whole.len() {
+            assert_eq!(decode(id.clone(), &whole[..cut]), None, "cut at {cut}");
+        }
+        let mut longer = whole.clone();
+        longer.push(0);
+        assert_eq!(decode(id.clone(), &longer), None);
         assert_eq!(decode(id, &[9, 0, 0, 0, 0]), None);
     }
 
@@ -435,10 +508,13 @@ mod tests {
         assert_eq!(targets, vec![node(1), node(2)]);
         let oldest = hints.oldest(node(1), BatchLimit::entries(3)).expect("read");
         assert_eq!(
-            oldest.iter().map(|h| h.key.clone()).collect::<Vec<_>>(),
+            oldest
+                .iter()
+                .map(|h| h.entries[0].0.clone())
+                .collect::<Vec<_>>(),
             ["k0", "k1", "k2"]
         );
-        assert_eq!(oldest[0].cell, cell(0));
+        assert_eq!(oldest[0].entries[0].1, cell(0));
         hints.remove(node(1), &oldest).expect("remove");
         assert_eq!(
             hints

@@ -25,7 +25,7 @@ use crate::identity::NodeId;
 use crate::membership::{ClusterView, Member, ViewHandle};
 use crate::ring::{Ring, RingMember, Token, TokenRange, allocate_tokens};
 use crate::storage::{
-    BatchLimit, Cell, DirtyMap, LocalStore, MemoryStorage, RowsPage, RowsQuery, SyncMode,
+    BatchLimit, Cell, DirtyMap, LocalStore, MemoryStorage, Mutation, RowsPage, RowsQuery, SyncMode,
 };
 
 /// How a fake node behaves.
@@ -141,6 +141,11 @@ impl FakeCluster {
             .unwrap_or(Behaviour::Unreachable)
     }
 
+    /// The replica of `node`.
+    pub fn replica_of(&self, node: NodeId) -> Option<&LocalReplica> {
+        self.replicas.get(&node)
+    }
+
     /// What `node` holds for the plain key `key`.
     pub fn stored(&self, node: NodeId, key: &[u8]) -> Option<Cell> {
         let row = crate::storage::key::plain_key(key);
@@ -215,9 +220,7 @@ impl ReplicaTransport for Arc<FakeCluster> {
     fn write_reporting(
         &self,
         to: NodeId,
-        token: Token,
-        key: Bytes,
-        cell: Cell,
+        mutation: Mutation,
         report_newer: bool,
     ) -> BoxFuture<'static, Result<WriteAck, ReplicaError>> {
         let gate = self.gate(to);
@@ -225,7 +228,7 @@ impl ReplicaTransport for Arc<FakeCluster> {
             let replica = gate.await?;
             let newer = replica
                 .store
-                .apply_reporting(token, &key, &cell, report_newer)
+                .apply_reporting(&mutation, report_newer)
                 .await
                 .map_err(ReplicaError::from)?;
             Ok(WriteAck { newer })

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use crate::clock::Timestamp;
 use crate::identity::NodeId;
 use crate::ring::Token;
-use crate::storage::{Cell, RowsPage, RowsQuery};
+use crate::storage::{Cell, Mutation, RowsPage, RowsQuery};
 
 /// A 16-byte digest of a replica's cell (empty when it holds nothing).
 pub type Digest = Bytes;
@@ -101,22 +101,22 @@ impl ReplicaError {
 /// A replica's acknowledgement of a write.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteAck {
-    /// When asked (`report_newer`): the timestamp of a cell the replica
-    /// already held for the key that the write does not supersede.
+    /// When asked (`report_newer`): the newest timestamp of a cell the
+    /// replica already held for a row of the write that the write does
+    /// not supersede.
     pub newer: Option<Timestamp>,
 }
 
 /// Requests to replicas. Futures are `'static` so that writes can finish in
 /// the background after the coordinator has answered.
 pub trait ReplicaTransport: Send + Sync + 'static {
-    /// Merges `cell` into `to`'s store; with `report_newer`, the replica
-    /// also says whether it held a cell the write loses to.
+    /// Applies `mutation` to `to`'s store, atomically; with
+    /// `report_newer`, the replica also says whether it held a row the
+    /// write loses to.
     fn write_reporting(
         &self,
         to: NodeId,
-        token: Token,
-        key: Bytes,
-        cell: Cell,
+        mutation: Mutation,
         report_newer: bool,
     ) -> BoxFuture<'static, Result<WriteAck, ReplicaError>>;
 
@@ -128,7 +128,7 @@ pub trait ReplicaTransport: Send + Sync + 'static {
         key: Bytes,
         cell: Cell,
     ) -> BoxFuture<'static, Result<(), ReplicaError>> {
-        let ack = self.write_reporting(to, token, key, cell, false);
+        let ack = self.write_reporting(to, Mutation::one(token, key, cell), false);
         Box::pin(async move { ack.await.map(drop) })
     }
 

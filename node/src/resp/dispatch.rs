@@ -21,7 +21,7 @@ use super::reply::{Reply, not_an_integer, syntax_error, wrong_arity};
 use super::session::Session;
 use super::session_commands::{auth, client, consistency, hello};
 use super::table::Kind;
-use super::{Shared, info};
+use super::{Shared, hashes, info};
 use crate::auth::{Permission, Refusal};
 
 /// What the connection does with `command`.
@@ -107,6 +107,57 @@ pub fn dispatch(shared: &Arc<Shared>, session: &mut Session, command: Command) -
             spec.kind == Kind::PTtl
         )),
         Kind::StrLen => run!(keys::strlen(shared.clone(), read, key())),
+        Kind::Type => run!(keys::type_of(shared.clone(), read, key())),
+        Kind::HSet | Kind::HMSet => {
+            if !args.len().is_multiple_of(2) {
+                return Action::Reply(wrong_arity(spec.name));
+            }
+            let pairs = args[2..]
+                .chunks_exact(2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect();
+            let answer_ok = spec.kind == Kind::HMSet;
+            run!(hashes::hset(shared.clone(), write, key(), pairs, answer_ok))
+        }
+        Kind::HGet => run!(hashes::hget(shared.clone(), read, key(), args[2].clone())),
+        Kind::HMGet => run!(hashes::hmget(
+            shared.clone(),
+            read,
+            key(),
+            args[2..].to_vec()
+        )),
+        Kind::HGetAll | Kind::HKeys | Kind::HVals => {
+            let what = match spec.kind {
+                Kind::HKeys => hashes::Whole::Keys,
+                Kind::HVals => hashes::Whole::Values,
+                _ => hashes::Whole::All,
+            };
+            run!(hashes::whole(shared.clone(), read, key(), what))
+        }
+        Kind::HDel => run!(hashes::hdel(
+            shared.clone(),
+            write,
+            key(),
+            args[2..].to_vec()
+        )),
+        Kind::HExists | Kind::HStrLen => run!(hashes::hexists(
+            shared.clone(),
+            read,
+            key(),
+            args[2].clone(),
+            spec.kind == Kind::HStrLen
+        )),
+        Kind::HLen => run!(hashes::hlen(shared.clone(), read, key())),
+        Kind::HScan => match hashes::scan_options(&args[3..]) {
+            Ok(options) => run!(hashes::hscan(
+                shared.clone(),
+                read,
+                key(),
+                args[2].clone(),
+                options
+            )),
+            Err(reply) => Action::Reply(reply),
+        },
         Kind::Ping => Action::Reply(match &args[1..] {
             [] => Reply::Simple("PONG".into()),
             [message] => Reply::Bulk(message.clone()),

@@ -11,9 +11,16 @@
 //! so `PX`, `PXAT` and `PSETEX` round up to the next second. An expiry time
 //! already past deletes the key, as in Redis.
 //!
+//! A key's string value is the row with the empty sort key of the
+//! partition named by the key; its hash fields are the partition's other
+//! rows (see `hashes`). `DEL` deletes the partition (both), `EXISTS` and
+//! `TYPE` look at both, and a read that finds no string value answers
+//! `WRONGTYPE` when the key holds a hash.
+//!
 //! CAVEATS: `DEL` answers the number of distinct keys it deleted, whether
-//! or not they existed: a delete is a blind write (a tombstone), and
-//! reading first would double its cost without making the count exact.
+//! or not they existed: a delete is a blind write (a partition deletion),
+//! and reading first would double its cost without making the count
+//! exact.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -24,12 +31,8 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::reply::Reply;
-use crate::coordinator::{
-    ConsistencyLevel, CoordinatorError, ReadRequest, ReadResult, Target, WriteRequest,
-};
-
-/// Requests one multi-key command has in flight at once.
-pub const FAN_OUT: usize = 32;
+use super::requests::{FAN_OUT, error_reply, read, reserved};
+use crate::coordinator::{ConsistencyLevel, ReadResult, Target, WriteRequest};
 
 /// How long a written value lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,65 +62,24 @@ pub fn expiry_at(at_ms: i64, now_ms: i64) -> Expiry {
     expiry_in(at_ms - now_ms, true)
 }
 
-/// A coordinator error as a RESP error: its first word is the kind, so
-/// clients can tell a retryable `UNAVAILABLE` or `TIMEOUT` from an `ERR`.
-pub fn error_reply(error: &CoordinatorError) -> Reply {
-    Reply::error(match error {
-        CoordinatorError::InvalidArgument(why) => format!("ERR {why}"),
-        CoordinatorError::Unavailable { required, alive } => {
-            format!("UNAVAILABLE required {required}, alive {alive}: not enough live replicas")
-        }
-        CoordinatorError::Timeout { required, received } => format!(
-            "TIMEOUT required {required}, received {received}: replicas did not answer in time (a write may still be applied)"
-        ),
-        CoordinatorError::Failed {
-            required,
-            received,
-            reasons,
-        } => format!(
-            "FAILED required {required}, received {received}: replicas failed ({})",
-            reasons.join("; ")
-        ),
-        CoordinatorError::NotStored { reason } => {
-            format!(
-                "UNAVAILABLE no replica is up and no hint could be stored ({reason}); nothing was written"
-            )
-        }
-        CoordinatorError::ClockOffset(why) => format!("UNAVAILABLE {why}"),
-        CoordinatorError::Storage(error) => format!("ERR local storage failed: {error}"),
-    })
-}
-
-fn reserved() -> Reply {
-    Reply::error("ERR keys starting with \\x00ringkv/ are reserved for the cluster's own use")
-}
-
-async fn read(
-    shared: &Shared,
-    level: ConsistencyLevel,
-    key: Bytes,
-) -> Result<Option<ReadResult>, Reply> {
-    if crate::auth::is_reserved(&key) {
-        shared.metrics.get.rejected(Some(level));
-        return Err(reserved());
-    }
-    let started = Instant::now();
-    let request = ReadRequest {
-        sort_key: Bytes::new(),
-        key,
-        level,
-        timeout: None,
-        trace: None,
-    };
-    let result = shared.coordinator.read(request).await;
-    shared.metrics.get.record(level, started, &result);
-    result.map_err(|error| error_reply(&error))
-}
-
+/// Writes (or with `value: None` deletes) the string value of `key`.
 async fn write(
     shared: &Shared,
     level: ConsistencyLevel,
     key: Bytes,
+    value: Option<Bytes>,
+    expiry: Expiry,
+) -> Result<(), Reply> {
+    write_target(shared, level, key, Target::default(), value, expiry).await
+}
+
+/// Writes what `target` names in the partition `key`: the string value,
+/// or (deleting) the whole partition.
+async fn write_target(
+    shared: &Shared,
+    level: ConsistencyLevel,
+    key: Bytes,
+    target: Target,
     value: Option<Bytes>,
     expiry: Expiry,
 ) -> Result<(), Reply> {
@@ -137,7 +99,7 @@ async fn write(
     }
     let started = Instant::now();
     let request = WriteRequest {
-        target: Target::default(),
+        target,
         key,
         value,
         level,
@@ -151,8 +113,24 @@ async fn write(
     result.map(|_| ()).map_err(|error| error_reply(&error))
 }
 
+/// The string value of `key`; when it has none, `WRONGTYPE` if the key
+/// holds a hash (see `hashes`).
+async fn string_value(
+    shared: &Shared,
+    level: ConsistencyLevel,
+    key: Bytes,
+) -> Result<Option<ReadResult>, Reply> {
+    match read(shared, level, key.clone()).await? {
+        Some(found) => Ok(Some(found)),
+        None if super::requests::holds_hash(shared, level, key).await? => {
+            Err(super::requests::wrong_type())
+        }
+        None => Ok(None),
+    }
+}
+
 pub async fn get(shared: Arc<Shared>, level: ConsistencyLevel, key: Bytes) -> Reply {
-    match read(&shared, level, key).await {
+    match string_value(&shared, level, key).await {
         Ok(Some(found)) => Reply::Bulk(found.value),
         Ok(None) => Reply::Null,
         Err(reply) => reply,
@@ -173,16 +151,21 @@ pub async fn set(
 }
 
 pub async fn strlen(shared: Arc<Shared>, level: ConsistencyLevel, key: Bytes) -> Reply {
-    match read(&shared, level, key).await {
+    match string_value(&shared, level, key).await {
         Ok(found) => Reply::Integer(found.map_or(0, |f| f.value.len() as i64)),
         Err(reply) => reply,
     }
 }
 
-/// `TTL` / `PTTL`: -2 missing, -1 no expiry, else the time left.
+/// `TTL` / `PTTL`: -2 missing, -1 no expiry (a hash never has one), else
+/// the time left.
 pub async fn ttl(shared: Arc<Shared>, level: ConsistencyLevel, key: Bytes, millis: bool) -> Reply {
-    match read(&shared, level, key).await {
-        Ok(None) => Reply::Integer(-2),
+    match read(&shared, level, key.clone()).await {
+        Ok(None) => match super::requests::holds_hash(&shared, level, key).await {
+            Ok(true) => Reply::Integer(-1),
+            Ok(false) => Reply::Integer(-2),
+            Err(reply) => reply,
+        },
         Ok(Some(ReadResult {
             expires_at: None, ..
         })) => Reply::Integer(-1),
@@ -231,21 +214,46 @@ pub async fn mget(shared: Arc<Shared>, level: ConsistencyLevel, keys: Vec<Bytes>
     Reply::Array(values)
 }
 
+/// Whether `key` holds a string value or a hash.
+async fn key_exists(shared: &Shared, level: ConsistencyLevel, key: Bytes) -> Result<bool, Reply> {
+    if read(shared, level, key.clone()).await?.is_some() {
+        return Ok(true);
+    }
+    super::requests::holds_hash(shared, level, key).await
+}
+
+/// `EXISTS`: how many of the keys (a key named twice counts twice, as in
+/// Redis) hold a string value or a hash.
 pub async fn exists(shared: Arc<Shared>, level: ConsistencyLevel, keys: Vec<Bytes>) -> Reply {
     let shared = &shared;
     let results: Vec<_> = stream::iter(keys)
-        .map(|key| read(shared, level, key))
+        .map(|key| key_exists(shared, level, key))
         .buffer_unordered(FAN_OUT)
         .collect()
         .await;
     let mut count = 0;
     for result in results {
         match result {
-            Ok(found) => count += i64::from(found.is_some()),
+            Ok(found) => count += i64::from(found),
             Err(reply) => return reply,
         }
     }
     Reply::Integer(count)
+}
+
+/// `TYPE`: `string`, `hash` or `none`. A key whose string value and hash
+/// fields were both written (writes do not check types) is a string.
+pub async fn type_of(shared: Arc<Shared>, level: ConsistencyLevel, key: Bytes) -> Reply {
+    let kind = match read(&shared, level, key.clone()).await {
+        Ok(Some(_)) => "string",
+        Ok(None) => match super::requests::holds_hash(&shared, level, key).await {
+            Ok(true) => "hash",
+            Ok(false) => "none",
+            Err(reply) => return reply,
+        },
+        Err(reply) => return reply,
+    };
+    Reply::Simple(kind.into())
 }
 
 pub async fn mset(
@@ -267,9 +275,11 @@ pub async fn del(shared: Arc<Shared>, level: ConsistencyLevel, mut keys: Vec<Byt
     keys.sort_unstable();
     keys.dedup();
     let shared = &shared;
+    // A key's string value and its hash fields are one partition: DEL
+    // deletes the partition.
     let writes = keys
         .into_iter()
-        .map(|key| write(shared, level, key, None, Expiry::Never));
+        .map(|key| write_target(shared, level, key, Target::Partition, None, Expiry::Never));
     match independent("DEL", level, writes).await {
         Ok(count) => Reply::Integer(count as i64),
         Err(reply) => reply,
@@ -314,6 +324,7 @@ async fn independent(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coordinator::CoordinatorError;
 
     #[test]
     fn expiries_round_up_to_seconds_and_past_times_delete() {

@@ -18,7 +18,12 @@
 //!   arity), and what the connection does with it;
 //! - [`dispatch`]: from a command to its work, under the connection's
 //!   credentials and the node's in-flight limit;
+//! - [`requests`]: reads and queries of the coordinator, and its errors
+//!   as replies;
 //! - [`keys`]: the key commands over the coordinator;
+//! - [`hashes`]: the hash commands, on partitions of rows;
+//! - [`cursors`]: the node's unfinished `HSCAN`s, under numeric cursors;
+//! - [`glob`]: `MATCH` patterns;
 //! - [`session_commands`]: `HELLO`, `AUTH`, `CLIENT`,
 //!   `RINGKV.CONSISTENCY`;
 //! - [`info`]: `INFO`, `COMMAND`, `CONFIG GET`, `HELLO`'s answer;
@@ -29,16 +34,20 @@
 //! What differs from Redis (see the README): consistency levels; no
 //! command that needs an atomic read-modify-write until ringkv has
 //! compare-and-set; no cross-key atomicity; expiry in whole seconds; one
-//! database; strings only.
+//! database; strings and hashes only, types not checked on writes.
 
 mod command;
 mod connection;
+mod cursors;
 mod dispatch;
+mod glob;
+mod hashes;
 mod info;
 mod keys;
 pub mod parse;
 mod pipeline;
 pub mod reply;
+mod requests;
 mod session;
 mod session_commands;
 mod table;
@@ -98,6 +107,8 @@ pub struct Shared {
     stats: Stats,
     next_id: AtomicU64,
     started: Instant,
+    /// Unfinished `HSCAN`s.
+    cursors: cursors::Cursors,
 }
 
 /// The RESP port of a node.
@@ -128,6 +139,7 @@ impl RespServer {
                 stats: Stats::default(),
                 next_id: AtomicU64::new(1),
                 started: Instant::now(),
+                cursors: cursors::Cursors::default(),
             }),
             tls: tls.map(TlsAcceptor::from),
         }

@@ -60,7 +60,7 @@ use crate::ring::{Ring, Token, TokenRange};
 use crate::storage::Cell;
 use crate::storage::batch::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 use crate::storage::deletions::merge_entry;
-use crate::storage::{BatchLimit, RowsQuery};
+use crate::storage::{BatchLimit, Mutation, RowsQuery};
 
 /// The limits a peer's requests are held to.
 #[derive(Debug, Clone, Copy)]
@@ -193,6 +193,59 @@ impl PeerBounds {
             }
         }
         Ok(())
+    }
+
+    /// A replica write, checked: every row key of one partition, the
+    /// cells as a batch's (see [`write_batch`](Self::write_batch)), and the
+    /// same count and byte bounds; the mutation it asks for.
+    pub fn mutation(
+        &self,
+        request: pbi::ReplicaWriteRequest,
+        now: Timestamp,
+    ) -> Result<Mutation, Status> {
+        let checked = |error: crate::coordinator::CoordinatorError| invalid(error.to_string());
+        let token = validate_row_key(&request.key).map_err(checked)?;
+        let first = request
+            .cell
+            .ok_or_else(|| invalid("replica write without a cell".into()))?;
+        if request.more.is_empty() {
+            let cell = convert::cell_from_proto(first);
+            self.cell(&cell, now)?;
+            return Ok(Mutation::one(token, request.key, cell));
+        }
+        let bytes = request
+            .more
+            .iter()
+            .fold(entry_bytes(&request.key, &first), |sum, entry| {
+                let cell = entry.cell.as_ref().map_or(0, |c| entry_bytes(&[], c));
+                sum.saturating_add(entry.key.len()).saturating_add(cell)
+            });
+        batch_size("replica write", 1 + request.more.len(), bytes)?;
+        let partition = crate::storage::key::split_row_key(&request.key)
+            .map(|row| row.partition)
+            .unwrap_or_default();
+        let mut entries = Vec::with_capacity(1 + request.more.len());
+        let first = (request.key.clone(), Some(first));
+        let more = request
+            .more
+            .into_iter()
+            .map(|entry| (entry.key, entry.cell));
+        for (key, cell) in std::iter::once(first).chain(more) {
+            validate_row_key(&key).map_err(checked)?;
+            let same = crate::storage::key::split_row_key(&key)
+                .is_some_and(|row| row.partition == partition);
+            if !same {
+                return Err(invalid(
+                    "a replica write's cells belong to one partition".into(),
+                ));
+            }
+            let cell = cell
+                .map(convert::cell_from_proto)
+                .ok_or_else(|| invalid("replica write entry without a cell".into()))?;
+            self.cell(&cell, now)?;
+            entries.push((key, cell));
+        }
+        Ok(Mutation::new(token, entries))
     }
 
     /// The cells of a `WriteBatch`, checked, one per key (the

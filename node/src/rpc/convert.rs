@@ -10,7 +10,7 @@ use tonic::Status;
 use crate::console::sample::{OpSample, Sample};
 use crate::coordinator::ConsistencyLevel;
 use crate::storage::deletions::Deletions;
-use crate::storage::{Cell, CellOf, RowsPage};
+use crate::storage::{Cell, CellOf, Mutation, RowsPage};
 
 /// The level a client asked for; unspecified means QUORUM.
 pub fn consistency(raw: i32) -> Result<ConsistencyLevel, Status> {
@@ -54,6 +54,27 @@ pub fn cell_to_proto(cell: &Cell) -> pbi::Cell {
 }
 
 /// An internode cell as a domain cell.
+/// A replica write of `mutation`: its first cell in `key` and `cell`,
+/// the others in `more`.
+pub fn mutation_to_proto(mutation: &Mutation, report_newer: bool) -> pbi::ReplicaWriteRequest {
+    let mut entries = mutation.entries().iter();
+    let (key, cell) = entries
+        .next()
+        .map(|(key, cell)| (key.clone(), Some(cell_to_proto(cell))))
+        .unwrap_or_default();
+    pbi::ReplicaWriteRequest {
+        key,
+        cell,
+        report_newer,
+        more: entries
+            .map(|(key, cell)| pbi::KeyCell {
+                key: key.clone(),
+                cell: Some(cell_to_proto(cell)),
+            })
+            .collect(),
+    }
+}
+
 pub fn cell_from_proto(cell: pbi::Cell) -> Cell {
     CellOf {
         timestamp: cell.timestamp_micros,

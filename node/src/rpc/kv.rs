@@ -12,8 +12,8 @@ use tonic::{Request, Response, Status};
 use super::{convert, status};
 use crate::coordinator::trace::Trace;
 use crate::coordinator::{
-    ConsistencyLevel, Coordinator, CoordinatorError, OpMetrics, QueryRequest, ReadRequest,
-    RequestMetrics, Target, WriteRequest,
+    BatchOp, BatchRequest, ConsistencyLevel, Coordinator, CoordinatorError, OpMetrics,
+    QueryRequest, ReadRequest, RequestMetrics, Target, WriteRequest,
 };
 
 /// Serves `KeyValue` over a coordinator.
@@ -145,6 +145,20 @@ fn delete_target(request: &pb::DeleteRequest) -> Result<Target, Status> {
     }
 }
 
+/// One operation of a client's batch.
+fn batch_op(op: pb::BatchOperation) -> Result<BatchOp, &'static str> {
+    use pb::batch_operation::Operation;
+    Ok(match op.operation.ok_or("names no operation")? {
+        Operation::Put(put) => BatchOp::put(put.sort_key, put.value, Some(put.ttl_seconds)),
+        Operation::Delete(delete) => BatchOp::delete(Target::Row(delete.sort_key)),
+        Operation::DeleteRows(rows) => BatchOp::delete(Target::Rows {
+            start: rows.start,
+            end: rows.end,
+        }),
+        Operation::DeletePartition(_) => BatchOp::delete(Target::Partition),
+    })
+}
+
 /// A trace for the request, when the client asked for one.
 fn start_trace(wanted: bool) -> Option<Arc<Trace>> {
     wanted.then(Trace::start)
@@ -213,6 +227,43 @@ impl KeyValue for KeyValueService {
         );
         let answer =
             timestamp.map(|timestamp_micros| Response::new(pb::PutResponse { timestamp_micros }));
+        self.traced(trace, answer)
+    }
+
+    async fn batch(
+        &self,
+        request: Request<pb::BatchRequest>,
+    ) -> Result<Response<pb::BatchResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let level = admit(&self.metrics.batch, request.consistency, &request.key)?;
+        let ops = request
+            .operations
+            .into_iter()
+            .enumerate()
+            .map(|(at, op)| batch_op(op).map_err(|why| format!("operation {at}: {why}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|why| {
+                self.metrics.batch.rejected(Some(level));
+                Status::invalid_argument(why)
+            })?;
+        let trace = start_trace(request.trace);
+        let batch = BatchRequest {
+            key: request.key,
+            ops,
+            level,
+            timestamp: request.timestamp_micros,
+            timeout: convert::timeout(request.timeout_ms),
+            trace: trace.clone(),
+        };
+        let timestamp = finish(
+            &self.metrics.batch,
+            level,
+            started,
+            self.coordinator.batch(batch).await,
+        );
+        let answer =
+            timestamp.map(|timestamp_micros| Response::new(pb::BatchResponse { timestamp_micros }));
         self.traced(trace, answer)
     }
 

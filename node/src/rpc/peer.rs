@@ -126,17 +126,15 @@ impl PeerService {
         &self,
         request: pbi::ReplicaWriteRequest,
     ) -> Result<pbi::ReplicaWriteResponse, Status> {
-        let token = validate_row_key(&request.key).map_err(status::from_coordinator)?;
-        let cell = request
-            .cell
-            .map(convert::cell_from_proto)
-            .ok_or_else(|| Status::invalid_argument("replica write without a cell"))?;
-        self.bounds.cell(&cell, self.now())?;
+        let report_newer = request.report_newer;
+        let mutation = self.bounds.mutation(request, self.now())?;
         // Keep this node's clock ahead of every timestamp it has stored.
-        self.clock.observe(cell.timestamp);
+        for (_, cell) in mutation.entries() {
+            self.clock.observe(cell.timestamp);
+        }
         let newer_micros = self
             .store
-            .apply_reporting(token, &request.key, &cell, request.report_newer)
+            .apply_reporting(&mutation, report_newer)
             .await
             .map_err(status::from_storage)?;
         Ok(pbi::ReplicaWriteResponse { newer_micros })

@@ -42,7 +42,7 @@ use crate::peer::{
     WriteAck,
 };
 use crate::ring::{Token, TokenRange};
-use crate::storage::{Cell, LocalStore, RowsPage, RowsQuery};
+use crate::storage::{Cell, LocalStore, Mutation, RowsPage, RowsQuery};
 
 /// How long to wait for a TCP connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -260,16 +260,14 @@ impl ReplicaTransport for NodeTransport {
     fn write_reporting(
         &self,
         to: NodeId,
-        token: Token,
-        key: Bytes,
-        cell: Cell,
+        mutation: Mutation,
         report_newer: bool,
     ) -> BoxFuture<'static, Result<WriteAck, ReplicaError>> {
         if to == self.local {
             let store = self.store.clone();
             return Box::pin(async move {
                 store
-                    .apply_reporting(token, &key, &cell, report_newer)
+                    .apply_reporting(&mutation, report_newer)
                     .await
                     .map(|newer| WriteAck { newer })
                     .map_err(ReplicaError::from)
@@ -277,11 +275,7 @@ impl ReplicaTransport for NodeTransport {
         }
         let route = self.route(to);
         Box::pin(async move {
-            let request = pbi::ReplicaWriteRequest {
-                key,
-                cell: Some(convert::cell_to_proto(&cell)),
-                report_newer,
-            };
+            let request = convert::mutation_to_proto(&mutation, report_newer);
             let route = route?;
             let timer = route.metrics.as_ref().map(|m| m.write.start());
             let result = match route.via {

@@ -21,6 +21,12 @@
 //!   and after healing a paged query must return exactly the rows no
 //!   deletion reached, in order, and none an acknowledged newer deletion
 //!   covers.
+//! - partition batches: each client writes batches of a few rows to a
+//!   partition of its own, every other one also deleting the rows of the
+//!   batch before; a query right after an acknowledged batch must return
+//!   all of its rows, and after healing every batch, acknowledged or not,
+//!   must be there whole or not at all (whole when acknowledged and no
+//!   newer acknowledged batch deleted it, gone when one did).
 //!
 //! In runs with a topology change, cleanups run through the stable nodes
 //! at random moments beside it.
@@ -87,6 +93,8 @@ pub struct History {
     /// Every range delete sent (acknowledged or not): (partition, start,
     /// end, timestamp when acknowledged).
     pub row_deletes: Vec<(Bytes, Bytes, Bytes, Option<i64>)>,
+    /// Every partition batch sent (acknowledged or not).
+    pub batches: Vec<BatchSent>,
     /// Sequential updates whose second write was acknowledged, and its
     /// value.
     pub sequential: Vec<(Bytes, Bytes)>,
@@ -104,6 +112,19 @@ pub struct History {
     /// the simulation's loop takes them.
     pub restart: Vec<usize>,
     pub kill: Vec<usize>,
+}
+
+/// A partition batch the workload sent: `rows` rows `{id}-{j}` of
+/// `partition`, and with `deletes` a range delete of the rows of the
+/// batch `deletes` (the previous one of the same client).
+#[derive(Debug, Clone)]
+pub struct BatchSent {
+    pub partition: Bytes,
+    pub id: String,
+    pub rows: usize,
+    pub deletes: Option<String>,
+    /// Its timestamp, when acknowledged.
+    pub acked: Option<i64>,
 }
 
 impl History {
@@ -317,6 +338,41 @@ impl Api {
             }
             Answer::Failed(why) => {
                 self.record(format!("c{client} delete rows {name} via n{node}: {why}"));
+                None
+            }
+        }
+    }
+
+    /// A partition batch at QUORUM; its timestamp when acknowledged.
+    async fn batch(
+        &self,
+        client: usize,
+        node: usize,
+        partition: &Bytes,
+        operations: Vec<pb::BatchOperation>,
+    ) -> Option<i64> {
+        let mut kv = self.kv[node].clone();
+        let count = operations.len();
+        let request = pb::BatchRequest {
+            key: partition.clone(),
+            operations,
+            consistency: QUORUM,
+            ..Default::default()
+        };
+        let answer = call(kv.batch(request)).await;
+        let name = String::from_utf8_lossy(partition);
+        match answer {
+            Answer::Ok(written) => {
+                self.record(format!(
+                    "c{client} batch of {count} on {name} via n{node}: ok ts={}",
+                    written.timestamp_micros
+                ));
+                Some(written.timestamp_micros)
+            }
+            Answer::Failed(why) => {
+                self.record(format!(
+                    "c{client} batch of {count} on {name} via n{node}: {why}"
+                ));
                 None
             }
         }
@@ -715,6 +771,12 @@ async fn rows(api: &Api, rng: &mut StdRng, (me, n): (usize, u64), node: usize, n
         }
         return;
     }
+    if n % 3 == 0 {
+        // As many draws as a row write: the seed's other choices stay.
+        let other = (node + rng.random_range(1..nodes)) % nodes;
+        batch(api, (me, n), node, other).await;
+        return;
+    }
     let value = Bytes::from(format!("v-{me}-{n}"));
     let Some(written) = api.put_row(me, node, (&partition, &sort), &value).await else {
         return;
@@ -736,6 +798,137 @@ async fn rows(api: &Api, rng: &mut StdRng, (me, n): (usize, u64), node: usize, n
             seen.first()
         );
         api.history.borrow_mut().violations.push(what);
+    }
+}
+
+/// The rows of batch `id` of `batch`'s partition.
+fn batch_row(id: &str, j: usize) -> Bytes {
+    Bytes::from(format!("{id}-{j}"))
+}
+
+/// One partition batch of client `me` through `node`, then a query of it
+/// through `other` (see the module docs).
+async fn batch(api: &Api, (me, n): (usize, u64), node: usize, other: usize) {
+    let partition = Bytes::from(format!("b-{me}"));
+    let id = format!("{n:08}");
+    let rows = 2 + (n % 4) as usize;
+    let value = Bytes::from(format!("v-{me}-{n}"));
+    // Every other batch deletes the rows of this client's previous one.
+    let deletes = if n % 2 == 0 {
+        api.history
+            .borrow()
+            .batches
+            .iter()
+            .rev()
+            .find(|b| b.partition == partition)
+            .map(|b| b.id.clone())
+    } else {
+        None
+    };
+    let mut operations = Vec::with_capacity(rows + 1);
+    if let Some(previous) = &deletes {
+        operations.push(pb::BatchOperation {
+            operation: Some(pb::batch_operation::Operation::DeleteRows(pb::RowRange {
+                start: Bytes::from(format!("{previous}-")),
+                end: Some(Bytes::from(format!("{previous}."))),
+            })),
+        });
+    }
+    for j in 0..rows {
+        operations.push(pb::BatchOperation {
+            operation: Some(pb::batch_operation::Operation::Put(pb::RowPut {
+                sort_key: batch_row(&id, j),
+                value: value.clone(),
+                ttl_seconds: 0,
+            })),
+        });
+    }
+    let index = api.history.borrow().batches.len();
+    api.history.borrow_mut().batches.push(BatchSent {
+        partition: partition.clone(),
+        id: id.clone(),
+        rows,
+        deletes,
+        acked: None,
+    });
+    let acked = api.batch(me, node, &partition, operations).await;
+    if let Some(sent) = api.history.borrow_mut().batches.get_mut(index) {
+        sent.acked = acked;
+    }
+    if acked.is_none() {
+        return;
+    }
+    // Only this client writes this partition, and nothing since: the
+    // query from the batch's first row gives exactly its rows.
+    let start = batch_row(&id, 0);
+    if let Some(seen) = api.query_all(other, &partition, &start, 100).await {
+        let whole = seen.len() == rows
+            && seen
+                .iter()
+                .enumerate()
+                .all(|(j, (sort, v, _))| *sort == batch_row(&id, j) && *v == value);
+        if !whole {
+            let sorts: Vec<String> = seen
+                .iter()
+                .map(|(sort, ..)| String::from_utf8_lossy(sort).into_owned())
+                .collect();
+            api.history.borrow_mut().violations.push(format!(
+                "batches: batch {id} of {} ({rows} rows) acknowledged via n{node} at QUORUM, a query via n{other} at QUORUM gave {sorts:?}",
+                String::from_utf8_lossy(&partition)
+            ));
+        }
+    }
+}
+
+/// After healing: every batch whole or gone (see the module docs).
+async fn read_back_batches(api: &Api, nodes: &[usize]) {
+    let batches = api.history.borrow().batches.clone();
+    let partitions: BTreeSet<Bytes> = batches.iter().map(|b| b.partition.clone()).collect();
+    for (i, partition) in partitions.iter().enumerate() {
+        let node = nodes[i % nodes.len()];
+        let Some(seen) = api.query_all(node, partition, &Bytes::new(), 9).await else {
+            api.history.borrow_mut().violations.push(format!(
+                "batches: the query of {} via n{node} failed after healing",
+                String::from_utf8_lossy(partition)
+            ));
+            continue;
+        };
+        let held: BTreeSet<&Bytes> = seen.iter().map(|(sort, ..)| sort).collect();
+        let mine: Vec<&BatchSent> = batches
+            .iter()
+            .filter(|b| b.partition == *partition)
+            .collect();
+        let mut violations = Vec::new();
+        for (at, sent) in mine.iter().enumerate() {
+            let found = (0..sent.rows)
+                .filter(|j| held.contains(&batch_row(&sent.id, *j)))
+                .count();
+            // The batch that deleted this one, if any: the next one.
+            let deleter = mine
+                .get(at + 1)
+                .filter(|next| next.deletes.as_ref() == Some(&sent.id));
+            // Its deletion goes at its timestamp - 1 (so it deletes rows
+            // written before `at`, strictly); an unacknowledged
+            // batch may or may not have landed, at a timestamp unknown.
+            let expected = match (sent.acked, deleter) {
+                (None, _) => None,
+                (Some(_), None) => Some(sent.rows),
+                (Some(written), Some(deleter)) => deleter
+                    .acked
+                    .map(|at| if at > written { 0 } else { sent.rows }),
+            };
+            let whole_or_none = found == 0 || found == sent.rows;
+            if !whole_or_none || expected.is_some_and(|e| e != found) {
+                violations.push(format!(
+                    "batches: batch {} of {} ({} rows, acknowledged: {:?}, expected: {expected:?}) read back via n{node} with {found} rows",
+                    sent.id,
+                    String::from_utf8_lossy(partition),
+                    sent.rows,
+                    sent.acked
+                ));
+            }
+        }
+        api.history.borrow_mut().violations.extend(violations);
     }
 }
 
@@ -899,6 +1092,7 @@ async fn converge_and_read_back(api: &Api, nodes: &[usize]) {
         }
     }
     read_back_rows(api, nodes).await;
+    read_back_batches(api, nodes).await;
 }
 
 /// The client host of a run: `layout` says which node does what, `ids`

@@ -336,47 +336,102 @@ pub fn is_deletions_key(key: &[u8]) -> bool {
     super::key::split_row_key(key).is_some_and(|row| row.kind == super::key::KIND_DELETIONS)
 }
 
-/// What a write of `cell` under the row key `key` must do to a store
-/// that holds `current` as the partition's deletions (see the module
-/// docs).
-pub enum Plan {
-    /// A row, stored unless shadowed.
-    Row { shadowed: bool },
-    /// Deletions: stored, and the rows they shadow removed.
-    Deletions(Deletions),
-    /// Not a row key: stored as it is.
-    Opaque,
+/// What a write of cells of one partition must do to a store that holds
+/// `current` as the partition's deletions (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The deletions the write brings (the union of its deletions
+    /// entries): stored, and the stored rows they shadow removed.
+    pub incoming: Option<Deletions>,
+    /// For each entry, whether it is stored: every entry but a row that
+    /// the stored deletions or the incoming ones shadow.
+    pub keep: Vec<bool>,
 }
 
-/// Decides [`Plan`] for a write; `current` reads the partition's stored
-/// deletions. Refuses deletions past
-/// [`MAX_RANGE_DELETIONS`] and a deletions entry that does not decode.
-pub fn plan(
-    key: &[u8],
-    cell: &Cell,
+impl Plan {
+    /// Whether nothing is to be done: every entry is a shadowed row.
+    pub fn is_noop(&self) -> bool {
+        self.incoming.is_none() && !self.keep.contains(&true)
+    }
+}
+
+fn refused(why: String) -> super::StorageError {
+    super::StorageError::Refused(why)
+}
+
+/// Decides the [`Plan`] of a write of `entries` (row key, cell), applied
+/// together; `current` reads the partition's stored deletions, at most
+/// once. The entries must be rows or deletions entries of one partition,
+/// or a single key that is not a row key (stored as it is). Refuses
+/// deletions past [`MAX_RANGE_DELETIONS`], a deletions entry that deletes
+/// nothing or does not decode, and entries of several partitions.
+pub fn plan<C: AsRef<[u8]>>(
+    entries: &[(&[u8], &CellOf<C>)],
     current: impl FnOnce(&[u8]) -> super::Result<Option<Deletions>>,
 ) -> super::Result<Plan> {
-    let Some(row) = super::key::split_row_key(key) else {
-        return Ok(Plan::Opaque);
-    };
-    if row.kind == super::key::KIND_ROW {
-        let shadowed = current(row.partition)?.is_some_and(|d| d.shadows(row.sort, cell));
-        return Ok(Plan::Row { shadowed });
+    let mut rows = Vec::with_capacity(entries.len());
+    for (key, _) in entries {
+        match super::key::split_row_key(key) {
+            Some(row) => rows.push(row),
+            None if entries.len() == 1 => {
+                return Ok(Plan {
+                    incoming: None,
+                    keep: vec![true],
+                });
+            }
+            None => {
+                return Err(refused(format!(
+                    "{} bytes that are not a row key in a write of several cells",
+                    key.len()
+                )));
+            }
+        }
     }
-    let incoming = Deletions::from_cell(cell)?;
-    if incoming.is_empty() {
-        return Err(super::StorageError::Refused(
-            "a deletions entry that deletes nothing".into(),
+    let Some(partition) = rows.first().map(|row| row.partition) else {
+        return Ok(Plan {
+            incoming: None,
+            keep: Vec::new(),
+        });
+    };
+    if rows.iter().any(|row| row.partition != partition) {
+        return Err(refused(
+            "the cells of one write belong to one partition".into(),
         ));
     }
-    let mut union = current(row.partition)?.unwrap_or_default();
-    union.merge(&incoming);
-    if union.ranges.len() > MAX_RANGE_DELETIONS || union.encoded_len() > MAX_DELETIONS_BYTES {
-        return Err(super::StorageError::Refused(format!(
-            "a partition holds at most {MAX_RANGE_DELETIONS} range deletions and {MAX_DELETIONS_BYTES} bytes of them; delete the whole partition instead"
-        )));
+    let mut incoming: Option<Deletions> = None;
+    for (row, (_, cell)) in rows.iter().zip(entries) {
+        if row.kind != super::key::KIND_DELETIONS {
+            continue;
+        }
+        let deletions = Deletions::from_cell(*cell)?;
+        if deletions.is_empty() {
+            return Err(refused("a deletions entry that deletes nothing".into()));
+        }
+        match &mut incoming {
+            Some(union) => union.merge(&deletions),
+            None => incoming = Some(deletions),
+        }
     }
-    Ok(Plan::Deletions(incoming))
+    let current = current(partition)?;
+    if let Some(incoming) = &incoming {
+        let mut union = current.clone().unwrap_or_default();
+        union.merge(incoming);
+        if union.ranges.len() > MAX_RANGE_DELETIONS || union.encoded_len() > MAX_DELETIONS_BYTES {
+            return Err(refused(format!(
+                "a partition holds at most {MAX_RANGE_DELETIONS} range deletions and {MAX_DELETIONS_BYTES} bytes of them; delete the whole partition instead"
+            )));
+        }
+    }
+    let shadowed = |sort: &[u8], cell: &CellOf<C>| {
+        current.as_ref().is_some_and(|d| d.shadows(sort, cell))
+            || incoming.as_ref().is_some_and(|d| d.shadows(sort, cell))
+    };
+    let keep = rows
+        .iter()
+        .zip(entries)
+        .map(|(row, (_, cell))| row.kind != super::key::KIND_ROW || !shadowed(row.sort, cell))
+        .collect();
+    Ok(Plan { incoming, keep })
 }
 
 /// The spans of stored keys holding rows that `incoming` may shadow.

@@ -86,7 +86,17 @@ pub trait Storage: Send + Sync + 'static {
     /// Merges `cell` into what is stored for `key` by last-write-wins. When it
     /// returns the write is in the write-ahead log; with `sync` the log is
     /// also fsynced.
-    fn write(&self, token: Token, key: &[u8], cell: &Cell, sync: bool) -> Result<()>;
+    fn write(&self, token: Token, key: &[u8], cell: &Cell, sync: bool) -> Result<()> {
+        self.write_all(token, &[(key, cell)], sync)
+    }
+
+    /// Writes `entries` (row key, cell) of one partition, whose token is
+    /// `token`, as [`write`](Self::write) writes one, all together: one
+    /// atomic write, one WAL record. A deletions entry among them
+    /// shadows the rows it covers that are stored already, not those of
+    /// the same write that it does not shadow by timestamp (see
+    /// `deletions::plan`). Entries of several partitions are refused.
+    fn write_all(&self, token: Token, entries: &[(&[u8], &Cell)], sync: bool) -> Result<()>;
 
     /// The winning cell stored for `key`, tombstones and expired values
     /// included (they matter to read repair); `None` if nothing is stored.

@@ -54,20 +54,27 @@ impl LocalStore {
 
     /// Applies a cell (LWW) and returns once it is as durable as the policy
     /// promises.
+    pub async fn apply(&self, token: Token, key: &[u8], cell: &Cell) -> Result<()> {
+        self.apply_entries(token, &[(key, cell)]).await
+    }
+
+    /// Applies the cells of one partition in one atomic write (see
+    /// [`Storage::write_all`]) and returns once they are as durable as the
+    /// policy promises.
     ///
-    /// The Merkle dirty mark is set as soon as the engine holds the cell,
+    /// The Merkle dirty mark is set as soon as the engine holds the cells,
     /// before waiting for an fsync: a caller that gives up during the wait
     /// (a coordinator timeout, a reset stream) drops this future, and the
-    /// stored cell must still be rehashed.
-    pub async fn apply(&self, token: Token, key: &[u8], cell: &Cell) -> Result<()> {
+    /// stored cells must still be rehashed.
+    pub async fn apply_entries(&self, token: Token, entries: &[(&[u8], &Cell)]) -> Result<()> {
         match &self.sync {
             SyncPolicy::Periodic => {
-                self.engine.write(token, key, cell, false)?;
+                self.engine.write_all(token, entries, false)?;
                 self.mark(token);
                 Ok(())
             }
             SyncPolicy::Group(group) => {
-                self.engine.write(token, key, cell, false)?;
+                self.engine.write_all(token, entries, false)?;
                 self.mark(token);
                 group.wait_synced().await
             }
@@ -75,10 +82,14 @@ impl LocalStore {
                 // An fsync blocks for milliseconds: keep it off the runtime's
                 // worker threads. The blocking task runs to its end even if
                 // this future is dropped, so it marks the bucket itself.
-                let (engine, key, cell) = (self.engine.clone(), key.to_vec(), cell.clone());
+                let engine = self.engine.clone();
+                let owned: Vec<(Vec<u8>, Cell)> = entries
+                    .iter()
+                    .map(|(key, cell)| (key.to_vec(), (*cell).clone()))
+                    .collect();
                 let dirty = self.dirty.clone();
                 super::blocking(move || {
-                    let written = engine.write(token, &key, &cell, true);
+                    let written = engine.write_all(token, &super::mutation::borrowed(&owned), true);
                     if written.is_ok()
                         && let Some(dirty) = dirty
                     {
@@ -93,18 +104,33 @@ impl LocalStore {
 
     /// Applies many cells (LWW), then waits once for all of them to be as
     /// durable as the policy promises: a batch (repair, hint replay) pays
-    /// one fsync, not one per cell.
+    /// one fsync, not one per cell. Consecutive entries of one partition
+    /// are written together, atomically (a replayed partition batch lands
+    /// whole).
     pub async fn apply_all<K: AsRef<[u8]>>(&self, entries: &[(K, Cell)]) -> Result<()> {
-        for (key, cell) in entries {
-            let key = key.as_ref();
-            let Some(token) = super::key::partition_token(key) else {
+        let mut rest = entries;
+        while let Some((first, _)) = rest.first() {
+            let first = first.as_ref();
+            let Some(row) = super::key::split_row_key(first) else {
                 return Err(super::StorageError::Task(format!(
                     "{} bytes that are not a row key",
-                    key.len()
+                    first.len()
                 )));
             };
-            self.engine.write(token, key, cell, false)?;
+            let run = rest
+                .iter()
+                .take_while(|(key, _)| {
+                    super::key::split_row_key(key.as_ref())
+                        .is_some_and(|other| other.partition == row.partition)
+                })
+                .count()
+                .max(1);
+            let (group, after) = rest.split_at(run);
+            let token = Token::of(row.partition);
+            self.engine
+                .write_all(token, &super::mutation::borrowed(group), false)?;
             self.mark(token);
+            rest = after;
         }
         self.make_durable().await
     }
@@ -138,29 +164,34 @@ impl LocalStore {
         self.engine.read(token, key)
     }
 
-    /// Applies `cell` as [`apply`](Self::apply) does; with `report_newer`,
-    /// first reads what the store holds for `key` and returns the
-    /// timestamp of a held cell that `cell` does not supersede (the write
-    /// loses to it). A coordinator that stamped the write itself then
-    /// writes again above it, so that a write is never stamped below one
-    /// a replica already held when it arrived, whatever the clocks say.
+    /// Applies `mutation` as [`apply_entries`](Self::apply_entries) does;
+    /// with `report_newer`, first reads what the store holds for its rows
+    /// and returns the newest timestamp of a held row that the mutation's
+    /// cell does not supersede (the write loses to it). A coordinator that
+    /// stamped the write itself then writes again above it, so that a
+    /// write is never stamped below one a replica already held when it
+    /// arrived, whatever the clocks say.
     pub async fn apply_reporting(
         &self,
-        token: Token,
-        key: &[u8],
-        cell: &Cell,
+        mutation: &super::Mutation,
         report_newer: bool,
     ) -> Result<Option<crate::clock::Timestamp>> {
-        // Deletions merge by union: nothing "newer" to report.
-        let report_newer = report_newer && !super::deletions::is_deletions_key(key);
-        let newer = if report_newer {
-            self.read(token, key)?
-                .filter(|held| held != cell && !crate::storage::lww::supersedes(cell, held))
-                .map(|held| held.timestamp)
-        } else {
-            None
-        };
-        self.apply(token, key, cell).await?;
+        let mut newer = None;
+        if report_newer {
+            for (key, cell) in mutation.entries() {
+                // Deletions merge by union: nothing "newer" to report.
+                if super::deletions::is_deletions_key(key) {
+                    continue;
+                }
+                let held = self
+                    .read(mutation.token, key)?
+                    .filter(|held| held != cell && !crate::storage::lww::supersedes(cell, held))
+                    .map(|held| held.timestamp);
+                newer = newer.max(held);
+            }
+        }
+        self.apply_entries(mutation.token, &mutation.borrowed())
+            .await?;
         Ok(newer)
     }
 }

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::batch::BatchLimit;
 use super::cell::Cell;
-use super::deletions::{self, Deletion, Deletions, Plan};
+use super::deletions::{self, Deletion, Deletions};
 use super::engine::{Deleted, RowsPage, RowsQuery, ScanPage, ScanVisitor, Storage};
 use super::error::{Result, StorageError};
-use super::{gc, key, lww};
+use super::{gc, key};
 use crate::clock::wall_clock_seconds;
 use crate::ring::{Token, TokenRange};
 
@@ -133,45 +133,43 @@ fn poisoned<T>(_: T) -> StorageError {
 }
 
 impl Storage for MemoryStorage {
-    fn write(&self, token: Token, key: &[u8], cell: &Cell, sync: bool) -> Result<()> {
+    fn write_all(&self, token: Token, entries: &[(&[u8], &Cell)], sync: bool) -> Result<()> {
         injected("write", &self.faults.fail_writes)?;
         {
             let mut data = self.data.lock().map_err(poisoned)?;
-            let plan = deletions::plan(key, cell, |partition| {
+            let plan = deletions::plan(entries, |partition| {
                 Ok(stored_deletions(&data, token, partition))
             })?;
-            let stored = key::data_key(token, key);
-            match plan {
-                Plan::Row { shadowed: true } => {}
-                Plan::Row { shadowed: false } | Plan::Opaque => {
-                    let merged = match data.remove(&stored) {
-                        Some(held) => lww::merge(held, cell.clone()),
-                        None => cell.clone(),
-                    };
-                    data.insert(stored, merged);
-                }
-                Plan::Deletions(incoming) => {
-                    let partition = key::split_row_key(key).map_or(&[][..], |r| r.partition);
-                    let mut doomed = Vec::new();
-                    for (from, to) in deletions::shadowed_spans(token, partition, &incoming) {
-                        if from >= to {
-                            continue;
-                        }
-                        for (row, held) in data.range(from..to) {
-                            if deletions::shadowed_row(&incoming, row, &held.encode())? {
-                                doomed.push(row.clone());
-                            }
+            if let Some(incoming) = &plan.incoming {
+                let partition = entries
+                    .first()
+                    .and_then(|(key, _)| key::split_row_key(key))
+                    .map_or(&[][..], |r| r.partition);
+                let mut doomed = Vec::new();
+                for (from, to) in deletions::shadowed_spans(token, partition, incoming) {
+                    if from >= to {
+                        continue;
+                    }
+                    for (row, held) in data.range(from..to) {
+                        if deletions::shadowed_row(incoming, row, &held.encode())? {
+                            doomed.push(row.clone());
                         }
                     }
-                    for row in doomed {
-                        data.remove(&row);
-                    }
-                    let merged = match data.remove(&stored) {
-                        Some(held) => deletions::merge_entry(key, held, cell.clone()),
-                        None => deletions::merge_entry(key, cell.clone(), cell.clone()),
-                    };
-                    data.insert(stored, merged);
                 }
+                for row in doomed {
+                    data.remove(&row);
+                }
+            }
+            for ((key, cell), keep) in entries.iter().zip(&plan.keep) {
+                if !*keep {
+                    continue;
+                }
+                let stored = key::data_key(token, key);
+                let merged = match data.remove(&stored) {
+                    Some(held) => deletions::merge_entry(key, held, (*cell).clone()),
+                    None => deletions::merge_entry(key, (*cell).clone(), (*cell).clone()),
+                };
+                data.insert(stored, merged);
             }
         }
         if sync { self.synced() } else { Ok(()) }

@@ -12,6 +12,7 @@
 //! - [`batch`]: count-and-bytes bounds of internode batches.
 //! - [`DirtyMap`]: which token buckets were written, for Merkle rehashing.
 //! - [`format`]: the on-disk format's version, checked at every start.
+//! - [`Mutation`]: the cells of one partition written together.
 
 pub mod batch;
 mod blocking;
@@ -29,6 +30,7 @@ pub mod key;
 mod local;
 pub mod lww;
 mod memory;
+mod mutation;
 pub mod node_id;
 mod rocks;
 
@@ -43,6 +45,7 @@ pub use error::{Result, StorageError};
 pub use health::{DiskFailurePolicy, DiskHealth, run_disk_recovery};
 pub use local::LocalStore;
 pub use memory::MemoryStorage;
+pub use mutation::Mutation;
 pub use rocks::{RocksConfig, RocksStorage};
 
 #[cfg(test)]

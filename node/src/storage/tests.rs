@@ -425,6 +425,95 @@ fn deletions_suite(s: &dyn Storage) {
     );
 }
 
+/// A write of several cells of one partition is one step: its deletions
+/// remove the stored rows they shadow, its own rows (newer than them)
+/// stay, a row its deletions or the stored ones shadow is dropped, and
+/// cells of two partitions are refused with nothing written.
+fn write_all_suite(s: &dyn Storage) {
+    use deletions::{Deletion, Deletions};
+    let partition = b"cart-7";
+    let token = Token::of(partition);
+    let now = wall_clock_seconds();
+    let row_key = |sort: &str| key::row_key(partition, sort.as_bytes());
+    let read = |sort: &str| s.read(token, &row_key(sort)).expect("read");
+    for (i, sort) in ["a", "b", "c"].into_iter().enumerate() {
+        s.write(token, &row_key(sort), &live(10 + i as i64, "old"), false)
+            .expect("write");
+    }
+    // Clear the partition at 19 and put b and d at 20, in one write; a
+    // row at 15 in the same write is under the deletion and goes.
+    let clear = Deletions::of_partition(Deletion {
+        timestamp: 19,
+        deleted_at: now,
+    })
+    .to_cell()
+    .expect("cell");
+    let (b, d, late) = (row_key("b"), row_key("d"), row_key("e"));
+    let deletions = key::deletions_key(partition);
+    let entries: [(&[u8], &Cell); 4] = [
+        (&b, &live(20, "new")),
+        (&deletions, &clear),
+        (&d, &live(20, "new")),
+        (&late, &live(15, "shadowed")),
+    ];
+    s.write_all(token, &entries, false).expect("write all");
+    assert_eq!(
+        read("a"),
+        Some(
+            Deletion {
+                timestamp: 19,
+                deleted_at: now
+            }
+            .tombstone()
+        )
+    );
+    assert_eq!(read("b"), Some(live(20, "new")));
+    assert_eq!(read("d"), Some(live(20, "new")));
+    assert_eq!(
+        read("e"),
+        Some(
+            Deletion {
+                timestamp: 19,
+                deleted_at: now
+            }
+            .tombstone()
+        )
+    );
+    let page = s
+        .query(
+            token,
+            &RowsQuery {
+                partition: Bytes::from_static(partition),
+                start: Bytes::new(),
+                end: None,
+                reverse: false,
+                limit: BatchLimit::default(),
+            },
+        )
+        .expect("query");
+    let sorts: Vec<_> = page.rows.iter().map(|(sort, _)| sort.clone()).collect();
+    assert_eq!(sorts, ["b", "d"], "only the write's own rows are stored");
+
+    // Two partitions in one write: refused, nothing written.
+    let other = key::row_key(b"cart-8", b"x");
+    let f = row_key("f");
+    let mixed: [(&[u8], &Cell); 2] = [(&f, &live(30, "v")), (&other, &live(30, "v"))];
+    let refused = s
+        .write_all(token, &mixed, false)
+        .expect_err("two partitions");
+    assert!(refused.to_string().contains("one partition"), "{refused}");
+    assert_eq!(
+        read("f"),
+        Some(
+            Deletion {
+                timestamp: 19,
+                deleted_at: now
+            }
+            .tombstone()
+        )
+    );
+}
+
 /// Past gc_grace a partition's deletions are purged, and nothing they
 /// deleted comes back: the rows went when the deletions were applied.
 fn deletions_purge_suite(s: &dyn Storage) {
@@ -561,6 +650,7 @@ fn memory_engine_behaves() {
     deletions_suite(&MemoryStorage::default());
     deletions_purge_suite(&MemoryStorage::new(0));
     query_suite(&MemoryStorage::default());
+    write_all_suite(&MemoryStorage::default());
 }
 
 #[test]
@@ -583,6 +673,8 @@ fn rocksdb_engine_behaves() {
     deletions_purge_suite(&rocks(&dir, 0));
     let dir = tempfile::tempdir().expect("tempdir");
     query_suite(&rocks(&dir, 3600));
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_all_suite(&rocks(&dir, 3600));
 }
 
 /// A directory of storage format 1 (cells keyed by plain key in `data`)

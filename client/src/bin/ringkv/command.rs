@@ -1,7 +1,8 @@
 //! The commands of the shell, shared by one-shot mode (`ringkv get k`) and
 //! the interactive prompt (`GET k`): one clap definition parses both.
 
-use clap::Subcommand;
+use clap::{Parser, Subcommand};
+use ringkv_client::Consistency;
 
 /// A request the shell can send.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
@@ -49,6 +50,14 @@ pub enum Command {
     Delpartition {
         /// The partition key.
         key: String,
+    },
+    /// Write puts and deletes read from FILE (or stdin), one a line, as
+    /// `put`, `del` and `delpartition` commands (# starts a comment). The
+    /// lines of one partition are one atomic batch; each partition is
+    /// written on its own.
+    Batch {
+        /// The file of operations; absent or `-`: stdin.
+        file: Option<String>,
     },
     /// The rows of a partition in sort order, a page at a time: a table
     /// (JSON lines with --json).
@@ -174,11 +183,12 @@ pub enum UserCommand {
 pub const SHELL_COMMANDS: [&str; 5] = ["CONSISTENCY", "TRACING", "HELP", "EXIT", "QUIT"];
 
 /// Request commands, as the prompt lists them.
-pub const REQUEST_COMMANDS: [&str; 20] = [
+pub const REQUEST_COMMANDS: [&str; 21] = [
     "GET",
     "PUT",
     "DEL",
     "DELPARTITION",
+    "BATCH",
     "QUERY",
     "COUNT",
     "INFO",
@@ -196,3 +206,64 @@ pub const REQUEST_COMMANDS: [&str; 20] = [
     "STREAMS",
     "USER",
 ];
+
+/// One line typed at the prompt, parsed with the same definitions as the
+/// one-shot command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "",
+    no_binary_name = true,
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+struct PromptLine {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// What to do with a line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    Request(Command),
+    ShowConsistency,
+    SetConsistency(Consistency),
+    ShowTracing,
+    SetTracing(bool),
+    Help,
+    Exit,
+    Nothing,
+}
+
+/// Parses a prompt line. Command names are case-insensitive.
+pub fn parse_line(line: &str) -> Result<Action, String> {
+    let mut words = shell_words::split(line).map_err(|e| format!("cannot parse line: {e}"))?;
+    let Some(first) = words.first_mut() else {
+        return Ok(Action::Nothing);
+    };
+    *first = first.to_lowercase();
+    match first.as_str() {
+        "help" | "?" => return Ok(Action::Help),
+        "exit" | "quit" => return Ok(Action::Exit),
+        "tracing" => {
+            return match words.get(1).map(|w| w.to_lowercase()).as_deref() {
+                None => Ok(Action::ShowTracing),
+                Some("on") => Ok(Action::SetTracing(true)),
+                Some("off") => Ok(Action::SetTracing(false)),
+                Some(other) => Err(format!("TRACING takes ON or OFF, not {other}")),
+            };
+        }
+        "consistency" => {
+            return match words.get(1) {
+                None => Ok(Action::ShowConsistency),
+                Some(level) => level
+                    .parse()
+                    .map(Action::SetConsistency)
+                    .map_err(|e: ringkv_client::UnknownConsistency| e.to_string()),
+            };
+        }
+        _ => {}
+    }
+    PromptLine::try_parse_from(words)
+        .map(|line| Action::Request(line.command))
+        .map_err(|e| e.render().to_string().trim_end().to_owned())
+}

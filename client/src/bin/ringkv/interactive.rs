@@ -3,78 +3,16 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
 use ringkv_client::Consistency;
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{Context, Editor, Helper, Highlighter, Hinter, Validator};
 
-use crate::command::{Command, REQUEST_COMMANDS, SHELL_COMMANDS};
+use crate::command::{Action, Command, REQUEST_COMMANDS, SHELL_COMMANDS, parse_line};
 use crate::render::Outcome;
 use crate::say;
 use crate::session::Session;
-
-/// One line typed at the prompt, parsed with the same definitions as the
-/// one-shot command line.
-#[derive(Debug, Parser)]
-#[command(
-    name = "",
-    no_binary_name = true,
-    disable_help_flag = true,
-    disable_version_flag = true
-)]
-struct PromptLine {
-    #[command(subcommand)]
-    command: Command,
-}
-
-/// What to do with a line.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Action {
-    Request(Command),
-    ShowConsistency,
-    SetConsistency(Consistency),
-    ShowTracing,
-    SetTracing(bool),
-    Help,
-    Exit,
-    Nothing,
-}
-
-/// Parses a prompt line. Command names are case-insensitive.
-pub fn parse_line(line: &str) -> Result<Action, String> {
-    let mut words = shell_words::split(line).map_err(|e| format!("cannot parse line: {e}"))?;
-    let Some(first) = words.first_mut() else {
-        return Ok(Action::Nothing);
-    };
-    *first = first.to_lowercase();
-    match first.as_str() {
-        "help" | "?" => return Ok(Action::Help),
-        "exit" | "quit" => return Ok(Action::Exit),
-        "tracing" => {
-            return match words.get(1).map(|w| w.to_lowercase()).as_deref() {
-                None => Ok(Action::ShowTracing),
-                Some("on") => Ok(Action::SetTracing(true)),
-                Some("off") => Ok(Action::SetTracing(false)),
-                Some(other) => Err(format!("TRACING takes ON or OFF, not {other}")),
-            };
-        }
-        "consistency" => {
-            return match words.get(1) {
-                None => Ok(Action::ShowConsistency),
-                Some(level) => level
-                    .parse()
-                    .map(Action::SetConsistency)
-                    .map_err(|e: ringkv_client::UnknownConsistency| e.to_string()),
-            };
-        }
-        _ => {}
-    }
-    PromptLine::try_parse_from(words)
-        .map(|line| Action::Request(line.command))
-        .map_err(|e| e.render().to_string().trim_end().to_owned())
-}
 
 const HELP: &str = "\
 Commands (case-insensitive):
@@ -84,6 +22,8 @@ Commands (case-insensitive):
   DEL <key> [--row R | --from A --to B]
                                 delete a key, a row, or the rows in [A, B)
   DELPARTITION <key>            delete every row of a partition
+  BATCH <file>                  PUT, DEL and DELPARTITION lines of a file, each
+                                partition's lines one atomic batch
   QUERY <key> [--from A] [--to B] [--prefix P] [--limit N] [--reverse] [--all]
                                 a partition's rows in order, a page at a time
   COUNT <key> [--from A] [--to B] [--prefix P]

@@ -134,7 +134,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let outcome = session.run(&command).await;
             let trace = session.trace.take();
             match outcome {
-                Ok(outcome) => say(session.render(&outcome, trace.as_ref()))?,
+                Ok(outcome) => {
+                    say(session.render(&outcome, trace.as_ref()))?;
+                    if let Some((failed @ 1.., of)) = outcome.failures() {
+                        anyhow::bail!("{failed} of {of} partitions of the batch failed");
+                    }
+                }
                 Err(error) => {
                     if let Some(trace) = &trace {
                         say(session.render_trace(trace))?;

@@ -79,6 +79,31 @@ pub enum Outcome {
     },
     /// `user list`: names and roles.
     Users(Vec<(String, String)>),
+    /// `batch`: each partition's outcome.
+    Batched(Vec<BatchLine>),
+}
+
+/// What one partition of a batch did.
+#[derive(Debug)]
+pub struct BatchLine {
+    pub key: String,
+    pub operations: usize,
+    /// The timestamp it was written at, or why not.
+    pub result: Result<i64, String>,
+}
+
+impl Outcome {
+    /// Partitions of a batch that failed, and of how many; `None` for
+    /// anything else.
+    pub fn failures(&self) -> Option<(usize, usize)> {
+        match self {
+            Outcome::Batched(lines) => Some((
+                lines.iter().filter(|line| line.result.is_err()).count(),
+                lines.len(),
+            )),
+            _ => None,
+        }
+    }
 }
 
 fn up_down(up: bool) -> String {
@@ -296,6 +321,20 @@ pub fn text(outcome: &Outcome) -> String {
             )
         }
         Outcome::Counted { count, .. } => format!("{} rows", count.count),
+        Outcome::Batched(lines) => lines
+            .iter()
+            .map(|line| match &line.result {
+                Ok(ts) => format!(
+                    "partition {}: {} operations written (timestamp {ts})",
+                    line.key, line.operations
+                ),
+                Err(why) => format!(
+                    "partition {}: {} operations FAILED: {why}",
+                    line.key, line.operations
+                ),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
         Outcome::Users(users) => {
             let mut rows = vec![vec!["User".to_owned(), "Role".to_owned()]];
             rows.extend(users.iter().map(|(n, r)| vec![n.clone(), r.clone()]));
@@ -475,6 +514,23 @@ pub fn json(outcome: &Outcome) -> serde_json::Value {
             }
             serde_json::Value::Array(lines)
         }
+        Outcome::Batched(lines) => serde_json::Value::Array(
+            lines
+                .iter()
+                .map(|line| match &line.result {
+                    Ok(ts) => json!({
+                        "key": line.key,
+                        "operations": line.operations,
+                        "timestamp_micros": ts,
+                    }),
+                    Err(why) => json!({
+                        "key": line.key,
+                        "operations": line.operations,
+                        "error": why,
+                    }),
+                })
+                .collect(),
+        ),
         Outcome::Counted { key, count } => json!({
             "key": key,
             "count": count.count,

@@ -5,12 +5,13 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use ringkv_client::{
-    Client, Consistency, Error, Query, ReadOptions, RequestTrace, TraceCollector, WriteOptions,
+    Batch, Client, Consistency, Error, Query, ReadOptions, RequestTrace, TraceCollector,
+    WriteOptions,
 };
 
 use crate::command::{Command, RowRange, UserCommand};
 use crate::nodetool::StatsView;
-use crate::render::{Outcome, Removed};
+use crate::render::{BatchLine, Outcome, Removed};
 
 /// A connected shell.
 pub struct Session {
@@ -133,6 +134,23 @@ impl Session {
                 key: key.clone(),
                 what: Removed::Partition,
             },
+            Command::Batch { file } => {
+                let batch = read_batch(file.as_deref()).map_err(Error::InvalidArgument)?;
+                let written = self
+                    .client
+                    .batch_with(&batch, &self.write_options())
+                    .await?;
+                Outcome::Batched(
+                    written
+                        .into_iter()
+                        .map(|partition| BatchLine {
+                            key: String::from_utf8_lossy(&partition.key).into_owned(),
+                            operations: partition.operations,
+                            result: partition.result.map_err(|error| error.to_string()),
+                        })
+                        .collect(),
+                )
+            }
             Command::Info => Outcome::Info {
                 info: self.client.node_info().await?,
                 // Nodes of an older version do not answer NodeStats.
@@ -307,4 +325,82 @@ fn new_password(name: &str) -> Result<String, Error> {
 fn sort_key(row: &Option<String>) -> Bytes {
     row.as_ref()
         .map_or_else(Bytes::new, |row| Bytes::from(row.clone()))
+}
+
+/// Most bytes of operations `batch` reads.
+const MAX_BATCH_INPUT: u64 = 16 << 20;
+
+/// The operations of a `batch` file (or stdin): `put`, `del` and
+/// `delpartition` lines, blank lines and `#` comments skipped.
+fn read_batch(file: Option<&str>) -> Result<Batch, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = match file {
+        None | Some("-") => std::io::stdin()
+            .take(MAX_BATCH_INPUT + 1)
+            .read_to_string(&mut text),
+        Some(path) => std::fs::File::open(path)
+            .map_err(|e| format!("cannot open {path}: {e}"))?
+            .take(MAX_BATCH_INPUT + 1)
+            .read_to_string(&mut text),
+    };
+    read.map_err(|e| format!("cannot read the batch: {e}"))?;
+    if text.len() as u64 > MAX_BATCH_INPUT {
+        return Err(format!(
+            "the batch is over {MAX_BATCH_INPUT} bytes; split it"
+        ));
+    }
+    parse_batch(&text)
+}
+
+/// Parses the lines of a batch.
+fn parse_batch(text: &str) -> Result<Batch, String> {
+    use crate::command::{Action, parse_line};
+    let mut batch = Batch::new();
+    for (at, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let wrong = |why: String| format!("line {}: {why}", at + 1);
+        let command = match parse_line(line).map_err(wrong)? {
+            Action::Request(command) => command,
+            Action::Nothing => continue,
+            _ => {
+                return Err(wrong(
+                    "a batch holds put, del and delpartition lines".into(),
+                ));
+            }
+        };
+        match command {
+            Command::Put {
+                key,
+                value,
+                ttl,
+                row,
+            } => {
+                let ttl = ttl.map(Duration::from_secs);
+                batch.put_expiring(key, sort_key(&row), value, ttl);
+            }
+            Command::Del { key, row, from, to } => {
+                if from.is_some() || to.is_some() {
+                    batch.delete_rows(key, from.unwrap_or_default(), to.map(Bytes::from));
+                } else {
+                    batch.delete(key, sort_key(&row));
+                }
+            }
+            Command::Delpartition { key } => {
+                batch.delete_partition(key);
+            }
+            _ => {
+                return Err(wrong(
+                    "a batch holds put, del and delpartition lines".into(),
+                ));
+            }
+        }
+    }
+    if batch.is_empty() {
+        return Err("the batch holds no operation".into());
+    }
+    Ok(batch)
 }

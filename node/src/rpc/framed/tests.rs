@@ -123,6 +123,7 @@ fn write(key: &'static str, value: &'static str) -> pbi::ReplicaWriteRequest {
         key: row(key),
         cell: Some(cell(value, now_micros())),
         report_newer: false,
+        more: Vec::new(),
     }
 }
 
@@ -185,6 +186,7 @@ async fn concurrent_calls_on_one_connection_get_their_own_answers() {
                     key: row(key),
                     cell: Some(cell(key, now_micros())),
                     report_newer: false,
+                    more: Vec::new(),
                 };
                 client.write(request).await.expect("write");
                 let answer = client.read(read(key, false)).await.expect("read");
@@ -212,6 +214,7 @@ async fn bad_requests_get_clear_errors_and_the_connection_keeps_serving() {
                 key: row("k"),
                 cell: None,
                 report_newer: false,
+                more: Vec::new(),
             },
             "without a cell",
         ),
@@ -220,6 +223,7 @@ async fn bad_requests_get_clear_errors_and_the_connection_keeps_serving() {
                 key: row("k"),
                 cell: Some(cell("v", i64::MAX)),
                 report_newer: false,
+                more: Vec::new(),
             },
             "max_clock_skew_ms",
         ),
@@ -231,6 +235,7 @@ async fn bad_requests_get_clear_errors_and_the_connection_keeps_serving() {
                     ..cell("", now_micros())
                 }),
                 report_newer: false,
+                more: Vec::new(),
             },
             "value",
         ),
@@ -239,6 +244,7 @@ async fn bad_requests_get_clear_errors_and_the_connection_keeps_serving() {
                 key: Bytes::new(),
                 cell: Some(cell("v", now_micros())),
                 report_newer: false,
+                more: Vec::new(),
             },
             "key",
         ),
@@ -554,6 +560,7 @@ async fn a_request_over_the_message_limit_fails_alone_before_it_is_sent() {
             ..cell("", now_micros())
         }),
         report_newer: false,
+        more: Vec::new(),
     };
     match client.write(big).await {
         Err(ReplicaError::Failed(why)) => assert!(why.contains("over the limit"), "{why}"),

@@ -36,7 +36,7 @@ use rocksdb::{
 
 use super::batch::BatchLimit;
 use super::cell::{Cell, CellView};
-use super::deletions::{self, Deletion, Deletions, Plan};
+use super::deletions::{self, Deletion, Deletions};
 use super::engine::{Deleted, EngineStats, RowsPage, RowsQuery, ScanPage, ScanVisitor, Storage};
 use super::error::{Result, StorageError};
 use super::health::{DiskHealth, disk_space, free_bytes, wal_bytes};
@@ -270,10 +270,9 @@ fn scan_data(
 }
 
 impl Storage for RocksStorage {
-    fn write(&self, token: Token, key: &[u8], cell: &Cell, sync: bool) -> Result<()> {
+    fn write_all(&self, token: Token, entries: &[(&[u8], &Cell)], sync: bool) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
-        let stored_key = key::data_key(token, key);
         self.writing(|db| {
             let _fence = self
                 .fence
@@ -283,33 +282,40 @@ impl Storage for RocksStorage {
             // A row's check and write, or deletions and the removal of
             // what they shadow, are one step for the partition.
             let _partition = self.stripe(token);
-            match deletions::plan(key, cell, |partition| read_deletions(db, token, partition))? {
-                Plan::Row { shadowed: true } => Ok(()),
-                Plan::Row { shadowed: false } | Plan::Opaque => {
-                    Ok(db.merge_cf_opt(data, stored_key, cell.encode(), &opts)?)
-                }
-                Plan::Deletions(incoming) => {
-                    let mut batch = WriteBatch::default();
-                    batch.merge_cf(data, &stored_key, cell.encode());
-                    let partition = key::split_row_key(key).map_or(&[][..], |r| r.partition);
-                    for (from, to) in deletions::shadowed_spans(token, partition, &incoming) {
-                        let mut read = ReadOptions::default();
-                        read.set_iterate_upper_bound(to);
-                        let rows = db.iterator_cf_opt(
-                            data,
-                            read,
-                            IteratorMode::From(&from, Direction::Forward),
-                        );
-                        for entry in rows {
-                            let (stored, value) = entry?;
-                            if deletions::shadowed_row(&incoming, &stored, &value)? {
-                                batch.delete_cf(data, &stored);
-                            }
+            let plan = deletions::plan(entries, |partition| read_deletions(db, token, partition))?;
+            if plan.is_noop() {
+                return Ok(());
+            }
+            let mut batch = WriteBatch::default();
+            if let Some(incoming) = &plan.incoming {
+                let partition = entries
+                    .first()
+                    .and_then(|(key, _)| key::split_row_key(key))
+                    .map_or(&[][..], |r| r.partition);
+                for (from, to) in deletions::shadowed_spans(token, partition, incoming) {
+                    let mut read = ReadOptions::default();
+                    read.set_iterate_upper_bound(to);
+                    let rows = db.iterator_cf_opt(
+                        data,
+                        read,
+                        IteratorMode::From(&from, Direction::Forward),
+                    );
+                    for entry in rows {
+                        let (stored, value) = entry?;
+                        if deletions::shadowed_row(incoming, &stored, &value)? {
+                            batch.delete_cf(data, &stored);
                         }
                     }
-                    Ok(db.write_opt(batch, &opts)?)
                 }
             }
+            // After the removals: a row of this write that they would
+            // have removed is stored again, as it should be.
+            for ((key, cell), keep) in entries.iter().zip(&plan.keep) {
+                if *keep {
+                    batch.merge_cf(data, key::data_key(token, key), cell.encode());
+                }
+            }
+            Ok(db.write_opt(batch, &opts)?)
         })
     }
 
