@@ -54,10 +54,12 @@ fn request(i: u64, value: &Bytes) -> (pbi::ReplicaWriteRequest, pbi::ReplicaRead
             timestamp_micros: WallClock::system().micros(),
             tombstone: false,
             local_deletion_time: None,
+            expiry_ms_early: 0,
             value: value.clone(),
         }),
         report_newer: false,
         more: Vec::new(),
+        repair: false,
     };
     (
         write,

@@ -422,6 +422,7 @@ impl TestNode {
             cell: Some(cell),
             report_newer: false,
             more: Vec::new(),
+            repair: false,
         })
         .await?;
         Ok(())

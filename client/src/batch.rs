@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use ringkv_proto::v1 as pb;
 
-use crate::client::{Client, ttl_seconds};
+use crate::client::{Client, ttl_fields};
 use crate::options::WriteOptions;
 use crate::trace::capture;
 use crate::{Error, Result};
@@ -73,8 +73,8 @@ impl Batch {
         self.put_expiring(key, sort_key, value, None)
     }
 
-    /// Puts a row that expires `ttl` after the write (whole seconds, at
-    /// least one); `None` never expires.
+    /// Puts a row that expires `ttl` after the write (to the millisecond,
+    /// at least one); `None` never expires.
     pub fn put_expiring(
         &mut self,
         key: impl Into<Bytes>,
@@ -82,17 +82,18 @@ impl Batch {
         value: impl Into<Bytes>,
         ttl: Option<Duration>,
     ) -> &mut Self {
-        let ttl_seconds = match ttl_seconds(ttl) {
+        let (ttl_seconds, ttl_ms) = match ttl_fields(ttl) {
             Ok(ttl) => ttl,
             Err(error) => {
                 self.error.get_or_insert(error.to_string());
-                0
+                (0, 0)
             }
         };
         let put = pb::RowPut {
             sort_key: sort_key.into(),
             value: value.into(),
             ttl_seconds,
+            ttl_ms,
         };
         self.push(key.into(), pb::batch_operation::Operation::Put(put))
     }
@@ -173,13 +174,16 @@ impl Client {
                 "a batch needs at least one operation".into(),
             ));
         }
-        let writes = batch.partitions.iter().map(|(key, ops)| async move {
-            PartitionWrite {
-                key: key.clone(),
-                operations: ops.len(),
-                result: self
-                    .partition_batch(key.clone(), ops.clone(), options)
-                    .await,
+        // Each write owns what it needs: a stream of futures borrowing
+        // from here would not be `Send` for callers that spawn this.
+        let writes = batch.partitions.iter().cloned().map(|(key, ops)| {
+            let (client, options) = (self.clone(), options.clone());
+            async move {
+                PartitionWrite {
+                    key: key.clone(),
+                    operations: ops.len(),
+                    result: client.partition_batch(key, ops, &options).await,
+                }
             }
         });
         // In order, at most a few partitions at a time.
@@ -220,5 +224,46 @@ impl Client {
             })
             .await?;
         Ok(response.into_inner().timestamp_micros)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a batch's futures borrowed from the batch, so a caller
+    /// that spawned one (ringkv-bench's workers) did not compile.
+    #[test]
+    fn a_batch_can_be_spawned() {
+        fn send<T: Send + 'static>(_: T) {}
+        let _spawnable = |client: Client, batch: Batch| {
+            send(async move { client.batch(&batch).await.map(|w| w.len()) })
+        };
+    }
+
+    #[test]
+    fn operations_group_by_partition_in_the_order_first_named() {
+        let mut batch = Batch::new();
+        batch
+            .put("b", "1", "x")
+            .delete("a", "2")
+            .delete_partition("b")
+            .put_expiring("c", "3", "y", Some(std::time::Duration::from_millis(1500)));
+        assert_eq!(batch.len(), 4);
+        assert_eq!(batch.partitions(), 3);
+        let keys: Vec<&[u8]> = batch.partitions.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, [&b"b"[..], b"a", b"c"]);
+        let Some(pb::batch_operation::Operation::Put(put)) = &batch.partitions[2].1[0].operation
+        else {
+            panic!("a put");
+        };
+        assert_eq!(
+            (put.ttl_seconds, put.ttl_ms),
+            (2, 1500),
+            "seconds rounded up"
+        );
+        let mut bad = Batch::new();
+        bad.put_expiring("a", "b", "c", Some(std::time::Duration::ZERO));
+        assert!(bad.error.is_some());
     }
 }

@@ -144,8 +144,10 @@ pub struct Value {
     pub value: Bytes,
     /// Its write timestamp, microseconds since the Unix epoch.
     pub timestamp_micros: i64,
-    /// When it expires (Unix seconds), if it has a TTL.
+    /// When it expires (Unix seconds, rounded up), if it has a TTL.
     pub expires_at: Option<i64>,
+    /// When it expires, to the millisecond (Unix milliseconds).
+    pub expires_at_ms: Option<i64>,
 }
 
 /// A connection to a ringkv cluster. Cheap to clone; clones share
@@ -441,6 +443,7 @@ impl Client {
             value: response.value,
             timestamp_micros: response.timestamp_micros,
             expires_at: response.expires_at_seconds,
+            expires_at_ms: response.expires_at_millis,
         }))
     }
 
@@ -480,7 +483,7 @@ impl Client {
         value: impl Into<Bytes>,
         options: &WriteOptions,
     ) -> Result<i64> {
-        let ttl_seconds = ttl_seconds(options.ttl)?;
+        let (ttl_seconds, ttl_ms) = ttl_fields(options.ttl)?;
         let key = key.into();
         let timeout = options.timeout.unwrap_or(self.inner.config.request_timeout);
         let timestamp = self.write_timestamp(options);
@@ -493,6 +496,7 @@ impl Client {
                 .unwrap_or(self.inner.config.consistency)
                 .to_proto(),
             ttl_seconds,
+            ttl_ms,
             timestamp_micros: timestamp,
             timeout_ms: Self::timeout_ms(timeout),
             trace: options.trace.is_some(),
@@ -614,16 +618,22 @@ impl Client {
     }
 }
 
-/// A ttl as the API carries it: whole seconds, 0 for none.
-pub(crate) fn ttl_seconds(ttl: Option<Duration>) -> Result<u32> {
-    match ttl {
-        None => Ok(0),
-        Some(ttl) if ttl.as_secs() == 0 => Err(Error::InvalidArgument(
-            "ttl must be at least one second".into(),
-        )),
-        Some(ttl) => u32::try_from(ttl.as_secs())
-            .map_err(|_| Error::InvalidArgument(format!("ttl of {}s is too long", ttl.as_secs()))),
+/// A ttl as the API carries it, `(ttl_seconds, ttl_ms)`: the seconds
+/// rounded up (what a server that knows no milliseconds reads) and the
+/// milliseconds (what the others prefer); (0, 0) for none.
+pub(crate) fn ttl_fields(ttl: Option<Duration>) -> Result<(u32, u64)> {
+    let Some(ttl) = ttl else {
+        return Ok((0, 0));
+    };
+    let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    if millis == 0 {
+        return Err(Error::InvalidArgument(
+            "ttl must be at least one millisecond".into(),
+        ));
     }
+    let seconds = u32::try_from(millis.div_ceil(1000))
+        .map_err(|_| Error::InvalidArgument(format!("ttl of {}s is too long", ttl.as_secs())))?;
+    Ok((seconds, millis))
 }
 
 /// What a delete removes from its partition.

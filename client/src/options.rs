@@ -24,8 +24,8 @@ pub struct WriteOptions {
     pub consistency: Option<Consistency>,
     /// How long to wait for the answer.
     pub timeout: Option<Duration>,
-    /// The value expires this long after the write (puts only; whole
-    /// seconds, at least one).
+    /// The value expires this long after the write (puts only; to the
+    /// millisecond, at least one).
     pub ttl: Option<Duration>,
     /// Write timestamp in microseconds since the Unix epoch. When set, the
     /// write is idempotent: retrying it cannot reorder it after a later one.

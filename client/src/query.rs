@@ -92,6 +92,8 @@ pub struct Row {
     pub timestamp_micros: i64,
     /// When it expires (Unix seconds), if it has a TTL.
     pub expires_at: Option<i64>,
+    /// When it expires, to the millisecond (Unix milliseconds).
+    pub expires_at_ms: Option<i64>,
 }
 
 /// One page of a query.
@@ -161,6 +163,7 @@ impl Client {
                     value: row.value,
                     timestamp_micros: row.timestamp_micros,
                     expires_at: row.expires_at_seconds,
+                    expires_at_ms: row.expires_at_millis,
                 })
                 .collect(),
             next: (!response.page_token.is_empty()).then_some(response.page_token),

@@ -25,14 +25,7 @@ RECORDS="${RECORDS:-100000}"
 FAULTS="${FAULTS:-1}"
 
 ensure_tools redis-server:redis-server redis-benchmark:redis-tools etcd:etcd-server
-GARAGE_ROOT="${GARAGE_ROOT:-$HOME/.cache/ringkv/garage}"
-garage="$GARAGE_ROOT/bin/garage"
-if ! [ -x "$garage" ]; then
-    echo "== installing Garage with K2V into $GARAGE_ROOT"
-    CARGO_TARGET_DIR="$GARAGE_ROOT/target" cargo install garage --locked --features k2v \
-        --root "$GARAGE_ROOT"
-    rm -rf "$GARAGE_ROOT/target"
-fi
+ensure_garage
 
 echo "== building"
 bench_setup ringkv-compare
@@ -136,51 +129,8 @@ done
 set_get etcd etcd://127.0.0.1:2391,127.0.0.1:2393,127.0.0.1:2395
 stop_all
 
-# Garage: 3 nodes, replication factor 3, consistent mode (quorum reads and
-# writes), LMDB metadata; K2V on ports 3904, 3914, 3924.
-secret=$(python3 -c "import secrets; print(secrets.token_hex(32))")
-servers=()
-for i in 0 1 2; do
-    base=$((3900 + 10 * i))
-    mkdir -p "$work/garage$i"
-    cat >"$work/garage$i/garage.toml" <<EOF
-metadata_dir = "$work/garage$i/meta"
-data_dir = "$work/garage$i/data"
-db_engine = "lmdb"
-replication_factor = 3
-consistency_mode = "consistent"
-rpc_bind_addr = "127.0.0.1:$((base + 1))"
-rpc_public_addr = "127.0.0.1:$((base + 1))"
-rpc_secret = "$secret"
-
-[s3_api]
-s3_region = "garage"
-api_bind_addr = "127.0.0.1:$base"
-
-[k2v_api]
-api_bind_addr = "127.0.0.1:$((base + 4))"
-EOF
-    "$garage" -c "$work/garage$i/garage.toml" server >"$work/garage$i.log" 2>&1 &
-    pids+=($!)
-    servers+=($!)
-done
-g() { "$garage" -c "$work/garage0/garage.toml" "$@"; }
-wait_for g status
-ids=()
-for i in 0 1 2; do
-    wait_for "$garage" -c "$work/garage$i/garage.toml" node id -q
-    ids+=("$("$garage" -c "$work/garage$i/garage.toml" node id -q 2>/dev/null)")
-done
-for id in "${ids[@]:1}"; do g node connect "$id" >/dev/null; done
-for id in "${ids[@]}"; do g layout assign -z dc1 -c 1G "${id%@*}" >/dev/null; done
-g layout apply --version 1 >/dev/null
-g bucket create bench >/dev/null
-key_info=$(g key create bench-key)
-key_id=$(echo "$key_info" | sed -n 's/^Key ID: *//p' | head -1)
-key_secret=$(echo "$key_info" | sed -n 's/^Secret key: *//p' | head -1)
-g bucket allow --read --write bench --key bench-key >/dev/null
-k2v="k2v://$key_id:$key_secret@127.0.0.1:3904,127.0.0.1:3914,127.0.0.1:3924/bench"
-wait_for "$bin/ringkv-bench" run --target "$k2v" --ops 1 --records 1 --quiet
+start_garage 3900
+servers=("${garage_pids[@]}")
 set_get garage "$k2v"
 stop_all
 

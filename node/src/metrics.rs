@@ -121,6 +121,11 @@ pub const DISK_FREE: &str = "ringkv_disk_free_bytes";
 pub const DISK_TOTAL: &str = "ringkv_disk_total_bytes";
 /// 0 while the disk refuses writes (full, failing); the node serves reads.
 pub const DISK_WRITABLE: &str = "ringkv_disk_writable";
+/// Writes to a partition past `partition_size_warn_mb` (one write in 64
+/// is measured).
+pub const LARGE_PARTITION_WRITES: &str = "ringkv_large_partition_writes_total";
+/// Row writes refused: their partition is past `partition_size_max_mb`.
+pub const PARTITION_WRITES_REFUSED: &str = "ringkv_partition_writes_refused_total";
 /// The node's version, as a label of a series that is always 1.
 pub const BUILD_INFO: &str = "ringkv_build_info";
 /// The node's `gc_grace_seconds` (for the repair-overdue alert).
@@ -173,6 +178,18 @@ pub const CATALOGUE: &[(&str, Kind, Unit, &str)] = &[
         Kind::Histogram,
         Unit::Seconds,
         "Client request latency at the coordinator, by op and consistency level",
+    ),
+    (
+        LARGE_PARTITION_WRITES,
+        Kind::Counter,
+        Unit::Count,
+        "Sampled writes (one in 64) to a partition past partition_size_warn_mb",
+    ),
+    (
+        PARTITION_WRITES_REFUSED,
+        Kind::Counter,
+        Unit::Count,
+        "Row writes refused: their partition is past partition_size_max_mb",
     ),
     (
         REPLICA_SECONDS,

@@ -104,10 +104,12 @@ async fn hostile_frames_get_clear_errors_and_the_node_keeps_serving() {
             timestamp_micros: i64::MAX,
             tombstone: false,
             local_deletion_time: None,
+            expiry_ms_early: 0,
             value: Bytes::from_static(b"mine forever"),
         }),
         report_newer: false,
         more: Vec::new(),
+        repair: false,
     };
     stream
         .write_all(&encoded(3, Kind::Write, &forever))

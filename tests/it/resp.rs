@@ -135,6 +135,24 @@ async fn a_redis_client_library_runs_every_command_against_a_three_node_cluster(
     );
     let pttl: i64 = ok(&mut c, &[b"PTTL", b"exat"]).await;
     assert!((990_000..=1_001_000).contains(&pttl), "pttl {pttl}");
+    // Milliseconds are kept: PX 1500 lives 1.5 s, not 2 (PTTL counts
+    // down from 1500, never above), and is gone after it.
+    assert_eq!(
+        ok::<String>(&mut a, &[b"SET", b"px-ms", b"v", b"PX", b"1500"]).await,
+        "OK"
+    );
+    let pttl: i64 = ok(&mut c, &[b"PTTL", b"px-ms"]).await;
+    assert!((1..=1_500).contains(&pttl), "pttl {pttl}");
+    assert!((0..=2).contains(&ok::<i64>(&mut c, &[b"TTL", b"px-ms"]).await));
+    assert_eq!(
+        ok::<String>(&mut a, &[b"PSETEX", b"psetex-ms", b"700", b"v"]).await,
+        "OK"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1_600)).await;
+    for key in [&b"px-ms"[..], b"psetex-ms"] {
+        assert_eq!(ok::<Option<String>>(&mut c, &[b"GET", key]).await, None);
+        assert_eq!(ok::<i64>(&mut c, &[b"PTTL", key]).await, -2);
+    }
     // An expiry time in the past deletes the key, as in Redis.
     let past = ((now - 10) * 1000).to_string();
     assert_eq!(

@@ -180,6 +180,7 @@ async fn a_query_sees_through_what_only_one_replica_deleted() {
                 timestamp_micros: later,
                 tombstone: true,
                 local_deletion_time: Some(later / 1_000_000),
+                expiry_ms_early: 0,
                 value: Bytes::new(),
             },
         )
@@ -202,6 +203,7 @@ async fn a_query_sees_through_what_only_one_replica_deleted() {
             timestamp_micros: range.timestamp,
             tombstone: false,
             local_deletion_time: range.local_deletion_time,
+            expiry_ms_early: 0,
             value: range.value,
         },
     )
@@ -354,4 +356,95 @@ async fn partition_batches_are_whole_on_every_replica_hints_included() {
         let held = n3.stored_row(&row(gone)).await.expect("read");
         assert!(held.is_none_or(|c| c.tombstone), "{gone} deleted on n3");
     }
+}
+
+/// 64 KiB of bytes that do not compress (the guardrail measures what the
+/// table files hold).
+fn incompressible(seed: u64) -> Bytes {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..64 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// The partition-size guardrail on a real node: past
+/// `partition_size_warn_mb` writes are counted and logged; past
+/// `partition_size_max_mb` row writes to that partition are refused,
+/// naming the setting, while deletes of it and writes to other
+/// partitions go on.
+#[tokio::test]
+async fn large_partitions_are_reported_and_past_the_limit_refused() {
+    use ringkv_tests::{NodeOptions, TestNode};
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Small memtables, so the rows reach table files (what is measured).
+    let warn = TestNode::start(
+        dir.path(),
+        NodeOptions::new("warn")
+            .arg("--memtable-mb", "4")
+            .arg("--partition-size-warn-mb", "1"),
+    )
+    .await
+    .expect("node");
+    let client = warn.client().await;
+    for i in 0..320u64 {
+        client
+            .put_row("big", format!("r{i:04}"), incompressible(i))
+            .await
+            .expect("a large partition is written to, with a warning");
+    }
+    let counted = warn
+        .metric("ringkv_large_partition_writes_total")
+        .await
+        .expect("metric");
+    assert!(counted >= 1.0, "{counted} large-partition writes counted");
+    assert!(
+        warn.log().contains("writing to a large partition"),
+        "{}",
+        warn.log()
+    );
+    drop(warn);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limited = TestNode::start(
+        dir.path(),
+        NodeOptions::new("limited")
+            .arg("--memtable-mb", "4")
+            .arg("--partition-size-max-mb", "2"),
+    )
+    .await
+    .expect("node");
+    let client = limited.client().await;
+    let mut refused = None;
+    for i in 0..400u64 {
+        if let Err(error) = client
+            .put_row("big", format!("r{i:04}"), incompressible(i))
+            .await
+        {
+            refused = Some((i, error.to_string()));
+            break;
+        }
+    }
+    let (at, error) = refused.expect("refused before 25 MiB");
+    assert!(error.contains("partition_size_max_mb"), "{error}");
+    assert!(at >= 32, "refused after {at} rows of 64 KiB, under 2 MiB");
+    client
+        .put_row("small", "r", "v")
+        .await
+        .expect("other partitions take writes");
+    client
+        .delete_row("big", "r0000")
+        .await
+        .expect("deletes of the large partition go through");
+    assert!(
+        limited
+            .metric("ringkv_partition_writes_refused_total")
+            .await
+            .expect("metric")
+            >= 1.0
+    );
 }

@@ -137,6 +137,7 @@ async fn abusive_internode_requests_get_clear_errors_and_the_node_keeps_serving(
         timestamp_micros: i64::MAX,
         tombstone: false,
         local_deletion_time: None,
+        expiry_ms_early: 0,
         value: Bytes::from_static(b"mine forever"),
     };
     let poisoned = peer
@@ -145,6 +146,7 @@ async fn abusive_internode_requests_get_clear_errors_and_the_node_keeps_serving(
             cell: Some(forever.clone()),
             report_newer: false,
             more: Vec::new(),
+            repair: false,
         })
         .await;
     refused(poisoned, Code::InvalidArgument, "max_clock_skew_ms = 60000");
@@ -164,10 +166,12 @@ async fn abusive_internode_requests_get_clear_errors_and_the_node_keeps_serving(
                 timestamp_micros: 1,
                 tombstone: true,
                 local_deletion_time: Some(i64::MAX),
+                expiry_ms_early: 0,
                 value: Bytes::new(),
             }),
             report_newer: false,
             more: Vec::new(),
+            repair: false,
         })
         .await;
     refused(undying, Code::InvalidArgument, "deletion time");

@@ -194,7 +194,7 @@ impl UserStore {
                 key,
                 value,
                 level: ConsistencyLevel::Quorum,
-                ttl_seconds: None,
+                ttl_ms: None,
                 timestamp: None,
                 timeout: None,
                 trace: None,

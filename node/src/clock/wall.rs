@@ -55,6 +55,11 @@ impl WallClock {
         }
     }
 
+    /// Milliseconds since the Unix epoch.
+    pub fn millis(&self) -> i64 {
+        self.micros().div_euclid(1_000)
+    }
+
     /// Whole seconds since the Unix epoch.
     pub fn seconds(&self) -> i64 {
         self.micros().div_euclid(1_000_000)

@@ -246,6 +246,16 @@ define_config! {
     /// Largest value accepted, in bytes (default 16 MiB, at most 512 MiB).
     max_value_size: u64 = 16 << 20, "RINGKV_MAX_VALUE_SIZE";
 
+    /// A partition past this size (MiB) is large: writes to it are counted
+    /// in `ringkv_large_partition_writes_total` and logged (once a minute),
+    /// as Cassandra's large-partition warning. 0 turns the warning off.
+    partition_size_warn_mb: u64 = 100, "RINGKV_PARTITION_SIZE_WARN_MB";
+
+    /// Past this size (MiB), writes that put rows into a partition are
+    /// refused (deletes still go through). Sizes are RocksDB's estimates
+    /// from its table files. 0 (the default): no limit.
+    partition_size_max_mb: u64 = 0, "RINGKV_PARTITION_SIZE_MAX_MB";
+
     /// How far ahead of this node's clock a timestamp from a client or a
     /// peer may be (milliseconds); a write stamped further ahead is refused
     /// with INVALID_ARGUMENT, since it could never be overwritten. 0 turns

@@ -39,7 +39,7 @@ use crate::identity::NodeId;
 use crate::peer::ReplicaError;
 use crate::ring::Token;
 use crate::storage::deletions::Deletions;
-use crate::storage::{BatchLimit, Cell, RowsPage, RowsQuery, key, lww};
+use crate::storage::{BatchLimit, Cell, Mutation, RowsPage, RowsQuery, WriteMode, key, lww};
 
 /// Rows a page holds when the request names no limit.
 pub const DEFAULT_QUERY_LIMIT: usize = 1_000;
@@ -84,7 +84,8 @@ pub struct Row {
     pub sort_key: Bytes,
     pub value: Bytes,
     pub timestamp: i64,
-    pub expires_at: Option<i64>,
+    /// When it expires (Unix milliseconds).
+    pub expires_at_ms: Option<i64>,
 }
 
 /// How many live rows a range holds, counted up to a limit.
@@ -196,12 +197,7 @@ struct Merged {
 }
 
 /// Merges replicas' pages of one window (see the module docs).
-fn merge(
-    pages: &[(NodeId, RowsPage)],
-    partition: &[u8],
-    reverse: bool,
-    now_seconds: i64,
-) -> Merged {
+fn merge(pages: &[(NodeId, RowsPage)], partition: &[u8], reverse: bool, now_ms: i64) -> Merged {
     // The nearest cut of a page that did not reach the window's end.
     let cut = pages
         .iter()
@@ -257,12 +253,12 @@ fn merge(
     }
     let mut rows: Vec<Row> = winners
         .into_iter()
-        .filter(|(sort, winner)| !deletions.shadows(sort, winner) && winner.is_live(now_seconds))
+        .filter(|(sort, winner)| !deletions.shadows(sort, winner) && winner.is_live_ms(now_ms))
         .map(|(sort_key, winner)| Row {
             sort_key,
+            expires_at_ms: winner.expires_at_ms(),
             value: winner.value,
             timestamp: winner.timestamp,
-            expires_at: winner.local_deletion_time,
         })
         .collect();
     if reverse {
@@ -360,7 +356,7 @@ impl Coordinator {
                 &pages,
                 &request.key,
                 request.reverse,
-                self.clock.wall().seconds(),
+                self.clock.wall().millis(),
             );
             note(&trace, local, || {
                 format!(
@@ -521,7 +517,11 @@ impl Coordinator {
     }
 
     /// Writes each replica the rows and deletions it lacked and waits for
-    /// them (blocking read repair).
+    /// them (blocking read repair): to each replica as few mutations as
+    /// the internode batch bounds allow, so that rows a partition batch
+    /// wrote together land together (a repair of part of a partition can
+    /// still bring a replica part of a batch whose other rows lie outside
+    /// the page: Cassandra's CASSANDRA-14593 too).
     async fn repair_rows(
         &self,
         token: Token,
@@ -545,9 +545,11 @@ impl Coordinator {
         let writes: FuturesUnordered<_> = repairs
             .into_iter()
             .flat_map(|(node, cells)| {
-                cells
-                    .into_iter()
-                    .map(move |(row, cell)| self.transport.write(node, token, row, cell))
+                in_batches(cells).into_iter().map(move |cells| {
+                    let mutation = Mutation::new(token, cells);
+                    self.transport
+                        .write_reporting(node, mutation, WriteMode::repair())
+                })
             })
             .collect();
         let outcomes: Vec<_> = tokio::time::timeout_at(deadline, writes.collect())
@@ -560,9 +562,49 @@ impl Coordinator {
     }
 }
 
+/// `cells` cut into runs an internode batch takes (see `BatchLimit`).
+fn in_batches(cells: Vec<(Bytes, Cell)>) -> Vec<Vec<(Bytes, Cell)>> {
+    let limit = BatchLimit::default();
+    let mut runs: Vec<Vec<(Bytes, Cell)>> = Vec::new();
+    let mut bytes = 0;
+    for (row, cell) in cells {
+        let size = row.len() + cell.value.len();
+        match runs.last_mut() {
+            Some(run) if limit.admits(run.len(), bytes, size) => {
+                bytes += size;
+                run.push((row, cell));
+            }
+            _ => {
+                bytes = size;
+                runs.push(vec![(row, cell)]);
+            }
+        }
+    }
+    runs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repairs_go_in_as_few_bounded_batches_as_they_fit() {
+        let cell = |n: usize| Cell::live(1, Bytes::from(vec![0; n]), None);
+        let rows = |n: usize, size: usize| {
+            (0..n)
+                .map(|i| (Bytes::from(format!("r{i}")), cell(size)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(in_batches(rows(3, 10)).len(), 1);
+        let many = in_batches(rows(1_200, 10));
+        assert_eq!(
+            many.iter().map(Vec::len).collect::<Vec<_>>(),
+            [500, 500, 200]
+        );
+        let big = in_batches(rows(3, 700 << 10));
+        assert_eq!(big.len(), 3, "one value over half the byte bound each");
+        assert!(in_batches(Vec::new()).is_empty());
+    }
 
     fn node(n: u128) -> NodeId {
         NodeId(uuid::Uuid::from_u128(n))

@@ -168,7 +168,7 @@ impl Coordinator {
                         std::iter::once(data_node).chain(digest_nodes).collect();
                     self.repair_the_others(&read, (asked, cell.clone()), alive);
                 }
-                return Ok(live(cell, self.clock.wall().seconds()));
+                return Ok(live(cell, self.clock.wall().millis()));
             }
             FirstRound::Mismatch { data, full_from } => (data, full_from),
         };
@@ -178,7 +178,7 @@ impl Coordinator {
             self.repair_round(&read, winner, stale, cells.len()).await?;
         }
         let winner = resolved.map(|(winner, _)| winner);
-        Ok(live(winner, self.clock.wall().seconds()))
+        Ok(live(winner, self.clock.wall().millis()))
     }
 
     /// Steps 2 and 3: data from one replica and digests from the others
@@ -397,10 +397,10 @@ async fn repair_in_background(
 }
 
 /// The answer for a resolved cell: its value if live.
-fn live(cell: Option<Cell>, now: i64) -> Option<ReadResult> {
-    cell.filter(|c| c.is_live(now)).map(|c| ReadResult {
+fn live(cell: Option<Cell>, now_ms: i64) -> Option<ReadResult> {
+    cell.filter(|c| c.is_live_ms(now_ms)).map(|c| ReadResult {
         timestamp: c.timestamp,
-        expires_at: c.local_deletion_time,
+        expires_at_ms: c.expires_at_ms(),
         value: c.value,
     })
 }

@@ -40,8 +40,8 @@ pub struct WriteRequest {
     pub target: Target,
     pub value: Option<Bytes>,
     pub level: ConsistencyLevel,
-    /// Seconds to live; `None` or 0 never expires.
-    pub ttl_seconds: Option<u32>,
+    /// Milliseconds to live; `None` or 0 never expires.
+    pub ttl_ms: Option<u64>,
     /// Client-chosen timestamp; `None`: the coordinator's clock.
     pub timestamp: Option<Timestamp>,
     /// `None`: the node's write timeout.
@@ -87,7 +87,8 @@ impl Target {
 pub struct ReadResult {
     pub value: Bytes,
     pub timestamp: Timestamp,
-    pub expires_at: Option<i64>,
+    /// When the value expires (Unix milliseconds).
+    pub expires_at_ms: Option<i64>,
 }
 
 /// Limits of requests: sizes, and how far ahead of this node's clock a
@@ -180,17 +181,17 @@ pub const MAX_BATCH_OPS: usize = 100;
 pub struct BatchOp {
     pub target: Target,
     pub value: Option<Bytes>,
-    /// Seconds to live; `None` or 0 never expires.
-    pub ttl_seconds: Option<u32>,
+    /// Milliseconds to live; `None` or 0 never expires.
+    pub ttl_ms: Option<u64>,
 }
 
 impl BatchOp {
     /// A put of the row `sort`.
-    pub fn put(sort: Bytes, value: Bytes, ttl_seconds: Option<u32>) -> Self {
+    pub fn put(sort: Bytes, value: Bytes, ttl_ms: Option<u64>) -> Self {
         Self {
             target: Target::Row(sort),
             value: Some(value),
-            ttl_seconds,
+            ttl_ms,
         }
     }
 
@@ -199,7 +200,7 @@ impl BatchOp {
         Self {
             target,
             value: None,
-            ttl_seconds: None,
+            ttl_ms: None,
         }
     }
 
@@ -234,14 +235,15 @@ impl BatchOp {
                 limits.max_value_size
             )));
         }
-        if let Some(ttl) = self.ttl_seconds
-            && ttl > MAX_TTL_SECONDS
+        if let Some(ttl) = self.ttl_ms
+            && ttl > u64::from(MAX_TTL_SECONDS) * 1000
         {
             return Err(invalid(format!(
-                "ttl is {ttl} seconds; the limit is {MAX_TTL_SECONDS} (20 years)"
+                "ttl is {} seconds; the limit is {MAX_TTL_SECONDS} (20 years)",
+                ttl.div_ceil(1000)
             )));
         }
-        if self.value.is_none() && self.ttl_seconds.is_some_and(|t| t > 0) {
+        if self.value.is_none() && self.ttl_ms.is_some_and(|t| t > 0) {
             return Err(invalid("a delete cannot carry a ttl".into()));
         }
         Ok(())
@@ -276,7 +278,7 @@ impl From<WriteRequest> for BatchRequest {
             ops: vec![BatchOp {
                 target: write.target,
                 value: write.value,
-                ttl_seconds: write.ttl_seconds,
+                ttl_ms: write.ttl_ms,
             }],
             level: write.level,
             timestamp: write.timestamp,
@@ -367,7 +369,7 @@ mod tests {
             key: Bytes::copy_from_slice(key),
             value: Some(Bytes::from(vec![0; value])),
             level: ConsistencyLevel::Quorum,
-            ttl_seconds: None,
+            ttl_ms: None,
             timestamp: None,
             timeout: None,
             trace: None,
@@ -432,9 +434,11 @@ mod tests {
     #[test]
     fn ttl_and_timestamp_limits() {
         let mut req = put(b"k", 1);
-        req.ttl_seconds = Some(MAX_TTL_SECONDS + 1);
+        req.ttl_ms = Some(u64::from(MAX_TTL_SECONDS) * 1000 + 1);
         assert!(req.validate(&limits(), NOW).is_err());
-        req.ttl_seconds = None;
+        req.ttl_ms = Some(u64::from(MAX_TTL_SECONDS) * 1000);
+        assert!(req.validate(&limits(), NOW).is_ok());
+        req.ttl_ms = None;
         req.timestamp = Some(-1);
         assert!(req.validate(&limits(), NOW).is_err());
         req.timestamp = Some(NOW + 59_000_000);

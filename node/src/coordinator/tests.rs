@@ -72,7 +72,7 @@ fn put(key: &str, value: &str, level: ConsistencyLevel) -> WriteRequest {
         key: Bytes::from(key.to_owned()),
         value: Some(Bytes::from(value.to_owned())),
         level,
-        ttl_seconds: None,
+        ttl_ms: None,
         timestamp: None,
         timeout: None,
         trace: None,
@@ -481,6 +481,19 @@ async fn invalid_batches_are_refused_before_anything_is_sent() {
                 .collect(),
             "the limit is 1048576 bytes",
         ),
+        // Deletions count too: 10 ranges with 60 KiB bounds and a put.
+        (
+            (0..10u8)
+                .map(|i| {
+                    BatchOp::delete(Target::Rows {
+                        start: Bytes::from(vec![i; 60 << 10]),
+                        end: Some(Bytes::from(vec![i + 1; 60 << 10])),
+                    })
+                })
+                .chain([row_put("a", "1")])
+                .collect(),
+            "1048576 bytes",
+        ),
     ];
     for (ops, expected) in cases {
         let err = c
@@ -703,4 +716,31 @@ async fn a_server_stamped_write_is_pushed_above_a_newer_cell_a_replica_holds() {
         .await
         .expect("read");
     assert_eq!(found.map(|r| r.value), Some(Bytes::from("v2")));
+}
+
+/// A TTL in milliseconds is kept to the millisecond on every replica and
+/// in the read's answer (Redis's PX), the deletion time rounded up to the
+/// second for gc.
+#[tokio::test]
+async fn a_millisecond_ttl_expires_at_its_millisecond() {
+    let sim = FakeCluster::balanced(3);
+    let c = coordinator(&sim, sim.nodes[0], &[]);
+    let mut write = put("k", "v", ConsistencyLevel::All);
+    write.ttl_ms = Some(1_500);
+    let before = c.wall().millis();
+    c.write(write).await.expect("write");
+    let after = c.wall().millis();
+    for node in sim.replicas(b"k") {
+        let held = sim.stored(node, b"k").expect("stored");
+        let at = held.expires_at_ms().expect("expires");
+        assert!((before + 1_500..=after + 1_500).contains(&at), "{at}");
+        assert!(held.local_deletion_time.is_some_and(|s| s * 1000 >= at));
+    }
+    let read = c
+        .read(get("k", ConsistencyLevel::Quorum))
+        .await
+        .expect("read")
+        .expect("live");
+    let at = read.expires_at_ms.expect("expires");
+    assert!((before + 1_500..=after + 1_500).contains(&at), "{at}");
 }

@@ -55,7 +55,7 @@ use crate::identity::NodeId;
 use crate::peer::{ReplicaError, WriteAck};
 use crate::ring::Token;
 use crate::storage::deletions::{Deletion, Deletions};
-use crate::storage::{Cell, Mutation};
+use crate::storage::{Cell, Mutation, WriteMode};
 
 /// Times a coordinator-stamped write is written again above a newer cell a
 /// replica reported (step 5), at most.
@@ -153,7 +153,7 @@ impl Coordinator {
     ) -> Result<Option<Timestamp>, CoordinatorError> {
         let trace = &request.trace;
         let local = self.view.load().local();
-        let mutation = mutation(request, token, timestamp, self.clock.wall().seconds())?;
+        let mutation = mutation(request, token, timestamp, self.clock.wall().millis())?;
         let any = request.level == ConsistencyLevel::Any;
         note(trace, local, || {
             let cells = match mutation.entries().len() {
@@ -242,9 +242,11 @@ impl Coordinator {
         let (done, mut acks_rx) = mpsc::channel::<Outcome>(plan.alive.len().max(1));
         for &node in &plan.alive {
             note(trace, node, || "sent the write".into());
-            let send = self
-                .transport
-                .write_reporting(node, mutation.clone(), report_newer);
+            let send = self.transport.write_reporting(
+                node,
+                mutation.clone(),
+                WriteMode::client(report_newer),
+            );
             let trace = trace.clone();
             let done = done.clone();
             let hints = self.hints.clone().filter(|_| node != local);
@@ -328,16 +330,17 @@ impl Coordinator {
 }
 
 /// The mutation `request` writes at `timestamp` to the partition whose
-/// token is `token`; `now` is the wall clock's Unix seconds (deletion
-/// times, expiries). Its range and partition deletes merge into one
+/// token is `token`; `now_ms` is the wall clock's Unix milliseconds
+/// (deletion times, expiries). Its range and partition deletes merge into one
 /// deletions entry, stamped one microsecond before its rows when it has
 /// any (see [`BatchRequest`]).
 fn mutation(
     request: &BatchRequest,
     token: Token,
     timestamp: Timestamp,
-    now: i64,
+    now_ms: i64,
 ) -> Result<Mutation, CoordinatorError> {
+    let now = now_ms.div_euclid(1000);
     let deletion = Deletion {
         timestamp: if request.has_rows() {
             timestamp.saturating_sub(1)
@@ -352,13 +355,14 @@ fn mutation(
         let more = match (&op.target, &op.value) {
             (Target::Row(sort), value) => {
                 let cell = match value {
-                    Some(value) => {
-                        let expires_at = op
-                            .ttl_seconds
-                            .filter(|&ttl| ttl > 0)
-                            .map(|ttl| now + i64::from(ttl));
-                        Cell::live(timestamp, value.clone(), expires_at)
-                    }
+                    Some(value) => match op.ttl_ms.filter(|&ttl| ttl > 0) {
+                        Some(ttl) => {
+                            let ttl = i64::try_from(ttl).unwrap_or(i64::MAX);
+                            let at = now_ms.saturating_add(ttl);
+                            Cell::expiring_at_ms(timestamp, value.clone(), at)
+                        }
+                        None => Cell::live(timestamp, value.clone(), None),
+                    },
                     None => Cell::tombstone(timestamp, now),
                 };
                 let row = crate::storage::key::row_key(&request.key, sort);
@@ -375,12 +379,36 @@ fn mutation(
             None => deletions = Some(more),
         }
     }
+    let invalid = CoordinatorError::InvalidArgument;
     if let Some(deletions) = deletions {
+        use crate::storage::deletions::{MAX_DELETIONS_BYTES, MAX_RANGE_DELETIONS};
+        if deletions.ranges.len() > MAX_RANGE_DELETIONS
+            || deletions.encoded_len() > MAX_DELETIONS_BYTES
+        {
+            return Err(invalid(format!(
+                "a batch deletes {} ranges in {} bytes; a partition holds at most {MAX_RANGE_DELETIONS} range deletions and {MAX_DELETIONS_BYTES} bytes of them",
+                deletions.ranges.len(),
+                deletions.encoded_len()
+            )));
+        }
         let cell = deletions
             .to_cell()
-            .ok_or_else(|| CoordinatorError::InvalidArgument("nothing to delete".into()))?;
+            .ok_or_else(|| invalid("nothing to delete".into()))?;
         let key = crate::storage::key::deletions_key(&request.key);
         entries.insert(0, (Bytes::from(key), cell));
+    }
+    // Replicas and hint replay bound a write of several cells by its keys
+    // and values, deletions included: hold the batch to the same bound
+    // before anything is sent.
+    let bytes: usize = entries
+        .iter()
+        .map(|(key, cell)| key.len() + cell.value.len())
+        .sum();
+    if entries.len() > 1 && bytes > super::MAX_BATCH_BYTES {
+        return Err(invalid(format!(
+            "a batch holds {bytes} bytes of row keys, values and deletions; the limit is {} bytes (a single put may be larger)",
+            super::MAX_BATCH_BYTES
+        )));
     }
     Ok(Mutation::new(token, entries))
 }

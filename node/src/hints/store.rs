@@ -41,17 +41,15 @@ pub struct Hint {
     pub created: Timestamp,
     /// The mutation: (row key, cell) of one partition, applied together.
     pub entries: Vec<(Bytes, Cell)>,
+    /// Bytes its key and value take as stored (what the per-target count
+    /// added for it, whichever format wrote it).
+    stored: u64,
 }
 
 impl Hint {
-    /// Bytes it occupies (approximately).
+    /// Bytes it occupies.
     pub fn size(&self) -> u64 {
-        let cells: usize = self
-            .entries
-            .iter()
-            .map(|(key, cell)| 8 + key.len() + cell.encoded_len())
-            .sum();
-        (KEY_LEN + 5 + cells) as u64
+        self.stored
     }
 }
 
@@ -96,6 +94,7 @@ fn piece(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 fn decode(id: Vec<u8>, value: &[u8]) -> Option<Hint> {
+    let stored = (id.len() + value.len()) as u64;
     let created = i64::from_be_bytes(id.get(16..24)?.try_into().ok()?);
     let cell = |bytes: &[u8]| Some(CellView::decode(bytes).ok()?.to_owned_cell());
     let entries = match value.split_first()? {
@@ -128,6 +127,7 @@ fn decode(id: Vec<u8>, value: &[u8]) -> Option<Hint> {
         id,
         created,
         entries,
+        stored,
     })
 }
 

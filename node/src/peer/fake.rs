@@ -26,6 +26,7 @@ use crate::membership::{ClusterView, Member, ViewHandle};
 use crate::ring::{Ring, RingMember, Token, TokenRange, allocate_tokens};
 use crate::storage::{
     BatchLimit, Cell, DirtyMap, LocalStore, MemoryStorage, Mutation, RowsPage, RowsQuery, SyncMode,
+    WriteMode,
 };
 
 /// How a fake node behaves.
@@ -221,14 +222,14 @@ impl ReplicaTransport for Arc<FakeCluster> {
         &self,
         to: NodeId,
         mutation: Mutation,
-        report_newer: bool,
+        mode: WriteMode,
     ) -> BoxFuture<'static, Result<WriteAck, ReplicaError>> {
         let gate = self.gate(to);
         Box::pin(async move {
             let replica = gate.await?;
             let newer = replica
                 .store
-                .apply_reporting(&mutation, report_newer)
+                .apply_reporting(&mutation, mode)
                 .await
                 .map_err(ReplicaError::from)?;
             Ok(WriteAck { newer })

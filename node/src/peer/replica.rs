@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use crate::clock::Timestamp;
 use crate::identity::NodeId;
 use crate::ring::Token;
-use crate::storage::{Cell, Mutation, RowsPage, RowsQuery};
+use crate::storage::{Cell, Mutation, RowsPage, RowsQuery, WriteMode};
 
 /// A 16-byte digest of a replica's cell (empty when it holds nothing).
 pub type Digest = Bytes;
@@ -110,17 +110,17 @@ pub struct WriteAck {
 /// Requests to replicas. Futures are `'static` so that writes can finish in
 /// the background after the coordinator has answered.
 pub trait ReplicaTransport: Send + Sync + 'static {
-    /// Applies `mutation` to `to`'s store, atomically; with
-    /// `report_newer`, the replica also says whether it held a row the
-    /// write loses to.
+    /// Applies `mutation` to `to`'s store, atomically, as `mode` says
+    /// (with `report_newer`, the replica also says whether it held a row
+    /// the write loses to).
     fn write_reporting(
         &self,
         to: NodeId,
         mutation: Mutation,
-        report_newer: bool,
+        mode: WriteMode,
     ) -> BoxFuture<'static, Result<WriteAck, ReplicaError>>;
 
-    /// Merges `cell` into `to`'s store.
+    /// Merges `cell` into `to`'s store: a read repair.
     fn write(
         &self,
         to: NodeId,
@@ -128,7 +128,7 @@ pub trait ReplicaTransport: Send + Sync + 'static {
         key: Bytes,
         cell: Cell,
     ) -> BoxFuture<'static, Result<(), ReplicaError>> {
-        let ack = self.write_reporting(to, Mutation::one(token, key, cell), false);
+        let ack = self.write_reporting(to, Mutation::one(token, key, cell), WriteMode::repair());
         Box::pin(async move { ack.await.map(drop) })
     }
 

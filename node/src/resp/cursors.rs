@@ -5,10 +5,13 @@
 //! connection to the node, so a client that takes another connection from
 //! its pool resumes where it was.
 //!
-//! Bounded: at most [`MAX_CURSORS`] are held, the least recently used
-//! going first, and a cursor unused for [`IDLE`] is forgotten. A cursor
-//! this node does not hold (forgotten, or issued by another node) is
-//! refused with `ERR invalid cursor`; the scan starts again from 0.
+//! A cursor stays valid after use, until it is forgotten: a client that
+//! retries a page (after a timeout) gets it again. Bounded: at most
+//! [`MAX_CURSORS`] cursors and [`MAX_CURSOR_BYTES`] of their keys and page
+//! tokens are held, the least recently used going first, and a cursor
+//! unused for [`IDLE`] is forgotten. A cursor this node does not hold
+//! (forgotten, or issued by another node) is refused with `ERR invalid
+//! cursor`; the scan starts again from 0.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,6 +22,8 @@ use tokio::time::Instant;
 
 /// Unfinished scans a node remembers at once.
 pub const MAX_CURSORS: usize = 4096;
+/// Bytes of keys and page tokens the node's cursors hold at most.
+pub const MAX_CURSOR_BYTES: usize = 16 << 20;
 /// How long an unused cursor is kept.
 pub const IDLE: Duration = Duration::from_secs(600);
 
@@ -28,6 +33,12 @@ struct Held {
     /// Where the scan goes on.
     resume: Bytes,
     used: Instant,
+}
+
+impl Held {
+    fn bytes(&self) -> usize {
+        self.key.len() + self.resume.len()
+    }
 }
 
 /// The node's unfinished scans.
@@ -44,10 +55,13 @@ impl Cursors {
         };
         let now = Instant::now();
         held.retain(|_, h| now.duration_since(h.used) < IDLE);
-        if held.len() >= MAX_CURSORS
+        let adding = key.len() + resume.len();
+        let mut bytes: usize = held.values().map(Held::bytes).sum();
+        while !held.is_empty()
+            && (held.len() >= MAX_CURSORS || bytes + adding > MAX_CURSOR_BYTES)
             && let Some(oldest) = held.iter().min_by_key(|(_, h)| h.used).map(|(id, _)| *id)
         {
-            held.remove(&oldest);
+            bytes -= held.remove(&oldest).map_or(0, |h| h.bytes());
         }
         let mut id = 0;
         while id == 0 || held.contains_key(&id) {
@@ -66,14 +80,15 @@ impl Cursors {
         id
     }
 
-    /// Where the scan of `key` under `cursor` resumes, taking the cursor
-    /// (the next page issues its own); `None` if this node holds no such
-    /// cursor for `key`.
-    pub fn take(&self, cursor: u64, key: &[u8]) -> Option<Bytes> {
+    /// Where the scan of `key` under `cursor` resumes; `None` if this
+    /// node holds no such cursor for `key`. The cursor stays (a retried
+    /// page finds it), counted as just used.
+    pub fn resume(&self, cursor: u64, key: &[u8]) -> Option<Bytes> {
         let mut held = self.held.lock().ok()?;
-        match held.get(&cursor) {
+        match held.get_mut(&cursor) {
             Some(h) if h.key == key && h.used.elapsed() < IDLE => {
-                held.remove(&cursor).map(|h| h.resume)
+                h.used = Instant::now();
+                Some(h.resume.clone())
             }
             _ => None,
         }
@@ -91,15 +106,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_cursor_resumes_its_own_key_once() {
+    fn a_cursor_resumes_its_own_key_and_again_on_a_retry() {
         let cursors = Cursors::default();
         let id = cursors.issue(Bytes::from_static(b"h"), Bytes::from_static(b"at"));
         assert_ne!(id, 0);
         assert!(id < 1 << 63);
-        assert_eq!(cursors.take(id, b"other"), None, "another key's scan");
-        assert_eq!(cursors.take(id, b"h"), Some(Bytes::from_static(b"at")));
-        assert_eq!(cursors.take(id, b"h"), None, "taken");
-        assert_eq!(cursors.take(12345, b"h"), None, "never issued");
+        assert_eq!(cursors.resume(id, b"other"), None, "another key's scan");
+        assert_eq!(cursors.resume(id, b"h"), Some(Bytes::from_static(b"at")));
+        assert_eq!(
+            cursors.resume(id, b"h"),
+            Some(Bytes::from_static(b"at")),
+            "a retry"
+        );
+        assert_eq!(cursors.resume(12345, b"h"), None, "never issued");
+    }
+
+    #[test]
+    fn the_bytes_held_are_bounded() {
+        let cursors = Cursors::default();
+        let big = Bytes::from(vec![7; 64 << 10]);
+        let first = cursors.issue(big.clone(), big.clone());
+        for _ in 0..(MAX_CURSOR_BYTES / (128 << 10)) + 10 {
+            cursors.issue(big.clone(), big.clone());
+        }
+        assert!(cursors.len() <= MAX_CURSOR_BYTES / (128 << 10));
+        assert_eq!(cursors.resume(first, &big), None, "the oldest went");
     }
 
     #[test]
@@ -110,7 +141,7 @@ mod tests {
             cursors.issue(Bytes::from_static(b"h"), Bytes::from(i.to_string()));
         }
         assert_eq!(cursors.len(), MAX_CURSORS);
-        assert_eq!(cursors.take(first, b"h"), None, "the oldest went first");
+        assert_eq!(cursors.resume(first, b"h"), None, "the oldest went first");
     }
 
     #[tokio::test(start_paused = true)]
@@ -118,6 +149,6 @@ mod tests {
         let cursors = Cursors::default();
         let id = cursors.issue(Bytes::from_static(b"h"), Bytes::from_static(b"at"));
         tokio::time::advance(IDLE + Duration::from_secs(1)).await;
-        assert_eq!(cursors.take(id, b"h"), None);
+        assert_eq!(cursors.resume(id, b"h"), None);
     }
 }

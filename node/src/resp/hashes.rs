@@ -369,7 +369,7 @@ pub async fn hscan(
         .and_then(|c| c.parse::<u64>().ok())
     {
         Some(0) => Bytes::new(),
-        Some(cursor) => match shared.cursors.take(cursor, &key) {
+        Some(cursor) => match shared.cursors.resume(cursor, &key) {
             Some(token) => token,
             None => return Reply::error("ERR invalid cursor"),
         },
@@ -381,7 +381,9 @@ pub async fn hscan(
         Ok(page) => page,
         Err(reply) => return reply,
     };
-    if first && page.rows.is_empty() {
+    // (A page may end empty with a token past deleted fields: it is not
+    // the end, and the next cursor goes on.)
+    if first && page.rows.is_empty() && page.page_token.is_none() {
         let empty = Reply::Array(vec![Reply::bulk_static("0"), Reply::Array(Vec::new())]);
         return none_found(&shared, level, key, empty).await;
     }

@@ -7,9 +7,9 @@
 //! level, and otherwise an error saying for how many keys it did; the keys
 //! that were written stay written.
 //!
-//! Expiry is kept in whole seconds (a cell's expiry time is Unix seconds),
-//! so `PX`, `PXAT` and `PSETEX` round up to the next second. An expiry time
-//! already past deletes the key, as in Redis.
+//! Expiry is kept to the millisecond, so `PX`, `PXAT`, `PSETEX` and
+//! `PTTL` mean what they mean in Redis. An expiry time already past deletes
+//! the key, as in Redis.
 //!
 //! A key's string value is the row with the empty sort key of the
 //! partition named by the key; its hash fields are the partition's other
@@ -32,26 +32,24 @@ use tokio::time::Instant;
 use super::Shared;
 use super::reply::Reply;
 use super::requests::{FAN_OUT, error_reply, read, reserved};
-use crate::coordinator::{ConsistencyLevel, ReadResult, Target, WriteRequest};
+use crate::coordinator::{
+    BatchOp, BatchRequest, ConsistencyLevel, ReadResult, Target, WriteRequest,
+};
 
 /// How long a written value lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiry {
     Never,
-    Seconds(u32),
+    Millis(u64),
     /// An expiry time already past: the write is a delete.
     Past,
 }
 
-/// In `n` seconds, or `n` milliseconds rounded up to whole seconds.
+/// In `n` seconds, or `n` milliseconds (`n` > 0).
 pub fn expiry_in(n: i64, millis: bool) -> Expiry {
-    let seconds = if millis {
-        n.saturating_add(999) / 1000
-    } else {
-        n
-    };
-    // Over u32::MAX is over the TTL limit too, which the coordinator names.
-    Expiry::Seconds(u32::try_from(seconds.max(1)).unwrap_or(u32::MAX))
+    let n = u64::try_from(n.max(1)).unwrap_or(1);
+    // Past the TTL limit, which the coordinator names, when too large.
+    Expiry::Millis(if millis { n } else { n.saturating_mul(1000) })
 }
 
 /// At Unix time `at_ms`, seen from `now_ms`.
@@ -70,23 +68,10 @@ async fn write(
     value: Option<Bytes>,
     expiry: Expiry,
 ) -> Result<(), Reply> {
-    write_target(shared, level, key, Target::default(), value, expiry).await
-}
-
-/// Writes what `target` names in the partition `key`: the string value,
-/// or (deleting) the whole partition.
-async fn write_target(
-    shared: &Shared,
-    level: ConsistencyLevel,
-    key: Bytes,
-    target: Target,
-    value: Option<Bytes>,
-    expiry: Expiry,
-) -> Result<(), Reply> {
-    let (value, ttl_seconds) = match expiry {
+    let (value, ttl_ms) = match expiry {
         Expiry::Past => (None, None),
         Expiry::Never => (value, None),
-        Expiry::Seconds(seconds) => (value, Some(seconds)),
+        Expiry::Millis(ms) => (value, Some(ms)),
     };
     let metrics = if value.is_some() {
         &shared.metrics.put
@@ -99,17 +84,45 @@ async fn write_target(
     }
     let started = Instant::now();
     let request = WriteRequest {
-        target,
+        target: Target::default(),
         key,
         value,
         level,
-        ttl_seconds,
+        ttl_ms,
         timestamp: None,
         timeout: None,
         trace: None,
     };
     let result = shared.coordinator.write(request).await;
     metrics.record(level, started, &result);
+    result.map(|_| ()).map_err(|error| error_reply(&error))
+}
+
+/// Deletes the key, whatever it holds: a key's string value and its hash
+/// fields are one partition, deleted in one batch. The batch also deletes
+/// the string value's row itself, so that the coordinator writes it again
+/// above a newer value a replica holds (the "write too old" push, which
+/// partition deletions alone do not get): a `DEL` after a `SET` deletes
+/// it whatever the two coordinators' clocks say.
+async fn delete_key(shared: &Shared, level: ConsistencyLevel, key: Bytes) -> Result<(), Reply> {
+    if crate::auth::is_reserved(&key) {
+        shared.metrics.delete.rejected(Some(level));
+        return Err(reserved());
+    }
+    let started = Instant::now();
+    let request = BatchRequest {
+        key,
+        ops: vec![
+            BatchOp::delete(Target::Row(Bytes::new())),
+            BatchOp::delete(Target::Partition),
+        ],
+        level,
+        timestamp: None,
+        timeout: None,
+        trace: None,
+    };
+    let result = shared.coordinator.batch(request).await;
+    shared.metrics.delete.record(level, started, &result);
     result.map(|_| ()).map_err(|error| error_reply(&error))
 }
 
@@ -167,14 +180,15 @@ pub async fn ttl(shared: Arc<Shared>, level: ConsistencyLevel, key: Bytes, milli
             Err(reply) => reply,
         },
         Ok(Some(ReadResult {
-            expires_at: None, ..
+            expires_at_ms: None,
+            ..
         })) => Reply::Integer(-1),
         Ok(Some(ReadResult {
-            expires_at: Some(at),
+            expires_at_ms: Some(at),
             ..
         })) => {
-            let now_ms = shared.coordinator.wall().micros() / 1000;
-            let left_ms = at.saturating_mul(1000).saturating_sub(now_ms).max(0);
+            let now_ms = shared.coordinator.wall().millis();
+            let left_ms = at.saturating_sub(now_ms).max(0);
             Reply::Integer(if millis {
                 left_ms
             } else {
@@ -275,11 +289,7 @@ pub async fn del(shared: Arc<Shared>, level: ConsistencyLevel, mut keys: Vec<Byt
     keys.sort_unstable();
     keys.dedup();
     let shared = &shared;
-    // A key's string value and its hash fields are one partition: DEL
-    // deletes the partition.
-    let writes = keys
-        .into_iter()
-        .map(|key| write_target(shared, level, key, Target::Partition, None, Expiry::Never));
+    let writes = keys.into_iter().map(|key| delete_key(shared, level, key));
     match independent("DEL", level, writes).await {
         Ok(count) => Reply::Integer(count as i64),
         Err(reply) => reply,
@@ -327,16 +337,15 @@ mod tests {
     use crate::coordinator::CoordinatorError;
 
     #[test]
-    fn expiries_round_up_to_seconds_and_past_times_delete() {
-        assert_eq!(expiry_in(10, false), Expiry::Seconds(10));
-        assert_eq!(expiry_in(1, true), Expiry::Seconds(1));
-        assert_eq!(expiry_in(1000, true), Expiry::Seconds(1));
-        assert_eq!(expiry_in(1001, true), Expiry::Seconds(2));
-        assert_eq!(expiry_in(i64::MAX, false), Expiry::Seconds(u32::MAX));
-        assert_eq!(expiry_in(i64::MAX, true), Expiry::Seconds(u32::MAX));
+    fn expiries_keep_milliseconds_and_past_times_delete() {
+        assert_eq!(expiry_in(10, false), Expiry::Millis(10_000));
+        assert_eq!(expiry_in(1, true), Expiry::Millis(1));
+        assert_eq!(expiry_in(1500, true), Expiry::Millis(1500));
+        assert_eq!(expiry_in(i64::MAX, false), Expiry::Millis(u64::MAX));
+        assert_eq!(expiry_in(i64::MAX, true), Expiry::Millis(i64::MAX as u64));
         assert_eq!(expiry_at(5_000, 5_000), Expiry::Past);
         assert_eq!(expiry_at(4_000, 5_000), Expiry::Past);
-        assert_eq!(expiry_at(6_500, 5_000), Expiry::Seconds(2));
+        assert_eq!(expiry_at(6_500, 5_000), Expiry::Millis(1_500));
     }
 
     #[test]

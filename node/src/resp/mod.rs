@@ -33,7 +33,7 @@
 //!
 //! What differs from Redis (see the README): consistency levels; no
 //! command that needs an atomic read-modify-write until ringkv has
-//! compare-and-set; no cross-key atomicity; expiry in whole seconds; one
+//! compare-and-set; no cross-key atomicity; one
 //! database; strings and hashes only, types not checked on writes.
 
 mod command;

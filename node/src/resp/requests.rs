@@ -130,6 +130,23 @@ pub async fn holds_hash(
     level: ConsistencyLevel,
     key: Bytes,
 ) -> Result<bool, Reply> {
-    let page = fields_page(shared, fields_query(key, level, 1, Bytes::new())).await?;
-    Ok(!page.rows.is_empty())
+    // A page may end empty with a token, past many deleted fields: read
+    // on, a few pages at most (each is bounded work).
+    let mut token = Bytes::new();
+    for _ in 0..HOLDS_HASH_PAGES {
+        let page = fields_page(shared, fields_query(key.clone(), level, 1, token)).await?;
+        if !page.rows.is_empty() {
+            return Ok(true);
+        }
+        match page.page_token {
+            Some(next) => token = next,
+            None => return Ok(false),
+        }
+    }
+    Ok(false)
 }
+
+/// Pages [`holds_hash`] reads at most: past them (thousands of deleted
+/// fields in a row, each page a bounded walk), the key counts as holding
+/// no hash.
+const HOLDS_HASH_PAGES: usize = 8;

@@ -167,7 +167,7 @@ pub static COMMANDS: &[Spec] = &[
         WRITE,
         (1, 1, 1),
         "string",
-        "Sets the value and the expiry (milliseconds, rounded up to seconds) of a key.",
+        "Sets the value and the expiry (milliseconds) of a key.",
         Kind::PSetEx,
     ),
     spec(
@@ -275,7 +275,7 @@ pub static COMMANDS: &[Spec] = &[
         &["write", "fast"],
         (1, 1, 1),
         "hash",
-        "Deletes fields of a hash, in one atomic partition batch; answers the number of fields named.",
+        "Deletes fields of a hash, in one atomic partition batch (up to 100 fields and 1 MiB); answers the number of fields named.",
         Kind::HDel,
     ),
     spec(

@@ -628,6 +628,7 @@ mod tests {
                     timestamp_micros,
                     tombstone,
                     local_deletion_time,
+                    expiry_ms_early: 0,
                     value: Bytes::from(value),
                 },
             )

@@ -10,7 +10,7 @@ use tonic::Status;
 use crate::console::sample::{OpSample, Sample};
 use crate::coordinator::ConsistencyLevel;
 use crate::storage::deletions::Deletions;
-use crate::storage::{Cell, CellOf, Mutation, RowsPage};
+use crate::storage::{Cell, CellOf, Mutation, RowsPage, WriteMode};
 
 /// The level a client asked for; unspecified means QUORUM.
 pub fn consistency(raw: i32) -> Result<ConsistencyLevel, Status> {
@@ -49,14 +49,14 @@ pub fn cell_to_proto(cell: &Cell) -> pbi::Cell {
         timestamp_micros: cell.timestamp,
         tombstone: cell.tombstone,
         local_deletion_time: cell.local_deletion_time,
+        expiry_ms_early: u32::from(cell.expiry_ms_early),
         value: cell.value.clone(),
     }
 }
 
-/// An internode cell as a domain cell.
 /// A replica write of `mutation`: its first cell in `key` and `cell`,
 /// the others in `more`.
-pub fn mutation_to_proto(mutation: &Mutation, report_newer: bool) -> pbi::ReplicaWriteRequest {
+pub fn mutation_to_proto(mutation: &Mutation, mode: WriteMode) -> pbi::ReplicaWriteRequest {
     let mut entries = mutation.entries().iter();
     let (key, cell) = entries
         .next()
@@ -65,7 +65,8 @@ pub fn mutation_to_proto(mutation: &Mutation, report_newer: bool) -> pbi::Replic
     pbi::ReplicaWriteRequest {
         key,
         cell,
-        report_newer,
+        report_newer: mode.report_newer,
+        repair: mode.repair,
         more: entries
             .map(|(key, cell)| pbi::KeyCell {
                 key: key.clone(),
@@ -75,11 +76,19 @@ pub fn mutation_to_proto(mutation: &Mutation, report_newer: bool) -> pbi::Replic
     }
 }
 
+/// An internode cell as a domain cell.
 pub fn cell_from_proto(cell: pbi::Cell) -> Cell {
     CellOf {
         timestamp: cell.timestamp_micros,
         tombstone: cell.tombstone,
         local_deletion_time: cell.local_deletion_time,
+        // Out of its range (never sent by a node), it counts as none: the
+        // value expires at the whole second, and every stored encoding
+        // decodes.
+        expiry_ms_early: u16::try_from(cell.expiry_ms_early)
+            .ok()
+            .filter(|early| *early < 1000 && !cell.tombstone && cell.local_deletion_time.is_some())
+            .unwrap_or(0),
         value: if cell.tombstone {
             bytes::Bytes::new()
         } else {

@@ -149,7 +149,9 @@ fn delete_target(request: &pb::DeleteRequest) -> Result<Target, Status> {
 fn batch_op(op: pb::BatchOperation) -> Result<BatchOp, &'static str> {
     use pb::batch_operation::Operation;
     Ok(match op.operation.ok_or("names no operation")? {
-        Operation::Put(put) => BatchOp::put(put.sort_key, put.value, Some(put.ttl_seconds)),
+        Operation::Put(put) => {
+            BatchOp::put(put.sort_key, put.value, ttl_ms(put.ttl_seconds, put.ttl_ms))
+        }
         Operation::Delete(delete) => BatchOp::delete(Target::Row(delete.sort_key)),
         Operation::DeleteRows(rows) => BatchOp::delete(Target::Rows {
             start: rows.start,
@@ -157,6 +159,22 @@ fn batch_op(op: pb::BatchOperation) -> Result<BatchOp, &'static str> {
         }),
         Operation::DeletePartition(_) => BatchOp::delete(Target::Partition),
     })
+}
+
+/// A put's time to live in milliseconds: `ttl_ms` when set (a client may
+/// set both, the seconds for servers that know no milliseconds), else
+/// `ttl_seconds`.
+fn ttl_ms(seconds: u32, millis: u64) -> Option<u64> {
+    match (seconds, millis) {
+        (0, 0) => None,
+        (seconds, 0) => Some(u64::from(seconds) * 1000),
+        (_, millis) => Some(millis),
+    }
+}
+
+/// Unix milliseconds as seconds, rounded up (the API's older field).
+fn seconds_up(millis: i64) -> i64 {
+    millis.div_euclid(1000) + i64::from(millis.rem_euclid(1000) > 0)
 }
 
 /// A trace for the request, when the client asked for one.
@@ -193,7 +211,8 @@ impl KeyValue for KeyValueService {
                     found: true,
                     value: result.value,
                     timestamp_micros: result.timestamp,
-                    expires_at_seconds: result.expires_at,
+                    expires_at_seconds: result.expires_at_ms.map(seconds_up),
+                    expires_at_millis: result.expires_at_ms,
                 },
                 None => pb::GetResponse::default(),
             })
@@ -208,11 +227,12 @@ impl KeyValue for KeyValueService {
         let started = Instant::now();
         let request = request.into_inner();
         let level = admit(&self.metrics.put, request.consistency, &request.key)?;
+        let ttl_ms = ttl_ms(request.ttl_seconds, request.ttl_ms);
         let trace = start_trace(request.trace);
         let write = WriteRequest {
             level,
             timeout: convert::timeout(request.timeout_ms),
-            ttl_seconds: Some(request.ttl_seconds),
+            ttl_ms,
             timestamp: request.timestamp_micros,
             key: request.key,
             target: Target::Row(request.sort_key),
@@ -303,7 +323,8 @@ impl KeyValue for KeyValueService {
                         sort_key: row.sort_key,
                         value: row.value,
                         timestamp_micros: row.timestamp,
-                        expires_at_seconds: row.expires_at,
+                        expires_at_seconds: row.expires_at_ms.map(seconds_up),
+                        expires_at_millis: row.expires_at_ms,
                     })
                     .collect(),
                 page_token: page.page_token.unwrap_or_default(),
@@ -360,7 +381,7 @@ impl KeyValue for KeyValueService {
             target,
             level,
             timeout: convert::timeout(request.timeout_ms),
-            ttl_seconds: None,
+            ttl_ms: None,
             timestamp: request.timestamp_micros,
             key: request.key,
             value: None,

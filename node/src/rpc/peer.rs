@@ -126,7 +126,10 @@ impl PeerService {
         &self,
         request: pbi::ReplicaWriteRequest,
     ) -> Result<pbi::ReplicaWriteResponse, Status> {
-        let report_newer = request.report_newer;
+        let mode = crate::storage::WriteMode {
+            report_newer: request.report_newer,
+            repair: request.repair,
+        };
         let mutation = self.bounds.mutation(request, self.now())?;
         // Keep this node's clock ahead of every timestamp it has stored.
         for (_, cell) in mutation.entries() {
@@ -134,7 +137,7 @@ impl PeerService {
         }
         let newer_micros = self
             .store
-            .apply_reporting(&mutation, report_newer)
+            .apply_reporting(&mutation, mode)
             .await
             .map_err(status::from_storage)?;
         Ok(pbi::ReplicaWriteResponse { newer_micros })

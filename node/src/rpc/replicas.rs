@@ -42,7 +42,7 @@ use crate::peer::{
     WriteAck,
 };
 use crate::ring::{Token, TokenRange};
-use crate::storage::{Cell, LocalStore, Mutation, RowsPage, RowsQuery};
+use crate::storage::{Cell, LocalStore, Mutation, RowsPage, RowsQuery, WriteMode};
 
 /// How long to wait for a TCP connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -261,13 +261,13 @@ impl ReplicaTransport for NodeTransport {
         &self,
         to: NodeId,
         mutation: Mutation,
-        report_newer: bool,
+        mode: WriteMode,
     ) -> BoxFuture<'static, Result<WriteAck, ReplicaError>> {
         if to == self.local {
             let store = self.store.clone();
             return Box::pin(async move {
                 store
-                    .apply_reporting(&mutation, report_newer)
+                    .apply_reporting(&mutation, mode)
                     .await
                     .map(|newer| WriteAck { newer })
                     .map_err(ReplicaError::from)
@@ -275,7 +275,7 @@ impl ReplicaTransport for NodeTransport {
         }
         let route = self.route(to);
         Box::pin(async move {
-            let request = convert::mutation_to_proto(&mutation, report_newer);
+            let request = convert::mutation_to_proto(&mutation, mode);
             let route = route?;
             let timer = route.metrics.as_ref().map(|m| m.write.start());
             let result = match route.via {

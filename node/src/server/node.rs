@@ -300,5 +300,9 @@ fn start_durability(
         }
         SyncMode::Always => None,
     };
-    LocalStore::new(engine.clone(), config.commitlog_sync, group)
+    let guard = crate::storage::guard::PartitionGuard::new(
+        config.partition_size_warn_mb.saturating_mul(1 << 20),
+        config.partition_size_max_mb.saturating_mul(1 << 20),
+    );
+    LocalStore::new(engine.clone(), config.commitlog_sync, group).guarded(Arc::new(guard))
 }

@@ -839,7 +839,7 @@ async fn batch(api: &Api, (me, n): (usize, u64), node: usize, other: usize) {
             operation: Some(pb::batch_operation::Operation::Put(pb::RowPut {
                 sort_key: batch_row(&id, j),
                 value: value.clone(),
-                ttl_seconds: 0,
+                ..Default::default()
             })),
         });
     }

@@ -6,15 +6,22 @@
 //!
 //! ```text
 //! byte 0     format (1)
-//! byte 1     flags: bit 0 tombstone, bit 1 has local_deletion_time
+//! byte 1     flags: bit 0 tombstone, bit 1 has local_deletion_time,
+//!            bit 2 has expiry_ms_early (storage format 3)
 //! bytes 2-9  timestamp, i64 big-endian, microseconds since the Unix epoch
 //! [8 bytes]  local_deletion_time, i64 big-endian, Unix seconds (if flagged)
+//! [2 bytes]  expiry_ms_early, u16 big-endian, 1..=999 (if flagged)
 //! rest       value bytes (empty for a tombstone)
 //! ```
 //!
 //! `local_deletion_time` is Cassandra's name for "when this cell counts as
-//! deleted": a tombstone's deletion time, or an expiring value's expiry. The
-//! garbage collection rule (`gc`) and liveness are both defined on it.
+//! deleted": a tombstone's deletion time, or an expiring value's expiry,
+//! rounded up to the second. The garbage collection rule (`gc`) is defined
+//! on it, so a value is never purged before it expired. An expiry that is
+//! not a whole second (Redis's `PX`) keeps its milliseconds as
+//! `expiry_ms_early`, how long before `local_deletion_time` the value
+//! expires; liveness is defined on that exact millisecond
+//! ([`CellOf::expires_at_ms`]).
 //!
 //! [`CellOf`] is generic over how the value is held so that the same type and
 //! the same LWW function serve owned cells ([`Cell`], a shared `Bytes`) and
@@ -27,6 +34,7 @@ use crate::clock::Timestamp;
 const FORMAT_V1: u8 = 1;
 const FLAG_TOMBSTONE: u8 = 0b01;
 const FLAG_HAS_LDT: u8 = 0b10;
+const FLAG_MS_EARLY: u8 = 0b100;
 const HEADER_LEN: usize = 2 + 8;
 
 /// A value or tombstone with its write timestamp.
@@ -37,8 +45,12 @@ pub struct CellOf<V> {
     /// A delete marker rather than a value.
     pub tombstone: bool,
     /// Unix seconds from which the cell counts as deleted (tombstone: when it
-    /// was deleted; value: when it expires). `None`: a value that never expires.
+    /// was deleted; value: when it expires, rounded up). `None`: a value that
+    /// never expires.
     pub local_deletion_time: Option<i64>,
+    /// Milliseconds before `local_deletion_time` that an expiring value
+    /// expires (0..=999; 0 for every other cell).
+    pub expiry_ms_early: u16,
     /// The value; empty for tombstones.
     pub value: V,
 }
@@ -58,6 +70,8 @@ pub enum CellDecodeError {
     UnknownFormat(u8),
     #[error("unknown cell flags {0:#04x}")]
     UnknownFlags(u8),
+    #[error("cell expiry milliseconds {0} out of 1..=999")]
+    BadMillis(u16),
 }
 
 impl Cell {
@@ -67,6 +81,22 @@ impl Cell {
             timestamp,
             tombstone: false,
             local_deletion_time: expires_at,
+            expiry_ms_early: 0,
+            value,
+        }
+    }
+
+    /// A live value that expires at `expires_at_ms` (Unix milliseconds).
+    pub fn expiring_at_ms(timestamp: Timestamp, value: Bytes, expires_at_ms: i64) -> Cell {
+        // Rounded up to the second, and how much earlier it is.
+        let seconds =
+            expires_at_ms.div_euclid(1000) + i64::from(expires_at_ms.rem_euclid(1000) > 0);
+        let early = seconds.saturating_mul(1000).saturating_sub(expires_at_ms);
+        CellOf {
+            timestamp,
+            tombstone: false,
+            local_deletion_time: Some(seconds),
+            expiry_ms_early: u16::try_from(early).unwrap_or(0),
             value,
         }
     }
@@ -78,6 +108,7 @@ impl Cell {
             timestamp,
             tombstone: true,
             local_deletion_time: Some(deleted_at),
+            expiry_ms_early: 0,
             value: Bytes::new(),
         }
     }
@@ -88,16 +119,37 @@ impl Cell {
             timestamp: self.timestamp,
             tombstone: self.tombstone,
             local_deletion_time: self.local_deletion_time,
+            expiry_ms_early: self.expiry_ms_early,
             value: &self.value,
         }
     }
 }
 
 impl<V: AsRef<[u8]>> CellOf<V> {
-    /// True when the cell holds a value that has not expired at `now` (Unix
-    /// seconds).
+    /// True when the cell holds a value that has not expired at the start
+    /// of the second `now_seconds` (Unix seconds).
     pub fn is_live(&self, now_seconds: i64) -> bool {
-        !self.tombstone && self.local_deletion_time.is_none_or(|t| now_seconds < t)
+        self.is_live_ms(now_seconds.saturating_mul(1000))
+    }
+
+    /// True when the cell holds a value that has not expired at `now_ms`
+    /// (Unix milliseconds).
+    pub fn is_live_ms(&self, now_ms: i64) -> bool {
+        !self.tombstone && self.expires_at_ms().is_none_or(|t| now_ms < t)
+    }
+
+    /// When a value expires (Unix milliseconds); `None` for a value that
+    /// never does. (A tombstone's is its deletion time.)
+    pub fn expires_at_ms(&self) -> Option<i64> {
+        self.local_deletion_time.map(|t| {
+            t.saturating_mul(1000)
+                .saturating_sub(i64::from(self.expiry_ms_early))
+        })
+    }
+
+    /// Whether the encoding carries `expiry_ms_early`.
+    fn has_ms_early(&self) -> bool {
+        self.local_deletion_time.is_some() && self.expiry_ms_early != 0
     }
 
     /// Length of the encoding.
@@ -108,6 +160,7 @@ impl<V: AsRef<[u8]>> CellOf<V> {
             } else {
                 0
             }
+            + if self.has_ms_early() { 2 } else { 0 }
             + self.value.as_ref().len()
     }
 
@@ -121,11 +174,17 @@ impl<V: AsRef<[u8]>> CellOf<V> {
         if self.local_deletion_time.is_some() {
             flags |= FLAG_HAS_LDT;
         }
+        if self.has_ms_early() {
+            flags |= FLAG_MS_EARLY;
+        }
         out.push(FORMAT_V1);
         out.push(flags);
         out.extend_from_slice(&self.timestamp.to_be_bytes());
         if let Some(ldt) = self.local_deletion_time {
             out.extend_from_slice(&ldt.to_be_bytes());
+        }
+        if self.has_ms_early() {
+            out.extend_from_slice(&self.expiry_ms_early.to_be_bytes());
         }
         out.extend_from_slice(self.value.as_ref());
     }
@@ -143,6 +202,7 @@ impl<V: AsRef<[u8]>> CellOf<V> {
             timestamp: self.timestamp,
             tombstone: self.tombstone,
             local_deletion_time: self.local_deletion_time,
+            expiry_ms_early: self.expiry_ms_early,
             value: Bytes::copy_from_slice(self.value.as_ref()),
         }
     }
@@ -158,22 +218,37 @@ impl<'a> CellView<'a> {
         if format != FORMAT_V1 {
             return Err(CellDecodeError::UnknownFormat(format));
         }
-        if flags & !(FLAG_TOMBSTONE | FLAG_HAS_LDT) != 0 {
+        let known = FLAG_TOMBSTONE | FLAG_HAS_LDT | FLAG_MS_EARLY;
+        // Milliseconds are only ever kept beside a deletion time.
+        if flags & !known != 0 || (flags & FLAG_MS_EARLY != 0 && flags & FLAG_HAS_LDT == 0) {
             return Err(CellDecodeError::UnknownFlags(flags));
         }
         let timestamp = i64::from_be_bytes(ts);
-        let (local_deletion_time, value) = if flags & FLAG_HAS_LDT != 0 {
-            let (ldt, value) = rest
+        let (local_deletion_time, rest) = if flags & FLAG_HAS_LDT != 0 {
+            let (ldt, rest) = rest
                 .split_first_chunk::<8>()
                 .ok_or(CellDecodeError::Truncated(bytes.len()))?;
-            (Some(i64::from_be_bytes(*ldt)), value)
+            (Some(i64::from_be_bytes(*ldt)), rest)
         } else {
             (None, rest)
+        };
+        let (expiry_ms_early, value) = if flags & FLAG_MS_EARLY != 0 {
+            let (early, value) = rest
+                .split_first_chunk::<2>()
+                .ok_or(CellDecodeError::Truncated(bytes.len()))?;
+            let early = u16::from_be_bytes(*early);
+            if !(1..=999).contains(&early) {
+                return Err(CellDecodeError::BadMillis(early));
+            }
+            (early, value)
+        } else {
+            (0, rest)
         };
         Ok(CellOf {
             timestamp,
             tombstone: flags & FLAG_TOMBSTONE != 0,
             local_deletion_time,
+            expiry_ms_early,
             value,
         })
     }
@@ -189,12 +264,15 @@ pub(crate) mod tests {
             any::<i64>(),
             any::<bool>(),
             proptest::option::of(any::<i64>()),
+            0u16..1000,
             proptest::collection::vec(any::<u8>(), 0..40),
         )
-            .prop_map(|(timestamp, tombstone, ldt, value)| CellOf {
+            .prop_map(|(timestamp, tombstone, ldt, early, value)| CellOf {
                 timestamp,
                 tombstone,
                 local_deletion_time: ldt,
+                // Only an expiring value keeps milliseconds.
+                expiry_ms_early: if tombstone || ldt.is_none() { 0 } else { early },
                 value: if tombstone {
                     Bytes::new()
                 } else {
@@ -241,6 +319,36 @@ pub(crate) mod tests {
             CellView::decode(&tomb[..tomb.len() - 1]),
             Err(CellDecodeError::Truncated(tomb.len() - 1))
         );
+    }
+
+    #[test]
+    fn millisecond_expiry_rounds_up_for_gc_and_is_exact_for_liveness() {
+        let cell = Cell::expiring_at_ms(1, Bytes::from_static(b"v"), 1_500);
+        assert_eq!(cell.local_deletion_time, Some(2), "gc never before expiry");
+        assert_eq!(cell.expires_at_ms(), Some(1_500));
+        assert!(cell.is_live_ms(1_499));
+        assert!(!cell.is_live_ms(1_500));
+        let whole = Cell::expiring_at_ms(1, Bytes::from_static(b"v"), 3_000);
+        assert_eq!(whole, Cell::live(1, Bytes::from_static(b"v"), Some(3)));
+        assert_eq!(
+            whole.encode().len(),
+            cell.encode().len() - 2,
+            "no millis kept"
+        );
+        let back = CellView::decode(&cell.encode())
+            .expect("decodes")
+            .to_owned_cell();
+        assert_eq!(back, cell);
+        // Millis out of range, or without a deletion time, do not decode.
+        let mut bytes = cell.encode();
+        bytes[18..20].copy_from_slice(&1000u16.to_be_bytes());
+        assert_eq!(
+            CellView::decode(&bytes),
+            Err(CellDecodeError::BadMillis(1000))
+        );
+        let mut bytes = Cell::live(1, Bytes::from_static(b"v"), None).encode();
+        bytes[1] |= FLAG_MS_EARLY;
+        assert!(CellView::decode(&bytes).is_err());
     }
 
     #[test]

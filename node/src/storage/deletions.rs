@@ -220,6 +220,7 @@ impl Deletions {
             timestamp: newest.timestamp,
             tombstone: false,
             local_deletion_time: Some(latest),
+            expiry_ms_early: 0,
             value: Bytes::from(self.encode()),
         })
     }

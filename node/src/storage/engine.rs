@@ -171,6 +171,14 @@ pub trait Storage: Send + Sync + 'static {
     /// Stores a node-local setting, synced to disk before returning.
     fn meta_put(&self, name: &str, value: &[u8]) -> Result<()>;
 
+    /// Estimated bytes the partition `partition` (token `token`) holds,
+    /// for the partition-size guardrail (see `guard`); 0 where the engine
+    /// cannot tell.
+    fn partition_size(&self, token: Token, partition: &[u8]) -> Result<u64> {
+        let _ = (token, partition);
+        Ok(0)
+    }
+
     /// Approximate bytes of data stored (on disk and in memory), for the
     /// load that `status` shows.
     fn approximate_size(&self) -> Result<u64>;

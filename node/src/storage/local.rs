@@ -16,6 +16,7 @@ pub struct LocalStore {
     engine: Arc<dyn Storage>,
     sync: SyncPolicy,
     dirty: Option<Arc<DirtyMap>>,
+    guard: Option<Arc<super::guard::PartitionGuard>>,
 }
 
 #[derive(Clone)]
@@ -38,7 +39,15 @@ impl LocalStore {
             engine,
             sync,
             dirty: None,
+            guard: None,
         }
+    }
+
+    /// Checks client writes against the partition-size guardrail (see
+    /// `guard`).
+    pub fn guarded(mut self, guard: Arc<super::guard::PartitionGuard>) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// Records every applied write in `dirty` (for Merkle rehashing).
@@ -165,7 +174,9 @@ impl LocalStore {
     }
 
     /// Applies `mutation` as [`apply_entries`](Self::apply_entries) does;
-    /// with `report_newer`, first reads what the store holds for its rows
+    /// a client's write (not `mode.repair`) is first checked against the
+    /// partition-size guardrail. With `mode.report_newer`, it first reads
+    /// what the store holds for its rows
     /// and returns the newest timestamp of a held row that the mutation's
     /// cell does not supersede (the write loses to it). A coordinator that
     /// stamped the write itself then writes again above it, so that a
@@ -174,10 +185,25 @@ impl LocalStore {
     pub async fn apply_reporting(
         &self,
         mutation: &super::Mutation,
-        report_newer: bool,
+        mode: super::WriteMode,
     ) -> Result<Option<crate::clock::Timestamp>> {
+        // A write that puts a row (not a deletions entry, not a
+        // tombstone) is checked against the guardrail.
+        let puts_into = || {
+            mutation.entries().iter().find_map(|(key, cell)| {
+                super::key::split_row_key(key)
+                    .filter(|row| row.kind == super::key::KIND_ROW && !cell.tombstone)
+                    .map(|row| row.partition)
+            })
+        };
+        if !mode.repair
+            && let Some(guard) = &self.guard
+            && let Some(partition) = puts_into()
+        {
+            guard.check(self.engine.as_ref(), mutation.token, partition)?;
+        }
         let mut newer = None;
-        if report_newer {
+        if mode.report_newer {
             for (key, cell) in mutation.entries() {
                 // Deletions merge by union: nothing "newer" to report.
                 if super::deletions::is_deletions_key(key) {

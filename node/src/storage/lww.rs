@@ -37,6 +37,8 @@ pub fn compare<A: AsRef<[u8]>, B: AsRef<[u8]>>(a: &CellOf<A>, b: &CellOf<B>) -> 
                 .unwrap_or(i64::MAX)
                 .cmp(&b.local_deletion_time.unwrap_or(i64::MAX)),
         )
+        // Then the later millisecond of expiry.
+        .then(b.expiry_ms_early.cmp(&a.expiry_ms_early))
 }
 
 /// True when `candidate` wins over `current`.

@@ -175,6 +175,16 @@ impl Storage for MemoryStorage {
         if sync { self.synced() } else { Ok(()) }
     }
 
+    fn partition_size(&self, token: Token, partition: &[u8]) -> Result<u64> {
+        let data = self.data.lock().map_err(poisoned)?;
+        let (from, to) = key::row_bounds(token, partition, b"", None);
+        let to = to.max(from.clone());
+        Ok(data
+            .range(from..to)
+            .map(|(key, cell)| (key.len() + cell.encoded_len()) as u64)
+            .sum())
+    }
+
     fn read(&self, token: Token, key: &[u8]) -> Result<Option<Cell>> {
         let data = self.data.lock().map_err(poisoned)?;
         if let Some(cell) = data.get(&key::data_key(token, key)) {

@@ -12,6 +12,7 @@
 //! - [`batch`]: count-and-bytes bounds of internode batches.
 //! - [`DirtyMap`]: which token buckets were written, for Merkle rehashing.
 //! - [`format`]: the on-disk format's version, checked at every start.
+//! - [`guard`]: the partition-size guardrail.
 //! - [`Mutation`]: the cells of one partition written together.
 
 pub mod batch;
@@ -25,6 +26,7 @@ mod engine;
 mod error;
 pub mod format;
 pub mod gc;
+pub mod guard;
 pub mod health;
 pub mod key;
 mod local;
@@ -45,7 +47,7 @@ pub use error::{Result, StorageError};
 pub use health::{DiskFailurePolicy, DiskHealth, run_disk_recovery};
 pub use local::LocalStore;
 pub use memory::MemoryStorage;
-pub use mutation::Mutation;
+pub use mutation::{Mutation, WriteMode};
 pub use rocks::{RocksConfig, RocksStorage};
 
 #[cfg(test)]

@@ -15,6 +15,35 @@ use bytes::Bytes;
 use super::cell::Cell;
 use crate::ring::Token;
 
+/// How a replica applies a mutation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteMode {
+    /// Say whether a row it holds is newer than the write's (a
+    /// coordinator-stamped write asks, to write again above it).
+    pub report_newer: bool,
+    /// A repair of what the replica missed (read repair): applied whatever
+    /// the partition-size guardrail says, as hints and streams are.
+    pub repair: bool,
+}
+
+impl WriteMode {
+    /// A client's write, reporting newer rows or not.
+    pub fn client(report_newer: bool) -> Self {
+        Self {
+            report_newer,
+            repair: false,
+        }
+    }
+
+    /// A read repair.
+    pub fn repair() -> Self {
+        Self {
+            report_newer: false,
+            repair: true,
+        }
+    }
+}
+
 /// Cells of one partition, applied together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mutation {

@@ -10,11 +10,16 @@
 //!   API, SigV4-signed HTTP (see [`crate::k2v`]);
 //! - `rocksdb:///path`: RocksDB in this process through ringkv's own
 //!   storage engine, the ceiling the node's storage layer can reach.
+//!
+//! Rows (workloads e, ts, batch) run on ringkv (rows of partitions), on
+//! Redis (fields of hashes: `HGET`, `HSET`, `HDEL`; a range read is an
+//! `HGETALL` of the whole hash, Redis hashes having no order) and on K2V
+//! (items; `ReadBatch` ranges, `InsertBatch`).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ringkv_client::{Client, ClientConfig, Consistency, ReadOptions, WriteOptions};
+use ringkv_client::{Client, ClientConfig, Consistency, Query, ReadOptions, WriteOptions};
 
 use crate::error::DriverError;
 
@@ -199,6 +204,187 @@ impl Driver {
         }
     }
 
+    /// Reads the row `sort` of `partition` (a Redis hash's field).
+    pub async fn get_row(
+        &mut self,
+        partition: &str,
+        sort: &str,
+    ) -> Result<Option<Bytes>, DriverError> {
+        match self {
+            Driver::Ringkv { client, read, .. } => Ok(client
+                .get_row_with(owned(partition), owned(sort), read)
+                .await?
+                .map(|v| v.value)),
+            Driver::Redis { connection, .. } => {
+                let value: Option<Vec<u8>> = redis::cmd("HGET")
+                    .arg(partition)
+                    .arg(sort)
+                    .query_async(connection)
+                    .await
+                    .map_err(DriverError::other)?;
+                Ok(value.map(Bytes::from))
+            }
+            Driver::K2v(k2v) => k2v.get_row(partition, sort).await,
+            #[cfg(test)]
+            Driver::Fake(store) => store.get(partition).await,
+            _ => Err(no_rows()),
+        }
+    }
+
+    /// Writes the row `sort` of `partition`.
+    pub async fn put_row(
+        &mut self,
+        partition: &str,
+        sort: &str,
+        value: &Bytes,
+    ) -> Result<(), DriverError> {
+        match self {
+            Driver::Ringkv { client, write, .. } => {
+                client
+                    .put_row_with(owned(partition), owned(sort), value.clone(), write)
+                    .await?;
+                Ok(())
+            }
+            Driver::Redis { connection, .. } => redis::cmd("HSET")
+                .arg(partition)
+                .arg(sort)
+                .arg(value.as_ref())
+                .query_async::<()>(connection)
+                .await
+                .map_err(DriverError::other),
+            Driver::K2v(k2v) => k2v.put_row(partition, sort, value).await,
+            #[cfg(test)]
+            Driver::Fake(store) => store.put(partition).await,
+            _ => Err(no_rows()),
+        }
+    }
+
+    /// Writes a row no operation has written yet (load, inserts).
+    pub async fn insert_row(
+        &mut self,
+        partition: &str,
+        sort: &str,
+        value: &Bytes,
+    ) -> Result<(), DriverError> {
+        match self {
+            Driver::K2v(k2v) => k2v.insert_row(partition, sort, value).await,
+            _ => self.put_row(partition, sort, value).await,
+        }
+    }
+
+    /// Deletes the row `sort` of `partition`.
+    pub async fn delete_row(&mut self, partition: &str, sort: &str) -> Result<(), DriverError> {
+        match self {
+            Driver::Ringkv { client, write, .. } => {
+                client
+                    .delete_row_with(owned(partition), owned(sort), write)
+                    .await?;
+                Ok(())
+            }
+            Driver::Redis { connection, .. } => redis::cmd("HDEL")
+                .arg(partition)
+                .arg(sort)
+                .query_async::<()>(connection)
+                .await
+                .map_err(DriverError::other),
+            Driver::K2v(k2v) => k2v.delete_row(partition, sort).await,
+            #[cfg(test)]
+            Driver::Fake(store) => store.put(partition).await,
+            _ => Err(no_rows()),
+        }
+    }
+
+    /// Up to `length` rows of `partition` from `sort` on, in order; how
+    /// many were read. A Redis hash has no order: its whole hash is read
+    /// (`HGETALL`), the only range read it has.
+    pub async fn scan(
+        &mut self,
+        partition: &str,
+        sort: &str,
+        length: u32,
+    ) -> Result<u64, DriverError> {
+        match self {
+            Driver::Ringkv { client, read, .. } => {
+                let mut query = Query::new().from(owned(sort)).limit(length);
+                query.consistency = read.consistency;
+                let page = client.query_page(owned(partition), &query, None).await?;
+                Ok(page.rows.len() as u64)
+            }
+            Driver::Redis { .. } => self.whole_hash(partition).await,
+            Driver::K2v(k2v) => k2v.range(partition, Some(sort), length, false).await,
+            #[cfg(test)]
+            Driver::Fake(store) => store.get(partition).await.map(|_| u64::from(length)),
+            _ => Err(no_rows()),
+        }
+    }
+
+    /// The last `count` rows of `partition`, newest first; how many were
+    /// read (a Redis hash: all of it, `HGETALL`).
+    pub async fn latest(&mut self, partition: &str, count: u32) -> Result<u64, DriverError> {
+        match self {
+            Driver::Ringkv { client, read, .. } => {
+                let mut query = Query::new().reverse().limit(count);
+                query.consistency = read.consistency;
+                let page = client.query_page(owned(partition), &query, None).await?;
+                Ok(page.rows.len() as u64)
+            }
+            Driver::Redis { .. } => self.whole_hash(partition).await,
+            Driver::K2v(k2v) => k2v.range(partition, None, count, true).await,
+            #[cfg(test)]
+            Driver::Fake(store) => store.get(partition).await.map(|_| u64::from(count)),
+            _ => Err(no_rows()),
+        }
+    }
+
+    /// Writes `rows` (sort key, value) of `partition` in one partition
+    /// batch (a Redis hash: one `HSET` of every field).
+    pub async fn batch(
+        &mut self,
+        partition: &str,
+        rows: &[(String, Bytes)],
+    ) -> Result<(), DriverError> {
+        match self {
+            Driver::Ringkv { client, write, .. } => {
+                let mut batch = ringkv_client::Batch::new();
+                for (sort, value) in rows {
+                    batch.put(owned(partition), owned(sort), value.clone());
+                }
+                for written in client.batch_with(&batch, write).await? {
+                    written.result?;
+                }
+                Ok(())
+            }
+            Driver::Redis { connection, .. } => {
+                let mut command = redis::cmd("HSET");
+                command.arg(partition);
+                for (sort, value) in rows {
+                    command.arg(sort).arg(value.as_ref());
+                }
+                command
+                    .query_async::<()>(connection)
+                    .await
+                    .map_err(DriverError::other)
+            }
+            Driver::K2v(k2v) => k2v.insert_batch(partition, rows).await,
+            #[cfg(test)]
+            Driver::Fake(store) => store.put(partition).await,
+            _ => Err(no_rows()),
+        }
+    }
+
+    /// `HGETALL`: the fields of a Redis hash; how many.
+    async fn whole_hash(&mut self, partition: &str) -> Result<u64, DriverError> {
+        let Driver::Redis { connection, .. } = self else {
+            return Err(no_rows());
+        };
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(partition)
+            .query_async(connection)
+            .await
+            .map_err(DriverError::other)?;
+        Ok(fields.len() as u64)
+    }
+
     /// Deletes a key.
     pub async fn delete(&mut self, key: &str) -> Result<(), DriverError> {
         match self {
@@ -232,4 +418,14 @@ impl Driver {
             Driver::Fake(store) => store.put(key).await,
         }
     }
+}
+
+fn owned(text: &str) -> Bytes {
+    Bytes::copy_from_slice(text.as_bytes())
+}
+
+fn no_rows() -> DriverError {
+    DriverError::other(
+        "rows (partitions and sort keys) are measured on ringkv://, redis:// and k2v:// targets",
+    )
 }

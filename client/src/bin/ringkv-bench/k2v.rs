@@ -6,6 +6,11 @@
 //! with the fixed sort key `v`, so keys spread over Garage's ring as
 //! ringkv's do. Workers take the nodes in turn; any node coordinates.
 //!
+//! Rows (`--rows-per-partition`) are K2V items by partition and sort key:
+//! a range read is one `ReadBatch` (`POST /BUCKET?search`) with a start,
+//! limit and direction, a batch of rows one `InsertBatch` (`POST
+//! /BUCKET`).
+//!
 //! K2V keeps concurrent values side by side unless a write names the
 //! causality token of what it replaces. An insert of a new key is one
 //! `PUT`; an update or delete first reads the item's token, as a K2V
@@ -133,38 +138,145 @@ impl K2v {
 
     /// Reads an item; one of its values if a concurrent write left several.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, DriverError> {
-        Ok(self.read(key).await?.map(|(value, _)| value))
+        Ok(self.read(key, SORT_KEY).await?.map(|(value, _)| value))
     }
 
-    /// Writes a new item (no earlier value to supersede).
-    pub async fn insert(&self, key: &str, value: &Bytes) -> Result<(), DriverError> {
-        self.write(Method::PUT, key, None, value.clone()).await
+    /// Reads the item `sort` of `partition`.
+    pub async fn get_row(&self, partition: &str, sort: &str) -> Result<Option<Bytes>, DriverError> {
+        Ok(self.read(partition, sort).await?.map(|(value, _)| value))
     }
 
-    /// Overwrites an item: reads its causality token, then writes.
-    pub async fn put(&self, key: &str, value: &Bytes) -> Result<(), DriverError> {
-        let token = self.read(key).await?.map(|(_, token)| token);
-        self.write(Method::PUT, key, token.as_deref(), value.clone())
+    /// Overwrites the item `sort` of `partition` (reads its token first).
+    pub async fn put_row(
+        &self,
+        partition: &str,
+        sort: &str,
+        value: &Bytes,
+    ) -> Result<(), DriverError> {
+        let token = self.read(partition, sort).await?.map(|(_, token)| token);
+        let path = self.item_path(partition, sort);
+        self.write_to(Method::PUT, &path, token.as_deref(), value.clone())
             .await
     }
 
-    /// Deletes an item: reads its causality token, then deletes.
-    pub async fn delete(&self, key: &str) -> Result<(), DriverError> {
-        match self.read(key).await? {
+    /// Writes a new item `sort` of `partition` (nothing to supersede).
+    pub async fn insert_row(
+        &self,
+        partition: &str,
+        sort: &str,
+        value: &Bytes,
+    ) -> Result<(), DriverError> {
+        let path = self.item_path(partition, sort);
+        self.write_to(Method::PUT, &path, None, value.clone()).await
+    }
+
+    /// Deletes the item `sort` of `partition` (reads its token first).
+    pub async fn delete_row(&self, partition: &str, sort: &str) -> Result<(), DriverError> {
+        match self.read(partition, sort).await? {
             Some((_, token)) => {
-                self.write(Method::DELETE, key, Some(&token), Bytes::new())
+                let path = self.item_path(partition, sort);
+                self.write_to(Method::DELETE, &path, Some(&token), Bytes::new())
                     .await
             }
             None => Ok(()),
         }
     }
 
-    /// The item's value and causality token, `None` if absent or deleted.
-    async fn read(&self, key: &str) -> Result<Option<(Bytes, String)>, DriverError> {
+    /// Up to `limit` items of `partition` from `start` (reversed: from the
+    /// last), in one `ReadBatch`; how many it returned.
+    pub async fn range(
+        &self,
+        partition: &str,
+        start: Option<&str>,
+        limit: u32,
+        reverse: bool,
+    ) -> Result<u64, DriverError> {
+        let query = serde_json::json!([{
+            "partitionKey": partition,
+            "start": start,
+            "limit": limit,
+            "reverse": reverse,
+        }]);
+        let body = Bytes::from(serde_json::to_vec(&query).map_err(DriverError::other)?);
+        let path = format!("{}?search", self.bucket_path());
         let answer = self
-            .send(
+            .send_to(Method::POST, &path, None, "application/json", body)
+            .await?;
+        if answer.status != StatusCode::OK {
+            return Err(failure(&answer));
+        }
+        let results: Vec<serde_json::Value> =
+            serde_json::from_slice(&answer.body).map_err(DriverError::other)?;
+        Ok(results
+            .first()
+            .and_then(|result| result["items"].as_array())
+            .map_or(0, |items| items.len() as u64))
+    }
+
+    /// Writes new items of `partition` in one `InsertBatch`.
+    pub async fn insert_batch(
+        &self,
+        partition: &str,
+        rows: &[(String, Bytes)],
+    ) -> Result<(), DriverError> {
+        use base64::Engine as _;
+        let items: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(sort, value)| {
+                serde_json::json!({
+                    "pk": partition,
+                    "sk": sort,
+                    "ct": null,
+                    "v": base64::engine::general_purpose::STANDARD.encode(value),
+                })
+            })
+            .collect();
+        let body = Bytes::from(serde_json::to_vec(&items).map_err(DriverError::other)?);
+        let path = self.bucket_path();
+        self.write_to(Method::POST, &path, None, body).await
+    }
+
+    /// Writes a new item (no earlier value to supersede).
+    pub async fn insert(&self, key: &str, value: &Bytes) -> Result<(), DriverError> {
+        self.insert_row(key, SORT_KEY, value).await
+    }
+
+    /// Overwrites an item: reads its causality token, then writes.
+    pub async fn put(&self, key: &str, value: &Bytes) -> Result<(), DriverError> {
+        self.put_row(key, SORT_KEY, value).await
+    }
+
+    /// Deletes an item: reads its causality token, then deletes.
+    pub async fn delete(&self, key: &str) -> Result<(), DriverError> {
+        self.delete_row(key, SORT_KEY).await
+    }
+
+    /// `/BUCKET`.
+    fn bucket_path(&self) -> String {
+        format!("/{}", utf8_percent_encode(&self.endpoints.bucket, SEGMENT))
+    }
+
+    /// `/BUCKET/PARTITION?sort_key=SORT`.
+    fn item_path(&self, partition: &str, sort: &str) -> String {
+        format!(
+            "{}/{}?sort_key={}",
+            self.bucket_path(),
+            utf8_percent_encode(partition, SEGMENT),
+            utf8_percent_encode(sort, SEGMENT)
+        )
+    }
+
+    /// The item's value and causality token, `None` if absent or deleted.
+    async fn read(
+        &self,
+        partition: &str,
+        sort: &str,
+    ) -> Result<Option<(Bytes, String)>, DriverError> {
+        let path = self.item_path(partition, sort);
+        let answer = self
+            .send_to(
                 Method::GET,
-                key,
+                &path,
                 None,
                 "application/octet-stream",
                 Bytes::new(),
@@ -179,7 +291,7 @@ impl K2v {
             // Several concurrent values: K2V returns them only as JSON.
             StatusCode::CONFLICT => {
                 let answer = self
-                    .send(Method::GET, key, None, "application/json", Bytes::new())
+                    .send_to(Method::GET, &path, None, "application/json", Bytes::new())
                     .await?;
                 if answer.status != StatusCode::OK {
                     return Err(failure(&answer));
@@ -191,14 +303,14 @@ impl K2v {
         }
     }
 
-    async fn write(
+    async fn write_to(
         &self,
         method: Method,
-        key: &str,
+        path: &str,
         token: Option<&str>,
         body: Bytes,
     ) -> Result<(), DriverError> {
-        let answer = self.send(method, key, token, "*/*", body).await?;
+        let answer = self.send_to(method, path, token, "*/*", body).await?;
         if answer.status.is_success() {
             Ok(())
         } else {
@@ -206,22 +318,17 @@ impl K2v {
         }
     }
 
-    /// Signs and sends one request for `key`'s item.
-    async fn send(
+    /// Signs and sends one request to `path` (with its query).
+    async fn send_to(
         &self,
         method: Method,
-        key: &str,
+        path: &str,
         token: Option<&str>,
         accept: &str,
         body: Bytes,
     ) -> Result<Answer, DriverError> {
         let endpoints = &self.endpoints;
-        let uri = format!(
-            "http://{}/{}/{}?sort_key={SORT_KEY}",
-            self.node(),
-            utf8_percent_encode(&endpoints.bucket, SEGMENT),
-            utf8_percent_encode(key, SEGMENT),
-        );
+        let uri = format!("http://{}{path}", self.node());
         let mut headers = vec![("accept", accept)];
         if let Some(token) = token {
             headers.push((TOKEN, token));

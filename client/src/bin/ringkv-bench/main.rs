@@ -59,10 +59,13 @@ struct Options {
     #[arg(long, default_value = "ringkv://127.0.0.1:7400")]
     target: String,
     /// YCSB workload: a (50/50 read/update), b (95/5), c (read only),
-    /// d (read latest / insert), f (read-modify-write), or custom (--mix).
+    /// d (read latest / insert), e (short scans / insert), f
+    /// (read-modify-write); ts (append / read the latest rows), batch
+    /// (partition batches); or custom (--mix).
     #[arg(long, value_enum, default_value = "a")]
     workload: WorkloadName,
-    /// Custom mix, e.g. read=0.8,update=0.1,insert=0.05,delete=0.05 (rmw too).
+    /// Custom mix, e.g. read=0.8,update=0.1,insert=0.05,delete=0.05 (rmw,
+    /// scan, latest, append, batch too).
     #[arg(long)]
     mix: Option<Mix>,
     /// Records to load, and the key space of the run.
@@ -99,6 +102,19 @@ struct Options {
     /// Seconds at the start whose operations are not recorded.
     #[arg(long, default_value_t = 0.0)]
     warmup: f64,
+    /// Records are rows: record i is row `i % N` of partition `i / N`
+    /// (workloads e, ts and batch need it).
+    #[arg(long, default_value_t = 0)]
+    rows_per_partition: u64,
+    /// A scan reads 1 to this many rows (workload e).
+    #[arg(long, default_value_t = 100)]
+    scan_max: u32,
+    /// Rows a `latest` reads (workload ts).
+    #[arg(long, default_value_t = 20)]
+    latest: u32,
+    /// Rows of a partition batch (workload batch).
+    #[arg(long, default_value_t = 10)]
+    batch_size: usize,
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -156,6 +172,12 @@ fn spec(phase: Phase, options: &Options) -> Result<Spec, String> {
         warmup: Duration::from_secs_f64(options.warmup),
         seed: options.seed,
         progress: !options.quiet,
+        rows: (options.rows_per_partition > 0).then_some(runner::RowShape {
+            per_partition: options.rows_per_partition,
+            scan_max: options.scan_max,
+            latest: options.latest,
+            batch_size: options.batch_size,
+        }),
     })
 }
 
@@ -179,6 +201,7 @@ async fn bench(phase: Phase, options: Options) -> Result<(), String> {
         json["rate"] = serde_json::json!(options.rate);
         json["value_size"] = serde_json::json!(options.value_size);
         json["records"] = serde_json::json!(options.records);
+        json["rows_per_partition"] = serde_json::json!(options.rows_per_partition);
         json["read_consistency"] = serde_json::json!(options.read_consistency.name());
         json["write_consistency"] = serde_json::json!(options.write_consistency.name());
         let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;

@@ -61,6 +61,34 @@ pub struct Spec {
     pub warmup: Duration,
     pub seed: u64,
     pub progress: bool,
+    /// Records are rows of partitions (`--rows-per-partition`).
+    pub rows: Option<RowShape>,
+}
+
+/// How records map to rows, and the sizes of the row operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowShape {
+    /// Record i is row `i % per_partition` of partition `i / per_partition`.
+    pub per_partition: u64,
+    /// A scan reads 1 to this many rows.
+    pub scan_max: u32,
+    /// Rows a `latest` reads.
+    pub latest: u32,
+    /// Rows of a batch.
+    pub batch_size: usize,
+}
+
+impl RowShape {
+    /// The partition key and sort key of record `index`.
+    pub fn row(&self, prefix: &str, index: u64) -> (String, String) {
+        let per = self.per_partition.max(1);
+        (key(prefix, index / per), format!("{:08}", index % per))
+    }
+
+    /// Partitions `records` records fill.
+    pub fn partitions(&self, records: u64) -> u64 {
+        records.div_ceil(self.per_partition.max(1)).max(1)
+    }
 }
 
 /// When operation `seq` is meant to start in an open loop at `rate`.
@@ -76,6 +104,10 @@ struct Shared {
     /// Records that exist (loaded plus inserted so far).
     existing: AtomicU64,
     next_insert: AtomicU64,
+    /// Sort keys of appended and batched rows, increasing.
+    next_row: AtomicU64,
+    rows_read: AtomicU64,
+    rows_written: AtomicU64,
     errors: Errors,
     interval: Mutex<PerOp>,
     values: Vec<Bytes>,
@@ -109,6 +141,9 @@ async fn execute(
     let spec = &shared.spec;
     let value = &shared.values[rng.random_range(0..shared.values.len())];
     let existing = shared.existing.load(Ordering::Relaxed);
+    if let Some(rows) = &spec.rows {
+        return execute_rows(driver, shared, rows, (kind, seq), rng).await;
+    }
     let pick = |rng: &mut StdRng| key(&spec.key_prefix, spec.keys.next(existing, rng));
     match kind {
         OpKind::Read => driver.get(&pick(rng)).await.map(|_| ()),
@@ -128,7 +163,89 @@ async fn execute(
             driver.get(&key).await?;
             driver.put(&key, value).await
         }
+        OpKind::Scan | OpKind::Latest | OpKind::Append | OpKind::Batch => Err(DriverError::other(
+            "scan, latest, append and batch work on rows: give --rows-per-partition",
+        )),
     }
+}
+
+/// Runs one operation on rows (see [`RowShape`]).
+async fn execute_rows(
+    driver: &mut Driver,
+    shared: &Shared,
+    rows: &RowShape,
+    (kind, seq): (OpKind, u64),
+    rng: &mut StdRng,
+) -> Result<(), DriverError> {
+    let spec = &shared.spec;
+    let prefix = spec.key_prefix.as_str();
+    let value = shared.values[rng.random_range(0..shared.values.len())].clone();
+    let value = &value;
+    let existing = shared.existing.load(Ordering::Relaxed);
+    // (Plain values, not closures: the future must stay Send.)
+    let picked = rows.row(prefix, spec.keys.next(existing, rng));
+    let any_partition = key(prefix, rng.random_range(0..rows.partitions(existing)));
+    let (read, written) = match kind {
+        OpKind::Read => {
+            let (partition, sort) = picked;
+            let found = driver.get_row(&partition, &sort).await?;
+            (u64::from(found.is_some()), 0)
+        }
+        OpKind::Update => {
+            let (partition, sort) = picked;
+            driver.put_row(&partition, &sort, value).await?;
+            (0, 1)
+        }
+        OpKind::Delete => {
+            let (partition, sort) = picked;
+            driver.delete_row(&partition, &sort).await?;
+            (0, 1)
+        }
+        OpKind::Insert => {
+            let index = match spec.phase {
+                Phase::Load => seq,
+                Phase::Run => shared.next_insert.fetch_add(1, Ordering::Relaxed),
+            };
+            let (partition, sort) = rows.row(prefix, index);
+            driver.insert_row(&partition, &sort, value).await?;
+            shared.existing.fetch_max(index + 1, Ordering::Relaxed);
+            (0, 1)
+        }
+        OpKind::ReadModifyWrite => {
+            let (partition, sort) = picked;
+            driver.get_row(&partition, &sort).await?;
+            driver.put_row(&partition, &sort, value).await?;
+            (1, 1)
+        }
+        OpKind::Scan => {
+            let (partition, sort) = picked;
+            let length = rng.random_range(1..=rows.scan_max.max(1));
+            (driver.scan(&partition, &sort, length).await?, 0)
+        }
+        OpKind::Latest => (driver.latest(&any_partition, rows.latest.max(1)).await?, 0),
+        OpKind::Append => {
+            let partition = any_partition;
+            let n = shared.next_row.fetch_add(1, Ordering::Relaxed);
+            driver
+                .insert_row(&partition, &format!("t{n:016}"), value)
+                .await?;
+            (0, 1)
+        }
+        OpKind::Batch => {
+            let partition = any_partition;
+            let n = shared.next_row.fetch_add(1, Ordering::Relaxed);
+            let mut batch: Vec<(String, Bytes)> = Vec::with_capacity(rows.batch_size.max(1));
+            for j in 0..rows.batch_size.max(1) {
+                let value = shared.values[rng.random_range(0..shared.values.len())].clone();
+                batch.push((format!("b{n:016}-{j:04}"), value));
+            }
+            driver.batch(&partition, &batch).await?;
+            (0, batch.len() as u64)
+        }
+    };
+    shared.rows_read.fetch_add(read, Ordering::Relaxed);
+    shared.rows_written.fetch_add(written, Ordering::Relaxed);
+    Ok(())
 }
 
 async fn worker(mut driver: Driver, shared: Arc<Shared>, id: u64) -> PerOp {
@@ -184,6 +301,9 @@ pub async fn run(driver: &Driver, spec: Spec) -> Result<Report, String> {
             spec.records
         }),
         next_insert: AtomicU64::new(spec.records),
+        next_row: AtomicU64::new(0),
+        rows_read: AtomicU64::new(0),
+        rows_written: AtomicU64::new(0),
         errors: Errors::default(),
         interval: Mutex::new(PerOp::default()),
         values,
@@ -220,6 +340,8 @@ pub async fn run(driver: &Driver, spec: Spec) -> Result<Report, String> {
         first_error: shared.errors.first(),
         first_of_each: shared.errors.first_of_each(),
         intervals,
+        rows_read: shared.rows_read.load(Ordering::Relaxed),
+        rows_written: shared.rows_written.load(Ordering::Relaxed),
     })
 }
 
@@ -327,6 +449,7 @@ pub(crate) mod tests {
             warmup: Duration::ZERO,
             seed: 1,
             progress: false,
+            rows: None,
         }
     }
 
@@ -381,6 +504,49 @@ pub(crate) mod tests {
         let json = report.json();
         assert_eq!(json["errors"]["timeout"], 10);
         assert_eq!(json["ops"]["read"]["count"], 80);
+    }
+
+    /// Row operations address rows of partitions, count the rows they
+    /// read and write, and are refused without --rows-per-partition.
+    #[tokio::test(start_paused = true)]
+    async fn row_workloads_count_rows_and_need_a_row_shape() {
+        let shape = RowShape {
+            per_partition: 10,
+            scan_max: 5,
+            latest: 20,
+            batch_size: 10,
+        };
+        assert_eq!(
+            shape.row("p", 23),
+            ("p000000000002".into(), "00000003".into())
+        );
+        assert_eq!(shape.partitions(100), 10);
+        assert_eq!(shape.partitions(101), 11);
+        let mut rows = spec(None, 2, 40);
+        rows.mix = "latest=1,batch=1".parse().expect("mix");
+        rows.rows = Some(shape);
+        let report = run(&fake(1, 0), rows).await.expect("run");
+        let latest = report.latencies.histograms[OpKind::Latest.index()].len();
+        let batches = report.latencies.histograms[OpKind::Batch.index()].len();
+        assert_eq!(latest + batches, 40);
+        assert_eq!(
+            report.rows_read,
+            latest * 20,
+            "the fake answers every row asked"
+        );
+        assert_eq!(report.rows_written, batches * 10);
+        let mut plain = spec(None, 1, 5);
+        plain.mix = "scan=1".parse().expect("mix");
+        let report = run(&fake(1, 0), plain).await.expect("run");
+        assert_eq!(report.other_errors, 5);
+        assert!(
+            report
+                .first_error
+                .as_ref()
+                .is_some_and(|e| e.contains("--rows-per-partition")),
+            "{:?}",
+            report.first_error
+        );
     }
 
     #[test]

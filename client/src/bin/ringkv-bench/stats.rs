@@ -148,6 +148,10 @@ pub struct Report {
     pub first_of_each: Vec<(&'static str, String)>,
     /// Interval histograms for the HDR log: (start offset, length, op, histogram).
     pub intervals: Vec<(Duration, Duration, OpKind, Histogram<u64>)>,
+    /// Rows the operations read (scans, latest) and wrote (every write,
+    /// a batch's rows each), for the cost per row.
+    pub rows_read: u64,
+    pub rows_written: u64,
 }
 
 impl Report {
@@ -203,6 +207,13 @@ impl Report {
             self.overloaded,
             self.other_errors
         ));
+        if self.rows_read > 0 {
+            out.push_str(&format!(
+                "\nrows read: {} ({:.0} rows/s)",
+                self.rows_read,
+                self.rows_read as f64 / secs
+            ));
+        }
         if let Some(first) = &self.first_error {
             out.push_str(&format!("\nfirst error: {first}"));
         }
@@ -243,6 +254,8 @@ impl Report {
             "elapsed_seconds": self.elapsed.as_secs_f64(),
             "operations": self.successes(),
             "throughput_ops_per_second": self.throughput(),
+            "rows_read": self.rows_read,
+            "rows_written": self.rows_written,
             "ops": ops,
             "errors": {
                 "unavailable": self.unavailable,

@@ -7,7 +7,13 @@
 //! | c | 100% read | zipfian |
 //! | d | 95% read, 5% insert | latest |
 //! | f | 50% read, 50% read-modify-write | zipfian |
-//! | custom | `--mix read=..,update=..,insert=..,delete=..,rmw=..` | zipfian |
+//! | e | 95% scan (1 to `--scan-max` rows), 5% insert | zipfian |
+//! | ts | 50% append (a row past the partition's last), 50% latest (its last `--latest` rows) | uniform partitions |
+//! | batch | 100% partition batches of `--batch-size` rows | uniform partitions |
+//! | custom | `--mix read=..,update=..,insert=..,delete=..,rmw=..,scan=..,latest=..,append=..,batch=..` | zipfian |
+//!
+//! Workloads e, ts and batch work on rows (`--rows-per-partition`): record
+//! i is the row `i % N` of the partition `i / N`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,15 +35,28 @@ pub enum OpKind {
     Delete,
     /// GET then PUT the same key, timed as one operation.
     ReadModifyWrite,
+    /// A range read of 1 to `--scan-max` rows from a record on, within its
+    /// partition (YCSB's scan).
+    Scan,
+    /// The last `--latest` rows of a partition, newest first.
+    Latest,
+    /// A row written past the last one of a partition.
+    Append,
+    /// A partition batch of `--batch-size` rows.
+    Batch,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 5] = [
+    pub const ALL: [OpKind; 9] = [
         OpKind::Read,
         OpKind::Update,
         OpKind::Insert,
         OpKind::Delete,
         OpKind::ReadModifyWrite,
+        OpKind::Scan,
+        OpKind::Latest,
+        OpKind::Append,
+        OpKind::Batch,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +66,10 @@ impl OpKind {
             OpKind::Insert => "insert",
             OpKind::Delete => "delete",
             OpKind::ReadModifyWrite => "rmw",
+            OpKind::Scan => "scan",
+            OpKind::Latest => "latest",
+            OpKind::Append => "append",
+            OpKind::Batch => "batch",
         }
     }
 
@@ -122,7 +145,9 @@ impl FromStr for Mix {
                 .into_iter()
                 .find(|k| k.name() == name.trim())
                 .ok_or_else(|| {
-                    format!("unknown operation {name:?} (read, update, insert, delete, rmw)")
+                    format!(
+                        "unknown operation {name:?} (read, update, insert, delete, rmw, scan, latest, append, batch)"
+                    )
                 })?;
             let weight: f64 = value
                 .trim()
@@ -141,7 +166,10 @@ pub enum WorkloadName {
     B,
     C,
     D,
+    E,
     F,
+    Ts,
+    Batch,
     Custom,
 }
 
@@ -155,10 +183,13 @@ impl WorkloadName {
             WorkloadName::B => fixed(&[(Read, 0.95), (Update, 0.05)], Distribution::Zipfian),
             WorkloadName::C => fixed(&[(Read, 1.0)], Distribution::Zipfian),
             WorkloadName::D => fixed(&[(Read, 0.95), (Insert, 0.05)], Distribution::Latest),
+            WorkloadName::E => fixed(&[(Scan, 0.95), (Insert, 0.05)], Distribution::Zipfian),
             WorkloadName::F => fixed(
                 &[(Read, 0.5), (ReadModifyWrite, 0.5)],
                 Distribution::Zipfian,
             ),
+            WorkloadName::Ts => fixed(&[(Append, 0.5), (Latest, 0.5)], Distribution::Uniform),
+            WorkloadName::Batch => fixed(&[(Batch, 1.0)], Distribution::Uniform),
             WorkloadName::Custom => custom
                 .cloned()
                 .map(|m| (m, Distribution::Zipfian))
@@ -189,7 +220,10 @@ mod tests {
             WorkloadName::B,
             WorkloadName::C,
             WorkloadName::D,
+            WorkloadName::E,
             WorkloadName::F,
+            WorkloadName::Ts,
+            WorkloadName::Batch,
         ] {
             let (mix, _) = name.mix(None).expect("mix");
             let seen = observed(&mix, 200_000);
@@ -210,7 +244,8 @@ mod tests {
         assert!((mix.share(OpKind::Read) - 0.75).abs() < 1e-9);
         let seen = observed(&mix, 100_000);
         assert!((seen[&OpKind::Read] - 0.75).abs() < 0.01);
-        assert!("read=1,scan=1".parse::<Mix>().is_err());
+        assert!("read=1,scan=1".parse::<Mix>().is_ok());
+        assert!("read=1,sweep=1".parse::<Mix>().is_err());
         assert!("read=-1".parse::<Mix>().is_err());
         assert!("read=0".parse::<Mix>().is_err());
         assert!(WorkloadName::Custom.mix(None).is_err());

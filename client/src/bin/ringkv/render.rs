@@ -429,6 +429,7 @@ pub fn json(outcome: &Outcome) -> serde_json::Value {
                     "found": true,
                     "timestamp_micros": value.timestamp_micros,
                     "expires_at": value.expires_at,
+                    "expires_at_ms": value.expires_at_ms,
                 }),
                 row,
             );
@@ -503,6 +504,7 @@ pub fn json(outcome: &Outcome) -> serde_json::Value {
                         "key": key,
                         "timestamp_micros": row.timestamp_micros,
                         "expires_at": row.expires_at,
+                        "expires_at_ms": row.expires_at_ms,
                     });
                     text_or_hex(&mut object, "row", &row.sort_key);
                     text_or_hex(&mut object, "value", &row.value);
@@ -629,6 +631,7 @@ mod tests {
                 value: Bytes::from_static(&[0xff]),
                 timestamp_micros: 7,
                 expires_at: None,
+                expires_at_ms: None,
             }),
         };
         assert_eq!(text(&outcome), "0xff");

@@ -105,6 +105,7 @@ fn cell(value: &'static str, micros: i64) -> pbi::Cell {
         timestamp_micros: micros,
         tombstone: false,
         local_deletion_time: None,
+        expiry_ms_early: 0,
         value: Bytes::from_static(value.as_bytes()),
     }
 }
@@ -124,6 +125,7 @@ fn write(key: &'static str, value: &'static str) -> pbi::ReplicaWriteRequest {
         cell: Some(cell(value, now_micros())),
         report_newer: false,
         more: Vec::new(),
+        repair: false,
     }
 }
 
@@ -187,6 +189,7 @@ async fn concurrent_calls_on_one_connection_get_their_own_answers() {
                     cell: Some(cell(key, now_micros())),
                     report_newer: false,
                     more: Vec::new(),
+                    repair: false,
                 };
                 client.write(request).await.expect("write");
                 let answer = client.read(read(key, false)).await.expect("read");
@@ -215,6 +218,7 @@ async fn bad_requests_get_clear_errors_and_the_connection_keeps_serving() {
                 cell: None,
                 report_newer: false,
                 more: Vec::new(),
+                repair: false,
             },
             "without a cell",
         ),
@@ -224,6 +228,7 @@ async fn bad_requests_get_clear_errors_and_the_connection_keeps_serving() {
                 cell: Some(cell("v", i64::MAX)),
                 report_newer: false,
                 more: Vec::new(),
+                repair: false,
             },
             "max_clock_skew_ms",
         ),
@@ -236,6 +241,7 @@ async fn bad_requests_get_clear_errors_and_the_connection_keeps_serving() {
                 }),
                 report_newer: false,
                 more: Vec::new(),
+                repair: false,
             },
             "value",
         ),
@@ -245,6 +251,7 @@ async fn bad_requests_get_clear_errors_and_the_connection_keeps_serving() {
                 cell: Some(cell("v", now_micros())),
                 report_newer: false,
                 more: Vec::new(),
+                repair: false,
             },
             "key",
         ),
@@ -561,6 +568,7 @@ async fn a_request_over_the_message_limit_fails_alone_before_it_is_sent() {
         }),
         report_newer: false,
         more: Vec::new(),
+        repair: false,
     };
     match client.write(big).await {
         Err(ReplicaError::Failed(why)) => assert!(why.contains("over the limit"), "{why}"),

@@ -589,6 +589,19 @@ impl Storage for RocksStorage {
         }
     }
 
+    fn partition_size(&self, token: Token, partition: &[u8]) -> Result<u64> {
+        let (from, to) = key::row_bounds(token, partition, b"", None);
+        self.reading(|db| {
+            let data = cf(db, CF_DATA)?;
+            let range = rocksdb::Range::new(&from, &to);
+            Ok(db
+                .get_approximate_sizes_cf(data, &[range])
+                .first()
+                .copied()
+                .unwrap_or(0))
+        })
+    }
+
     fn approximate_size(&self) -> Result<u64> {
         self.reading(|db| {
             let data = cf(db, CF_DATA)?;
