@@ -15,7 +15,6 @@ use ringkv_proto::v1 as pb;
 
 use crate::client::{Client, ttl_fields};
 use crate::options::WriteOptions;
-use crate::trace::capture;
 use crate::{Error, Result};
 
 /// Most partitions a batch writes at once.
@@ -212,18 +211,17 @@ impl Client {
             timeout_ms: Self::timeout_ms(timeout),
             trace: options.trace.is_some(),
         };
-        let collector = options.trace.as_ref();
+        let (idempotent, trace) = (timestamp.is_some(), options.trace.as_ref());
         let response = self
-            .execute(Some(&key), timestamp.is_some(), |mut kv| {
-                let request = self.request(message.clone(), timeout);
-                async move {
-                    let outcome = kv.batch(request).await;
-                    capture(collector, &outcome);
-                    outcome
-                }
-            })
+            .call(
+                &key,
+                message,
+                (timeout, idempotent),
+                trace,
+                |mut kv, r| async move { kv.batch(r).await },
+            )
             .await?;
-        Ok(response.into_inner().timestamp_micros)
+        Ok(response.timestamp_micros)
     }
 }
 

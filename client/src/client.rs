@@ -38,7 +38,7 @@ use crate::options::{ReadOptions, WriteOptions};
 use crate::retry::Backoff;
 use crate::routing::Router;
 use crate::tls::TlsOptions;
-use crate::trace::capture;
+use crate::trace::{TraceCollector, capture};
 
 /// How much longer than the coordinator's own deadline the client waits, so
 /// that a coordinator timeout arrives as a typed [`Error::Timeout`] rather
@@ -336,6 +336,35 @@ impl Client {
 
     /// Wraps a message with the deadline: the coordinator gets `timeout`,
     /// the transport a little more.
+    /// Sends `message` about the partition `key` through `call` as
+    /// [`execute`](Self::execute) does (retried when `idempotent`), within
+    /// `timeout`, its trace captured into `trace`; the answer.
+    pub(crate) async fn call<M, R, F, Fut>(
+        &self,
+        key: &Bytes,
+        message: M,
+        (timeout, idempotent): (Duration, bool),
+        trace: Option<&TraceCollector>,
+        call: F,
+    ) -> Result<R>
+    where
+        M: Clone,
+        F: Fn(KeyValueClient<Channel>, Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let response = self
+            .execute(Some(key), idempotent, |kv| {
+                let sent = call(kv, self.request(message.clone(), timeout));
+                async move {
+                    let outcome = sent.await;
+                    capture(trace, &outcome);
+                    outcome
+                }
+            })
+            .await?;
+        Ok(response.into_inner())
+    }
+
     pub(crate) fn request<T>(&self, message: T, timeout: Duration) -> Request<T> {
         let mut request = self.untimed(message);
         request.set_timeout(timeout + DEADLINE_MARGIN);
@@ -427,18 +456,16 @@ impl Client {
             timeout_ms: Self::timeout_ms(timeout),
             trace: options.trace.is_some(),
         };
-        let collector = options.trace.as_ref();
+        let trace = options.trace.as_ref();
         let response = self
-            .execute(Some(&key), true, |mut kv| {
-                let request = self.request(message.clone(), timeout);
-                async move {
-                    let outcome = kv.get(request).await;
-                    capture(collector, &outcome);
-                    outcome
-                }
-            })
-            .await?
-            .into_inner();
+            .call(
+                &key,
+                message,
+                (timeout, true),
+                trace,
+                |mut kv, r| async move { kv.get(r).await },
+            )
+            .await?;
         Ok(response.found.then_some(Value {
             value: response.value,
             timestamp_micros: response.timestamp_micros,
@@ -501,18 +528,17 @@ impl Client {
             timeout_ms: Self::timeout_ms(timeout),
             trace: options.trace.is_some(),
         };
-        let collector = options.trace.as_ref();
+        let (idempotent, trace) = (timestamp.is_some(), options.trace.as_ref());
         let response = self
-            .execute(Some(&key), timestamp.is_some(), |mut kv| {
-                let request = self.request(message.clone(), timeout);
-                async move {
-                    let outcome = kv.put(request).await;
-                    capture(collector, &outcome);
-                    outcome
-                }
-            })
+            .call(
+                &key,
+                message,
+                (timeout, idempotent),
+                trace,
+                |mut kv, r| async move { kv.put(r).await },
+            )
             .await?;
-        Ok(response.into_inner().timestamp_micros)
+        Ok(response.timestamp_micros)
     }
 
     /// Deletes a key at the default level; returns the tombstone's timestamp.
@@ -603,18 +629,17 @@ impl Client {
             timeout_ms: Self::timeout_ms(timeout),
             trace: options.trace.is_some(),
         };
-        let collector = options.trace.as_ref();
+        let (idempotent, trace) = (timestamp.is_some(), options.trace.as_ref());
         let response = self
-            .execute(Some(&key), timestamp.is_some(), |mut kv| {
-                let request = self.request(message.clone(), timeout);
-                async move {
-                    let outcome = kv.delete(request).await;
-                    capture(collector, &outcome);
-                    outcome
-                }
-            })
+            .call(
+                &key,
+                message,
+                (timeout, idempotent),
+                trace,
+                |mut kv, r| async move { kv.delete(r).await },
+            )
             .await?;
-        Ok(response.into_inner().timestamp_micros)
+        Ok(response.timestamp_micros)
     }
 }
 
