@@ -296,8 +296,9 @@ impl BatchRequest {
     /// Checks the request before anything is written, as
     /// [`WriteRequest::validate`] does, and the batch's own bounds: at
     /// least one and at most [`MAX_BATCH_OPS`] operations, each row named
-    /// once, and (for more than one operation) at most
-    /// [`MAX_BATCH_BYTES`] of row keys and values.
+    /// once. Its bytes ([`MAX_BATCH_BYTES`], deletions included) are
+    /// checked on the mutation it makes, before any replica is asked
+    /// (`write::mutation`).
     pub fn validate(&self, limits: &Limits, now: Timestamp) -> Result<(), CoordinatorError> {
         validate_key(&self.key)?;
         if self.ops.is_empty() {
@@ -310,25 +311,16 @@ impl BatchRequest {
             )));
         }
         let mut rows = std::collections::HashSet::new();
-        let mut bytes = 0usize;
         for op in &self.ops {
             op.validate(limits)?;
-            if let Target::Row(sort) = &op.target {
-                if !rows.insert(sort) {
-                    return Err(invalid(format!(
-                        "a batch names the row {:?} twice; name each row once",
-                        String::from_utf8_lossy(sort)
-                    )));
-                }
-                bytes = bytes
-                    .saturating_add(crate::storage::key::row_key_len(&self.key, sort))
-                    .saturating_add(op.value.as_ref().map_or(0, Bytes::len));
+            if let Target::Row(sort) = &op.target
+                && !rows.insert(sort)
+            {
+                return Err(invalid(format!(
+                    "a batch names the row {:?} twice; name each row once",
+                    String::from_utf8_lossy(sort)
+                )));
             }
-        }
-        if self.ops.len() > 1 && bytes > MAX_BATCH_BYTES {
-            return Err(invalid(format!(
-                "a batch holds {bytes} bytes of row keys and values; the limit is {MAX_BATCH_BYTES} bytes (a single put may be larger)"
-            )));
         }
         if let Some(ts) = self.timestamp {
             if ts < 0 {

@@ -82,9 +82,6 @@ impl Coordinator {
         let token = Token::of(&request.key);
         let trace = request.trace.clone();
         let local = view.local();
-        let plan = self
-            .plan(&view, token, request.level, true)
-            .inspect_err(|error| note(&trace, local, || format!("not sent: {error}")))?;
         // A write the coordinator stamps asks the replicas whether they
         // hold a row it loses to; one the client stamped keeps its
         // timestamp, whatever it loses to.
@@ -105,6 +102,12 @@ impl Coordinator {
                 self.clock.now()
             }
         };
+        // Built (and its bounds checked) before any replica is planned
+        // for: an invalid batch is refused as such, whoever is up.
+        let mut mutation = mutation(&request, token, timestamp, self.clock.wall().millis())?;
+        let plan = self
+            .plan(&view, token, request.level, true)
+            .inspect_err(|error| note(&trace, local, || format!("not sent: {error}")))?;
         let timeout = request.timeout.map_or(self.settings.write_timeout, |t| {
             t.min(self.settings.write_timeout)
         });
@@ -114,7 +117,13 @@ impl Coordinator {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let outcome = self
-                .write_at(&request, (token, timestamp), &plan, left, server_stamped)
+                .write_at(
+                    &request,
+                    &mutation,
+                    timestamp,
+                    &plan,
+                    (left, server_stamped),
+                )
                 .await;
             note(&trace, local, || match &outcome {
                 Ok(None) => format!("{} acknowledgements: the write is done", plan.required),
@@ -130,6 +139,8 @@ impl Coordinator {
                     pushes += 1;
                     self.clock.observe(newer);
                     timestamp = self.clock.now().max(newer.saturating_add(1));
+                    mutation =
+                        self::mutation(&request, token, timestamp, self.clock.wall().millis())?;
                     note(&trace, local, || {
                         format!("writing again above it, at timestamp {timestamp}")
                     });
@@ -146,14 +157,14 @@ impl Coordinator {
     async fn write_at(
         &self,
         request: &BatchRequest,
-        (token, timestamp): (Token, Timestamp),
+        mutation: &Mutation,
+        timestamp: Timestamp,
         plan: &ReplicaPlan,
-        timeout: Duration,
-        report_newer: bool,
+        (timeout, report_newer): (Duration, bool),
     ) -> Result<Option<Timestamp>, CoordinatorError> {
         let trace = &request.trace;
         let local = self.view.load().local();
-        let mutation = mutation(request, token, timestamp, self.clock.wall().millis())?;
+        let token = mutation.token;
         let any = request.level == ConsistencyLevel::Any;
         note(trace, local, || {
             let cells = match mutation.entries().len() {
@@ -169,7 +180,7 @@ impl Coordinator {
                 plan.required
             )
         });
-        let mut hinted = self.hint_all(&plan.down, &mutation);
+        let mut hinted = self.hint_all(&plan.down, mutation);
         for node in &plan.down {
             note(trace, *node, || "down: not sent".into());
         }
@@ -200,7 +211,7 @@ impl Coordinator {
         }
         let hint_acks = if any { hinted } else { 0 };
         let acks = (hint_acks, any);
-        self.replicate(mutation, plan, timeout, acks, report_newer, trace)
+        self.replicate(mutation.clone(), plan, timeout, acks, report_newer, trace)
             .await
     }
 
