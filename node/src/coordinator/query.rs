@@ -51,8 +51,10 @@ pub const DEFAULT_QUERY_BYTES: usize = 1 << 20;
 /// Rounds of one page: past this many a page ends with what it has (and a
 /// token), so a partition of tombstones costs bounded work per request.
 const MAX_ROUNDS: usize = 16;
-/// Rows asked of each replica in a round at least, so that a page of few
-/// rows over many tombstones does not take a round per tombstone.
+/// Rows asked of each replica in a round after the first at least, so
+/// that a page of few rows over many tombstones does not take a round per
+/// tombstone. The first round asks for the page's own limit: most pages
+/// meet few tombstones, and rows read past the limit are work thrown away.
 const MIN_ROWS_ASKED: usize = 100;
 
 /// A query of one partition's rows.
@@ -345,7 +347,11 @@ impl Coordinator {
                 end: window.end.clone(),
                 reverse: request.reverse,
                 limit: BatchLimit {
-                    entries: wanted.clamp(MIN_ROWS_ASKED, MAX_QUERY_LIMIT),
+                    entries: if round == 0 {
+                        wanted
+                    } else {
+                        wanted.clamp(MIN_ROWS_ASKED, MAX_QUERY_LIMIT)
+                    },
                     bytes: max_bytes - bytes.min(max_bytes),
                 },
             };

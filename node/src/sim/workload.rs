@@ -16,11 +16,13 @@
 //!   writes on a replica and with them what orders v2 after v1);
 //! - deletes: write a key, then delete it; it must stay deleted.
 //! - rows: each client writes rows of its own partition (sort keys in
-//!   the order it writes them) and deletes ranges of them; right after an
-//!   acknowledged row write a query through another node must return it,
-//!   and after healing a paged query must return exactly the rows no
-//!   deletion reached, in order, and none an acknowledged newer deletion
-//!   covers.
+//!   the order it writes them) and deletes ranges of them or the whole
+//!   partition; right after an acknowledged row write a query through
+//!   another node must return it, right after an acknowledged deletion a
+//!   query of its range through another node must return no row older
+//!   than it, and after healing a paged query must return exactly the
+//!   rows no deletion reached, in order, and none an acknowledged newer
+//!   deletion covers.
 //! - partition batches: each client writes batches of a few rows to a
 //!   partition of its own, every other one also deleting the rows of the
 //!   batch before; a query right after an acknowledged batch must return
@@ -90,9 +92,10 @@ pub struct History {
     pub deleted: Vec<Bytes>,
     /// Acknowledged row writes: (partition, sort key, value, timestamp).
     pub rows: Vec<(Bytes, Bytes, Bytes, i64)>,
-    /// Every range delete sent (acknowledged or not): (partition, start,
-    /// end, timestamp when acknowledged).
-    pub row_deletes: Vec<(Bytes, Bytes, Bytes, Option<i64>)>,
+    /// Every range or partition delete sent (acknowledged or not):
+    /// (partition, start, end (`None`: a partition delete, from the first
+    /// row), timestamp when acknowledged).
+    pub row_deletes: Vec<(Bytes, Bytes, Option<Bytes>, Option<i64>)>,
     /// Every partition batch sent (acknowledged or not).
     pub batches: Vec<BatchSent>,
     /// Sequential updates whose second write was acknowledged, and its
@@ -302,42 +305,47 @@ impl Api {
         }
     }
 
-    /// A delete of the rows `[start, end)` of `partition` at QUORUM; its
-    /// timestamp when acknowledged.
+    /// A delete of the rows `[start, end)` of `partition` at QUORUM, or
+    /// with no `end` of the whole partition; its timestamp when
+    /// acknowledged.
     async fn delete_rows(
         &self,
         client: usize,
         node: usize,
         partition: &Bytes,
-        (start, end): (&Bytes, &Bytes),
+        (start, end): (&Bytes, Option<&Bytes>),
     ) -> Option<i64> {
         let mut kv = self.kv[node].clone();
         let request = pb::DeleteRequest {
             key: partition.clone(),
-            rows: Some(pb::RowRange {
+            rows: end.map(|end| pb::RowRange {
                 start: start.clone(),
                 end: Some(end.clone()),
             }),
+            partition: end.is_none(),
             consistency: QUORUM,
             ..Default::default()
         };
         let answer = call(kv.delete(request)).await;
-        let name = format!(
-            "{} [{}, {})",
-            String::from_utf8_lossy(partition),
-            String::from_utf8_lossy(start),
-            String::from_utf8_lossy(end)
-        );
+        let name = match end {
+            Some(end) => format!(
+                "rows {} [{}, {})",
+                String::from_utf8_lossy(partition),
+                String::from_utf8_lossy(start),
+                String::from_utf8_lossy(end)
+            ),
+            None => format!("partition {}", String::from_utf8_lossy(partition)),
+        };
         match answer {
             Answer::Ok(deleted) => {
                 self.record(format!(
-                    "c{client} delete rows {name} via n{node}: ok ts={}",
+                    "c{client} delete {name} via n{node}: ok ts={}",
                     deleted.timestamp_micros
                 ));
                 Some(deleted.timestamp_micros)
             }
             Answer::Failed(why) => {
-                self.record(format!("c{client} delete rows {name} via n{node}: {why}"));
+                self.record(format!("c{client} delete {name} via n{node}: {why}"));
                 None
             }
         }
@@ -752,22 +760,42 @@ async fn client(
 
 /// One rows operation on the client's own partition: mostly a row write
 /// and a query through another node that must see it; sometimes a delete
-/// of the range of the last few rows.
+/// of the range of the last few rows, or of the whole partition, and a
+/// query through another node that must not see what it deleted.
 async fn rows(api: &Api, rng: &mut StdRng, (me, n): (usize, u64), node: usize, nodes: usize) {
     let partition = Bytes::from(format!("p-{me}"));
     let sort = Bytes::from(format!("{n:08}"));
     if rng.random_range(0..10) < 3 {
         let start = Bytes::from(format!("{:08}", n.saturating_sub(rng.random_range(1..40))));
+        // One delete in five is of the whole partition (no new draw: the
+        // seed's other choices stay).
+        let (start, end) = if n % 5 == 0 {
+            (Bytes::new(), None)
+        } else {
+            (start, Some(sort.clone()))
+        };
         let index = api.history.borrow().row_deletes.len();
         api.history.borrow_mut().row_deletes.push((
             partition.clone(),
             start.clone(),
-            sort.clone(),
+            end.clone(),
             None,
         ));
-        let deleted = api.delete_rows(me, node, &partition, (&start, &sort)).await;
+        let deleted = api
+            .delete_rows(me, node, &partition, (&start, end.as_ref()))
+            .await;
         if let Some(entry) = api.history.borrow_mut().row_deletes.get_mut(index) {
             entry.3 = deleted;
+        }
+        if let Some(deleted) = deleted {
+            let other = (node + 1 + (n as usize) % (nodes - 1)) % nodes;
+            query_your_deletes(
+                api,
+                (&partition, &start, end.as_ref()),
+                deleted,
+                (node, other),
+            )
+            .await;
         }
         return;
     }
@@ -798,6 +826,34 @@ async fn rows(api: &Api, rng: &mut StdRng, (me, n): (usize, u64), node: usize, n
             seen.first()
         );
         api.history.borrow_mut().violations.push(what);
+    }
+}
+
+/// After a deletion acknowledged at QUORUM at `deleted`, a QUORUM query
+/// of its range through `other` gives no row older than it: the replicas
+/// it asks include one that acknowledged the deletion, and the merge
+/// applies every replica's deletions to every replica's rows.
+async fn query_your_deletes(
+    api: &Api,
+    (partition, start, end): (&Bytes, &Bytes, Option<&Bytes>),
+    deleted: i64,
+    (node, other): (usize, usize),
+) {
+    let Some(seen) = api.query_all(other, partition, start, 50).await else {
+        return;
+    };
+    let survivors: Vec<String> = seen
+        .iter()
+        .filter(|(sort, _, written)| end.is_none_or(|end| sort < end) && *written < deleted)
+        .map(|(sort, _, written)| format!("{}@{written}", String::from_utf8_lossy(sort)))
+        .collect();
+    if !survivors.is_empty() {
+        api.history.borrow_mut().violations.push(format!(
+            "query-your-deletes: {} from {:?} to {:?} deleted at ts {deleted} via n{node} at QUORUM, a query via n{other} at QUORUM still gave the older rows {survivors:?}",
+            String::from_utf8_lossy(partition),
+            String::from_utf8_lossy(start),
+            end.map(|end| String::from_utf8_lossy(end).into_owned())
+        ));
     }
 }
 
@@ -967,7 +1023,9 @@ async fn read_back_rows(api: &Api, nodes: &[usize]) {
         let covering = |sort: &Bytes| -> Vec<Option<i64>> {
             deletes
                 .iter()
-                .filter(|(p, start, end, _)| p == partition && start <= sort && sort < end)
+                .filter(|(p, start, end, _)| {
+                    p == partition && start <= sort && end.as_ref().is_none_or(|end| sort < end)
+                })
                 .map(|(.., ts)| *ts)
                 .collect()
         };
