@@ -303,7 +303,7 @@ pub const CATALOGUE: &[(&str, Kind, Unit, &str)] = &[
         INTERNODE_REQUESTS,
         Kind::Counter,
         Unit::Count,
-        "Replica writes and reads served for peers, by protocol and call",
+        "Replica writes, reads and queries served for peers, by protocol and call",
     ),
     (
         REQUESTS_REFUSED,

@@ -43,6 +43,7 @@ pub struct PeerService {
 pub struct Served {
     pub write: metrics::Counter,
     pub read: metrics::Counter,
+    pub query: metrics::Counter,
 }
 
 impl Served {
@@ -51,6 +52,7 @@ impl Served {
         Served {
             write: counter("write"),
             read: counter("read"),
+            query: counter("query"),
         }
     }
 }
@@ -163,6 +165,20 @@ impl PeerService {
         })
     }
 
+    /// A page of a partition's rows, over either protocol.
+    pub async fn serve_query(
+        &self,
+        request: pbi::ReplicaQueryRequest,
+    ) -> Result<pbi::ReplicaQueryResponse, Status> {
+        let (token, query) = bounds::query(request)?;
+        let page = self
+            .store
+            .query(token, query)
+            .await
+            .map_err(status::from_storage)?;
+        Ok(convert::rows_page_to_proto(page))
+    }
+
     fn view(&self) -> Result<Arc<ClusterView>, Status> {
         self.view
             .get()
@@ -200,13 +216,8 @@ impl Peer for PeerService {
         request: Request<pbi::ReplicaQueryRequest>,
     ) -> Result<Response<pbi::ReplicaQueryResponse>, Status> {
         self.admit(&request)?;
-        let (token, query) = bounds::query(request.into_inner())?;
-        let page = self
-            .store
-            .query(token, query)
-            .await
-            .map_err(status::from_storage)?;
-        Ok(Response::new(convert::rows_page_to_proto(page)))
+        self.served.query.increment(1);
+        Ok(Response::new(self.serve_query(request.into_inner()).await?))
     }
 
     async fn write_batch(

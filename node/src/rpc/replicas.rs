@@ -1,7 +1,7 @@
 //! [`NodeTransport`]: the coordinator's replica transport on a real node.
 //! This node's own replica is served from the local store directly; other
 //! replicas over the network:
-//! - replica writes and reads over the framed protocol (see
+//! - replica writes, reads and queries over the framed protocol (see
 //!   [`framed`](super::framed)) to peers that gossip they serve it, unless
 //!   `internode_protocol = "grpc"`;
 //! - everything else, and every call to older peers, over gRPC: one lazily
@@ -174,7 +174,7 @@ impl NodeTransport {
         self
     }
 
-    /// How a replica write or read reaches `node`.
+    /// How a replica write, read or query reaches `node`.
     fn route(&self, node: NodeId) -> Result<Route, ReplicaError> {
         let view = self.view.load();
         self.forget_departed(&view);
@@ -355,13 +355,14 @@ impl ReplicaTransport for NodeTransport {
 }
 
 impl NodeTransport {
-    /// A replica query over gRPC (pages are large: no frames).
+    /// A replica query, framed where the peer serves frames (as reads:
+    /// gRPC costs a small page far more than the page itself).
     fn query_remote(
         &self,
         to: NodeId,
         query: RowsQuery,
     ) -> BoxFuture<'static, Result<RowsPage, ReplicaError>> {
-        let client = self.client(to);
+        let route = self.route(to);
         Box::pin(async move {
             let request = pbi::ReplicaQueryRequest {
                 key: query.partition,
@@ -371,11 +372,15 @@ impl NodeTransport {
                 limit: u32::try_from(query.limit.entries).unwrap_or(u32::MAX),
                 max_bytes: u32::try_from(query.limit.bytes).unwrap_or(u32::MAX),
             };
-            let answer = client?
-                .query(request)
-                .await
-                .map_err(|status| replica_error(&status))?;
-            convert::rows_page_from_proto(answer.into_inner()).map_err(ReplicaError::Failed)
+            let answer = match route?.via {
+                Via::Framed(client) => client.query(request).await?,
+                Via::Grpc(mut client) => client
+                    .query(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|status| replica_error(&status))?,
+            };
+            convert::rows_page_from_proto(answer).map_err(ReplicaError::Failed)
         })
     }
 

@@ -119,6 +119,18 @@ impl FramedClient {
             .map_err(|error| ReplicaError::Failed(format!("malformed read answer: {error}")))
     }
 
+    /// A page of a partition's rows from the peer.
+    pub async fn query(
+        &self,
+        request: pbi::ReplicaQueryRequest,
+    ) -> Result<pbi::ReplicaQueryResponse, ReplicaError> {
+        let body = self
+            .call(Body::QueryRequest(request), Kind::QueryAnswer)
+            .await?;
+        pbi::ReplicaQueryResponse::decode(body)
+            .map_err(|error| ReplicaError::Failed(format!("malformed query answer: {error}")))
+    }
+
     async fn call(&self, body: Body, expected: Kind) -> Result<Bytes, ReplicaError> {
         // A request the peer would refuse for its size (and close the
         // connection over) fails alone, here.

@@ -34,12 +34,16 @@ pub enum Kind {
     Write,
     /// `ReplicaReadRequest`.
     Read,
+    /// `ReplicaQueryRequest`.
+    Query,
     /// A keepalive ping (empty): is the peer still there?
     Ping,
     /// `ReplicaWriteResponse`.
     WriteAnswer,
     /// `ReplicaReadResponse`.
     ReadAnswer,
+    /// `ReplicaQueryResponse`.
+    QueryAnswer,
     /// The answer to a ping (empty).
     Pong,
     /// `FrameError`: the request failed.
@@ -52,9 +56,11 @@ impl Kind {
             Kind::Write => 1,
             Kind::Read => 2,
             Kind::Ping => 3,
+            Kind::Query => 4,
             Kind::WriteAnswer => 0x81,
             Kind::ReadAnswer => 0x82,
             Kind::Pong => 0x83,
+            Kind::QueryAnswer => 0x84,
             Kind::Error => 0xff,
         }
     }
@@ -65,9 +71,11 @@ impl Kind {
             1 => Kind::Write,
             2 => Kind::Read,
             3 => Kind::Ping,
+            4 => Kind::Query,
             0x81 => Kind::WriteAnswer,
             0x82 => Kind::ReadAnswer,
             0x83 => Kind::Pong,
+            0x84 => Kind::QueryAnswer,
             0xff => Kind::Error,
             _ => return None,
         })
@@ -240,15 +248,17 @@ mod tests {
             Kind::Write,
             Kind::Read,
             Kind::Ping,
+            Kind::Query,
             Kind::WriteAnswer,
             Kind::ReadAnswer,
             Kind::Pong,
+            Kind::QueryAnswer,
             Kind::Error,
         ] {
             assert_eq!(Kind::of(kind.byte()), Some(kind));
         }
         assert_eq!(Kind::of(0), None);
-        assert_eq!(Kind::of(4), None);
+        assert_eq!(Kind::of(5), None);
     }
 
     proptest! {

@@ -1,5 +1,5 @@
 //! The framed internode protocol: the Peer service's hot calls (replica
-//! writes and reads) as length-prefixed protobuf frames with request ids,
+//! writes, reads and queries) as length-prefixed protobuf frames with request ids,
 //! many calls multiplexed on one connection per peer, the ready frames of
 //! a connection coalesced into one write.
 //!
@@ -30,8 +30,10 @@
 //! gRPC (and still serves frames).
 //!
 //! CAVEATS: a call's frame and its answer travel on one connection, so one
-//! large value (up to `max_value_size`) delays the small frames queued
-//! behind it by its transfer time.
+//! large value (up to `max_value_size`) or a full page of rows (about
+//! 1 MiB) delays the small frames queued behind it by its transfer time.
+//! Queries were moved here anyway: most pages are small, and over gRPC a
+//! 3-node QUORUM query cost several times a point read's CPU.
 
 mod client;
 pub mod frame;

@@ -359,6 +359,16 @@ impl FramedServer {
                 self.served.read.increment(1);
                 Ok(Body::ReadAnswer(self.service.serve_read(request)?))
             }
+            Some(Kind::Query) => {
+                if body.len() > KEYS_ONLY_BODY_BYTES {
+                    return Err(Status::invalid_argument(format!(
+                        "Query request over {KEYS_ONLY_BODY_BYTES} bytes"
+                    )));
+                }
+                let request = pbi::ReplicaQueryRequest::decode(body).map_err(malformed)?;
+                self.served.query.increment(1);
+                Ok(Body::QueryAnswer(self.service.serve_query(request).await?))
+            }
             _ => Err(Status::unimplemented(format!(
                 "frame kind {kind} is not a request this node serves"
             ))),

@@ -171,6 +171,55 @@ async fn framed_and_grpc_callers_share_the_peer_port_and_the_store() {
     );
 }
 
+fn query(partition: &'static str, limit: u32) -> pbi::ReplicaQueryRequest {
+    pbi::ReplicaQueryRequest {
+        key: Bytes::from_static(partition.as_bytes()),
+        start: Bytes::new(),
+        end: None,
+        reverse: true,
+        limit,
+        max_bytes: 1 << 20,
+    }
+}
+
+/// Queries go framed too: the same page as over gRPC, and a bad one is
+/// refused alone.
+#[tokio::test]
+async fn a_framed_query_answers_the_page_grpc_answers() {
+    let port = port().await;
+    let client = FramedClient::new(port.addr, settings(Duration::from_secs(5)));
+    for sort in ["a", "b", "c"] {
+        let key = crate::storage::key::row_key(b"p", sort.as_bytes());
+        client
+            .write(pbi::ReplicaWriteRequest {
+                key: Bytes::from(key),
+                cell: Some(cell("v", now_micros())),
+                report_newer: false,
+                more: Vec::new(),
+                repair: false,
+            })
+            .await
+            .expect("framed row write");
+    }
+    let page = client.query(query("p", 2)).await.expect("framed query");
+    let sorts: Vec<&[u8]> = page.rows.iter().map(|row| row.key.as_ref()).collect();
+    assert_eq!(sorts, [b"c".as_ref(), b"b".as_ref()], "newest first, two");
+    assert!(page.more);
+    let mut grpc = PeerClient::connect(format!("http://{}", port.addr))
+        .await
+        .expect("gRPC connects");
+    let same = grpc.query(query("p", 2)).await.expect("gRPC query");
+    assert_eq!(same.into_inner(), page);
+
+    match client.query(query("p", 0)).await {
+        Err(ReplicaError::Refused(why)) => assert!(why.contains("rows"), "{why}"),
+        other => panic!("a query of 0 rows is refused, got {other:?}"),
+    }
+    let again = client.query(query("p", 10)).await.expect("still serving");
+    assert_eq!(again.rows.len(), 3);
+    assert!(!again.more);
+}
+
 #[tokio::test]
 async fn concurrent_calls_on_one_connection_get_their_own_answers() {
     let port = port().await;

@@ -51,9 +51,11 @@ impl Outgoing {
 pub enum Body {
     WriteRequest(pbi::ReplicaWriteRequest),
     ReadRequest(pbi::ReplicaReadRequest),
+    QueryRequest(pbi::ReplicaQueryRequest),
     Ping,
     WriteAnswer(pbi::ReplicaWriteResponse),
     ReadAnswer(pbi::ReplicaReadResponse),
+    QueryAnswer(pbi::ReplicaQueryResponse),
     Pong,
     Error(pbi::FrameError),
 }
@@ -64,7 +66,9 @@ impl Body {
         match self {
             Body::WriteRequest(request) => request.encoded_len(),
             Body::ReadRequest(request) => request.encoded_len(),
+            Body::QueryRequest(request) => request.encoded_len(),
             Body::ReadAnswer(answer) => answer.encoded_len(),
+            Body::QueryAnswer(answer) => answer.encoded_len(),
             Body::WriteAnswer(answer) => answer.encoded_len(),
             Body::Error(error) => error.encoded_len(),
             Body::Ping | Body::Pong => 0,
@@ -86,9 +90,11 @@ impl Outgoing {
         match &self.body {
             Body::WriteRequest(request) => frame::encode(out, id, Kind::Write, request),
             Body::ReadRequest(request) => frame::encode(out, id, Kind::Read, request),
+            Body::QueryRequest(request) => frame::encode(out, id, Kind::Query, request),
             Body::WriteAnswer(answer) => frame::encode(out, id, Kind::WriteAnswer, answer),
             Body::Ping => frame::encode(out, id, Kind::Ping, &()),
             Body::ReadAnswer(answer) => frame::encode(out, id, Kind::ReadAnswer, answer),
+            Body::QueryAnswer(answer) => frame::encode(out, id, Kind::QueryAnswer, answer),
             Body::Pong => frame::encode(out, id, Kind::Pong, &()),
             Body::Error(error) => frame::encode(out, id, Kind::Error, error),
         }
