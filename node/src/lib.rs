@@ -2,8 +2,9 @@
 //!
 //! Layers, bottom-up (a module uses only its own layer and those before
 //! it; `layering`'s test checks this list against the code):
-//! - [`identity`], [`metrics`], [`workers`]: the node id, the metric names
-//!   and the table of named tasks;
+//! - [`identity`], [`metrics`], [`workers`], [`linearizable`]: the node
+//!   id, the metric names, the table of named tasks, and the checker of
+//!   compare-and-set histories;
 //! - [`clock`]: the hybrid logical clock that timestamps writes;
 //! - [`ring`]: tokens, token ranges, replica placement and token allocation;
 //! - [`storage`]: cells, last-write-wins, RocksDB and the durability policy
@@ -40,6 +41,7 @@ pub mod hints;
 pub mod identity;
 #[cfg(test)]
 mod layering;
+pub mod linearizable;
 pub mod membership;
 pub mod metrics;
 pub mod peer;
