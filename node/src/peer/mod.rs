@@ -12,12 +12,15 @@
 //! - [`tree`] and [`cache`]: the Merkle trees a replica compares with, and
 //!   its cache of them.
 //! - [`serve`]: the replica-side handlers behind those requests.
+//! - [`paxos`]: the acceptor of compare-and-set's Paxos rounds: what a
+//!   replica promises, accepts and learns committed, per partition.
 //! - `fake` (tests only): the in-memory cluster the unit tests above this
 //!   layer share.
 
 pub mod cache;
 #[cfg(test)]
 pub mod fake;
+pub mod paxos;
 mod ranges;
 mod replica;
 pub mod serve;
