@@ -6,6 +6,8 @@
 //!   The quorum arithmetic is plain data in `tally`.
 //! - [`read`](Coordinator::read): one data read and R−1 digest reads;
 //!   on disagreement, full reads, LWW, and blocking read repair.
+//! - [`paxos`]: the proposer's decisions in a round of compare-and-set
+//!   (the rounds themselves are not wired to requests yet).
 //!
 //! Replicas come from the ring of the current [`ClusterView`] (writes also
 //! go to the replicas a topology change in progress adds, see `plan`);
@@ -25,6 +27,7 @@
 mod consistency;
 mod error;
 mod metrics;
+pub mod paxos;
 mod query;
 mod read;
 mod request;
