@@ -22,8 +22,11 @@
 //! would tie in last-write-wins, so the second is refused and retried
 //! later).
 //!
-//! Invariants kept by every transition: `accepted`'s ballot ≤ `promised`,
-//! and `committed` ≤ `promised`.
+//! Invariants kept by every transition (and checked when state is read
+//! back from disk): `accepted`'s ballot ≤ `promised`, `committed` ≤
+//! `promised`, and `accepted`'s ballot > `committed` (a proposal seen
+//! committed is never accepted again: a propose that arrives after its own
+//! commit, its messages reordered, is refused).
 
 use bytes::Bytes;
 
@@ -86,14 +89,21 @@ pub enum Promise {
 }
 
 impl Acceptor {
-    /// Phase 1: promise `ballot` unless a ballot of the same time or later
-    /// was promised or committed here. Preparing the ballot already
-    /// promised again answers the same (a retried message).
+    /// Refuses `ballot` (naming the promise) when a ballot of the same
+    /// time or later was promised here, other than `ballot` itself, or
+    /// when `ballot` or a later one was seen committed.
+    fn refuses(&self, ballot: Ballot) -> Option<Ballot> {
+        let promised = self.promised?;
+        let taken = promised != ballot && promised.micros >= ballot.micros;
+        let settled = self.committed.is_some_and(|c| c >= ballot);
+        (taken || settled).then_some(promised)
+    }
+
+    /// Phase 1: promise `ballot` unless [`refuses`](Self::refuses) says
+    /// no. Preparing the ballot already promised again answers the same
+    /// (a retried message).
     pub fn prepare(&mut self, ballot: Ballot) -> Promise {
-        if let Some(promised) = self.promised
-            && promised != ballot
-            && promised.micros >= ballot.micros
-        {
+        if let Some(promised) = self.refuses(ballot) {
             return Promise::Refused { promised };
         }
         self.promised = Some(ballot);
@@ -103,12 +113,11 @@ impl Acceptor {
         }
     }
 
-    /// Phase 2: accept `proposal` unless a higher ballot was promised.
-    /// `Err` carries that ballot.
+    /// Phase 2: accept `proposal` under the same rule as a prepare (so
+    /// never below the promise, nor once its ballot is committed here).
+    /// `Err` carries the promise.
     pub fn propose(&mut self, proposal: Proposal) -> Result<(), Ballot> {
-        if let Some(promised) = self.promised
-            && promised > proposal.ballot
-        {
+        if let Some(promised) = self.refuses(proposal.ballot) {
             return Err(promised);
         }
         self.promised = Some(proposal.ballot);
@@ -130,6 +139,14 @@ impl Acceptor {
         {
             self.accepted = None;
         }
+    }
+
+    /// The invariants of the module docs.
+    pub fn is_consistent(&self) -> bool {
+        let accepted = self.accepted.as_ref().map(|a| a.ballot);
+        accepted <= self.promised
+            && self.committed <= self.promised
+            && accepted.is_none_or(|a| Some(a) > self.committed)
     }
 
     /// Nothing in flight: the state may be dropped once its ballots are
@@ -162,6 +179,8 @@ pub enum AcceptorDecodeError {
     TooMany(u64),
     #[error("a stored proposal's cell: {0}")]
     Cell(String),
+    #[error("acceptor state whose ballots break its invariants")]
+    Inconsistent,
 }
 
 /// ```text
@@ -239,11 +258,15 @@ impl Acceptor {
         if !buf.is_empty() {
             return Err(Trailing);
         }
-        Ok(Acceptor {
+        let state = Acceptor {
             promised,
             accepted,
             committed,
-        })
+        };
+        if !state.is_consistent() {
+            return Err(Inconsistent);
+        }
+        Ok(state)
     }
 }
 
@@ -336,6 +359,21 @@ mod tests {
     }
 
     #[test]
+    fn a_proposal_arriving_after_its_own_commit_is_not_accepted_again() {
+        let mut a = Acceptor::default();
+        let b = ballot(10, 1);
+        a.prepare(b);
+        // The commit overtook the propose (other replicas accepted it).
+        a.commit(b);
+        assert_eq!(a.propose(proposal(b, "x")), Err(b));
+        assert!(
+            a.is_settled(),
+            "no committed proposal reported as in progress"
+        );
+        assert_eq!(a.prepare(b), Promise::Refused { promised: b });
+    }
+
+    #[test]
     fn a_repeated_prepare_of_the_promised_ballot_is_answered_again() {
         let mut a = Acceptor::default();
         let b = ballot(10, 1);
@@ -379,10 +417,19 @@ mod tests {
     fn state_round_trips_and_bad_bytes_are_clear_errors() {
         let mut a = Acceptor::default();
         assert_eq!(Acceptor::decode(&a.encode()), Ok(a.clone()));
+        a.commit(ballot(5, 3));
         a.prepare(ballot(10, 1));
         a.propose(proposal(ballot(10, 1), "x")).expect("accepted");
-        a.commit(ballot(5, 3));
         assert_eq!(Acceptor::decode(&a.encode()), Ok(a.clone()));
+        let broken = Acceptor {
+            promised: None,
+            accepted: None,
+            committed: Some(ballot(5, 3)),
+        };
+        assert_eq!(
+            Acceptor::decode(&broken.encode()),
+            Err(AcceptorDecodeError::Inconsistent)
+        );
         let mut bytes = a.encode();
         for cut in 0..bytes.len() {
             assert!(Acceptor::decode(&bytes[..cut]).is_err(), "cut at {cut}");
@@ -440,7 +487,7 @@ mod tests {
                     }
                     Step::Propose(b) => {
                         if a.propose(proposal(b, "v")).is_ok() {
-                            prop_assert!(before.is_none_or(|p| p <= b));
+                            prop_assert!(before.is_none_or(|p| p == b || p.micros < b.micros));
                         }
                     }
                     Step::Commit(b) => a.commit(b),
@@ -450,6 +497,10 @@ mod tests {
                     prop_assert!(Some(accepted.ballot) <= a.promised);
                 }
                 prop_assert!(a.committed <= a.promised);
+                prop_assert!(a.is_consistent());
+                if let Some(accepted) = &a.accepted {
+                    prop_assert!(Some(accepted.ballot) > a.committed);
+                }
                 prop_assert_eq!(Acceptor::decode(&a.encode()), Ok(a.clone()));
             }
         }

@@ -149,7 +149,10 @@ pub(super) fn initial_gossip(
         ),
         (keys::CLIENT_ADDR, advertised.client.to_string()),
         (keys::PEER_ADDR, advertised.peer.to_string()),
-        (keys::PEER_FRAMED, framed::frame::VERSION.to_string()),
+        (
+            keys::PEER_FRAMED,
+            framed::frame::SERVED.map(|v| v.to_string()).join(","),
+        ),
     ]
     .into_iter()
     .chain(plan.gossip())

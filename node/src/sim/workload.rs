@@ -830,7 +830,8 @@ async fn rows(api: &Api, rng: &mut StdRng, (me, n): (usize, u64), node: usize, n
 }
 
 /// After a deletion acknowledged at QUORUM at `deleted`, a QUORUM query
-/// of its range through `other` gives no row older than it: the replicas
+/// of its range through `other` gives no row it shadows (none stamped at
+/// or before it): the replicas
 /// it asks include one that acknowledged the deletion, and the merge
 /// applies every replica's deletions to every replica's rows.
 async fn query_your_deletes(
@@ -844,7 +845,9 @@ async fn query_your_deletes(
     };
     let survivors: Vec<String> = seen
         .iter()
-        .filter(|(sort, _, written)| end.is_none_or(|end| sort < end) && *written < deleted)
+        // A deletion shadows rows of its own timestamp too (tombstones win
+        // ties).
+        .filter(|(sort, _, written)| end.is_none_or(|end| sort < end) && *written <= deleted)
         .map(|(sort, _, written)| format!("{}@{written}", String::from_utf8_lossy(sort)))
         .collect();
     if !survivors.is_empty() {
@@ -1031,7 +1034,7 @@ async fn read_back_rows(api: &Api, nodes: &[usize]) {
         };
         for (_, sort, value, written) in rows.iter().filter(|(p, ..)| p == partition) {
             let deletes = covering(sort);
-            let deleted_after = deletes.iter().any(|ts| ts.is_some_and(|ts| ts > *written));
+            let deleted_after = deletes.iter().any(|ts| ts.is_some_and(|ts| ts >= *written));
             let ever_deleted = !deletes.is_empty();
             match found.get(sort) {
                 Some(held) if deleted_after => violations.push(format!(

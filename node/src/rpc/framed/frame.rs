@@ -20,8 +20,12 @@ use prost::Message;
 
 /// What a framed connection starts with.
 pub const MAGIC: &[u8; 4] = b"RKVF";
-/// The protocol version this node speaks.
-pub const VERSION: u8 = 2;
+/// The protocol version this node speaks: 3 added queries ([`Kind::Query`])
+/// to 2's writes and reads.
+pub const VERSION: u8 = 3;
+/// The versions this node serves (a caller of version 2 never sends a
+/// query), as gossiped.
+pub const SERVED: [u8; 2] = [2, 3];
 /// Bytes of a frame's header: length, request id and kind.
 pub const HEADER_BYTES: usize = 4 + 8 + 1;
 /// Bytes of the header counted by `length` (id and kind).

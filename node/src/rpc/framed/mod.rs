@@ -24,9 +24,10 @@
 //!   Cassandra keeps large messages on a connection of their own).
 //!
 //! A node announces in gossip the framed versions it serves (`peer_framed`:
-//! [`frame::VERSION`]); callers use frames only towards nodes that serve
-//! their version, so nodes of an older release keep being called over
-//! gRPC. A node with `internode_protocol = "grpc"` calls every peer over
+//! [`frame::SERVED`]); callers use frames only towards nodes that serve
+//! their version ([`frame::VERSION`]), so nodes of an older release keep
+//! being called over gRPC (version 2 had no queries: a node of version 3
+//! still serves its callers, but calls it over gRPC). A node with `internode_protocol = "grpc"` calls every peer over
 //! gRPC (and still serves frames).
 //!
 //! CAVEATS: a call's frame and its answer travel on one connection, so one

@@ -44,7 +44,7 @@ use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use super::frame::{self, Frame, Kind, MAGIC, VERSION};
+use super::frame::{self, Frame, Kind, MAGIC};
 use super::writer::{Body, Outgoing, QUEUE_FRAMES, write_frames};
 use crate::rpc::accept::Admission;
 use crate::rpc::limit::{InFlightLimit, KEYS_ONLY_BODY_BYTES};
@@ -150,10 +150,11 @@ impl FramedServer {
             () = stop.cancelled() => return,
         };
         match version {
-            Ok(Ok(VERSION)) => {}
+            Ok(Ok(version)) if frame::SERVED.contains(&version) => {}
             Ok(Ok(other)) => {
                 let why = format!(
-                    "framed internode protocol version {other} is not spoken here (this node speaks {VERSION})"
+                    "framed internode protocol version {other} is not spoken here (this node speaks {:?})",
+                    frame::SERVED
                 );
                 return refuse(io, Status::unimplemented(why)).await;
             }
@@ -367,7 +368,18 @@ impl FramedServer {
                 }
                 let request = pbi::ReplicaQueryRequest::decode(body).map_err(malformed)?;
                 self.served.query.increment(1);
-                Ok(Body::QueryAnswer(self.service.serve_query(request).await?))
+                let answer = self.service.serve_query(request).await?;
+                // A page (rows, a deletions entry and framing) over the
+                // caller's frame limit fails alone: sent, it would close
+                // the connection every other call shares.
+                let size = answer.encoded_len();
+                if size > self.max_message {
+                    return Err(Status::resource_exhausted(format!(
+                        "a page of {size} bytes is over the internode message limit of {} bytes: ask for fewer rows or bytes",
+                        self.max_message
+                    )));
+                }
+                Ok(Body::QueryAnswer(answer))
             }
             _ => Err(Status::unimplemented(format!(
                 "frame kind {kind} is not a request this node serves"

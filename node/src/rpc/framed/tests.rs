@@ -428,6 +428,23 @@ async fn malformed_frames_are_refused_and_the_port_keeps_serving() {
         "{refusal:?}"
     );
 
+    // A caller of version 2 (before queries) is still served.
+    let mut older = TcpStream::connect(port.addr).await.expect("connect");
+    older.write_all(MAGIC).await.expect("magic");
+    older.write_all(&[2]).await.expect("version");
+    let body = read("k", false).encode_to_vec();
+    older
+        .write_all(&raw_frame(7, Kind::Read.byte(), &body))
+        .await
+        .expect("a read");
+    let answer = next_frame(&mut older, &mut BytesMut::new())
+        .await
+        .expect("an answer");
+    assert_eq!(
+        (answer.id, Kind::of(answer.kind)),
+        (7, Some(Kind::ReadAnswer))
+    );
+
     // Garbage that is neither protocol, and a connection that closes at once.
     let mut garbage = TcpStream::connect(port.addr).await.expect("connect");
     garbage
