@@ -30,6 +30,7 @@
 
 use bytes::Bytes;
 
+use crate::storage::codec::{self, get_bytes, get_varint, put_bytes, take};
 use crate::storage::{Cell, CellView};
 
 /// A Paxos ballot: a proposer's HLC time and its node id.
@@ -183,6 +184,12 @@ pub enum AcceptorDecodeError {
     Inconsistent,
 }
 
+impl From<codec::Truncated> for AcceptorDecodeError {
+    fn from(_: codec::Truncated) -> Self {
+        AcceptorDecodeError::Truncated
+    }
+}
+
 /// ```text
 /// byte 0      format (1)
 /// byte 1      flags: bit 0 promised, bit 1 accepted, bit 2 committed
@@ -234,7 +241,7 @@ impl Acceptor {
         let accepted = if flags & HAS_ACCEPTED != 0 {
             let ballot = get_ballot(buf)?;
             let operation = get_bytes(buf)?;
-            let count = prost::encoding::decode_varint(buf).map_err(|_| Truncated)?;
+            let count = get_varint(buf)?;
             if count > MAX_PROPOSAL_CELLS as u64 {
                 return Err(TooMany(count));
             }
@@ -275,31 +282,10 @@ fn put_ballot(ballot: Ballot, out: &mut Vec<u8>) {
     out.extend_from_slice(&ballot.node.to_be_bytes());
 }
 
-fn put_bytes(bytes: &[u8], out: &mut Vec<u8>) {
-    prost::encoding::encode_varint(bytes.len() as u64, out);
-    out.extend_from_slice(bytes);
-}
-
-fn take<const N: usize>(buf: &mut &[u8]) -> Result<[u8; N], AcceptorDecodeError> {
-    let (head, rest) = buf
-        .split_first_chunk::<N>()
-        .ok_or(AcceptorDecodeError::Truncated)?;
-    *buf = rest;
-    Ok(*head)
-}
-
 fn get_ballot(buf: &mut &[u8]) -> Result<Ballot, AcceptorDecodeError> {
     let micros = i64::from_be_bytes(take::<8>(buf)?);
     let node = u64::from_be_bytes(take::<8>(buf)?);
     Ok(Ballot { micros, node })
-}
-
-fn get_bytes(buf: &mut &[u8]) -> Result<Bytes, AcceptorDecodeError> {
-    let len = prost::encoding::decode_varint(buf).map_err(|_| AcceptorDecodeError::Truncated)?;
-    let len = usize::try_from(len).map_err(|_| AcceptorDecodeError::Truncated)?;
-    let bytes = buf.get(..len).ok_or(AcceptorDecodeError::Truncated)?;
-    *buf = &buf[len..];
-    Ok(Bytes::copy_from_slice(bytes))
 }
 
 #[cfg(test)]

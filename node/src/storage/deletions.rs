@@ -37,6 +37,7 @@
 use bytes::{Buf, Bytes};
 
 use super::cell::{Cell, CellOf};
+use super::codec::{get_bytes, get_varint, put_bytes, take};
 use crate::clock::Timestamp;
 
 const FORMAT_V1: u8 = 1;
@@ -115,6 +116,12 @@ pub enum DeletionsDecodeError {
     UnknownFlags(u8),
     #[error("a deletions entry lists {0} range deletions, more than it can hold")]
     TooMany(u64),
+}
+
+impl From<super::codec::Truncated> for DeletionsDecodeError {
+    fn from(_: super::codec::Truncated) -> Self {
+        DeletionsDecodeError::Truncated
+    }
 }
 
 impl Deletions {
@@ -288,7 +295,7 @@ impl Deletions {
         } else {
             None
         };
-        let count = prost::encoding::decode_varint(buf).map_err(|_| Truncated)?;
+        let count = get_varint(buf)?;
         // Each range takes at least 18 bytes: never allocate for more
         // than the input could hold.
         if count > (buf.remaining() / 18) as u64 {
@@ -472,19 +479,6 @@ fn put_deletion(deletion: Deletion, out: &mut Vec<u8>) {
     out.extend_from_slice(&deletion.deleted_at.to_be_bytes());
 }
 
-fn put_bytes(bytes: &[u8], out: &mut Vec<u8>) {
-    prost::encoding::encode_varint(bytes.len() as u64, out);
-    out.extend_from_slice(bytes);
-}
-
-fn take<const N: usize>(buf: &mut &[u8]) -> Result<[u8; N], DeletionsDecodeError> {
-    let (head, rest) = buf
-        .split_first_chunk::<N>()
-        .ok_or(DeletionsDecodeError::Truncated)?;
-    *buf = rest;
-    Ok(*head)
-}
-
 fn get_deletion(buf: &mut &[u8]) -> Result<Deletion, DeletionsDecodeError> {
     let timestamp = i64::from_be_bytes(take::<8>(buf)?);
     let deleted_at = i64::from_be_bytes(take::<8>(buf)?);
@@ -492,14 +486,6 @@ fn get_deletion(buf: &mut &[u8]) -> Result<Deletion, DeletionsDecodeError> {
         timestamp,
         deleted_at,
     })
-}
-
-fn get_bytes(buf: &mut &[u8]) -> Result<Bytes, DeletionsDecodeError> {
-    let len = prost::encoding::decode_varint(buf).map_err(|_| DeletionsDecodeError::Truncated)?;
-    let len = usize::try_from(len).map_err(|_| DeletionsDecodeError::Truncated)?;
-    let bytes = buf.get(..len).ok_or(DeletionsDecodeError::Truncated)?;
-    *buf = &buf[len..];
-    Ok(Bytes::copy_from_slice(bytes))
 }
 
 #[cfg(test)]

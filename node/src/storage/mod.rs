@@ -18,6 +18,7 @@
 pub mod batch;
 mod blocking;
 mod cell;
+pub mod codec;
 pub mod deletions;
 mod digest;
 mod dirty;

@@ -100,11 +100,8 @@ impl FramedClient {
         &self,
         request: pbi::ReplicaWriteRequest,
     ) -> Result<pbi::ReplicaWriteResponse, ReplicaError> {
-        let body = self
-            .call(Body::WriteRequest(request), Kind::WriteAnswer)
-            .await?;
-        pbi::ReplicaWriteResponse::decode(body)
-            .map_err(|error| ReplicaError::Failed(format!("malformed write answer: {error}")))
+        self.call_for(Body::WriteRequest(request), Kind::WriteAnswer, "write")
+            .await
     }
 
     /// Reads a key's cell (or digest) from the peer.
@@ -112,11 +109,8 @@ impl FramedClient {
         &self,
         request: pbi::ReplicaReadRequest,
     ) -> Result<pbi::ReplicaReadResponse, ReplicaError> {
-        let body = self
-            .call(Body::ReadRequest(request), Kind::ReadAnswer)
-            .await?;
-        pbi::ReplicaReadResponse::decode(body)
-            .map_err(|error| ReplicaError::Failed(format!("malformed read answer: {error}")))
+        self.call_for(Body::ReadRequest(request), Kind::ReadAnswer, "read")
+            .await
     }
 
     /// A page of a partition's rows from the peer.
@@ -124,11 +118,20 @@ impl FramedClient {
         &self,
         request: pbi::ReplicaQueryRequest,
     ) -> Result<pbi::ReplicaQueryResponse, ReplicaError> {
-        let body = self
-            .call(Body::QueryRequest(request), Kind::QueryAnswer)
-            .await?;
-        pbi::ReplicaQueryResponse::decode(body)
-            .map_err(|error| ReplicaError::Failed(format!("malformed query answer: {error}")))
+        self.call_for(Body::QueryRequest(request), Kind::QueryAnswer, "query")
+            .await
+    }
+
+    /// A call whose answer of kind `expected` decodes as `T`.
+    async fn call_for<T: Message + Default>(
+        &self,
+        body: Body,
+        expected: Kind,
+        what: &str,
+    ) -> Result<T, ReplicaError> {
+        let answer = self.call(body, expected).await?;
+        T::decode(answer)
+            .map_err(|error| ReplicaError::Failed(format!("malformed {what} answer: {error}")))
     }
 
     async fn call(&self, body: Body, expected: Kind) -> Result<Bytes, ReplicaError> {

@@ -349,23 +349,13 @@ impl FramedServer {
                 Ok(Body::WriteAnswer(self.service.serve_write(request).await?))
             }
             Some(Kind::Read) => {
-                // As the gRPC service: a request that carries only a key
-                // is held to the keys-only limit.
-                if body.len() > KEYS_ONLY_BODY_BYTES {
-                    return Err(Status::invalid_argument(format!(
-                        "Read request over {KEYS_ONLY_BODY_BYTES} bytes"
-                    )));
-                }
+                keys_only(&body, "Read")?;
                 let request = pbi::ReplicaReadRequest::decode(body).map_err(malformed)?;
                 self.served.read.increment(1);
                 Ok(Body::ReadAnswer(self.service.serve_read(request)?))
             }
             Some(Kind::Query) => {
-                if body.len() > KEYS_ONLY_BODY_BYTES {
-                    return Err(Status::invalid_argument(format!(
-                        "Query request over {KEYS_ONLY_BODY_BYTES} bytes"
-                    )));
-                }
+                keys_only(&body, "Query")?;
                 let request = pbi::ReplicaQueryRequest::decode(body).map_err(malformed)?;
                 self.served.query.increment(1);
                 let answer = self.service.serve_query(request).await?;
@@ -386,6 +376,17 @@ impl FramedServer {
             ))),
         }
     }
+}
+
+/// As the gRPC service: a request that carries only keys and ranges
+/// (`method`) is held to the keys-only limit before it is decoded.
+fn keys_only(body: &Bytes, method: &str) -> Result<(), Status> {
+    if body.len() > KEYS_ONLY_BODY_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "{method} request over {KEYS_ONLY_BODY_BYTES} bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// Sends one connection-level error frame and closes.
